@@ -1,0 +1,56 @@
+#!/usr/bin/env node
+import { Command } from 'commander';
+import { RobomeshError } from '../../protocol/errors.js';
+import { demoCommand } from './demo.js';
+import { UsageError, parseGranularity, parseInputShape, parsePositiveInt, parsePrecision } from './options.js';
+import { profileCommand } from './profile.js';
+import { sliceCommand } from './slice.js';
+
+const program = new Command('robomesh')
+  .description('Split neural-network inference across a fleet of robots')
+  .showHelpAfterError()
+  .configureOutput({ outputError: (text, write) => write(text) });
+
+const shapeOption = ['--input-shape <name=DxDx...>', 'input shape for symbolic dims (repeatable)', parseInputShape] as const;
+
+program
+  .command('slice')
+  .description('list the cuts of an ONNX model, or write the head and tail of one cut')
+  .argument('<model>', 'ONNX file, or builtin:ocr-det | builtin:ocr-cls | builtin:cnn')
+  .option('--list', 'list candidate cuts')
+  .option('--json', 'with --list: print JSON')
+  .option('--cut <id>', 'the cut to write (an id from --list)')
+  .option('--precision <p>', 'boundary precision: fp32, fp16 or int8', parsePrecision, 'fp32')
+  .option('--granularity <g>', 'int8 scales per tensor or per channel', parseGranularity, 'channel')
+  .option('--out <dir>', 'with --cut: where to write head.onnx, tail.onnx, cut.json')
+  .option(...shapeOption)
+  .action(sliceCommand);
+
+program
+  .command('profile')
+  .description('measure head and tail time of every cut on this machine (stored per model hash)')
+  .argument('<model>', 'ONNX file, or builtin:ocr-det | builtin:ocr-cls | builtin:cnn')
+  .option('--runs <n>', 'timed runs per part (median reported)', parsePositiveInt, 20)
+  .option('--threads <n>', 'ORT intra-op threads (0 = ORT default)', (v) => (v === '0' ? 0 : parsePositiveInt(v)), 1)
+  .option('--precision <p>', 'boundary precision: fp32, fp16 or int8', parsePrecision, 'fp32')
+  .option('--json', 'print the profile as JSON')
+  .option('--force', 'measure again even if a stored profile matches')
+  .option('--cache-dir <dir>', 'where profiles are stored (default $ROBOMESH_CACHE or ~/.cache/robomesh/profiles)')
+  .option(...shapeOption)
+  .action(profileCommand);
+
+program
+  .command('demo')
+  .description('split every built-in model on this machine and compare with whole-model runs')
+  .action(demoCommand);
+
+try {
+  await program.parseAsync();
+} catch (err) {
+  if (err instanceof RobomeshError || err instanceof UsageError) {
+    process.stderr.write(`robomesh: ${err.message}\n`);
+    process.exitCode = 2;
+  } else {
+    throw err;
+  }
+}

@@ -1,0 +1,59 @@
+import ort from 'onnxruntime-node';
+import type { Tensor } from '../../protocol/tensor-frame.js';
+import type { Int8Granularity, Precision } from './boundary.js';
+import type { LoadedModel } from './onnx-model.js';
+import { SessionCache } from './sessions.js';
+import { type AnalyzeOptions, type ModelAnalysis, type SplitModels, analyzeModel, buildSplit } from './split.js';
+import { frameToTailFeeds, headOutputsToFrame } from './wire.js';
+
+export type Feeds = Record<string, ort.Tensor>;
+export type Outputs = ort.InferenceSession.OnnxValueMapType;
+
+/**
+ * One model held by a robot: its cuts, the head/tail sub-models built on demand, and cached
+ * sessions to run the whole model, a head (to frame tensors) or a tail (from frame tensors).
+ */
+export class ModelSlicer {
+  private readonly splits = new Map<string, SplitModels>();
+
+  private constructor(
+    readonly analysis: ModelAnalysis,
+    readonly sessions: SessionCache,
+  ) {}
+
+  static async open(model: LoadedModel, sessions: SessionCache, options: AnalyzeOptions = {}): Promise<ModelSlicer> {
+    return new ModelSlicer(await analyzeModel(model, options), sessions);
+  }
+
+  get hash(): string {
+    return this.analysis.model.hash;
+  }
+
+  split(cutId: string, precision: Precision = 'fp32', granularity: Int8Granularity = 'channel'): SplitModels {
+    const key = `${cutId}:${precision}:${granularity}`;
+    let split = this.splits.get(key);
+    if (!split) {
+      split = buildSplit(this.analysis, cutId, precision, granularity);
+      this.splits.set(key, split);
+    }
+    return split;
+  }
+
+  async runWhole(feeds: Feeds): Promise<Outputs> {
+    const session = await this.sessions.get(`${this.hash}:whole`, () => this.analysis.model.bytes);
+    return session.run(feeds);
+  }
+
+  async runHead(cutId: string, precision: Precision, feeds: Feeds, granularity: Int8Granularity = 'channel'): Promise<Tensor[]> {
+    const split = this.split(cutId, precision, granularity);
+    const session = await this.sessions.get(`${this.hash}:${cutId}:${precision}:${granularity}:head`, () => split.head);
+    return headOutputsToFrame(split.boundary, await session.run(feeds));
+  }
+
+  async runTail(cutId: string, precision: Precision, tensors: Tensor[], granularity: Int8Granularity = 'channel'): Promise<Outputs> {
+    const split = this.split(cutId, precision, granularity);
+    const feeds = frameToTailFeeds(split.boundary, tensors, this.analysis.dynamic);
+    const session = await this.sessions.get(`${this.hash}:${cutId}:${precision}:${granularity}:tail`, () => split.tail);
+    return session.run(feeds);
+  }
+}

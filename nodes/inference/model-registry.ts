@@ -1,0 +1,94 @@
+import ort from 'onnxruntime-node';
+import { type TensorData, dtypeFromCode, isDType } from '../../protocol/dtypes.js';
+import { RobomeshError } from '../../protocol/errors.js';
+import type { Tensor } from '../../protocol/tensor-frame.js';
+import type { Int8Granularity, Precision } from './boundary.js';
+import { type LoadedModel, declaredType } from './onnx-model.js';
+import type { ModelProfile } from './profiler.js';
+import type { SessionCache } from './sessions.js';
+import { type Feeds, type Outputs, ModelSlicer } from './slicer.js';
+import { BoundaryError } from './wire.js';
+
+/** The cut id meaning "no head": the model input itself is shipped (full offload). */
+export const INPUT_CUT = 'input';
+
+export class RegistryError extends RobomeshError {}
+
+export function outputsToTensors(outputs: Outputs): Tensor[] {
+  return Object.entries(outputs).map(([name, value]) => {
+    const t = value as ort.Tensor;
+    if (!isDType(t.type)) throw new RegistryError('UNSUPPORTED_OUTPUT', `output '${name}' has type ${t.type}`);
+    return { name, dtype: t.type, dims: [...t.dims], data: t.data as TensorData };
+  });
+}
+
+export function tensorsToFeeds(tensors: Tensor[]): Feeds {
+  return Object.fromEntries(tensors.map((t) => [t.name, new ort.Tensor(t.dtype as 'float32', t.data as Float32Array, t.dims)]));
+}
+
+/** The models a robot holds, by hash, with their slicers and (once measured) profiles. */
+export class ModelRegistry {
+  private readonly slicers = new Map<string, ModelSlicer>();
+  private readonly profiles = new Map<string, ModelProfile>();
+
+  constructor(readonly sessions: SessionCache) {}
+
+  async add(model: LoadedModel, inputShapes?: Record<string, number[]>): Promise<ModelSlicer> {
+    const existing = this.slicers.get(model.hash);
+    if (existing) return existing;
+    const slicer = await ModelSlicer.open(model, this.sessions, { inputShapes });
+    this.slicers.set(model.hash, slicer);
+    return slicer;
+  }
+
+  setProfile(profile: ModelProfile): void {
+    this.profiles.set(profile.modelHash, profile);
+  }
+
+  profile(hash: string): ModelProfile | undefined {
+    return this.profiles.get(hash);
+  }
+
+  has(hash: string): boolean {
+    return this.slicers.has(hash);
+  }
+
+  hashes(): string[] {
+    return [...this.slicers.keys()];
+  }
+
+  get(hash: string): ModelSlicer {
+    const s = this.slicers.get(hash);
+    if (!s) throw new RegistryError('UNKNOWN_MODEL', `model ${hash.slice(0, 12)}… is not held here`);
+    return s;
+  }
+
+  /** The part after `cut`: the tail, or the whole model for INPUT_CUT. Returns the model outputs. */
+  async runFrom(hash: string, cut: string, precision: Precision, granularity: Int8Granularity, tensors: Tensor[]): Promise<Tensor[]> {
+    const slicer = this.get(hash);
+    if (cut === INPUT_CUT) {
+      const expected = slicer.analysis.index.inputs;
+      const names = tensors.map((t) => t.name).sort();
+      if (names.join('\0') !== [...expected].sort().join('\0')) {
+        throw new BoundaryError('WRONG_TENSORS', `model input needs ${expected.join(', ')}; got ${names.join(', ')}`);
+      }
+      for (const t of tensors) checkModelInput(slicer, t);
+      return outputsToTensors(await slicer.runWhole(tensorsToFeeds(tensors)));
+    }
+    if (!slicer.analysis.cuts.some((c) => c.id === cut)) throw new RegistryError('UNKNOWN_CUT', `no cut '${cut}' in model ${hash.slice(0, 12)}…`);
+    return outputsToTensors(await slicer.runTail(cut, precision, tensors, granularity));
+  }
+}
+
+/** A shipped model input must match the declared type, rank and fixed dims before ORT sees it. */
+function checkModelInput(slicer: ModelSlicer, t: Tensor): void {
+  const info = slicer.analysis.model.graph.input.find((i) => i.name === t.name);
+  const declared = info ? declaredType(info) : undefined;
+  const dtype = declared ? dtypeFromCode(declared.elemType) : undefined;
+  if (!declared || t.dtype !== dtype) throw new BoundaryError('WRONG_DTYPE', `input '${t.name}' must be ${dtype ?? '?'}, got ${t.dtype}`);
+  const dims = declared.dims;
+  if (dims && (dims.length !== t.dims.length || dims.some((d, k) => typeof d === 'number' && d > 0 && d !== t.dims[k]))) {
+    throw new BoundaryError('WRONG_SHAPE', `input '${t.name}' must be [${dims.join(', ')}], got [${t.dims.join(', ')}]`);
+  }
+  if (t.dims.some((d) => d === 0)) throw new BoundaryError('WRONG_SHAPE', `input '${t.name}' is empty`);
+}

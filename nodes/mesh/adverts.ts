@@ -1,0 +1,81 @@
+import { TopicValidatorResult } from '@libp2p/gossipsub';
+import { AdvertError, type CapabilityAdvert, decodeAdvert, encodeAdvert } from '../../protocol/adverts.js';
+import type { MeshNode } from './host.js';
+
+export const advertTopic = (fleet: string): string => `robomesh/${fleet}/adverts/1`;
+
+export interface PeerCapability extends CapabilityAdvert {
+  receivedAt: number;
+}
+
+/**
+ * Publishes this robot's capability advert every `periodMs` (and on demand), and keeps the
+ * latest valid advert of every peer. Malformed adverts, or adverts signed by someone other than
+ * the robot they name, are Rejected: gossipsub lowers the sender's score and stops relaying it.
+ */
+export class AdvertBoard {
+  private readonly peers = new Map<string, PeerCapability>();
+  private seq = 0;
+  private timer: NodeJS.Timeout | undefined;
+  rejected = 0;
+
+  constructor(
+    private readonly node: MeshNode,
+    private readonly fleet: string,
+    private readonly current: () => Omit<CapabilityAdvert, 'v' | 'robot' | 'seq'>,
+    private readonly periodMs = 2000,
+  ) {}
+
+  start(): void {
+    const topic = advertTopic(this.fleet);
+    const pubsub = this.node.services.pubsub;
+    // The first argument is the relaying peer; the author is the message's signer.
+    pubsub.topicValidators.set(topic, (_relayer, msg) => {
+      try {
+        const advert = decodeAdvert(msg.data);
+        if (msg.type !== 'signed' || advert.robot !== msg.from.toString()) throw new AdvertError('FORGED', 'advert not signed by its robot');
+        const known = this.peers.get(advert.robot);
+        if (known && known.seq >= advert.seq) return TopicValidatorResult.Ignore;
+        this.peers.set(advert.robot, { ...advert, receivedAt: Date.now() });
+        return TopicValidatorResult.Accept;
+      } catch {
+        this.rejected++;
+        return TopicValidatorResult.Reject;
+      }
+    });
+    pubsub.subscribe(topic);
+    const tick = (): void => {
+      void this.publish();
+      this.timer = setTimeout(tick, this.periodMs);
+    };
+    tick();
+  }
+
+  async publish(): Promise<void> {
+    const advert: CapabilityAdvert = { v: 1, robot: this.node.peerId.toString(), seq: ++this.seq, ...this.current() };
+    try {
+      await this.node.services.pubsub.publish(advertTopic(this.fleet), encodeAdvert(advert));
+    } catch {
+      // no peers yet, or stopping: the next tick publishes again
+    }
+  }
+
+  /** Adverts received within the last `maxAgeMs` (default three periods). */
+  fresh(maxAgeMs = 3 * this.periodMs): PeerCapability[] {
+    const now = Date.now();
+    return [...this.peers.values()].filter((p) => now - p.receivedAt <= maxAgeMs);
+  }
+
+  get(peer: string): PeerCapability | undefined {
+    return this.peers.get(peer);
+  }
+
+  forget(peer: string): void {
+    this.peers.delete(peer);
+  }
+
+  stop(): void {
+    clearTimeout(this.timer);
+    this.node.services.pubsub.unsubscribe(advertTopic(this.fleet));
+  }
+}

@@ -1,0 +1,153 @@
+import './polyfill.js';
+import { noise } from '@chainsafe/libp2p-noise';
+import { yamux } from '@chainsafe/libp2p-yamux';
+import { bootstrap } from '@libp2p/bootstrap';
+import { gossipsub, type GossipSub } from '@libp2p/gossipsub';
+import { identify } from '@libp2p/identify';
+import type { Libp2p } from '@libp2p/interface';
+import { mdns } from '@libp2p/mdns';
+import { peerIdFromString } from '@libp2p/peer-id';
+import { ping } from '@libp2p/ping';
+import { tcp } from '@libp2p/tcp';
+import { multiaddr } from '@multiformats/multiaddr';
+import { createLibp2p } from 'libp2p';
+import { FleetGater } from './gater.js';
+import type { RobotIdentity } from './identity.js';
+
+export interface MeshOptions {
+  identity: RobotIdentity;
+  fleetName: string;
+  /** PeerIds of every robot admitted to the fleet (self included or not). */
+  members: string[];
+  listen?: string[];
+  /** Multiaddrs (with /p2p/ID) dialled at start and whenever not connected. */
+  bootstrap?: string[];
+  mdns?: boolean;
+  /** Expected link rate: sizes the yamux window to ~1 s of it so pings never starve (notes, pitfall 1). */
+  linkBytesPerSecond?: number;
+  /** Gossip topics this fleet uses; others are neither joined nor relayed. */
+  topics?: string[];
+  /** How often the redial loop looks for fleet peers that are reachable again. */
+  redialMs?: number;
+}
+
+export type MeshNode = Libp2p<{ pubsub: GossipSub; identify: unknown; ping: unknown }>;
+
+export interface MeshHost {
+  node: MeshNode;
+  gater: FleetGater;
+  peerId: string;
+  addresses(): string[];
+  /** Fleet peers with an open connection now. */
+  connectedPeers(): string[];
+  /** Refuse and hang up on these peers (a radio partition), until healed. */
+  partition(peers: string[]): Promise<void>;
+  heal(peers?: string[]): void;
+  /** Remember addresses of a fleet peer so the redial loop can bring it back after a partition. */
+  addPeerAddresses(peer: string, addrs: string[]): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function createMeshHost(options: MeshOptions): Promise<MeshHost> {
+  const self = options.identity.peerId.toString();
+  const gater = new FleetGater(options.members, self);
+  const window = Math.max(256 * 1024, Math.min(16 * 1024 * 1024, options.linkBytesPerSecond ?? 1024 * 1024));
+  const node = (await createLibp2p({
+    privateKey: options.identity.privateKey,
+    addresses: { listen: options.listen ?? ['/ip4/127.0.0.1/tcp/0'] },
+    transports: [tcp()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux({ streamOptions: { maxStreamWindowSize: window, initialStreamWindowSize: Math.min(window, 256 * 1024) } })],
+    connectionGater: gater,
+    connectionMonitor: { pingInterval: 5000, pingTimeout: { minTimeout: 3000, maxTimeout: 15000 } },
+    connectionManager: { maxConnections: 300, reconnectRetries: 5 },
+    peerDiscovery: [
+      ...(options.mdns ? [mdns({ interval: 2000 })] : []),
+      ...(options.bootstrap?.length ? [bootstrap({ list: options.bootstrap, timeout: 100 })] : []),
+    ],
+    services: {
+      identify: identify(),
+      ping: ping(),
+      pubsub: gossipsub({
+        allowPublishToZeroTopicPeers: true,
+        emitSelf: false,
+        fallbackToFloodsub: false,
+        maxInboundDataLength: 1024 * 1024,
+        heartbeatInterval: 500,
+        allowedTopics: options.topics,
+        scoreParams: {
+          // Every test robot shares 127.0.0.1; colocation is no sign of a Sybil here.
+          IPColocationFactorThreshold: 1000,
+          IPColocationFactorWeight: 0,
+        },
+      }),
+    },
+  })) as unknown as MeshNode;
+
+  const known = new Map<string, string[]>();
+  const tagFleet = async (peer: string): Promise<void> => {
+    await node.peerStore.merge(peerIdFromString(peer), { tags: { 'keep-alive-robomesh': { value: 100 } } });
+  };
+  for (const addr of options.bootstrap ?? []) {
+    const ma = multiaddr(addr);
+    const id = ma.getComponents().find((c) => c.name === 'p2p')?.value;
+    if (id && gater.isMember(id)) known.set(id, [...(known.get(id) ?? []), addr]);
+  }
+
+  let stopped = false;
+  let redialTimer: NodeJS.Timeout | undefined;
+  const redial = async (): Promise<void> => {
+    if (stopped) return;
+    const connected = new Set(node.getConnections().map((c) => c.remotePeer.toString()));
+    await Promise.all(
+      [...known.entries()]
+        .filter(([peer]) => !connected.has(peer) && gater.admits(peer))
+        .map(async ([peer, addrs]) => {
+          try {
+            await node.dial(addrs.map((a) => multiaddr(a)), { signal: AbortSignal.timeout(3000) });
+            await tagFleet(peer);
+          } catch {
+            // unreachable now: the next round tries again, for as long as the partition lasts
+          }
+        }),
+    );
+    if (!stopped) redialTimer = setTimeout(() => void redial(), options.redialMs ?? 1000);
+  };
+
+  node.addEventListener('peer:connect', (evt) => {
+    const peer = evt.detail.toString();
+    if (gater.isMember(peer)) void tagFleet(peer).catch(() => undefined);
+  });
+  node.addEventListener('peer:identify', (evt) => {
+    const peer = evt.detail.peerId.toString();
+    if (!gater.isMember(peer)) return;
+    const addrs = evt.detail.listenAddrs.map((a) => `${a.toString()}/p2p/${peer}`);
+    if (addrs.length) known.set(peer, addrs);
+  });
+
+  await node.start();
+  void redial();
+
+  return {
+    node,
+    gater,
+    peerId: self,
+    addresses: () => node.getMultiaddrs().map((a) => a.toString()),
+    connectedPeers: () => [...new Set(node.getConnections().map((c) => c.remotePeer.toString()))].filter((p) => gater.isMember(p)),
+    async partition(peers) {
+      gater.partition(peers);
+      await Promise.all(peers.map((p) => node.hangUp(peerIdFromString(p)).catch(() => undefined)));
+    },
+    heal(peers) {
+      gater.heal(peers);
+    },
+    async addPeerAddresses(peer, addrs) {
+      if (gater.isMember(peer)) known.set(peer, addrs);
+    },
+    async stop() {
+      stopped = true;
+      clearTimeout(redialTimer);
+      await node.stop();
+    },
+  };
+}

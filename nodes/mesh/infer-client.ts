@@ -1,0 +1,123 @@
+import type { Stream } from '@libp2p/interface';
+import { peerIdFromString } from '@libp2p/peer-id';
+import { type LengthPrefixedStream, lpStream } from '@libp2p/utils';
+import { FrameError, RobomeshError } from '../../protocol/errors.js';
+import { CHUNK_BYTES, INFER_PROTOCOL, type InferRequest, MAX_MESSAGE_BYTES } from '../../protocol/infer-messages.js';
+import { DEFAULT_FRAME_LIMITS, type Tensor, decodeFrame, encodeFrame } from '../../protocol/tensor-frame.js';
+import type { MeshNode } from './host.js';
+import type { PeerReputation } from './reputation.js';
+import { readFrame, readHeader, writeMessage } from './tensor-io.js';
+
+/** A remote run that did not give a usable result; `code` says why (remote codes pass through). */
+export class InferError extends RobomeshError {}
+
+export interface RemoteTask {
+  model: string;
+  cut: string;
+  precision: InferRequest['precision'];
+  granularity: InferRequest['granularity'];
+}
+
+export interface RemoteResult {
+  outputs: Tensor[];
+  /** Time the executor spent computing, as it reports. */
+  computeMs: number;
+  elapsedMs: number;
+  sentBytes: number;
+  receivedBytes: number;
+}
+
+interface PooledStream {
+  stream: Stream;
+  lp: LengthPrefixedStream;
+}
+
+let counter = 0;
+const newId = (): string => `${Date.now().toString(36)}-${(counter++).toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+
+/**
+ * Sends tails to peers over `/robomesh/infer/1.0.0`, reusing idle streams (a new stream costs
+ * ~2 ms). A stream that saw any error is reset, never reused. Replies for another request,
+ * malformed frames or protocol violations cost the peer reputation.
+ */
+export class InferClient {
+  private readonly idle = new Map<string, PooledStream[]>();
+
+  constructor(
+    private readonly node: MeshNode,
+    private readonly reputation: PeerReputation,
+    private readonly maxFrameBytes = DEFAULT_FRAME_LIMITS.maxFrameBytes,
+  ) {}
+
+  async infer(peer: string, task: RemoteTask, tensors: Tensor[], budgetMs: number, signal?: AbortSignal): Promise<RemoteResult> {
+    const t0 = performance.now();
+    const deadline = AbortSignal.timeout(Math.max(1, Math.ceil(budgetMs)));
+    const abort = signal ? AbortSignal.any([deadline, signal]) : deadline;
+    const frame = encodeFrame(tensors);
+    const request: InferRequest = {
+      t: 'req',
+      id: newId(),
+      ...task,
+      budgetMs: Math.max(1, budgetMs),
+      chunks: Math.ceil(frame.length / CHUNK_BYTES),
+      bytes: frame.length,
+    };
+    let pooled: PooledStream | undefined;
+    try {
+      pooled = await this.take(peer, abort);
+      await writeMessage(pooled.lp, request, frame, abort);
+      const header = await readHeader(pooled.lp, this.maxFrameBytes, abort);
+      if (header === null) throw new InferError('STREAM_CLOSED', `${peer} closed the stream without answering`);
+      if (header.id !== request.id) {
+        this.reputation.penalise(peer, `answered request ${header.id} instead of ${request.id}`);
+        throw new InferError('WRONG_REPLY', `reply for request ${header.id}, expected ${request.id}`);
+      }
+      if (header.t === 'err') throw new InferError(header.code, `${peer}: ${header.message}`);
+      if (header.t !== 'res') throw new InferError('BAD_REPLY', `expected a response, got '${header.t}'`);
+      const body = await readFrame(pooled.lp, header.chunks, header.bytes, abort);
+      let outputs: Tensor[];
+      try {
+        outputs = decodeFrame(body, { ...DEFAULT_FRAME_LIMITS, maxFrameBytes: this.maxFrameBytes });
+      } catch (err) {
+        if (err instanceof FrameError) this.reputation.penalise(peer, `malformed output frame: ${err.message}`);
+        throw new InferError('BAD_REPLY', `${peer} sent a malformed output frame: ${(err as Error).message}`);
+      }
+      this.release(peer, pooled);
+      pooled = undefined;
+      return { outputs, computeMs: header.computeMs, elapsedMs: performance.now() - t0, sentBytes: frame.length, receivedBytes: body.length };
+    } catch (err) {
+      pooled?.stream.abort(err instanceof Error ? err : new Error(String(err)));
+      if (deadline.aborted) throw new InferError('DEADLINE', `${peer} did not answer within ${budgetMs.toFixed(0)} ms`);
+      if (signal?.aborted) throw new InferError('CANCELLED', 'request cancelled');
+      if (err instanceof InferError) throw err;
+      if (err instanceof RobomeshError) {
+        this.reputation.penalise(peer, `protocol violation: ${err.message}`);
+        throw new InferError('BAD_REPLY', `${peer}: ${err.message}`);
+      }
+      throw new InferError('UNREACHABLE', `${peer}: ${(err as Error).message}`);
+    }
+  }
+
+  private async take(peer: string, signal: AbortSignal): Promise<PooledStream> {
+    const pool = this.idle.get(peer);
+    while (pool?.length) {
+      const s = pool.pop()!;
+      if (s.stream.status === 'open' && s.stream.writeStatus === 'writable') return s;
+    }
+    const stream = await this.node.dialProtocol(peerIdFromString(peer), INFER_PROTOCOL, { signal });
+    return { stream, lp: lpStream(stream, { maxDataLength: MAX_MESSAGE_BYTES, maxBufferSize: 4 * MAX_MESSAGE_BYTES }) };
+  }
+
+  private release(peer: string, s: PooledStream): void {
+    const pool = this.idle.get(peer) ?? [];
+    if (pool.length < 4) pool.push(s);
+    else void s.stream.close().catch(() => undefined);
+    this.idle.set(peer, pool);
+  }
+
+  /** Drops pooled streams to a peer (after a partition or failure). */
+  forget(peer: string): void {
+    for (const s of this.idle.get(peer) ?? []) s.stream.abort(new Error('peer forgotten'));
+    this.idle.delete(peer);
+  }
+}

@@ -1,0 +1,44 @@
+import { peerIdFromString } from '@libp2p/peer-id';
+import { lpStream } from '@libp2p/utils';
+import type { MeshNode } from './host.js';
+
+export const PROBE_PROTOCOL = '/robomesh/probe/1.0.0';
+const MAX_PROBE = 4 * 1024 * 1024;
+
+/** Answers bandwidth probes: reads one message, replies with its length. */
+export async function handleProbes(node: MeshNode): Promise<void> {
+  await node.handle(
+    PROBE_PROTOCOL,
+    async (stream) => {
+      const lp = lpStream(stream, { maxDataLength: MAX_PROBE, maxBufferSize: 2 * MAX_PROBE });
+      try {
+        const msg = await lp.read({ signal: AbortSignal.timeout(30_000) });
+        const ack = new Uint8Array(4);
+        new DataView(ack.buffer).setUint32(0, msg.byteLength, true);
+        await lp.write(ack);
+        await stream.close();
+      } catch (err) {
+        stream.abort(err as Error);
+      }
+    },
+    { maxInboundStreams: 4 },
+  );
+}
+
+/** Sends `bytes` to `peer` and returns the wall time until the acknowledgement, in ms. */
+export async function probe(node: MeshNode, peer: string, bytes: number, timeoutMs = 10_000): Promise<number> {
+  const signal = AbortSignal.timeout(timeoutMs);
+  const stream = await node.dialProtocol(peerIdFromString(peer), PROBE_PROTOCOL, { signal });
+  const lp = lpStream(stream, { maxDataLength: MAX_PROBE });
+  try {
+    const t0 = performance.now();
+    await lp.write(new Uint8Array(Math.min(bytes, MAX_PROBE)), { signal });
+    await lp.read({ signal });
+    const ms = performance.now() - t0;
+    await stream.close();
+    return ms;
+  } catch (err) {
+    stream.abort(err as Error);
+    throw err;
+  }
+}

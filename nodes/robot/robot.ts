@@ -1,0 +1,179 @@
+import { join } from 'node:path';
+import type { Precision } from '../inference/boundary.js';
+import { loadModelArg } from '../inference/bundled-models.js';
+import { ModelRegistry } from '../inference/model-registry.js';
+import { type LoadedModel, parseModel } from '../inference/onnx-model.js';
+import { ProfileStore, defaultCacheDir, profileKey, profileModel } from '../inference/profiler.js';
+import { SessionCache } from '../inference/sessions.js';
+import { AdvertBoard } from '../mesh/adverts.js';
+import { type MeshHost, createMeshHost } from '../mesh/host.js';
+import { type RobotIdentity, loadOrCreateIdentity } from '../mesh/identity.js';
+import { InferClient } from '../mesh/infer-client.js';
+import { type InferServiceOptions, InferService } from '../mesh/infer-service.js';
+import { fetchModel, serveModels } from '../mesh/model-fetch.js';
+import { handleProbes, probe } from '../mesh/probe.js';
+import { PeerReputation } from '../mesh/reputation.js';
+import { LinkEstimator } from '../scheduler/links.js';
+import { Scheduler } from '../scheduler/scheduler.js';
+
+export interface RobotConfig {
+  name: string;
+  identity?: RobotIdentity;
+  /** Key file, created on first start; default `<dataDir>/identity.key`. */
+  keyFile?: string;
+  dataDir?: string;
+  fleet: { name: string; members: string[]; bootstrap?: string[] };
+  listen?: string[];
+  mdns?: boolean;
+  models: { arg: string; inputShape?: Record<string, number[]> }[];
+  /** Timed runs per part when profiling; profiles are reused from `cacheDir` when they match. */
+  profileRuns?: number;
+  cacheDir?: string;
+  threads?: number;
+  linkBytesPerSecond?: number;
+  advertPeriodMs?: number;
+  /** Idle bandwidth probes of links with no recent transfer; 0 disables. */
+  probeIntervalMs?: number;
+  service?: InferServiceOptions;
+}
+
+/**
+ * One robot: mesh host, models, inference service and client, adverts, link estimates and the
+ * scheduler, wired together. The composition root for `robomesh robot` and for tests.
+ */
+export class Robot {
+  private timers: NodeJS.Timeout[] = [];
+
+  private constructor(
+    readonly name: string,
+    readonly host: MeshHost,
+    readonly models: ModelRegistry,
+    readonly service: InferService,
+    readonly client: InferClient,
+    readonly adverts: AdvertBoard,
+    readonly links: LinkEstimator,
+    readonly reputation: PeerReputation,
+    readonly scheduler: Scheduler,
+    /** Registers a model and loads or measures its profile. */
+    private readonly addModel: (model: LoadedModel, inputShape?: Record<string, number[]>) => Promise<void>,
+  ) {}
+
+  get peerId(): string {
+    return this.host.peerId;
+  }
+
+  static async start(config: RobotConfig): Promise<Robot> {
+    const dataDir = config.dataDir ?? join(defaultCacheDir(), 'robots', config.name);
+    const identity = config.identity ?? (await loadOrCreateIdentity(config.keyFile ?? join(dataDir, 'identity.key')));
+    const sessions = new SessionCache({ threads: config.threads ?? 1 }, 256);
+    const models = new ModelRegistry(sessions);
+    const store = new ProfileStore(config.cacheDir ? join(config.cacheDir, 'profiles') : undefined);
+    const addModel = async (model: LoadedModel, inputShape?: Record<string, number[]>): Promise<void> => {
+      const slicer = await models.add(model, inputShape);
+      const key = profileKey(slicer, 'fp32', config.threads ?? 1);
+      let profile = await store.load(slicer.hash, key);
+      if (!profile) {
+        profile = await profileModel(slicer, { runs: config.profileRuns ?? 5, warmup: 1, precision: 'fp32', threads: config.threads ?? 1 });
+        await store.save(profile);
+      }
+      models.setProfile(profile);
+    };
+    for (const m of config.models) await addModel(await loadModelArg(m.arg), m.inputShape);
+
+    const host = await createMeshHost({
+      identity,
+      fleetName: config.fleet.name,
+      members: config.fleet.members,
+      listen: config.listen,
+      bootstrap: config.fleet.bootstrap,
+      mdns: config.mdns,
+      linkBytesPerSecond: config.linkBytesPerSecond,
+      topics: [`robomesh/${config.fleet.name}/adverts/1`],
+    });
+    const links = new LinkEstimator();
+    const reputation = new PeerReputation((peer) => {
+      void host.partition([peer]);
+    });
+    const service = new InferService(host.node, models, reputation, config.service);
+    await service.start();
+    await handleProbes(host.node);
+    await serveModels(host.node, (hash) => (models.has(hash) ? models.get(hash).analysis.model.bytes : undefined));
+    const client = new InferClient(host.node, reputation);
+    const adverts = new AdvertBoard(
+      host.node,
+      config.fleet.name,
+      () => ({
+        queue: service.queue.length,
+        models: models.hashes().flatMap((hash) => {
+          const p = models.profile(hash);
+          return p ? [{ hash, wholeMs: p.wholeMs, tailMs: Object.fromEntries(p.cuts.map((c) => [c.id, c.tailMs])) }] : [];
+        }),
+      }),
+      config.advertPeriodMs ?? 1000,
+    );
+    adverts.start();
+    const scheduler = new Scheduler({
+      self: host.peerId,
+      models,
+      queue: service.queue,
+      client,
+      links,
+      peers: () => {
+        const connected = new Set(host.connectedPeers());
+        return adverts.fresh().filter((a) => connected.has(a.robot) && !reputation.isIsolated(a.robot));
+      },
+    });
+    const robot = new Robot(config.name, host, models, service, client, adverts, links, reputation, scheduler, addModel);
+    robot.every(1000, () => robot.sampleRtt());
+    if ((config.probeIntervalMs ?? 5000) > 0) robot.every(config.probeIntervalMs ?? 5000, () => robot.probeIdleLinks());
+    return robot;
+  }
+
+  private every(ms: number, fn: () => void | Promise<void>): void {
+    const t = setInterval(() => void Promise.resolve(fn()).catch(() => undefined), ms);
+    t.unref();
+    this.timers.push(t);
+  }
+
+  private sampleRtt(): void {
+    for (const c of this.host.node.getConnections()) if (c.rtt !== undefined) this.links.recordRtt(c.remotePeer.toString(), c.rtt);
+  }
+
+  /** When nothing is queued, measure links that carried no transfer recently with a 256 KiB probe. */
+  async probeIdleLinks(): Promise<void> {
+    if (this.service.queue.length > 0) return;
+    for (const peer of this.links.stale(this.host.connectedPeers(), 10_000)) {
+      const bytes = 256 * 1024;
+      const ms = await probe(this.host.node, peer, bytes);
+      this.links.recordTransfer(peer, bytes, Math.max(0.01, ms - this.links.get(peer).rttMs));
+    }
+  }
+
+  /** Get a model this robot lacks from a peer that advertises it, verified against its hash. */
+  async fetchModel(hash: string, inputShape?: Record<string, number[]>): Promise<void> {
+    const holders = this.adverts.fresh().filter((a) => a.models.some((m) => m.hash === hash));
+    let lastError: unknown = new Error(`no peer advertises model ${hash.slice(0, 12)}…`);
+    for (const h of holders) {
+      try {
+        const bytes = await fetchModel(this.host.node, h.robot, hash);
+        await this.addModel(parseModel(bytes, `model from ${h.robot}`), inputShape);
+        return;
+      } catch (err) {
+        lastError = err;
+      }
+    }
+    throw lastError;
+  }
+
+  /** Run a model on an input, split as the scheduler decides. */
+  infer(model: string, inputs: Parameters<Scheduler['infer']>[1], options?: Parameters<Scheduler['infer']>[2] & { precisions?: Precision[] }) {
+    return this.scheduler.infer(model, inputs, options);
+  }
+
+  async stop(): Promise<void> {
+    for (const t of this.timers) clearInterval(t);
+    this.adverts.stop();
+    await this.host.stop();
+    await this.models.sessions.close();
+  }
+}

@@ -1,0 +1,50 @@
+/**
+ * What the scheduler knows of each link: bandwidth as an EWMA over real transfers (and idle
+ * probes), round-trip time from libp2p's connection monitor.
+ */
+export interface LinkEstimate {
+  /** Bytes per millisecond. */
+  bandwidth: number;
+  rttMs: number;
+  samples: number;
+  updatedAt: number;
+}
+
+export class LinkEstimator {
+  private readonly links = new Map<string, LinkEstimate>();
+
+  constructor(
+    /** Assumed until measured: 1 MB/s (8 Mbit/s), a cautious radio link. */
+    private readonly defaultBandwidth = 1000,
+    private readonly alpha = 0.3,
+  ) {}
+
+  /** A transfer of `bytes` that took `transferMs` on the wire (compute time already removed). */
+  recordTransfer(peer: string, bytes: number, transferMs: number, now = Date.now()): void {
+    if (bytes < 4096 || !(transferMs > 0)) return; // too small to say anything about bandwidth
+    const sample = bytes / transferMs;
+    const prev = this.links.get(peer);
+    const bandwidth = prev && prev.samples > 0 ? prev.bandwidth + this.alpha * (sample - prev.bandwidth) : sample;
+    this.links.set(peer, { bandwidth, rttMs: prev?.rttMs ?? 1, samples: (prev?.samples ?? 0) + 1, updatedAt: now });
+  }
+
+  recordRtt(peer: string, rttMs: number, now = Date.now()): void {
+    if (!(rttMs >= 0)) return;
+    const prev = this.links.get(peer);
+    this.links.set(peer, {
+      bandwidth: prev?.bandwidth ?? this.defaultBandwidth,
+      rttMs: prev && prev.samples > 0 ? prev.rttMs + this.alpha * (rttMs - prev.rttMs) : rttMs,
+      samples: prev?.samples ?? 0,
+      updatedAt: now,
+    });
+  }
+
+  get(peer: string): LinkEstimate {
+    return this.links.get(peer) ?? { bandwidth: this.defaultBandwidth, rttMs: 5, samples: 0, updatedAt: 0 };
+  }
+
+  /** Peers whose estimate is older than `maxAgeMs`: candidates for an idle probe. */
+  stale(peers: string[], maxAgeMs: number, now = Date.now()): string[] {
+    return peers.filter((p) => now - (this.links.get(p)?.updatedAt ?? 0) > maxAgeMs);
+  }
+}

@@ -1,0 +1,86 @@
+import type { Precision } from '../inference/boundary.js';
+
+/** One way to run a request, with its predicted latency broken down. */
+export interface Plan {
+  kind: 'local' | 'offload' | 'split';
+  peer?: string;
+  /** Cut id (split), or 'input' (offload). */
+  cut?: string;
+  precision: Precision;
+  predictedMs: number;
+  breakdown: { headMs: number; transferMs: number; rttMs: number; queueMs: number; tailMs: number };
+}
+
+export interface CutCost {
+  id: string;
+  bytes: Record<Precision, number>;
+  /** This robot's measured head time for the cut. */
+  headMs: number;
+}
+
+export interface PeerOffer {
+  peer: string;
+  /** Bytes per ms and round trip, from the link estimator. */
+  bandwidth: number;
+  rttMs: number;
+  /** Requests queued on the peer (advert) and its measured times. */
+  queue: number;
+  wholeMs: number;
+  tailMs: Record<string, number>;
+}
+
+export interface PlanInput {
+  localWholeMs: number;
+  /** Requests already queued on this robot. */
+  localQueue: number;
+  inputBytes: number;
+  outputBytes: number;
+  cuts: CutCost[];
+  peers: PeerOffer[];
+  precisions: Precision[];
+}
+
+/**
+ * All candidate plans, fastest first: all local; full offload to each peer; and every
+ * (cut, peer, precision) split. latency = head + bytes/bandwidth + rtt + queue + tail, with
+ * the output coming back over the same link (Neurosurgeon-style, with precision as in DynO).
+ */
+export function rankPlans(input: PlanInput): Plan[] {
+  const plans: Plan[] = [];
+  const localQueueMs = input.localQueue * input.localWholeMs;
+  plans.push({
+    kind: 'local',
+    precision: 'fp32',
+    predictedMs: localQueueMs + input.localWholeMs,
+    breakdown: { headMs: 0, transferMs: 0, rttMs: 0, queueMs: localQueueMs, tailMs: input.localWholeMs },
+  });
+  for (const p of input.peers) {
+    const bw = Math.max(p.bandwidth, 1e-6);
+    const queueMs = p.queue * p.wholeMs;
+    const back = input.outputBytes / bw;
+    plans.push({
+      kind: 'offload',
+      peer: p.peer,
+      cut: 'input',
+      precision: 'fp32',
+      predictedMs: input.inputBytes / bw + back + p.rttMs + queueMs + p.wholeMs,
+      breakdown: { headMs: 0, transferMs: input.inputBytes / bw + back, rttMs: p.rttMs, queueMs, tailMs: p.wholeMs },
+    });
+    for (const cut of input.cuts) {
+      const tailMs = p.tailMs[cut.id];
+      if (tailMs === undefined) continue;
+      for (const precision of input.precisions) {
+        const transferMs = cut.bytes[precision] / bw + back;
+        plans.push({
+          kind: 'split',
+          peer: p.peer,
+          cut: cut.id,
+          precision,
+          predictedMs: localQueueMs + cut.headMs + transferMs + p.rttMs + queueMs + tailMs,
+          breakdown: { headMs: localQueueMs + cut.headMs, transferMs, rttMs: p.rttMs, queueMs, tailMs },
+        });
+      }
+    }
+  }
+  return plans.sort((a, b) => a.predictedMs - b.predictedMs);
+}

@@ -1,0 +1,209 @@
+import { EventEmitter } from 'node:events';
+import { DTYPES } from '../../protocol/dtypes.js';
+import { RobomeshError } from '../../protocol/errors.js';
+import { type Tensor, elementCount } from '../../protocol/tensor-frame.js';
+import type { Precision } from '../inference/boundary.js';
+import { INPUT_CUT, type ModelRegistry, outputsToTensors, tensorsToFeeds } from '../inference/model-registry.js';
+import type { PeerCapability } from '../mesh/adverts.js';
+import type { InferClient, RemoteResult } from '../mesh/infer-client.js';
+import type { WorkQueue } from '../mesh/work-queue.js';
+import type { LinkEstimator } from './links.js';
+import { type Plan, type PeerOffer, rankPlans } from './planner.js';
+
+export interface InferOptions {
+  /** The request must complete within this many ms (default 10 s). */
+  deadlineMs?: number;
+  precisions?: Precision[];
+  /** Run the remote part on this many executors and return every result (Byzantine checking). */
+  redundancy?: number;
+  /** Force a plan kind (benchmarks compare static choices with the scheduler's). */
+  force?: { kind: Plan['kind']; cut?: string; precision?: Precision; peer?: string };
+}
+
+export interface ExecutorResult {
+  executor: string;
+  outputs?: Tensor[];
+  error?: string;
+}
+
+export interface Decision {
+  id: number;
+  model: string;
+  plan: Plan;
+  /** Every plan considered, fastest first (the top few). */
+  alternatives: Plan[];
+  executor: string;
+  actualMs: number;
+  failovers: { peer: string; code: string; message: string }[];
+}
+
+export interface InferOutcome {
+  outputs: Tensor[];
+  decision: Decision;
+  /** With redundancy k: one entry per executor asked. */
+  results: ExecutorResult[];
+}
+
+export interface SchedulerDeps {
+  self: string;
+  models: ModelRegistry;
+  queue: WorkQueue;
+  client: InferClient;
+  links: LinkEstimator;
+  /** Capability adverts of peers that are connected and in good standing now. */
+  peers: () => PeerCapability[];
+}
+
+/** Safety margin for a remote part beyond its prediction before it counts as stalled. */
+const STALL_FACTOR = 1.5;
+const STALL_MARGIN_MS = 250;
+
+/**
+ * Chooses, per request, where to run each part of a model, runs it, and falls back when a peer
+ * fails or stalls: the request completes (locally at worst) within its deadline. Every decision
+ * is emitted as a 'decision' event with the prediction and the measured outcome.
+ */
+export class Scheduler extends EventEmitter<{ decision: [Decision] }> {
+  private nextId = 1;
+  readonly decisions: Decision[] = [];
+
+  constructor(private readonly deps: SchedulerDeps) {
+    super();
+  }
+
+  plans(model: string, inputs: Tensor[], precisions: Precision[] = ['fp32', 'fp16', 'int8']): Plan[] {
+    const { models, queue, links } = this.deps;
+    const slicer = models.get(model);
+    const profile = models.profile(model);
+    if (!profile) throw new RobomeshError('NOT_PROFILED', `model ${model.slice(0, 12)}… has no profile on this robot yet`);
+    const headMs = new Map(profile.cuts.map((c) => [c.id, c.headMs]));
+    const outputBytes = slicer.analysis.index.outputs.reduce((sum, name) => {
+      const s = slicer.analysis.shapes.get(name);
+      return sum + (s ? elementCount(s.dims) * DTYPES[s.dtype].bytes : 0);
+    }, 0);
+    const offers: PeerOffer[] = this.deps
+      .peers()
+      .flatMap((p) => {
+        const m = p.models.find((x) => x.hash === model);
+        if (!m) return [];
+        const link = links.get(p.robot);
+        return [{ peer: p.robot, bandwidth: link.bandwidth, rttMs: link.rttMs, queue: p.queue, wholeMs: m.wholeMs, tailMs: m.tailMs }];
+      });
+    return rankPlans({
+      localWholeMs: profile.wholeMs,
+      localQueue: queue.length,
+      inputBytes: inputs.reduce((s, t) => s + t.data.byteLength, 0),
+      outputBytes,
+      cuts: slicer.analysis.cuts.filter((c) => headMs.has(c.id)).map((c) => ({ id: c.id, bytes: c.bytes, headMs: headMs.get(c.id)! })),
+      peers: offers,
+      precisions,
+    });
+  }
+
+  async infer(model: string, inputs: Tensor[], options: InferOptions = {}): Promise<InferOutcome> {
+    const start = performance.now();
+    const deadline = start + (options.deadlineMs ?? 10_000);
+    const ranked = this.plans(model, inputs, options.precisions);
+    const plan = pick(ranked, options.force);
+    const failovers: Decision['failovers'] = [];
+    const finish = (executor: string, outputs: Tensor[], results: ExecutorResult[]): InferOutcome => {
+      const decision: Decision = {
+        id: this.nextId++,
+        model,
+        plan,
+        alternatives: ranked.slice(0, 5),
+        executor,
+        actualMs: performance.now() - start,
+        failovers,
+      };
+      this.decisions.push(decision);
+      if (this.decisions.length > 500) this.decisions.shift();
+      this.emit('decision', decision);
+      return { outputs, decision, results };
+    };
+
+    if (plan.kind === 'local') {
+      const outputs = await this.runLocal(model, INPUT_CUT, 'fp32', inputs);
+      return finish(this.deps.self, outputs, [{ executor: this.deps.self, outputs }]);
+    }
+    const cut = plan.cut!;
+    const precision = plan.precision;
+    const boundary = plan.kind === 'split' ? await this.runHead(model, cut, precision, inputs) : inputs;
+    const localTailMs = this.localTailMs(model, cut);
+    const k = Math.max(1, options.redundancy ?? 1);
+    const executors = [plan.peer!, ...ranked.filter((p) => p.kind === plan.kind && p.cut === cut && p.precision === precision && p.peer && p.peer !== plan.peer).map((p) => p.peer!)];
+    const askRemote = async (peer: string, predicted: Plan | undefined): Promise<RemoteResult> => {
+      const remaining = deadline - performance.now() - localTailMs;
+      const expected = predicted ? predicted.predictedMs - predicted.breakdown.headMs : remaining;
+      const budget = Math.min(remaining, expected * STALL_FACTOR + STALL_MARGIN_MS);
+      if (budget <= 0) throw new RobomeshError('DEADLINE', 'no time left for a remote run');
+      const result = await this.deps.client.infer(peer, { model, cut, precision, granularity: 'channel' }, boundary, budget);
+      this.deps.links.recordTransfer(peer, result.sentBytes + result.receivedBytes, result.elapsedMs - result.computeMs);
+      return result;
+    };
+    const predictedFor = (peer: string): Plan | undefined => ranked.find((p) => p.peer === peer && p.cut === cut && p.precision === precision);
+
+    if (k > 1) {
+      const chosen = executors.slice(0, k);
+      const results: ExecutorResult[] = await Promise.all(
+        chosen.map(async (peer) => {
+          try {
+            return { executor: peer, outputs: (await askRemote(peer, predictedFor(peer))).outputs };
+          } catch (err) {
+            failovers.push({ peer, code: (err as RobomeshError).code ?? 'ERROR', message: (err as Error).message });
+            return { executor: peer, error: (err as Error).message };
+          }
+        }),
+      );
+      if (chosen.length < k) {
+        // Fewer peers than asked: this robot is one more executor.
+        results.push({ executor: this.deps.self, outputs: await this.runLocal(model, cut, precision, boundary) });
+      }
+      const first = results.find((r) => r.outputs);
+      const outputs = first?.outputs ?? (await this.runLocal(model, cut, precision, boundary));
+      return finish(first?.executor ?? this.deps.self, outputs, results);
+    }
+
+    for (const peer of executors) {
+      if (deadline - performance.now() <= localTailMs) break;
+      try {
+        const result = await askRemote(peer, predictedFor(peer));
+        return finish(peer, result.outputs, [{ executor: peer, outputs: result.outputs }]);
+      } catch (err) {
+        failovers.push({ peer, code: (err as RobomeshError).code ?? 'ERROR', message: (err as Error).message });
+        this.deps.client.forget(peer);
+      }
+    }
+    const outputs = await this.runLocal(model, cut, precision, boundary);
+    return finish(this.deps.self, outputs, [{ executor: this.deps.self, outputs }]);
+  }
+
+  private localTailMs(model: string, cut: string): number {
+    const profile = this.deps.models.profile(model)!;
+    return cut === INPUT_CUT ? profile.wholeMs : (profile.cuts.find((c) => c.id === cut)?.tailMs ?? profile.wholeMs);
+  }
+
+  private runHead(model: string, cut: string, precision: Precision, inputs: Tensor[]): Promise<Tensor[]> {
+    return this.deps.queue.run(() => this.deps.models.get(model).runHead(cut, precision, tensorsToFeeds(inputs)));
+  }
+
+  private runLocal(model: string, cut: string, precision: Precision, tensors: Tensor[]): Promise<Tensor[]> {
+    if (cut === INPUT_CUT) {
+      return this.deps.queue.run(async () => outputsToTensors(await this.deps.models.get(model).runWhole(tensorsToFeeds(tensors))));
+    }
+    return this.deps.queue.run(() => this.deps.models.runFrom(model, cut, precision, 'channel', tensors));
+  }
+}
+
+function pick(ranked: Plan[], force: InferOptions['force']): Plan {
+  if (!force) return ranked[0];
+  const match = ranked.find(
+    (p) =>
+      p.kind === force.kind &&
+      (force.cut === undefined || p.cut === force.cut) &&
+      (force.precision === undefined || p.precision === force.precision) &&
+      (force.peer === undefined || p.peer === force.peer),
+  );
+  if (!match) throw new RobomeshError('NO_SUCH_PLAN', `no ${force.kind} plan matches ${JSON.stringify(force)}`);
+  return match;
+}

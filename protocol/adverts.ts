@@ -1,0 +1,78 @@
+import { RobomeshError } from './errors.js';
+
+/**
+ * What a robot tells the fleet on gossipsub, every few seconds and on change: the models it
+ * holds (by hash), which cuts it can run tails from, its measured times, and its queue.
+ */
+export interface ModelCapability {
+  /** sha256 of the ONNX bytes, hex. */
+  hash: string;
+  /** Median whole-model time on this robot, ms. */
+  wholeMs: number;
+  /** Median tail time per cut id on this robot, ms. */
+  tailMs: Record<string, number>;
+}
+
+export interface CapabilityAdvert {
+  v: 1;
+  /** The advertising robot's PeerId; must equal the gossip message's signer. */
+  robot: string;
+  /** Increases with every advert from this robot; older ones are ignored. */
+  seq: number;
+  models: ModelCapability[];
+  /** Requests waiting or running on this robot now. */
+  queue: number;
+}
+
+export class AdvertError extends RobomeshError {}
+
+export const ADVERT_LIMITS = { maxBytes: 64 * 1024, maxModels: 32, maxCuts: 512 };
+
+const HASH = /^[0-9a-f]{64}$/;
+const CUT_ID = /^[A-Za-z0-9_.:-]{1,64}$/;
+const PEER_ID = /^[1-9A-HJ-NP-Za-km-z]{32,128}$/;
+
+const isTime = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v) && v >= 0 && v < 3_600_000;
+
+export function encodeAdvert(advert: CapabilityAdvert): Uint8Array {
+  const bytes = new TextEncoder().encode(JSON.stringify(advert));
+  if (bytes.length > ADVERT_LIMITS.maxBytes) throw new AdvertError('TOO_LARGE', `advert of ${bytes.length} bytes`);
+  return bytes;
+}
+
+/** Parses and validates an advert; anything off is an AdvertError (the sender gets penalised). */
+export function decodeAdvert(bytes: Uint8Array): CapabilityAdvert {
+  if (bytes.length > ADVERT_LIMITS.maxBytes) throw new AdvertError('TOO_LARGE', `advert of ${bytes.length} bytes`);
+  let raw: unknown;
+  try {
+    raw = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
+  } catch {
+    throw new AdvertError('MALFORMED', 'advert is not UTF-8 JSON');
+  }
+  const a = raw as Partial<CapabilityAdvert>;
+  const fail = (why: string): never => {
+    throw new AdvertError('MALFORMED', `advert: ${why}`);
+  };
+  if (typeof a !== 'object' || a === null) fail('not an object');
+  if (a.v !== 1) fail(`unknown version ${String(a.v)}`);
+  if (typeof a.robot !== 'string' || !PEER_ID.test(a.robot)) fail('robot is not a peer id');
+  if (!Number.isSafeInteger(a.seq) || (a.seq as number) < 0) fail('seq is not a non-negative integer');
+  if (!Number.isSafeInteger(a.queue) || (a.queue as number) < 0 || (a.queue as number) > 1_000_000) fail('queue out of range');
+  if (!Array.isArray(a.models) || a.models.length > ADVERT_LIMITS.maxModels) fail('models is not a list of at most 32');
+  const models: ModelCapability[] = [];
+  for (const m of a.models as unknown[]) {
+    const c = m as Partial<ModelCapability>;
+    if (typeof c !== 'object' || c === null) fail('model entry is not an object');
+    if (typeof c.hash !== 'string' || !HASH.test(c.hash)) fail('model hash is not 64 hex digits');
+    if (!isTime(c.wholeMs)) fail(`model ${c.hash}: wholeMs out of range`);
+    if (typeof c.tailMs !== 'object' || c.tailMs === null || Array.isArray(c.tailMs)) fail('tailMs is not a map');
+    const entries = Object.entries(c.tailMs as Record<string, unknown>);
+    if (entries.length > ADVERT_LIMITS.maxCuts) fail('too many cuts');
+    for (const [cut, ms] of entries) {
+      if (!CUT_ID.test(cut)) fail(`bad cut id '${cut.slice(0, 70)}'`);
+      if (!isTime(ms)) fail(`cut ${cut}: time out of range`);
+    }
+    models.push({ hash: c.hash as string, wholeMs: c.wholeMs as number, tailMs: Object.fromEntries(entries) as Record<string, number> });
+  }
+  return { v: 1, robot: a.robot as string, seq: a.seq as number, queue: a.queue as number, models };
+}

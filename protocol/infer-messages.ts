@@ -1,0 +1,126 @@
+import { RobomeshError } from './errors.js';
+
+/**
+ * Messages of `/robomesh/infer/1.0.0`, each one length-prefixed message on a reused stream:
+ *   kind u8 = 1: a JSON header (request, response or error), then `chunks` messages of
+ *   kind u8 = 2: raw bytes of the tensor frame, in order.
+ * Splitting the frame into chunks keeps every stream message small, so pings and other streams
+ * interleave with a multi-megabyte tensor instead of queueing behind it.
+ */
+export const INFER_PROTOCOL = '/robomesh/infer/1.0.0';
+export const CHUNK_BYTES = 1024 * 1024;
+export const MAX_MESSAGE_BYTES = CHUNK_BYTES + 16;
+const HEADER = 1;
+const CHUNK = 2;
+
+export type Precision = 'fp32' | 'fp16' | 'int8';
+
+/** Run the tail from `cut` (or the whole model when cut is "input") on the attached frame. */
+export interface InferRequest {
+  t: 'req';
+  id: string;
+  model: string;
+  cut: string;
+  precision: Precision;
+  granularity: 'tensor' | 'channel';
+  /** Budget the requester still allows, ms, from when the executor has read the request. */
+  budgetMs: number;
+  chunks: number;
+  bytes: number;
+}
+
+export interface InferResponse {
+  t: 'res';
+  id: string;
+  computeMs: number;
+  chunks: number;
+  bytes: number;
+}
+
+export type InferErrorCode =
+  | 'UNKNOWN_MODEL'
+  | 'UNKNOWN_CUT'
+  | 'BAD_FRAME'
+  | 'BAD_TENSORS'
+  | 'DEADLINE'
+  | 'OVERLOADED'
+  | 'INTERNAL';
+
+export interface InferErrorReply {
+  t: 'err';
+  id: string;
+  code: InferErrorCode;
+  message: string;
+}
+
+export type InferHeader = InferRequest | InferResponse | InferErrorReply;
+
+export class InferProtocolError extends RobomeshError {}
+
+export function encodeHeader(header: InferHeader): Uint8Array {
+  const json = new TextEncoder().encode(JSON.stringify(header));
+  const out = new Uint8Array(1 + json.length);
+  out[0] = HEADER;
+  out.set(json, 1);
+  return out;
+}
+
+export function chunkFrame(frame: Uint8Array): Uint8Array[] {
+  const chunks: Uint8Array[] = [];
+  for (let o = 0; o < frame.length; o += CHUNK_BYTES) {
+    const part = frame.subarray(o, Math.min(frame.length, o + CHUNK_BYTES));
+    const msg = new Uint8Array(1 + part.length);
+    msg[0] = CHUNK;
+    msg.set(part, 1);
+    chunks.push(msg);
+  }
+  return chunks;
+}
+
+export function chunkPayload(message: Uint8Array): Uint8Array {
+  if (message[0] !== CHUNK) throw new InferProtocolError('BAD_MESSAGE', `expected a frame chunk, got message kind ${message[0]}`);
+  return message.subarray(1);
+}
+
+const ID = /^[A-Za-z0-9_-]{1,64}$/;
+const fail = (why: string): never => {
+  throw new InferProtocolError('BAD_MESSAGE', why);
+};
+const count = (v: unknown, max: number): boolean => Number.isSafeInteger(v) && (v as number) >= 0 && (v as number) <= max;
+
+/** Parses a header message; anything off is an InferProtocolError (the stream is reset). */
+export function decodeHeader(message: Uint8Array, maxFrameBytes: number): InferHeader {
+  if (message[0] !== HEADER) fail(`expected a header, got message kind ${message[0]}`);
+  let h: Record<string, unknown>;
+  try {
+    h = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(message.subarray(1))) as Record<string, unknown>;
+  } catch {
+    return fail('header is not UTF-8 JSON');
+  }
+  if (typeof h !== 'object' || h === null) fail('header is not an object');
+  if (typeof h.id !== 'string' || !ID.test(h.id)) fail('bad request id');
+  const maxChunks = Math.ceil(maxFrameBytes / CHUNK_BYTES);
+  const checkBody = (): void => {
+    if (!count(h.bytes, maxFrameBytes)) fail(`frame of ${String(h.bytes)} bytes exceeds ${maxFrameBytes}`);
+    if (!count(h.chunks, maxChunks) || h.chunks !== Math.ceil((h.bytes as number) / CHUNK_BYTES)) fail('chunk count does not match bytes');
+  };
+  switch (h.t) {
+    case 'req':
+      if (typeof h.model !== 'string' || !/^[0-9a-f]{64}$/.test(h.model)) fail('model is not a sha256 hex');
+      if (typeof h.cut !== 'string' || !/^[A-Za-z0-9_.:-]{1,64}$/.test(h.cut)) fail('bad cut id');
+      if (h.precision !== 'fp32' && h.precision !== 'fp16' && h.precision !== 'int8') fail('bad precision');
+      if (h.granularity !== 'tensor' && h.granularity !== 'channel') fail('bad granularity');
+      if (typeof h.budgetMs !== 'number' || !(h.budgetMs > 0) || h.budgetMs > 600_000) fail('budget out of range');
+      checkBody();
+      return h as unknown as InferRequest;
+    case 'res':
+      if (typeof h.computeMs !== 'number' || !(h.computeMs >= 0)) fail('bad computeMs');
+      checkBody();
+      return h as unknown as InferResponse;
+    case 'err':
+      if (typeof h.code !== 'string' || typeof h.message !== 'string') fail('bad error reply');
+      return { t: 'err', id: h.id as string, code: h.code as InferErrorCode, message: (h.message as string).slice(0, 500) };
+    default:
+      return fail(`unknown header type ${String(h.t)}`);
+  }
+}

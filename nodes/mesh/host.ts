@@ -3,6 +3,7 @@ import { noise } from '@chainsafe/libp2p-noise';
 import { yamux } from '@chainsafe/libp2p-yamux';
 import { bootstrap } from '@libp2p/bootstrap';
 import { gossipsub, type GossipSub } from '@libp2p/gossipsub';
+import { createTopicScoreParams } from '@libp2p/gossipsub/score';
 import { identify } from '@libp2p/identify';
 import type { Libp2p } from '@libp2p/interface';
 import { mdns } from '@libp2p/mdns';
@@ -79,6 +80,23 @@ export async function createMeshHost(options: MeshOptions): Promise<MeshHost> {
           // Every test robot shares 127.0.0.1; colocation is no sign of a Sybil here.
           IPColocationFactorThreshold: 1000,
           IPColocationFactorWeight: 0,
+          // A message our validators Reject costs its sender dearly: liars get graylisted.
+          topics: Object.fromEntries(
+            (options.topics ?? []).map((t) => [
+              t,
+              createTopicScoreParams({
+                topicWeight: 1,
+                // Time in mesh earns at most +1 (the default quantum of 1 ms let it swamp everything).
+                timeInMeshWeight: 0.1,
+                timeInMeshQuantum: 1000,
+                timeInMeshCap: 10,
+                firstMessageDeliveriesWeight: 1,
+                firstMessageDeliveriesCap: 5,
+                invalidMessageDeliveriesWeight: -100,
+                invalidMessageDeliveriesDecay: 0.9,
+              }),
+            ]),
+          ),
         },
       }),
     },

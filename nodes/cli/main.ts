@@ -2,6 +2,7 @@
 import { Command } from 'commander';
 import { RobomeshError } from '../../protocol/errors.js';
 import { demoCommand } from './demo.js';
+import { fleetCommand } from './fleet.js';
 import { UsageError, parseGranularity, parseInputShape, parsePositiveInt, parsePrecision } from './options.js';
 import { profileCommand } from './profile.js';
 import { sliceCommand } from './slice.js';
@@ -38,6 +39,14 @@ program
   .option('--cache-dir <dir>', 'where profiles are stored (default $ROBOMESH_CACHE or ~/.cache/robomesh/profiles)')
   .option(...shapeOption)
   .action(profileCommand);
+
+program
+  .command('fleet')
+  .description('run a local fleet on loopback: split inference, a partition and heal, a Byzantine robot')
+  .option('--robots <n>', 'robots to start (in this process)', parsePositiveInt, 3)
+  .option('--requests <n>', 'inference requests across the run', parsePositiveInt, 12)
+  .option('--data-dir <dir>', 'keep keys and profiles here (default: a temporary folder)')
+  .action(fleetCommand);
 
 program
   .command('demo')

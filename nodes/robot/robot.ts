@@ -144,8 +144,9 @@ export class Robot {
     if (this.service.queue.length > 0) return;
     for (const peer of this.links.stale(this.host.connectedPeers(), 10_000)) {
       const bytes = 256 * 1024;
-      const ms = await probe(this.host.node, peer, bytes);
-      this.links.recordTransfer(peer, bytes, Math.max(0.01, ms - this.links.get(peer).rttMs));
+      // The round trip stays in: on a fast link it is most of the time, and the planner adds
+      // rtt separately only once per request, so this errs on the slow (safe) side.
+      this.links.recordTransfer(peer, bytes, await probe(this.host.node, peer, bytes));
     }
   }
 

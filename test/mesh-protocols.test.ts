@@ -109,3 +109,24 @@ describe('mesh protocols (real libp2p on loopback)', function () {
     assert.ok(out.decision.alternatives.every((p, i, all) => i === 0 || all[i - 1].predictedMs <= p.predictedMs));
   });
 });
+
+describe('long partitions', function () {
+  this.timeout(60_000);
+  it('our redial loop brings a fleet peer back after libp2p has given up on it', async () => {
+    // reconnectRetries 0: libp2p gives up at once, as it does after ~31 s by default.
+    const robots = await startFleet(await testIdentities(2, 80), [], () => ({ reconnectRetries: 0 }));
+    const [a, b] = robots;
+    try {
+      await a.host.partition([b.peerId]);
+      await b.host.partition([a.peerId]);
+      await waitFor(() => a.host.connectedPeers().length === 0 && b.host.connectedPeers().length === 0, 'the cut');
+      const seqBefore = a.adverts.get(b.peerId)?.seq ?? 0;
+      a.host.heal();
+      b.host.heal();
+      await waitFor(() => a.host.connectedPeers().includes(b.peerId), 'the redial loop to reconnect', 20_000);
+      await waitFor(() => (a.adverts.get(b.peerId)?.seq ?? 0) > seqBefore, 'b\u2019s adverts reaching a again');
+    } finally {
+      await Promise.all(robots.map((r) => r.stop()));
+    }
+  });
+});

@@ -1,6 +1,7 @@
 import ort from 'onnxruntime-node';
 import type { Tensor } from '../../protocol/tensor-frame.js';
-import type { Int8Granularity, Precision } from './boundary.js';
+import { type Int8Granularity, PRECISIONS, type Precision } from './boundary.js';
+import { syntheticFeeds } from './feeds.js';
 import type { LoadedModel } from './onnx-model.js';
 import { SessionCache } from './sessions.js';
 import { type AnalyzeOptions, type ModelAnalysis, type SplitModels, analyzeModel, buildSplit } from './split.js';
@@ -37,6 +38,24 @@ export class ModelSlicer {
       this.splits.set(key, split);
     }
     return split;
+  }
+
+  /**
+   * Creates and runs the sessions of every cut and precision `runs` times (ORT settles its
+   * arenas over the first two or three runs, measured here), so no request pays that cost.
+   * Tails are fed from a real head run.
+   */
+  async prewarm(parts: 'head' | 'tail' | 'both', granularity: Int8Granularity = 'channel', runs = 3): Promise<void> {
+    const { model, index, inputShapes } = this.analysis;
+    const feeds = syntheticFeeds(model, index, inputShapes, 1);
+    for (const cut of this.analysis.cuts) {
+      for (const precision of PRECISIONS) {
+        for (let i = 0; i < runs; i++) {
+          const boundary = await this.runHead(cut.id, precision, feeds, granularity);
+          if (parts !== 'head') await this.runTail(cut.id, precision, boundary, granularity);
+        }
+      }
+    }
   }
 
   async runWhole(feeds: Feeds): Promise<Outputs> {

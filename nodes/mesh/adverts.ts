@@ -60,8 +60,8 @@ export class AdvertBoard {
     }
   }
 
-  /** Adverts received within the last `maxAgeMs` (default three periods). */
-  fresh(maxAgeMs = 3 * this.periodMs): PeerCapability[] {
+  /** Adverts received within the last `maxAgeMs` (default three periods, at least 5 s). */
+  fresh(maxAgeMs = Math.max(3 * this.periodMs, 5000)): PeerCapability[] {
     const now = Date.now();
     return [...this.peers.values()].filter((p) => now - p.receivedAt <= maxAgeMs);
   }

@@ -28,6 +28,8 @@ export interface MeshOptions {
   linkBytesPerSecond?: number;
   /** Gossip topics this fleet uses; others are neither joined nor relayed. */
   topics?: string[];
+  /** libp2p's own reconnect attempts (5 over ~31 s by default); our redial loop has no limit. */
+  reconnectRetries?: number;
   /** How often the redial loop looks for fleet peers that are reachable again. */
   redialMs?: number;
 }
@@ -52,7 +54,9 @@ export interface MeshHost {
 export async function createMeshHost(options: MeshOptions): Promise<MeshHost> {
   const self = options.identity.peerId.toString();
   const gater = new FleetGater(options.members, self);
-  const window = Math.max(256 * 1024, Math.min(16 * 1024 * 1024, options.linkBytesPerSecond ?? 1024 * 1024));
+  // ~1 s of the expected link per stream window (default 512 KiB, i.e. a 4 Mbit/s radio): a
+  // bigger window lets a tensor queue seconds ahead of the connection monitor's pings.
+  const window = Math.max(128 * 1024, Math.min(16 * 1024 * 1024, options.linkBytesPerSecond ?? 512 * 1024));
   const node = (await createLibp2p({
     privateKey: options.identity.privateKey,
     addresses: { listen: options.listen ?? ['/ip4/127.0.0.1/tcp/0'] },
@@ -60,8 +64,9 @@ export async function createMeshHost(options: MeshOptions): Promise<MeshHost> {
     connectionEncrypters: [noise()],
     streamMuxers: [yamux({ streamOptions: { maxStreamWindowSize: window, initialStreamWindowSize: Math.min(window, 256 * 1024) } })],
     connectionGater: gater,
-    connectionMonitor: { pingInterval: 5000, pingTimeout: { minTimeout: 3000, maxTimeout: 15000 } },
-    connectionManager: { maxConnections: 300, reconnectRetries: 5 },
+    // A robot link stalls for seconds at a time; only a long silence means the peer is gone.
+    connectionMonitor: { pingInterval: 5000, pingTimeout: { minTimeout: 10_000, maxTimeout: 30_000 } },
+    connectionManager: { maxConnections: 300, reconnectRetries: options.reconnectRetries ?? 5 },
     peerDiscovery: [
       ...(options.mdns ? [mdns({ interval: 2000 })] : []),
       ...(options.bootstrap?.length ? [bootstrap({ list: options.bootstrap, timeout: 100 })] : []),

@@ -94,7 +94,9 @@ export class InferClient {
         this.reputation.penalise(peer, `protocol violation: ${err.message}`);
         throw new InferError('BAD_REPLY', `${peer}: ${err.message}`);
       }
-      throw new InferError('UNREACHABLE', `${peer}: ${(err as Error).message}`);
+      // Stream helpers reject with the 'close' Event itself when a stream dies mid-write.
+      const why = err instanceof Error ? err.message : `stream ${(err as Event)?.type ?? String(err)}`;
+      throw new InferError('UNREACHABLE', `${peer}: ${why}`);
     }
   }
 

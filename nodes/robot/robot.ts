@@ -13,6 +13,10 @@ import { type InferServiceOptions, InferService } from '../mesh/infer-service.js
 import { fetchModel, serveModels } from '../mesh/model-fetch.js';
 import { handleProbes, probe } from '../mesh/probe.js';
 import { PeerReputation } from '../mesh/reputation.js';
+import { signerFromSeed } from '../../protocol/ed25519.js';
+import { Ledger } from '../ledger/ledger.js';
+import { LogReplicator, logTopic } from '../ledger/replication.js';
+import type { LogStore } from '../ledger/store.js';
 import { LinkEstimator } from '../scheduler/links.js';
 import { Scheduler } from '../scheduler/scheduler.js';
 
@@ -31,10 +35,19 @@ export interface RobotConfig {
   cacheDir?: string;
   threads?: number;
   linkBytesPerSecond?: number;
+  /** libp2p's own reconnect attempts before it gives up (our redial loop never does). */
+  reconnectRetries?: number;
   advertPeriodMs?: number;
+  /**
+   * Build every head ('head'), tail ('tail') or both sessions at start, for every cut and
+   * precision, so no request pays session creation (tens to hundreds of ms) — costs memory.
+   */
+  prewarm?: 'head' | 'tail' | 'both';
   /** Idle bandwidth probes of links with no recent transfer; 0 disables. */
   probeIntervalMs?: number;
   service?: InferServiceOptions;
+  /** The replicated log: its store and the fleet's genesis entry (bytes). Absent: no log. */
+  ledger?: { store: LogStore; genesis: Uint8Array; antiEntropyMs?: number };
 }
 
 /**
@@ -56,6 +69,8 @@ export class Robot {
     readonly scheduler: Scheduler,
     /** Registers a model and loads or measures its profile. */
     private readonly addModel: (model: LoadedModel, inputShape?: Record<string, number[]>) => Promise<void>,
+    readonly ledger?: Ledger,
+    readonly replicator?: LogReplicator,
   ) {}
 
   get peerId(): string {
@@ -79,6 +94,7 @@ export class Robot {
       models.setProfile(profile);
     };
     for (const m of config.models) await addModel(await loadModelArg(m.arg), m.inputShape);
+    if (config.prewarm) for (const hash of models.hashes()) await models.get(hash).prewarm(config.prewarm);
 
     const host = await createMeshHost({
       identity,
@@ -88,7 +104,8 @@ export class Robot {
       bootstrap: config.fleet.bootstrap,
       mdns: config.mdns,
       linkBytesPerSecond: config.linkBytesPerSecond,
-      topics: [`robomesh/${config.fleet.name}/adverts/1`],
+      reconnectRetries: config.reconnectRetries,
+      topics: [`robomesh/${config.fleet.name}/adverts/1`, logTopic(config.fleet.name)],
     });
     const links = new LinkEstimator();
     const reputation = new PeerReputation((peer) => {
@@ -123,7 +140,15 @@ export class Robot {
         return adverts.fresh().filter((a) => connected.has(a.robot) && !reputation.isIsolated(a.robot));
       },
     });
-    const robot = new Robot(config.name, host, models, service, client, adverts, links, reputation, scheduler, addModel);
+    let ledger: Ledger | undefined;
+    let replicator: LogReplicator | undefined;
+    if (config.ledger) {
+      ledger = new Ledger(config.ledger.store, signerFromSeed(identity.seed));
+      ledger.ingest(config.ledger.genesis);
+      replicator = new LogReplicator(host.node, ledger, config.fleet.name, (p) => host.gater.admits(p), config.ledger.antiEntropyMs);
+      await replicator.start();
+    }
+    const robot = new Robot(config.name, host, models, service, client, adverts, links, reputation, scheduler, addModel, ledger, replicator);
     robot.every(1000, () => robot.sampleRtt());
     if ((config.probeIntervalMs ?? 5000) > 0) robot.every(config.probeIntervalMs ?? 5000, () => robot.probeIdleLinks());
     return robot;
@@ -173,8 +198,10 @@ export class Robot {
 
   async stop(): Promise<void> {
     for (const t of this.timers) clearInterval(t);
+    this.replicator?.stop();
     this.adverts.stop();
     await this.host.stop();
     await this.models.sessions.close();
+    this.ledger?.store.close();
   }
 }

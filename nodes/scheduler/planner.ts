@@ -16,6 +16,8 @@ export interface CutCost {
   bytes: Record<Precision, number>;
   /** This robot's measured head time for the cut. */
   headMs: number;
+  /** Head time per boundary precision where measured (quantizing in-graph costs a little). */
+  headMsAt?: Partial<Record<Precision, number>>;
 }
 
 export interface PeerOffer {
@@ -71,13 +73,14 @@ export function rankPlans(input: PlanInput): Plan[] {
       if (tailMs === undefined) continue;
       for (const precision of input.precisions) {
         const transferMs = cut.bytes[precision] / bw + back;
+        const headMs = cut.headMsAt?.[precision] ?? cut.headMs;
         plans.push({
           kind: 'split',
           peer: p.peer,
           cut: cut.id,
           precision,
-          predictedMs: localQueueMs + cut.headMs + transferMs + p.rttMs + queueMs + tailMs,
-          breakdown: { headMs: localQueueMs + cut.headMs, transferMs, rttMs: p.rttMs, queueMs, tailMs },
+          predictedMs: localQueueMs + headMs + transferMs + p.rttMs + queueMs + tailMs,
+          breakdown: { headMs: localQueueMs + headMs, transferMs, rttMs: p.rttMs, queueMs, tailMs },
         });
       }
     }

@@ -34,6 +34,8 @@ export interface Decision {
   alternatives: Plan[];
   executor: string;
   actualMs: number;
+  /** Where the measured time went: head here, the remote call (and the executor's compute in it), a local tail. */
+  timings: { headMs?: number; remoteMs?: number; remoteComputeMs?: number; localMs?: number };
   failovers: { peer: string; code: string; message: string }[];
 }
 
@@ -66,6 +68,12 @@ const STALL_MARGIN_MS = 250;
 export class Scheduler extends EventEmitter<{ decision: [Decision] }> {
   private nextId = 1;
   readonly decisions: Decision[] = [];
+  /**
+   * Measured times that replace the start-up profile and the peers' adverts as requests run
+   * (EWMA): local head per (model, cut, precision), local whole per model, remote tail compute
+   * per (peer, model, cut). Profiles are short and taken cold; live traffic is the truth.
+   */
+  private readonly observed = new Map<string, number>();
 
   constructor(private readonly deps: SchedulerDeps) {
     super();
@@ -77,6 +85,7 @@ export class Scheduler extends EventEmitter<{ decision: [Decision] }> {
     const profile = models.profile(model);
     if (!profile) throw new RobomeshError('NOT_PROFILED', `model ${model.slice(0, 12)}… has no profile on this robot yet`);
     const headMs = new Map(profile.cuts.map((c) => [c.id, c.headMs]));
+    const seen = (key: string, fallback: number): number => this.observed.get(key) ?? fallback;
     const outputBytes = slicer.analysis.index.outputs.reduce((sum, name) => {
       const s = slicer.analysis.shapes.get(name);
       return sum + (s ? elementCount(s.dims) * DTYPES[s.dtype].bytes : 0);
@@ -87,17 +96,27 @@ export class Scheduler extends EventEmitter<{ decision: [Decision] }> {
         const m = p.models.find((x) => x.hash === model);
         if (!m) return [];
         const link = links.get(p.robot);
-        return [{ peer: p.robot, bandwidth: link.bandwidth, rttMs: link.rttMs, queue: p.queue, wholeMs: m.wholeMs, tailMs: m.tailMs }];
+        const tailMs = Object.fromEntries(Object.entries(m.tailMs).map(([cut, ms]) => [cut, seen(`tail:${p.robot}:${model}:${cut}`, ms)]));
+        const wholeMs = seen(`tail:${p.robot}:${model}:${INPUT_CUT}`, m.wholeMs);
+        return [{ peer: p.robot, bandwidth: link.bandwidth, rttMs: link.rttMs, queue: p.queue, wholeMs, tailMs }];
       });
     return rankPlans({
-      localWholeMs: profile.wholeMs,
+      localWholeMs: seen(`whole:${model}`, profile.wholeMs),
       localQueue: queue.length,
       inputBytes: inputs.reduce((s, t) => s + t.data.byteLength, 0),
       outputBytes,
-      cuts: slicer.analysis.cuts.filter((c) => headMs.has(c.id)).map((c) => ({ id: c.id, bytes: c.bytes, headMs: headMs.get(c.id)! })),
+      cuts: slicer.analysis.cuts
+        .filter((c) => headMs.has(c.id))
+        .map((c) => ({ id: c.id, bytes: c.bytes, headMs: headMs.get(c.id)!, headMsAt: Object.fromEntries(precisions.map((p) => [p, seen(`head:${model}:${c.id}:${p}`, headMs.get(c.id)!)])) })),
       peers: offers,
       precisions,
     });
+  }
+
+  private observe(key: string, ms: number | undefined): void {
+    if (ms === undefined || !(ms >= 0)) return;
+    const prev = this.observed.get(key);
+    this.observed.set(key, prev === undefined ? ms : prev + 0.3 * (ms - prev));
   }
 
   async infer(model: string, inputs: Tensor[], options: InferOptions = {}): Promise<InferOutcome> {
@@ -106,6 +125,7 @@ export class Scheduler extends EventEmitter<{ decision: [Decision] }> {
     const ranked = this.plans(model, inputs, options.precisions);
     const plan = pick(ranked, options.force);
     const failovers: Decision['failovers'] = [];
+    const timings: Decision['timings'] = {};
     const finish = (executor: string, outputs: Tensor[], results: ExecutorResult[]): InferOutcome => {
       const decision: Decision = {
         id: this.nextId++,
@@ -114,8 +134,13 @@ export class Scheduler extends EventEmitter<{ decision: [Decision] }> {
         alternatives: ranked.slice(0, 5),
         executor,
         actualMs: performance.now() - start,
+        timings,
         failovers,
       };
+      const peer = executor === this.deps.self ? undefined : executor;
+      if (plan.kind === 'local') this.observe(`whole:${model}`, timings.localMs);
+      if (timings.headMs !== undefined) this.observe(`head:${model}:${plan.cut}:${plan.precision}`, timings.headMs);
+      if (peer) this.observe(`tail:${peer}:${model}:${plan.cut}`, timings.remoteComputeMs);
       this.decisions.push(decision);
       if (this.decisions.length > 500) this.decisions.shift();
       this.emit('decision', decision);
@@ -123,12 +148,16 @@ export class Scheduler extends EventEmitter<{ decision: [Decision] }> {
     };
 
     if (plan.kind === 'local') {
+      const t0 = performance.now();
       const outputs = await this.runLocal(model, INPUT_CUT, 'fp32', inputs);
+      timings.localMs = performance.now() - t0;
       return finish(this.deps.self, outputs, [{ executor: this.deps.self, outputs }]);
     }
     const cut = plan.cut!;
     const precision = plan.precision;
+    const headStart = performance.now();
     const boundary = plan.kind === 'split' ? await this.runHead(model, cut, precision, inputs) : inputs;
+    if (plan.kind === 'split') timings.headMs = performance.now() - headStart;
     const localTailMs = this.localTailMs(model, cut);
     const k = Math.max(1, options.redundancy ?? 1);
     const executors = [plan.peer!, ...ranked.filter((p) => p.kind === plan.kind && p.cut === cut && p.precision === precision && p.peer && p.peer !== plan.peer).map((p) => p.peer!)];
@@ -137,8 +166,23 @@ export class Scheduler extends EventEmitter<{ decision: [Decision] }> {
       const expected = predicted ? predicted.predictedMs - predicted.breakdown.headMs : remaining;
       const budget = Math.min(remaining, expected * STALL_FACTOR + STALL_MARGIN_MS);
       if (budget <= 0) throw new RobomeshError('DEADLINE', 'no time left for a remote run');
-      const result = await this.deps.client.infer(peer, { model, cut, precision, granularity: 'channel' }, boundary, budget);
+      let result: RemoteResult;
+      try {
+        result = await this.deps.client.infer(peer, { model, cut, precision, granularity: 'channel' }, boundary, budget);
+      } catch (err) {
+        // A stall tells us something too: the link moved less than these bytes in `budget` ms.
+        // Without this sample a link that got slower would never be learnt (every slow transfer
+        // is abandoned before it completes).
+        if ((err as RobomeshError).code === 'DEADLINE') {
+          const bytes = boundary.reduce((sum, t) => sum + t.data.byteLength, 0);
+          const link = this.deps.links.get(peer);
+          if (bytes / budget < link.bandwidth) this.deps.links.recordTransfer(peer, bytes, budget);
+        }
+        throw err;
+      }
       this.deps.links.recordTransfer(peer, result.sentBytes + result.receivedBytes, result.elapsedMs - result.computeMs);
+      timings.remoteMs = result.elapsedMs;
+      timings.remoteComputeMs = result.computeMs;
       return result;
     };
     const predictedFor = (peer: string): Plan | undefined => ranked.find((p) => p.peer === peer && p.cut === cut && p.precision === precision);
@@ -174,7 +218,9 @@ export class Scheduler extends EventEmitter<{ decision: [Decision] }> {
         this.deps.client.forget(peer);
       }
     }
+    const t0 = performance.now();
     const outputs = await this.runLocal(model, cut, precision, boundary);
+    timings.localMs = performance.now() - t0;
     return finish(this.deps.self, outputs, [{ executor: this.deps.self, outputs }]);
   }
 

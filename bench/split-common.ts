@@ -1,0 +1,32 @@
+import { create } from '@bufbuild/protobuf';
+import { GraphProtoSchema, ModelProtoSchema, OperatorSetIdProtoSchema } from 'onnx-buf';
+import { attr, node, serializeModel, tensorValueInfo } from '../nodes/inference/onnx-model.js';
+
+/**
+ * A model that sums its input to one number: shipping a tensor to it measures the protocol's
+ * throughput with negligible compute on the far side (its compute time is subtracted anyway).
+ */
+export function sinkModel(): Uint8Array {
+  return serializeModel(
+    create(ModelProtoSchema, {
+      irVersion: 8n,
+      producerName: 'robomesh bench',
+      opsetImport: [create(OperatorSetIdProtoSchema, { domain: '', version: 13n })],
+      graph: create(GraphProtoSchema, {
+        name: 'sink',
+        node: [node('ReduceSum', ['x'], ['y'], [attr('keepdims', 0)])],
+        input: [tensorValueInfo('x', 1, ['n'])],
+        output: [tensorValueInfo('y', 1, [])],
+      }),
+    }),
+  );
+}
+
+export const RAW_PORT_OFFSET = 1;
+
+export function arg(name: string, fallback?: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  const v = i >= 0 ? process.argv[i + 1] : fallback;
+  if (v === undefined) throw new Error(`missing --${name}`);
+  return v;
+}

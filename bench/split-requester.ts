@@ -1,0 +1,180 @@
+import { writeFile } from 'node:fs/promises';
+import { type Socket, connect } from 'node:net';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import type { Tensor } from '../protocol/tensor-frame.js';
+import type { Precision } from '../nodes/inference/boundary.js';
+import { median } from '../nodes/inference/profiler.js';
+import { textLikeImage } from '../nodes/inference/sample-images.js';
+import { identityFromSeed } from '../nodes/mesh/identity.js';
+import { Robot } from '../nodes/robot/robot.js';
+import type { InferOptions } from '../nodes/scheduler/scheduler.js';
+import { RAW_PORT_OFFSET, arg, sinkModel } from './split-common.js';
+
+/**
+ * The requesting (weaker) robot of bench:split. Driven line by line on stdin by bench/split.ts;
+ * answers each command with one JSON line on stdout.
+ */
+interface Measured {
+  config: string;
+  kind: string;
+  cut?: string;
+  precision?: Precision;
+  predictedMs: number;
+  medianMs?: number;
+  runs: number;
+  skipped?: string;
+  executors: string[];
+  /** Median of each part of the measured time (see Decision.timings). */
+  parts?: Record<string, number>;
+}
+
+const out = (tag: string, value: unknown): void => void process.stdout.write(`${tag} ${JSON.stringify(value)}\n`);
+
+async function main(): Promise<void> {
+  const dir = arg('dir');
+  const sinkPath = join(dir, 'sink-a.onnx');
+  await writeFile(sinkPath, sinkModel());
+  const peerHost = arg('peer-host');
+  const peerPort = Number(arg('peer-port'));
+  const peerId = arg('peer-id');
+  const robot = await Robot.start({
+    name: 'requester',
+    identity: await identityFromSeed(Buffer.from(arg('seed'), 'hex')),
+    fleet: { name: 'bench', members: arg('members').split(','), bootstrap: [`/ip4/${peerHost}/tcp/${peerPort}/p2p/${peerId}`] },
+    listen: [`/ip4/${arg('host')}/tcp/0`],
+    models: [{ arg: 'builtin:ocr-det', inputShape: { x: [1, 3, 320, 320] } }, { arg: sinkPath }],
+    cacheDir: join(dir, 'requester-cache'),
+    dataDir: join(dir, 'requester'),
+    profileRuns: 5,
+    prewarm: 'head',
+    advertPeriodMs: 500,
+    probeIntervalMs: 0,
+  });
+  const [model, sink] = robot.models.hashes();
+  const deadline = Date.now() + 60_000;
+  while (!robot.adverts.get(peerId) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  out('ready', { peerId: robot.peerId, wholeMs: robot.models.profile(model)!.wholeMs });
+  const input: Tensor[] = [{ name: 'x', dtype: 'float32', dims: [1, 3, 320, 320], data: textLikeImage(320, 320, 9) }];
+
+  const measure = async (force: InferOptions['force'], reps: number): Promise<{ ms: number[]; executors: string[]; parts: Record<string, number> }> => {
+    const ms: number[] = [];
+    const executors: string[] = [];
+    const parts: Record<string, number[]> = {};
+    for (let i = reps > 1 ? -1 : 0; i < reps; i++) {
+      const r = await robot.infer(model, input, { force, deadlineMs: 120_000 });
+      if (i < 0) continue; // one untimed warm-up run (skipped for slow plans: sessions are prewarmed)
+      ms.push(r.decision.actualMs);
+      executors.push(r.decision.executor === robot.peerId ? 'local' : 'peer');
+      for (const [k, v] of Object.entries(r.decision.timings)) (parts[k] ??= []).push(v);
+    }
+    return { ms, executors, parts: Object.fromEntries(Object.entries(parts).map(([k, v]) => [k, median(v)])) };
+  };
+
+  const round = async (reps: number, budgetMs: number): Promise<unknown> => {
+    // Learn the link first: a probe, then one offload and one split transfer feed the EWMA.
+    await robot.probeIdleLinks().catch(() => undefined);
+    const warm = robot.scheduler.plans(model, input).find((p) => p.kind === 'split' && p.precision === 'int8');
+    if (warm) await measure({ kind: 'split', cut: warm.cut, precision: 'int8' }, 1);
+    const ranked = robot.scheduler.plans(model, input);
+    const best = ranked[0].predictedMs;
+    const results: Measured[] = [];
+    for (const plan of ranked) {
+      const config = plan.kind === 'split' ? `split ${plan.cut} ${plan.precision}` : plan.kind;
+      const always = plan.kind !== 'split';
+      const m: Measured = { config, kind: plan.kind, cut: plan.cut, precision: plan.precision, predictedMs: plan.predictedMs, runs: 0, executors: [] };
+      if (!always && plan.predictedMs > Math.max(8 * best, budgetMs)) {
+        m.skipped = `predicted ${plan.predictedMs.toFixed(0)} ms > max(8 × best prediction, ${budgetMs} ms)`;
+      } else if (!always && plan.predictedMs > 2000 && plan.precision === 'fp32') {
+        m.skipped = `fp32 predicted ${plan.predictedMs.toFixed(0)} ms: int8/fp16 of this cut measured instead`;
+      } else {
+        const n = plan.predictedMs > 3000 ? 1 : reps; // plus one untimed warm-up run
+        const { ms, executors, parts } = await measure({ kind: plan.kind, cut: plan.cut, precision: plan.precision, peer: plan.peer }, n);
+        m.medianMs = median(ms);
+        m.parts = parts;
+        m.runs = n;
+        m.executors = executors;
+      }
+      results.push(m);
+    }
+    const chosen: string[] = [];
+    const schedulerMs: number[] = [];
+    for (let i = 0; i < reps; i++) {
+      const r = await robot.infer(model, input, { deadlineMs: 120_000 });
+      schedulerMs.push(r.decision.actualMs);
+      const p = r.decision.plan;
+      chosen.push(p.kind === 'split' ? `split ${p.cut} ${p.precision}` : p.kind);
+    }
+    const link = robot.links.get(peerId);
+    return { results, scheduler: { medianMs: median(schedulerMs), chosen }, link };
+  };
+
+  // One persistent raw connection, like libp2p's: neither side pays a handshake or slow start per frame.
+  let rawSocket: Socket | undefined;
+  const rawConnect = (): Promise<Socket> =>
+    new Promise((resolve, reject) => {
+      const socket = connect(peerPort + RAW_PORT_OFFSET, peerHost);
+      socket.setNoDelay(true);
+      socket.once('error', reject);
+      socket.once('connect', () => resolve(socket));
+    });
+  const rawSend = async (bytes: number): Promise<number> => {
+    rawSocket ??= await rawConnect();
+    const socket = rawSocket;
+    return new Promise((resolve) => {
+      const header = Buffer.alloc(4);
+      header.writeUInt32LE(bytes, 0);
+      const t0 = performance.now();
+      socket.once('data', () => resolve(performance.now() - t0));
+      socket.write(header);
+      socket.write(Buffer.alloc(bytes, 7));
+    });
+  };
+
+  const throughput = async (sizesMb: number[], reps: number): Promise<unknown> => {
+    const rows = [];
+    for (const mb of sizesMb) {
+      const bytes = Math.round(mb * 1024 * 1024);
+      const tensor: Tensor[] = [{ name: 'x', dtype: 'float32', dims: [bytes / 4], data: new Float32Array(bytes / 4).fill(0.5) }];
+      const raw: number[] = [];
+      const ours: number[] = [];
+      await rawSend(bytes); // warm both paths once
+      await robot.client.infer(peerId, { model: sink, cut: 'input', precision: 'fp32', granularity: 'channel' }, tensor, 300_000);
+      let error: string | undefined;
+      for (let i = 0; i < reps; i++) {
+        raw.push(bytes / 1000 / (await rawSend(bytes)));
+        try {
+          const r = await robot.client.infer(peerId, { model: sink, cut: 'input', precision: 'fp32', granularity: 'channel' }, tensor, 300_000);
+          ours.push(r.sentBytes / 1000 / (r.elapsedMs - r.computeMs));
+        } catch (err) {
+          error = (err as Error).message;
+        }
+      }
+      rows.push({ mb, rawMBps: median(raw), oursMBps: ours.length ? median(ours) : 0, ratio: ours.length ? median(ours) / median(raw) : 0, error });
+    }
+    return rows;
+  };
+
+  for await (const line of createInterface({ input: process.stdin })) {
+    const [cmd, json] = [line.split(' ')[0], line.slice(line.indexOf(' ') + 1)];
+    try {
+      if (cmd === 'round') {
+        const { reps, budgetMs } = JSON.parse(json) as { reps: number; budgetMs: number };
+        out('result', await round(reps, budgetMs));
+      } else if (cmd === 'throughput') {
+        const { sizesMb, reps } = JSON.parse(json) as { sizesMb: number[]; reps: number };
+        out('throughput', await throughput(sizesMb, reps));
+      } else if (cmd === 'pid') {
+        out('pid', { pid: process.pid });
+      } else if (cmd === 'quit') {
+        break;
+      }
+    } catch (err) {
+      out('error', { message: (err as Error).message });
+    }
+  }
+  await robot.stop();
+  process.exit(0);
+}
+
+await main();

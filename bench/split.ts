@@ -1,0 +1,277 @@
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, rmdir, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { identityFromSeed } from '../nodes/mesh/identity.js';
+import { type Row, table, writeResults } from './report.js';
+
+/**
+ * bench:split — a weaker requesting robot (its process under a real CPU limit: a CFS bandwidth
+ * quota in its own cgroup, 10 ms period, or Debian's cpulimit where cgroups are not writable)
+ * and a full-speed peer, in two network namespaces joined by a veth pair whose both ends are
+ * shaped with tbf to each link rate. For every rate: all-local, full offload, every static
+ * (cut, precision) and the scheduler's own choice; then protocol throughput vs raw TCP.
+ * Needs root (namespaces, tc); without it, both robots run unshaped on loopback and the
+ * tables say so.
+ */
+const RATES_MBIT = (process.env.BENCH_RATES ?? '1,5,20,100').split(',').map(Number);
+const CPU_LIMIT = Number(process.env.BENCH_CPU_LIMIT ?? 25);
+const REPS = Number(process.env.BENCH_REPS ?? 3);
+const NS_A = 'rmbench-a';
+const NS_B = 'rmbench-b';
+const IP_A = '10.77.0.1';
+const IP_B = '10.77.0.2';
+const PORT = 4100;
+const CGROUP = '/sys/fs/cgroup/cpu/rmbench-requester';
+
+/** A cgroup-v1 CPU quota of `percent` % of one core in 10 ms periods, if this machine allows it. */
+async function cpuCgroup(percent: number): Promise<string | undefined> {
+  if (!existsSync('/sys/fs/cgroup/cpu/cgroup.procs')) return undefined;
+  try {
+    await mkdir(CGROUP, { recursive: true });
+    await writeFile(join(CGROUP, 'cpu.cfs_period_us'), '10000');
+    await writeFile(join(CGROUP, 'cpu.cfs_quota_us'), String(Math.round(100 * percent)));
+    return CGROUP;
+  } catch {
+    return undefined;
+  }
+}
+
+const here = (f: string): string => fileURLToPath(new URL(f, import.meta.url));
+const sh = (cmd: string, args: string[]): string => execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+
+function haveTool(tool: string): boolean {
+  try {
+    sh('sh', ['-c', `command -v ${tool}`]);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function teardown(): void {
+  for (const ns of [NS_A, NS_B]) {
+    try {
+      sh('ip', ['netns', 'del', ns]);
+    } catch {
+      // not there
+    }
+  }
+}
+
+function setupNamespaces(): void {
+  teardown();
+  const steps: string[][] = [
+    ['netns', 'add', NS_A],
+    ['netns', 'add', NS_B],
+    ['link', 'add', 'rmb-va', 'type', 'veth', 'peer', 'name', 'rmb-vb'],
+    ['link', 'set', 'rmb-va', 'netns', NS_A],
+    ['link', 'set', 'rmb-vb', 'netns', NS_B],
+    ['-n', NS_A, 'addr', 'add', `${IP_A}/24`, 'dev', 'rmb-va'],
+    ['-n', NS_B, 'addr', 'add', `${IP_B}/24`, 'dev', 'rmb-vb'],
+    ['-n', NS_A, 'link', 'set', 'rmb-va', 'up'],
+    ['-n', NS_B, 'link', 'set', 'rmb-vb', 'up'],
+    ['-n', NS_A, 'link', 'set', 'lo', 'up'],
+    ['-n', NS_B, 'link', 'set', 'lo', 'up'],
+  ];
+  for (const s of steps) sh('ip', s);
+}
+
+function shape(mbit: number | undefined): void {
+  for (const [ns, dev] of [
+    [NS_A, 'rmb-va'],
+    [NS_B, 'rmb-vb'],
+  ]) {
+    try {
+      sh('ip', ['netns', 'exec', ns, 'tc', 'qdisc', 'del', 'dev', dev, 'root']);
+    } catch {
+      // no qdisc yet
+    }
+    if (mbit !== undefined) {
+      const burst = Math.max(32 * 1024, Math.round((mbit * 1e6) / 8 / 100));
+      sh('ip', ['netns', 'exec', ns, 'tc', 'qdisc', 'add', 'dev', dev, 'root', 'tbf', 'rate', `${mbit}mbit`, 'burst', String(burst), 'latency', '200ms']);
+    }
+  }
+}
+
+interface Proc {
+  child: ChildProcess;
+  next: (tag: string) => Promise<unknown>;
+  send: (line: string) => void;
+}
+
+function start(cmd: string, args: string[]): Proc {
+  const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'inherit'] });
+  const waiting: { tag: string; resolve: (v: unknown) => void; reject: (e: Error) => void }[] = [];
+  createInterface({ input: child.stdout! }).on('line', (line) => {
+    const tag = line.split(' ')[0];
+    const w = waiting[0];
+    if (!w) return;
+    if (tag === 'error') {
+      waiting.shift();
+      w.reject(new Error(line));
+    } else if (tag === w.tag) {
+      waiting.shift();
+      w.resolve(JSON.parse(line.slice(tag.length + 1)));
+    }
+  });
+  child.on('exit', (code) => {
+    for (const w of waiting.splice(0)) w.reject(new Error(`${cmd} exited with ${code}`));
+  });
+  return {
+    child,
+    next: (tag) => new Promise((resolve, reject) => waiting.push({ tag, resolve, reject })),
+    send: (line) => void child.stdin!.write(`${line}\n`),
+  };
+}
+
+interface RoundResult {
+  results: { config: string; kind: string; predictedMs: number; medianMs?: number; runs: number; skipped?: string; executors: string[]; parts?: Record<string, number> }[];
+  scheduler: { medianMs: number; chosen: string[] };
+  link: { bandwidth: number; rttMs: number };
+}
+
+async function main(): Promise<void> {
+  const root = process.getuid?.() === 0 && haveTool('tc') && haveTool('ip');
+  const cgroup = root ? await cpuCgroup(CPU_LIMIT) : undefined;
+  const cpulimit = !cgroup && haveTool('cpulimit');
+  const throttle = cgroup ? `CFS quota ${CPU_LIMIT} % of a core (cgroup, 10 ms period)` : cpulimit ? `cpulimit ${CPU_LIMIT} %` : 'NOT limited (no cgroup, no cpulimit)';
+  const mode = root ? 'network namespaces, veth shaped with tc tbf' : 'NOT ROOT: unshaped loopback (no link emulation)';
+  process.stderr.write(`bench:split — ${mode}; requester CPU: ${throttle}\n`);
+  const dir = await mkdtemp(join(tmpdir(), 'robomesh-bench-split-'));
+  const seeds = [randomBytes(32), randomBytes(32)];
+  const ids = await Promise.all(seeds.map((s) => identityFromSeed(s)));
+  const members = ids.map((i) => i.peerId.toString()).join(',');
+  const node = process.execPath;
+  const inNs = (ns: string, argv: string[]): [string, string[]] => (root ? ['ip', ['netns', 'exec', ns, ...argv]] : [argv[0], argv.slice(1)]);
+  const hostA = root ? IP_A : '127.0.0.1';
+  const hostB = root ? IP_B : '127.0.0.1';
+  if (root) setupNamespaces();
+  const procs: Proc[] = [];
+  const cleanup = (): void => {
+    for (const p of procs) p.child.kill('SIGTERM');
+    if (root) teardown();
+  };
+  const removeCgroup = async (): Promise<void> => {
+    for (let i = 0; cgroup && i < 50; i++) {
+      try {
+        await rmdir(cgroup);
+        return;
+      } catch {
+        await new Promise((r) => setTimeout(r, 100)); // its process is still exiting
+      }
+    }
+  };
+  process.on('SIGINT', () => {
+    cleanup();
+    process.exit(130);
+  });
+  try {
+    const peer = start(...inNs(NS_B, [node, here('./split-peer.js'), '--host', hostB, '--port', String(PORT), '--dir', dir, '--seed', seeds[1].toString('hex'), '--members', members]));
+    procs.push(peer);
+    await peer.next('ready');
+    process.stderr.write('peer ready; starting the requester (it profiles the detector under its CPU limit)\n');
+    const requesterArgv = [node, here('./split-requester.js'), '--host', hostA, '--dir', dir, '--seed', seeds[0].toString('hex'), '--members', members, '--peer-host', hostB, '--peer-port', String(PORT), '--peer-id', ids[1].peerId.toString()];
+    const [cmd, argv] = inNs(NS_A, cpulimit ? ['cpulimit', '-l', String(CPU_LIMIT), '-f', '-q', '--', ...requesterArgv] : requesterArgv);
+    const quote = (a: string): string => `'${a.replace(/'/g, `'\\''`)}'`;
+    const requester = cgroup
+      ? start('sh', ['-c', `echo $$ > ${CGROUP}/cgroup.procs && exec ${[cmd, ...argv].map(quote).join(' ')}`])
+      : start(cmd, argv);
+    procs.push(requester);
+    const ready = (await requester.next('ready')) as { wholeMs: number };
+    requester.send('pid');
+    const { pid } = (await requester.next('pid')) as { pid: number };
+    // Throughput compares protocols, not CPUs: the requester runs it outside its CPU quota.
+    const cpuQuota = async (on: boolean): Promise<void> => {
+      if (cgroup) await writeFile(on ? join(cgroup, 'cgroup.procs') : '/sys/fs/cgroup/cpu/cgroup.procs', String(pid));
+    };
+    process.stderr.write(`requester ready: whole detector ${ready.wholeMs.toFixed(1)} ms at its CPU limit\n`);
+
+    const rounds: { rate: string; round: RoundResult; throughput: unknown }[] = [];
+    const rates: (number | undefined)[] = root ? RATES_MBIT : [undefined];
+    for (const rate of rates) {
+      const label = rate === undefined ? 'loopback' : `${rate} Mbit/s`;
+      if (root) shape(rate);
+      process.stderr.write(`link ${label}: measuring every plan…\n`);
+      requester.send(`round ${JSON.stringify({ reps: REPS, budgetMs: 20_000 })}`);
+      const round = (await requester.next('result')) as RoundResult;
+      const sizesMb = rate !== undefined && rate <= 1 ? [1] : [1, 2, 4];
+      await cpuQuota(false);
+      requester.send(`throughput ${JSON.stringify({ sizesMb, reps: rate !== undefined && rate <= 5 ? 1 : REPS })}`);
+      const throughput = await requester.next('throughput');
+      await cpuQuota(true);
+      rounds.push({ rate: label, round, throughput });
+    }
+    let unshaped: unknown;
+    if (root) {
+      shape(undefined);
+      process.stderr.write('unshaped veth: throughput\n');
+      await cpuQuota(false);
+      requester.send(`throughput ${JSON.stringify({ sizesMb: [1, 2, 4], reps: REPS })}`);
+      unshaped = await requester.next('throughput');
+    }
+    requester.send('quit');
+
+    const summary: Row[] = [];
+    const detail: Row[] = [];
+    const tput: Row[] = [];
+    for (const { rate, round, throughput } of rounds) {
+      const measured = round.results.filter((r) => r.medianMs !== undefined);
+      const local = measured.find((r) => r.kind === 'local')!;
+      const offload = measured.find((r) => r.kind === 'offload');
+      const statics = measured.filter((r) => r.executors.every((e) => e === (r.kind === 'local' ? 'local' : 'peer')));
+      const best = statics.reduce((a, b) => (a.medianMs! <= b.medianMs! ? a : b));
+      const splits = statics.filter((r) => r.kind === 'split');
+      const bestSplit = splits.length ? splits.reduce((a, b) => (a.medianMs! <= b.medianMs! ? a : b)) : undefined;
+      const worse = Math.max(local.medianMs!, offload?.medianMs ?? 0);
+      summary.push({
+        link: rate,
+        'local ms': local.medianMs!,
+        'offload ms': offload?.medianMs ?? 'n/a',
+        'best static': best.config,
+        'best static ms': best.medianMs!,
+        'scheduler ms': round.scheduler.medianMs,
+        'scheduler ÷ best': round.scheduler.medianMs / best.medianMs!,
+        'scheduler chose': [...new Set(round.scheduler.chosen)].join(' / '),
+        'split wins': best.kind === 'split' ? 'yes' : 'no',
+        'best split ÷ worse(local, offload)': bestSplit ? worse / bestSplit.medianMs! : 'n/a',
+        'link est. MB/s': round.link.bandwidth / 1000,
+      });
+      for (const r of round.results) {
+        const part = (k: string): number | string => r.parts?.[k] ?? '';
+        detail.push({
+          link: rate,
+          plan: r.config,
+          'predicted ms': r.predictedMs,
+          'median ms': r.medianMs ?? r.skipped ?? '',
+          'head ms': part('headMs'),
+          'remote ms': part('remoteMs'),
+          'remote compute ms': part('remoteComputeMs'),
+          'local ms': part('localMs'),
+          'ran on': [...new Set(r.executors)].join('/'),
+          runs: r.runs,
+        });
+      }
+      for (const t of throughput as { mb: number; rawMBps: number; oursMBps: number; ratio: number; error?: string }[]) {
+        tput.push({ link: rate, 'frame MB': t.mb, 'raw TCP MB/s': t.rawMBps, 'robomesh MB/s': t.oursMBps, 'robomesh ÷ raw': t.ratio, error: t.error ?? '' });
+      }
+    }
+    for (const t of (unshaped ?? []) as { mb: number; rawMBps: number; oursMBps: number; ratio: number; error?: string }[]) {
+      tput.push({ link: 'veth, unshaped', 'frame MB': t.mb, 'raw TCP MB/s': t.rawMBps, 'robomesh MB/s': t.oursMBps, 'robomesh ÷ raw': t.ratio, error: t.error ?? '' });
+    }
+    const heading = `bench:split — ${mode}; requester CPU: ${throttle}; PaddleOCR detector 1×3×320×320; medians of ${REPS}`;
+    process.stdout.write(`\n${heading}\n\n${table(summary)}\n\nThroughput of one tensor frame (one way + ack)\n\n${table(tput)}\n\nEvery plan\n\n${table(detail)}\n`);
+    const path = await writeResults('split', { mode, throttle, reps: REPS, summary, throughput: tput, plans: detail });
+    process.stdout.write(`\nwrote ${path}\n`);
+  } finally {
+    cleanup();
+    await removeCgroup();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+await main();

@@ -1,0 +1,99 @@
+import { createHash } from 'node:crypto';
+import type { Hex } from '../protocol/log-entry.js';
+import { type FleetState, type LogItem, apply, cloneState, emptyState } from './fleet-state.js';
+
+/** Total order of the log: Lamport clock, then id. A valid topological order, since every
+ * entry's clock exceeds its parents'. */
+export function compareItems(a: LogItem, b: LogItem): number {
+  return a.lamport - b.lamport || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+}
+
+const SNAPSHOT_EVERY = 256;
+
+/**
+ * Folds the log into FleetState incrementally. An entry at the tip is applied directly; one that
+ * lands inside the order (late, from a healed partition) refolds from the nearest snapshot
+ * before its position, not from genesis.
+ */
+export class LedgerFold {
+  private readonly order: LogItem[] = [];
+  private readonly ids = new Set<Hex>();
+  /** snapshots[k] = state before applying order[k * SNAPSHOT_EVERY]. */
+  private readonly snapshots: FleetState[] = [emptyState()];
+  private current = emptyState();
+  /** Entries re-applied by refolds (tip appends excluded): what incremental folding saves. */
+  refolded = 0;
+
+  get state(): FleetState {
+    return this.current;
+  }
+
+  get size(): number {
+    return this.order.length;
+  }
+
+  has(id: Hex): boolean {
+    return this.ids.has(id);
+  }
+
+  items(): readonly LogItem[] {
+    return this.order;
+  }
+
+  insert(item: LogItem): void {
+    if (this.ids.has(item.id)) return;
+    this.ids.add(item.id);
+    const pos = this.position(item);
+    this.order.splice(pos, 0, item);
+    if (pos === this.order.length - 1) {
+      this.applyAt(pos);
+      return;
+    }
+    const k = Math.floor(pos / SNAPSHOT_EVERY);
+    this.snapshots.length = k + 1;
+    this.current = cloneState(this.snapshots[k]);
+    for (let i = k * SNAPSHOT_EVERY; i < this.order.length; i++) {
+      this.applyAt(i);
+      this.refolded++;
+    }
+  }
+
+  private applyAt(i: number): void {
+    if (i > 0 && i % SNAPSHOT_EVERY === 0 && this.snapshots.length === i / SNAPSHOT_EVERY) this.snapshots.push(cloneState(this.current));
+    apply(this.current, this.order[i]);
+  }
+
+  private position(item: LogItem): number {
+    let lo = 0;
+    let hi = this.order.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (compareItems(this.order[mid], item) < 0) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  stateHash(): Hex {
+    return stateHash(this.current);
+  }
+}
+
+/** A digest of everything decided, in a canonical order: equal exactly when states are equal. */
+export function stateHash(s: FleetState): Hex {
+  const sorted = <T>(xs: Iterable<T>): T[] => [...xs].sort();
+  const canonical = {
+    fleet: s.fleet ?? null,
+    genesis: s.genesis ?? null,
+    members: sorted(s.members),
+    admins: sorted(s.admins),
+    tasks: [...s.tasks.values()].sort((a, b) => (a.task < b.task ? -1 : 1)),
+    reputation: [...s.reputation].sort(),
+    equivocations: s.equivocations,
+    tiles: [...s.tiles].sort(),
+    anchors: s.anchors,
+    ignored: s.ignored,
+    applied: s.applied,
+  };
+  return createHash('sha256').update(JSON.stringify(canonical)).digest('hex');
+}

@@ -1,0 +1,148 @@
+import { EventEmitter } from 'node:events';
+import * as cbor from '@ipld/dag-cbor';
+import { LedgerFold } from '../../contracts/fold.js';
+import type { FleetState, LogItem } from '../../contracts/fleet-state.js';
+import type { Signer } from '../../protocol/ed25519.js';
+import { type DecodedEntry, type Entry, EntryError, type Hex, type Payload, decodeEntry, fromHex, sha256, signEntry, toHex } from '../../protocol/log-entry.js';
+import type { LogStore, StoredEntry } from './store.js';
+
+export type IngestStatus = 'added' | 'duplicate' | 'equivocation';
+
+/** Parents not held yet: fetch them (sync) and offer the entry again. */
+export class MissingParentsError extends EntryError {
+  constructor(readonly missing: Hex[]) {
+    super('MALFORMED', `${missing.length} parent(s) not held yet`);
+  }
+}
+
+const MAX_PARENTS = 16;
+
+/**
+ * One robot's copy of the log: appends its own entries (signed, durable before acknowledged),
+ * ingests others' after checking them, and keeps the contracts' state folded over it.
+ * Ingestion decides only from the entry and its ancestors, never from timing, so every
+ * replica accepts the same entries.
+ */
+export class Ledger extends EventEmitter<{ entry: [DecodedEntry, IngestStatus] }> {
+  readonly fold = new LedgerFold();
+  private readonly headSet = new Set<Hex>();
+  private readonly lamports = new Map<Hex, number>();
+  /** (author:seq) → how many entries hold that slot (2 = equivocation evidence kept; no more). */
+  private readonly slots = new Map<string, number>();
+  /** Everyone ever admitted: membership only grows here, so ingestion never depends on order. */
+  private readonly admitted = new Set<Hex>();
+  private readonly genesisAdmins = new Set<Hex>();
+
+  constructor(
+    readonly store: LogStore,
+    private readonly signer?: Signer,
+  ) {
+    super();
+    // Entries in our own store were checked when they came in: decode without re-verifying.
+    for (const s of store.all()) this.index(s, cbor.decode(s.bytes) as Entry);
+  }
+
+  get self(): Hex | undefined {
+    return this.signer ? toHex(this.signer.publicKey) : undefined;
+  }
+
+  get state(): FleetState {
+    return this.fold.state;
+  }
+
+  stateHash(): Hex {
+    return this.fold.stateHash();
+  }
+
+  heads(): Hex[] {
+    return [...this.headSet].sort();
+  }
+
+  has(id: Hex): boolean {
+    return this.fold.has(id);
+  }
+
+  get size(): number {
+    return this.fold.size;
+  }
+
+  ids(): Hex[] {
+    return this.fold.items().map((i) => i.id);
+  }
+
+  summary(): Map<Hex, { maxSeq: number; count: number }> {
+    return this.store.summary();
+  }
+
+  entriesOf(author: Hex, lo: number, hi: number, limit = 500): { seq: number; bytes: Uint8Array }[] {
+    return this.store.range(author, lo, hi, limit).map((e) => ({ seq: e.seq, bytes: e.bytes }));
+  }
+
+  get(id: Hex): Uint8Array | undefined {
+    return this.store.get(id)?.bytes;
+  }
+
+  /** Signs and durably stores a new entry of ours; returns once it is on disk. */
+  append(payload: Payload): DecodedEntry {
+    if (!this.signer) throw new EntryError('UNKNOWN_AUTHOR', 'this ledger has no signing key');
+    const me = toHex(this.signer.publicKey);
+    const seq = (this.store.summary().get(me)?.maxSeq ?? 0) + 1;
+    const parents = this.heads().slice(0, MAX_PARENTS);
+    const lamport = 1 + Math.max(0, ...parents.map((p) => this.lamports.get(p) ?? 0));
+    const decoded = signEntry({ seq, lamport, parents: parents.map(fromHex), payload }, this.signer);
+    this.persist(decoded);
+    return decoded;
+  }
+
+  /**
+   * Checks and stores an entry from elsewhere. Throws EntryError for anything invalid
+   * (signature, schema, size, unknown author, sequence gap, clock) and MissingParentsError
+   * when its parents are not here yet. A replay of a held entry is a no-op ('duplicate').
+   */
+  ingest(bytes: Uint8Array): IngestStatus {
+    const id = toHex(sha256(bytes));
+    if (this.fold.has(id)) return 'duplicate';
+    const decoded = decodeEntry(bytes);
+    const e = decoded.entry;
+    const author = toHex(e.author);
+    const isGenesis = e.payload.type === 'genesis' && e.seq === 1 && e.parents.length === 0;
+    if (!isGenesis && !this.admitted.has(author)) throw new EntryError('UNKNOWN_AUTHOR', `author ${author.slice(0, 12)}… was never admitted`);
+    const parents = e.parents.map(toHex);
+    const missing = parents.filter((p) => !this.fold.has(p));
+    if (missing.length) throw new MissingParentsError(missing);
+    if (e.lamport <= Math.max(0, ...parents.map((p) => this.lamports.get(p)!))) {
+      throw new EntryError('WRONG_CLOCK', `clock ${e.lamport} does not exceed its parents'`);
+    }
+    if (e.seq > 1 && !this.slots.has(`${author}:${e.seq - 1}`)) {
+      throw new EntryError('WRONG_SEQUENCE', `seq ${e.seq} of ${author.slice(0, 12)}… before seq ${e.seq - 1}`);
+    }
+    const twins = this.slots.get(`${author}:${e.seq}`) ?? 0;
+    if (twins >= 2) throw new EntryError('WRONG_SEQUENCE', `slot ${e.seq} of ${author.slice(0, 12)}… already holds equivocation evidence`);
+    this.persist(decoded);
+    return twins > 0 ? 'equivocation' : 'added';
+  }
+
+  private persist(d: DecodedEntry): void {
+    const stored: StoredEntry = { id: d.idHex, author: toHex(d.entry.author), seq: d.entry.seq, lamport: d.entry.lamport, bytes: d.bytes };
+    this.store.put([stored]);
+    const status: IngestStatus = (this.slots.get(`${stored.author}:${stored.seq}`) ?? 0) > 0 ? 'equivocation' : 'added';
+    this.index(stored, d.entry);
+    this.emit('entry', d, status);
+  }
+
+  private index(s: StoredEntry, e: Entry): void {
+    this.lamports.set(s.id, s.lamport);
+    const slot = `${s.author}:${s.seq}`;
+    this.slots.set(slot, (this.slots.get(slot) ?? 0) + 1);
+    for (const p of e.parents) this.headSet.delete(toHex(p));
+    this.headSet.add(s.id);
+    const p = e.payload;
+    if (p.type === 'genesis' && this.genesisAdmins.size === 0) {
+      for (const m of [...p.members, ...p.admins, s.author]) this.admitted.add(m);
+      for (const a of [...p.admins, s.author]) this.genesisAdmins.add(a);
+    }
+    if (p.type === 'admit' && this.genesisAdmins.has(s.author)) this.admitted.add(p.member);
+    const item: LogItem = { id: s.id, author: s.author, seq: s.seq, lamport: s.lamport, payload: p };
+    this.fold.insert(item);
+  }
+}

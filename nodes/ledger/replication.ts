@@ -1,0 +1,125 @@
+import { TopicValidatorResult } from '@libp2p/gossipsub';
+import type { Stream } from '@libp2p/interface';
+import { peerIdFromString } from '@libp2p/peer-id';
+import { lpStream } from '@libp2p/utils';
+import * as cbor from '@ipld/dag-cbor';
+import { EntryError, type Hex, MAX_ENTRY_BYTES } from '../../protocol/log-entry.js';
+import type { MeshNode } from '../mesh/host.js';
+import { type Ledger, MissingParentsError } from './ledger.js';
+import { type PullResult, type SyncPeer, pullFrom } from './sync.js';
+
+export const LOG_PROTOCOL = '/robomesh/log/1.0.0';
+export const logTopic = (fleet: string): string => `robomesh/${fleet}/log/1`;
+const BATCH = 500;
+const MAX_MESSAGE = BATCH * (MAX_ENTRY_BYTES + 64) + 1024;
+
+type Request = { t: 'summary' } | { t: 'range'; author: Hex; lo: number; hi: number; limit: number };
+
+/**
+ * Replicates a ledger over the mesh: every entry is published on gossipsub as it is appended;
+ * receivers check it like any ingestion (invalid → Reject, so the sender's gossip score
+ * falls). Gossip during a partition is lost, so on every (re)connection — and every
+ * `antiEntropyMs` with a random peer — the robots reconcile over `/robomesh/log/1.0.0`.
+ */
+export class LogReplicator {
+  private timer: NodeJS.Timeout | undefined;
+  private readonly syncing = new Map<string, Promise<PullResult>>();
+  rejected = 0;
+
+  constructor(
+    private readonly node: MeshNode,
+    private readonly ledger: Ledger,
+    private readonly fleet: string,
+    private readonly isMember: (peer: string) => boolean,
+    private readonly antiEntropyMs = 5000,
+  ) {}
+
+  async start(): Promise<void> {
+    const topic = logTopic(this.fleet);
+    const pubsub = this.node.services.pubsub;
+    pubsub.topicValidators.set(topic, (relayer, msg) => {
+      try {
+        this.ledger.ingest(msg.data);
+        return TopicValidatorResult.Accept;
+      } catch (err) {
+        if (err instanceof MissingParentsError) {
+          void this.syncWith(relayer.toString()).catch(() => undefined);
+          return TopicValidatorResult.Ignore;
+        }
+        if (err instanceof EntryError) {
+          this.rejected++;
+          return TopicValidatorResult.Reject;
+        }
+        return TopicValidatorResult.Ignore;
+      }
+    });
+    pubsub.subscribe(topic);
+    this.ledger.on('entry', (d) => {
+      if (this.ledger.self && d.entry.author && Buffer.from(d.entry.author).toString('hex') === this.ledger.self) {
+        void pubsub.publish(topic, d.bytes).catch(() => undefined);
+      }
+    });
+    await this.node.handle(LOG_PROTOCOL, (stream, connection) => void this.serve(stream, connection.remotePeer.toString()), { maxInboundStreams: 8 });
+    this.node.addEventListener('peer:connect', (evt) => {
+      const peer = evt.detail.toString();
+      if (this.isMember(peer)) setTimeout(() => void this.syncWith(peer).catch(() => undefined), 50);
+    });
+    const tick = (): void => {
+      const peers = this.node.getPeers().map((p) => p.toString()).filter((p) => this.isMember(p));
+      if (peers.length) void this.syncWith(peers[Math.floor(Math.random() * peers.length)]).catch(() => undefined);
+      this.timer = setTimeout(tick, this.antiEntropyMs);
+    };
+    this.timer = setTimeout(tick, this.antiEntropyMs);
+  }
+
+  stop(): void {
+    clearTimeout(this.timer);
+  }
+
+  /** Pulls what `peer` has and we lack; one sync per peer at a time. */
+  syncWith(peer: string): Promise<PullResult> {
+    let running = this.syncing.get(peer);
+    if (!running) {
+      running = pullFrom(this.ledger, this.remote(peer), BATCH).finally(() => this.syncing.delete(peer));
+      this.syncing.set(peer, running);
+    }
+    return running;
+  }
+
+  private remote(peer: string): SyncPeer {
+    const ask = async <T>(req: Request): Promise<T> => {
+      const stream = await this.node.dialProtocol(peerIdFromString(peer), LOG_PROTOCOL, { signal: AbortSignal.timeout(10_000) });
+      const lp = lpStream(stream, { maxDataLength: MAX_MESSAGE, maxBufferSize: 2 * MAX_MESSAGE });
+      try {
+        await lp.write(cbor.encode(req));
+        const reply = cbor.decode((await lp.read({ signal: AbortSignal.timeout(30_000) })).subarray()) as T;
+        await stream.close();
+        return reply;
+      } catch (err) {
+        stream.abort(err as Error);
+        throw err;
+      }
+    };
+    return {
+      summary: async () => new Map(await ask<[Hex, { maxSeq: number; count: number }][]>({ t: 'summary' })),
+      range: (author, lo, hi, limit) => ask({ t: 'range', author, lo, hi, limit: Math.min(limit, BATCH) }),
+    };
+  }
+
+  private async serve(stream: Stream, peer: string): Promise<void> {
+    const lp = lpStream(stream, { maxDataLength: 4096 });
+    try {
+      if (!this.isMember(peer)) throw new Error('not a fleet member');
+      const req = cbor.decode((await lp.read({ signal: AbortSignal.timeout(10_000) })).subarray()) as Request;
+      let reply: unknown;
+      if (req?.t === 'summary') reply = [...this.ledger.summary()];
+      else if (req?.t === 'range' && typeof req.author === 'string' && [req.lo, req.hi, req.limit].every(Number.isSafeInteger)) {
+        reply = this.ledger.entriesOf(req.author, req.lo, req.hi, Math.min(req.limit, BATCH));
+      } else throw new Error('malformed log request');
+      await lp.write(cbor.encode(reply));
+      await stream.close();
+    } catch (err) {
+      stream.abort(err as Error);
+    }
+  }
+}

@@ -1,0 +1,64 @@
+import type { Hex } from '../../protocol/log-entry.js';
+
+/** What the ledger keeps per entry besides its bytes, for lookups without decoding. */
+export interface StoredEntry {
+  id: Hex;
+  author: Hex;
+  seq: number;
+  lamport: number;
+  bytes: Uint8Array;
+}
+
+/**
+ * Durable storage of log entries. `put` resolves only once the entry is durable (an
+ * acknowledged entry survives kill -9). Entries are never updated or deleted.
+ */
+export interface LogStore {
+  put(entries: StoredEntry[]): void;
+  has(id: Hex): boolean;
+  get(id: Hex): StoredEntry | undefined;
+  /** Every entry, in (lamport, id) order: used to rebuild state at start. */
+  all(): StoredEntry[];
+  /** Entries of one author with lo ≤ seq ≤ hi, by seq (equivocating twins included). */
+  range(author: Hex, lo: number, hi: number, limit: number): StoredEntry[];
+  /** Per author: highest seq and number of entries held. */
+  summary(): Map<Hex, { maxSeq: number; count: number }>;
+  close(): void;
+}
+
+/** In memory, for tests and the many-schedule property test: same contract, no durability. */
+export class MemoryLogStore implements LogStore {
+  private readonly byId = new Map<Hex, StoredEntry>();
+  private readonly byAuthor = new Map<Hex, StoredEntry[]>();
+
+  put(entries: StoredEntry[]): void {
+    for (const e of entries) {
+      if (this.byId.has(e.id)) continue;
+      this.byId.set(e.id, e);
+      const list = this.byAuthor.get(e.author) ?? [];
+      list.push(e);
+      this.byAuthor.set(e.author, list);
+    }
+  }
+  has(id: Hex): boolean {
+    return this.byId.has(id);
+  }
+  get(id: Hex): StoredEntry | undefined {
+    return this.byId.get(id);
+  }
+  all(): StoredEntry[] {
+    return [...this.byId.values()].sort((a, b) => a.lamport - b.lamport || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  }
+  range(author: Hex, lo: number, hi: number, limit: number): StoredEntry[] {
+    return (this.byAuthor.get(author) ?? [])
+      .filter((e) => e.seq >= lo && e.seq <= hi)
+      .sort((a, b) => a.seq - b.seq || (a.id < b.id ? -1 : 1))
+      .slice(0, limit);
+  }
+  summary(): Map<Hex, { maxSeq: number; count: number }> {
+    const out = new Map<Hex, { maxSeq: number; count: number }>();
+    for (const [author, list] of this.byAuthor) out.set(author, { maxSeq: Math.max(...list.map((e) => e.seq)), count: list.length });
+    return out;
+  }
+  close(): void {}
+}

@@ -1,0 +1,194 @@
+import { createHash } from 'node:crypto';
+import * as cbor from '@ipld/dag-cbor';
+import { type Signer, verifySignature } from './ed25519.js';
+import { RobomeshError } from './errors.js';
+
+/**
+ * Entries of the signed, replicated log. Canonical bytes are DAG-CBOR (deterministic map order,
+ * no floats where integers go, no undefined); the id is the sha256 of the signed bytes; the
+ * signature covers the DAG-CBOR of everything else, prefixed with a domain tag.
+ */
+export type Hex = string;
+
+export type Payload =
+  | { type: 'genesis'; fleet: string; members: Hex[]; admins: Hex[] }
+  | { type: 'admit'; member: Hex }
+  | { type: 'revoke'; member: Hex }
+  | { type: 'task'; task: string; model: Hex; input: Hex; k: number; timeout: number }
+  | { type: 'assign'; task: string; executors: Hex[] }
+  | { type: 'claim'; task: string }
+  | { type: 'result'; task: string; digest: Hex; values: number[] }
+  | { type: 'tile'; tile: string; version: number; digest: Hex }
+  | { type: 'anchor'; root: Hex; count: number; tx: string; checkpoint: number };
+
+export type PayloadType = Payload['type'];
+
+export interface UnsignedEntry {
+  v: 1;
+  /** Raw Ed25519 public key of the author (its PeerId key). */
+  author: Uint8Array;
+  /** 1, 2, 3… per author. Two entries with one (author, seq) are equivocation. */
+  seq: number;
+  /** Greater than every parent's clock: sorting by (lamport, id) is a topological order. */
+  lamport: number;
+  /** Ids of the author's view of the heads, sorted. */
+  parents: Uint8Array[];
+  payload: Payload;
+}
+
+export interface Entry extends UnsignedEntry {
+  sig: Uint8Array;
+}
+
+export interface DecodedEntry {
+  entry: Entry;
+  id: Uint8Array;
+  idHex: Hex;
+  bytes: Uint8Array;
+}
+
+export type EntryErrorCode = 'MALFORMED' | 'OVERSIZE' | 'BAD_SIGNATURE' | 'UNKNOWN_AUTHOR' | 'WRONG_SEQUENCE' | 'WRONG_CLOCK';
+
+export class EntryError extends RobomeshError {
+  constructor(
+    override readonly code: EntryErrorCode,
+    message: string,
+  ) {
+    super(code, message);
+  }
+}
+
+export const MAX_ENTRY_BYTES = 16 * 1024;
+const DOMAIN = new TextEncoder().encode('robomesh-log-v1\n');
+const HEX64 = /^[0-9a-f]{64}$/;
+const TASK_ID = /^[A-Za-z0-9_.:-]{1,80}$/;
+
+export const toHex = (b: Uint8Array): Hex => Buffer.from(b).toString('hex');
+export const fromHex = (h: Hex): Uint8Array => new Uint8Array(Buffer.from(h, 'hex'));
+export const sha256 = (b: Uint8Array): Uint8Array => new Uint8Array(createHash('sha256').update(b).digest());
+
+function signingBytes(u: UnsignedEntry): Uint8Array {
+  const body = cbor.encode(u);
+  const out = new Uint8Array(DOMAIN.length + body.length);
+  out.set(DOMAIN);
+  out.set(body, DOMAIN.length);
+  return out;
+}
+
+export function compareBytes(a: Uint8Array, b: Uint8Array): number {
+  return Buffer.compare(a, b);
+}
+
+export function signEntry(unsigned: Omit<UnsignedEntry, 'v' | 'author'>, signer: Signer): DecodedEntry {
+  const u: UnsignedEntry = { v: 1, author: signer.publicKey, ...unsigned, parents: [...unsigned.parents].sort(compareBytes) };
+  checkShape(u);
+  const entry: Entry = { ...u, sig: signer.sign(signingBytes(u)) };
+  const bytes = cbor.encode(entry);
+  if (bytes.length > MAX_ENTRY_BYTES) throw new EntryError('OVERSIZE', `entry of ${bytes.length} bytes exceeds ${MAX_ENTRY_BYTES}`);
+  const id = sha256(bytes);
+  return { entry, id, idHex: toHex(id), bytes };
+}
+
+/**
+ * Decodes and checks one entry on its own: canonical DAG-CBOR, schema, size, signature.
+ * Membership, sequence and clock need the log and are checked at ingestion.
+ */
+export function decodeEntry(bytes: Uint8Array): DecodedEntry {
+  if (bytes.length > MAX_ENTRY_BYTES) throw new EntryError('OVERSIZE', `entry of ${bytes.length} bytes exceeds ${MAX_ENTRY_BYTES}`);
+  let raw: unknown;
+  try {
+    raw = cbor.decode(bytes);
+  } catch (err) {
+    throw new EntryError('MALFORMED', `not DAG-CBOR: ${(err as Error).message}`);
+  }
+  const e = raw as Entry;
+  if (typeof e !== 'object' || e === null) throw new EntryError('MALFORMED', 'entry is not a map');
+  const keys = Object.keys(e).sort().join(',');
+  if (keys !== 'author,lamport,parents,payload,seq,sig,v') throw new EntryError('MALFORMED', `unexpected fields: ${keys}`);
+  if (!(e.sig instanceof Uint8Array) || e.sig.length !== 64) throw new EntryError('MALFORMED', 'signature is not 64 bytes');
+  const { sig, ...unsigned } = e;
+  checkShape(unsigned);
+  // Re-encoding must give the same bytes: rejects non-canonical encodings of the same entry.
+  if (compareBytes(cbor.encode(e), bytes) !== 0) throw new EntryError('MALFORMED', 'entry is not in canonical form');
+  if (!verifySignature(e.author, signingBytes(unsigned), sig)) throw new EntryError('BAD_SIGNATURE', 'signature does not verify');
+  const id = sha256(bytes);
+  return { entry: e, id, idHex: toHex(id), bytes };
+}
+
+function fail(why: string): never {
+  throw new EntryError('MALFORMED', why);
+}
+
+const uint = (v: unknown, max = Number.MAX_SAFE_INTEGER): boolean => Number.isSafeInteger(v) && (v as number) >= 0 && (v as number) <= max;
+const hexKey = (v: unknown): boolean => typeof v === 'string' && HEX64.test(v);
+
+function checkShape(u: UnsignedEntry): void {
+  if (u.v !== 1) fail(`unknown version ${String(u.v)}`);
+  if (!(u.author instanceof Uint8Array) || u.author.length !== 32) fail('author is not a 32-byte key');
+  if (!uint(u.seq) || u.seq < 1) fail('seq must be a positive integer');
+  if (!uint(u.lamport) || u.lamport < 1) fail('lamport must be a positive integer');
+  if (!Array.isArray(u.parents) || u.parents.length > 64) fail('parents must be a list of at most 64 ids');
+  for (let i = 0; i < u.parents.length; i++) {
+    const p = u.parents[i];
+    if (!(p instanceof Uint8Array) || p.length !== 32) fail('a parent is not a 32-byte id');
+    if (i > 0 && compareBytes(u.parents[i - 1], p) >= 0) fail('parents must be sorted and distinct');
+  }
+  checkPayload(u.payload);
+}
+
+function checkPayload(p: Payload): void {
+  if (typeof p !== 'object' || p === null) fail('payload is not a map');
+  const exact = (...fields: string[]): void => {
+    const keys = Object.keys(p).sort().join(',');
+    const want = ['type', ...fields].sort().join(',');
+    if (keys !== want) fail(`${p.type} payload has fields ${keys}, expected ${want}`);
+  };
+  switch (p.type) {
+    case 'genesis':
+      exact('fleet', 'members', 'admins');
+      if (typeof p.fleet !== 'string' || p.fleet.length === 0 || p.fleet.length > 64) fail('bad fleet name');
+      if (!Array.isArray(p.members) || p.members.length > 1000 || !p.members.every(hexKey)) fail('members must be hex keys');
+      if (!Array.isArray(p.admins) || p.admins.length > 100 || !p.admins.every(hexKey)) fail('admins must be hex keys');
+      return;
+    case 'admit':
+    case 'revoke':
+      exact('member');
+      if (!hexKey(p.member)) fail('member must be a hex key');
+      return;
+    case 'task':
+      exact('task', 'model', 'input', 'k', 'timeout');
+      if (typeof p.task !== 'string' || !TASK_ID.test(p.task)) fail('bad task id');
+      if (!hexKey(p.model) || !hexKey(p.input)) fail('model and input must be sha256 hex');
+      if (!uint(p.k, 16) || p.k < 1) fail('k must be 1..16');
+      if (!uint(p.timeout, 1_000_000) || p.timeout < 1) fail('timeout must be a positive clock span');
+      return;
+    case 'assign':
+      exact('task', 'executors');
+      if (typeof p.task !== 'string' || !TASK_ID.test(p.task)) fail('bad task id');
+      if (!Array.isArray(p.executors) || p.executors.length < 1 || p.executors.length > 16 || !p.executors.every(hexKey)) fail('bad executors');
+      return;
+    case 'claim':
+      exact('task');
+      if (typeof p.task !== 'string' || !TASK_ID.test(p.task)) fail('bad task id');
+      return;
+    case 'result':
+      exact('task', 'digest', 'values');
+      if (typeof p.task !== 'string' || !TASK_ID.test(p.task)) fail('bad task id');
+      if (!hexKey(p.digest)) fail('digest must be sha256 hex');
+      // Integers (fixed point, 1e-6 units) keep the bytes canonical: DAG-CBOR floats are not compared reliably.
+      if (!Array.isArray(p.values) || p.values.length > 64 || !p.values.every((v) => Number.isSafeInteger(v))) fail('values must be ≤ 64 integers');
+      return;
+    case 'tile':
+      exact('tile', 'version', 'digest');
+      if (typeof p.tile !== 'string' || !TASK_ID.test(p.tile)) fail('bad tile id');
+      if (!uint(p.version) || !hexKey(p.digest)) fail('bad tile version or digest');
+      return;
+    case 'anchor':
+      exact('root', 'count', 'tx', 'checkpoint');
+      if (!hexKey(p.root) || !uint(p.count) || !uint(p.checkpoint)) fail('bad anchor');
+      if (typeof p.tx !== 'string' || p.tx.length === 0 || p.tx.length > 128) fail('bad anchor tx');
+      return;
+    default:
+      fail(`unknown payload type ${String((p as { type?: unknown }).type)}`);
+  }
+}

@@ -1,0 +1,73 @@
+import assert from 'node:assert/strict';
+import * as cbor from '@ipld/dag-cbor';
+import { signerFromSeed } from '../protocol/ed25519.js';
+import { type Entry, signEntry, toHex } from '../protocol/log-entry.js';
+import { logTopic } from '../nodes/ledger/replication.js';
+import { MemoryLogStore } from '../nodes/ledger/store.js';
+import type { Robot } from '../nodes/robot/robot.js';
+import { startFleet, testIdentities } from './helpers/fleet.js';
+import { waitFor } from './helpers/wait.js';
+
+describe('replicated log over real libp2p (3 robots, loopback)', function () {
+  this.timeout(120_000);
+  let robots: Robot[];
+  const converged = (): boolean => {
+    const hashes = robots.map((r) => r.ledger!.stateHash());
+    const sizes = robots.map((r) => r.ledger!.size);
+    return hashes.every((h) => h === hashes[0]) && sizes.every((s) => s === sizes[0]);
+  };
+
+  before(async () => {
+    const identities = await testIdentities(3, 110);
+    const members = identities.map((i) => toHex(i.privateKey.publicKey.raw));
+    const admin = signerFromSeed(identities[0].seed);
+    const genesis = signEntry({ seq: 1, lamport: 1, parents: [], payload: { type: 'genesis', fleet: 'test', members, admins: [members[0]] } }, admin);
+    robots = await startFleet(identities, [], () => ({ ledger: { store: new MemoryLogStore(), genesis: genesis.bytes, antiEntropyMs: 1000 } }));
+  });
+  after(async () => {
+    await Promise.all(robots.map((r) => r.stop().catch(() => undefined)));
+  });
+
+  it('entries appended anywhere reach every robot by gossip', async () => {
+    for (const [i, r] of robots.entries()) for (let k = 0; k < 5; k++) r.ledger!.append({ type: 'claim', task: `g${i}-${k}` });
+    await waitFor(converged, 'every robot to hold all 16 entries');
+    assert.equal(robots[0].ledger!.size, 16);
+  });
+
+  it('a partition and its heal: both sides keep appending; after the heal every robot holds the same entries and state', async () => {
+    const [a, b, c] = robots;
+    await a.host.partition([b.peerId, c.peerId]);
+    await b.host.partition([a.peerId]);
+    await c.host.partition([a.peerId]);
+    await waitFor(() => a.host.connectedPeers().length === 0, 'the partition');
+    const acked: string[] = [];
+    for (let k = 0; k < 30; k++) acked.push(a.ledger!.append({ type: 'claim', task: `pa-${k}` }).idHex);
+    for (let k = 0; k < 30; k++) acked.push([b, c][k % 2].ledger!.append({ type: 'claim', task: `pb-${k}` }).idHex);
+    await waitFor(() => b.ledger!.size === c.ledger!.size && b.ledger!.size === 16 + 30, 'gossip inside the majority side');
+    assert.equal(a.ledger!.size, 16 + 30, 'nothing crossed the partition');
+    const healedAt = Date.now();
+    for (const r of robots) r.host.heal();
+    await waitFor(converged, 'convergence after the heal', 30_000);
+    const ms = Date.now() - healedAt;
+    for (const r of robots) for (const id of acked) assert.ok(r.ledger!.has(id), `entry ${id} lost`);
+    assert.equal(a.ledger!.size, 16 + 60);
+    assert.ok(ms < 30_000, `converged ${ms} ms after the heal`);
+  });
+
+  it('forged and malformed entries on gossip are rejected and never stored', async () => {
+    const [a, b] = robots;
+    const before = b.ledger!.size;
+    const rejectedBefore = b.replicator!.rejected + robots[2].replicator!.rejected;
+    const good = a.ledger!.append({ type: 'claim', task: 'real' });
+    const forged = cbor.decode(good.bytes) as Entry;
+    forged.payload = { type: 'claim', task: 'forged' };
+    const stranger = signEntry({ seq: 1, lamport: 99, parents: [], payload: { type: 'claim', task: 'x' } }, signerFromSeed(new Uint8Array(32).fill(201)));
+    const pubsub = a.host.node.services.pubsub;
+    await pubsub.publish(logTopic('test'), cbor.encode(forged));
+    await pubsub.publish(logTopic('test'), stranger.bytes);
+    await pubsub.publish(logTopic('test'), Uint8Array.of(1, 2, 3));
+    await waitFor(() => b.replicator!.rejected + robots[2].replicator!.rejected >= rejectedBefore + 3, 'the junk to be rejected');
+    await waitFor(() => b.ledger!.has(good.idHex), 'the real entry to arrive');
+    assert.equal(b.ledger!.size, before + 1, 'only the real entry was stored');
+  });
+});

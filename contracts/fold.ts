@@ -41,14 +41,40 @@ export class LedgerFold {
   }
 
   insert(item: LogItem): void {
-    if (this.ids.has(item.id)) return;
-    this.ids.add(item.id);
-    const pos = this.position(item);
-    this.order.splice(pos, 0, item);
-    if (pos === this.order.length - 1) {
-      this.applyAt(pos);
+    this.insertMany([item]);
+  }
+
+  /**
+   * Inserts several entries and folds once: a batch from a healed partition interleaves with
+   * what is here, and refolding per entry would cost O(n²).
+   */
+  insertMany(items: LogItem[]): void {
+    const fresh = items.filter((i) => !this.ids.has(i.id));
+    if (fresh.length === 0) return;
+    for (const i of fresh) this.ids.add(i.id);
+    const oldLength = this.order.length;
+    fresh.sort(compareItems);
+    let from: number;
+    if (oldLength === 0 || compareItems(fresh[0], this.order[oldLength - 1]) > 0) {
+      this.order.push(...fresh);
+      from = oldLength;
+    } else {
+      from = this.position(fresh[0]);
+      const merged: LogItem[] = [];
+      let a = from;
+      let b = 0;
+      while (a < oldLength || b < fresh.length) {
+        if (b >= fresh.length || (a < oldLength && compareItems(this.order[a], fresh[b]) < 0)) merged.push(this.order[a++]);
+        else merged.push(fresh[b++]);
+      }
+      this.order.length = from;
+      this.order.push(...merged);
+    }
+    if (from === oldLength) {
+      for (let i = from; i < this.order.length; i++) this.applyAt(i);
       return;
     }
+    const pos = from;
     const k = Math.floor(pos / SNAPSHOT_EVERY);
     this.snapshots.length = k + 1;
     this.current = cloneState(this.snapshots[k]);

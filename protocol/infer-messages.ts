@@ -27,6 +27,8 @@ export interface InferRequest {
   budgetMs: number;
   chunks: number;
   bytes: number;
+  /** Set when the run is a task of the replicated log: the executor records its result there. */
+  task?: string;
 }
 
 export interface InferResponse {
@@ -111,6 +113,7 @@ export function decodeHeader(message: Uint8Array, maxFrameBytes: number): InferH
       if (h.precision !== 'fp32' && h.precision !== 'fp16' && h.precision !== 'int8') fail('bad precision');
       if (h.granularity !== 'tensor' && h.granularity !== 'channel') fail('bad granularity');
       if (typeof h.budgetMs !== 'number' || !(h.budgetMs > 0) || h.budgetMs > 600_000) fail('budget out of range');
+      if (h.task !== undefined && (typeof h.task !== 'string' || !/^[A-Za-z0-9_.:-]{1,80}$/.test(h.task))) fail('bad task id');
       checkBody();
       return h as unknown as InferRequest;
     case 'res':

@@ -5,7 +5,9 @@ import { type Entry, signEntry, toHex } from '../protocol/log-entry.js';
 import { logTopic } from '../nodes/ledger/replication.js';
 import { MemoryLogStore } from '../nodes/ledger/store.js';
 import type { Robot } from '../nodes/robot/robot.js';
-import { startFleet, testIdentities } from './helpers/fleet.js';
+import type { Tensor } from '../protocol/tensor-frame.js';
+import { textLikeImage } from '../nodes/inference/sample-images.js';
+import { DETECTOR, startFleet, testIdentities } from './helpers/fleet.js';
 import { waitFor } from './helpers/wait.js';
 
 describe('replicated log over real libp2p (3 robots, loopback)', function () {
@@ -69,5 +71,45 @@ describe('replicated log over real libp2p (3 robots, loopback)', function () {
     await waitFor(() => b.replicator!.rejected + robots[2].replicator!.rejected >= rejectedBefore + 3, 'the junk to be rejected');
     await waitFor(() => b.ledger!.has(good.idHex), 'the real entry to arrive');
     assert.equal(b.ledger!.size, before + 1, 'only the real entry was stored');
+  });
+});
+
+describe('logged tasks: redundant results decided by the quorum contract (3 robots, detector)', function () {
+  this.timeout(180_000);
+  let robots: Robot[];
+  before(async () => {
+    const identities = await testIdentities(3, 120);
+    const members = identities.map((i) => toHex(i.privateKey.publicKey.raw));
+    const genesis = signEntry({ seq: 1, lamport: 1, parents: [], payload: { type: 'genesis', fleet: 'test', members, admins: [members[0]] } }, signerFromSeed(identities[0].seed));
+    robots = await startFleet(identities, [DETECTOR], () => ({ ledger: { store: new MemoryLogStore(), genesis: genesis.bytes, antiEntropyMs: 1000 } }));
+  });
+  after(async () => {
+    await Promise.all(robots.map((r) => r.stop().catch(() => undefined)));
+  });
+
+  it('two executors compute the same tail; every robot\u2019s log accepts the result with both of them', async () => {
+    const [a, b, c] = robots;
+    const model = a.models.hashes()[0];
+    const input: Tensor[] = [{ name: 'x', dtype: 'float32', dims: [1, 3, 320, 320], data: textLikeImage(320, 320, 31) }];
+    const { task, outcome } = await a.inferTask(model, input, 2);
+    assert.deepEqual(outcome.results.map((r) => r.executor).sort(), [b.peerId, c.peerId].sort());
+    const executors = [b, c].map((r) => r.ledger!.self!).sort();
+    await waitFor(() => robots.every((r) => r.ledger!.state.tasks.get(task)?.status === 'accepted'), 'the quorum on every robot');
+    for (const r of robots) assert.deepEqual(r.ledger!.state.tasks.get(task)!.accepted!.executors, executors);
+  });
+
+  it('an executor logging a wrong result blocks the quorum of two and stays on record', async () => {
+    const [a, b, c] = robots;
+    const model = a.models.hashes()[0];
+    // c lies in the log about what it computed.
+    c.service.removeAllListeners('served');
+    c.service.on('served', (_p, req) => {
+      if (req.task) c.ledger!.append({ type: 'result', task: req.task, digest: 'f'.repeat(64), values: [1, 2, 3, 4] });
+    });
+    const input: Tensor[] = [{ name: 'x', dtype: 'float32', dims: [1, 3, 320, 320], data: textLikeImage(320, 320, 32) }];
+    const { task } = await a.inferTask(model, input, 2);
+    await waitFor(() => robots.every((r) => (r.ledger!.state.tasks.get(task)?.results.length ?? 0) === 2), 'both results logged everywhere');
+    for (const r of robots) assert.equal(r.ledger!.state.tasks.get(task)!.status, 'assigned', 'no quorum with a liar among two');
+    assert.ok(b.ledger!.state.tasks.get(task)!.results.some((x) => x.digest === 'f'.repeat(64)));
   });
 });

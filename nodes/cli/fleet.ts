@@ -5,6 +5,9 @@ import type { Tensor } from '../../protocol/tensor-frame.js';
 import { builtinInputShape } from '../inference/bundled-models.js';
 import { median } from '../inference/profiler.js';
 import { textLikeImage } from '../inference/sample-images.js';
+import { signerFromSeed } from '../../protocol/ed25519.js';
+import { signEntry, toHex } from '../../protocol/log-entry.js';
+import { SqliteLogStore } from '../ledger/sqlite-store.js';
 import { loadOrCreateIdentity } from '../mesh/identity.js';
 import { Robot } from '../robot/robot.js';
 import type { Decision } from '../scheduler/scheduler.js';
@@ -38,6 +41,9 @@ export async function fleetCommand(args: FleetArgs): Promise<void> {
   const model = { arg: 'builtin:ocr-det', inputShape: builtinInputShape('builtin:ocr-det') };
   const log = (s: string): void => void process.stdout.write(`${s}\n`);
   log(`starting ${n} robots on loopback (data in ${dir}); first start profiles the detector once`);
+  // The fleet's genesis: r0 is the admin, every robot a member (the same key as its PeerId).
+  const keys = identities.map((i) => toHex(i.privateKey.publicKey.raw));
+  const genesis = signEntry({ seq: 1, lamport: 1, parents: [], payload: { type: 'genesis', fleet: 'local', members: keys, admins: [keys[0]] } }, signerFromSeed(identities[0].seed));
   const robots: Robot[] = [];
   for (const [i, identity] of identities.entries()) {
     robots.push(
@@ -50,6 +56,7 @@ export async function fleetCommand(args: FleetArgs): Promise<void> {
         models: [model],
         profileRuns: 3,
         advertPeriodMs: 500,
+        ledger: { store: new SqliteLogStore(join(dir, `r${i}`, 'log.sqlite')), genesis: genesis.bytes, antiEntropyMs: 2000 },
       }),
     );
     log(`  r${i} up: ${identities[i].peerId.toString()}`);
@@ -75,15 +82,33 @@ export async function fleetCommand(args: FleetArgs): Promise<void> {
   const per = Math.max(n, Math.ceil(args.requests / 3));
   await phase('1. healthy mesh: each robot runs the detector where the scheduler predicts it is fastest', per);
 
+  const logged = async (title: string): Promise<void> => {
+    const { task, outcome } = await robots[0].inferTask(hash, image(500 + decisions.length), 2, { deadlineMs: 10_000 });
+    decisions.push(outcome.decision);
+    const waitUntil = Date.now() + 10_000;
+    while (!robots.every((r) => r.ledger!.state.tasks.get(task)?.status === 'accepted') && Date.now() < waitUntil) await new Promise((r) => setTimeout(r, 50));
+    const t = robots[0].ledger!.state.tasks.get(task);
+    const by = (t?.accepted?.executors ?? []).map((k) => names.get(identities[keys.indexOf(k)]?.peerId.toString() ?? '') ?? k.slice(0, 8));
+    log(`  ${title}: task ${task} ran on ${outcome.results.map((r) => names.get(r.executor)).join(' and ')}; ` +
+      (t?.status === 'accepted' ? `quorum of ${by.join(' + ')} accepted on all ${n} logs` : `no quorum yet (${t?.status ?? 'unknown'})`));
+  };
+  log('\n1b. logged tasks: two executors each, the quorum contract decides on every robot');
+  await logged('r0');
+
   log('\n2. partition: r0 and r1 lose radio contact');
   await robots[0].host.partition([robots[1].peerId]);
   await robots[1].host.partition([robots[0].peerId]);
   await phase('   requests during the partition', Math.min(per, n));
+  robots[0].ledger!.append({ type: 'claim', task: 'written-on-the-r0-side' });
+  robots[1].ledger!.append({ type: 'claim', task: 'written-on-the-r1-side' });
   robots[0].host.heal();
   robots[1].host.heal();
   const healStart = Date.now();
   while (!robots[0].host.connectedPeers().includes(robots[1].peerId) && Date.now() - healStart < 20_000) await new Promise((r) => setTimeout(r, 50));
   log(`   healed: r0 ↔ r1 reconnected after ${Date.now() - healStart} ms`);
+  const same = (): boolean => robots.every((r) => r.ledger!.stateHash() === robots[0].ledger!.stateHash());
+  while (!same() && Date.now() - healStart < 30_000) await new Promise((r) => setTimeout(r, 20));
+  log(`   logs converged ${Date.now() - healStart} ms after the heal: ${same() ? 'every robot holds the same entries and state' : 'NOT converged'}`);
 
   const liar = robots[n - 1];
   (liar.service as unknown as { options: { tamper?: (r: unknown, o: Uint8Array) => Uint8Array } }).options.tamper = (_r, out) => {
@@ -106,9 +131,12 @@ export async function fleetCommand(args: FleetArgs): Promise<void> {
   for (const d of decisions) kinds.set(d.plan.kind, (kinds.get(d.plan.kind) ?? 0) + 1);
   log(`\nsummary: ${decisions.length} requests, all completed; latency median ${median(actual).toFixed(1)} ms, p95 ${actual[Math.floor(0.95 * (actual.length - 1))].toFixed(1)} ms`);
   log(`  plans: ${[...kinds].map(([k, v]) => `${k} ${v}`).join(', ')}; failovers: ${decisions.filter((d) => d.failovers.length).length}`);
+  const hashes = new Set(robots.map((r) => r.ledger!.stateHash()));
+  log(`  log: ${robots[0].ledger!.size} entries on every robot, ${hashes.size === 1 ? 'one state hash' : 'DIVERGENT states'}; ` +
+    `equivocations ${robots[0].ledger!.state.equivocations.length}, tasks accepted ${[...robots[0].ledger!.state.tasks.values()].filter((t) => t.status === 'accepted').length}`);
   log('  (all robots share this machine\'s CPU, so a remote tail is rarely faster than a local run here;');
   log('   `npm run bench:split` throttles the requester\'s CPU and shapes links to show where splitting wins)');
-  log('  not in this run yet: the replicated log, IOTA anchoring, mapping, ROS 2 and the dashboard (see README).');
+  log('  not in this run yet: IOTA anchoring, mapping, ROS 2 and the dashboard (see README).');
   await Promise.all(robots.map((r) => r.stop()));
   if (!args.dataDir) await rm(dir, { recursive: true, force: true });
 }

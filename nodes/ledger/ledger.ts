@@ -32,6 +32,10 @@ export class Ledger extends EventEmitter<{ entry: [DecodedEntry, IngestStatus] }
   /** Everyone ever admitted: membership only grows here, so ingestion never depends on order. */
   private readonly admitted = new Set<Hex>();
   private readonly genesisAdmins = new Set<Hex>();
+  private readonly staged: { stored: StoredEntry; item: LogItem; decoded: DecodedEntry; status: IngestStatus }[] = [];
+  private readonly maxSeqs = new Map<Hex, number>();
+  private bulkDepth = 0;
+  private readonly unfolded: LogItem[] = [];
 
   constructor(
     readonly store: LogStore,
@@ -39,7 +43,7 @@ export class Ledger extends EventEmitter<{ entry: [DecodedEntry, IngestStatus] }
   ) {
     super();
     // Entries in our own store were checked when they came in: decode without re-verifying.
-    for (const s of store.all()) this.index(s, cbor.decode(s.bytes) as Entry);
+    this.fold.insertMany(store.all().map((s) => this.indexMeta(s, cbor.decode(s.bytes) as Entry)));
   }
 
   get self(): Hex | undefined {
@@ -59,7 +63,7 @@ export class Ledger extends EventEmitter<{ entry: [DecodedEntry, IngestStatus] }
   }
 
   has(id: Hex): boolean {
-    return this.fold.has(id);
+    return this.lamports.has(id);
   }
 
   get size(): number {
@@ -84,14 +88,27 @@ export class Ledger extends EventEmitter<{ entry: [DecodedEntry, IngestStatus] }
 
   /** Signs and durably stores a new entry of ours; returns once it is on disk. */
   append(payload: Payload): DecodedEntry {
+    return this.appendBatch([payload])[0];
+  }
+
+  /**
+   * Signs several entries (each the child of the previous) and stores them in one durable
+   * transaction — one fsync for the batch (group commit); returns once all are on disk.
+   */
+  appendBatch(payloads: Payload[]): DecodedEntry[] {
     if (!this.signer) throw new EntryError('UNKNOWN_AUTHOR', 'this ledger has no signing key');
     const me = toHex(this.signer.publicKey);
-    const seq = (this.store.summary().get(me)?.maxSeq ?? 0) + 1;
-    const parents = this.heads().slice(0, MAX_PARENTS);
-    const lamport = 1 + Math.max(0, ...parents.map((p) => this.lamports.get(p) ?? 0));
-    const decoded = signEntry({ seq, lamport, parents: parents.map(fromHex), payload }, this.signer);
-    this.persist(decoded);
-    return decoded;
+    let seq = this.maxSeqs.get(me) ?? 0;
+    const out: DecodedEntry[] = [];
+    for (const payload of payloads) {
+      const parents = this.heads().slice(0, MAX_PARENTS);
+      const lamport = 1 + Math.max(0, ...parents.map((p) => this.lamports.get(p) ?? 0));
+      const decoded = signEntry({ seq: ++seq, lamport, parents: parents.map(fromHex), payload }, this.signer);
+      this.stage(decoded);
+      out.push(decoded);
+    }
+    this.commit();
+    return out;
   }
 
   /**
@@ -100,15 +117,42 @@ export class Ledger extends EventEmitter<{ entry: [DecodedEntry, IngestStatus] }
    * when its parents are not here yet. A replay of a held entry is a no-op ('duplicate').
    */
   ingest(bytes: Uint8Array): IngestStatus {
+    try {
+      return this.check(bytes);
+    } finally {
+      this.commit();
+    }
+  }
+
+  /**
+   * Ingests many entries with one durable transaction and one fold. Each entry may depend on
+   * earlier ones of the batch. Returns per entry its status or the error that refused it.
+   */
+  ingestBatch(list: Uint8Array[]): (IngestStatus | EntryError)[] {
+    try {
+      return list.map((bytes) => {
+        try {
+          return this.check(bytes);
+        } catch (err) {
+          if (err instanceof EntryError) return err;
+          throw err;
+        }
+      });
+    } finally {
+      this.commit();
+    }
+  }
+
+  private check(bytes: Uint8Array): IngestStatus {
     const id = toHex(sha256(bytes));
-    if (this.fold.has(id)) return 'duplicate';
+    if (this.lamports.has(id)) return 'duplicate';
     const decoded = decodeEntry(bytes);
     const e = decoded.entry;
     const author = toHex(e.author);
     const isGenesis = e.payload.type === 'genesis' && e.seq === 1 && e.parents.length === 0;
     if (!isGenesis && !this.admitted.has(author)) throw new EntryError('UNKNOWN_AUTHOR', `author ${author.slice(0, 12)}… was never admitted`);
     const parents = e.parents.map(toHex);
-    const missing = parents.filter((p) => !this.fold.has(p));
+    const missing = parents.filter((p) => !this.lamports.has(p));
     if (missing.length) throw new MissingParentsError(missing);
     if (e.lamport <= Math.max(0, ...parents.map((p) => this.lamports.get(p)!))) {
       throw new EntryError('WRONG_CLOCK', `clock ${e.lamport} does not exceed its parents'`);
@@ -118,20 +162,43 @@ export class Ledger extends EventEmitter<{ entry: [DecodedEntry, IngestStatus] }
     }
     const twins = this.slots.get(`${author}:${e.seq}`) ?? 0;
     if (twins >= 2) throw new EntryError('WRONG_SEQUENCE', `slot ${e.seq} of ${author.slice(0, 12)}… already holds equivocation evidence`);
-    this.persist(decoded);
+    this.stage(decoded);
     return twins > 0 ? 'equivocation' : 'added';
   }
 
-  private persist(d: DecodedEntry): void {
+  /** Indexes an entry now (later entries of a batch may build on it); stores and folds at commit. */
+  private stage(d: DecodedEntry): void {
     const stored: StoredEntry = { id: d.idHex, author: toHex(d.entry.author), seq: d.entry.seq, lamport: d.entry.lamport, bytes: d.bytes };
-    this.store.put([stored]);
     const status: IngestStatus = (this.slots.get(`${stored.author}:${stored.seq}`) ?? 0) > 0 ? 'equivocation' : 'added';
-    this.index(stored, d.entry);
-    this.emit('entry', d, status);
+    this.staged.push({ stored, item: this.indexMeta(stored, d.entry), decoded: d, status });
   }
 
-  private index(s: StoredEntry, e: Entry): void {
+  /** Writes staged entries in one transaction (durable on return), then folds them once. */
+  private commit(): void {
+    if (this.staged.length === 0) return;
+    const batch = this.staged.splice(0);
+    this.store.put(batch.map((b) => b.stored));
+    if (this.bulkDepth > 0) this.unfolded.push(...batch.map((b) => b.item));
+    else this.fold.insertMany(batch.map((b) => b.item));
+    for (const b of batch) this.emit('entry', b.decoded, b.status);
+  }
+
+  /**
+   * Runs `work` (a sync pulling many batches) with folding deferred to its end: entries are
+   * durable batch by batch as always, but the contracts refold once instead of once per batch.
+   */
+  async bulk<T>(work: () => Promise<T>): Promise<T> {
+    this.bulkDepth++;
+    try {
+      return await work();
+    } finally {
+      if (--this.bulkDepth === 0) this.fold.insertMany(this.unfolded.splice(0));
+    }
+  }
+
+  private indexMeta(s: StoredEntry, e: Entry): LogItem {
     this.lamports.set(s.id, s.lamport);
+    this.maxSeqs.set(s.author, Math.max(this.maxSeqs.get(s.author) ?? 0, s.seq));
     const slot = `${s.author}:${s.seq}`;
     this.slots.set(slot, (this.slots.get(slot) ?? 0) + 1);
     for (const p of e.parents) this.headSet.delete(toHex(p));
@@ -142,7 +209,6 @@ export class Ledger extends EventEmitter<{ entry: [DecodedEntry, IngestStatus] }
       for (const a of [...p.admins, s.author]) this.genesisAdmins.add(a);
     }
     if (p.type === 'admit' && this.genesisAdmins.has(s.author)) this.admitted.add(p.member);
-    const item: LogItem = { id: s.id, author: s.author, seq: s.seq, lamport: s.lamport, payload: p };
-    this.fold.insert(item);
+    return { id: s.id, author: s.author, seq: s.seq, lamport: s.lamport, payload: p };
   }
 }

@@ -20,32 +20,29 @@ export interface PullResult {
  * partition is never replayed, so this runs on every (re)connection. Entries whose parents
  * (from other authors) are not here yet wait in a buffer and are retried as others arrive.
  */
-export async function pullFrom(ledger: Ledger, peer: SyncPeer, batch = 500, maxRounds = 10_000): Promise<PullResult> {
+export function pullFrom(ledger: Ledger, peer: SyncPeer, batch = 500, maxRounds = 10_000): Promise<PullResult> {
+  return ledger.bulk(() => pull(ledger, peer, batch, maxRounds));
+}
+
+async function pull(ledger: Ledger, peer: SyncPeer, batch: number, maxRounds: number): Promise<PullResult> {
   const result: PullResult = { added: 0, rejected: [], rounds: 0 };
   const theirs = await peer.summary();
   const pending: Uint8Array[] = [];
-  const offer = (bytes: Uint8Array): boolean => {
-    try {
-      const status = ledger.ingest(bytes);
-      if (status !== 'duplicate') result.added++;
-      return true;
-    } catch (err) {
-      if (err instanceof MissingParentsError) {
-        pending.push(bytes);
-        return false;
+  /** Ingests a batch in one transaction and one fold; returns how many were settled. */
+  const offer = (list: Uint8Array[]): number => {
+    let settled = 0;
+    ledger.ingestBatch(list).forEach((status, i) => {
+      if (status instanceof MissingParentsError) pending.push(list[i]);
+      else {
+        settled++;
+        if (status instanceof EntryError) result.rejected.push({ code: status.code, message: status.message });
+        else if (status !== 'duplicate') result.added++;
       }
-      if (err instanceof EntryError) {
-        result.rejected.push({ code: err.code, message: err.message });
-        return true;
-      }
-      throw err;
-    }
+    });
+    return settled;
   };
   const retryPending = (): void => {
-    for (let progress = true; progress && pending.length; ) {
-      progress = false;
-      for (const bytes of pending.splice(0)) if (offer(bytes)) progress = true;
-    }
+    while (pending.length && offer(pending.splice(0)) > 0);
   };
   for (const [author, t] of theirs) {
     const mine = ledger.summary().get(author) ?? { maxSeq: 0, count: 0 };
@@ -55,7 +52,7 @@ export async function pullFrom(ledger: Ledger, peer: SyncPeer, batch = 500, maxR
       result.rounds++;
       const got = await peer.range(author, lo, t.maxSeq, batch);
       if (got.length === 0) break;
-      for (const { bytes } of got) offer(bytes);
+      offer(got.map((g) => g.bytes));
       retryPending();
       // A full batch may end inside a slot with twins: continue from that slot, never skip one.
       const lastSeq = got[got.length - 1].seq;

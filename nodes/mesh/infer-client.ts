@@ -16,6 +16,7 @@ export interface RemoteTask {
   cut: string;
   precision: InferRequest['precision'];
   granularity: InferRequest['granularity'];
+  task?: string;
 }
 
 export interface RemoteResult {

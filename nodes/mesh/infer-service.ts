@@ -3,7 +3,7 @@ import type { Connection, Stream } from '@libp2p/interface';
 import { lpStream } from '@libp2p/utils';
 import { FrameError, RobomeshError } from '../../protocol/errors.js';
 import { CHUNK_BYTES, INFER_PROTOCOL, type InferErrorCode, InferProtocolError, type InferRequest, MAX_MESSAGE_BYTES } from '../../protocol/infer-messages.js';
-import { DEFAULT_FRAME_LIMITS, decodeFrame, encodeFrame } from '../../protocol/tensor-frame.js';
+import { DEFAULT_FRAME_LIMITS, type Tensor, decodeFrame, encodeFrame } from '../../protocol/tensor-frame.js';
 import type { ModelRegistry } from '../inference/model-registry.js';
 import { BoundaryError } from '../inference/wire.js';
 import type { MeshNode } from './host.js';
@@ -24,7 +24,7 @@ export interface InferServiceOptions {
  * stream carries any number of requests in turn. Malformed input gets a typed error reply,
  * then the stream is reset and the sender penalised; the robot goes on serving everyone else.
  */
-export class InferService extends EventEmitter<{ request: [peer: string, request: InferRequest] }> {
+export class InferService extends EventEmitter<{ request: [peer: string, request: InferRequest]; served: [peer: string, request: InferRequest, outputs: Tensor[]] }> {
   readonly queue: WorkQueue;
   private readonly maxFrameBytes: number;
   served = 0;
@@ -66,6 +66,7 @@ export class InferService extends EventEmitter<{ request: [peer: string, request
         this.emit('request', peer, header);
         const frame = await readFrame(lp, header.chunks, header.bytes);
         const reply = await this.answer(header, frame, received, closed.signal);
+        if (reply.outputs) this.emit('served', peer, header, reply.outputs);
         await writeMessage(lp, reply.header, reply.frame);
         if (reply.fatal) {
           this.reputation.penalise(peer, `${reply.header.t === 'err' ? reply.header.code : ''}: ${reply.reason}`);
@@ -91,7 +92,7 @@ export class InferService extends EventEmitter<{ request: [peer: string, request
     frame: Uint8Array,
     received: number,
     cancelled: AbortSignal,
-  ): Promise<{ header: Parameters<typeof writeMessage>[1]; frame?: Uint8Array; fatal?: boolean; reason?: string }> {
+  ): Promise<{ header: Parameters<typeof writeMessage>[1]; frame?: Uint8Array; outputs?: Tensor[]; fatal?: boolean; reason?: string }> {
     const error = (code: InferErrorCode, message: string, fatal = false) => ({
       header: { t: 'err' as const, id: req.id, code, message },
       fatal,
@@ -129,6 +130,7 @@ export class InferService extends EventEmitter<{ request: [peer: string, request
     return {
       header: { t: 'res', id: req.id, computeMs: outputs.computeMs, chunks: Math.ceil(bytes.length / CHUNK_BYTES), bytes: bytes.length },
       frame: bytes,
+      outputs: outputs.out,
     };
   }
 }

@@ -13,7 +13,13 @@ import { type InferServiceOptions, InferService } from '../mesh/infer-service.js
 import { fetchModel, serveModels } from '../mesh/model-fetch.js';
 import { handleProbes, probe } from '../mesh/probe.js';
 import { PeerReputation } from '../mesh/reputation.js';
+import { createHash } from 'node:crypto';
+import { peerIdFromString } from '@libp2p/peer-id';
 import { signerFromSeed } from '../../protocol/ed25519.js';
+import { RobomeshError } from '../../protocol/errors.js';
+import { toHex } from '../../protocol/log-entry.js';
+import { resultDigest } from '../../protocol/result-summary.js';
+import { type Tensor, encodeFrame } from '../../protocol/tensor-frame.js';
 import { Ledger } from '../ledger/ledger.js';
 import { LogReplicator, logTopic } from '../ledger/replication.js';
 import type { LogStore } from '../ledger/store.js';
@@ -72,6 +78,8 @@ export class Robot {
     readonly ledger?: Ledger,
     readonly replicator?: LogReplicator,
   ) {}
+
+  private tasks = 0;
 
   get peerId(): string {
     return this.host.peerId;
@@ -149,6 +157,10 @@ export class Robot {
       await replicator.start();
     }
     const robot = new Robot(config.name, host, models, service, client, adverts, links, reputation, scheduler, addModel, ledger, replicator);
+    // An executor records what it computed for a logged task; the quorum contract compares.
+    service.on('served', (_peer, request, outputs) => {
+      if (ledger && request.task) ledger.append({ type: 'result', task: request.task, ...resultDigest(outputs) });
+    });
     robot.every(1000, () => robot.sampleRtt());
     if ((config.probeIntervalMs ?? 5000) > 0) robot.every(config.probeIntervalMs ?? 5000, () => robot.probeIdleLinks());
     return robot;
@@ -189,6 +201,33 @@ export class Robot {
       }
     }
     throw lastError;
+  }
+
+  /**
+   * A task recorded in the log: picks the best plan that k distinct peers can execute, posts
+   * the task and its assignment, runs it on all k, and lets their logged results decide (the
+   * quorum contract, on every robot). Returns the task id and the run's outcome.
+   */
+  async inferTask(model: string, inputs: Tensor[], k = 2, options: { deadlineMs?: number; precisions?: Precision[] } = {}) {
+    if (!this.ledger) throw new RobomeshError('NO_LEDGER', 'this robot runs without a log');
+    const ranked = this.scheduler.plans(model, inputs, options.precisions);
+    const choice = ranked.find((p) => p.kind !== 'local' && new Set(ranked.filter((q) => q.kind === p.kind && q.cut === p.cut && q.precision === p.precision).map((q) => q.peer)).size >= k);
+    if (!choice) throw new RobomeshError('NO_EXECUTORS', `fewer than ${k} peers can run model ${model.slice(0, 12)}…`);
+    const peers = [...new Set(ranked.filter((q) => q.kind === choice.kind && q.cut === choice.cut && q.precision === choice.precision).map((q) => q.peer!))].slice(0, k);
+    const task = `${this.name}-${Date.now().toString(36)}-${(this.tasks++).toString(36)}`;
+    const input = createHash('sha256').update(encodeFrame(inputs)).digest('hex');
+    this.ledger.appendBatch([
+      { type: 'task', task, model, input, k, timeout: 1000 },
+      { type: 'assign', task, executors: peers.map((p) => toHex(peerIdFromString(p).publicKey!.raw)) },
+    ]);
+    const outcome = await this.scheduler.infer(model, inputs, {
+      redundancy: k,
+      task,
+      executors: peers,
+      deadlineMs: options.deadlineMs,
+      force: { kind: choice.kind, cut: choice.cut, precision: choice.precision },
+    });
+    return { task, outcome };
   }
 
   /** Run a model on an input, split as the scheduler decides. */

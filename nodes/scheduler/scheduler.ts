@@ -16,6 +16,10 @@ export interface InferOptions {
   precisions?: Precision[];
   /** Run the remote part on this many executors and return every result (Byzantine checking). */
   redundancy?: number;
+  /** The log task this run serves: executors record their results under it. */
+  task?: string;
+  /** Only these peers may execute (the task's assignment). */
+  executors?: string[];
   /** Force a plan kind (benchmarks compare static choices with the scheduler's). */
   force?: { kind: Plan['kind']; cut?: string; precision?: Precision; peer?: string };
 }
@@ -122,7 +126,8 @@ export class Scheduler extends EventEmitter<{ decision: [Decision] }> {
   async infer(model: string, inputs: Tensor[], options: InferOptions = {}): Promise<InferOutcome> {
     const start = performance.now();
     const deadline = start + (options.deadlineMs ?? 10_000);
-    const ranked = this.plans(model, inputs, options.precisions);
+    const allowed = options.executors ? new Set(options.executors) : undefined;
+    const ranked = this.plans(model, inputs, options.precisions).filter((p) => !allowed || !p.peer || allowed.has(p.peer));
     const plan = pick(ranked, options.force);
     const failovers: Decision['failovers'] = [];
     const timings: Decision['timings'] = {};
@@ -168,7 +173,7 @@ export class Scheduler extends EventEmitter<{ decision: [Decision] }> {
       if (budget <= 0) throw new RobomeshError('DEADLINE', 'no time left for a remote run');
       let result: RemoteResult;
       try {
-        result = await this.deps.client.infer(peer, { model, cut, precision, granularity: 'channel' }, boundary, budget);
+        result = await this.deps.client.infer(peer, { model, cut, precision, granularity: 'channel', task: options.task }, boundary, budget);
       } catch (err) {
         // A stall tells us something too: the link moved less than these bytes in `budget` ms.
         // Without this sample a link that got slower would never be learnt (every slow transfer

@@ -89,11 +89,15 @@ async function main(): Promise<void> {
         m.skipped = `fp32 predicted ${plan.predictedMs.toFixed(0)} ms: int8/fp16 of this cut measured instead`;
       } else {
         const n = plan.predictedMs > 3000 ? 1 : reps; // plus one untimed warm-up run
-        const { ms, executors, parts } = await measure({ kind: plan.kind, cut: plan.cut, precision: plan.precision, peer: plan.peer }, n);
-        m.medianMs = median(ms);
-        m.parts = parts;
-        m.runs = n;
-        m.executors = executors;
+        try {
+          const { ms, executors, parts } = await measure({ kind: plan.kind, cut: plan.cut, precision: plan.precision, peer: plan.peer }, n);
+          m.medianMs = median(ms);
+          m.parts = parts;
+          m.runs = n;
+          m.executors = executors;
+        } catch (err) {
+          m.skipped = `failed: ${(err as Error).message}`;
+        }
       }
       results.push(m);
     }

@@ -60,8 +60,12 @@ export class AdvertBoard {
     }
   }
 
-  /** Adverts received within the last `maxAgeMs` (default three periods, at least 5 s). */
-  fresh(maxAgeMs = Math.max(3 * this.periodMs, 5000)): PeerCapability[] {
+  /**
+   * Adverts received within the last `maxAgeMs` (default three periods, at least 30 s: on a
+   * 1 Mbit/s link a tensor holds the connection for many seconds and adverts queue behind it;
+   * whether a peer is reachable is the connection's business, not the advert's age).
+   */
+  fresh(maxAgeMs = Math.max(3 * this.periodMs, 30_000)): PeerCapability[] {
     const now = Date.now();
     return [...this.peers.values()].filter((p) => now - p.receivedAt <= maxAgeMs);
   }

@@ -75,7 +75,7 @@ async function main(): Promise<void> {
     // Learn the link first: a probe, then one offload and one split transfer feed the EWMA.
     await robot.probeIdleLinks().catch(() => undefined);
     const warm = robot.scheduler.plans(model, input).find((p) => p.kind === 'split' && p.precision === 'int8');
-    if (warm) await measure({ kind: 'split', cut: warm.cut, precision: 'int8' }, 1);
+    if (warm) await measure({ kind: 'split', cut: warm.cut, precision: 'int8' }, 1).catch(() => undefined);
     const ranked = robot.scheduler.plans(model, input);
     const best = ranked[0].predictedMs;
     const results: Measured[] = [];
@@ -143,7 +143,7 @@ async function main(): Promise<void> {
       const raw: number[] = [];
       const ours: number[] = [];
       await rawSend(bytes); // warm both paths once
-      await robot.client.infer(peerId, { model: sink, cut: 'input', precision: 'fp32', granularity: 'channel' }, tensor, 300_000);
+      await robot.client.infer(peerId, { model: sink, cut: 'input', precision: 'fp32', granularity: 'channel' }, tensor, 300_000).catch(() => undefined);
       let error: string | undefined;
       for (let i = 0; i < reps; i++) {
         raw.push(bytes / 1000 / (await rawSend(bytes)));

@@ -198,7 +198,13 @@ async function main(): Promise<void> {
       if (root) shape(rate);
       process.stderr.write(`link ${label}: measuring every plan…\n`);
       requester.send(`round ${JSON.stringify({ reps: REPS, budgetMs: 20_000 })}`);
-      const round = (await requester.next('result')) as RoundResult;
+      let round: RoundResult;
+      try {
+        round = (await requester.next('result')) as RoundResult;
+      } catch (err) {
+        process.stderr.write(`link ${label}: round failed: ${(err as Error).message}\n`);
+        continue;
+      }
       const sizesMb = rate !== undefined && rate <= 1 ? [1] : [1, 2, 4];
       await cpuQuota(false);
       requester.send(`throughput ${JSON.stringify({ sizesMb, reps: rate !== undefined && rate <= 5 ? 1 : REPS })}`);

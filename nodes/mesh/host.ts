@@ -65,7 +65,9 @@ export async function createMeshHost(options: MeshOptions): Promise<MeshHost> {
     streamMuxers: [yamux({ streamOptions: { maxStreamWindowSize: window, initialStreamWindowSize: Math.min(window, 256 * 1024) } })],
     connectionGater: gater,
     // A robot link stalls for seconds at a time; only a long silence means the peer is gone.
-    connectionMonitor: { pingInterval: 5000, pingTimeout: { minTimeout: 10_000, maxTimeout: 30_000 } },
+    // The interval must exceed the longest timeout: the monitor allows one ping stream, and a
+    // second ping started while the first waits behind a tensor aborts the whole connection.
+    connectionMonitor: { pingInterval: 15_000, pingTimeout: { minTimeout: 10_000, maxTimeout: 14_000 } },
     connectionManager: { maxConnections: 300, reconnectRetries: options.reconnectRetries ?? 5 },
     peerDiscovery: [
       ...(options.mdns ? [mdns({ interval: 2000 })] : []),

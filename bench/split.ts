@@ -131,7 +131,7 @@ function start(cmd: string, args: string[]): Proc {
 
 interface RoundResult {
   results: { config: string; kind: string; predictedMs: number; medianMs?: number; runs: number; skipped?: string; executors: string[]; parts?: Record<string, number> }[];
-  scheduler: { medianMs: number; chosen: string[] };
+  scheduler: { medianMs: number; chosen: string[]; best: string; bestMs: number; pairs: number };
   link: { bandwidth: number; rttMs: number };
 }
 
@@ -240,8 +240,9 @@ async function main(): Promise<void> {
         'offload ms': offload?.medianMs ?? 'n/a',
         'best static': best.config,
         'best static ms': best.medianMs!,
-        'scheduler ms': round.scheduler.medianMs,
-        'scheduler ÷ best': round.scheduler.medianMs / best.medianMs!,
+        'paired: best static ms': round.scheduler.bestMs,
+        'paired: scheduler ms': round.scheduler.medianMs,
+        'scheduler ÷ best (paired)': round.scheduler.medianMs / round.scheduler.bestMs,
         'scheduler chose': [...new Set(round.scheduler.chosen)].join(' / '),
         'split wins': best.kind === 'split' ? 'yes' : 'no',
         'best split ÷ worse(local, offload)': bestSplit ? worse / bestSplit.medianMs! : 'n/a',

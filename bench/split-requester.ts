@@ -103,13 +103,13 @@ async function main(): Promise<void> {
     }
     // The scheduler against the best static plan, runs alternated so drift and noise hit both alike.
     const measured = results.filter((r) => r.medianMs !== undefined && r.executors.every((e) => e === (r.kind === 'local' ? 'local' : 'peer')));
-    const best = measured.reduce((x, y) => (x.medianMs! <= y.medianMs! ? x : y));
+    const bestStatic = measured.reduce((x, y) => (x.medianMs! <= y.medianMs! ? x : y));
     const chosen: string[] = [];
     const schedulerMs: number[] = [];
     const bestMs: number[] = [];
-    const pairs = best.medianMs! > 3000 ? 1 : reps + 2;
+    const pairs = bestStatic.medianMs! > 3000 ? 1 : reps + 2;
     for (let i = 0; i < pairs; i++) {
-      const forced = await measure({ kind: best.kind as 'local', cut: best.cut, precision: best.precision }, 1).catch(() => undefined);
+      const forced = await measure({ kind: bestStatic.kind as 'local', cut: bestStatic.cut, precision: bestStatic.precision }, 1).catch(() => undefined);
       if (forced) bestMs.push(...forced.ms);
       const r = await robot.infer(model, input, { deadlineMs: 120_000 });
       schedulerMs.push(r.decision.actualMs);
@@ -117,7 +117,7 @@ async function main(): Promise<void> {
       chosen.push(p.kind === 'split' ? `split ${p.cut} ${p.precision}` : p.kind);
     }
     const link = robot.links.get(peerId);
-    return { results, scheduler: { medianMs: median(schedulerMs), chosen, best: best.config, bestMs: median(bestMs), pairs }, link };
+    return { results, scheduler: { medianMs: median(schedulerMs), chosen, best: bestStatic.config, bestMs: median(bestMs), pairs }, link };
   };
 
   // One persistent raw connection, like libp2p's: neither side pays a handshake or slow start per frame.

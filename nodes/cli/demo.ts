@@ -82,6 +82,6 @@ export async function demoCommand(): Promise<void> {
   process.stdout.write(`\nSplit inference on this machine: head → tensor frame → tail vs the whole model\n`);
   process.stdout.write(`${[line(header), ...rows.map(line)].join('\n')}\n`);
   process.stdout.write(
-    `\nNot yet built: the mesh between robots, the replicated log, IOTA anchoring, mapping and ROS 2 (see README).\n`,
+    `\nThe same cuts run between robots in \`robomesh fleet\`; IOTA anchoring, mapping and ROS 2 are not built yet (see README).\n`,
   );
 }

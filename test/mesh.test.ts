@@ -155,7 +155,7 @@ describe('robot mesh (3 robots, real libp2p on loopback, PaddleOCR detector)', f
 
   it('a Byzantine peer sending garbage is isolated; requests still complete and others are unaffected', async () => {
     const [a, b, c] = robots;
-    (c.service as unknown as { options: { tamper?: (r: unknown, o: Uint8Array) => Uint8Array } }).options.tamper = (_r, out) => {
+    c.service.tamper = (_r, out) => {
       const junk = out.slice();
       junk.fill(0xab, 0, 16);
       return junk;

@@ -111,7 +111,7 @@ export async function fleetCommand(args: FleetArgs): Promise<void> {
   log(`   logs converged ${Date.now() - healStart} ms after the heal: ${same() ? 'every robot holds the same entries and state' : 'NOT converged'}`);
 
   const liar = robots[n - 1];
-  (liar.service as unknown as { options: { tamper?: (r: unknown, o: Uint8Array) => Uint8Array } }).options.tamper = (_r, out) => {
+  liar.service.tamper = (_r, out) => {
     const junk = out.slice();
     junk.fill(0xab, 0, 32);
     return junk;

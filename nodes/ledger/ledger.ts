@@ -34,6 +34,7 @@ export class Ledger extends EventEmitter<{ entry: [DecodedEntry, IngestStatus] }
   private readonly genesisAdmins = new Set<Hex>();
   private readonly staged: { stored: StoredEntry; item: LogItem; decoded: DecodedEntry; status: IngestStatus }[] = [];
   private readonly maxSeqs = new Map<Hex, number>();
+  private readonly counts = new Map<Hex, number>();
   private bulkDepth = 0;
   private readonly unfolded: LogItem[] = [];
 
@@ -74,8 +75,9 @@ export class Ledger extends EventEmitter<{ entry: [DecodedEntry, IngestStatus] }
     return this.fold.items().map((i) => i.id);
   }
 
+  /** Per author: highest seq and entries held — kept in memory, asked once per sync batch. */
   summary(): Map<Hex, { maxSeq: number; count: number }> {
-    return this.store.summary();
+    return new Map([...this.maxSeqs].map(([author, maxSeq]) => [author, { maxSeq, count: this.counts.get(author) ?? 0 }]));
   }
 
   entriesOf(author: Hex, lo: number, hi: number, limit = 500): { seq: number; bytes: Uint8Array }[] {
@@ -199,6 +201,7 @@ export class Ledger extends EventEmitter<{ entry: [DecodedEntry, IngestStatus] }
   private indexMeta(s: StoredEntry, e: Entry): LogItem {
     this.lamports.set(s.id, s.lamport);
     this.maxSeqs.set(s.author, Math.max(this.maxSeqs.get(s.author) ?? 0, s.seq));
+    this.counts.set(s.author, (this.counts.get(s.author) ?? 0) + 1);
     const slot = `${s.author}:${s.seq}`;
     this.slots.set(slot, (this.slots.get(slot) ?? 0) + 1);
     for (const p of e.parents) this.headSet.delete(toHex(p));

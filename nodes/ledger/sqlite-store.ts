@@ -52,15 +52,6 @@ export class SqliteLogStore implements LogStore {
       .map((r) => this.row(r)!);
   }
 
-  summary(): Map<Hex, { maxSeq: number; count: number }> {
-    const rows = this.db.prepare('SELECT author, MAX(seq) AS maxSeq, COUNT(*) AS count FROM entries GROUP BY author').all() as {
-      author: Hex;
-      maxSeq: number;
-      count: number;
-    }[];
-    return new Map(rows.map((r) => [r.author, { maxSeq: r.maxSeq, count: r.count }]));
-  }
-
   close(): void {
     this.db.close();
   }

@@ -21,8 +21,6 @@ export interface LogStore {
   all(): StoredEntry[];
   /** Entries of one author with lo ≤ seq ≤ hi, by seq (equivocating twins included). */
   range(author: Hex, lo: number, hi: number, limit: number): StoredEntry[];
-  /** Per author: highest seq and number of entries held. */
-  summary(): Map<Hex, { maxSeq: number; count: number }>;
   close(): void;
 }
 
@@ -54,11 +52,6 @@ export class MemoryLogStore implements LogStore {
       .filter((e) => e.seq >= lo && e.seq <= hi)
       .sort((a, b) => a.seq - b.seq || (a.id < b.id ? -1 : 1))
       .slice(0, limit);
-  }
-  summary(): Map<Hex, { maxSeq: number; count: number }> {
-    const out = new Map<Hex, { maxSeq: number; count: number }>();
-    for (const [author, list] of this.byAuthor) out.set(author, { maxSeq: Math.max(...list.map((e) => e.seq)), count: list.length });
-    return out;
   }
   close(): void {}
 }

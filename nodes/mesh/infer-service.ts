@@ -15,8 +15,6 @@ export interface InferServiceOptions {
   maxFrameBytes?: number;
   /** Requests accepted but not finished beyond this are refused with OVERLOADED. */
   maxQueue?: number;
-  /** Test hook: called with each request before it runs (a Byzantine robot replaces outputs). */
-  tamper?: (request: InferRequest, outputs: Uint8Array) => Uint8Array;
 }
 
 /**
@@ -28,6 +26,11 @@ export class InferService extends EventEmitter<{ request: [peer: string, request
   readonly queue: WorkQueue;
   private readonly maxFrameBytes: number;
   served = 0;
+  /**
+   * Fault injection for scenarios and tests: rewrites the output frame before it is sent
+   * (a Byzantine robot answering garbage). Never set in normal operation.
+   */
+  tamper: ((request: InferRequest, outputs: Uint8Array) => Uint8Array) | undefined;
 
   constructor(
     private readonly node: MeshNode,
@@ -125,7 +128,7 @@ export class InferService extends EventEmitter<{ request: [peer: string, request
       return error('INTERNAL', (err as Error).message);
     }
     let bytes = encodeFrame(outputs.out);
-    if (this.options.tamper) bytes = this.options.tamper(req, bytes);
+    if (this.tamper) bytes = this.tamper(req, bytes);
     this.served++;
     return {
       header: { t: 'res', id: req.id, computeMs: outputs.computeMs, chunks: Math.ceil(bytes.length / CHUNK_BYTES), bytes: bytes.length },

@@ -58,7 +58,7 @@ export interface FleetState {
   slots: Map<string, Hex>;
   equivocations: { author: Hex; seq: number; ids: [Hex, Hex] }[];
   tiles: Map<string, { author: Hex; version: number; digest: Hex; id: Hex }>;
-  anchors: { root: Hex; count: number; tx: string; checkpoint: number; author: Hex; id: Hex }[];
+  anchors: { root: Hex; count: number; heads: Hex[]; tx: string; checkpoint: number; author: Hex; id: Hex }[];
   /** Entries that had no effect, and why (authors not admitted, rules broken). */
   ignored: { id: Hex; reason: string }[];
   applied: number;
@@ -209,7 +209,7 @@ export function apply(s: FleetState, e: LogItem): void {
       return;
     }
     case 'anchor':
-      s.anchors.push({ root: p.root, count: p.count, tx: p.tx, checkpoint: p.checkpoint, author: e.author, id: e.id });
+      s.anchors.push({ root: p.root, count: p.count, heads: p.heads, tx: p.tx, checkpoint: p.checkpoint, author: e.author, id: e.id });
       return;
   }
 }

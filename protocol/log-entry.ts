@@ -19,7 +19,12 @@ export type Payload =
   | { type: 'claim'; task: string }
   | { type: 'result'; task: string; digest: Hex; values: number[] }
   | { type: 'tile'; tile: string; version: number; digest: Hex }
-  | { type: 'anchor'; root: Hex; count: number; tx: string; checkpoint: number };
+  /**
+   * A Merkle root over every entry reachable from `heads` (sorted by lamport, id), committed on
+   * IOTA in transaction `tx` (its signed bytes and signature kept here so anyone can check it
+   * offline) and final at `checkpoint`.
+   */
+  | { type: 'anchor'; root: Hex; count: number; heads: Hex[]; tx: string; checkpoint: number; txBytes: Uint8Array; txSig: string };
 
 export type PayloadType = Payload['type'];
 
@@ -184,9 +189,12 @@ function checkPayload(p: Payload): void {
       if (!uint(p.version) || !hexKey(p.digest)) fail('bad tile version or digest');
       return;
     case 'anchor':
-      exact('root', 'count', 'tx', 'checkpoint');
-      if (!hexKey(p.root) || !uint(p.count) || !uint(p.checkpoint)) fail('bad anchor');
+      exact('root', 'count', 'heads', 'tx', 'checkpoint', 'txBytes', 'txSig');
+      if (!hexKey(p.root) || !uint(p.count) || p.count < 1 || !uint(p.checkpoint)) fail('bad anchor');
+      if (!Array.isArray(p.heads) || p.heads.length < 1 || p.heads.length > 64 || !p.heads.every(hexKey)) fail('anchor heads must be 1..64 ids');
       if (typeof p.tx !== 'string' || p.tx.length === 0 || p.tx.length > 128) fail('bad anchor tx');
+      if (!(p.txBytes instanceof Uint8Array) || p.txBytes.length > 8192) fail('anchor txBytes must be ≤ 8 KiB');
+      if (typeof p.txSig !== 'string' || p.txSig.length > 256) fail('bad anchor txSig');
       return;
     default:
       fail(`unknown payload type ${String((p as { type?: unknown }).type)}`);

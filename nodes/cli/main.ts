@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
 import { RobomeshError } from '../../protocol/errors.js';
+import { auditExportCommand, auditResultCommand, auditVerifyCommand } from './audit.js';
 import { demoCommand } from './demo.js';
 import { fleetCommand } from './fleet.js';
 import { UsageError, parseGranularity, parseInputShape, parsePositiveInt, parsePrecision } from './options.js';
@@ -52,6 +53,31 @@ program
   .command('demo')
   .description('split every built-in model on this machine and compare with whole-model runs')
   .action(demoCommand);
+
+const audit = program.command('audit').description('check the chain of evidence for a result: entries, signatures, quorum, Merkle proof, IOTA anchor');
+const rpcOption = ['--rpc <url>', 'IOTA JSON-RPC endpoint to check the anchor live (default $IOTA_RPC_URL)'] as const;
+audit
+  .command('result')
+  .description('verify and print the evidence for one task from a robot\'s log store')
+  .argument('<task>', 'task id')
+  .option('--store <path>', 'the robot\'s log store (SQLite)', 'robomesh-data/ledger.db')
+  .option('--json', 'print the report as JSON')
+  .option(...rpcOption)
+  .action(auditResultCommand);
+audit
+  .command('export')
+  .description('write a self-contained proof file for one task')
+  .argument('<task>', 'task id')
+  .option('--store <path>', 'the robot\'s log store (SQLite)', 'robomesh-data/ledger.db')
+  .requiredOption('--out <file>', 'where to write the proof (JSON)')
+  .action(auditExportCommand);
+audit
+  .command('verify')
+  .description('verify a proof file with nothing else (and an IOTA endpoint if given)')
+  .argument('<proof>', 'proof.json from `robomesh audit export`')
+  .option('--json', 'print the report as JSON')
+  .option(...rpcOption)
+  .action(auditVerifyCommand);
 
 try {
   await program.parseAsync();

@@ -27,6 +27,7 @@ export class Ledger extends EventEmitter<{ entry: [DecodedEntry, IngestStatus] }
   readonly fold = new LedgerFold();
   private readonly headSet = new Set<Hex>();
   private readonly lamports = new Map<Hex, number>();
+  private readonly parentsOf = new Map<Hex, Hex[]>();
   /** (author:seq) → how many entries hold that slot (2 = equivocation evidence kept; no more). */
   private readonly slots = new Map<string, number>();
   /** Everyone ever admitted: membership only grows here, so ingestion never depends on order. */
@@ -65,6 +66,24 @@ export class Ledger extends EventEmitter<{ entry: [DecodedEntry, IngestStatus] }
 
   has(id: Hex): boolean {
     return this.lamports.has(id);
+  }
+
+  /** Every entry reachable from `heads` (heads included), in the log's order (lamport, id). */
+  ancestry(heads: Hex[]): Hex[] {
+    const seen = new Set<Hex>();
+    const stack = heads.filter((h) => this.lamports.has(h));
+    if (stack.length !== heads.length) throw new EntryError('MALFORMED', 'ancestry asked for an entry this ledger does not hold');
+    while (stack.length) {
+      const id = stack.pop()!;
+      if (seen.has(id)) continue;
+      seen.add(id);
+      for (const p of this.parentsOf.get(id) ?? []) if (!seen.has(p)) stack.push(p);
+    }
+    return [...seen].sort((a, b) => this.lamports.get(a)! - this.lamports.get(b)! || (a < b ? -1 : a > b ? 1 : 0));
+  }
+
+  lamportOf(id: Hex): number | undefined {
+    return this.lamports.get(id);
   }
 
   get size(): number {
@@ -204,7 +223,9 @@ export class Ledger extends EventEmitter<{ entry: [DecodedEntry, IngestStatus] }
     this.counts.set(s.author, (this.counts.get(s.author) ?? 0) + 1);
     const slot = `${s.author}:${s.seq}`;
     this.slots.set(slot, (this.slots.get(slot) ?? 0) + 1);
-    for (const p of e.parents) this.headSet.delete(toHex(p));
+    const parents = e.parents.map(toHex);
+    this.parentsOf.set(s.id, parents);
+    for (const p of parents) this.headSet.delete(p);
     this.headSet.add(s.id);
     const p = e.payload;
     if (p.type === 'genesis' && this.genesisAdmins.size === 0) {

@@ -1,0 +1,194 @@
+import { EventEmitter } from 'node:events';
+import { type Hex, fromHex } from '../../protocol/log-entry.js';
+import { MerkleTree } from '../../protocol/merkle.js';
+import { type AnchorChain, ChainError } from './anchor-chain.js';
+import type { AnchorQueue, QueuedAnchor } from './anchor-queue.js';
+import { type GasPlan, type IotaDeployment, MAX_RESULTS_PER_ANCHOR, type SignedTx, buildAnchorTx, iotaKeypair } from './iota-tx.js';
+import type { Ledger } from './ledger.js';
+
+export interface AnchorerOptions {
+  ledger: Ledger;
+  /** The robot's Ed25519 seed: the same key signs log entries and IOTA transactions. */
+  seed: Uint8Array;
+  deployment: IotaDeployment;
+  queue: AnchorQueue;
+  /** Absent when no IOTA node is configured: anchors are built, signed (if gas is known) and queued. */
+  chain?: AnchorChain;
+  /** A gas coin known in advance lets a robot sign while partitioned from every node. */
+  gas?: GasPlan;
+  gasBudget?: bigint;
+  probeTimeoutMs?: number;
+  finalityTimeoutMs?: number;
+  backoffMs?: { base: number; max: number };
+  now?: () => number;
+}
+
+export interface FlushReport {
+  anchored: { root: Hex; tx: string; checkpoint: number }[];
+  waiting: { root: Hex; reason: string; retryAt: number }[];
+}
+
+const toB64 = (b: Uint8Array): string => Buffer.from(b).toString('base64');
+const fromB64 = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'base64'));
+
+export const signedOf = (item: QueuedAnchor): SignedTx | undefined =>
+  item.signed && { bytes: fromB64(item.signed.bytes), signature: item.signed.signature, digest: item.signed.digest, sender: item.signed.sender };
+
+/**
+ * Commits Merkle roots of the log on IOTA. `snapshot` queues the log as it stands (signed at
+ * once when gas is known); `flush` submits what is due when a node answers, waits for finality
+ * and appends the receipt to the log. Every state change is written to the durable queue before
+ * the next network step, so a crash or partition at any point leaves the anchor queued, and a
+ * transaction submitted before a crash is found again by its digest instead of being re-signed.
+ */
+export class Anchorer extends EventEmitter<{ relay: [QueuedAnchor]; anchored: [{ root: Hex; tx: string; checkpoint: number }] }> {
+  readonly address: string;
+  private gas: GasPlan | undefined;
+  private readonly o: Required<Pick<AnchorerOptions, 'probeTimeoutMs' | 'finalityTimeoutMs' | 'backoffMs' | 'now' | 'gasBudget'>> & AnchorerOptions;
+
+  constructor(options: AnchorerOptions) {
+    super();
+    this.o = { probeTimeoutMs: 3000, finalityTimeoutMs: 60_000, backoffMs: { base: 1000, max: 60_000 }, now: Date.now, gasBudget: 20_000_000n, ...options };
+    this.gas = options.gas;
+    this.address = iotaKeypair(options.seed).toIotaAddress();
+  }
+
+  get queued(): QueuedAnchor[] {
+    return this.o.queue.all();
+  }
+
+  /** Queues an anchor over everything the log holds now; undefined when already anchored or queued. */
+  async snapshot(): Promise<QueuedAnchor | undefined> {
+    const { ledger, queue } = this.o;
+    const heads = ledger.heads().slice(0, 64);
+    if (heads.length === 0) return undefined;
+    const ids = ledger.ancestry(heads);
+    const root = Buffer.from(new MerkleTree(ids.map(fromHex)).root).toString('hex');
+    const anchors = ledger.state.anchors;
+    if (anchors.some((a) => a.root === root) || queue.get(root)) return undefined;
+    const previous = anchors.length ? new Set(ledger.ancestry(anchors[anchors.length - 1].heads)) : new Set<Hex>();
+    const inRange = new Set(ids);
+    const results = [...ledger.state.tasks.values()]
+      .filter((t) => t.accepted && inRange.has(t.accepted.at) && !previous.has(t.accepted.at))
+      .sort((a, b) => (a.task < b.task ? -1 : 1))
+      .slice(0, MAX_RESULTS_PER_ANCHOR)
+      .map((t) => ({ task: t.task, digest: t.accepted!.digest }));
+    const item: QueuedAnchor = {
+      root,
+      count: ids.length,
+      heads,
+      firstLamport: ledger.lamportOf(ids[0])!,
+      lastLamport: ledger.lamportOf(ids[ids.length - 1])!,
+      results,
+      relayed: false,
+      attempts: 0,
+      notBefore: 0,
+    };
+    // One transaction per gas coin version: sign offline only if no other of ours holds the coin.
+    if (this.gas && !queue.all().some((q) => q.signed && !q.relayed)) {
+      const signed = await this.sign(item, this.gas);
+      item.signed = { bytes: toB64(signed.bytes), signature: signed.signature, digest: signed.digest, sender: signed.sender };
+    }
+    queue.put(item);
+    if (item.signed) this.emit('relay', item);
+    return item;
+  }
+
+  /** A peer's signed anchor reached us over the mesh: submit it if we can reach a node. */
+  acceptRelay(item: QueuedAnchor): boolean {
+    if (!this.o.chain || !item.signed || this.o.queue.get(item.root) || this.o.ledger.state.anchors.some((a) => a.root === item.root)) return false;
+    this.o.queue.put({ ...item, relayed: true, attempts: 0, notBefore: 0, lastError: undefined });
+    return true;
+  }
+
+  /** One pass over the queue: submits what is due. Never throws for network trouble. */
+  async flush(): Promise<FlushReport> {
+    const { queue, ledger, chain } = this.o;
+    const report: FlushReport = { anchored: [], waiting: [] };
+    for (const item of queue.all()) if (ledger.state.anchors.some((a) => a.root === item.root)) queue.remove(item.root);
+    const due = queue.all().filter((i) => i.notBefore <= this.o.now());
+    if (due.length === 0) return report;
+    if (!chain) {
+      for (const i of due) report.waiting.push({ root: i.root, reason: 'no IOTA node configured', retryAt: i.notBefore });
+      return report;
+    }
+    if (!(await chain.probe(this.o.probeTimeoutMs))) {
+      for (const i of due) report.waiting.push(this.defer(i, `IOTA node did not answer within ${this.o.probeTimeoutMs} ms`));
+      return report;
+    }
+    for (const item of due) {
+      try {
+        report.anchored.push(await this.submit(item, chain));
+      } catch (err) {
+        if (!(err instanceof ChainError)) throw err;
+        report.waiting.push(this.defer(queue.get(item.root) ?? item, err.message));
+      }
+    }
+    return report;
+  }
+
+  private async submit(item: QueuedAnchor, chain: AnchorChain): Promise<{ root: Hex; tx: string; checkpoint: number }> {
+    let signed = signedOf(item);
+    if (signed) {
+      const known = await chain.lookup(signed.digest);
+      if (known?.checkpoint !== undefined) return this.record(item, signed, known.checkpoint);
+    } else {
+      if (!this.gas) {
+        const { coin, price } = await chain.gasFor(this.address);
+        this.gas = { coin, price, budget: this.o.gasBudget };
+      }
+      signed = await this.sign(item, this.gas);
+      // Durable before submission: after a crash we look this digest up instead of signing anew.
+      item = { ...item, signed: { bytes: toB64(signed.bytes), signature: signed.signature, digest: signed.digest, sender: signed.sender } };
+      this.o.queue.put(item);
+    }
+    try {
+      const { gas } = await chain.execute(signed);
+      if (gas && !item.relayed && this.gas) this.gas = { ...this.gas, coin: gas };
+    } catch (err) {
+      if (err instanceof ChainError && err.code === 'REJECTED' && !item.relayed) {
+        // Usually a stale gas coin: forget it and the signature; the next pass rebuilds.
+        this.gas = undefined;
+        this.o.queue.put({ ...item, signed: undefined });
+      }
+      throw err;
+    }
+    const { checkpoint } = await chain.waitFinal(signed.digest, this.o.finalityTimeoutMs);
+    return this.record(item, signed, checkpoint);
+  }
+
+  private record(item: QueuedAnchor, signed: SignedTx, checkpoint: number): { root: Hex; tx: string; checkpoint: number } {
+    this.o.ledger.append({
+      type: 'anchor',
+      root: item.root,
+      count: item.count,
+      heads: item.heads,
+      tx: signed.digest,
+      checkpoint,
+      txBytes: signed.bytes,
+      txSig: signed.signature,
+    });
+    this.o.queue.remove(item.root);
+    const done = { root: item.root, tx: signed.digest, checkpoint };
+    this.emit('anchored', done);
+    return done;
+  }
+
+  private defer(item: QueuedAnchor, reason: string): { root: Hex; reason: string; retryAt: number } {
+    const { base, max } = this.o.backoffMs;
+    const attempts = item.attempts + 1;
+    const notBefore = this.o.now() + Math.min(max, base * 2 ** Math.min(attempts - 1, 30));
+    this.o.queue.put({ ...item, attempts, notBefore, lastError: reason });
+    return { root: item.root, reason, retryAt: notBefore };
+  }
+
+  private sign(item: QueuedAnchor, gas: GasPlan): Promise<SignedTx> {
+    return buildAnchorTx(this.o.seed, this.o.deployment, gas, {
+      root: fromHex(item.root),
+      count: item.count,
+      firstLamport: item.firstLamport,
+      lastLamport: item.lastLamport,
+      results: item.results.map((r) => ({ task: r.task, digest: fromHex(r.digest) })),
+    });
+  }
+}

@@ -1,0 +1,84 @@
+import { createHash } from 'node:crypto';
+
+/**
+ * Merkle tree over log entry ids, RFC 6962 style: domain-separated leaf (0x00) and node (0x01)
+ * hashes so a leaf can never pass for a node; an odd node at the end of a level is promoted
+ * unchanged (never duplicated, which would let two different lists share a root). A proof is the
+ * list of sibling hashes from leaf to root; its shape follows from (index, count) alone, so the
+ * verifier recomputes it and a path of the wrong length or for another position fails.
+ */
+const hash = (...parts: Uint8Array[]): Uint8Array => {
+  const h = createHash('sha256');
+  for (const p of parts) h.update(p);
+  return new Uint8Array(h.digest());
+};
+const LEAF = Uint8Array.of(0);
+const NODE = Uint8Array.of(1);
+
+export const leafHash = (data: Uint8Array): Uint8Array => hash(LEAF, data);
+const nodeHash = (l: Uint8Array, r: Uint8Array): Uint8Array => hash(NODE, l, r);
+
+export interface InclusionProof {
+  index: number;
+  count: number;
+  siblings: Uint8Array[];
+}
+
+export class MerkleTree {
+  /** levels[0] = leaf hashes, last = [root]. */
+  private readonly levels: Uint8Array[][];
+
+  constructor(leaves: Uint8Array[]) {
+    if (leaves.length === 0) throw new RangeError('a Merkle tree needs at least one leaf');
+    const levels = [leaves.map(leafHash)];
+    while (levels[levels.length - 1].length > 1) {
+      const below = levels[levels.length - 1];
+      const up: Uint8Array[] = [];
+      for (let i = 0; i < below.length; i += 2) up.push(i + 1 < below.length ? nodeHash(below[i], below[i + 1]) : below[i]);
+      levels.push(up);
+    }
+    this.levels = levels;
+  }
+
+  get count(): number {
+    return this.levels[0].length;
+  }
+
+  get root(): Uint8Array {
+    return this.levels[this.levels.length - 1][0];
+  }
+
+  prove(index: number): InclusionProof {
+    if (!Number.isInteger(index) || index < 0 || index >= this.count) throw new RangeError(`leaf ${index} is outside 0..${this.count - 1}`);
+    const siblings: Uint8Array[] = [];
+    let i = index;
+    for (let l = 0; l < this.levels.length - 1; l++) {
+      const level = this.levels[l];
+      const sibling = i ^ 1;
+      if (sibling < level.length) siblings.push(level[sibling]);
+      i >>= 1;
+    }
+    return { index, count: this.count, siblings };
+  }
+}
+
+/** Recomputes the root from a leaf and its proof; true only for that exact position and count. */
+export function verifyInclusion(leaf: Uint8Array, proof: InclusionProof, root: Uint8Array): boolean {
+  const { index, count, siblings } = proof;
+  if (!Number.isSafeInteger(count) || count < 1 || !Number.isSafeInteger(index) || index < 0 || index >= count) return false;
+  let h = leafHash(leaf);
+  let i = index;
+  let width = count;
+  let used = 0;
+  while (width > 1) {
+    const sibling = i ^ 1;
+    if (sibling < width) {
+      const s = siblings[used++];
+      if (!(s instanceof Uint8Array) || s.length !== 32) return false;
+      h = i & 1 ? nodeHash(s, h) : nodeHash(h, s);
+    }
+    i >>= 1;
+    width = Math.ceil(width / 2);
+  }
+  return used === siblings.length && Buffer.compare(h, root) === 0;
+}

@@ -21,6 +21,11 @@ import { toHex } from '../../protocol/log-entry.js';
 import { resultDigest } from '../../protocol/result-summary.js';
 import { type Tensor, encodeFrame } from '../../protocol/tensor-frame.js';
 import { Ledger } from '../ledger/ledger.js';
+import type { AnchorChain } from '../ledger/anchor-chain.js';
+import type { AnchorQueue } from '../ledger/anchor-queue.js';
+import { AnchorRelay, anchorRelayTopic } from '../ledger/anchor-relay.js';
+import { Anchorer } from '../ledger/anchorer.js';
+import type { GasPlan, IotaDeployment } from '../ledger/iota-tx.js';
 import { LogReplicator, logTopic } from '../ledger/replication.js';
 import type { LogStore } from '../ledger/store.js';
 import { LinkEstimator } from '../scheduler/links.js';
@@ -54,6 +59,12 @@ export interface RobotConfig {
   service?: InferServiceOptions;
   /** The replicated log: its store and the fleet's genesis entry (bytes). Absent: no log. */
   ledger?: { store: LogStore; genesis: Uint8Array; antiEntropyMs?: number };
+  /**
+   * Anchoring of the log on IOTA (needs `ledger`): every `everyMs` the log is snapshotted into a
+   * queued anchor and the queue flushed. Without `chain` (no node) anchors signed with a known
+   * `gas` coin are relayed over the mesh for a peer with a node to submit.
+   */
+  anchor?: { deployment: IotaDeployment; queue: AnchorQueue; chain?: AnchorChain; gas?: GasPlan; everyMs?: number; relayRepublishMs?: number };
 }
 
 /**
@@ -77,6 +88,8 @@ export class Robot {
     private readonly addModel: (model: LoadedModel, inputShape?: Record<string, number[]>) => Promise<void>,
     readonly ledger?: Ledger,
     readonly replicator?: LogReplicator,
+    readonly anchorer?: Anchorer,
+    readonly anchorRelay?: AnchorRelay,
   ) {}
 
   private tasks = 0;
@@ -113,7 +126,7 @@ export class Robot {
       mdns: config.mdns,
       linkBytesPerSecond: config.linkBytesPerSecond,
       reconnectRetries: config.reconnectRetries,
-      topics: [`robomesh/${config.fleet.name}/adverts/1`, logTopic(config.fleet.name)],
+      topics: [`robomesh/${config.fleet.name}/adverts/1`, logTopic(config.fleet.name), anchorRelayTopic(config.fleet.name)],
     });
     const links = new LinkEstimator();
     const reputation = new PeerReputation((peer) => {
@@ -156,7 +169,29 @@ export class Robot {
       replicator = new LogReplicator(host.node, ledger, config.fleet.name, (p) => host.gater.admits(p), config.ledger.antiEntropyMs);
       await replicator.start();
     }
-    const robot = new Robot(config.name, host, models, service, client, adverts, links, reputation, scheduler, addModel, ledger, replicator);
+    let anchorer: Anchorer | undefined;
+    let relay: AnchorRelay | undefined;
+    if (config.anchor && ledger) {
+      const { deployment, queue, chain, gas } = config.anchor;
+      anchorer = new Anchorer({ ledger, seed: identity.seed, deployment, queue, chain, gas });
+      relay = new AnchorRelay(host.node, anchorer, config.fleet.name, () => ledger.state.members, config.anchor.relayRepublishMs);
+      relay.start();
+    }
+    const robot = new Robot(config.name, host, models, service, client, adverts, links, reputation, scheduler, addModel, ledger, replicator, anchorer, relay);
+    if (anchorer) {
+      robot.onStop(() => relay!.stop());
+      let busy = false;
+      robot.every(config.anchor!.everyMs ?? 30_000, async () => {
+        if (busy) return;
+        busy = true;
+        try {
+          await anchorer.snapshot();
+          await anchorer.flush();
+        } finally {
+          busy = false;
+        }
+      });
+    }
     // An executor records what it computed for a logged task; the quorum contract compares.
     service.on('served', (_peer, request, outputs) => {
       if (ledger && request.task) ledger.append({ type: 'result', task: request.task, ...resultDigest(outputs) });
@@ -164,6 +199,11 @@ export class Robot {
     robot.every(1000, () => robot.sampleRtt());
     if ((config.probeIntervalMs ?? 5000) > 0) robot.every(config.probeIntervalMs ?? 5000, () => robot.probeIdleLinks());
     return robot;
+  }
+
+  private readonly stoppers: (() => void)[] = [];
+  private onStop(fn: () => void): void {
+    this.stoppers.push(fn);
   }
 
   private every(ms: number, fn: () => void | Promise<void>): void {
@@ -237,6 +277,7 @@ export class Robot {
 
   async stop(): Promise<void> {
     for (const t of this.timers) clearInterval(t);
+    for (const stop of this.stoppers) stop();
     this.replicator?.stop();
     this.adverts.stop();
     await this.host.stop();

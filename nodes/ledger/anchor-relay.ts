@@ -1,0 +1,107 @@
+import { TopicValidatorResult } from '@libp2p/gossipsub';
+import * as cbor from '@ipld/dag-cbor';
+import { type Hex, fromHex, toHex } from '../../protocol/log-entry.js';
+import type { MeshNode } from '../mesh/host.js';
+import type { QueuedAnchor } from './anchor-queue.js';
+import type { Anchorer } from './anchorer.js';
+import { iotaAddressOf, readAnchorTx } from './iota-tx.js';
+
+export const anchorRelayTopic = (fleet: string): string => `robomesh/${fleet}/anchor-relay/1`;
+
+interface RelayMessage {
+  root: Uint8Array;
+  count: number;
+  heads: Hex[];
+  first: number;
+  last: number;
+  results: { task: string; digest: Hex }[];
+  tx: Uint8Array;
+  sig: string;
+}
+
+/**
+ * Carries signed anchor transactions across the mesh so a robot without an IOTA node gets its
+ * anchor submitted by one that has one. A relayed transaction is accepted only if its signature
+ * is a fleet member's IOTA key and it commits exactly the root it claims (else the gossip
+ * validator rejects it and the sender's score falls). Gossip in a partition is lost, so robots
+ * re-publish what is still queued every `republishMs`.
+ */
+export class AnchorRelay {
+  private timer: NodeJS.Timeout | undefined;
+  rejected = 0;
+
+  constructor(
+    private readonly node: MeshNode,
+    private readonly anchorer: Anchorer,
+    private readonly fleet: string,
+    private readonly members: () => Iterable<Hex>,
+    private readonly republishMs = 10_000,
+  ) {}
+
+  start(): void {
+    const topic = anchorRelayTopic(this.fleet);
+    const pubsub = this.node.services.pubsub;
+    pubsub.topicValidators.set(topic, async (_from, msg) => {
+      const item = await this.check(msg.data);
+      if (!item) {
+        this.rejected++;
+        return TopicValidatorResult.Reject;
+      }
+      this.anchorer.acceptRelay(item);
+      return TopicValidatorResult.Accept;
+    });
+    pubsub.subscribe(topic);
+    this.anchorer.on('relay', (item) => void this.publish(item));
+    const tick = (): void => {
+      for (const item of this.anchorer.queued) if (item.signed && !item.relayed) void this.publish(item);
+      this.timer = setTimeout(tick, this.republishMs);
+    };
+    this.timer = setTimeout(tick, this.republishMs);
+  }
+
+  stop(): void {
+    clearTimeout(this.timer);
+  }
+
+  private async publish(item: QueuedAnchor): Promise<void> {
+    if (!item.signed) return;
+    const msg: RelayMessage = {
+      root: fromHex(item.root),
+      count: item.count,
+      heads: item.heads,
+      first: item.firstLamport,
+      last: item.lastLamport,
+      results: item.results,
+      tx: new Uint8Array(Buffer.from(item.signed.bytes, 'base64')),
+      sig: item.signed.signature,
+    };
+    await this.node.services.pubsub.publish(anchorRelayTopic(this.fleet), cbor.encode(msg)).catch(() => undefined);
+  }
+
+  private async check(data: Uint8Array): Promise<QueuedAnchor | undefined> {
+    try {
+      const m = cbor.decode(data) as RelayMessage;
+      const tx = await readAnchorTx(m.tx, m.sig);
+      const addresses = new Set([...this.members()].map((k) => iotaAddressOf(fromHex(k))));
+      if (!addresses.has(tx.sender) || toHex(tx.root) !== toHex(m.root) || tx.count !== m.count) return undefined;
+      const hex64 = (v: unknown): boolean => typeof v === 'string' && /^[0-9a-f]{64}$/.test(v);
+      if (!Array.isArray(m.heads) || m.heads.length > 64 || !m.heads.every(hex64)) return undefined;
+      if (!Array.isArray(m.results) || !m.results.every((r) => typeof r?.task === 'string' && hex64(r.digest))) return undefined;
+      if (![m.first, m.last].every(Number.isSafeInteger)) return undefined;
+      return {
+        root: toHex(m.root),
+        count: m.count,
+        heads: m.heads,
+        firstLamport: m.first,
+        lastLamport: m.last,
+        results: m.results,
+        signed: { bytes: Buffer.from(m.tx).toString('base64'), signature: m.sig, digest: tx.digest, sender: tx.sender },
+        relayed: true,
+        attempts: 0,
+        notBefore: 0,
+      };
+    } catch {
+      return undefined;
+    }
+  }
+}

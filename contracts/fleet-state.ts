@@ -58,6 +58,10 @@ export interface FleetState {
   slots: Map<string, Hex>;
   equivocations: { author: Hex; seq: number; ids: [Hex, Hex] }[];
   tiles: Map<string, { author: Hex; version: number; digest: Hex; id: Hex }>;
+  /** Map flags: robot → the distinct members that flagged it. */
+  flags: Map<Hex, Set<Hex>>;
+  /** Robots excluded by enough flags (their map contributions are dropped everywhere). */
+  flagged: Hex[];
   anchors: { root: Hex; count: number; heads: Hex[]; tx: string; checkpoint: number; author: Hex; id: Hex }[];
   /** Entries that had no effect, and why (authors not admitted, rules broken). */
   ignored: { id: Hex; reason: string }[];
@@ -68,6 +72,7 @@ export const REPUTATION = {
   equivocation: -100,
   losingResult: -10,
   acceptedResult: 1,
+  flaggedMap: -100,
   /** At or below this a robot is excluded from assignments and quorums. */
   excludeAt: -50,
 };
@@ -84,6 +89,8 @@ export function emptyState(): FleetState {
     slots: new Map(),
     equivocations: [],
     tiles: new Map(),
+    flags: new Map(),
+    flagged: [],
     anchors: [],
     ignored: [],
     applied: 0,
@@ -100,12 +107,16 @@ export function cloneState(s: FleetState): FleetState {
     slots: new Map(s.slots),
     equivocations: [...s.equivocations],
     tiles: new Map(s.tiles),
+    flags: new Map([...s.flags].map(([k, v]) => [k, new Set(v)])),
+    flagged: [...s.flagged],
     anchors: [...s.anchors],
     ignored: [...s.ignored],
   };
 }
 
 export const isExcluded = (s: FleetState, robot: Hex): boolean => (s.reputation.get(robot) ?? 0) <= REPUTATION.excludeAt;
+
+export const flagQuorum = (s: FleetState): number => Math.floor((s.members.size - 1) / 3) + 1;
 
 const bump = (s: FleetState, robot: Hex, delta: number): void => void s.reputation.set(robot, (s.reputation.get(robot) ?? 0) + delta);
 
@@ -206,6 +217,19 @@ export function apply(s: FleetState, e: LogItem): void {
       const key = `${p.tile}/${e.author}`;
       const prev = s.tiles.get(key);
       if (!prev || p.version > prev.version) s.tiles.set(key, { author: e.author, version: p.version, digest: p.digest, id: e.id });
+      return;
+    }
+    case 'flag': {
+      if (p.robot === e.author) return ignore('a robot does not flag itself');
+      if (isExcluded(s, e.author)) return ignore('author excluded');
+      const by = s.flags.get(p.robot) ?? new Set<Hex>();
+      by.add(e.author);
+      s.flags.set(p.robot, by);
+      // f + 1 distinct members (f = ⌊(n − 1) / 3⌋ Byzantine tolerated): at least one honest robot agrees.
+      if (!s.flagged.includes(p.robot) && by.size >= flagQuorum(s)) {
+        s.flagged.push(p.robot);
+        bump(s, p.robot, REPUTATION.flaggedMap);
+      }
       return;
     }
     case 'anchor':

@@ -117,6 +117,8 @@ export function stateHash(s: FleetState): Hex {
     reputation: [...s.reputation].sort(),
     equivocations: s.equivocations,
     tiles: [...s.tiles].sort(),
+    flags: [...s.flags].map(([robot, by]) => [robot, sorted(by)]).sort(),
+    flagged: s.flagged,
     anchors: s.anchors,
     ignored: s.ignored,
     applied: s.applied,

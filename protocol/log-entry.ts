@@ -19,6 +19,8 @@ export type Payload =
   | { type: 'claim'; task: string }
   | { type: 'result'; task: string; digest: Hex; values: number[] }
   | { type: 'tile'; tile: string; version: number; digest: Hex }
+  /** The author found `robot`'s map contributions in conflict with most peers' (evidence: tile digests). */
+  | { type: 'flag'; robot: Hex; evidence: Hex[] }
   /**
    * A Merkle root over every entry reachable from `heads` (sorted by lamport, id), committed on
    * IOTA in transaction `tx` (its signed bytes and signature kept here so anyone can check it
@@ -187,6 +189,11 @@ function checkPayload(p: Payload): void {
       exact('tile', 'version', 'digest');
       if (typeof p.tile !== 'string' || !TASK_ID.test(p.tile)) fail('bad tile id');
       if (!uint(p.version) || !hexKey(p.digest)) fail('bad tile version or digest');
+      return;
+    case 'flag':
+      exact('robot', 'evidence');
+      if (!hexKey(p.robot)) fail('flag robot must be a hex key');
+      if (!Array.isArray(p.evidence) || p.evidence.length > 64 || !p.evidence.every(hexKey)) fail('flag evidence must be ≤ 64 digests');
       return;
     case 'anchor':
       exact('root', 'count', 'heads', 'tx', 'checkpoint', 'txBytes', 'txSig');

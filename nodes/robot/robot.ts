@@ -27,6 +27,9 @@ import { AnchorRelay, anchorRelayTopic } from '../ledger/anchor-relay.js';
 import { Anchorer } from '../ledger/anchorer.js';
 import type { GasPlan, IotaDeployment } from '../ledger/iota-tx.js';
 import { LogReplicator, logTopic } from '../ledger/replication.js';
+import { MapService } from '../mapping/map-service.js';
+import { MapSync, tileTopic } from '../mapping/map-sync.js';
+import type { MapFrame } from '../mapping/occupancy-grid.js';
 import type { LogStore } from '../ledger/store.js';
 import { LinkEstimator } from '../scheduler/links.js';
 import { Scheduler } from '../scheduler/scheduler.js';
@@ -64,6 +67,8 @@ export interface RobotConfig {
    * queued anchor and the queue flushed. Without `chain` (no node) anchors signed with a known
    * `gas` coin are relayed over the mesh for a peer with a node to submit.
    */
+  /** Collaborative mapping (needs `ledger`): tile contributions logged and synced over the mesh. */
+  mapping?: { frame: MapFrame; syncMs?: number };
   anchor?: { deployment: IotaDeployment; queue: AnchorQueue; chain?: AnchorChain; gas?: GasPlan; everyMs?: number; relayRepublishMs?: number };
 }
 
@@ -90,6 +95,8 @@ export class Robot {
     readonly replicator?: LogReplicator,
     readonly anchorer?: Anchorer,
     readonly anchorRelay?: AnchorRelay,
+    readonly map?: MapService,
+    readonly mapSync?: MapSync,
   ) {}
 
   private tasks = 0;
@@ -126,7 +133,7 @@ export class Robot {
       mdns: config.mdns,
       linkBytesPerSecond: config.linkBytesPerSecond,
       reconnectRetries: config.reconnectRetries,
-      topics: [`robomesh/${config.fleet.name}/adverts/1`, logTopic(config.fleet.name), anchorRelayTopic(config.fleet.name)],
+      topics: [`robomesh/${config.fleet.name}/adverts/1`, logTopic(config.fleet.name), anchorRelayTopic(config.fleet.name), tileTopic(config.fleet.name)],
     });
     const links = new LinkEstimator();
     const reputation = new PeerReputation((peer) => {
@@ -177,7 +184,15 @@ export class Robot {
       relay = new AnchorRelay(host.node, anchorer, config.fleet.name, () => ledger.state.members, config.anchor.relayRepublishMs);
       relay.start();
     }
-    const robot = new Robot(config.name, host, models, service, client, adverts, links, reputation, scheduler, addModel, ledger, replicator, anchorer, relay);
+    let map: MapService | undefined;
+    let mapSync: MapSync | undefined;
+    if (config.mapping && ledger) {
+      map = new MapService(ledger, config.mapping.frame);
+      mapSync = new MapSync(host.node, map, config.fleet.name, (p) => host.gater.admits(p), config.mapping.syncMs);
+      await mapSync.start();
+    }
+    const robot = new Robot(config.name, host, models, service, client, adverts, links, reputation, scheduler, addModel, ledger, replicator, anchorer, relay, map, mapSync);
+    if (mapSync) robot.onStop(() => mapSync.stop());
     if (anchorer) {
       robot.onStop(() => relay!.stop());
       let busy = false;

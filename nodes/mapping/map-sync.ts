@@ -42,6 +42,8 @@ function unpack(w: WireTile): TileContribution {
 export class MapSync {
   private timer: NodeJS.Timeout | undefined;
   rejected = 0;
+  /** Contributions fetched by pull (missed gossip: partitions, late joiners). */
+  pulled = 0;
   bytesOut = 0;
   bytesIn = 0;
 
@@ -116,6 +118,7 @@ export class MapSync {
         try {
           this.service.accept(undefined, unpack(w));
           got++;
+          this.pulled++;
         } catch (err) {
           if (!(err instanceof TileError)) throw err;
           this.rejected++;

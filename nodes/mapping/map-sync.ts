@@ -33,6 +33,9 @@ function unpack(w: WireTile): TileContribution {
   return { tile: w.t, version: w.v, cells: new Int8Array(raw.buffer, raw.byteOffset, raw.byteLength) };
 }
 
+/** The gossip message for one new contribution: its signed entry and its deflated cells. */
+export const gossipMessage = (p: PublishedTile): Uint8Array => cbor.encode({ ...pack(p.contribution), e: p.entry });
+
 /**
  * Moves map contributions over the mesh: each new version is gossiped with its signed log
  * entry; gossip during a partition is lost, so robots also pull, over `/robomesh/tiles/1.0.0`,
@@ -96,7 +99,7 @@ export class MapSync {
 
   private async gossip(list: PublishedTile[]): Promise<void> {
     for (const p of list) {
-      const data = cbor.encode({ ...pack(p.contribution), e: p.entry });
+      const data = gossipMessage(p);
       this.bytesOut += data.length;
       await this.node.services.pubsub.publish(tileTopic(this.fleet), data).catch(() => undefined);
     }

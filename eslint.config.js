@@ -30,4 +30,5 @@ export default tseslint.config(
   { files: ['protocol/**/*.ts'], rules: layer(['contracts', 'nodes', 'ros', 'launch'], pureIo) },
   { files: ['contracts/**/*.ts'], rules: layer(['nodes', 'ros', 'launch'], pureIo) },
   { files: ['nodes/**/*.ts'], rules: layer(['ros', 'launch']) },
+  { files: ['ros/**/*.ts'], rules: layer(['launch']) },
 );

@@ -13,7 +13,7 @@ export interface RobotParams {
   config_file: string;
   topics: { camera: string; scan: string; odom: string; results: string; decisions: string; peers: string; map: string; ledger: string; diagnostics: string };
   models: string[];
-  fleet: { name: string; members: string[]; bootstrap: string[]; listen: string[] };
+  fleet: { name: string; members: string[]; bootstrap: string[]; listen: string[]; genesis_file: string };
   data_dir: string;
   map: { resolution: number; origin_x: number; origin_y: number; publish_period: number };
   iota: { rpc_url: string; package_id: string; registry_id: string; registry_version: number };
@@ -40,6 +40,7 @@ export const PARAMETERS: { name: string; kind: Kind; default: string | number | 
   { name: 'fleet.members', kind: 'string[]', default: [], doc: 'PeerIds admitted to the fleet' },
   { name: 'fleet.bootstrap', kind: 'string[]', default: [], doc: 'multiaddrs dialled at start' },
   { name: 'fleet.listen', kind: 'string[]', default: ['/ip4/0.0.0.0/tcp/0'], doc: 'multiaddrs to listen on' },
+  { name: 'fleet.genesis_file', kind: 'string', default: '', doc: 'the fleet\'s signed genesis entry (binary); empty with no members: a fleet of one' },
   { name: 'data_dir', kind: 'string', default: 'robomesh-data', doc: 'identity key, log store, anchor queue' },
   { name: 'map.resolution', kind: 'number', default: 0.05, doc: 'metres per map cell' },
   { name: 'map.origin_x', kind: 'number', default: 0, doc: 'x of the shared map frame\'s cell (0, 0) corner' },

@@ -250,3 +250,17 @@ const GOLDEN = {
   digest: '8BXtdVK5my9VDsRCuAZo1dvmTfmnGj1B6jXcyLZv9LEq',
   signature: 'AGnxbcZ6oY8GTvwo0tl3Qjwl+MvMlNeG21rwQdXJ6SoS3kBpoODykIRIks6KPe9iezC9l/lbMQ+hzGWH9vsswQQDoQe/884Qvh1w3RjnS8CZZ+TWMJulDV8d3IZkElUxuA==',
 };
+
+describe('anchor settings', () => {
+  it('off when nothing is set; half-filled settings are an error naming what is missing', async () => {
+    const { anchorSettings } = await import('../nodes/ledger/anchor-settings.js');
+    assert.equal(anchorSettings({}), undefined);
+    assert.throws(() => anchorSettings({ rpcUrl: 'http://127.0.0.1:9000' }), /package id and registry id/);
+    assert.throws(() => anchorSettings({ packageId: 'nope', registryId: '0x2', registryVersion: 1 }), /iota.package_id/);
+    assert.throws(() => anchorSettings({ packageId: '0x1', registryId: '0x2' }), /iota.registry_version/);
+    const on = anchorSettings({ packageId: '0x1', registryId: '0x2', registryVersion: 4 })!;
+    assert.deepEqual(on.deployment, { packageId: '0x1', registryId: '0x2', registryVersion: 4 });
+    assert.equal(on.chain, undefined, 'no URL: anchors queue and relay');
+    assert.ok(anchorSettings({ packageId: '0x1', registryId: '0x2', registryVersion: 4, rpcUrl: 'http://127.0.0.1:1' })!.chain);
+  });
+});

@@ -7,6 +7,8 @@ import { median } from '../inference/profiler.js';
 import { textLikeImage } from '../inference/sample-images.js';
 import { signerFromSeed } from '../../protocol/ed25519.js';
 import { signEntry, toHex } from '../../protocol/log-entry.js';
+import { SqliteAnchorQueue } from '../ledger/anchor-queue.js';
+import { anchorSettingsFromEnv } from '../ledger/anchor-settings.js';
 import { SqliteLogStore } from '../ledger/sqlite-store.js';
 import { loadOrCreateIdentity } from '../mesh/identity.js';
 import { Robot } from '../robot/robot.js';
@@ -44,6 +46,9 @@ export async function fleetCommand(args: FleetArgs): Promise<void> {
   // The fleet's genesis: r0 is the admin, every robot a member (the same key as its PeerId).
   const keys = identities.map((i) => toHex(i.privateKey.publicKey.raw));
   const genesis = signEntry({ seq: 1, lamport: 1, parents: [], payload: { type: 'genesis', fleet: 'local', members: keys, admins: [keys[0]] } }, signerFromSeed(identities[0].seed));
+  // Only with a real deployment (IOTA_PACKAGE_ID, IOTA_REGISTRY_ID, IOTA_REGISTRY_VERSION, IOTA_RPC_URL).
+  const anchoring = anchorSettingsFromEnv();
+  log(anchoring?.chain ? `anchoring on IOTA via ${process.env.IOTA_RPC_URL}` : 'IOTA anchoring off (no IOTA_PACKAGE_ID / IOTA_RPC_URL): the log is kept and replicated, not anchored');
   const robots: Robot[] = [];
   for (const [i, identity] of identities.entries()) {
     robots.push(
@@ -57,6 +62,7 @@ export async function fleetCommand(args: FleetArgs): Promise<void> {
         profileRuns: 3,
         advertPeriodMs: 500,
         ledger: { store: new SqliteLogStore(join(dir, `r${i}`, 'log.sqlite')), genesis: genesis.bytes, antiEntropyMs: 2000 },
+        anchor: anchoring && { ...anchoring, queue: new SqliteAnchorQueue(join(dir, `r${i}`, 'anchors.sqlite')), everyMs: 20_000 },
       }),
     );
     log(`  r${i} up: ${identities[i].peerId.toString()}`);

@@ -1,0 +1,90 @@
+import { RobomeshError } from '../protocol/errors.js';
+import { type CdrCodec, type RosPublisher, type RosTransport, fullType } from './transport.js';
+
+/** The part of rclnodejs we use (its own types exist only after `generate-ros-messages`). */
+export interface RclModule {
+  init(context?: unknown, options?: unknown): Promise<void>;
+  createNode(name: string, namespace?: string): RclNode;
+  spin(node: RclNode): void;
+  shutdown(): void | Promise<void>;
+}
+
+export interface RclNode {
+  createPublisher(type: string, topic: string, options?: object): { publish(message: Buffer | object): void };
+  createSubscription(type: string, topic: string, options: object, callback: (message: Buffer) => void): unknown;
+  now(): { nanoseconds: bigint | number | string };
+  destroy(): void;
+}
+
+export const rosIsSourced = (env: NodeJS.ProcessEnv = process.env): boolean => Boolean(env.ROS_DISTRO && env.AMENT_PREFIX_PATH);
+
+/**
+ * Loads rclnodejs only when ROS 2 is sourced: importing it elsewhere tries to build it and
+ * throws (notes/ros2.md). `load` is replaceable so the logic is tested with a stand-in.
+ */
+export async function loadRclnodejs(env: NodeJS.ProcessEnv = process.env, load: () => Promise<unknown> = () => import('rclnodejs' as string)): Promise<RclModule> {
+  if (!rosIsSourced(env)) throw new RobomeshError('ROS_NOT_SOURCED', 'ROS 2 is not sourced (ROS_DISTRO and AMENT_PREFIX_PATH unset): source /opt/ros/<distro>/setup.bash, or replay a bag with --replay');
+  try {
+    const mod = (await load()) as { default?: RclModule } & RclModule;
+    return mod.default ?? mod;
+  } catch (err) {
+    throw new RobomeshError('RCLNODEJS_UNAVAILABLE', `rclnodejs failed to load with ROS ${env.ROS_DISTRO}: ${(err as Error).message} (npm rebuild rclnodejs with ROS sourced)`);
+  }
+}
+
+/**
+ * ROS 2 through rclnodejs: publishes our own CDR bytes (rclnodejs accepts a pre-serialized
+ * Buffer) and subscribes raw, decoding with the same codec the tests check against Fast-CDR,
+ * so the wire format does not depend on generated message classes.
+ */
+export class RclnodejsTransport implements RosTransport {
+  readonly kind = 'rclnodejs';
+
+  private constructor(
+    private readonly rcl: RclModule,
+    private readonly node: RclNode,
+    private readonly codec: CdrCodec,
+  ) {}
+
+  static async create(codec: CdrCodec, name: string, namespace: string, rcl?: RclModule, argv: string[] = process.argv): Promise<RclnodejsTransport> {
+    const mod = rcl ?? (await loadRclnodejs());
+    await mod.init(undefined, { argv });
+    const node = mod.createNode(name, namespace);
+    mod.spin(node);
+    return new RclnodejsTransport(mod, node, codec);
+  }
+
+  publisher(topic: string, type: string): RosPublisher {
+    const t = fullType(type);
+    const pub = this.node.createPublisher(t, topic);
+    return { publish: (message) => pub.publish(Buffer.from(this.codec.encode(t, message))) };
+  }
+
+  subscribe(topic: string, type: string, handler: (message: unknown, stamp: bigint) => void | Promise<void>): () => void {
+    const t = fullType(type);
+    let active = true;
+    this.node.createSubscription(t, topic, { isRaw: true }, (raw) => {
+      if (!active) return;
+      let message: unknown;
+      try {
+        message = this.codec.decode(t, new Uint8Array(raw));
+      } catch (err) {
+        process.stderr.write(`robomesh: dropped a malformed ${t} on ${topic}: ${(err as Error).message}\n`);
+        return;
+      }
+      void Promise.resolve(handler(message, this.now())).catch((err: Error) => process.stderr.write(`robomesh: handler for ${topic} failed: ${err.message}\n`));
+    });
+    return () => {
+      active = false;
+    };
+  }
+
+  now(): bigint {
+    return BigInt(this.node.now().nanoseconds);
+  }
+
+  async close(): Promise<void> {
+    this.node.destroy();
+    await this.rcl.shutdown();
+  }
+}

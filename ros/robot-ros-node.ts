@@ -1,0 +1,216 @@
+import { createHash } from 'node:crypto';
+import type { Payload } from '../protocol/log-entry.js';
+import { toHex } from '../protocol/log-entry.js';
+import { resultDigest } from '../protocol/result-summary.js';
+import { assemble, toOccupancyGrid } from '../nodes/mapping/merged-map.js';
+import { ScanMatchingLocalizer } from '../nodes/mapping/scan-matcher.js';
+import type { Robot } from '../nodes/robot/robot.js';
+import type { LaserScan } from '../nodes/sim/lidar.js';
+import type { Pose } from '../nodes/sim/pose.js';
+import { type RosImage, imageToTensor } from './image.js';
+import type { RobotParams } from './params.js';
+import { type RosPublisher, type RosTransport, resolveTopic } from './transport.js';
+
+interface Stamp {
+  sec: number;
+  nanosec: number;
+}
+
+interface ScanMsg {
+  header: { stamp: Stamp };
+  angle_min: number;
+  angle_max: number;
+  angle_increment: number;
+  range_min: number;
+  range_max: number;
+  ranges: ArrayLike<number>;
+}
+
+interface OdomMsg {
+  pose: { pose: { position: { x: number; y: number }; orientation: { z: number; w: number } } };
+}
+
+const stamp = (ns: bigint): Stamp => ({ sec: Number(ns / 1_000_000_000n), nanosec: Number(ns % 1_000_000_000n) });
+
+/**
+ * A robot on ROS topics: camera frames run through the split-inference scheduler (results and
+ * split decisions published), lidar and odometry feed collaborative mapping (the merged map
+ * published as nav_msgs/OccupancyGrid every `map.publish_period`), peers and log entries
+ * published as they change. The same code runs on rclnodejs and on MCAP replay.
+ */
+export class RobotRosNode {
+  private readonly pubs: Record<'results' | 'decisions' | 'peers' | 'map' | 'ledger' | 'diagnostics', RosPublisher>;
+  private odom: Pose | undefined;
+  private localizer: ScanMatchingLocalizer | undefined;
+  private lastMapPublish = -1n;
+  readonly counts = { images: 0, scans: 0, results: 0, maps: 0, ledgerEvents: 0, errors: 0 };
+  private readonly unsubscribe: (() => void)[] = [];
+
+  constructor(
+    private readonly robot: Robot,
+    private readonly transport: RosTransport,
+    private readonly params: RobotParams,
+  ) {
+    const t = (name: keyof RobotParams['topics']): string => resolveTopic(params.namespace, params.topics[name]);
+    this.pubs = {
+      results: transport.publisher(t('results'), 'robomesh_msgs/msg/InferenceResult'),
+      decisions: transport.publisher(t('decisions'), 'robomesh_msgs/msg/SplitDecision'),
+      peers: transport.publisher(t('peers'), 'robomesh_msgs/msg/PeerStatus'),
+      map: transport.publisher(t('map'), 'nav_msgs/msg/OccupancyGrid'),
+      ledger: transport.publisher(t('ledger'), 'robomesh_msgs/msg/LedgerEvent'),
+      diagnostics: transport.publisher(t('diagnostics'), 'diagnostic_msgs/msg/DiagnosticArray'),
+    };
+    this.unsubscribe.push(
+      transport.subscribe(t('camera'), 'sensor_msgs/msg/Image', (m) => this.onImage(m as RosImage & { header: { stamp: Stamp } })),
+      transport.subscribe(t('scan'), 'sensor_msgs/msg/LaserScan', (m) => this.onScan(m as ScanMsg)),
+      transport.subscribe(t('odom'), 'nav_msgs/msg/Odometry', (m) => this.onOdom(m as OdomMsg)),
+    );
+    robot.ledger?.on('entry', (d) => this.onEntry(toHex(d.entry.author), d.entry.seq, d.entry.lamport, d.idHex, d.entry.payload));
+  }
+
+  private header(frame = 'map') {
+    return { stamp: stamp(this.transport.now()), frame_id: frame };
+  }
+
+  private async onImage(img: RosImage & { header: { stamp: Stamp } }): Promise<void> {
+    this.counts.images++;
+    const model = this.robot.models.hashes()[0];
+    if (!model) return;
+    try {
+      const input = imageToTensor(img);
+      const out = await this.robot.infer(model, [input], { deadlineMs: 10_000 });
+      const d = out.decision;
+      const summary = resultDigest(out.outputs);
+      this.pubs.results.publish({
+        header: { stamp: img.header.stamp, frame_id: 'camera' },
+        model_hash: model,
+        task_id: '',
+        executor: d.executor,
+        plan: d.plan.kind,
+        cut: d.plan.cut ?? '',
+        precision: d.plan.precision,
+        latency_ms: d.actualMs,
+        predicted_ms: d.plan.predictedMs,
+        output_names: out.outputs.map((o) => o.name),
+        output_sizes: Uint32Array.from(out.outputs.map((o) => o.data.length)),
+        summary: Float32Array.from(summary.values.map((v) => v / 1e6)),
+        digest: Uint8Array.from(Buffer.from(summary.digest, 'hex')),
+      });
+      this.pubs.decisions.publish({
+        header: this.header(),
+        model_hash: model,
+        plan: d.plan.kind,
+        cut: d.plan.cut ?? '',
+        precision: d.plan.precision,
+        peer: d.plan.peer ?? '',
+        predicted_ms: d.plan.predictedMs,
+        actual_ms: d.actualMs,
+        failover_peers: d.failovers.map((f) => f.peer),
+        failover_codes: d.failovers.map((f) => f.code),
+      });
+      this.counts.results++;
+    } catch (err) {
+      this.counts.errors++;
+      process.stderr.write(`robomesh: inference on a camera frame failed: ${(err as Error).message}\n`);
+    }
+  }
+
+  private onOdom(m: OdomMsg): void {
+    const p = m.pose.pose;
+    this.odom = { x: p.position.x, y: p.position.y, theta: 2 * Math.atan2(p.orientation.z, p.orientation.w) };
+  }
+
+  private onScan(m: ScanMsg): void {
+    const map = this.robot.map;
+    if (!map || !this.odom) return;
+    this.counts.scans++;
+    // The first odometry pose is the known start pose in the shared map frame.
+    this.localizer ??= new ScanMatchingLocalizer(this.odom);
+    const scan: LaserScan = {
+      angleMin: m.angle_min,
+      angleMax: m.angle_max,
+      angleIncrement: m.angle_increment,
+      rangeMin: m.range_min,
+      rangeMax: m.range_max,
+      ranges: Float32Array.from(m.ranges),
+    };
+    map.insert(this.localizer.update(this.odom, scan, map.grid), scan);
+    const now = this.transport.now();
+    const period = BigInt(Math.round(this.params.map.publish_period * 1e9));
+    if (this.lastMapPublish < 0n || now - this.lastMapPublish >= period) {
+      this.lastMapPublish = now;
+      this.publishMap();
+    }
+  }
+
+  /** Publishes this robot's new tile versions to the fleet and the merged map to ROS. */
+  publishMap(): void {
+    const map = this.robot.map;
+    if (!map) return;
+    map.publish();
+    map.detect();
+    const merged = assemble(map.merged(), map.grid.frame);
+    this.pubs.map.publish(toOccupancyGrid(merged, Number(this.transport.now() / 1_000_000n)));
+    this.counts.maps++;
+    this.publishPeers();
+  }
+
+  private publishPeers(): void {
+    const connected = new Set(this.robot.host.connectedPeers());
+    const adverts = new Map(this.robot.adverts.fresh().map((a) => [a.robot, a]));
+    for (const peer of this.robot.host.node.getPeers().map((p) => p.toString())) {
+      const link = this.robot.links.get(peer);
+      this.pubs.peers.publish({
+        header: this.header(),
+        peer_id: peer,
+        name: '',
+        connected: connected.has(peer),
+        bandwidth_bps: link.bandwidth * 8000,
+        rtt_ms: link.rttMs,
+        queue_length: adverts.get(peer)?.queue ?? 0,
+        speed_factor: 1,
+        reputation: 0,
+        excluded: false,
+      });
+    }
+    const ledger = this.robot.ledger;
+    this.pubs.diagnostics.publish({
+      header: this.header(),
+      status: [
+        {
+          level: 0,
+          name: `robomesh/${this.params.robot_name}`,
+          message: 'running',
+          hardware_id: this.robot.peerId,
+          values: [
+            { key: 'peers_connected', value: String(connected.size) },
+            { key: 'log_entries', value: String(ledger?.size ?? 0) },
+            { key: 'map_tiles', value: String(this.robot.map?.grid.tileCount ?? 0) },
+            { key: 'inference_results', value: String(this.counts.results) },
+          ],
+        },
+      ],
+    });
+  }
+
+  private onEntry(author: string, seq: number, lamport: number, id: string, p: Payload): void {
+    this.counts.ledgerEvents++;
+    const ledger = this.robot.ledger!;
+    this.pubs.ledger.publish({
+      header: this.header(),
+      entry_id: id,
+      author,
+      seq: BigInt(seq),
+      lamport: BigInt(lamport),
+      kind: p.type,
+      task_id: 'task' in p ? p.task : '',
+      detail: p.type === 'tile' ? `${p.tile} v${p.version}` : p.type === 'flag' ? `flags ${p.robot.slice(0, 12)}` : p.type === 'anchor' ? `tx ${p.tx}` : '',
+      log_size: ledger.size,
+      state_hash: createHash('sha256').update(ledger.stateHash()).digest('hex').slice(0, 16),
+    });
+  }
+
+  close(): void {
+    for (const u of this.unsubscribe) u();
+  }
+}

@@ -4,6 +4,7 @@ import { RobomeshError } from '../../protocol/errors.js';
 import { auditExportCommand, auditResultCommand, auditVerifyCommand } from './audit.js';
 import { demoCommand } from './demo.js';
 import { fleetCommand } from './fleet.js';
+import { meshDemoCommand } from './mesh-demo.js';
 import { UsageError, parseGranularity, parseInputShape, parsePositiveInt, parsePrecision } from './options.js';
 import { profileCommand } from './profile.js';
 import { sliceCommand } from './slice.js';
@@ -43,11 +44,23 @@ program
 
 program
   .command('fleet')
-  .description('run a local fleet on loopback: split inference, a partition and heal, a Byzantine robot')
+  .description('run a local fleet: robots mapping a simulated world, splitting inference, a partition and a liar; dashboard and report')
+  .option('--scenario <file>', 'scenario YAML (default: 4 robots, a partition and heal, a robot drawing fake walls)')
+  .option('--robots <n>', 'robots to start (overrides the scenario)', parsePositiveInt)
+  .option('--duration <s>', 'seconds to run (overrides the scenario)', parsePositiveInt)
+  .option('--in-process', 'all robots in this process (default above 12 robots; else one process each)')
+  .option('--no-dashboard', 'do not serve the dashboard')
+  .option('--port <n>', 'dashboard port on 127.0.0.1', parsePositiveInt, 8080)
+  .option('--data-dir <dir>', 'keys, logs, profiles and the report (default: a temporary folder)')
+  .action(fleetCommand);
+
+program
+  .command('mesh-demo')
+  .description('split inference between 3 in-process robots, printing every scheduling decision, with a partition and a garbage-answering robot')
   .option('--robots <n>', 'robots to start (in this process)', parsePositiveInt, 3)
   .option('--requests <n>', 'inference requests across the run', parsePositiveInt, 12)
   .option('--data-dir <dir>', 'keep keys and profiles here (default: a temporary folder)')
-  .action(fleetCommand);
+  .action(meshDemoCommand);
 
 program
   .command('demo')

@@ -1,0 +1,312 @@
+import { EventEmitter } from 'node:events';
+import { join } from 'node:path';
+import { signerFromSeed } from '../../protocol/ed25519.js';
+import { signEntry, toHex } from '../../protocol/log-entry.js';
+import { IotaAnchorChain, iotaClientFor } from '../ledger/anchor-chain.js';
+import { anchorSettingsFromEnv } from '../ledger/anchor-settings.js';
+import { type AuditReport, buildProof, verifyProof } from '../ledger/audit.js';
+import { IotaStandIn } from '../ledger/iota-standin.js';
+import { iotaAddressOf } from '../ledger/iota-tx.js';
+import { Ledger } from '../ledger/ledger.js';
+import { SqliteLogStore } from '../ledger/sqlite-store.js';
+import { assemble, mapQuality, type MapQuality } from '../mapping/merged-map.js';
+import { identityFromSeed } from '../mesh/identity.js';
+import { floorPlan } from '../sim/floor-plans.js';
+import type { FleetView, FleetViewSource } from '../dashboard/view.js';
+import { ChildRobot, InProcessRobot, type RobotHandle } from './robot-handle.js';
+import type { RobotStatus, RuntimeInit } from './robot-runtime.js';
+import type { Scenario } from './scenario.js';
+
+export interface FleetReport {
+  scenario: Scenario;
+  processes: 'separate' | 'in-process';
+  robots: string[];
+  inference: { tasks: number; failed: number; latencyMs: { p50: number; p90: number; p99: number; max: number }; plans: Record<string, number> };
+  heals: { at: number; convergedMs: number | null }[];
+  map: MapQuality & { tiles: number };
+  liars: { scheduled: string[]; flaggedInLog: string[]; isolatedByPeers: string[] };
+  anchoring: { on: string; anchors: number };
+  audit: { task: string; report?: AuditReport; error?: string } | null;
+  resources: { maxRssMb: number; rssMbPerRobot: number; cpuSeconds: number };
+}
+
+const percentile = (xs: number[], p: number): number => {
+  if (xs.length === 0) return 0;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(p * (s.length - 1)))];
+};
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Runs a scenario: N robots (separate processes, or in this one), a shared simulated world,
+ * partitions and heals, Byzantine robots, a logged inference workload and anchoring (on a real
+ * IOTA node when IOTA_* is set, else on the local stand-in, and the report says which). Emits
+ * `update` for the dashboard and progress lines through `log`; returns the report.
+ */
+export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements FleetViewSource {
+  private readonly handles: RobotHandle[] = [];
+  private readonly statuses = new Map<string, RobotStatus>();
+  private readonly feed: FleetView['log'] = [];
+  private readonly latency: FleetView['latency'] = [];
+  private phase = 'starting';
+  private mapView: FleetView['map'];
+  private peerName = new Map<string, string>();
+  private keyName = new Map<string, string>();
+  private readonly t0 = Date.now();
+
+  constructor(
+    private readonly scenario: Scenario,
+    private readonly o: { inProcess: boolean; dataDir: string; log: (line: string) => void },
+  ) {
+    super();
+  }
+
+  current(): FleetView {
+    const robots = [...this.statuses.values()];
+    const flagged = new Set(robots.flatMap((r) => r.flagged));
+    const links: FleetView['links'] = [];
+    for (let i = 0; i < robots.length; i++) {
+      for (let j = i + 1; j < robots.length; j++) {
+        const a = robots[i];
+        const b = robots[j];
+        const l = a.links.find((x) => x.peer === b.peerId);
+        links.push({ a: a.name, b: b.name, connected: a.connected.includes(b.peerId), bandwidthBps: l?.bandwidthBps, rttMs: l?.rttMs });
+      }
+    }
+    return {
+      time: Date.now() - this.t0,
+      phase: this.phase,
+      robots: this.handles.map((h) => {
+        const s = this.statuses.get(h.name);
+        return { name: h.name, peerId: s?.peerId ?? '', pose: s?.pose, up: h.up, flagged: s ? flagged.has(s.key) : false, logSize: s?.logSize ?? 0, stateHash: s?.stateHash ?? '' };
+      }),
+      links,
+      log: this.feed.slice(-200),
+      latency: this.latency.slice(-500),
+      map: this.mapView,
+    };
+  }
+
+  async run(): Promise<FleetReport> {
+    const { scenario: sc, o } = this;
+    const n = sc.robots;
+    const seeds = Array.from({ length: n }, (_, i) => new Uint8Array(32).map((_, k) => (sc.seed * 97 + i * 31 + k * 13 + 5) & 0xff));
+    const identities = await Promise.all(seeds.map((s) => identityFromSeed(s)));
+    const members = identities.map((i) => i.peerId.toString());
+    const keys = identities.map((i) => toHex(i.privateKey.publicKey.raw));
+    members.forEach((m, i) => this.peerName.set(m, `r${i}`));
+    keys.forEach((k, i) => this.keyName.set(k, `r${i}`));
+    const genesis = signEntry({ seq: 1, lamport: 1, parents: [], payload: { type: 'genesis', fleet: 'local', members: keys, admins: [keys[0]] } }, signerFromSeed(seeds[0]));
+
+    // Anchoring: a real deployment if configured, else the stand-in node on 127.0.0.1.
+    const real = anchorSettingsFromEnv();
+    let standIn: { url: string; close: () => Promise<void> } | undefined;
+    let anchorOn: string;
+    let anchor: RuntimeInit['anchor'];
+    if (real?.chain) {
+      anchorOn = `IOTA at ${process.env.IOTA_RPC_URL}`;
+      anchor = { deployment: real.deployment, rpcUrl: process.env.IOTA_RPC_URL!, everyMs: sc.anchorEvery * 1000 };
+    } else {
+      const deployment = { packageId: `0x${'a1'.repeat(32)}`, registryId: `0x${'b2'.repeat(32)}`, registryVersion: 1 };
+      const node = new IotaStandIn(deployment.packageId);
+      node.fund(iotaAddressOf(signerFromSeed(seeds[0]).publicKey));
+      standIn = await node.listen();
+      anchorOn = `the local IOTA stand-in at ${standIn.url} (not IOTA: no IOTA_* settings)`;
+      anchor = { deployment, rpcUrl: standIn.url, everyMs: sc.anchorEvery * 1000 };
+    }
+    o.log(`fleet: ${n} robots ${o.inProcess ? 'in this process' : 'as separate processes'}, world ${sc.world}, ${sc.duration} s; anchoring on ${anchorOn}`);
+
+    try {
+      for (let i = 0; i < n; i++) {
+        const h = o.inProcess ? new InProcessRobot(`r${i}`) : new ChildRobot(`r${i}`);
+        const bootstrap = [...this.statuses.values()].flatMap((s) => s.addresses);
+        const started = await h.start({
+          name: `r${i}`,
+          index: i,
+          seed: Buffer.from(seeds[i]).toString('hex'),
+          fleet: { name: 'local', members, genesis: Buffer.from(genesis.bytes).toString('base64') },
+          bootstrap,
+          dataDir: join(o.dataDir, `r${i}`),
+          cacheDir: o.dataDir,
+          sim: { world: sc.world, seed: sc.seed, speed: sc.simSpeed, publishEvery: 5 },
+          model: sc.workload.every > 0 ? sc.workload.model : null,
+          anchor: i === 0 ? anchor : undefined,
+        });
+        this.handles.push(h);
+        this.statuses.set(h.name, { ...(await h.request<RobotStatus>({ cmd: 'status' })), addresses: started.addresses });
+        o.log(`  r${i} up: ${started.peerId}`);
+      }
+      await this.until(() => [...this.statuses.values()].every((s) => s.connected.length === n - 1), 60_000, 'a full mesh');
+      this.phase = 'running';
+      return await this.timeline(keys, anchorOn);
+    } finally {
+      await Promise.all(this.handles.map((h) => h.stop().catch(() => undefined)));
+      await standIn?.close();
+    }
+  }
+
+  private async poll(): Promise<void> {
+    await Promise.all(
+      this.handles.map(async (h) => {
+        if (!h.up) return;
+        try {
+          const s = await h.request<RobotStatus>({ cmd: 'status' }, 10_000);
+          this.statuses.set(h.name, s);
+          for (const e of s.events) this.feed.push({ at: e.at, robot: h.name, kind: e.kind, detail: e.detail });
+          for (const l of s.latencies) this.latency.push({ ...l, robot: h.name });
+        } catch {
+          // a robot busy for 10 s shows as stale; the next poll tries again
+        }
+      }),
+    );
+    if (this.feed.length > 2000) this.feed.splice(0, this.feed.length - 2000);
+    this.emit('update', this.current());
+  }
+
+  private async until(done: () => boolean, timeoutMs: number, what: string): Promise<number | null> {
+    const start = Date.now();
+    while (Date.now() - start < timeoutMs) {
+      await this.poll();
+      if (done()) return Date.now() - start;
+      await sleep(250);
+    }
+    this.o.log(`  (gave up waiting for ${what} after ${timeoutMs / 1000} s)`);
+    return null;
+  }
+
+  private converged(): boolean {
+    const s = [...this.statuses.values()];
+    return new Set(s.map((x) => x.stateHash)).size === 1 && new Set(s.map((x) => x.mapDigest)).size === 1 && s.every((x) => x.missingTiles === 0);
+  }
+
+  private async refreshMap(): Promise<void> {
+    const r0 = this.handles[0];
+    if (!r0?.up) return;
+    const { tiles } = await r0.request<{ tiles: [string, string][] }>({ cmd: 'map' }, 10_000);
+    const world = floorPlan(this.scenario.world).world;
+    const dense = assemble(new Map(tiles.map(([id, b64]) => [id, new Int8Array(Buffer.from(b64, 'base64'))])), { resolution: world.resolution, origin: world.origin });
+    this.mapView = { width: dense.width, height: dense.height, resolution: dense.resolution, origin: dense.origin, states: Buffer.from(dense.states.buffer).toString('base64') };
+  }
+
+  private async timeline(keys: string[], anchorOn: string): Promise<FleetReport> {
+    const { scenario: sc, o } = this;
+    const start = Date.now();
+    const events = [...sc.events];
+    const heals: FleetReport['heals'] = [];
+    const tasks: Promise<{ task?: string; error?: string; plan?: string; ms?: number }>[] = [];
+    const liars = new Set<string>();
+    let nextTask = sc.workload.every > 0 && sc.workload.model ? 2 : Infinity;
+    let nextMap = 0;
+    let nextProgress = 5;
+    let taskSeed = 0;
+    while ((Date.now() - start) / 1000 < sc.duration) {
+      const t = (Date.now() - start) / 1000;
+      while (events.length && events[0].at <= t) {
+        const e = events.shift()!;
+        if ('partition' in e) {
+          const groupOf = new Map(e.partition.flatMap((g, gi) => g.map((r) => [r, gi])));
+          await Promise.all(
+            this.handles.map((h) => {
+              const mine = groupOf.get(h.name);
+              const others = [...this.statuses.values()].filter((s) => groupOf.get(s.name) !== mine).map((s) => s.peerId);
+              return h.request({ cmd: 'partition', peers: others });
+            }),
+          );
+          this.phase = `partition ${e.partition.map((g) => g.join(' ')).join(' | ')}`;
+        } else if ('heal' in e) {
+          await Promise.all(this.handles.map((h) => h.request({ cmd: 'heal' })));
+          this.phase = 'healed';
+          const at = t;
+          const convergedMs = await this.until(() => this.converged(), 60_000, 'convergence after the heal');
+          heals.push({ at, convergedMs });
+          o.log(`  t=${at.toFixed(0)} s heal: logs and maps converged ${convergedMs === null ? 'NOT within 60 s' : `in ${convergedMs} ms`}`);
+        } else {
+          const h = this.handles.find((x) => x.name === e.byzantine.robot)!;
+          await h.request({ cmd: 'fault', fault: e.byzantine.fault });
+          liars.add(h.name);
+          this.phase = `${h.name} byzantine: ${e.byzantine.fault.type}`;
+        }
+        o.log(`  t=${t.toFixed(0)} s ${this.phase}`);
+      }
+      if (t >= nextTask) {
+        nextTask += sc.workload.every;
+        const candidates = this.handles.filter((h) => h.up && !liars.has(h.name));
+        const h = candidates[taskSeed % candidates.length];
+        tasks.push(h.request({ cmd: 'task', seed: 1000 + taskSeed++, k: sc.workload.k }, 60_000));
+      }
+      if (t >= nextMap) {
+        nextMap = t + 2;
+        await this.refreshMap().catch(() => undefined);
+      }
+      await this.poll();
+      if (t >= nextProgress) {
+        nextProgress += 5;
+        const s = [...this.statuses.values()];
+        o.log(`  t=${t.toFixed(0)}/${sc.duration} s  ${this.phase}; log ${Math.min(...s.map((x) => x.logSize))}–${Math.max(...s.map((x) => x.logSize))} entries, ${new Set(s.map((x) => x.stateHash)).size} state(s); ${this.latency.length} inferences`);
+      }
+      await sleep(500);
+    }
+    const finished = await Promise.all(tasks);
+    o.log('  end of the timeline: waiting for the last logs and maps to converge');
+    await this.until(() => this.converged(), 60_000, 'final convergence');
+    await this.refreshMap().catch(() => undefined);
+    return this.report(keys, anchorOn, heals, finished, liars);
+  }
+
+  private async report(keys: string[], anchorOn: string, heals: FleetReport['heals'], tasks: { task?: string; error?: string; plan?: string; ms?: number }[], liars: Set<string>): Promise<FleetReport> {
+    const sc = this.scenario;
+    const world = floorPlan(sc.world).world;
+    const statuses = [...this.statuses.values()];
+    const r0 = this.statuses.get('r0')!;
+    const map = this.mapView;
+    const quality = map
+      ? mapQuality({ width: map.width, height: map.height, resolution: map.resolution, origin: map.origin, cell0: { cx: Math.round((map.origin.x - world.origin.x) / world.resolution), cy: Math.round((map.origin.y - world.origin.y) / world.resolution) }, states: new Int8Array(Buffer.from(map.states, 'base64')) }, world)
+      : { accuracy: 0, iou: 0, known: 0, coverage: 0 };
+    const ok = tasks.filter((t) => t.task && t.ms !== undefined);
+    const plans: Record<string, number> = {};
+    for (const t of ok) plans[t.plan!] = (plans[t.plan!] ?? 0) + 1;
+    const ms = ok.map((t) => t.ms!);
+    // Stop the robots, then audit one accepted result end to end from r0's store.
+    await Promise.all(this.handles.map((h) => h.stop().catch(() => undefined)));
+    let audit: FleetReport['audit'] = null;
+    let anchors = 0;
+    const store = new SqliteLogStore(join(this.o.dataDir, 'r0', 'log.sqlite'));
+    try {
+      const ledger = new Ledger(store);
+      anchors = ledger.state.anchors.length;
+      const accepted = [...ledger.state.tasks.values()].filter((t) => t.status === 'accepted').map((t) => t.task);
+      for (const task of accepted) {
+        try {
+          const proof = buildProof(ledger, task);
+          const rpc = anchorOn.match(/at (http\S+)/)?.[1];
+          audit = { task, report: await verifyProof(proof, rpc ? new IotaAnchorChain(iotaClientFor(rpc, 5000)) : undefined) };
+          break;
+        } catch (err) {
+          audit = { task, error: (err as Error).message };
+        }
+      }
+    } finally {
+      store.close();
+    }
+    return {
+      scenario: sc,
+      processes: this.o.inProcess ? 'in-process' : 'separate',
+      robots: this.handles.map((h) => h.name),
+      inference: { tasks: tasks.length, failed: tasks.length - ok.length, latencyMs: { p50: percentile(ms, 0.5), p90: percentile(ms, 0.9), p99: percentile(ms, 0.99), max: Math.max(0, ...ms) }, plans },
+      heals,
+      map: { ...quality, tiles: map ? (map.width * map.height) / 4096 : 0 },
+      liars: {
+        scheduled: [...liars],
+        flaggedInLog: r0.flagged.map((k) => this.keyName.get(k) ?? k.slice(0, 12)),
+        isolatedByPeers: [...new Set(statuses.flatMap((s) => s.excludedPeers.map((p) => this.peerName.get(p) ?? p)))],
+      },
+      anchoring: { on: anchorOn, anchors },
+      audit,
+      resources: {
+        maxRssMb: Math.max(...statuses.map((s) => s.rss)) / 2 ** 20,
+        rssMbPerRobot: this.o.inProcess ? statuses[0].rss / 2 ** 20 / statuses.length : statuses.reduce((a, s) => a + s.rss, 0) / 2 ** 20 / statuses.length,
+        cpuSeconds: statuses.reduce((a, s) => a + s.cpuMs, 0) / 1000 / (this.o.inProcess ? statuses.length : 1),
+      },
+    };
+  }
+}

@@ -1,0 +1,48 @@
+import type { FleetReport } from './fleet-run.js';
+
+const pct = (x: number): string => `${(x * 100).toFixed(1)} %`;
+
+/** The fleet report as Markdown (the JSON next to it holds the same figures). */
+export function reportMarkdown(r: FleetReport): string {
+  const a = r.audit;
+  const lines = [
+    `# robomesh fleet report`,
+    '',
+    `${r.robots.length} robots (${r.processes === 'separate' ? 'one process each' : 'in one process'}), world ${r.scenario.world}, ${r.scenario.duration} s, seed ${r.scenario.seed}.`,
+    '',
+    '## Inference (logged tasks, k executors each)',
+    '',
+    `| tasks | failed | p50 ms | p90 ms | p99 ms | max ms | plans |`,
+    `|---|---|---|---|---|---|---|`,
+    `| ${r.inference.tasks} | ${r.inference.failed} | ${r.inference.latencyMs.p50.toFixed(1)} | ${r.inference.latencyMs.p90.toFixed(1)} | ${r.inference.latencyMs.p99.toFixed(1)} | ${r.inference.latencyMs.max.toFixed(1)} | ${Object.entries(r.inference.plans).map(([k, v]) => `${k} ${v}`).join(', ') || '—'} |`,
+    '',
+    '## Partitions',
+    '',
+    r.heals.length ? '| heal at (s) | logs and maps converged after |\n|---|---|' : 'No partition in this scenario.',
+    ...r.heals.map((h) => `| ${h.at.toFixed(0)} | ${h.convergedMs === null ? 'not within 60 s' : `${h.convergedMs} ms`} |`),
+    '',
+    '## Map',
+    '',
+    `Merged map against the simulator's ground truth: accuracy ${pct(r.map.accuracy)} of known cells, occupied IoU ${r.map.iou.toFixed(3)}, free space covered ${pct(r.map.coverage)}.`,
+    '',
+    '## Byzantine robots',
+    '',
+    `Scheduled: ${r.liars.scheduled.join(', ') || 'none'}. Flagged in the log (excluded from the map and from quorums): ${r.liars.flaggedInLog.join(', ') || 'none'}. Isolated by peers for bad answers: ${r.liars.isolatedByPeers.join(', ') || 'none'}.`,
+    '',
+    '## Anchoring and audit',
+    '',
+    `Anchored on ${r.anchoring.on}: ${r.anchoring.anchors} anchor(s) in r0's log.`,
+    '',
+    a?.report
+      ? `Task \`${a.task}\` audited end to end: assigned to ${a.report.assignment?.executors.length ?? 0} executors, ${a.report.results.length} results with verified signatures, quorum ${a.report.decision.status} (digest ${a.report.decision.digest?.slice(0, 12)}…), ${a.report.merkle.entries} entries proven in Merkle root ${a.report.merkle.root.slice(0, 12)}… over ${a.report.merkle.count}, anchor tx ${a.report.anchor.tx} ${a.report.live.checked ? `checked on the node (checkpoint ${a.report.live.checkpoint})` : 'not verified live'}.`
+      : a
+        ? `Audit of task \`${a.task}\` failed: ${a.error}`
+        : 'No accepted task to audit.',
+    '',
+    '## Resources',
+    '',
+    `RSS per robot ${r.resources.rssMbPerRobot.toFixed(0)} MB (max process ${r.resources.maxRssMb.toFixed(0)} MB), CPU ${r.resources.cpuSeconds.toFixed(1)} s.`,
+    '',
+  ];
+  return lines.join('\n');
+}

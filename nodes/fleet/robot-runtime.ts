@@ -1,0 +1,250 @@
+import { join } from 'node:path';
+import { signerFromSeed } from '../../protocol/ed25519.js';
+import { signEntry, toHex } from '../../protocol/log-entry.js';
+import { decodeFrame, encodeFrame } from '../../protocol/tensor-frame.js';
+import { builtinInputShape } from '../inference/bundled-models.js';
+import { textLikeImage } from '../inference/sample-images.js';
+import { SqliteAnchorQueue } from '../ledger/anchor-queue.js';
+import { IotaAnchorChain, iotaClientFor } from '../ledger/anchor-chain.js';
+import type { IotaDeployment } from '../ledger/iota-tx.js';
+import { logTopic } from '../ledger/replication.js';
+import { SqliteLogStore } from '../ledger/sqlite-store.js';
+import { mapDigest } from '../mapping/merged-map.js';
+import { ScanMatchingLocalizer } from '../mapping/scan-matcher.js';
+import { identityFromSeed } from '../mesh/identity.js';
+import { Robot } from '../robot/robot.js';
+import { defaultRobots, floorPlan } from '../sim/floor-plans.js';
+import type { Pose } from '../sim/pose.js';
+import { WorldSimulator } from '../sim/simulator.js';
+import type { Fault } from './scenario.js';
+
+/** Everything a robot process needs to start (JSON: it crosses the IPC channel). */
+export interface RuntimeInit {
+  name: string;
+  index: number;
+  seed: string;
+  fleet: { name: string; members: string[]; genesis: string };
+  bootstrap: string[];
+  dataDir: string;
+  cacheDir: string;
+  sim: { world: string; seed: number; speed: number; publishEvery: number };
+  model: string | null;
+  anchor?: { deployment: IotaDeployment; rpcUrl: string; everyMs: number };
+}
+
+export type Command =
+  | { cmd: 'status' }
+  | { cmd: 'map' }
+  | { cmd: 'partition'; peers: string[] }
+  | { cmd: 'heal' }
+  | { cmd: 'fault'; fault: Fault }
+  | { cmd: 'task'; seed: number; k: number }
+  | { cmd: 'stop' };
+
+export interface RobotStatus {
+  name: string;
+  peerId: string;
+  key: string;
+  addresses: string[];
+  pose?: Pose;
+  simTime: number;
+  logSize: number;
+  stateHash: string;
+  mapDigest: string;
+  missingTiles: number;
+  flagged: string[];
+  excludedPeers: string[];
+  connected: string[];
+  links: { peer: string; bandwidthBps: number; rttMs: number }[];
+  events: { at: number; kind: string; detail: string }[];
+  latencies: { at: number; ms: number; plan: string }[];
+  tasksAccepted: string[];
+  rss: number;
+  cpuMs: number;
+  bytes: { tilesOut: number; tilesIn: number };
+}
+
+/**
+ * One robot of the local fleet, the same whether it runs in its own process (robot-process.ts)
+ * or in the fleet's: a Robot with its log and map, driving its own simulated body (its lidar and
+ * odometry from the shared world, at `speed` × real time), and the faults a scenario injects.
+ */
+export class RobotRuntime {
+  private sim: WorldSimulator;
+  private localizer: ScanMatchingLocalizer;
+  private timer: NodeJS.Timeout | undefined;
+  private pose: Pose | undefined;
+  private lastPublish = 0;
+  private readonly events: RobotStatus['events'] = [];
+  private readonly latencies: RobotStatus['latencies'] = [];
+  private readonly started = Date.now();
+
+  private constructor(
+    readonly robot: Robot,
+    private readonly init: RuntimeInit,
+  ) {
+    const plan = floorPlan(init.sim.world);
+    const spec = defaultRobots(plan, init.index + 1)[init.index];
+    this.sim = new WorldSimulator({ world: plan.world, robots: [spec], seed: init.sim.seed, scanEvery: 5, maxTime: 3600 });
+    this.localizer = new ScanMatchingLocalizer(spec.start);
+    robot.ledger!.on('entry', (d) => {
+      const p = d.entry.payload;
+      const detail = 'task' in p ? p.task : p.type === 'tile' ? `${p.tile} v${p.version}` : p.type === 'flag' ? p.robot.slice(0, 12) : p.type === 'anchor' ? `tx ${p.tx}` : '';
+      if (toHex(d.entry.author) === robot.ledger!.self) this.events.push({ at: Date.now() - this.started, kind: p.type, detail });
+      if (this.events.length > 500) this.events.splice(0, this.events.length - 500);
+    });
+  }
+
+  static async start(init: RuntimeInit): Promise<RobotRuntime> {
+    const identity = await identityFromSeed(new Uint8Array(Buffer.from(init.seed, 'hex')));
+    const plan = floorPlan(init.sim.world);
+    const anchor = init.anchor && {
+      deployment: init.anchor.deployment,
+      queue: new SqliteAnchorQueue(join(init.dataDir, 'anchors.sqlite')),
+      chain: new IotaAnchorChain(iotaClientFor(init.anchor.rpcUrl, 5000)),
+      everyMs: init.anchor.everyMs,
+    };
+    const robot = await Robot.start({
+      name: init.name,
+      identity,
+      dataDir: init.dataDir,
+      cacheDir: init.cacheDir,
+      fleet: { name: init.fleet.name, members: init.fleet.members, bootstrap: init.bootstrap },
+      models: init.model ? [{ arg: init.model, inputShape: builtinInputShape(init.model) }] : [],
+      profileRuns: 3,
+      advertPeriodMs: 1000,
+      probeIntervalMs: 10_000,
+      ledger: { store: new SqliteLogStore(join(init.dataDir, 'log.sqlite')), genesis: new Uint8Array(Buffer.from(init.fleet.genesis, 'base64')), antiEntropyMs: 2000 },
+      mapping: { frame: { resolution: plan.world.resolution, origin: plan.world.origin }, syncMs: 1000 },
+      anchor,
+    });
+    const rt = new RobotRuntime(robot, init);
+    rt.timer = setInterval(() => rt.tick(), 100);
+    return rt;
+  }
+
+  /** 100 ms of wall time: speed × 0.1 s of simulated body, scans into the map, periodic publish. */
+  private tick(): void {
+    const map = this.robot.map!;
+    const target = this.sim.time + this.init.sim.speed * 0.1;
+    while (this.sim.time < target && !this.sim.done) {
+      const [s] = this.sim.step();
+      this.pose = s.truePose;
+      if (s.scan) map.insert(this.localizer.update(s.odomPose, s.scan, map.grid), s.scan);
+    }
+    if (this.sim.time - this.lastPublish >= this.init.sim.publishEvery) {
+      this.lastPublish = this.sim.time;
+      map.publish();
+      map.detect();
+    }
+  }
+
+  async handle(c: Command): Promise<unknown> {
+    switch (c.cmd) {
+      case 'status':
+        return this.status();
+      case 'map': {
+        const tiles = this.robot.map!.merged();
+        return { tiles: [...tiles].map(([id, cells]) => [id, Buffer.from(cells.buffer, cells.byteOffset, cells.byteLength).toString('base64')]) };
+      }
+      case 'partition':
+        await this.robot.host.partition(c.peers);
+        return { ok: true };
+      case 'heal':
+        this.robot.host.heal();
+        return { ok: true };
+      case 'fault':
+        this.fault(c.fault);
+        return { ok: true };
+      case 'task':
+        return this.task(c.seed, c.k);
+      case 'stop':
+        await this.stop();
+        return { ok: true };
+    }
+  }
+
+  private status(): RobotStatus {
+    const r = this.robot;
+    const ledger = r.ledger!;
+    const map = r.map!;
+    const connected = r.host.connectedPeers();
+    const state = ledger.state;
+    return {
+      name: r.name,
+      peerId: r.peerId,
+      key: ledger.self!,
+      addresses: r.host.addresses(),
+      pose: this.pose,
+      simTime: this.sim.time,
+      logSize: ledger.size,
+      stateHash: ledger.stateHash(),
+      mapDigest: mapDigest(map.merged()),
+      missingTiles: map.missing().length,
+      flagged: [...state.flagged],
+      excludedPeers: connected.filter((p) => r.reputation.isIsolated(p)),
+      connected,
+      links: connected.map((p) => {
+        const l = r.links.get(p);
+        return { peer: p, bandwidthBps: l.bandwidth * 8000, rttMs: l.rttMs };
+      }),
+      events: this.events.splice(0),
+      latencies: this.latencies.splice(0),
+      tasksAccepted: [...state.tasks.values()].filter((t) => t.status === 'accepted').map((t) => t.task),
+      rss: process.memoryUsage().rss,
+      cpuMs: process.cpuUsage().user / 1000 + process.cpuUsage().system / 1000,
+      bytes: { tilesOut: r.mapSync!.bytesOut, tilesIn: r.mapSync!.bytesIn },
+    };
+  }
+
+  private async task(seed: number, k: number): Promise<unknown> {
+    const model = this.robot.models.hashes()[0];
+    if (!model) return { skipped: 'no model' };
+    const shape = builtinInputShape(this.init.model!)?.x ?? [1, 3, 320, 320];
+    const image = [{ name: 'x', dtype: 'float32' as const, dims: shape, data: textLikeImage(shape[2], shape[3], seed) }];
+    try {
+      const { task, outcome } = await this.robot.inferTask(model, image, k, { deadlineMs: 15_000 });
+      this.latencies.push({ at: Date.now() - this.started, ms: outcome.decision.actualMs, plan: outcome.decision.plan.kind });
+      return { task, plan: outcome.decision.plan.kind, ms: outcome.decision.actualMs, executors: outcome.results.map((x) => x.executor) };
+    } catch (err) {
+      return { error: (err as Error).message };
+    }
+  }
+
+  private fault(f: Fault): void {
+    const r = this.robot;
+    switch (f.type) {
+      case 'wrong-results':
+        // Valid frames, wrong numbers: the quorum contract has to catch it.
+        r.service.tamper = (_req, out) => encodeFrame(decodeFrame(out).map((t) => ({ ...t, data: (t.data as Float32Array).map((v) => v * 0.5 + 0.25) })));
+        return;
+      case 'garbage-tensors':
+        r.service.tamper = (_req, out) => out.slice().fill(0xab, 0, Math.min(out.length, 64));
+        return;
+      case 'fake-walls':
+        r.map!.fakeWalls = [{ from: f.from, to: f.to, thickness: f.thickness }];
+        return;
+      case 'equivocate': {
+        // A second, different entry in the slot of our latest one, published like any entry.
+        const ledger = r.ledger!;
+        const me = ledger.self!;
+        const seq = ledger.summary().get(me)?.maxSeq ?? 1;
+        const twin = signEntry({ seq, lamport: 1 + Math.max(0, ...ledger.heads().map((h) => ledger.lamportOf(h) ?? 0)), parents: [], payload: { type: 'claim', task: `equivocation-${seq}` } }, signerFromSeed(new Uint8Array(Buffer.from(this.init.seed, 'hex'))));
+        void r.host.node.services.pubsub.publish(logTopic(this.init.fleet.name), twin.bytes).catch(() => undefined);
+        return;
+      }
+      case 'forge': {
+        // An entry claiming to be another robot's, signed with a key that is not its.
+        const victim = this.init.fleet.members.find((m) => m !== r.peerId)!;
+        const forged = signEntry({ seq: 1, lamport: 1, parents: [], payload: { type: 'claim', task: `forged-${victim.slice(-6)}` } }, signerFromSeed(new Uint8Array(32).fill(0x66)));
+        void r.host.node.services.pubsub.publish(logTopic(this.init.fleet.name), forged.bytes).catch(() => undefined);
+        return;
+      }
+    }
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    await this.robot.stop();
+  }
+}

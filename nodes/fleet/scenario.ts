@@ -1,0 +1,119 @@
+import { parse as parseYaml } from 'yaml';
+import { RobomeshError } from '../../protocol/errors.js';
+
+export type Fault =
+  | { type: 'wrong-results' }
+  | { type: 'garbage-tensors' }
+  | { type: 'fake-walls'; thickness: number; from: { x: number; y: number }; to: { x: number; y: number } }
+  | { type: 'equivocate' }
+  | { type: 'forge' };
+
+export type ScenarioEvent =
+  | { at: number; partition: string[][] }
+  | { at: number; heal: true }
+  | { at: number; byzantine: { robot: string; fault: Fault } };
+
+/** A fleet run: who, where, what load, and what goes wrong when (seconds of wall time). */
+export interface Scenario {
+  robots: number;
+  world: string;
+  seed: number;
+  duration: number;
+  /** Simulated seconds per wall second. */
+  simSpeed: number;
+  /** Seconds between logged inference tasks (each on k executors), 0 = none. */
+  workload: { every: number; k: number; model: string | null };
+  /** Seconds between anchors on the IOTA stand-in (or a real node when IOTA_* is set). */
+  anchorEvery: number;
+  events: ScenarioEvent[];
+}
+
+export class ScenarioError extends RobomeshError {}
+
+export const FAULT_TYPES = ['wrong-results', 'garbage-tensors', 'fake-walls', 'equivocate', 'forge'] as const;
+
+/** What `npm start` runs: 4 robots, a partition and heal, then a robot drawing fake walls. */
+export const DEFAULT_SCENARIO = `
+robots: 4
+world: builtin:office
+seed: 7
+duration: 60
+sim_speed: 4
+workload: { every: 4, k: 2, model: builtin:ocr-det }
+anchor_every: 15
+events:
+  - { at: 15, partition: [[r0, r1], [r2, r3]] }
+  - { at: 30, heal: true }
+  - { at: 36, byzantine: { robot: r3, fault: { type: fake-walls, thickness: 20, from: [2, 10], to: [18, 10] } } }
+`;
+
+function fail(where: string, why: string): never {
+  throw new ScenarioError('BAD_SCENARIO', `scenario ${where}: ${why}`);
+}
+
+const num = (v: unknown, where: string, min = 0): number => (typeof v === 'number' && Number.isFinite(v) && v >= min ? v : fail(where, `expected a number ≥ ${min}, got ${JSON.stringify(v)}`));
+
+function point(v: unknown, where: string): { x: number; y: number } {
+  if (Array.isArray(v) && v.length === 2) return { x: num(v[0], where, -1e6), y: num(v[1], where, -1e6) };
+  return fail(where, 'expected [x, y]');
+}
+
+function fault(v: unknown, where: string): Fault {
+  const f = (typeof v === 'string' ? { type: v } : v) as Record<string, unknown>;
+  switch (f?.type) {
+    case 'wrong-results':
+    case 'garbage-tensors':
+    case 'equivocate':
+    case 'forge':
+      return { type: f.type };
+    case 'fake-walls':
+      return { type: 'fake-walls', thickness: num(f.thickness ?? 20, `${where}.thickness`, 1), from: point(f.from ?? [2, 10], `${where}.from`), to: point(f.to ?? [18, 10], `${where}.to`) };
+    default:
+      return fail(where, `fault type must be one of ${FAULT_TYPES.join(', ')}, got ${JSON.stringify(f?.type)}`);
+  }
+}
+
+export function parseScenario(text: string, source = 'scenario'): Scenario {
+  let doc: Record<string, unknown>;
+  try {
+    doc = (parseYaml(text) ?? {}) as Record<string, unknown>;
+  } catch (err) {
+    throw new ScenarioError('BAD_SCENARIO', `${source}: not YAML: ${(err as Error).message}`);
+  }
+  if (typeof doc !== 'object' || Array.isArray(doc)) fail(source, 'expected a map');
+  const known = new Set(['robots', 'world', 'seed', 'duration', 'sim_speed', 'workload', 'anchor_every', 'events']);
+  for (const k of Object.keys(doc)) if (!known.has(k)) fail(source, `unknown key ${k} (known: ${[...known].join(', ')})`);
+  const robots = num(doc.robots ?? 4, 'robots', 2);
+  if (!Number.isInteger(robots) || robots > 64) fail('robots', 'an integer from 2 to 64');
+  const names = new Set(Array.from({ length: robots }, (_, i) => `r${i}`));
+  const robot = (v: unknown, where: string): string => (typeof v === 'string' && names.has(v) ? v : fail(where, `unknown robot ${JSON.stringify(v)} (r0..r${robots - 1})`));
+  const w = (doc.workload ?? {}) as Record<string, unknown>;
+  const events = ((doc.events ?? []) as unknown[]).map((e, i): ScenarioEvent => {
+    const where = `events[${i}]`;
+    const ev = e as Record<string, unknown>;
+    const at = num(ev?.at, `${where}.at`);
+    if ('partition' in ev) {
+      const groups = ev.partition;
+      if (!Array.isArray(groups) || groups.length < 2 || !groups.every(Array.isArray)) fail(where, 'partition takes two or more groups of robots');
+      return { at, partition: (groups as unknown[][]).map((g, j) => g.map((r, k) => robot(r, `${where}.partition[${j}][${k}]`))) };
+    }
+    if ('heal' in ev) return { at, heal: true };
+    if ('byzantine' in ev) {
+      const b = ev.byzantine as Record<string, unknown>;
+      return { at, byzantine: { robot: robot(b?.robot, `${where}.byzantine.robot`), fault: fault(b?.fault, `${where}.byzantine.fault`) } };
+    }
+    return fail(where, 'an event is a partition, heal or byzantine');
+  });
+  const duration = num(doc.duration ?? 60, 'duration', 1);
+  for (const [i, e] of events.entries()) if (e.at > duration) fail(`events[${i}].at`, `${e.at} s is after the end (${duration} s)`);
+  return {
+    robots,
+    world: typeof doc.world === 'string' ? doc.world : 'builtin:office',
+    seed: num(doc.seed ?? 7, 'seed'),
+    duration,
+    simSpeed: num(doc.sim_speed ?? 4, 'sim_speed', 0.1),
+    workload: { every: num(w.every ?? 4, 'workload.every'), k: num(w.k ?? 2, 'workload.k', 1), model: w.model === null || w.model === 'none' ? null : typeof w.model === 'string' ? w.model : 'builtin:ocr-det' },
+    anchorEvery: num(doc.anchor_every ?? 15, 'anchor_every'),
+    events: events.sort((a, b) => a.at - b.at),
+  };
+}

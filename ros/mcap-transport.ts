@@ -87,7 +87,8 @@ export class McapTransport implements RosTransport {
           if (fullType(schema.name) !== h.type) throw new RobomeshError('BAG_TYPE_MISMATCH', `${channel.topic} carries ${schema.name}, the node expects ${h.type}`);
           await h.fn(this.codec.decode(h.type, m.data), m.logTime);
         }
-        onProgress?.(++played, total);
+        played++;
+        onProgress?.(played, total);
       }
       await this.pending;
       return played;

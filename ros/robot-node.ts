@@ -1,18 +1,78 @@
 #!/usr/bin/env node
+import { constants } from 'node:fs';
+import { access } from 'node:fs/promises';
 import { RobomeshError } from '../protocol/errors.js';
+import { codec } from './messages.js';
+import { McapTransport } from './mcap-transport.js';
 import { loadRobotParams } from './params.js';
+import { RclnodejsTransport, rosIsSourced } from './rclnodejs-transport.js';
+import { RobotRosNode } from './robot-ros-node.js';
+import { startRobot } from './robot-setup.js';
+import type { RosTransport } from './transport.js';
 
 /**
- * The robot's ROS 2 entry point (what `ros2 launch robomesh robot.launch.xml` runs): settings
- * from the config file and ROS parameters. `--print-params` prints them resolved and exits.
+ * The robot's ROS 2 entry point (what `ros2 launch robomesh robot.launch.xml` runs). With ROS 2
+ * sourced it joins the ROS graph through rclnodejs; without, `--replay IN.mcap [--record
+ * OUT.mcap]` plays a bag through the same node. `--print-params` prints the resolved settings.
  */
+const USAGE = 'usage: robot-node [--print-params] [--replay IN.mcap [--record OUT.mcap]] [--ros-args -p name:=value … --params-file FILE]';
+
+function option(argv: string[], name: string): string | undefined {
+  const i = argv.indexOf(name);
+  if (i < 0) return undefined;
+  const v = argv[i + 1];
+  if (!v || v.startsWith('--')) throw new RobomeshError('USAGE', `${name} needs a value\n${USAGE}`);
+  return v;
+}
+
 async function main(argv: string[]): Promise<void> {
   const params = loadRobotParams(argv);
   if (argv.includes('--print-params')) {
     process.stdout.write(`${JSON.stringify(params, null, 2)}\n`);
     return;
   }
-  throw new RobomeshError('NOT_READY', 'the robot node runs only with --print-params so far');
+  const replay = option(argv, '--replay');
+  const record = option(argv, '--record');
+  if (replay) {
+    try {
+      await access(replay, constants.R_OK);
+    } catch {
+      throw new RobomeshError('BAG_UNREADABLE', `cannot open bag ${replay}: no such readable file`);
+    }
+  }
+  if (!replay && !rosIsSourced()) throw new RobomeshError('ROS_NOT_SOURCED', `ROS 2 is not sourced: source /opt/ros/<distro>/setup.bash, or replay a bag without ROS\n${USAGE}`);
+  const transport: RosTransport = replay ? await McapTransport.create(codec, record) : await RclnodejsTransport.create(codec, params.robot_name, params.namespace || '/');
+  const robot = await startRobot(params);
+  const node = new RobotRosNode(robot, transport, params);
+  const log = (s: string): void => void process.stderr.write(`[${params.robot_name}] ${s}\n`);
+  log(`up as ${robot.peerId} on ${transport.kind}`);
+  const stop = async (): Promise<void> => {
+    node.close();
+    await transport.close();
+    await robot.stop();
+    log(`stopped: ${JSON.stringify(node.counts)}`);
+  };
+  if (transport instanceof McapTransport && replay) {
+    let shown = 0;
+    try {
+      await transport.replay(replay, (done, total) => {
+        if (done === total || done - shown >= 500) {
+          shown = done;
+          log(`replayed ${done}/${total} messages`);
+        }
+      });
+      node.publishMap();
+    } finally {
+      await stop();
+    }
+    if (record) log(`recorded ${record}`);
+    return;
+  }
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  await stop();
 }
 
 try {

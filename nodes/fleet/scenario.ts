@@ -35,16 +35,16 @@ export const FAULT_TYPES = ['wrong-results', 'garbage-tensors', 'fake-walls', 'e
 /** What `npm start` runs: 4 robots, a partition and heal, then a robot drawing fake walls. */
 export const DEFAULT_SCENARIO = `
 robots: 4
-world: builtin:office
+world: builtin:small
 seed: 7
 duration: 60
-sim_speed: 4
+sim_speed: 2
 workload: { every: 4, k: 2, model: builtin:ocr-det }
 anchor_every: 15
 events:
-  - { at: 15, partition: [[r0, r1], [r2, r3]] }
-  - { at: 30, heal: true }
-  - { at: 36, byzantine: { robot: r3, fault: { type: fake-walls, thickness: 20, from: [2, 10], to: [18, 10] } } }
+  - { at: 12, partition: [[r0, r1], [r2, r3]] }
+  - { at: 27, heal: true }
+  - { at: 34, byzantine: { robot: r3, fault: { type: fake-walls, thickness: 20, from: [1, 4], to: [7, 4] } } }
 `;
 
 function fail(where: string, why: string): never {

@@ -269,7 +269,7 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
     // Stop the robots, then audit one accepted result end to end from r0's store.
     await Promise.all(this.handles.map((h) => h.stop().catch(() => undefined)));
     let audit: FleetReport['audit'] = null;
-    let anchors = 0;
+    let anchors: number;
     const store = new SqliteLogStore(join(this.o.dataDir, 'r0', 'log.sqlite'));
     try {
       const ledger = new Ledger(store);

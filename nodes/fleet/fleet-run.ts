@@ -21,10 +21,10 @@ export interface FleetReport {
   scenario: Scenario;
   processes: 'separate' | 'in-process';
   robots: string[];
-  inference: { tasks: number; failed: number; latencyMs: { p50: number; p90: number; p99: number; max: number }; plans: Record<string, number> };
+  inference: { tasks: number; failed: number; errors: string[]; latencyMs: { p50: number; p90: number; p99: number; max: number }; plans: Record<string, number> };
   heals: { at: number; convergedMs: number | null }[];
   map: MapQuality & { tiles: number };
-  liars: { scheduled: string[]; flaggedInLog: string[]; isolatedByPeers: string[] };
+  liars: { scheduled: string[]; flaggedInLog: string[]; excludedInLog: string[]; equivocations: number; forgedEntriesRejected: number; isolatedByPeers: string[] };
   anchoring: { on: string; anchors: number };
   audit: { task: string; report?: AuditReport; error?: string } | null;
   resources: { maxRssMb: number; rssMbPerRobot: number; cpuSeconds: number };
@@ -292,12 +292,15 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
       scenario: sc,
       processes: this.o.inProcess ? 'in-process' : 'separate',
       robots: this.handles.map((h) => h.name),
-      inference: { tasks: tasks.length, failed: tasks.length - ok.length, latencyMs: { p50: percentile(ms, 0.5), p90: percentile(ms, 0.9), p99: percentile(ms, 0.99), max: Math.max(0, ...ms) }, plans },
+      inference: { tasks: tasks.length, failed: tasks.length - ok.length, errors: [...new Set(tasks.filter((t) => t.error).map((t) => t.error!))].slice(0, 5), latencyMs: { p50: percentile(ms, 0.5), p90: percentile(ms, 0.9), p99: percentile(ms, 0.99), max: Math.max(0, ...ms) }, plans },
       heals,
       map: { ...quality, tiles: map ? (map.width * map.height) / 4096 : 0 },
       liars: {
         scheduled: [...liars],
         flaggedInLog: r0.flagged.map((k) => this.keyName.get(k) ?? k.slice(0, 12)),
+        excludedInLog: r0.excludedKeys.map((k) => this.keyName.get(k) ?? k.slice(0, 12)),
+        equivocations: r0.equivocations,
+        forgedEntriesRejected: statuses.reduce((a, s) => a + s.rejectedEntries, 0),
         isolatedByPeers: [...new Set(statuses.flatMap((s) => s.excludedPeers.map((p) => this.peerName.get(p) ?? p)))],
       },
       anchoring: { on: anchorOn, anchors },

@@ -16,6 +16,8 @@ export function reportMarkdown(r: FleetReport): string {
     `|---|---|---|---|---|---|---|`,
     `| ${r.inference.tasks} | ${r.inference.failed} | ${r.inference.latencyMs.p50.toFixed(1)} | ${r.inference.latencyMs.p90.toFixed(1)} | ${r.inference.latencyMs.p99.toFixed(1)} | ${r.inference.latencyMs.max.toFixed(1)} | ${Object.entries(r.inference.plans).map(([k, v]) => `${k} ${v}`).join(', ') || '—'} |`,
     '',
+    ...(r.inference.errors.length ? ['', `Failures: ${r.inference.errors.join('; ')}`] : []),
+    '',
     '## Partitions',
     '',
     r.heals.length ? '| heal at (s) | logs and maps converged after |\n|---|---|' : 'No partition in this scenario.',
@@ -27,7 +29,9 @@ export function reportMarkdown(r: FleetReport): string {
     '',
     '## Byzantine robots',
     '',
-    `Scheduled: ${r.liars.scheduled.join(', ') || 'none'}. Flagged in the log (excluded from the map and from quorums): ${r.liars.flaggedInLog.join(', ') || 'none'}. Isolated by peers for bad answers: ${r.liars.isolatedByPeers.join(', ') || 'none'}.`,
+    `Scheduled: ${r.liars.scheduled.join(', ') || 'none'}. Flagged for their maps in the log: ${r.liars.flaggedInLog.join(', ') || 'none'}. ` +
+      `Excluded by the log's reputation (from the map, assignments and quorums): ${r.liars.excludedInLog.join(', ') || 'none'}; equivocations on record ${r.liars.equivocations}; ` +
+      `forged entries rejected on gossip ${r.liars.forgedEntriesRejected}. Isolated by peers for bad answers: ${r.liars.isolatedByPeers.join(', ') || 'none'}.`,
     '',
     '## Anchoring and audit',
     '',

@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import { isExcluded } from '../../contracts/fleet-state.js';
 import { signerFromSeed } from '../../protocol/ed25519.js';
 import { signEntry, toHex } from '../../protocol/log-entry.js';
 import { decodeFrame, encodeFrame } from '../../protocol/tensor-frame.js';
@@ -53,7 +54,13 @@ export interface RobotStatus {
   mapDigest: string;
   missingTiles: number;
   flagged: string[];
+  /** Members whose reputation in the log excludes them (equivocation, lost quorums, map flags). */
+  excludedKeys: string[];
+  equivocations: number;
+  rejectedEntries: number;
   excludedPeers: string[];
+  /** The latest map comparison: per robot pair (keys), conflicting and agreeing tiles. */
+  mapPairs: { a: string; b: string; conflicts: number; agreements: number }[];
   connected: string[];
   links: { peer: string; bandwidthBps: number; rttMs: number }[];
   events: { at: number; kind: string; detail: string }[];
@@ -132,8 +139,10 @@ export class RobotRuntime {
       this.pose = s.truePose;
       if (s.scan) map.insert(this.localizer.update(s.odomPose, s.scan, map.grid), s.scan);
     }
-    if (this.sim.time - this.lastPublish >= this.init.sim.publishEvery) {
-      this.lastPublish = this.sim.time;
+    // Wall-clock cadence: a robot whose route is done still publishes changes (and checks peers).
+    const now = Date.now();
+    if (now - this.lastPublish >= (this.init.sim.publishEvery / this.init.sim.speed) * 1000) {
+      this.lastPublish = now;
       map.publish();
       map.detect();
     }
@@ -182,7 +191,11 @@ export class RobotRuntime {
       mapDigest: mapDigest(map.merged()),
       missingTiles: map.missing().length,
       flagged: [...state.flagged],
+      excludedKeys: [...state.members].filter((m) => isExcluded(state, m)),
+      equivocations: state.equivocations.length,
+      rejectedEntries: r.replicator?.rejected ?? 0,
       excludedPeers: connected.filter((p) => r.reputation.isIsolated(p)),
+      mapPairs: map.lastCheck?.pairs ?? [],
       connected,
       links: connected.map((p) => {
         const l = r.links.get(p);
@@ -200,8 +213,8 @@ export class RobotRuntime {
   private async task(seed: number, k: number): Promise<unknown> {
     const model = this.robot.models.hashes()[0];
     if (!model) return { skipped: 'no model' };
-    const shape = builtinInputShape(this.init.model!)?.x ?? [1, 3, 320, 320];
-    const image = [{ name: 'x', dtype: 'float32' as const, dims: shape, data: textLikeImage(shape[2], shape[3], seed) }];
+    const [name, shape] = Object.entries(builtinInputShape(this.init.model!) ?? { x: [1, 3, 320, 320] })[0];
+    const image = [{ name, dtype: 'float32' as const, dims: shape, data: textLikeImage(shape[2], shape[3], seed) }];
     try {
       const { task, outcome } = await this.robot.inferTask(model, image, k, { deadlineMs: 15_000 });
       this.latencies.push({ at: Date.now() - this.started, ms: outcome.decision.actualMs, plan: outcome.decision.plan.kind });

@@ -32,6 +32,8 @@ export class MapService extends EventEmitter<{ published: [PublishedTile[]] }> {
   private readonly held = new Map<Hex, TileContribution>();
   private readonly myFlags = new Set<Hex>();
   fakeWalls: FakeWall[] = [];
+  /** The latest liar check. */
+  lastCheck: LiarReport | undefined;
   bytesPublished = 0;
 
   constructor(
@@ -121,6 +123,7 @@ export class MapService extends EventEmitter<{ published: [PublishedTile[]] }> {
   /** Compares what we hold; flags (in the log) each suspect we have not flagged yet. */
   detect(): LiarReport {
     const report = findLiars(this.contributions(), this.excluded());
+    this.lastCheck = report;
     const me = this.ledger.self;
     const payloads = report.suspects
       .filter((robot) => robot !== me && !this.myFlags.has(robot) && !this.ledger.state.flagged.includes(robot))

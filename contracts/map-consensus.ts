@@ -17,6 +17,8 @@ export interface Contribution {
   tile: string;
   version: number;
   cells: Int8Array;
+  /** Its tile digest, when known. */
+  digest?: Hex;
 }
 
 export const WINDOW = 16;
@@ -88,7 +90,8 @@ export interface LiarReport {
 export const PAIR_CONFLICT = { windows: 3, share: 0.1 };
 const pairConflicts = (p: PairTally): boolean => p.conflicts >= PAIR_CONFLICT.windows && p.conflicts >= PAIR_CONFLICT.share * (p.conflicts + p.agreements);
 
-export function findLiars(contributions: Contribution[], excluded: ReadonlySet<Hex> = new Set()): LiarReport {
+/** `compare` may be a memoised compareTiles (contributions are immutable per digest). */
+export function findLiars(contributions: Contribution[], excluded: ReadonlySet<Hex> = new Set(), compare: (a: Contribution, b: Contribution) => { windows: number; conflicting: number } = (a, b) => compareTiles(a.cells, b.cells)): LiarReport {
   const byTile = new Map<string, Contribution[]>();
   for (const c of contributions) {
     if (excluded.has(c.author)) continue;
@@ -101,7 +104,7 @@ export function findLiars(contributions: Contribution[], excluded: ReadonlySet<H
     list.sort((x, y) => (x.author < y.author ? -1 : 1));
     for (let i = 0; i < list.length; i++) {
       for (let j = i + 1; j < list.length; j++) {
-        const { windows, conflicting } = compareTiles(list[i].cells, list[j].cells);
+        const { windows, conflicting } = compare(list[i], list[j]);
         if (windows === 0) continue;
         const key = `${list[i].author}|${list[j].author}`;
         const t = tallies.get(key) ?? { a: list[i].author, b: list[j].author, conflicts: 0, agreements: 0 };

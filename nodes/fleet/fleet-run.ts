@@ -130,7 +130,7 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
           cacheDir: o.dataDir,
           sim: { world: sc.world, seed: sc.seed, speed: sc.simSpeed, publishEvery: 5 },
           model: sc.workload.every > 0 ? sc.workload.model : null,
-          anchor: i === 0 ? anchor : undefined,
+          anchor: i === 0 && sc.anchorEvery > 0 ? anchor : undefined,
         });
         this.handles.push(h);
         this.statuses.set(h.name, { ...(await h.request<RobotStatus>({ cmd: 'status' })), addresses: started.addresses });

@@ -68,7 +68,7 @@ export interface RobotStatus {
   tasksAccepted: string[];
   rss: number;
   cpuMs: number;
-  bytes: { tilesOut: number; tilesIn: number };
+  bytes: { tilesOut: number; tilesIn: number; logOut: number; tensorsOut: number };
 }
 
 /**
@@ -91,7 +91,8 @@ export class RobotRuntime {
     private readonly init: RuntimeInit,
   ) {
     const plan = floorPlan(init.sim.world);
-    const spec = defaultRobots(plan, init.index + 1)[init.index];
+    // Plans have 8 start poses and routes; a larger fleet reuses them (robots do not collide).
+    const spec = defaultRobots(plan, Math.min(8, plan.starts.length))[init.index % plan.starts.length];
     this.sim = new WorldSimulator({ world: plan.world, robots: [spec], seed: init.sim.seed, scanEvery: 5, maxTime: 3600 });
     this.localizer = new ScanMatchingLocalizer(spec.start);
     robot.ledger!.on('entry', (d) => {
@@ -206,7 +207,7 @@ export class RobotRuntime {
       tasksAccepted: [...state.tasks.values()].filter((t) => t.status === 'accepted').map((t) => t.task),
       rss: process.memoryUsage().rss,
       cpuMs: process.cpuUsage().user / 1000 + process.cpuUsage().system / 1000,
-      bytes: { tilesOut: r.mapSync!.bytesOut, tilesIn: r.mapSync!.bytesIn },
+      bytes: { tilesOut: r.mapSync!.bytesOut, tilesIn: r.mapSync!.bytesIn, logOut: r.replicator?.bytesPublished ?? 0, tensorsOut: r.service.bytesOut },
     };
   }
 

@@ -25,6 +25,8 @@ export class LogReplicator {
   private timer: NodeJS.Timeout | undefined;
   private readonly syncing = new Map<string, Promise<PullResult>>();
   rejected = 0;
+  /** Bytes of our own entries published on gossip (one copy; gossipsub's fan-out not counted). */
+  bytesPublished = 0;
 
   constructor(
     private readonly node: MeshNode,
@@ -56,6 +58,7 @@ export class LogReplicator {
     pubsub.subscribe(topic);
     this.ledger.on('entry', (d) => {
       if (this.ledger.self && d.entry.author && Buffer.from(d.entry.author).toString('hex') === this.ledger.self) {
+        this.bytesPublished += d.bytes.length;
         void pubsub.publish(topic, d.bytes).catch(() => undefined);
       }
     });

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { type Contribution, type LiarReport, findLiars, mergeTile } from '../../contracts/map-consensus.js';
+import { type Contribution, type LiarReport, compareTiles, findLiars, mergeTile } from '../../contracts/map-consensus.js';
 import { isExcluded } from '../../contracts/fleet-state.js';
 import { type Hex, decodeEntry } from '../../protocol/log-entry.js';
 import { TILE, type TileContribution, TileError, parseTileId, tileDigest } from '../../protocol/map-tile.js';
@@ -110,7 +110,7 @@ export class MapService extends EventEmitter<{ published: [PublishedTile[]] }> {
     const out: Contribution[] = [];
     for (const t of this.ledger.state.tiles.values()) {
       const c = this.held.get(t.digest);
-      if (c) out.push({ author: t.author, tile: c.tile, version: c.version, cells: c.cells });
+      if (c) out.push({ author: t.author, tile: c.tile, version: c.version, cells: c.cells, digest: t.digest });
     }
     return out;
   }
@@ -122,7 +122,7 @@ export class MapService extends EventEmitter<{ published: [PublishedTile[]] }> {
 
   /** Compares what we hold; flags (in the log) each suspect we have not flagged yet. */
   detect(): LiarReport {
-    const report = findLiars(this.contributions(), this.excluded());
+    const report = findLiars(this.contributions(), this.excluded(), (a, b) => this.compareMemo(a, b));
     this.lastCheck = report;
     const me = this.ledger.self;
     const payloads = report.suspects
@@ -137,6 +137,20 @@ export class MapService extends EventEmitter<{ published: [PublishedTile[]] }> {
       });
     if (payloads.length) this.ledger.appendBatch(payloads);
     return report;
+  }
+
+  private readonly compared = new Map<string, { windows: number; conflicting: number }>();
+
+  /** Contributions never change under a digest: each pair is compared once. */
+  private compareMemo(a: Contribution, b: Contribution): { windows: number; conflicting: number } {
+    const key = `${a.digest ?? tileDigest(a)}|${b.digest ?? tileDigest(b)}`;
+    let r = this.compared.get(key);
+    if (!r) {
+      r = compareTiles(a.cells, b.cells);
+      if (this.compared.size > 200_000) this.compared.clear();
+      this.compared.set(key, r);
+    }
+    return r;
   }
 
   /** Merged tiles (cell states −1 free, 0 unknown, 1 occupied), robots excluded by the log left out. */

@@ -31,6 +31,8 @@ export class InferService extends EventEmitter<{ request: [peer: string, request
    * (a Byzantine robot answering garbage). Never set in normal operation.
    */
   tamper: ((request: InferRequest, outputs: Uint8Array) => Uint8Array) | undefined;
+  /** Output tensor bytes served to peers. */
+  bytesOut = 0;
 
   constructor(
     private readonly node: MeshNode,
@@ -130,6 +132,7 @@ export class InferService extends EventEmitter<{ request: [peer: string, request
     let bytes = encodeFrame(outputs.out);
     if (this.tamper) bytes = this.tamper(req, bytes);
     this.served++;
+    this.bytesOut += bytes.length;
     return {
       header: { t: 'res', id: req.id, computeMs: outputs.computeMs, chunks: Math.ceil(bytes.length / CHUNK_BYTES), bytes: bytes.length },
       frame: bytes,

@@ -62,7 +62,7 @@ async function main(): Promise<void> {
   for (const n of SIZES) rows.push(await one(n));
   console.log('\nbench:fleet — robots in one process on builtin:warehouse, partition into halves for 14 s, then heal\n');
   console.log(table(rows));
-  console.log('\nconverged = every robot holds the same log state hash and the same merged map, with no tile missing; bytes = one copy of what each robot published (gossip fan-out and sync replies not counted).');
+  console.log('\nconverged = every robot holds every log entry any robot had written when the heal came, and the cells of every tile its log names (robots keep mapping meanwhile); bytes = one copy of what each robot published (gossip fan-out and sync replies not counted).');
   const path = await writeResults('fleet', { sizes: SIZES, rows });
   console.log(`\nwrote ${path}`);
 }

@@ -22,7 +22,8 @@ export interface FleetReport {
   processes: 'separate' | 'in-process';
   robots: string[];
   inference: { tasks: number; failed: number; errors: string[]; latencyMs: { p50: number; p90: number; p99: number; max: number }; plans: Record<string, number> };
-  heals: { at: number; convergedMs: number | null }[];
+  /** Per heal: ms until every robot held every entry written anywhere before it (and the tiles they name). */
+  heals: { at: number; convergedMs: number | null; logMs: number | null; reconnectedPeers: number }[];
   map: MapQuality & { tiles: number };
   liars: { scheduled: string[]; flaggedInLog: string[]; excludedInLog: string[]; equivocations: number; forgedEntriesRejected: number; isolatedByPeers: string[] };
   anchoring: { on: string; anchors: number };
@@ -214,12 +215,28 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
           );
           this.phase = `partition ${e.partition.map((g) => g.join(' ')).join(' | ')}`;
         } else if ('heal' in e) {
+          // Caught up = every robot holds every entry any robot had written when the heal came,
+          // and the cells of every tile its log names (robots keep mapping meanwhile, so a moment
+          // where all states are equal is not what a heal is measured by).
+          await this.poll();
+          const written = Object.fromEntries([...this.statuses.values()].map((s) => [s.key, s.seqs[s.key] ?? 0]));
           await Promise.all(this.handles.map((h) => h.request({ cmd: 'heal' })));
           this.phase = 'healed';
           const at = t;
-          const convergedMs = await this.until(() => this.converged(), 60_000, 'convergence after the heal');
-          heals.push({ at, convergedMs });
-          o.log(`  t=${at.toFixed(0)} s heal: logs and maps converged ${convergedMs === null ? 'NOT within 60 s' : `in ${convergedMs} ms`}`);
+          const healStart = Date.now();
+          let logMs: number | null = null;
+          const convergedMs = await this.until(
+            () => {
+              const all = [...this.statuses.values()];
+              if (logMs === null && all.every((s) => Object.entries(written).every(([k, seq]) => (s.seqs[k] ?? 0) >= seq))) logMs = Date.now() - healStart;
+              return logMs !== null && all.every((s) => s.missingTiles === 0);
+            },
+            60_000,
+            'convergence after the heal',
+          );
+          const reconnected = Math.max(0, ...[...this.statuses.values()].map((s) => s.connected.length));
+          heals.push({ at, convergedMs, logMs, reconnectedPeers: reconnected });
+          o.log(`  t=${at.toFixed(0)} s heal: logs caught up ${logMs === null ? 'NOT within 60 s' : `in ${logMs} ms`}, logs and map tiles ${convergedMs === null ? 'NOT within 60 s' : `in ${convergedMs} ms`}`);
         } else {
           const h = this.handles.find((x) => x.name === e.byzantine.robot)!;
           await h.request({ cmd: 'fault', fault: e.byzantine.fault });

@@ -51,6 +51,8 @@ export interface RobotStatus {
   simTime: number;
   logSize: number;
   stateHash: string;
+  /** Per author (key): the highest sequence number held. */
+  seqs: Record<string, number>;
   mapDigest: string;
   missingTiles: number;
   flagged: string[];
@@ -189,6 +191,7 @@ export class RobotRuntime {
       simTime: this.sim.time,
       logSize: ledger.size,
       stateHash: ledger.stateHash(),
+      seqs: Object.fromEntries([...ledger.summary()].map(([k, v]) => [k, v.maxSeq])),
       mapDigest: mapDigest(map.merged()),
       missingTiles: map.missing().length,
       flagged: [...state.flagged],

@@ -36,12 +36,19 @@ export class MapService extends EventEmitter<{ published: [PublishedTile[]] }> {
   lastCheck: LiarReport | undefined;
   bytesPublished = 0;
 
+  /** Bumped whenever what merged() depends on may have changed: cells held, tile or flag entries. */
+  private changes = 0;
+  private mergedCache: { key: string; tiles: Map<string, Int8Array> } | undefined;
+
   constructor(
     readonly ledger: Ledger,
     frame: MapFrame,
   ) {
     super();
     this.grid = new LogOddsGrid(frame);
+    ledger.on('entry', (d) => {
+      if (d.entry.payload.type === 'tile') this.changes++;
+    });
   }
 
   insert(pose: Pose, scan: LaserScan, stride = 2): void {
@@ -54,6 +61,7 @@ export class MapService extends EventEmitter<{ published: [PublishedTile[]] }> {
     const changes = this.grid.takeChanges();
     if (changes.length === 0) return [];
     for (const c of changes) this.held.set(tileDigest(c), c);
+    this.changes++;
     const entries = this.ledger.appendBatch(changes.map((c) => ({ type: 'tile', tile: c.tile, version: c.version, digest: tileDigest(c) })));
     const out = entries.map((e, i) => ({ entry: e.bytes, contribution: changes[i] }));
     this.bytesPublished += out.reduce((n, p) => n + p.entry.length + p.contribution.cells.length, 0);
@@ -84,6 +92,7 @@ export class MapService extends EventEmitter<{ published: [PublishedTile[]] }> {
     } else if (!this.wanted().has(digest)) {
       throw new TileError('UNKNOWN_TILE', 'no log entry names this tile digest');
     }
+    if (!this.held.has(digest)) this.changes++;
     this.held.set(digest, c);
     return digest;
   }
@@ -155,6 +164,15 @@ export class MapService extends EventEmitter<{ published: [PublishedTile[]] }> {
 
   /** Merged tiles (cell states −1 free, 0 unknown, 1 occupied), robots excluded by the log left out. */
   merged(): Map<string, Int8Array> {
+    // Recomputed only when cells, tile versions or the set of excluded robots changed.
+    const key = `${this.changes}|${[...this.excluded()].sort().join(',')}`;
+    if (this.mergedCache?.key === key) return this.mergedCache.tiles;
+    const tiles = this.computeMerged();
+    this.mergedCache = { key, tiles };
+    return tiles;
+  }
+
+  private computeMerged(): Map<string, Int8Array> {
     const excluded = this.excluded();
     const byTile = new Map<string, Contribution[]>();
     for (const c of this.contributions()) {

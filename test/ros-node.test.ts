@@ -10,7 +10,7 @@ import { type DenseMap, mapQuality } from '../nodes/mapping/merged-map.js';
 import { floorPlan } from '../nodes/sim/index.js';
 import { McapTransport } from '../ros/mcap-transport.js';
 import { codec } from '../ros/messages.js';
-import { resolveParams } from '../ros/params.js';
+import { PARAMETERS, resolveParams } from '../ros/params.js';
 import { type RclModule, RclnodejsTransport, loadRclnodejs } from '../ros/rclnodejs-transport.js';
 import { RobotRosNode } from '../ros/robot-ros-node.js';
 import { startRobot } from '../ros/robot-setup.js';
@@ -120,7 +120,16 @@ describe('rclnodejs transport against a stand-in module', () => {
     const published: { topic: string; type: string; data: Buffer | object }[] = [];
     const subscriptions: { topic: string; type: string; options: object; cb: (m: Buffer) => void }[] = [];
     const calls: string[] = [];
+    const declared = new Map<string, unknown>();
     const rcl: RclModule = {
+      Parameter: class {
+        constructor(
+          readonly name: string,
+          readonly type: number,
+          readonly value: unknown,
+        ) {}
+      },
+      ParameterType: { PARAMETER_STRING: 4, PARAMETER_STRING_ARRAY: 9, PARAMETER_DOUBLE: 3, PARAMETER_INTEGER: 2 },
       init: async (_c, options) => void calls.push(`init ${JSON.stringify((options as { argv: string[] }).argv)}`),
       createNode: (name, ns) => {
         calls.push(`node ${name} ${ns}`);
@@ -128,13 +137,16 @@ describe('rclnodejs transport against a stand-in module', () => {
           createPublisher: (type, topic) => ({ publish: (data) => void published.push({ topic, type, data }) }),
           createSubscription: (type, topic, options, cb) => subscriptions.push({ topic, type, options, cb }),
           now: () => ({ nanoseconds: 1234n }),
+          declareParameter: (p) => void declared.set((p as { name: string }).name, p),
+          // rcl's view: an override from the launch file for one parameter, defaults for the rest.
+          getParameter: (name) => ({ value: name === 'topics.scan' ? 'front/scan' : (declared.get(name) as { value: unknown }).value }),
           destroy: () => void calls.push('destroy'),
         };
       },
       spin: () => void calls.push('spin'),
       shutdown: () => void calls.push('shutdown'),
     };
-    return { rcl, published, subscriptions, calls };
+    return { rcl, published, subscriptions, calls, declared };
   }
 
   it('is loaded only when ROS 2 is sourced, with a clear error otherwise', async () => {
@@ -175,6 +187,11 @@ describe('rclnodejs transport against a stand-in module', () => {
     s.subscriptions[0].cb(Buffer.from(codec.encode('nav_msgs/msg/Odometry', odom)));
     assert.equal(got.length, 1);
     assert.equal(transport.now(), 1234n);
+    const values = transport.parameters(PARAMETERS);
+    assert.equal(s.declared.size, PARAMETERS.length, 'every parameter declared');
+    assert.equal(values['topics.scan'], 'front/scan', 'rcl\'s value comes back');
+    assert.equal(values['iota.registry_version'], 0, 'integers come back as numbers');
+    assert.equal(resolveParams([values]).topics.scan, 'front/scan');
     await transport.close();
     assert.deepEqual(s.calls.slice(-2), ['destroy', 'shutdown']);
   });

@@ -99,8 +99,8 @@ export class Ledger extends EventEmitter<{ entry: [DecodedEntry, IngestStatus] }
     return new Map([...this.maxSeqs].map(([author, maxSeq]) => [author, { maxSeq, count: this.counts.get(author) ?? 0 }]));
   }
 
-  entriesOf(author: Hex, lo: number, hi: number, limit = 500): { seq: number; bytes: Uint8Array }[] {
-    return this.store.range(author, lo, hi, limit).map((e) => ({ seq: e.seq, bytes: e.bytes }));
+  entriesOf(author: Hex, lo: number, hi: number, limit = 500): { seq: number; lamport: number; bytes: Uint8Array }[] {
+    return this.store.range(author, lo, hi, limit).map((e) => ({ seq: e.seq, lamport: e.lamport, bytes: e.bytes }));
   }
 
   get(id: Hex): Uint8Array | undefined {

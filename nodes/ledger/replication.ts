@@ -6,14 +6,16 @@ import * as cbor from '@ipld/dag-cbor';
 import { EntryError, type Hex, MAX_ENTRY_BYTES } from '../../protocol/log-entry.js';
 import type { MeshNode } from '../mesh/host.js';
 import { type Ledger, MissingParentsError } from './ledger.js';
-import { type PullResult, type SyncPeer, pullFrom } from './sync.js';
+import { type PullResult, type SyncPeer, pullFrom, servedRanges } from './sync.js';
 
 export const LOG_PROTOCOL = '/robomesh/log/1.0.0';
 export const logTopic = (fleet: string): string => `robomesh/${fleet}/log/1`;
 const BATCH = 500;
 const MAX_MESSAGE = BATCH * (MAX_ENTRY_BYTES + 64) + 1024;
 
-type Request = { t: 'summary' } | { t: 'range'; author: Hex; lo: number; hi: number; limit: number };
+type Request =
+  | { t: 'summary' }
+  | { t: 'ranges'; want: { author: Hex; lo: number; hi: number }[]; limit: number };
 
 /**
  * Replicates a ledger over the mesh: every entry is published on gossipsub as it is appended;
@@ -105,19 +107,21 @@ export class LogReplicator {
     };
     return {
       summary: async () => new Map(await ask<[Hex, { maxSeq: number; count: number }][]>({ t: 'summary' })),
-      range: (author, lo, hi, limit) => ask({ t: 'range', author, lo, hi, limit: Math.min(limit, BATCH) }),
+      ranges: (want, limit) => ask({ t: 'ranges', want, limit: Math.min(limit, BATCH) }),
     };
   }
 
   private async serve(stream: Stream, peer: string): Promise<void> {
-    const lp = lpStream(stream, { maxDataLength: 4096 });
+    const lp = lpStream(stream, { maxDataLength: 256 * 1024 });
     try {
       if (!this.isMember(peer)) throw new Error('not a fleet member');
       const req = cbor.decode((await lp.read({ signal: AbortSignal.timeout(10_000) })).subarray()) as Request;
       let reply: unknown;
       if (req?.t === 'summary') reply = [...this.ledger.summary()];
-      else if (req?.t === 'range' && typeof req.author === 'string' && [req.lo, req.hi, req.limit].every(Number.isSafeInteger)) {
-        reply = this.ledger.entriesOf(req.author, req.lo, req.hi, Math.min(req.limit, BATCH));
+      else if (req?.t === 'ranges' && Array.isArray(req.want) && req.want.length <= 1024 && Number.isSafeInteger(req.limit)) {
+        const valid = req.want.every((w) => typeof w?.author === 'string' && Number.isSafeInteger(w.lo) && Number.isSafeInteger(w.hi));
+        if (!valid) throw new Error('malformed log request');
+        reply = servedRanges(this.ledger, req.want, Math.min(req.limit, BATCH));
       } else throw new Error('malformed log request');
       await lp.write(cbor.encode(reply));
       await stream.close();

@@ -4,8 +4,11 @@ import { type Ledger, MissingParentsError } from './ledger.js';
 /** What a replica answers during anti-entropy; implemented over libp2p and in-process. */
 export interface SyncPeer {
   summary(): Promise<Map<Hex, { maxSeq: number; count: number }>>;
-  /** Up to `limit` entries of `author` with lo ≤ seq ≤ hi, in seq order. */
-  range(author: Hex, lo: number, hi: number, limit: number): Promise<{ seq: number; bytes: Uint8Array }[]>;
+  /**
+   * Entries of several authors with lo ≤ seq ≤ hi each, in one round trip: up to `limit` in all,
+   * ordered by Lamport clock so parents come first.
+   */
+  ranges(want: { author: Hex; lo: number; hi: number }[], limit: number): Promise<{ author: Hex; seq: number; bytes: Uint8Array }[]>;
 }
 
 export interface PullResult {
@@ -44,19 +47,33 @@ async function pull(ledger: Ledger, peer: SyncPeer, batch: number, maxRounds: nu
   const retryPending = (): void => {
     while (pending.length && offer(pending.splice(0)) > 0);
   };
+  // One round trip per batch across every author behind: a heal costs a few round trips,
+  // not one per author.
+  const next = new Map<Hex, number>();
   for (const [author, t] of theirs) {
     const mine = ledger.summary().get(author) ?? { maxSeq: 0, count: 0 };
-    // Equal top but more entries there: equivocation twins we lack; read the author from the start.
-    let lo = t.count > mine.count && t.maxSeq <= mine.maxSeq ? 1 : mine.maxSeq + 1;
-    while (lo <= t.maxSeq && result.rounds < maxRounds) {
-      result.rounds++;
-      const got = await peer.range(author, lo, t.maxSeq, batch);
-      if (got.length === 0) break;
-      offer(got.map((g) => g.bytes));
-      retryPending();
-      // A full batch may end inside a slot with twins: continue from that slot, never skip one.
-      const lastSeq = got[got.length - 1].seq;
-      lo = got.length < batch ? t.maxSeq + 1 : Math.max(lo + 1, lastSeq);
+    const lo = t.count > mine.count && t.maxSeq <= mine.maxSeq ? 1 : mine.maxSeq + 1;
+    if (lo <= t.maxSeq) next.set(author, lo);
+  }
+  while (next.size && result.rounds < maxRounds) {
+    result.rounds++;
+    const want = [...next].map(([author, lo]) => ({ author, lo, hi: theirs.get(author)!.maxSeq }));
+    const got = await peer.ranges(want, batch);
+    if (got.length === 0) break;
+    offer(got.map((g) => g.bytes));
+    retryPending();
+    const last = new Map<Hex, number>();
+    for (const g of got) last.set(g.author, Math.max(last.get(g.author) ?? 0, g.seq));
+    for (const w of want) {
+      const l = last.get(w.author);
+      // Authors the peer sent nothing for this round are done only if the batch was not full.
+      if (l === undefined) {
+        if (got.length < batch) next.delete(w.author);
+        continue;
+      }
+      const lo = Math.max(w.lo + 1, l);
+      if (l >= w.hi && got.length < batch) next.delete(w.author);
+      else next.set(w.author, lo);
     }
   }
   retryPending();
@@ -68,6 +85,19 @@ async function pull(ledger: Ledger, peer: SyncPeer, batch: number, maxRounds: nu
 export function localSyncPeer(ledger: Ledger): SyncPeer {
   return {
     summary: async () => ledger.summary(),
-    range: async (author, lo, hi, limit) => ledger.entriesOf(author, lo, hi, limit),
+    ranges: async (want, limit) => servedRanges(ledger, want, limit),
   };
+}
+
+/** The server side of `ranges`: a fair share of the limit per author, parents first. */
+export function servedRanges(ledger: Ledger, want: { author: Hex; lo: number; hi: number }[], limit: number): { author: Hex; seq: number; bytes: Uint8Array }[] {
+  const out: { author: Hex; seq: number; bytes: Uint8Array; lamport: number }[] = [];
+  const share = Math.max(1, Math.ceil(limit / Math.max(1, want.length)));
+  for (const w of want.slice(0, 1024)) {
+    for (const e of ledger.entriesOf(w.author, w.lo, w.hi, share)) out.push({ author: w.author, seq: e.seq, bytes: e.bytes, lamport: e.lamport });
+  }
+  return out
+    .sort((a, b) => a.lamport - b.lamport)
+    .slice(0, limit)
+    .map(({ author, seq, bytes }) => ({ author, seq, bytes }));
 }

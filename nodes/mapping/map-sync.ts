@@ -11,7 +11,7 @@ import type { MapService, PublishedTile } from './map-service.js';
 
 export const TILE_PROTOCOL = '/robomesh/tiles/1.0.0';
 export const tileTopic = (fleet: string): string => `robomesh/${fleet}/tiles/1`;
-const MAX_WANT = 64;
+const MAX_WANT = 256;
 const MAX_CELLS = TILE * TILE;
 
 interface WireTile {
@@ -44,6 +44,7 @@ export const gossipMessage = (p: PublishedTile): Uint8Array => cbor.encode({ ...
  */
 export class MapSync {
   private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
   rejected = 0;
   /** Contributions fetched by pull (missed gossip: partitions, late joiners). */
   pulled = 0;
@@ -83,17 +84,21 @@ export class MapSync {
       const peer = evt.detail.toString();
       if (this.isMember(peer)) setTimeout(() => void this.pull(peer).catch(() => undefined), 100);
     });
-    const tick = (): void => {
-      if (this.service.missing().length) {
+    const tick = async (): Promise<void> => {
+      // Keep pulling while it helps (a heal can leave hundreds missing), from random peers.
+      for (let round = 0; round < 16 && this.service.missing().length; round++) {
         const peers = this.node.getPeers().map((p) => p.toString()).filter((p) => this.isMember(p));
-        if (peers.length) void this.pull(peers[Math.floor(Math.random() * peers.length)]).catch(() => undefined);
+        if (peers.length === 0) break;
+        const got = await this.pull(peers[Math.floor(Math.random() * peers.length)]).catch(() => 0);
+        if (got === 0 && round > 2) break;
       }
-      this.timer = setTimeout(tick, this.syncMs);
+      if (!this.stopped) this.timer = setTimeout(() => void tick(), this.syncMs);
     };
-    this.timer = setTimeout(tick, this.syncMs);
+    this.timer = setTimeout(() => void tick(), this.syncMs);
   }
 
   stop(): void {
+    this.stopped = true;
     clearTimeout(this.timer);
   }
 
@@ -105,7 +110,7 @@ export class MapSync {
     }
   }
 
-  /** Fetches up to 64 missing contributions from `peer`; returns how many it gave. */
+  /** Fetches up to 256 missing contributions from `peer`; returns how many it gave. */
   async pull(peer: string): Promise<number> {
     const want = this.service.missing().slice(0, MAX_WANT);
     if (want.length === 0) return 0;

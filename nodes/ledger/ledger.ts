@@ -207,13 +207,16 @@ export class Ledger extends EventEmitter<{ entry: [DecodedEntry, IngestStatus] }
   /**
    * Runs `work` (a sync pulling many batches) with folding deferred to its end: entries are
    * durable batch by batch as always, but the contracts refold once instead of once per batch.
+   * Each sync folds what has waited when it ends, even while others still run: with many peers
+   * syncing back to back, waiting for none to run would starve the fold.
    */
   async bulk<T>(work: () => Promise<T>): Promise<T> {
     this.bulkDepth++;
     try {
       return await work();
     } finally {
-      if (--this.bulkDepth === 0) this.fold.insertMany(this.unfolded.splice(0));
+      this.bulkDepth--;
+      this.fold.insertMany(this.unfolded.splice(0));
     }
   }
 

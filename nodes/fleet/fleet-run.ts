@@ -180,6 +180,28 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
     return null;
   }
 
+  /**
+   * Waits until every robot holds every entry any robot had written when this was called, and
+   * the cells of every tile its log names. Robots keep mapping meanwhile, so a moment where all
+   * states are equal is not the measure.
+   */
+  private async catchUp(what: string): Promise<{ logMs: number | null; convergedMs: number | null }> {
+    await this.poll();
+    const written = Object.fromEntries([...this.statuses.values()].map((s) => [s.key, s.seqs[s.key] ?? 0]));
+    const start = Date.now();
+    let logMs: number | null = null;
+    const convergedMs = await this.until(
+      () => {
+        const all = [...this.statuses.values()];
+        if (logMs === null && all.every((s) => Object.entries(written).every(([k, seq]) => (s.seqs[k] ?? 0) >= seq))) logMs = Date.now() - start;
+        return logMs !== null && all.every((s) => s.missingTiles === 0);
+      },
+      60_000,
+      what,
+    );
+    return { logMs, convergedMs };
+  }
+
   private converged(): boolean {
     const s = [...this.statuses.values()];
     return new Set(s.map((x) => x.stateHash)).size === 1 && new Set(s.map((x) => x.mapDigest)).size === 1 && s.every((x) => x.missingTiles === 0);
@@ -223,22 +245,10 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
           // Caught up = every robot holds every entry any robot had written when the heal came,
           // and the cells of every tile its log names (robots keep mapping meanwhile, so a moment
           // where all states are equal is not what a heal is measured by).
-          await this.poll();
-          const written = Object.fromEntries([...this.statuses.values()].map((s) => [s.key, s.seqs[s.key] ?? 0]));
           await Promise.all(this.handles.map((h) => h.request({ cmd: 'heal' })));
           this.phase = 'healed';
           const at = t;
-          const healStart = Date.now();
-          let logMs: number | null = null;
-          const convergedMs = await this.until(
-            () => {
-              const all = [...this.statuses.values()];
-              if (logMs === null && all.every((s) => Object.entries(written).every(([k, seq]) => (s.seqs[k] ?? 0) >= seq))) logMs = Date.now() - healStart;
-              return logMs !== null && all.every((s) => s.missingTiles === 0);
-            },
-            60_000,
-            'convergence after the heal',
-          );
+          const { logMs, convergedMs } = await this.catchUp('convergence after the heal');
           const reconnected = Math.max(0, ...[...this.statuses.values()].map((s) => s.connected.length));
           heals.push({ at, convergedMs, logMs, reconnectedPeers: reconnected });
           o.log(`  t=${at.toFixed(0)} s heal: logs caught up ${logMs === null ? 'NOT within 60 s' : `in ${logMs} ms`}, logs and map tiles ${convergedMs === null ? 'NOT within 60 s' : `in ${convergedMs} ms`}`);
@@ -269,8 +279,9 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
       await sleep(500);
     }
     const finished = await Promise.all(tasks);
-    o.log('  end of the timeline: waiting for the last logs and maps to converge');
-    await this.until(() => this.converged(), 60_000, 'final convergence');
+    o.log('  end of the timeline: waiting for every robot to hold everything written so far');
+    const last = await this.catchUp('final convergence');
+    o.log(`  caught up after ${last.convergedMs ?? 'more than 60 000'} ms`);
     await this.refreshMap().catch(() => undefined);
     return this.report(keys, anchorOn, heals, finished, liars);
   }

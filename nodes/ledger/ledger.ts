@@ -38,6 +38,7 @@ export class Ledger extends EventEmitter<{ entry: [DecodedEntry, IngestStatus] }
   private readonly counts = new Map<Hex, number>();
   private bulkDepth = 0;
   private readonly unfolded: LogItem[] = [];
+  private unfoldedSince = 0;
 
   constructor(
     readonly store: LogStore,
@@ -207,16 +208,18 @@ export class Ledger extends EventEmitter<{ entry: [DecodedEntry, IngestStatus] }
   /**
    * Runs `work` (a sync pulling many batches) with folding deferred to its end: entries are
    * durable batch by batch as always, but the contracts refold once instead of once per batch.
-   * Each sync folds what has waited when it ends, even while others still run: with many peers
-   * syncing back to back, waiting for none to run would starve the fold.
+   * With many peers syncing back to back there may never be a moment with none running, so
+   * a sync that ends also folds once the oldest waiting entry has waited a second.
    */
   async bulk<T>(work: () => Promise<T>): Promise<T> {
-    this.bulkDepth++;
+    if (this.bulkDepth++ === 0 || this.unfolded.length === 0) this.unfoldedSince = Date.now();
     try {
       return await work();
     } finally {
-      this.bulkDepth--;
-      this.fold.insertMany(this.unfolded.splice(0));
+      if (--this.bulkDepth === 0 || Date.now() - this.unfoldedSince >= 1000) {
+        this.fold.insertMany(this.unfolded.splice(0));
+        this.unfoldedSince = Date.now();
+      }
     }
   }
 

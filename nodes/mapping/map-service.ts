@@ -84,14 +84,21 @@ export class MapService extends EventEmitter<{ published: [PublishedTile[]] }> {
       if (p.type !== 'tile' || p.digest !== digest || p.tile !== c.tile || p.version !== c.version) {
         throw new TileError('TILE_MISMATCH', 'the cells do not hash to the digest their log entry signs');
       }
+      // Cells first, so whoever hears of the entry finds them already held.
+      const had = this.held.has(digest);
+      this.held.set(digest, c);
       try {
         this.ledger.ingest(entryBytes);
       } catch (err) {
-        if (!(err instanceof MissingParentsError)) throw err;
+        if (!(err instanceof MissingParentsError)) {
+          if (!had) this.held.delete(digest);
+          throw err;
+        }
       }
-    } else if (!this.wanted().has(digest)) {
-      throw new TileError('UNKNOWN_TILE', 'no log entry names this tile digest');
+      if (!had) this.changes++;
+      return digest;
     }
+    if (!this.wanted().has(digest)) throw new TileError('UNKNOWN_TILE', 'no log entry names this tile digest');
     if (!this.held.has(digest)) this.changes++;
     this.held.set(digest, c);
     return digest;

@@ -84,7 +84,11 @@ export class MapSync {
       const peer = evt.detail.toString();
       if (this.isMember(peer)) setTimeout(() => void this.pull(peer).catch(() => undefined), 100);
     });
+    let running = false;
     const tick = async (): Promise<void> => {
+      if (running || this.stopped) return;
+      running = true;
+      clearTimeout(this.timer);
       // Keep pulling while it helps (a heal can leave hundreds missing), from random peers.
       for (let round = 0; round < 16 && this.service.missing().length; round++) {
         const peers = this.node.getPeers().map((p) => p.toString()).filter((p) => this.isMember(p));
@@ -92,9 +96,18 @@ export class MapSync {
         const got = await this.pull(peers[Math.floor(Math.random() * peers.length)]).catch(() => 0);
         if (got === 0 && round > 2) break;
       }
+      running = false;
       if (!this.stopped) this.timer = setTimeout(() => void tick(), this.syncMs);
     };
     this.timer = setTimeout(() => void tick(), this.syncMs);
+    // A tile entry arriving by log sync (not gossip) names cells we lack: fetch them soon.
+    this.service.ledger.on('entry', (d) => {
+      const p = d.entry.payload;
+      if (p.type === 'tile' && !this.service.has(p.digest) && !running) {
+        clearTimeout(this.timer);
+        this.timer = setTimeout(() => void tick(), 200);
+      }
+    });
   }
 
   stop(): void {

@@ -13,6 +13,8 @@ import { type Row, table, writeResults } from './report.js';
  * this measures the mesh, the log and the map at scale.
  */
 const SIZES = (process.env.BENCH_FLEET_SIZES ?? '10,25,50').split(',').map(Number);
+/** Robots move at half real speed: every robot's simulation shares this one event loop. */
+const SIM_SPEED = Number(process.env.BENCH_FLEET_SIM_SPEED ?? 0.5);
 
 async function one(n: number): Promise<Row & Record<string, number | string>> {
   const half = Array.from({ length: n }, (_, i) => `r${i}`);
@@ -21,7 +23,7 @@ robots: ${n}
 world: builtin:warehouse
 seed: 3
 duration: 40
-sim_speed: 2
+sim_speed: ${SIM_SPEED}
 workload: { every: 0, k: 2, model: none }
 anchor_every: 0
 events:
@@ -60,10 +62,10 @@ events:
 async function main(): Promise<void> {
   const rows: Row[] = [];
   for (const n of SIZES) rows.push(await one(n));
-  console.log('\nbench:fleet — robots in one process on builtin:warehouse, partition into halves for 14 s, then heal\n');
+  console.log(`\nbench:fleet — robots in one process on builtin:warehouse (simulated at ${SIM_SPEED}× real time), partition into halves for 14 s, then heal\n`);
   console.log(table(rows));
   console.log('\nconverged = every robot holds every log entry any robot had written when the heal came, and the cells of every tile its log names (robots keep mapping meanwhile); bytes = one copy of what each robot published (gossip fan-out and sync replies not counted).');
-  const path = await writeResults('fleet', { sizes: SIZES, rows });
+  const path = await writeResults('fleet', { sizes: SIZES, simSpeed: SIM_SPEED, rows });
   console.log(`\nwrote ${path}`);
 }
 

@@ -39,6 +39,11 @@ export class McapTransport implements RosTransport {
     return this.clock;
   }
 
+  /** No ROS layer: settings come from the command line and config files alone (ros/params.ts). */
+  parameters(): Record<string, unknown> {
+    return {};
+  }
+
   /** For recording without replay (making bags): the log time of what is published next. */
   setClock(ns: bigint): void {
     this.clock = ns;

@@ -154,6 +154,11 @@ export function resolveParams(sources: Record<string, unknown>[]): RobotParams {
   return params;
 }
 
+/** Settings back to dotted ROS parameter names (the inverse of resolveParams' nesting). */
+export function flattenParams(params: RobotParams): Record<string, unknown> {
+  return flatten(params as unknown as Record<string, unknown>);
+}
+
 /** Settings for one robot process: config file, then params files, then `-p` overrides. */
 export function loadRobotParams(argv: string[]): RobotParams {
   const ros = parseRosArgs(argv);

@@ -1,9 +1,11 @@
 import { RobomeshError } from '../protocol/errors.js';
-import { type CdrCodec, type RosPublisher, type RosTransport, fullType } from './transport.js';
+import { type CdrCodec, type ParamSpec, type RosPublisher, type RosTransport, fullType } from './transport.js';
 
 /** The part of rclnodejs we use (its own types exist only after `generate-ros-messages`). */
 export interface RclModule {
   init(context?: unknown, options?: unknown): Promise<void>;
+  Parameter: new (name: string, type: number, value: unknown) => unknown;
+  ParameterType: Record<'PARAMETER_STRING' | 'PARAMETER_STRING_ARRAY' | 'PARAMETER_DOUBLE' | 'PARAMETER_INTEGER', number>;
   createNode(name: string, namespace?: string): RclNode;
   spin(node: RclNode): void;
   shutdown(): void | Promise<void>;
@@ -13,6 +15,8 @@ export interface RclNode {
   createPublisher(type: string, topic: string, options?: object): { publish(message: Buffer | object): void };
   createSubscription(type: string, topic: string, options: object, callback: (message: Buffer) => void): unknown;
   now(): { nanoseconds: bigint | number | string };
+  declareParameter(parameter: unknown): unknown;
+  getParameter(name: string): { value: unknown };
   destroy(): void;
 }
 
@@ -81,6 +85,20 @@ export class RclnodejsTransport implements RosTransport {
 
   now(): bigint {
     return BigInt(this.node.now().nanoseconds);
+  }
+
+  /** Declares every parameter (so `ros2 param list/get` shows them) and reads back rcl's values. */
+  parameters(schema: readonly ParamSpec[]): Record<string, unknown> {
+    const T = this.rcl.ParameterType;
+    const type = { string: T.PARAMETER_STRING, 'string[]': T.PARAMETER_STRING_ARRAY, number: T.PARAMETER_DOUBLE, integer: T.PARAMETER_INTEGER };
+    const out: Record<string, unknown> = {};
+    for (const p of schema) {
+      const value = p.kind === 'integer' ? BigInt(p.default as number) : p.default;
+      this.node.declareParameter(new this.rcl.Parameter(p.name, type[p.kind], value));
+      const got = this.node.getParameter(p.name).value;
+      out[p.name] = typeof got === 'bigint' ? Number(got) : got;
+    }
+    return out;
   }
 
   async close(): Promise<void> {

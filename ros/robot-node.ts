@@ -4,7 +4,7 @@ import { access } from 'node:fs/promises';
 import { RobomeshError } from '../protocol/errors.js';
 import { codec } from './messages.js';
 import { McapTransport } from './mcap-transport.js';
-import { loadRobotParams } from './params.js';
+import { PARAMETERS, flattenParams, loadRobotParams, resolveParams } from './params.js';
 import { RclnodejsTransport, rosIsSourced } from './rclnodejs-transport.js';
 import { RobotRosNode } from './robot-ros-node.js';
 import { startRobot } from './robot-setup.js';
@@ -26,7 +26,7 @@ function option(argv: string[], name: string): string | undefined {
 }
 
 async function main(argv: string[]): Promise<void> {
-  const params = loadRobotParams(argv);
+  let params = loadRobotParams(argv);
   if (argv.includes('--print-params')) {
     process.stdout.write(`${JSON.stringify(params, null, 2)}\n`);
     return;
@@ -42,6 +42,8 @@ async function main(argv: string[]): Promise<void> {
   }
   if (!replay && !rosIsSourced()) throw new RobomeshError('ROS_NOT_SOURCED', `ROS 2 is not sourced: source /opt/ros/<distro>/setup.bash, or replay a bag without ROS\n${USAGE}`);
   const transport: RosTransport = replay ? await McapTransport.create(codec, record) : await RclnodejsTransport.create(codec, params.robot_name, params.namespace || '/');
+  // On a robot, rcl holds the final say (launch-generated params files, remaps): read it back.
+  params = resolveParams([flattenParams(params), transport.parameters(PARAMETERS)]);
   const robot = await startRobot(params);
   const node = new RobotRosNode(robot, transport, params);
   const log = (s: string): void => void process.stderr.write(`[${params.robot_name}] ${s}\n`);

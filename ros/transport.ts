@@ -7,9 +7,20 @@ export interface RosTransport {
   readonly kind: 'rclnodejs' | 'mcap';
   publisher(topic: string, type: string): RosPublisher;
   subscribe(topic: string, type: string, handler: (message: unknown, stamp: bigint) => void | Promise<void>): () => void;
+  /**
+   * ROS parameter values for these names as the ROS layer holds them (rcl resolves `--ros-args`,
+   * params files and launch); names it has no value for are left out.
+   */
+  parameters(schema: readonly ParamSpec[]): Record<string, unknown>;
   /** Nanoseconds: wall time on a robot, the bag's time during replay. */
   now(): bigint;
   close(): Promise<void>;
+}
+
+export interface ParamSpec {
+  name: string;
+  kind: 'string' | 'string[]' | 'number' | 'integer';
+  default: string | number | string[];
 }
 
 export interface RosPublisher {

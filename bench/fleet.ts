@@ -40,7 +40,7 @@ events:
     const report = await run.run();
     const cpu = process.cpuUsage(cpu0);
     const wall = (performance.now() - t0) / 1000;
-    const statuses = [...(run as unknown as { statuses: Map<string, { bytes: { tilesOut: number; logOut: number; tensorsOut: number } }> }).statuses.values()];
+    const statuses = run.robotStatuses();
     const mean = (f: (s: (typeof statuses)[number]) => number): number => statuses.reduce((a, s) => a + f(s), 0) / statuses.length;
     return {
       robots: n,

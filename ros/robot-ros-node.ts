@@ -1,4 +1,6 @@
 import { createHash } from 'node:crypto';
+import { peerIdFromString } from '@libp2p/peer-id';
+import { isExcluded } from '../contracts/fleet-state.js';
 import type { Payload } from '../protocol/log-entry.js';
 import { toHex } from '../protocol/log-entry.js';
 import { resultDigest } from '../protocol/result-summary.js';
@@ -158,19 +160,21 @@ export class RobotRosNode {
   private publishPeers(): void {
     const connected = new Set(this.robot.host.connectedPeers());
     const adverts = new Map(this.robot.adverts.fresh().map((a) => [a.robot, a]));
+    const state = this.robot.ledger?.state;
     for (const peer of this.robot.host.node.getPeers().map((p) => p.toString())) {
       const link = this.robot.links.get(peer);
+      const key = toHex(peerIdFromString(peer).publicKey!.raw);
       this.pubs.peers.publish({
         header: this.header(),
         peer_id: peer,
-        name: '',
+        name: '', // peers' ROS names are not exchanged over the mesh
         connected: connected.has(peer),
         bandwidth_bps: link.bandwidth * 8000,
         rtt_ms: link.rttMs,
         queue_length: adverts.get(peer)?.queue ?? 0,
-        speed_factor: 1,
-        reputation: 0,
-        excluded: false,
+        speed_factor: 0, // not measured per peer: 0 = unknown
+        reputation: state?.reputation.get(key) ?? 0,
+        excluded: this.robot.reputation.isIsolated(peer) || (state ? isExcluded(state, key) : false),
       });
     }
     const ledger = this.robot.ledger;

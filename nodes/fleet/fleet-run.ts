@@ -62,6 +62,11 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
     super();
   }
 
+  /** The latest status of every robot (for benches and tests). */
+  robotStatuses(): RobotStatus[] {
+    return [...this.statuses.values()];
+  }
+
   current(): FleetView {
     const robots = [...this.statuses.values()];
     const flagged = new Set(robots.flatMap((r) => r.flagged));
@@ -144,7 +149,7 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
       }
       await this.until(() => [...this.statuses.values()].every((s) => s.connected.length >= Math.min(n - 1, 3)), 60_000, 'the mesh to form');
       this.phase = 'running';
-      return await this.timeline(keys, anchorOn);
+      return await this.timeline(anchorOn);
     } finally {
       await Promise.all(this.handles.map((h) => h.stop().catch(() => undefined)));
       await standIn?.close();
@@ -202,11 +207,6 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
     return { logMs, convergedMs };
   }
 
-  private converged(): boolean {
-    const s = [...this.statuses.values()];
-    return new Set(s.map((x) => x.stateHash)).size === 1 && new Set(s.map((x) => x.mapDigest)).size === 1 && s.every((x) => x.missingTiles === 0);
-  }
-
   private async refreshMap(): Promise<void> {
     const r0 = this.handles[0];
     if (!r0?.up) return;
@@ -216,7 +216,7 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
     this.mapView = { width: dense.width, height: dense.height, resolution: dense.resolution, origin: dense.origin, states: Buffer.from(dense.states.buffer).toString('base64') };
   }
 
-  private async timeline(keys: string[], anchorOn: string): Promise<FleetReport> {
+  private async timeline(anchorOn: string): Promise<FleetReport> {
     const { scenario: sc, o } = this;
     const start = Date.now();
     const events = [...sc.events];
@@ -283,10 +283,10 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
     const last = await this.catchUp('final convergence');
     o.log(`  caught up after ${last.convergedMs ?? 'more than 60 000'} ms`);
     await this.refreshMap().catch(() => undefined);
-    return this.report(keys, anchorOn, heals, finished, liars);
+    return this.report(anchorOn, heals, finished, liars);
   }
 
-  private async report(keys: string[], anchorOn: string, heals: FleetReport['heals'], tasks: { task?: string; error?: string; plan?: string; ms?: number }[], liars: Set<string>): Promise<FleetReport> {
+  private async report(anchorOn: string, heals: FleetReport['heals'], tasks: { task?: string; error?: string; plan?: string; ms?: number }[], liars: Set<string>): Promise<FleetReport> {
     const sc = this.scenario;
     const world = floorPlan(sc.world).world;
     const statuses = [...this.statuses.values()];

@@ -34,7 +34,6 @@ export class MapService extends EventEmitter<{ published: [PublishedTile[]] }> {
   fakeWalls: FakeWall[] = [];
   /** The latest liar check. */
   lastCheck: LiarReport | undefined;
-  bytesPublished = 0;
 
   /** Bumped whenever what merged() depends on may have changed: cells held, tile or flag entries. */
   private changes = 0;
@@ -64,7 +63,6 @@ export class MapService extends EventEmitter<{ published: [PublishedTile[]] }> {
     this.changes++;
     const entries = this.ledger.appendBatch(changes.map((c) => ({ type: 'tile', tile: c.tile, version: c.version, digest: tileDigest(c) })));
     const out = entries.map((e, i) => ({ entry: e.bytes, contribution: changes[i] }));
-    this.bytesPublished += out.reduce((n, p) => n + p.entry.length + p.contribution.cells.length, 0);
     this.emit('published', out);
     return out;
   }

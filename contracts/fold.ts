@@ -8,7 +8,14 @@ export function compareItems(a: LogItem, b: LogItem): number {
   return a.lamport - b.lamport || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
 }
 
+/**
+ * Snapshots every 256 entries near the tip, where late entries usually land, and every 4096
+ * further back: each snapshot copies the whole state, so dense snapshots over a long log would
+ * cost O(n²) time on a full refold and O(n²) memory.
+ */
 const SNAPSHOT_EVERY = 256;
+const SPARSE_EVERY = 4096;
+const DENSE_TAIL = 1024;
 
 /**
  * Folds the log into FleetState incrementally. An entry at the tip is applied directly; one that
@@ -18,8 +25,8 @@ const SNAPSHOT_EVERY = 256;
 export class LedgerFold {
   private readonly order: LogItem[] = [];
   private readonly ids = new Set<Hex>();
-  /** snapshots[k] = state before applying order[k * SNAPSHOT_EVERY]. */
-  private readonly snapshots: FleetState[] = [emptyState()];
+  /** By position: `state` is the state before applying order[at]. */
+  private snapshots: { at: number; state: FleetState }[] = [{ at: 0, state: emptyState() }];
   private current = emptyState();
   /** Entries re-applied by refolds (tip appends excluded): what incremental folding saves. */
   refolded = 0;
@@ -74,18 +81,24 @@ export class LedgerFold {
       for (let i = from; i < this.order.length; i++) this.applyAt(i);
       return;
     }
-    const pos = from;
-    const k = Math.floor(pos / SNAPSHOT_EVERY);
+    let k = this.snapshots.length - 1;
+    while (this.snapshots[k].at > from) k--;
     this.snapshots.length = k + 1;
-    this.current = cloneState(this.snapshots[k]);
-    for (let i = k * SNAPSHOT_EVERY; i < this.order.length; i++) {
+    const start = this.snapshots[k];
+    this.current = cloneState(start.state);
+    for (let i = start.at; i < this.order.length; i++) {
       this.applyAt(i);
       this.refolded++;
     }
   }
 
   private applyAt(i: number): void {
-    if (i > 0 && i % SNAPSHOT_EVERY === 0 && this.snapshots.length === i / SNAPSHOT_EVERY) this.snapshots.push(cloneState(this.current));
+    const last = this.snapshots[this.snapshots.length - 1];
+    if (i > last.at && i % SNAPSHOT_EVERY === 0 && (i >= this.order.length - DENSE_TAIL || i % SPARSE_EVERY === 0)) {
+      // Drop the dense snapshots that have fallen behind the tail.
+      this.snapshots = this.snapshots.filter((s) => s.at % SPARSE_EVERY === 0 || s.at >= i - DENSE_TAIL);
+      this.snapshots.push({ at: i, state: cloneState(this.current) });
+    }
     apply(this.current, this.order[i]);
   }
 

@@ -1,12 +1,20 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import * as cbor from '@ipld/dag-cbor';
 import { type Signer, verifySignature } from './ed25519.js';
 import { RobomeshError } from './errors.js';
+import { MerkleTree, rootFromInclusion } from './merkle.js';
 
 /**
  * Entries of the signed, replicated log. Canonical bytes are DAG-CBOR (deterministic map order,
- * no floats where integers go, no undefined); the id is the sha256 of the signed bytes; the
- * signature covers the DAG-CBOR of everything else, prefixed with a domain tag.
+ * no floats where integers go, no undefined). The id is the sha256 of the entry's content (a
+ * domain tag + the DAG-CBOR of everything but the signature), so an entry can name the one
+ * signed with it as its parent.
+ *
+ * Signatures cover batches, as Hypercore signs tree roots rather than blocks: an author signs
+ * the Merkle root (merkle.ts) over the ids of the entries it appends together, and each entry
+ * carries that signature plus its inclusion path. Every entry still verifies on its own; a
+ * verifier that has seen the batch's signature once checks the rest with hashes only, which
+ * makes catching up after a partition cost one Ed25519 verification per batch, not per entry.
  */
 export type Hex = string;
 
@@ -31,7 +39,7 @@ export type Payload =
 export type PayloadType = Payload['type'];
 
 export interface UnsignedEntry {
-  v: 1;
+  v: 2;
   /** Raw Ed25519 public key of the author (its PeerId key). */
   author: Uint8Array;
   /** 1, 2, 3… per author. Two entries with one (author, seq) are equivocation. */
@@ -44,7 +52,10 @@ export interface UnsignedEntry {
 }
 
 export interface Entry extends UnsignedEntry {
+  /** Ed25519 over ROOT_DOMAIN + the Merkle root of the ids signed together. */
   sig: Uint8Array;
+  /** Where this entry's id sits in that tree: index, count and sibling hashes. */
+  batch: { index: number; count: number; path: Uint8Array[] };
 }
 
 export interface DecodedEntry {
@@ -66,15 +77,18 @@ export class EntryError extends RobomeshError {
 }
 
 export const MAX_ENTRY_BYTES = 16 * 1024;
-const DOMAIN = new TextEncoder().encode('robomesh-log-v1\n');
+/** Largest number of entries one signature may cover (a path of at most 12 hashes). */
+export const MAX_BATCH = 4096;
+const DOMAIN = new TextEncoder().encode('robomesh-log-v2\n');
+const ROOT_DOMAIN = new TextEncoder().encode('robomesh-log-v2-batch\n');
 const HEX64 = /^[0-9a-f]{64}$/;
 const TASK_ID = /^[A-Za-z0-9_.:-]{1,80}$/;
 
 export const toHex = (b: Uint8Array): Hex => Buffer.from(b).toString('hex');
 export const fromHex = (h: Hex): Uint8Array => new Uint8Array(Buffer.from(h, 'hex'));
-export const sha256 = (b: Uint8Array): Uint8Array => new Uint8Array(createHash('sha256').update(b).digest());
+export const sha256 = (b: Uint8Array): Uint8Array => new Uint8Array(hash('sha256', b, 'buffer'));
 
-function signingBytes(u: UnsignedEntry): Uint8Array {
+function contentBytes(u: UnsignedEntry): Uint8Array {
   const body = cbor.encode(u);
   const out = new Uint8Array(DOMAIN.length + body.length);
   out.set(DOMAIN);
@@ -82,18 +96,69 @@ function signingBytes(u: UnsignedEntry): Uint8Array {
   return out;
 }
 
+/** What a batch signature covers: the domain, the batch size (so a path cannot claim another), the root. */
+function rootMessage(root: Uint8Array, count: number): Uint8Array {
+  const out = new Uint8Array(ROOT_DOMAIN.length + 4 + root.length);
+  out.set(ROOT_DOMAIN);
+  new DataView(out.buffer).setUint32(ROOT_DOMAIN.length, count);
+  out.set(root, ROOT_DOMAIN.length + 4);
+  return out;
+}
+
 export function compareBytes(a: Uint8Array, b: Uint8Array): number {
   return Buffer.compare(a, b);
 }
 
-export function signEntry(unsigned: Omit<UnsignedEntry, 'v' | 'author'>, signer: Signer): DecodedEntry {
-  const u: UnsignedEntry = { v: 1, author: signer.publicKey, ...unsigned, parents: [...unsigned.parents].sort(compareBytes) };
-  checkShape(u);
-  const entry: Entry = { ...u, sig: signer.sign(signingBytes(u)) };
-  const bytes = cbor.encode(entry);
-  if (bytes.length > MAX_ENTRY_BYTES) throw new EntryError('OVERSIZE', `entry of ${bytes.length} bytes exceeds ${MAX_ENTRY_BYTES}`);
-  const id = sha256(bytes);
-  return { entry, id, idHex: toHex(id), bytes };
+export type EntryDraft = Omit<UnsignedEntry, 'v' | 'author'>;
+
+/** The id an entry will have once signed: lets the next entry of a batch name it as parent. */
+export function entryId(draft: EntryDraft, author: Uint8Array): Uint8Array {
+  return sha256(contentBytes(unsignedOf(draft, author)));
+}
+
+const unsignedOf = (draft: EntryDraft, author: Uint8Array): UnsignedEntry => ({
+  v: 2,
+  author,
+  seq: draft.seq,
+  lamport: draft.lamport,
+  parents: [...draft.parents].sort(compareBytes),
+  payload: draft.payload,
+});
+
+export function signEntry(draft: EntryDraft, signer: Signer): DecodedEntry {
+  return signBatch([draft], signer)[0];
+}
+
+/** Signs entries appended together with one signature over the Merkle root of their ids. */
+export function signBatch(drafts: EntryDraft[], signer: Signer): DecodedEntry[] {
+  if (drafts.length < 1 || drafts.length > MAX_BATCH) throw new RangeError(`a signed batch holds 1..${MAX_BATCH} entries, not ${drafts.length}`);
+  const units = drafts.map((d) => unsignedOf(d, signer.publicKey));
+  units.forEach(checkShape);
+  const ids = units.map((u) => sha256(contentBytes(u)));
+  const tree = new MerkleTree(ids);
+  const sig = signer.sign(rootMessage(tree.root, tree.count));
+  return units.map((u, i) => {
+    const { index, count, siblings } = tree.prove(i);
+    const entry: Entry = { ...u, sig, batch: { index, count, path: siblings } };
+    const bytes = cbor.encode(entry);
+    if (bytes.length > MAX_ENTRY_BYTES) throw new EntryError('OVERSIZE', `entry of ${bytes.length} bytes exceeds ${MAX_ENTRY_BYTES}`);
+    return { entry, id: ids[i], idHex: toHex(ids[i]), bytes };
+  });
+}
+
+/**
+ * Roots whose signature verified, per author: the other entries of a batch then cost hashes
+ * only. A pure memo of verifySignature (same inputs, same answer), bounded.
+ */
+const verifiedRoots = new Set<string>();
+
+function verifyRoot(author: Uint8Array, root: Uint8Array, count: number, sig: Uint8Array): boolean {
+  const key = `${toHex(author)}${toHex(root)}${count}:${toHex(sig)}`;
+  if (verifiedRoots.has(key)) return true;
+  if (!verifySignature(author, rootMessage(root, count), sig)) return false;
+  if (verifiedRoots.size >= 8192) verifiedRoots.clear();
+  verifiedRoots.add(key);
+  return true;
 }
 
 /**
@@ -101,6 +166,13 @@ export function signEntry(unsigned: Omit<UnsignedEntry, 'v' | 'author'>, signer:
  * Membership, sequence and clock need the log and are checked at ingestion.
  */
 export function decodeEntry(bytes: Uint8Array): DecodedEntry {
+  const parsed = parseEntry(bytes);
+  verifyEntry(parsed);
+  return parsed;
+}
+
+/** decodeEntry without the signature check: learn the id first, verify only what is new. */
+export function parseEntry(bytes: Uint8Array): DecodedEntry {
   if (bytes.length > MAX_ENTRY_BYTES) throw new EntryError('OVERSIZE', `entry of ${bytes.length} bytes exceeds ${MAX_ENTRY_BYTES}`);
   let raw: unknown;
   try {
@@ -111,15 +183,23 @@ export function decodeEntry(bytes: Uint8Array): DecodedEntry {
   const e = raw as Entry;
   if (typeof e !== 'object' || e === null) throw new EntryError('MALFORMED', 'entry is not a map');
   const keys = Object.keys(e).sort().join(',');
-  if (keys !== 'author,lamport,parents,payload,seq,sig,v') throw new EntryError('MALFORMED', `unexpected fields: ${keys}`);
+  if (keys !== 'author,batch,lamport,parents,payload,seq,sig,v') throw new EntryError('MALFORMED', `unexpected fields: ${keys}`);
   if (!(e.sig instanceof Uint8Array) || e.sig.length !== 64) throw new EntryError('MALFORMED', 'signature is not 64 bytes');
-  const { sig, ...unsigned } = e;
+  checkBatch(e.batch);
+  const unsigned: UnsignedEntry = { v: e.v, author: e.author, seq: e.seq, lamport: e.lamport, parents: e.parents, payload: e.payload };
   checkShape(unsigned);
   // Re-encoding must give the same bytes: rejects non-canonical encodings of the same entry.
   if (compareBytes(cbor.encode(e), bytes) !== 0) throw new EntryError('MALFORMED', 'entry is not in canonical form');
-  if (!verifySignature(e.author, signingBytes(unsigned), sig)) throw new EntryError('BAD_SIGNATURE', 'signature does not verify');
-  const id = sha256(bytes);
+  const id = sha256(contentBytes(unsigned));
   return { entry: e, id, idHex: toHex(id), bytes };
+}
+
+/** Throws BAD_SIGNATURE unless the entry's batch signature covers its id. */
+export function verifyEntry(d: DecodedEntry): void {
+  const { batch, sig, author } = d.entry;
+  const root = rootFromInclusion(d.id, { index: batch.index, count: batch.count, siblings: batch.path });
+  if (!root) throw new EntryError('MALFORMED', 'batch path does not fit its index and count');
+  if (!verifyRoot(author, root, batch.count, sig)) throw new EntryError('BAD_SIGNATURE', 'signature does not verify');
 }
 
 function fail(why: string): never {
@@ -129,8 +209,14 @@ function fail(why: string): never {
 const uint = (v: unknown, max = Number.MAX_SAFE_INTEGER): boolean => Number.isSafeInteger(v) && (v as number) >= 0 && (v as number) <= max;
 const hexKey = (v: unknown): boolean => typeof v === 'string' && HEX64.test(v);
 
+function checkBatch(b: Entry['batch']): void {
+  if (typeof b !== 'object' || b === null || Object.keys(b).sort().join(',') !== 'count,index,path') fail('batch must hold index, count and path');
+  if (!uint(b.count, MAX_BATCH) || b.count < 1 || !uint(b.index) || b.index >= b.count) fail('batch index must lie in 0..count-1, count in 1..' + MAX_BATCH);
+  if (!Array.isArray(b.path) || b.path.length > 12 || !b.path.every((h) => h instanceof Uint8Array && h.length === 32)) fail('batch path must be ≤ 12 hashes of 32 bytes');
+}
+
 function checkShape(u: UnsignedEntry): void {
-  if (u.v !== 1) fail(`unknown version ${String(u.v)}`);
+  if (u.v !== 2) fail(`unknown log entry version ${String(u.v)} (this robomesh reads version 2)`);
   if (!(u.author instanceof Uint8Array) || u.author.length !== 32) fail('author is not a 32-byte key');
   if (!uint(u.seq) || u.seq < 1) fail('seq must be a positive integer');
   if (!uint(u.lamport) || u.lamport < 1) fail('lamport must be a positive integer');

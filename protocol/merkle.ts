@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash as oneShotHash } from 'node:crypto';
 
 /**
  * Merkle tree over log entry ids, RFC 6962 style: domain-separated leaf (0x00) and node (0x01)
@@ -7,11 +7,7 @@ import { createHash } from 'node:crypto';
  * list of sibling hashes from leaf to root; its shape follows from (index, count) alone, so the
  * verifier recomputes it and a path of the wrong length or for another position fails.
  */
-const hash = (...parts: Uint8Array[]): Uint8Array => {
-  const h = createHash('sha256');
-  for (const p of parts) h.update(p);
-  return new Uint8Array(h.digest());
-};
+const hash = (...parts: Uint8Array[]): Uint8Array => new Uint8Array(oneShotHash('sha256', Buffer.concat(parts), 'buffer'));
 const LEAF = Uint8Array.of(0);
 const NODE = Uint8Array.of(1);
 
@@ -62,10 +58,10 @@ export class MerkleTree {
   }
 }
 
-/** Recomputes the root from a leaf and its proof; true only for that exact position and count. */
-export function verifyInclusion(leaf: Uint8Array, proof: InclusionProof, root: Uint8Array): boolean {
+/** The root a leaf and its proof lead to; undefined when the path does not fit (index, count). */
+export function rootFromInclusion(leaf: Uint8Array, proof: InclusionProof): Uint8Array | undefined {
   const { index, count, siblings } = proof;
-  if (!Number.isSafeInteger(count) || count < 1 || !Number.isSafeInteger(index) || index < 0 || index >= count) return false;
+  if (!Number.isSafeInteger(count) || count < 1 || !Number.isSafeInteger(index) || index < 0 || index >= count) return undefined;
   let h = leafHash(leaf);
   let i = index;
   let width = count;
@@ -74,11 +70,17 @@ export function verifyInclusion(leaf: Uint8Array, proof: InclusionProof, root: U
     const sibling = i ^ 1;
     if (sibling < width) {
       const s = siblings[used++];
-      if (!(s instanceof Uint8Array) || s.length !== 32) return false;
+      if (!(s instanceof Uint8Array) || s.length !== 32) return undefined;
       h = i & 1 ? nodeHash(s, h) : nodeHash(h, s);
     }
     i >>= 1;
     width = Math.ceil(width / 2);
   }
-  return used === siblings.length && Buffer.compare(h, root) === 0;
+  return used === siblings.length ? h : undefined;
+}
+
+/** Recomputes the root from a leaf and its proof; true only for that exact position and count. */
+export function verifyInclusion(leaf: Uint8Array, proof: InclusionProof, root: Uint8Array): boolean {
+  const computed = rootFromInclusion(leaf, proof);
+  return computed !== undefined && Buffer.compare(computed, root) === 0;
 }

@@ -2,10 +2,10 @@ import assert from 'node:assert/strict';
 import * as cbor from '@ipld/dag-cbor';
 import { REPUTATION, isExcluded } from '../contracts/fleet-state.js';
 import { signerFromSeed } from '../protocol/ed25519.js';
-import { EntryError, type Entry, MAX_ENTRY_BYTES, decodeEntry, signEntry, toHex } from '../protocol/log-entry.js';
+import { EntryError, type Entry, MAX_ENTRY_BYTES, decodeEntry, sha256, signEntry, toHex } from '../protocol/log-entry.js';
 import { Ledger, MissingParentsError } from '../nodes/ledger/ledger.js';
 import { MemoryLogStore } from '../nodes/ledger/store.js';
-import { localSyncPeer, pullFrom } from '../nodes/ledger/sync.js';
+import { localSyncPeer, pullFrom, servedRanges } from '../nodes/ledger/sync.js';
 import { memoryFleet } from './helpers/ledger-fleet.js';
 
 const expectEntryError = (code: string, fn: () => unknown): void => {
@@ -17,12 +17,68 @@ const expectEntryError = (code: string, fn: () => unknown): void => {
 };
 
 describe('log entries and ingestion (Byzantine input)', () => {
-  it('round-trips canonical bytes; the id is the hash of the signed bytes', () => {
+  it('round-trips canonical bytes; the id is the hash of the content, not of the signature', () => {
     const { ledgers } = memoryFleet(2);
     const e = ledgers[1].append({ type: 'claim', task: 't1' });
     const d = decodeEntry(e.bytes);
     assert.equal(d.idHex, e.idHex);
     assert.deepEqual(d.entry.payload, { type: 'claim', task: 't1' });
+    assert.notEqual(d.idHex, toHex(sha256(e.bytes)));
+  });
+
+  it('a batch carries one signature: every entry verifies alone; a wrong path, index, count or borrowed signature does not', () => {
+    const { ledgers } = memoryFleet(3);
+    const batch = ledgers[1].appendBatch(Array.from({ length: 37 }, (_, i) => ({ type: 'claim' as const, task: `b${i}` })));
+    assert.equal(new Set(batch.map((d) => toHex(d.entry.sig))).size, 1, 'one signature for the batch');
+    batch.forEach((d, i) => {
+      assert.deepEqual(d.entry.batch.index, i);
+      assert.equal(d.entry.batch.count, 37);
+      assert.equal(decodeEntry(d.bytes).idHex, d.idHex);
+      assert.equal(d.entry.parents.length, 1);
+      if (i > 0) assert.equal(toHex(d.entry.parents[0]), batch[i - 1].idHex, 'each entry names the previous one');
+    });
+    const other = ledgers[2].appendBatch([{ type: 'claim', task: 'x1' }, { type: 'claim', task: 'x2' }]);
+    const mutate = (d: (typeof batch)[number], change: (e: Entry) => void): Uint8Array => {
+      const e = cbor.decode(d.bytes) as Entry;
+      change(e);
+      return cbor.encode(e);
+    };
+    const target = batch[5];
+    const tampered = [
+      mutate(target, (e) => (e.batch.path[0] = new Uint8Array(32).fill(4))),
+      mutate(target, (e) => (e.batch.index = 6)),
+      mutate(target, (e) => (e.batch.count = 36)),
+      mutate(target, (e) => (e.batch.path = e.batch.path.slice(1))),
+      mutate(target, (e) => (e.batch = batch[6].entry.batch)),
+      mutate(target, (e) => (e.sig = other[0].entry.sig)),
+      mutate(target, (e) => (e.payload = { type: 'claim', task: 'b5x' })),
+      mutate(other[1], (e) => (e.batch = target.entry.batch)),
+    ];
+    for (const [i, bytes] of tampered.entries()) {
+      assert.throws(
+        () => decodeEntry(bytes),
+        (err: unknown) => err instanceof EntryError && (err.code === 'BAD_SIGNATURE' || err.code === 'MALFORMED'),
+        `tampering ${i} was not caught`,
+      );
+    }
+    for (const bad of [{ index: 0, count: 0, path: [] }, { index: 3, count: 3, path: [] }, { index: 0, count: 2, path: [new Uint8Array(31)] }, { index: 0, count: 1 }]) {
+      expectEntryError('MALFORMED', () => decodeEntry(mutate(target, (e) => (e.batch = bad as Entry['batch']))));
+    }
+    // Entries of a batch arrive one by one, in order, on another replica.
+    for (const d of batch) assert.equal(ledgers[0].ingest(d.bytes), 'added');
+    assert.equal(ledgers[0].stateHash(), ledgers[1].stateHash());
+  });
+
+  it('a held entry re-sent with another signature is a duplicate (never replaces the stored bytes); unheld, it is rejected', () => {
+    const { ledgers } = memoryFleet(3);
+    const e = ledgers[1].append({ type: 'claim', task: 't1' });
+    const forged = cbor.decode(e.bytes) as Entry;
+    forged.sig = new Uint8Array(64).fill(9);
+    const bytes = cbor.encode(forged);
+    assert.equal(ledgers[0].ingest(e.bytes), 'added');
+    assert.equal(ledgers[0].ingest(bytes), 'duplicate');
+    assert.deepEqual(ledgers[0].get(e.idHex), e.bytes);
+    expectEntryError('BAD_SIGNATURE', () => ledgers[2].ingest(bytes));
   });
 
   it('rejects a forged signature, a tampered byte, and a non-canonical encoding', () => {
@@ -77,6 +133,23 @@ describe('log entries and ingestion (Byzantine input)', () => {
     const orphan = signEntry({ seq: 1, lamport: 9, parents: [new Uint8Array(32).fill(1)], payload: { type: 'claim', task: 'x' } }, signers[1]);
     assert.throws(() => ledgers[0].ingest(orphan.bytes), MissingParentsError);
     assert.equal(ledgers[0].size, 1, 'nothing invalid was stored');
+  });
+
+  it('sync replies cut at a byte budget say so, and a pull over such replies still gets everything', async () => {
+    const { ledgers } = memoryFleet(4);
+    const [a, ...others] = ledgers;
+    for (const [i, l] of others.entries()) l.appendBatch(Array.from({ length: 40 }, (_, k) => ({ type: 'claim' as const, task: `r${i}-${k}` })));
+    const source = new Ledger(new MemoryLogStore());
+    for (const l of ledgers) for (const id of l.ids()) if (!source.has(id)) source.ingest(l.get(id)!);
+    const want = others.map((l) => ({ author: l.self!, lo: 1, hi: 40 }));
+    const cut = servedRanges(source, want, 1000, 3000);
+    assert.equal(cut.full, true);
+    assert.ok(cut.entries.length > 0 && cut.entries.length < 120, `${cut.entries.length} entries`);
+    assert.equal(servedRanges(source, want, 1000).full, false);
+    const result = await pullFrom(a, { summary: async () => source.summary(), ranges: async (w, limit) => servedRanges(source, w, limit, 3000) });
+    assert.equal(result.added, 120);
+    assert.ok(result.rounds > 3, `${result.rounds} rounds`);
+    assert.equal(a.stateHash(), source.stateHash());
   });
 
   it('a replayed entry is a no-op', () => {
@@ -178,6 +251,28 @@ describe('contracts', () => {
     await pullFrom(a, localSyncPeer(b));
     assert.ok(a.has(late.idHex));
     assert.ok(a.fold.refolded > 0 && a.fold.refolded <= 602, `refolded ${a.fold.refolded}`);
+    const fresh = new Ledger(new MemoryLogStore());
+    for (const id of a.ids()) fresh.ingest(a.get(id)!);
+    assert.equal(fresh.stateHash(), a.stateHash(), 'incremental state equals a fold from scratch');
+  });
+
+  it('on a long log, a late entry near the tip refolds ≤ 256 + what follows it; one far back refolds ≤ 4096 + what follows', () => {
+    const { ledgers } = memoryFleet(2);
+    const [a, b] = ledgers;
+    for (let i = 0; i < 9000; i += 500) a.appendBatch(Array.from({ length: 500 }, (_, k) => ({ type: 'claim' as const, task: `t${i + k}` })));
+    const ids = a.ids();
+    const lateAt = (position: number): number => {
+      // b holds a's log up to `position`, so its entry's clock places it right there.
+      for (const id of ids.slice(b.size, position)) b.ingest(a.get(id)!);
+      const late = b.append({ type: 'claim', task: `late${position}` });
+      const before = a.fold.refolded;
+      a.ingest(late.bytes);
+      return a.fold.refolded - before;
+    };
+    const near = lateAt(8990);
+    assert.ok(near <= 256 + 12, `near the tip: refolded ${near}`);
+    const far = lateAt(5000);
+    assert.ok(far <= 4096 + 4002, `far back: refolded ${far}`);
     const fresh = new Ledger(new MemoryLogStore());
     for (const id of a.ids()) fresh.ingest(a.get(id)!);
     assert.equal(fresh.stateHash(), a.stateHash(), 'incremental state equals a fold from scratch');

@@ -3,7 +3,7 @@ import * as cbor from '@ipld/dag-cbor';
 import { LedgerFold } from '../../contracts/fold.js';
 import type { FleetState, LogItem } from '../../contracts/fleet-state.js';
 import type { Signer } from '../../protocol/ed25519.js';
-import { type DecodedEntry, type Entry, EntryError, type Hex, type Payload, decodeEntry, fromHex, sha256, signEntry, toHex } from '../../protocol/log-entry.js';
+import { type DecodedEntry, type Entry, type EntryDraft, EntryError, type Hex, MAX_BATCH, type Payload, entryId, fromHex, parseEntry, signBatch, toHex, verifyEntry } from '../../protocol/log-entry.js';
 import type { LogStore, StoredEntry } from './store.js';
 
 export type IngestStatus = 'added' | 'duplicate' | 'equivocation';
@@ -46,7 +46,13 @@ export class Ledger extends EventEmitter<{ entry: [DecodedEntry, IngestStatus] }
   ) {
     super();
     // Entries in our own store were checked when they came in: decode without re-verifying.
-    this.fold.insertMany(store.all().map((s) => this.indexMeta(s, cbor.decode(s.bytes) as Entry)));
+    this.fold.insertMany(
+      store.all().map((s) => {
+        const e = cbor.decode(s.bytes) as Entry;
+        if (e.v !== 2) throw new EntryError('MALFORMED', `the log store holds version ${String(e.v)} entries; this robomesh reads version 2 (move the old data directory away)`);
+        return this.indexMeta(s, e);
+      }),
+    );
   }
 
   get self(): Hex | undefined {
@@ -114,20 +120,34 @@ export class Ledger extends EventEmitter<{ entry: [DecodedEntry, IngestStatus] }
   }
 
   /**
-   * Signs several entries (each the child of the previous) and stores them in one durable
-   * transaction — one fsync for the batch (group commit); returns once all are on disk.
+   * Signs several entries (each the child of the previous) with one batch signature and stores
+   * them in one durable transaction — one fsync for the batch (group commit); returns once all
+   * are on disk.
    */
   appendBatch(payloads: Payload[]): DecodedEntry[] {
     if (!this.signer) throw new EntryError('UNKNOWN_AUTHOR', 'this ledger has no signing key');
-    const me = toHex(this.signer.publicKey);
-    let seq = this.maxSeqs.get(me) ?? 0;
-    const out: DecodedEntry[] = [];
+    const author = this.signer.publicKey;
+    let seq = this.maxSeqs.get(toHex(author)) ?? 0;
+    // The heads as they will be after each entry: every entry names the previous one.
+    const heads = new Set(this.headSet);
+    const lamports = new Map<Hex, number>();
+    const drafts: EntryDraft[] = [];
     for (const payload of payloads) {
-      const parents = this.heads().slice(0, MAX_PARENTS);
-      const lamport = 1 + Math.max(0, ...parents.map((p) => this.lamports.get(p) ?? 0));
-      const decoded = signEntry({ seq: ++seq, lamport, parents: parents.map(fromHex), payload }, this.signer);
-      this.stage(decoded);
-      out.push(decoded);
+      const parents = [...heads].sort().slice(0, MAX_PARENTS);
+      const lamport = 1 + Math.max(0, ...parents.map((p) => lamports.get(p) ?? this.lamports.get(p) ?? 0));
+      const draft: EntryDraft = { seq: ++seq, lamport, parents: parents.map(fromHex), payload };
+      const id = toHex(entryId(draft, author));
+      for (const p of parents) heads.delete(p);
+      heads.add(id);
+      lamports.set(id, lamport);
+      drafts.push(draft);
+    }
+    const out: DecodedEntry[] = [];
+    for (let i = 0; i < drafts.length; i += MAX_BATCH) {
+      for (const decoded of signBatch(drafts.slice(i, i + MAX_BATCH), this.signer)) {
+        this.stage(decoded);
+        out.push(decoded);
+      }
     }
     this.commit();
     return out;
@@ -166,9 +186,10 @@ export class Ledger extends EventEmitter<{ entry: [DecodedEntry, IngestStatus] }
   }
 
   private check(bytes: Uint8Array): IngestStatus {
-    const id = toHex(sha256(bytes));
-    if (this.lamports.has(id)) return 'duplicate';
-    const decoded = decodeEntry(bytes);
+    const decoded = parseEntry(bytes);
+    // Same content as an entry held (its signature may be another valid one): nothing new.
+    if (this.lamports.has(decoded.idHex)) return 'duplicate';
+    verifyEntry(decoded);
     const e = decoded.entry;
     const author = toHex(e.author);
     const isGenesis = e.payload.type === 'genesis' && e.seq === 1 && e.parents.length === 0;
@@ -199,7 +220,13 @@ export class Ledger extends EventEmitter<{ entry: [DecodedEntry, IngestStatus] }
   private commit(): void {
     if (this.staged.length === 0) return;
     const batch = this.staged.splice(0);
-    this.store.put(batch.map((b) => b.stored));
+    const self = this.self;
+    // Our own entries are acknowledged, so they wait for the fsync; copies of peers' entries
+    // can be fetched again after a power cut and skip it (store.ts).
+    this.store.put(
+      batch.map((b) => b.stored),
+      batch.some((b) => b.stored.author === self),
+    );
     if (this.bulkDepth > 0) this.unfolded.push(...batch.map((b) => b.item));
     else this.fold.insertMany(batch.map((b) => b.item));
     for (const b of batch) this.emit('entry', b.decoded, b.status);

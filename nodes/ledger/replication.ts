@@ -6,12 +6,12 @@ import * as cbor from '@ipld/dag-cbor';
 import { EntryError, type Hex, MAX_ENTRY_BYTES } from '../../protocol/log-entry.js';
 import type { MeshNode } from '../mesh/host.js';
 import { type Ledger, MissingParentsError } from './ledger.js';
-import { type PullResult, type SyncPeer, pullFrom, servedRanges } from './sync.js';
+import { MAX_REPLY_BYTES, type PullResult, type RangesReply, type SyncPeer, pullFrom, servedRanges } from './sync.js';
 
-export const LOG_PROTOCOL = '/robomesh/log/1.0.0';
+export const LOG_PROTOCOL = '/robomesh/log/2.0.0';
 export const logTopic = (fleet: string): string => `robomesh/${fleet}/log/1`;
-const BATCH = 500;
-const MAX_MESSAGE = BATCH * (MAX_ENTRY_BYTES + 64) + 1024;
+const BATCH = 4096;
+const MAX_MESSAGE = MAX_REPLY_BYTES + MAX_ENTRY_BYTES + BATCH * 64 + 1024;
 
 type Request =
   | { t: 'summary' }
@@ -21,7 +21,7 @@ type Request =
  * Replicates a ledger over the mesh: every entry is published on gossipsub as it is appended;
  * receivers check it like any ingestion (invalid → Reject, so the sender's gossip score
  * falls). Gossip during a partition is lost, so on every (re)connection — and every
- * `antiEntropyMs` with a random peer — the robots reconcile over `/robomesh/log/1.0.0`.
+ * `antiEntropyMs` with a random peer — the robots reconcile over `/robomesh/log/2.0.0`.
  */
 export class LogReplicator {
   private timer: NodeJS.Timeout | undefined;
@@ -43,8 +43,9 @@ export class LogReplicator {
     const pubsub = this.node.services.pubsub;
     pubsub.topicValidators.set(topic, (relayer, msg) => {
       try {
-        this.ledger.ingest(msg.data);
-        return TopicValidatorResult.Accept;
+        // A held entry is not forwarded: a copy carrying some other signature must not travel
+        // on to robots that would blame the honest relayer for it.
+        return this.ledger.ingest(msg.data) === 'duplicate' ? TopicValidatorResult.Ignore : TopicValidatorResult.Accept;
       } catch (err) {
         if (err instanceof MissingParentsError) {
           void this.syncWith(relayer.toString()).catch(() => undefined);
@@ -60,6 +61,9 @@ export class LogReplicator {
     pubsub.subscribe(topic);
     this.ledger.on('entry', (d) => {
       if (this.ledger.self && d.entry.author && Buffer.from(d.entry.author).toString('hex') === this.ledger.self) {
+        // Alone (partitioned): nobody to tell; anti-entropy hands it over on reconnection. Skipping
+        // saves gossipsub's per-message signature on every entry written while cut off.
+        if (pubsub.getSubscribers(topic).length === 0) return;
         this.bytesPublished += d.bytes.length;
         void pubsub.publish(topic, d.bytes).catch(() => undefined);
       }
@@ -107,7 +111,7 @@ export class LogReplicator {
     };
     return {
       summary: async () => new Map(await ask<[Hex, { maxSeq: number; count: number }][]>({ t: 'summary' })),
-      ranges: (want, limit) => ask({ t: 'ranges', want, limit: Math.min(limit, BATCH) }),
+      ranges: (want, limit) => ask<RangesReply>({ t: 'ranges', want, limit: Math.min(limit, BATCH) }),
     };
   }
 

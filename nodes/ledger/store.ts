@@ -10,11 +10,14 @@ export interface StoredEntry {
 }
 
 /**
- * Durable storage of log entries. `put` resolves only once the entry is durable (an
- * acknowledged entry survives kill -9). Entries are never updated or deleted.
+ * Storage of log entries; entries are never updated or deleted. `put` returns once the entries
+ * survive kill -9. With `durable` (the default) they also survive power loss: a robot's own
+ * entries are acknowledged only then. Entries copied from peers may skip that fsync; a power
+ * cut can lose only the last of them, never corrupt the store, and anti-entropy fetches them
+ * again. (In WAL mode a later durable commit makes every earlier one durable too.)
  */
 export interface LogStore {
-  put(entries: StoredEntry[]): void;
+  put(entries: StoredEntry[], durable?: boolean): void;
   has(id: Hex): boolean;
   get(id: Hex): StoredEntry | undefined;
   /** Every entry, in (lamport, id) order: used to rebuild state at start. */
@@ -29,7 +32,7 @@ export class MemoryLogStore implements LogStore {
   private readonly byId = new Map<Hex, StoredEntry>();
   private readonly byAuthor = new Map<Hex, StoredEntry[]>();
 
-  put(entries: StoredEntry[]): void {
+  put(entries: StoredEntry[], _durable = true): void {
     for (const e of entries) {
       if (this.byId.has(e.id)) continue;
       this.byId.set(e.id, e);

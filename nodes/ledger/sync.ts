@@ -5,10 +5,16 @@ import { type Ledger, MissingParentsError } from './ledger.js';
 export interface SyncPeer {
   summary(): Promise<Map<Hex, { maxSeq: number; count: number }>>;
   /**
-   * Entries of several authors with lo ≤ seq ≤ hi each, in one round trip: up to `limit` in all,
-   * ordered by Lamport clock so parents come first.
+   * Entries of several authors with lo ≤ seq ≤ hi each, in one round trip: up to `limit` in all
+   * and about MAX_REPLY_BYTES, ordered by Lamport clock so parents come first. `full` says the
+   * reply stopped at a limit: an author it holds nothing for may still have entries.
    */
-  ranges(want: { author: Hex; lo: number; hi: number }[], limit: number): Promise<{ author: Hex; seq: number; bytes: Uint8Array }[]>;
+  ranges(want: { author: Hex; lo: number; hi: number }[], limit: number): Promise<RangesReply>;
+}
+
+export interface RangesReply {
+  entries: { author: Hex; seq: number; bytes: Uint8Array }[];
+  full: boolean;
 }
 
 export interface PullResult {
@@ -50,31 +56,43 @@ async function pull(ledger: Ledger, peer: SyncPeer, batch: number, maxRounds: nu
   // One round trip per batch across every author behind: a heal costs a few round trips,
   // not one per author.
   const next = new Map<Hex, number>();
+  const ours = ledger.summary();
   for (const [author, t] of theirs) {
-    const mine = ledger.summary().get(author) ?? { maxSeq: 0, count: 0 };
+    const mine = ours.get(author) ?? { maxSeq: 0, count: 0 };
     const lo = t.count > mine.count && t.maxSeq <= mine.maxSeq ? 1 : mine.maxSeq + 1;
     if (lo <= t.maxSeq) next.set(author, lo);
   }
-  while (next.size && result.rounds < maxRounds) {
+  // The next request goes out before this batch is ingested: the peer reads and sends while
+  // we verify and store.
+  const ask = (): { want: { author: Hex; lo: number; hi: number }[]; reply: Promise<RangesReply> } | undefined => {
+    if (next.size === 0 || result.rounds >= maxRounds) return undefined;
     result.rounds++;
     const want = [...next].map(([author, lo]) => ({ author, lo, hi: theirs.get(author)!.maxSeq }));
-    const got = await peer.ranges(want, batch);
+    const reply = peer.ranges(want, batch);
+    reply.catch(() => undefined); // awaited below; never left rejected and unheard if we stop early
+    return { want, reply };
+  };
+  let inflight = ask();
+  while (inflight) {
+    const { want } = inflight;
+    const { entries: got, full } = await inflight.reply;
     if (got.length === 0) break;
-    offer(got.map((g) => g.bytes));
-    retryPending();
     const last = new Map<Hex, number>();
     for (const g of got) last.set(g.author, Math.max(last.get(g.author) ?? 0, g.seq));
     for (const w of want) {
       const l = last.get(w.author);
-      // Authors the peer sent nothing for this round are done only if the batch was not full.
+      // Authors the peer sent nothing for this round are done only if the reply was not full.
       if (l === undefined) {
-        if (got.length < batch) next.delete(w.author);
+        if (!full) next.delete(w.author);
         continue;
       }
       const lo = Math.max(w.lo + 1, l);
-      if (l >= w.hi && got.length < batch) next.delete(w.author);
+      if (l >= w.hi && !full) next.delete(w.author);
       else next.set(w.author, lo);
     }
+    inflight = ask();
+    offer(got.map((g) => g.bytes));
+    retryPending();
   }
   retryPending();
   for (const bytes of pending) result.rejected.push({ code: 'MISSING_PARENTS', message: `entry still lacks parents after sync (${bytes.length} B)` });
@@ -89,15 +107,33 @@ export function localSyncPeer(ledger: Ledger): SyncPeer {
   };
 }
 
+/** A reply stops at about this many bytes of entries (plus one entry): a round trip stays short on a slow link. */
+export const MAX_REPLY_BYTES = 1024 * 1024;
+
 /** The server side of `ranges`: a fair share of the limit per author, parents first. */
-export function servedRanges(ledger: Ledger, want: { author: Hex; lo: number; hi: number }[], limit: number): { author: Hex; seq: number; bytes: Uint8Array }[] {
+export function servedRanges(ledger: Ledger, want: { author: Hex; lo: number; hi: number }[], limit: number, maxBytes = MAX_REPLY_BYTES): RangesReply {
   const out: { author: Hex; seq: number; bytes: Uint8Array; lamport: number }[] = [];
   const share = Math.max(1, Math.ceil(limit / Math.max(1, want.length)));
+  let full = false;
   for (const w of want.slice(0, 1024)) {
-    for (const e of ledger.entriesOf(w.author, w.lo, w.hi, share)) out.push({ author: w.author, seq: e.seq, bytes: e.bytes, lamport: e.lamport });
+    const got = ledger.entriesOf(w.author, w.lo, w.hi, share);
+    if (got.length === share) full = true;
+    for (const e of got) out.push({ author: w.author, seq: e.seq, bytes: e.bytes, lamport: e.lamport });
   }
-  return out
-    .sort((a, b) => a.lamport - b.lamport)
-    .slice(0, limit)
-    .map(({ author, seq, bytes }) => ({ author, seq, bytes }));
+  out.sort((a, b) => a.lamport - b.lamport);
+  if (out.length > limit) {
+    out.length = limit;
+    full = true;
+  }
+  let bytes = 0;
+  const entries: RangesReply['entries'] = [];
+  for (const { author, seq, bytes: b } of out) {
+    if (bytes >= maxBytes) {
+      full = true;
+      break;
+    }
+    entries.push({ author, seq, bytes: b });
+    bytes += b.length;
+  }
+  return { entries, full };
 }

@@ -55,14 +55,16 @@ export async function createMeshHost(options: MeshOptions): Promise<MeshHost> {
   const self = options.identity.peerId.toString();
   const gater = new FleetGater(options.members, self);
   // ~1 s of the expected link per stream window (default 512 KiB, i.e. a 4 Mbit/s radio): a
-  // bigger window lets a tensor queue seconds ahead of the connection monitor's pings.
-  const window = Math.max(128 * 1024, Math.min(16 * 1024 * 1024, options.linkBytesPerSecond ?? 512 * 1024));
+  // bigger window lets a tensor queue seconds ahead of the connection monitor's pings. Yamux
+  // refuses windows under its initial 256 KiB (every stream would fail), so that is the floor:
+  // ~2 s of a 1 Mbit/s link, well inside the monitor's 10 s ping timeout.
+  const window = Math.max(256 * 1024, Math.min(16 * 1024 * 1024, options.linkBytesPerSecond ?? 512 * 1024));
   const node = (await createLibp2p({
     privateKey: options.identity.privateKey,
     addresses: { listen: options.listen ?? ['/ip4/127.0.0.1/tcp/0'] },
     transports: [tcp()],
     connectionEncrypters: [noise()],
-    streamMuxers: [yamux({ streamOptions: { maxStreamWindowSize: window, initialStreamWindowSize: Math.min(window, 256 * 1024) } })],
+    streamMuxers: [yamux({ streamOptions: { maxStreamWindowSize: window, initialStreamWindowSize: 256 * 1024 } })],
     connectionGater: gater,
     // A robot link stalls for seconds at a time; only a long silence means the peer is gone.
     // The interval must exceed the longest timeout: the monitor allows one ping stream, and a
@@ -143,6 +145,19 @@ export async function createMeshHost(options: MeshOptions): Promise<MeshHost> {
     const peer = evt.detail.toString();
     if (gater.isMember(peer)) void tagFleet(peer).catch(() => undefined);
   });
+  // mDNS only tells libp2p where a peer is (libp2p 3 dials nothing by itself): dial fleet members
+  // found that way now, and remember them so the redial loop brings them back after a partition.
+  // Anyone else announcing itself is left alone (and the gater refuses it if it dials us).
+  node.addEventListener('peer:discovery', (evt) => {
+    const peer = evt.detail.id.toString();
+    if (!gater.isMember(peer) || peer === self || evt.detail.multiaddrs.length === 0) return;
+    if (!known.has(peer)) known.set(peer, evt.detail.multiaddrs.map((a) => `${a.toString()}/p2p/${peer}`));
+    if (stopped || !gater.admits(peer) || node.getConnections(evt.detail.id).length > 0) return;
+    void node
+      .dial(evt.detail.id, { signal: AbortSignal.timeout(3000) })
+      .then(() => tagFleet(peer))
+      .catch(() => undefined); // not reachable yet: the redial loop tries again
+  });
   node.addEventListener('peer:identify', (evt) => {
     const peer = evt.detail.peerId.toString();
     if (!gater.isMember(peer)) return;
@@ -165,6 +180,9 @@ export async function createMeshHost(options: MeshOptions): Promise<MeshHost> {
     },
     heal(peers) {
       gater.heal(peers);
+      // Our own refusal lifted: dial now rather than at the loop's next round.
+      clearTimeout(redialTimer);
+      void redial();
     },
     async addPeerAddresses(peer, addrs) {
       if (gater.isMember(peer)) known.set(peer, addrs);

@@ -1,8 +1,11 @@
+import { type Signer, verifySignature } from './ed25519.js';
 import { RobomeshError } from './errors.js';
 
 /**
  * What a robot tells the fleet on gossipsub, every few seconds and on change: the models it
  * holds (by hash), which cuts it can run tails from, its measured times, and its queue.
+ * An advert is signed by the robot it describes (64-byte Ed25519 signature, then the JSON):
+ * gossipsub itself does not sign (every message we gossip authenticates itself).
  */
 export interface ModelCapability {
   /** sha256 of the ONNX bytes, hex. */
@@ -14,10 +17,10 @@ export interface ModelCapability {
 }
 
 export interface CapabilityAdvert {
-  v: 1;
-  /** The advertising robot's PeerId; must equal the gossip message's signer. */
+  v: 2;
+  /** The advertising robot's PeerId; the advert must be signed by its key. */
   robot: string;
-  /** Increases with every advert from this robot; older ones are ignored. */
+  /** Increases with every advert from this robot, across restarts; older ones are ignored. */
   seq: number;
   models: ModelCapability[];
   /** Requests waiting or running on this robot now. */
@@ -34,18 +37,36 @@ const PEER_ID = /^[1-9A-HJ-NP-Za-km-z]{32,128}$/;
 
 const isTime = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v) && v >= 0 && v < 3_600_000;
 
-export function encodeAdvert(advert: CapabilityAdvert): Uint8Array {
-  const bytes = new TextEncoder().encode(JSON.stringify(advert));
-  if (bytes.length > ADVERT_LIMITS.maxBytes) throw new AdvertError('TOO_LARGE', `advert of ${bytes.length} bytes`);
-  return bytes;
+const DOMAIN = new TextEncoder().encode('robomesh-advert-v2\n');
+const SIG_BYTES = 64;
+
+const signed = (json: Uint8Array): Uint8Array => {
+  const out = new Uint8Array(DOMAIN.length + json.length);
+  out.set(DOMAIN);
+  out.set(json, DOMAIN.length);
+  return out;
+};
+
+export function encodeAdvert(advert: CapabilityAdvert, signer: Signer): Uint8Array {
+  const json = new TextEncoder().encode(JSON.stringify(advert));
+  if (SIG_BYTES + json.length > ADVERT_LIMITS.maxBytes) throw new AdvertError('TOO_LARGE', `advert of ${SIG_BYTES + json.length} bytes`);
+  const out = new Uint8Array(SIG_BYTES + json.length);
+  out.set(signer.sign(signed(json)));
+  out.set(json, SIG_BYTES);
+  return out;
 }
 
-/** Parses and validates an advert; anything off is an AdvertError (the sender gets penalised). */
-export function decodeAdvert(bytes: Uint8Array): CapabilityAdvert {
+/**
+ * Parses, validates and authenticates an advert: `keyOf` gives the raw Ed25519 key of the robot
+ * it names (undefined if unknown). Anything off is an AdvertError (the sender gets penalised).
+ */
+export function decodeAdvert(bytes: Uint8Array, keyOf: (robot: string) => Uint8Array | undefined): CapabilityAdvert {
   if (bytes.length > ADVERT_LIMITS.maxBytes) throw new AdvertError('TOO_LARGE', `advert of ${bytes.length} bytes`);
+  if (bytes.length <= SIG_BYTES) throw new AdvertError('MALFORMED', 'advert shorter than its signature');
+  const json = bytes.subarray(SIG_BYTES);
   let raw: unknown;
   try {
-    raw = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
+    raw = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(json));
   } catch {
     throw new AdvertError('MALFORMED', 'advert is not UTF-8 JSON');
   }
@@ -54,7 +75,7 @@ export function decodeAdvert(bytes: Uint8Array): CapabilityAdvert {
     throw new AdvertError('MALFORMED', `advert: ${why}`);
   };
   if (typeof a !== 'object' || a === null) fail('not an object');
-  if (a.v !== 1) fail(`unknown version ${String(a.v)}`);
+  if (a.v !== 2) fail(`unknown version ${String(a.v)}`);
   if (typeof a.robot !== 'string' || !PEER_ID.test(a.robot)) fail('robot is not a peer id');
   if (!Number.isSafeInteger(a.seq) || (a.seq as number) < 0) fail('seq is not a non-negative integer');
   if (!Number.isSafeInteger(a.queue) || (a.queue as number) < 0 || (a.queue as number) > 1_000_000) fail('queue out of range');
@@ -74,5 +95,7 @@ export function decodeAdvert(bytes: Uint8Array): CapabilityAdvert {
     }
     models.push({ hash: c.hash as string, wholeMs: c.wholeMs as number, tailMs: Object.fromEntries(entries) as Record<string, number> });
   }
-  return { v: 1, robot: a.robot as string, seq: a.seq as number, queue: a.queue as number, models };
+  const key = keyOf(a.robot as string);
+  if (!key || !verifySignature(key, signed(json), bytes.subarray(0, SIG_BYTES))) throw new AdvertError('FORGED', `advert not signed by ${a.robot}`);
+  return { v: 2, robot: a.robot as string, seq: a.seq as number, queue: a.queue as number, models };
 }

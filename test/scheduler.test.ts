@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { AdvertError, decodeAdvert, encodeAdvert } from '../protocol/adverts.js';
+import { signerFromSeed } from '../protocol/ed25519.js';
 import { InferProtocolError, decodeHeader, encodeHeader } from '../protocol/infer-messages.js';
 import { LinkEstimator } from '../nodes/scheduler/links.js';
 import { type PlanInput, rankPlans } from '../nodes/scheduler/planner.js';
@@ -61,14 +62,31 @@ describe('link estimator', () => {
 });
 
 describe('capability adverts', () => {
-  const good = { v: 1 as const, robot: '12D3KooWSbmRDNRBMeufFMWpC9wwPrZVjVTLKuX2vhmn17NeZ828', seq: 3, queue: 1, models: [{ hash: 'a'.repeat(64), wholeMs: 12.5, tailMs: { c1: 3 } }] };
-  it('round-trips', () => {
-    assert.deepEqual(decodeAdvert(encodeAdvert(good)), good);
+  const signer = signerFromSeed(new Uint8Array(32).fill(5));
+  const other = signerFromSeed(new Uint8Array(32).fill(6));
+  const robot = '12D3KooWSbmRDNRBMeufFMWpC9wwPrZVjVTLKuX2vhmn17NeZ828';
+  const keyOf = (r: string): Uint8Array | undefined => (r === robot ? signer.publicKey : undefined);
+  const good = { v: 2 as const, robot, seq: 3, queue: 1, models: [{ hash: 'a'.repeat(64), wholeMs: 12.5, tailMs: { c1: 3 } }] };
+  it('round-trips, signed by the robot it names', () => {
+    assert.deepEqual(decodeAdvert(encodeAdvert(good, signer), keyOf), good);
+  });
+  it('rejects forged adverts: another key, an unknown robot, a changed byte', () => {
+    const forged = (bytes: Uint8Array, keys = keyOf): void => {
+      assert.throws(() => decodeAdvert(bytes, keys), (e: unknown) => e instanceof AdvertError && e.code === 'FORGED');
+    };
+    forged(encodeAdvert(good, other));
+    forged(encodeAdvert(good, signer), () => undefined);
+    const bytes = encodeAdvert(good, signer);
+    bytes[bytes.length - 3] ^= 1; // inside the JSON, still valid JSON: the queue or a time changes
+    assert.throws(() => decodeAdvert(bytes, keyOf), AdvertError);
+    const sig = encodeAdvert(good, signer);
+    sig[5] ^= 1;
+    forged(sig);
   });
   it('rejects malformed adverts with AdvertError', () => {
     const bad: unknown[] = [
       'not json',
-      { ...good, v: 2 },
+      { ...good, v: 1 },
       { ...good, robot: 'x' },
       { ...good, seq: -1 },
       { ...good, queue: 1.5 },
@@ -80,10 +98,13 @@ describe('capability adverts', () => {
       { ...good, models: Array.from({ length: 33 }, () => good.models[0]) },
     ];
     for (const b of bad) {
-      const bytes = new TextEncoder().encode(typeof b === 'string' ? b : JSON.stringify(b));
-      assert.throws(() => decodeAdvert(bytes), AdvertError, JSON.stringify(b).slice(0, 80));
+      const json = new TextEncoder().encode(typeof b === 'string' ? b : JSON.stringify(b));
+      const bytes = new Uint8Array(64 + json.length);
+      bytes.set(json, 64);
+      assert.throws(() => decodeAdvert(bytes, keyOf), (e: unknown) => e instanceof AdvertError && e.code === 'MALFORMED', JSON.stringify(b).slice(0, 80));
     }
-    assert.throws(() => decodeAdvert(new Uint8Array(70_000)), AdvertError);
+    assert.throws(() => decodeAdvert(new Uint8Array(70_000), keyOf), AdvertError);
+    assert.throws(() => decodeAdvert(new Uint8Array(10), keyOf), AdvertError);
   });
 });
 

@@ -9,7 +9,7 @@ import { type Ledger, MissingParentsError } from './ledger.js';
 import { MAX_REPLY_BYTES, type PullResult, type RangesReply, type SyncPeer, pullFrom, servedRanges } from './sync.js';
 
 export const LOG_PROTOCOL = '/robomesh/log/2.0.0';
-export const logTopic = (fleet: string): string => `robomesh/${fleet}/log/1`;
+export const logTopic = (fleet: string): string => `robomesh/${fleet}/log/2`;
 const BATCH = 4096;
 const MAX_MESSAGE = MAX_REPLY_BYTES + MAX_ENTRY_BYTES + BATCH * 64 + 1024;
 

@@ -9,8 +9,8 @@ import { TILE, type TileContribution, TileError } from '../../protocol/map-tile.
 import type { MeshNode } from '../mesh/host.js';
 import type { MapService, PublishedTile } from './map-service.js';
 
-export const TILE_PROTOCOL = '/robomesh/tiles/1.0.0';
-export const tileTopic = (fleet: string): string => `robomesh/${fleet}/tiles/1`;
+export const TILE_PROTOCOL = '/robomesh/tiles/2.0.0';
+export const tileTopic = (fleet: string): string => `robomesh/${fleet}/tiles/2`;
 const MAX_WANT = 256;
 const MAX_CELLS = TILE * TILE;
 
@@ -38,7 +38,7 @@ export const gossipMessage = (p: PublishedTile): Uint8Array => cbor.encode({ ...
 
 /**
  * Moves map contributions over the mesh: each new version is gossiped with its signed log
- * entry; gossip during a partition is lost, so robots also pull, over `/robomesh/tiles/1.0.0`,
+ * entry; gossip during a partition is lost, so robots also pull, over `/robomesh/tiles/2.0.0`,
  * every contribution the (reconciled) log names and they lack — on connect and every `syncMs`.
  * Cells are content-addressed: whoever serves them, they must hash to the signed digest.
  */

@@ -1,11 +1,23 @@
 import { TopicValidatorResult } from '@libp2p/gossipsub';
-import { AdvertError, type CapabilityAdvert, decodeAdvert, encodeAdvert } from '../../protocol/adverts.js';
+import { peerIdFromString } from '@libp2p/peer-id';
+import { type CapabilityAdvert, decodeAdvert, encodeAdvert } from '../../protocol/adverts.js';
+import type { Signer } from '../../protocol/ed25519.js';
 import type { MeshNode } from './host.js';
 
-export const advertTopic = (fleet: string): string => `robomesh/${fleet}/adverts/1`;
+export const advertTopic = (fleet: string): string => `robomesh/${fleet}/adverts/2`;
 
 export interface PeerCapability extends CapabilityAdvert {
   receivedAt: number;
+}
+
+/** The raw Ed25519 key inside an Ed25519 PeerId (undefined for anything else). */
+export function peerKey(peer: string): Uint8Array | undefined {
+  try {
+    const id = peerIdFromString(peer);
+    return id.type === 'Ed25519' ? id.publicKey.raw : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -15,12 +27,14 @@ export interface PeerCapability extends CapabilityAdvert {
  */
 export class AdvertBoard {
   private readonly peers = new Map<string, PeerCapability>();
-  private seq = 0;
+  /** Starts from the clock so a restarted robot's adverts are newer than its last ones. */
+  private seq = Date.now();
   private timer: NodeJS.Timeout | undefined;
   rejected = 0;
 
   constructor(
     private readonly node: MeshNode,
+    private readonly signer: Signer,
     private readonly fleet: string,
     private readonly current: () => Omit<CapabilityAdvert, 'v' | 'robot' | 'seq'>,
     private readonly periodMs = 2000,
@@ -29,11 +43,10 @@ export class AdvertBoard {
   start(): void {
     const topic = advertTopic(this.fleet);
     const pubsub = this.node.services.pubsub;
-    // The first argument is the relaying peer; the author is the message's signer.
+    // The first argument is the relaying peer; the author is whoever signed the advert.
     pubsub.topicValidators.set(topic, (_relayer, msg) => {
       try {
-        const advert = decodeAdvert(msg.data);
-        if (msg.type !== 'signed' || advert.robot !== msg.from.toString()) throw new AdvertError('FORGED', 'advert not signed by its robot');
+        const advert = decodeAdvert(msg.data, peerKey);
         const known = this.peers.get(advert.robot);
         if (known && known.seq >= advert.seq) return TopicValidatorResult.Ignore;
         this.peers.set(advert.robot, { ...advert, receivedAt: Date.now() });
@@ -52,9 +65,9 @@ export class AdvertBoard {
   }
 
   async publish(): Promise<void> {
-    const advert: CapabilityAdvert = { v: 1, robot: this.node.peerId.toString(), seq: ++this.seq, ...this.current() };
+    const advert: CapabilityAdvert = { v: 2, robot: this.node.peerId.toString(), seq: ++this.seq, ...this.current() };
     try {
-      await this.node.services.pubsub.publish(advertTopic(this.fleet), encodeAdvert(advert));
+      await this.node.services.pubsub.publish(advertTopic(this.fleet), encodeAdvert(advert, this.signer));
     } catch {
       // no peers yet, or stopping: the next tick publishes again
     }

@@ -5,7 +5,7 @@ import { ModelRegistry } from '../inference/model-registry.js';
 import { type LoadedModel, parseModel } from '../inference/onnx-model.js';
 import { ProfileStore, defaultCacheDir, profileKey, profileModel } from '../inference/profiler.js';
 import { SessionCache } from '../inference/sessions.js';
-import { AdvertBoard } from '../mesh/adverts.js';
+import { AdvertBoard, advertTopic } from '../mesh/adverts.js';
 import { type MeshHost, createMeshHost } from '../mesh/host.js';
 import { type RobotIdentity, loadOrCreateIdentity } from '../mesh/identity.js';
 import { InferClient } from '../mesh/infer-client.js';
@@ -133,7 +133,7 @@ export class Robot {
       mdns: config.mdns,
       linkBytesPerSecond: config.linkBytesPerSecond,
       reconnectRetries: config.reconnectRetries,
-      topics: [`robomesh/${config.fleet.name}/adverts/1`, logTopic(config.fleet.name), anchorRelayTopic(config.fleet.name), tileTopic(config.fleet.name)],
+      topics: [advertTopic(config.fleet.name), logTopic(config.fleet.name), anchorRelayTopic(config.fleet.name), tileTopic(config.fleet.name)],
     });
     const links = new LinkEstimator();
     const reputation = new PeerReputation((peer) => {
@@ -146,6 +146,7 @@ export class Robot {
     const client = new InferClient(host.node, reputation);
     const adverts = new AdvertBoard(
       host.node,
+      signerFromSeed(identity.seed),
       config.fleet.name,
       () => ({
         queue: service.queue.length,

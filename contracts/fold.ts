@@ -30,6 +30,9 @@ export class LedgerFold {
   private current = emptyState();
   /** Entries re-applied by refolds (tip appends excluded): what incremental folding saves. */
   refolded = 0;
+  /** Changes whenever the state may have: lets readers cache what they derive from it. */
+  version = 0;
+  private hashed: { version: number; hash: Hex } | undefined;
 
   get state(): FleetState {
     return this.current;
@@ -100,6 +103,7 @@ export class LedgerFold {
       this.snapshots.push({ at: i, state: cloneState(this.current) });
     }
     apply(this.current, this.order[i]);
+    this.version++;
   }
 
   private position(item: LogItem): number {
@@ -114,7 +118,8 @@ export class LedgerFold {
   }
 
   stateHash(): Hex {
-    return stateHash(this.current);
+    if (this.hashed?.version !== this.version) this.hashed = { version: this.version, hash: stateHash(this.current) };
+    return this.hashed.hash;
   }
 }
 

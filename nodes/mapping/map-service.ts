@@ -115,8 +115,13 @@ export class MapService extends EventEmitter<{ published: [PublishedTile[]] }> {
     return [...this.wanted()].filter((d) => !this.held.has(d)).sort();
   }
 
+  private wantedCache: { version: number; digests: Set<Hex> } | undefined;
+
+  /** Digests the log names, rebuilt only when the log's state has changed. */
   private wanted(): Set<Hex> {
-    return new Set([...this.ledger.state.tiles.values()].map((t) => t.digest));
+    const version = this.ledger.fold.version;
+    if (this.wantedCache?.version !== version) this.wantedCache = { version, digests: new Set([...this.ledger.state.tiles.values()].map((t) => t.digest)) };
+    return this.wantedCache.digests;
   }
 
   /** The current contribution of every (tile, author) the log names and we hold. */

@@ -1,20 +1,33 @@
 import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FleetRun } from '../nodes/fleet/fleet-run.js';
+import { FleetRun, type Placement, resolvePlacement } from '../nodes/fleet/fleet-run.js';
 import { parseScenario } from '../nodes/fleet/scenario.js';
 import { type Row, table, writeResults } from './report.js';
 
 /**
- * bench:fleet — 10, 25 and 50 robots in one process (each its own libp2p host, SQLite log,
- * simulated lidar and map) on builtin:warehouse: split in two halves, both keep mapping, heal;
- * time until every robot holds the same log state and the same merged map; RSS and CPU per
- * robot; bytes each robot published (log entries, map tiles, tensors). No inference workload:
- * this measures the mesh, the log and the map at scale.
+ * bench:fleet — 10, 25 and 50 robots (each its own libp2p host, SQLite log, simulated lidar and
+ * map) on builtin:warehouse, by default spread round-robin over one process per CPU core
+ * (BENCH_FLEET_PROCESSES: a number of processes, `separate` or `in-process`): split in two
+ * halves, both keep mapping, heal; time until every robot holds the same log state and the same
+ * merged map; RSS and CPU per robot (over the processes hosting robots); bytes each robot
+ * published (log entries, map tiles, tensors). No inference workload: this measures the mesh, the
+ * log and the map at scale.
  */
 const SIZES = (process.env.BENCH_FLEET_SIZES ?? '10,25,50').split(',').map(Number);
-/** Robots move at half real speed: every robot's simulation shares this one event loop. */
+/** Robots move at half real speed: each process hosts many robots' simulations on one event loop. */
 const SIM_SPEED = Number(process.env.BENCH_FLEET_SIM_SPEED ?? 0.5);
+const PLACEMENT: Placement = (() => {
+  const v = process.env.BENCH_FLEET_PROCESSES ?? String(availableParallelism());
+  if (v === 'in-process' || v === 'separate') return v;
+  if (/^\d+$/.test(v) && Number(v) >= 1) return Number(v);
+  throw new Error(`BENCH_FLEET_PROCESSES: a number of processes, separate or in-process; got '${v}'`);
+})();
+
+const placementLabel = (n: number): string => {
+  const p = resolvePlacement(PLACEMENT, n);
+  return p === 'in-process' ? 'in-process' : p === 'separate' ? `${n} processes` : `${p} shard${p === 1 ? '' : 's'}`;
+};
 
 async function one(n: number): Promise<Row & Record<string, number | string>> {
   const half = Array.from({ length: n }, (_, i) => `r${i}`);
@@ -31,24 +44,39 @@ events:
   - { at: 26, heal: true }
 `);
   const dir = await mkdtemp(join(tmpdir(), `rm-bench-fleet-${n}-`));
-  const cpu0 = process.cpuUsage();
-  const t0 = performance.now();
   try {
-    const run = new FleetRun(scenario, { inProcess: true, dataDir: dir, log: (l) => process.stderr.write(`  [${n}] ${l}\n`) });
+    const run = new FleetRun(scenario, { placement: PLACEMENT, dataDir: dir, log: (l) => process.stderr.write(`  [${n}] ${l}\n`) });
+    const hosts = resolvePlacement(PLACEMENT, n) !== 'in-process';
+    // Sampled at every status poll (from the mesh forming to the final catch-up): the robots'
+    // processes through their statuses (each process counted once), and this one.
     let peakRss = 0;
-    run.on('update', () => void (peakRss = Math.max(peakRss, process.memoryUsage().rss)));
+    let peakOwnRss = 0;
+    let first: { at: number; cpuMs: Map<number, number>; own: NodeJS.CpuUsage } | undefined;
+    let last: typeof first;
+    run.on('update', () => {
+      const usage = run.processUsage();
+      peakRss = Math.max(peakRss, usage.reduce((a, u) => a + u.rss, 0));
+      peakOwnRss = Math.max(peakOwnRss, process.memoryUsage().rss);
+      last = { at: performance.now(), cpuMs: new Map(usage.map((u) => [u.pid, u.cpuMs])), own: process.cpuUsage() };
+      first ??= last;
+    });
     const report = await run.run();
-    const cpu = process.cpuUsage(cpu0);
-    const wall = (performance.now() - t0) / 1000;
     const statuses = run.robotStatuses();
     const mean = (f: (s: (typeof statuses)[number]) => number): number => statuses.reduce((a, s) => a + f(s), 0) / statuses.length;
+    // CPU time of the robots' processes between the first and the last poll, per wall second.
+    const span = first && last && last.at > first.at ? (last.at - first.at) / 1000 : NaN;
+    const cpuS = first && last ? [...last.cpuMs].reduce((a, [pid, ms]) => a + (ms - (first!.cpuMs.get(pid) ?? ms)), 0) / 1000 : NaN;
+    const own = first && last ? (last.own.user - first.own.user + last.own.system - first.own.system) / 1e6 : NaN;
     return {
       robots: n,
+      placement: placementLabel(n),
       'converged after heal (s)': report.heals[0]?.convergedMs == null ? 'no' : report.heals[0].convergedMs / 1000,
       'goal ≤ 10 s': report.heals[0]?.convergedMs != null && report.heals[0].convergedMs <= 10_000 ? 'met' : 'missed',
       'peak RSS per robot (MB)': peakRss / 2 ** 20 / n,
       'goal ≤ 60 MB': peakRss / 2 ** 20 / n <= 60 ? 'met' : 'missed',
-      'CPU per robot (% of a core)': ((cpu.user + cpu.system) / 1e6 / wall / n) * 100,
+      'CPU per robot (% of a core)': (cpuS / span / n) * 100,
+      'fleet process RSS (MB)': hosts ? peakOwnRss / 2 ** 20 : 'included',
+      'fleet process CPU (% of a core)': hosts ? (own / span) * 100 : 'included',
       'log KB published per robot': mean((s) => s.bytes.logOut) / 1024,
       'tile KB published per robot': mean((s) => s.bytes.tilesOut) / 1024,
       'tensor KB per robot': mean((s) => s.bytes.tensorsOut) / 1024,
@@ -62,10 +90,13 @@ events:
 async function main(): Promise<void> {
   const rows: Row[] = [];
   for (const n of SIZES) rows.push(await one(n));
-  console.log(`\nbench:fleet — robots in one process on builtin:warehouse (simulated at ${SIM_SPEED}× real time), partition into halves for 14 s, then heal\n`);
+  const where = PLACEMENT === 'in-process' ? 'robots in one process' : PLACEMENT === 'separate' ? 'one process per robot' : `robots spread round-robin over ${PLACEMENT} process${PLACEMENT === 1 ? '' : 'es'}`;
+  console.log(`\nbench:fleet — ${where} on builtin:warehouse (simulated at ${SIM_SPEED}× real time), partition into halves for 14 s, then heal\n`);
   console.log(table(rows));
-  console.log('\nconverged = every robot holds every log entry any robot had written when the heal came, and the cells of every tile its log names (robots keep mapping meanwhile); bytes = one copy of what each robot published (gossip fan-out and sync replies not counted).');
-  const path = await writeResults('fleet', { sizes: SIZES, simSpeed: SIM_SPEED, rows });
+  console.log(
+    '\nconverged = every robot holds every log entry any robot had written when the heal came, and the cells of every tile its log names (robots keep mapping meanwhile); RSS and CPU per robot = the processes hosting robots (each once), peak RSS and CPU time from the mesh forming to the final catch-up, divided by the robots; fleet process = this process (orchestration and polling) when the robots run elsewhere; bytes = one copy of what each robot published (gossip fan-out and sync replies not counted).',
+  );
+  const path = await writeResults('fleet', { sizes: SIZES, simSpeed: SIM_SPEED, processes: PLACEMENT, rows });
   console.log(`\nwrote ${path}`);
 }
 

@@ -2,9 +2,15 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { defaultPlacement, parsePlacement } from '../nodes/cli/fleet.js';
 import type { FleetView } from '../nodes/dashboard/view.js';
-import { type FleetReport, FleetRun } from '../nodes/fleet/fleet-run.js';
+import { type FleetReport, FleetRun, resolvePlacement } from '../nodes/fleet/fleet-run.js';
 import { reportMarkdown } from '../nodes/fleet/report-md.js';
+import { ChildRobot, RobotProcess } from '../nodes/fleet/robot-handle.js';
+import type { RobotStatus, RuntimeInit } from '../nodes/fleet/robot-runtime.js';
+import { identityFromSeed } from '../nodes/mesh/identity.js';
+import { signerFromSeed } from '../protocol/ed25519.js';
+import { signEntry, toHex } from '../protocol/log-entry.js';
 import { DEFAULT_SCENARIO, ScenarioError, parseScenario } from '../nodes/fleet/scenario.js';
 
 describe('fleet scenarios', () => {
@@ -75,5 +81,115 @@ events:
     assert.ok(report.audit?.report, `audit: ${JSON.stringify(report.audit)}`);
     assert.equal(report.audit.report.decision.status, 'accepted');
     assert.equal(report.audit.report.live.checked, true);
+  });
+});
+
+describe('robomesh fleet sharded: robots spread over shared processes', function () {
+  this.timeout(120_000);
+  const dirs: string[] = [];
+  const tmp = async (prefix: string): Promise<string> => {
+    const d = await mkdtemp(join(tmpdir(), prefix));
+    dirs.push(d);
+    return d;
+  };
+  after(() => Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true }))));
+
+  it('placement: --processes parses K, separate, in-process; big fleets default to one process per core', () => {
+    assert.equal(parsePlacement('2'), 2);
+    assert.equal(parsePlacement('separate'), 'separate');
+    assert.equal(parsePlacement('in-process'), 'in-process');
+    for (const bad of ['0', '-1', '1.5', 'two', '']) assert.throws(() => parsePlacement(bad), /expected a number of processes/);
+    assert.equal(defaultPlacement(4, 2), 'separate');
+    assert.equal(defaultPlacement(12, 8), 'separate');
+    assert.equal(defaultPlacement(50, 2), 2);
+    assert.equal(defaultPlacement(50, 1), 'in-process');
+    assert.equal(resolvePlacement(4, 4), 'separate', 'K ≥ robots is one process each');
+    assert.equal(resolvePlacement(2, 4), 2);
+  });
+
+  it('4 robots in 2 processes: a partition heals and converges; the report counts each process once', async () => {
+    const scenario = parseScenario(`
+robots: 4
+world: builtin:small
+seed: 5
+duration: 12
+sim_speed: 4
+workload: { every: 0, k: 2, model: none }
+anchor_every: 0
+events:
+  - { at: 3, partition: [[r0, r1], [r2, r3]] }
+  - { at: 7, heal: true }
+`);
+    const lines: string[] = [];
+    const run = new FleetRun(scenario, { placement: 2, dataDir: await tmp('rm-fleet-shards-'), log: (l) => lines.push(l) });
+    const report = await run.run();
+    assert.equal(report.processes, 'sharded');
+    assert.deepEqual(report.placement, [
+      ['r0', 'r2'],
+      ['r1', 'r3'],
+    ]);
+    assert.ok(lines[0].includes('in 2 shared processes'), lines[0]);
+    assert.equal(report.heals.length, 1);
+    assert.notEqual(report.heals[0].convergedMs, null, lines.join('\n'));
+    const usage = run.processUsage();
+    assert.equal(usage.length, 2);
+    assert.notEqual(usage[0].pid, usage[1].pid);
+    assert.ok(!usage.some((u) => u.pid === process.pid), 'no robot in the fleet process');
+    // Per robot = the two processes' RSS over 4 robots (not every status's RSS: each is its process's).
+    const { maxRssMb, rssMbPerRobot, cpuSeconds } = report.resources;
+    assert.ok(rssMbPerRobot * 4 <= maxRssMb * 2 + 1e-6 && rssMbPerRobot * 4 >= maxRssMb - 1e-6, JSON.stringify(report.resources));
+    assert.ok(Math.abs(cpuSeconds - (usage[0].cpuMs + usage[1].cpuMs) / 1000) < 1e-6);
+    assert.ok(reportMarkdown(report).includes('in 2 shared processes of 2, 2 robots'));
+  });
+
+  it('robots sharing a process: one stops, the other still answers; the process exits after its last; a killed process fails every pending request with ROBOT_DOWN', async () => {
+    const dir = await tmp('rm-fleet-proc-');
+    const seeds = Array.from({ length: 4 }, (_, i) => new Uint8Array(32).fill(40 + i));
+    const ids = await Promise.all(seeds.map((s) => identityFromSeed(s)));
+    const keys = ids.map((i) => toHex(i.privateKey.publicKey.raw));
+    const genesis = signEntry({ seq: 1, lamport: 1, parents: [], payload: { type: 'genesis', fleet: 'local', members: keys, admins: [keys[0]] } }, signerFromSeed(seeds[0]));
+    const init = (i: number): RuntimeInit => ({
+      name: `r${i}`,
+      index: i,
+      seed: Buffer.from(seeds[i]).toString('hex'),
+      fleet: { name: 'local', members: ids.map((x) => x.peerId.toString()), genesis: Buffer.from(genesis.bytes).toString('base64') },
+      bootstrap: [],
+      dataDir: join(dir, `r${i}`),
+      cacheDir: dir,
+      sim: { world: 'builtin:small', seed: 1, speed: 1, publishEvery: 5 },
+      model: null,
+    });
+    const a = new RobotProcess('shard a');
+    const b = new RobotProcess('shard b');
+    const robots = [new ChildRobot('r0', a), new ChildRobot('r1', a), new ChildRobot('r2', b), new ChildRobot('r3', b)];
+    try {
+      await Promise.all(robots.map((r, i) => r.start(init(i))));
+      assert.equal(robots[0].pid, robots[1].pid);
+      assert.notEqual(robots[0].pid, robots[2].pid);
+
+      // Shard a: r0 stops, r1 lives on in the same process; after r1 the process exits by itself.
+      await robots[0].stop();
+      assert.equal(a.exit, undefined);
+      const s1 = await robots[1].request<RobotStatus>({ cmd: 'status' });
+      assert.equal(s1.name, 'r1');
+      await assert.rejects(robots[0].request({ cmd: 'status' }), /r0 is not running in this process/);
+      await robots[1].stop();
+      assert.deepEqual(a.exit, { code: 0, signal: null }, 'exited on its own after its last robot stopped');
+
+      // Shard b killed with requests of both its robots in flight: both fail at once, naming the robot.
+      const t0 = Date.now();
+      b.kill();
+      const pending = [robots[2].request({ cmd: 'status' }), robots[3].request({ cmd: 'status' })];
+      for (const [k, p] of pending.entries()) {
+        await assert.rejects(p, (e: Error & { code?: string }) => e.code === 'ROBOT_DOWN' && e.message.startsWith(`r${k + 2} is down: its process (shard b, pid`) && /killed by SIGKILL/.test(e.message));
+      }
+      assert.ok(Date.now() - t0 < 5000, 'no waiting for the request timeout');
+      assert.ok(!robots[2].up && !robots[3].up);
+      await assert.rejects(robots[3].request({ cmd: 'status' }), /ROBOT_DOWN|r3 is not running/);
+    } finally {
+      await Promise.all(robots.map((r) => r.stop()));
+      a.kill();
+      b.kill();
+    }
   });
 });

@@ -1,8 +1,9 @@
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { InvalidArgumentError } from 'commander';
 import { startDashboard } from '../dashboard/server.js';
-import { FleetRun } from '../fleet/fleet-run.js';
+import { FleetRun, type Placement } from '../fleet/fleet-run.js';
 import { reportMarkdown } from '../fleet/report-md.js';
 import { DEFAULT_SCENARIO, parseScenario } from '../fleet/scenario.js';
 import { UsageError } from './options.js';
@@ -11,10 +12,28 @@ export interface FleetArgs {
   scenario?: string;
   robots?: number;
   duration?: number;
+  processes?: Placement;
   inProcess?: boolean;
   dashboard?: boolean;
   port?: number;
   dataDir?: string;
+}
+
+/** `--processes K | separate | in-process`: where the fleet's robots run. */
+export function parsePlacement(value: string): Placement {
+  if (value === 'separate' || value === 'in-process') return value;
+  const k = Number(value);
+  if (/^\d+$/.test(value) && k >= 1) return k;
+  throw new InvalidArgumentError(`expected a number of processes (≥ 1), separate or in-process; got '${value}'`);
+}
+
+/**
+ * The placement when none is asked for: one process per robot for small fleets (≤ 12 robots);
+ * above, the robots spread over one process per CPU core (in this process on a single core).
+ */
+export function defaultPlacement(robots: number, cores = availableParallelism()): Placement {
+  if (robots <= 12) return 'separate';
+  return cores > 1 ? cores : 'in-process';
 }
 
 /** `robomesh fleet`: the whole system on this machine, with a report at the end. */
@@ -37,7 +56,11 @@ export async function fleetCommand(args: FleetArgs): Promise<void> {
   if (args.duration) scenario.duration = args.duration;
   const dir = args.dataDir ?? (await mkdtemp(join(tmpdir(), 'robomesh-fleet-')));
   const log = (s: string): void => void process.stdout.write(`${s}\n`);
-  const run = new FleetRun(scenario, { inProcess: args.inProcess ?? scenario.robots > 12, dataDir: dir, log });
+  if (args.inProcess && args.processes !== undefined && args.processes !== 'in-process') {
+    throw new UsageError(`--in-process and --processes ${args.processes} disagree`);
+  }
+  const placement = args.processes ?? (args.inProcess ? 'in-process' : defaultPlacement(scenario.robots));
+  const run = new FleetRun(scenario, { placement, dataDir: dir, log });
   let dashboard: { url: string; close: () => Promise<void> } | undefined;
   if (args.dashboard !== false) {
     // The usual port if free, else any free one: a busy 8080 must not stop the fleet.

@@ -3,7 +3,7 @@ import { Command } from 'commander';
 import { RobomeshError } from '../../protocol/errors.js';
 import { auditExportCommand, auditResultCommand, auditVerifyCommand } from './audit.js';
 import { demoCommand } from './demo.js';
-import { fleetCommand } from './fleet.js';
+import { fleetCommand, parsePlacement } from './fleet.js';
 import { meshDemoCommand } from './mesh-demo.js';
 import { UsageError, parseGranularity, parseInputShape, parsePositiveInt, parsePrecision } from './options.js';
 import { profileCommand } from './profile.js';
@@ -48,7 +48,8 @@ program
   .option('--scenario <file>', 'scenario YAML (default: 4 robots, a partition and heal, a robot drawing fake walls)')
   .option('--robots <n>', 'robots to start (overrides the scenario)', parsePositiveInt)
   .option('--duration <s>', 'seconds to run (overrides the scenario)', parsePositiveInt)
-  .option('--in-process', 'all robots in this process (default above 12 robots; else one process each)')
+  .option('--processes <K|separate|in-process>', 'where robots run: K = spread round-robin over K shared processes; separate = one process per robot; in-process = all in this one (default: separate up to 12 robots, above that one process per CPU core)', parsePlacement)
+  .option('--in-process', 'the same as --processes in-process')
   .option('--no-dashboard', 'do not serve the dashboard')
   .option('--port <n>', 'dashboard port on 127.0.0.1', parsePositiveInt, 8080)
   .option('--data-dir <dir>', 'keys, logs, profiles and the report (default: a temporary folder)')

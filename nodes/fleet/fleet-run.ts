@@ -13,13 +13,44 @@ import { assemble, mapQuality, type MapQuality } from '../mapping/merged-map.js'
 import { identityFromSeed } from '../mesh/identity.js';
 import { floorPlan } from '../sim/floor-plans.js';
 import type { FleetView, FleetViewSource } from '../dashboard/view.js';
-import { ChildRobot, InProcessRobot, type RobotHandle } from './robot-handle.js';
+import { ChildRobot, InProcessRobot, type RobotHandle, RobotProcess } from './robot-handle.js';
 import type { RobotStatus, RuntimeInit } from './robot-runtime.js';
 import type { Scenario } from './scenario.js';
 
+/**
+ * Where the robots run: all in the fleet's own process, each in its own child process, or
+ * spread round-robin over K shared child processes (shards; K ≥ robots is one process each).
+ */
+export type Placement = 'in-process' | 'separate' | number;
+
+/** The placement a fleet of n robots actually gets (K shards for K ≥ n is one process each). */
+export function resolvePlacement(p: Placement, n: number): Placement {
+  if (typeof p !== 'number') return p;
+  if (!Number.isInteger(p) || p < 1) throw new RangeError(`shards: a positive integer, got ${p}`);
+  return p >= n ? 'separate' : p;
+}
+
+/** The placement in words: "in this process", "as separate processes", "in 2 shared processes". */
+export function describePlacement(p: Placement, n: number): string {
+  const r = resolvePlacement(p, n);
+  if (r === 'in-process') return 'in this process';
+  if (r === 'separate') return 'as separate processes';
+  return `in ${r} shared process${r === 1 ? '' : 'es'} (≤ ${Math.ceil(n / r)} robots each, round-robin)`;
+}
+
+/** One OS process hosting robots, with its latest RSS and CPU time (from its robots' statuses). */
+export interface ProcessUsage {
+  pid: number;
+  robots: string[];
+  rss: number;
+  cpuMs: number;
+}
+
 export interface FleetReport {
   scenario: Scenario;
-  processes: 'separate' | 'in-process';
+  processes: 'separate' | 'in-process' | 'sharded';
+  /** The robots of each OS process that hosted robots (one list: in-process; one robot each: separate). */
+  placement: string[][];
   robots: string[];
   inference: { tasks: number; failed: number; errors: string[]; latencyMs: { p50: number; p90: number; p99: number; max: number }; plans: Record<string, number> };
   /** Per heal: ms until every robot held every entry written anywhere before it (and the tiles they name). */
@@ -28,6 +59,7 @@ export interface FleetReport {
   liars: { scheduled: string[]; flaggedInLog: string[]; excludedInLog: string[]; equivocations: number; forgedEntriesRejected: number; isolatedByPeers: string[] };
   anchoring: { on: string; anchors: number };
   audit: { task: string; report?: AuditReport; error?: string } | null;
+  /** Over the processes hosting robots (each counted once): largest RSS, total RSS / robots, total CPU time. */
   resources: { maxRssMb: number; rssMbPerRobot: number; cpuSeconds: number };
 }
 
@@ -39,13 +71,16 @@ const percentile = (xs: number[], p: number): number => {
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /**
- * Runs a scenario: N robots (separate processes, or in this one), a shared simulated world,
- * partitions and heals, Byzantine robots, a logged inference workload and anchoring (on a real
- * IOTA node when IOTA_* is set, else on the local stand-in, and the report says which). Emits
- * `update` for the dashboard and progress lines through `log`; returns the report.
+ * Runs a scenario: N robots (in this process, one process each, or spread over K shared
+ * processes), a shared simulated world, partitions and heals, Byzantine robots, a logged
+ * inference workload and anchoring (on a real IOTA node when IOTA_* is set, else on the local
+ * stand-in, and the report says which). Emits `update` for the dashboard and progress lines
+ * through `log`; returns the report.
  */
 export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements FleetViewSource {
   private readonly handles: RobotHandle[] = [];
+  private readonly processes: RobotProcess[] = [];
+  private readonly placement: Placement;
   private readonly statuses = new Map<string, RobotStatus>();
   private readonly feed: FleetView['log'] = [];
   private readonly latency: FleetView['latency'] = [];
@@ -57,14 +92,44 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
 
   constructor(
     private readonly scenario: Scenario,
-    private readonly o: { inProcess: boolean; dataDir: string; log: (line: string) => void },
+    private readonly o: {
+      /** Where the robots run (default: one process each, or in this process if inProcess). */
+      placement?: Placement;
+      /** Shorthand for placement 'in-process'. */
+      inProcess?: boolean;
+      dataDir: string;
+      log: (line: string) => void;
+    },
   ) {
     super();
+    this.placement = resolvePlacement(o.placement ?? (o.inProcess ? 'in-process' : 'separate'), scenario.robots);
   }
 
   /** The latest status of every robot (for benches and tests). */
   robotStatuses(): RobotStatus[] {
     return [...this.statuses.values()];
+  }
+
+  /**
+   * Every OS process hosting robots, each once, with its robots and its RSS and CPU time (since
+   * it started) from the latest status of any of them: a status reports its whole process.
+   */
+  processUsage(): ProcessUsage[] {
+    const byPid = new Map<number, ProcessUsage & { seen: number }>();
+    for (const h of this.handles) {
+      if (h.pid === undefined) continue;
+      let u = byPid.get(h.pid);
+      if (!u) byPid.set(h.pid, (u = { pid: h.pid, robots: [], rss: 0, cpuMs: 0, seen: -1 }));
+      u.robots.push(h.name);
+      const s = this.statuses.get(h.name);
+      // CPU time only grows: the status with the most is the latest.
+      if (s && s.cpuMs > u.seen) {
+        u.seen = s.cpuMs;
+        u.rss = s.rss;
+        u.cpuMs = s.cpuMs;
+      }
+    }
+    return [...byPid.values()].map((u) => ({ pid: u.pid, robots: u.robots, rss: u.rss, cpuMs: u.cpuMs }));
   }
 
   current(): FleetView {
@@ -120,11 +185,16 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
       anchorOn = `the local IOTA stand-in at ${standIn.url} (not IOTA: no IOTA_* settings)`;
       anchor = { deployment, rpcUrl: standIn.url, everyMs: sc.anchorEvery * 1000 };
     }
-    o.log(`fleet: ${n} robots ${o.inProcess ? 'in this process' : 'as separate processes'}, world ${sc.world}, ${sc.duration} s; anchoring on ${anchorOn}`);
+    o.log(`fleet: ${n} robots ${describePlacement(this.placement, n)}, world ${sc.world}, ${sc.duration} s; anchoring on ${anchorOn}`);
 
     try {
+      const p = this.placement;
+      if (typeof p === 'number') this.processes.push(...Array.from({ length: p }, (_, k) => new RobotProcess(`shard ${k}`)));
       for (let i = 0; i < n; i++) {
-        const h = o.inProcess ? new InProcessRobot(`r${i}`) : new ChildRobot(`r${i}`);
+        let h: RobotHandle;
+        if (p === 'in-process') h = new InProcessRobot(`r${i}`);
+        else if (p === 'separate') this.processes.push((h = new ChildRobot(`r${i}`)).process);
+        else h = new ChildRobot(`r${i}`, this.processes[i % p]);
         // Small fleets: a full mesh. Larger: each robot dials a log-spaced handful of earlier
         // ones (i−1, i−2, i−4, …), a connected mesh with O(log n) links per robot; gossip and
         // anti-entropy carry the rest.
@@ -152,6 +222,8 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
       return await this.timeline(anchorOn);
     } finally {
       await Promise.all(this.handles.map((h) => h.stop().catch(() => undefined)));
+      // Processes whose robots did not all start (or stop) cleanly.
+      await Promise.all(this.processes.map((p) => p.close(0)));
       await standIn?.close();
     }
   }
@@ -321,9 +393,11 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
     } finally {
       store.close();
     }
+    const usage = this.processUsage();
     return {
       scenario: sc,
-      processes: this.o.inProcess ? 'in-process' : 'separate',
+      processes: typeof this.placement === 'number' ? 'sharded' : this.placement,
+      placement: usage.map((u) => u.robots),
       robots: this.handles.map((h) => h.name),
       inference: { tasks: tasks.length, failed: tasks.length - ok.length, errors: [...new Set(tasks.filter((t) => t.error).map((t) => t.error!))].slice(0, 5), latencyMs: { p50: percentile(ms, 0.5), p90: percentile(ms, 0.9), p99: percentile(ms, 0.99), max: Math.max(0, ...ms) }, plans },
       heals,
@@ -339,9 +413,9 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
       anchoring: { on: anchorOn, anchors },
       audit,
       resources: {
-        maxRssMb: Math.max(...statuses.map((s) => s.rss)) / 2 ** 20,
-        rssMbPerRobot: this.o.inProcess ? statuses[0].rss / 2 ** 20 / statuses.length : statuses.reduce((a, s) => a + s.rss, 0) / 2 ** 20 / statuses.length,
-        cpuSeconds: statuses.reduce((a, s) => a + s.cpuMs, 0) / 1000 / (this.o.inProcess ? statuses.length : 1),
+        maxRssMb: Math.max(...usage.map((u) => u.rss)) / 2 ** 20,
+        rssMbPerRobot: usage.reduce((a, u) => a + u.rss, 0) / 2 ** 20 / statuses.length,
+        cpuSeconds: usage.reduce((a, u) => a + u.cpuMs, 0) / 1000,
       },
     };
   }

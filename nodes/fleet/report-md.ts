@@ -8,7 +8,7 @@ export function reportMarkdown(r: FleetReport): string {
   const lines = [
     `# robomesh fleet report`,
     '',
-    `${r.robots.length} robots (${r.processes === 'separate' ? 'one process each' : 'in one process'}), world ${r.scenario.world}, ${r.scenario.duration} s, seed ${r.scenario.seed}.`,
+    `${r.robots.length} robots (${r.processes === 'separate' ? 'one process each' : r.processes === 'sharded' ? `in ${r.placement.length} shared processes of ${r.placement.map((g) => g.length).join(', ')} robots, round-robin` : 'in one process'}), world ${r.scenario.world}, ${r.scenario.duration} s, seed ${r.scenario.seed}.`,
     '',
     '## Inference (logged tasks, k executors each)',
     '',

@@ -17,6 +17,7 @@ export interface RobotParams {
   data_dir: string;
   map: { resolution: number; origin_x: number; origin_y: number; publish_period: number };
   iota: { rpc_url: string; package_id: string; registry_id: string; registry_version: number };
+  dashboard: { port: number; host: string };
 }
 
 type Kind = 'string' | 'string[]' | 'number' | 'integer';
@@ -50,6 +51,8 @@ export const PARAMETERS: { name: string; kind: Kind; default: string | number | 
   { name: 'iota.package_id', kind: 'string', default: '', doc: 'published robot_ledger package id' },
   { name: 'iota.registry_id', kind: 'string', default: '', doc: 'shared Registry object id' },
   { name: 'iota.registry_version', kind: 'integer', default: 0, doc: 'the Registry\'s initial shared version' },
+  { name: 'dashboard.port', kind: 'integer', default: 0, doc: 'TCP port of this robot\'s live web dashboard (its map, peers, links, log, latencies); 0: no dashboard' },
+  { name: 'dashboard.host', kind: 'string', default: '127.0.0.1', doc: 'address the dashboard listens on (0.0.0.0: every interface; it has no authentication)' },
 ];
 
 export class ParamError extends RobomeshError {}
@@ -151,6 +154,8 @@ export function resolveParams(sources: Record<string, unknown>[]): RobotParams {
   const params = out as unknown as RobotParams;
   if (!/^[A-Za-z][A-Za-z0-9_]*$/.test(params.robot_name)) throw new ParamError('BAD_PARAMETER', `parameter robot_name: ${JSON.stringify(params.robot_name)} is not a valid ROS node name`);
   if (!(params.map.resolution > 0)) throw new ParamError('BAD_PARAMETER', 'parameter map.resolution: must be positive');
+  if (params.dashboard.port < 0 || params.dashboard.port > 65535) throw new ParamError('BAD_PARAMETER', `parameter dashboard.port: ${params.dashboard.port} is not a TCP port (0: no dashboard)`);
+  if (params.dashboard.port > 0 && !params.dashboard.host) throw new ParamError('BAD_PARAMETER', 'parameter dashboard.host: empty (127.0.0.1: this machine only)');
   return params;
 }
 

@@ -6,6 +6,7 @@ import { codec } from './messages.js';
 import { McapTransport } from './mcap-transport.js';
 import { PARAMETERS, flattenParams, loadRobotParams, resolveParams } from './params.js';
 import { RclnodejsTransport, rosIsSourced } from './rclnodejs-transport.js';
+import { type RobotDashboard, startRobotDashboard } from './robot-dashboard.js';
 import { RobotRosNode } from './robot-ros-node.js';
 import { startRobot } from './robot-setup.js';
 import type { RosTransport } from './transport.js';
@@ -14,6 +15,9 @@ import type { RosTransport } from './transport.js';
  * The robot's ROS 2 entry point (what `ros2 launch robomesh robot.launch.xml` runs). With ROS 2
  * sourced it joins the ROS graph through rclnodejs; without, `--replay IN.mcap [--record
  * OUT.mcap]` plays a bag through the same node. `--print-params` prints the resolved settings.
+ * With `dashboard.port` set the robot serves its live dashboard (its own view: map, peers and
+ * links, log, latencies) on `dashboard.host` (127.0.0.1 by default), and prints its URL; after a
+ * replay it keeps serving until SIGINT / SIGTERM.
  */
 const USAGE = 'usage: robot-node [--print-params] [--replay IN.mcap [--record OUT.mcap]] [--ros-args -p name:=value … --params-file FILE]';
 
@@ -48,12 +52,34 @@ async function main(argv: string[]): Promise<void> {
   const node = new RobotRosNode(robot, transport, params);
   const log = (s: string): void => void process.stderr.write(`[${params.robot_name}] ${s}\n`);
   log(`up as ${robot.peerId} on ${transport.kind}`);
-  const stop = async (): Promise<void> => {
+  let dashboard: RobotDashboard | undefined;
+  try {
+    dashboard = await startRobotDashboard(robot, params, { pose: () => node.pose });
+  } catch (err) {
     node.close();
     await transport.close();
     await robot.stop();
+    throw err;
+  }
+  if (dashboard) log(`dashboard at ${dashboard.url}`);
+  let nodeClosed = false;
+  const closeNode = async (): Promise<void> => {
+    if (nodeClosed) return;
+    nodeClosed = true;
+    node.close();
+    await transport.close();
+  };
+  const stop = async (): Promise<void> => {
+    await closeNode();
+    await dashboard?.close();
+    await robot.stop();
     log(`stopped: ${JSON.stringify(node.counts)}`);
   };
+  const signalled = (): Promise<void> =>
+    new Promise<void>((resolve) => {
+      process.once('SIGINT', resolve);
+      process.once('SIGTERM', resolve);
+    });
   if (transport instanceof McapTransport && replay) {
     let shown = 0;
     try {
@@ -64,16 +90,20 @@ async function main(argv: string[]): Promise<void> {
         }
       });
       node.publishMap();
+      await closeNode();
+      if (record) log(`recorded ${record}`);
+      // A dashboard asked for outlives the replay (which takes seconds): the robot stays in its
+      // fleet, its map and log keep updating from peers, until stopped.
+      if (dashboard) {
+        log(`replay done; dashboard still at ${dashboard.url} (Ctrl-C to stop)`);
+        await signalled();
+      }
     } finally {
       await stop();
     }
-    if (record) log(`recorded ${record}`);
     return;
   }
-  await new Promise<void>((resolve) => {
-    process.once('SIGINT', resolve);
-    process.once('SIGTERM', resolve);
-  });
+  await signalled();
   await stop();
 }
 

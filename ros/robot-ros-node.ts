@@ -70,6 +70,11 @@ export class RobotRosNode {
     robot.ledger?.on('entry', (d) => this.onEntry(toHex(d.entry.author), d.entry.seq, d.entry.lamport, d.idHex, d.entry.payload));
   }
 
+  /** Where the robot is in the shared map frame: the localised pose once scans came, else odometry; undefined before any. */
+  get pose(): Pose | undefined {
+    return this.localizer?.pose ?? this.odom;
+  }
+
   private header(frame = 'map') {
     return { stamp: stamp(this.transport.now()), frame_id: frame };
   }

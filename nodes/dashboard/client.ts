@@ -152,12 +152,15 @@ export function dashboardClient(): void {
       const node = svg(mesh, 'g', { class: `robot${robot.flagged ? ' flagged' : ''}${robot.up ? '' : ' down'}`, 'data-robot': robot.name });
       svg(node, 'circle', { cx: x, cy: y, r: 17, fill: robot.up ? palette.get(robot.name)! : DOWN, stroke: robot.flagged ? FLAGGED : '#0b0d12', 'stroke-width': robot.flagged ? 4 : 2 });
       svg(node, 'text', { x, y: y + 5, 'text-anchor': 'middle', class: 'name' }, robot.name);
-      svg(node, 'text', { x, y: y + 32, 'text-anchor': 'middle', class: 'sub' }, `log ${robot.logSize}${robot.flagged ? ' · FLAGGED' : ''}`);
-      svg(node, 'title', {}, `${robot.peerId}\nstate ${robot.stateHash}${robot.up ? '' : '\ndown'}`);
+      // A robot's own view knows its peers' links, not their logs: an empty state hash is unknown.
+      const sub = robot.stateHash ? `log ${robot.logSize}` : robot.up ? 'connected' : 'down';
+      svg(node, 'text', { x, y: y + 32, 'text-anchor': 'middle', class: 'sub' }, `${sub}${robot.flagged ? ' · FLAGGED' : ''}`);
+      svg(node, 'title', {}, `${robot.peerId}${robot.stateHash ? `\nstate ${robot.stateHash}` : ''}${robot.up ? '' : '\ndown'}`);
     }
-    const hashes = new Set(view.robots.filter((r) => r.up).map((r) => r.stateHash));
+    const known = view.robots.filter((r) => r.up && r.stateHash);
+    const hashes = new Set(known.map((r) => r.stateHash));
     const first = [...hashes][0] ?? '';
-    const verdict = hashes.size <= 1 ? `logs converged ${first.slice(0, 10)}` : `logs diverged: ${hashes.size} state hashes`;
+    const verdict = known.length < 2 ? `log state ${first.slice(0, 10)}` : hashes.size === 1 ? `logs converged ${first.slice(0, 10)}` : `logs diverged: ${hashes.size} state hashes`;
     svg(mesh, 'text', { x: 8, y: 294, class: `verdict ${hashes.size <= 1 ? 'ok' : 'bad'}` }, verdict);
   }
 

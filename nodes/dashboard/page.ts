@@ -32,6 +32,7 @@ section h2 { margin: 0 0 8px; font-size: 13px; text-transform: uppercase; letter
 .tag { padding: 0 6px; border-radius: 4px; background: #394150; color: #0b0d12; font-weight: 700; min-width: 52px; text-align: center; }
 .tag-task { background: #4e9bff; } .tag-assign { background: #c77dff; } .tag-result { background: #3ecf8e; }
 .tag-tile { background: #f0b93a; } .tag-flag { background: #ff5d5d; } .tag-anchor { background: #2fd0d0; }
+.tag-quorum { background: #9bd14b; } .tag-equivocation { background: #ff8c42; } .tag-genesis, .tag-admit, .tag-revoke { background: #c3cad6; }
 #latency-plot .axis { stroke: #4b5563; }
 #latency-plot .tick { fill: #9aa3b2; font-size: 10px; }
 #latency-plot .sample { stroke: #0b0d12; stroke-width: 0.5; }

@@ -52,6 +52,11 @@ async function main(): Promise<void> {
         const out = (await slicer.runTail(cut.id, p, decodeFrame(encodeFrame(await slicer.runHead(cut.id, p, feeds)))))[output].data as Float32Array;
         errors[p] = Math.max(...whole.map((v, i) => Math.abs(v - out[i])));
       }
+      // Time every cut with the same sessions open (whole model, this cut's head and tail).
+      // Left open, earlier cuts' sessions made later heads page-fault on the boundary they
+      // return (detector c292 head with 40 more sessions open: 4.3 → 8–13 ms, 120–180 page
+      // faults per run instead of 0–50), so ratios drifted up along the list of cuts.
+      await slicer.releaseCut(cut.id);
       const ratio = (median(h) + median(t)) / median(w);
       ratios.push(ratio);
       rows.push({
@@ -81,7 +86,11 @@ async function main(): Promise<void> {
   }
   await sessions.close();
   process.stdout.write(`\nSlicing, 1 ORT thread, medians of ${ROUNDS} interleaved rounds\n\n${table(rows)}\n\n${table(summary)}\n`);
-  const path = await writeResults('slicing', { rounds: ROUNDS, threads: 1, rows, summary });
+  // Every head run returns its boundary in a fresh ArrayBuffer (onnxruntime-node copies each
+  // output); whether glibc hands that memory back to the kernel and faults it in again moves the
+  // small models' ratios a lot, so record the malloc settings the run had.
+  const malloc = process.env.GLIBC_TUNABLES ?? 'default';
+  const path = await writeResults('slicing', { rounds: ROUNDS, threads: 1, malloc, rows, summary });
   process.stdout.write(`\nwrote ${path}\n`);
 }
 

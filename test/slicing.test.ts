@@ -4,6 +4,7 @@ import { decodeFrame, encodeFrame } from '../protocol/tensor-frame.js';
 import { PRECISIONS, type Int8Granularity, type Precision } from '../nodes/inference/boundary.js';
 import { BoundaryError } from '../nodes/inference/wire.js';
 import type { ModelSlicer } from '../nodes/inference/slicer.js';
+import { parseModel } from '../nodes/inference/onnx-model.js';
 import { inputsFor, sessions, slicerFor } from './helpers/models.js';
 
 type Name = 'ocr-det' | 'ocr-cls' | 'cnn';
@@ -171,5 +172,60 @@ describe('boundary checks at the tail', () => {
     const before = sessions.size;
     for (let i = 0; i < 5; i++) await slicer.runHead(cut.id, 'fp16', feeds);
     assert.equal(sessions.size, before);
+  });
+
+  it('releaseCut closes one cut\'s sessions; they come back on demand', async () => {
+    const slicer = await slicerFor('cnn');
+    const feeds = inputsFor(slicer, 'cnn', 5);
+    const [a, b] = slicer.analysis.cuts;
+    await slicer.runTail(a.id, 'fp32', await slicer.runHead(a.id, 'fp32', feeds));
+    await slicer.runHead(b.id, 'fp32', feeds);
+    await slicer.releaseCut(a.id); // also whatever other precisions earlier tests opened
+    const after = sessions.size;
+    await slicer.runHead(b.id, 'fp32', feeds);
+    assert.equal(sessions.size, after, 'the other cut kept its session');
+    await slicer.runTail(a.id, 'fp32', await slicer.runHead(a.id, 'fp32', feeds));
+    assert.equal(sessions.size, after + 2);
+    await slicer.releaseCut(a.id);
+    assert.equal(sessions.size, after);
+  });
+});
+
+describe('boundary shapes and layout', () => {
+  it('dynamic models: fixed boundary dims are declared, input-dependent ones symbolic', async () => {
+    const slicer = await slicerFor('ocr-cls');
+    assert.ok(slicer.analysis.dynamic);
+    for (const cut of slicer.analysis.cuts) {
+      for (const t of cut.tensors) {
+        assert.ok(t.dims, `cut ${cut.id}: '${t.name}' has no declared dims`);
+        assert.equal(t.dims.length, t.shape.length);
+        if (t.shape.length === 4) {
+          // Batch, height and width follow the input; channels do not.
+          assert.deepEqual(t.dims.map((d) => typeof d), ['string', 'number', 'string', 'string'], `cut ${cut.id}: ${JSON.stringify(t.dims)}`);
+          assert.equal(t.dims[1], t.shape[1]);
+        }
+      }
+      const tail = parseModel(slicer.split(cut.id).tail).graph;
+      const declared = tail.input[0].type?.value.case === 'tensorType' ? tail.input[0].type.value.value.shape?.dim : undefined;
+      assert.equal(declared?.length, cut.tensors[0].shape.length, `cut ${cut.id}: tail input declared without a shape`);
+    }
+    // A fixed dim that does not match is the frame's fault, reported before ORT sees it.
+    const feeds = inputsFor(slicer, 'ocr-cls', 4);
+    const cut = slicer.analysis.cuts.find((c) => c.tensors[0].shape.length === 4)!;
+    const [t] = await slicer.runHead(cut.id, 'fp32', feeds);
+    const [n, c, h, w] = t.dims;
+    const wrong = { ...t, dims: [n, c * 2, h, w / 2] };
+    await assert.rejects(slicer.runTail(cut.id, 'fp32', [wrong]), (e: unknown) => e instanceof BoundaryError && e.code === 'WRONG_SHAPE');
+  });
+
+  it('tails start residual skips in the blocked layout where ORT uses one', async () => {
+    const slicer = await slicerFor('cnn');
+    const block = slicer.analysis.nchwcBlock ?? 0;
+    // c1 cuts after the stem: the 16-channel boundary is the skip of the first residual Add.
+    const cut = slicer.analysis.cuts.find((c) => c.tensors.length === 1 && c.tensors[0].name === 'stem.out')!;
+    const tail = parseModel(slicer.split(cut.id).tail).graph;
+    const anchors = tail.node.filter((n) => n.opType === 'MaxPool');
+    assert.equal(anchors.length, block > 0 && 16 % block === 0 ? 1 : 0, `block ${block}`);
+    for (const a of anchors) assert.deepEqual(a.input, ['stem.out']);
   });
 });

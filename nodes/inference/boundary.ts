@@ -12,6 +12,8 @@ export interface BoundarySpec {
   dtype: DType;
   /** Shape seen when probing; dims may differ at run time for models with dynamic inputs. */
   shape: number[];
+  /** Models with dynamic inputs: dims declared at the boundary (numbers fixed, names symbolic), if known. */
+  dims?: (number | string)[];
   encoding: 'raw' | 'fp16' | 'uint8';
   /** uint8 only: quantized per slice along this axis; absent = one scale for the tensor. */
   axis?: number;
@@ -26,18 +28,31 @@ const FLOAT16 = 10;
 const RESERVED = '__rm_';
 
 export function boundarySpecs(
-  tensors: { name: string; dtype: DType; shape: number[] }[],
+  tensors: { name: string; dtype: DType; shape: number[]; dims?: (number | string)[] }[],
   precision: Precision,
   granularity: Int8Granularity,
 ): BoundarySpec[] {
-  return tensors.map(({ name, dtype, shape }) => {
-    if (dtype !== 'float32' || precision === 'fp32') return { name, dtype, shape, encoding: 'raw', parts: [name] };
-    if (precision === 'fp16') return { name, dtype, shape, encoding: 'fp16', parts: [`${name}${RESERVED}fp16`] };
+  return tensors.map(({ name, dtype, shape, dims }) => {
+    const base = dims ? { name, dtype, shape, dims } : { name, dtype, shape };
+    if (dtype !== 'float32' || precision === 'fp32') return { ...base, encoding: 'raw', parts: [name] };
+    if (precision === 'fp16') return { ...base, encoding: 'fp16', parts: [`${name}${RESERVED}fp16`] };
     const parts = [`${name}${RESERVED}q`, `${name}${RESERVED}scale`, `${name}${RESERVED}zp`];
     return granularity === 'channel' && shape.length >= 2
-      ? { name, dtype, shape, encoding: 'uint8', axis: 1, parts }
-      : { name, dtype, shape, encoding: 'uint8', parts };
+      ? { ...base, encoding: 'uint8', axis: 1, parts }
+      : { ...base, encoding: 'uint8', parts };
   });
+}
+
+/** The dims a boundary part is declared with: the probed shape, the symbolic dims, or none. */
+export function declaredDims(spec: BoundarySpec, dynamic: boolean): (number | string)[] | undefined {
+  return dynamic ? spec.dims : spec.shape;
+}
+
+/** Dims of the per-channel scale and zero point (empty per tensor; unknown if the channel count is). */
+function paramDims(spec: BoundarySpec, dynamic: boolean): (number | string)[] | undefined {
+  if (spec.axis === undefined) return [];
+  const channels = declaredDims(spec, dynamic)?.[spec.axis];
+  return typeof channels === 'number' ? [channels] : undefined;
 }
 
 interface Emitted {
@@ -52,7 +67,7 @@ export function encodeHeadOutputs(head: ModelProto, specs: BoundarySpec[], dynam
   const opset = defaultOpset(head);
   const out: Emitted = { nodes: [], initializers: [], io: [] };
   for (const spec of specs) {
-    const dims = dynamic ? undefined : spec.shape;
+    const dims = declaredDims(spec, dynamic);
     if (spec.encoding === 'raw') {
       out.io.push(graph.output.find((o) => o.name === spec.name)!);
     } else if (spec.encoding === 'fp16') {
@@ -60,11 +75,10 @@ export function encodeHeadOutputs(head: ModelProto, specs: BoundarySpec[], dynam
       out.io.push(tensorValueInfo(spec.parts[0], FLOAT16, dims));
     } else {
       quantize(spec, opset, out);
-      const paramDims = spec.axis === undefined ? [] : dynamic ? undefined : [spec.shape[spec.axis]];
       out.io.push(
         tensorValueInfo(spec.parts[0], UINT8, dims),
-        tensorValueInfo(spec.parts[1], FLOAT, paramDims),
-        tensorValueInfo(spec.parts[2], UINT8, paramDims),
+        tensorValueInfo(spec.parts[1], FLOAT, paramDims(spec, dynamic)),
+        tensorValueInfo(spec.parts[2], UINT8, paramDims(spec, dynamic)),
       );
     }
   }
@@ -79,7 +93,7 @@ export function decodeTailInputs(tail: ModelProto, specs: BoundarySpec[], dynami
   const opset = defaultOpset(tail);
   const out: Emitted = { nodes: [], initializers: [], io: [] };
   for (const spec of specs) {
-    const dims = dynamic ? undefined : spec.shape;
+    const dims = declaredDims(spec, dynamic);
     if (spec.encoding === 'raw') {
       out.io.push(graph.input.find((i) => i.name === spec.name)!);
     } else if (spec.encoding === 'fp16') {
@@ -87,11 +101,10 @@ export function decodeTailInputs(tail: ModelProto, specs: BoundarySpec[], dynami
       out.io.push(tensorValueInfo(spec.parts[0], FLOAT16, dims));
     } else {
       dequantize(spec, opset, out);
-      const paramDims = spec.axis === undefined ? [] : dynamic ? undefined : [spec.shape[spec.axis]];
       out.io.push(
         tensorValueInfo(spec.parts[0], UINT8, dims),
-        tensorValueInfo(spec.parts[1], FLOAT, paramDims),
-        tensorValueInfo(spec.parts[2], UINT8, paramDims),
+        tensorValueInfo(spec.parts[1], FLOAT, paramDims(spec, dynamic)),
+        tensorValueInfo(spec.parts[2], UINT8, paramDims(spec, dynamic)),
       );
     }
   }

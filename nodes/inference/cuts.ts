@@ -8,7 +8,14 @@ import { allInputs } from './onnx-model.js';
 export interface CutTensor {
   name: string;
   dtype: DType;
+  /** Shape seen when probing. */
   shape: number[];
+  /**
+   * Models with symbolic input dims: the dims to declare at the boundary, fixed numbers where
+   * they do not follow the input, symbolic names where they do. Absent when not known (the
+   * boundary is then declared without a shape) or when the model is static (`shape` is used).
+   */
+  dims?: (number | string)[];
 }
 
 export interface Cut {

@@ -6,8 +6,8 @@ import { ModelError, allInputs, tensorValueInfo } from './onnx-model.js';
 
 export interface BoundaryType {
   dtype: DType;
-  /** Omitted for tensors whose shape depends on dynamic model inputs. */
-  dims?: number[];
+  /** Numbers for fixed dims, names for symbolic ones; omitted when the shape is not known. */
+  dims?: (number | string)[];
 }
 
 /**

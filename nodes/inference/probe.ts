@@ -47,20 +47,22 @@ export function resolveInputShapes(
 }
 
 /**
- * Shapes and dtypes of every non-constant tensor, from one ORT run with all of them exposed
- * as outputs (there is no ONNX shape inference in JS).
+ * Shapes and dtypes of every non-constant tensor (or only of `only`), from one ORT run with
+ * them exposed as outputs (there is no ONNX shape inference in JS).
  */
 export async function probeShapes(
   model: LoadedModel,
   index: GraphIndex,
   inputShapes: Record<string, number[]>,
+  only?: Iterable<string>,
 ): Promise<Map<string, TensorShape>> {
   const probe = clone(ModelProtoSchema, model.proto);
   const graph = probe.graph!;
+  const wanted = only === undefined ? undefined : new Set(only);
   const existing = new Set(graph.output.map((o) => o.name));
   for (const n of index.nodes) {
     for (const o of n.output) {
-      if (o && !index.constants.has(o) && !existing.has(o)) {
+      if (o && !index.constants.has(o) && !existing.has(o) && (!wanted || wanted.has(o))) {
         existing.add(o);
         graph.output.push(tensorValueInfo(o, 0));
         graph.output[graph.output.length - 1].type = undefined;
@@ -80,4 +82,46 @@ export async function probeShapes(
   } finally {
     await session.release();
   }
+}
+
+/**
+ * Dims to declare for `names` in sub-models of a model with symbolic input dims: a number where
+ * the dim is fixed, a symbolic name (one per tensor and axis, so no equality is claimed between
+ * tensors) where it follows the input. Found by probing again with every symbolic input dim
+ * doubled (doubling keeps any divisibility the model needs) and comparing with `shapes`.
+ * Declaring the fixed dims matters: ORT plans layouts, fusions and constant folding on them,
+ * and a boundary of unknown shape made tails measurably slower than the same layers inside the
+ * whole model. Tensors whose rank changes, or all of them if the second probe fails, are left
+ * out (declared without a shape, as before).
+ */
+export async function symbolicDims(
+  model: LoadedModel,
+  index: GraphIndex,
+  inputShapes: Record<string, number[]>,
+  shapes: Map<string, TensorShape>,
+  names: Iterable<string>,
+): Promise<Map<string, (number | string)[]>> {
+  const wanted = [...new Set(names)];
+  const varied: Record<string, number[]> = {};
+  for (const [name, dims] of Object.entries(inputShapes)) {
+    const declared = declaredType(model.graph.input.find((i) => i.name === name)!)?.dims;
+    varied[name] = dims.map((d, k) => {
+      const fixed = declared?.[k];
+      return typeof fixed === 'number' && fixed > 0 ? d : 2 * d;
+    });
+  }
+  let other: Map<string, TensorShape>;
+  try {
+    other = await probeShapes(model, index, varied, wanted);
+  } catch {
+    return new Map(); // the model refuses the other shape: keep boundaries shapeless
+  }
+  const out = new Map<string, (number | string)[]>();
+  for (const name of wanted) {
+    const a = shapes.get(name)?.dims;
+    const b = other.get(name)?.dims;
+    if (!a || !b || a.length !== b.length) continue;
+    out.set(name, a.map((d, k) => (d === b[k] ? d : `${name}:${k}`)));
+  }
+  return out;
 }

@@ -46,6 +46,14 @@ export class SessionCache {
     return this.sessions.size;
   }
 
+  /** Releases the sessions whose key matches (e.g. every part of one cut); returns how many. */
+  async release(matches: (key: string) => boolean): Promise<number> {
+    const dropped = [...this.sessions].filter(([key]) => matches(key));
+    for (const [key] of dropped) this.sessions.delete(key);
+    await Promise.all(dropped.map(([, s]) => s.then((x) => x.release()).catch(() => undefined)));
+    return dropped.length;
+  }
+
   async close(): Promise<void> {
     const all = [...this.sessions.values()];
     this.sessions.clear();

@@ -2,7 +2,7 @@ import ort from 'onnxruntime-node';
 import { type DType, type TensorData, isDType } from '../../protocol/dtypes.js';
 import { RobomeshError } from '../../protocol/errors.js';
 import type { Tensor } from '../../protocol/tensor-frame.js';
-import type { BoundarySpec } from './boundary.js';
+import { type BoundarySpec, declaredDims } from './boundary.js';
 
 /** A boundary frame that does not match what the tail expects. */
 export class BoundaryError extends RobomeshError {}
@@ -47,8 +47,10 @@ export function frameToTailFeeds(boundary: BoundarySpec[], tensors: Tensor[], dy
     if (t.dims.length !== spec.shape.length) {
       throw new BoundaryError('WRONG_SHAPE', `'${spec.name}' must have rank ${spec.shape.length}, frame has [${t.dims.join(', ')}]`);
     }
-    if (!dynamic && t.dims.some((d, k) => d !== spec.shape[k])) {
-      throw new BoundaryError('WRONG_SHAPE', `'${spec.name}' must be [${spec.shape.join(', ')}], frame has [${t.dims.join(', ')}]`);
+    const fixed = declaredDims(spec, dynamic);
+    if (fixed && t.dims.some((d, k) => typeof fixed[k] === 'number' && d !== fixed[k])) {
+      const want = fixed.map((d) => (typeof d === 'number' ? d : '?')).join(', ');
+      throw new BoundaryError('WRONG_SHAPE', `'${spec.name}' must be [${want}], frame has [${t.dims.join(', ')}]`);
     }
     feeds[spec.parts[0]] = new ort.Tensor(dtype as 'float32', t.data as Float32Array, t.dims);
     if (spec.encoding === 'uint8') {

@@ -6,6 +6,7 @@ import { EntryError, type Entry, MAX_ENTRY_BYTES, decodeEntry, sha256, signEntry
 import { Ledger, MissingParentsError } from '../nodes/ledger/ledger.js';
 import { MemoryLogStore } from '../nodes/ledger/store.js';
 import { localSyncPeer, pullFrom, servedRanges } from '../nodes/ledger/sync.js';
+import { decodeLogGossip, packLogGossip } from '../nodes/ledger/replication.js';
 import { memoryFleet } from './helpers/ledger-fleet.js';
 
 const expectEntryError = (code: string, fn: () => unknown): void => {
@@ -150,6 +151,19 @@ describe('log entries and ingestion (Byzantine input)', () => {
     assert.equal(result.added, 120);
     assert.ok(result.rounds > 3, `${result.rounds} rounds`);
     assert.equal(a.stateHash(), source.stateHash());
+  });
+
+  it('log gossip packs entries published together into few messages, parents first; malformed messages are refused', () => {
+    const { ledgers } = memoryFleet(2);
+    const entries = ledgers[1].appendBatch(Array.from({ length: 600 }, (_, i) => ({ type: 'claim' as const, task: `g${i}` }))).map((d) => d.bytes);
+    const messages = packLogGossip(entries);
+    assert.equal(messages.length, 3);
+    assert.deepEqual(messages.flatMap(decodeLogGossip), entries);
+    for (const m of messages) assert.ok(ledgers[0].ingestBatch(decodeLogGossip(m)).every((st) => st === 'added'));
+    assert.equal(ledgers[0].stateHash(), ledgers[1].stateHash());
+    for (const bad of [cbor.encode([]), cbor.encode({ a: 1 }), cbor.encode([1, 2]), cbor.encode(Array.from({ length: 257 }, () => entries[0])), Uint8Array.of(0xff)]) {
+      assert.throws(() => decodeLogGossip(bad), EntryError);
+    }
   });
 
   it('a replayed entry is a no-op', () => {

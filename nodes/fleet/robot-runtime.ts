@@ -8,7 +8,7 @@ import { textLikeImage } from '../inference/sample-images.js';
 import { SqliteAnchorQueue } from '../ledger/anchor-queue.js';
 import { IotaAnchorChain, iotaClientFor } from '../ledger/anchor-chain.js';
 import type { IotaDeployment } from '../ledger/iota-tx.js';
-import { logTopic } from '../ledger/replication.js';
+import { logTopic, packLogGossip } from '../ledger/replication.js';
 import { SqliteLogStore } from '../ledger/sqlite-store.js';
 import { mapDigest } from '../mapping/merged-map.js';
 import { ScanMatchingLocalizer } from '../mapping/scan-matcher.js';
@@ -247,14 +247,14 @@ export class RobotRuntime {
         const me = ledger.self!;
         const seq = ledger.summary().get(me)?.maxSeq ?? 1;
         const twin = signEntry({ seq, lamport: 1 + Math.max(0, ...ledger.heads().map((h) => ledger.lamportOf(h) ?? 0)), parents: [], payload: { type: 'claim', task: `equivocation-${seq}` } }, signerFromSeed(new Uint8Array(Buffer.from(this.init.seed, 'hex'))));
-        void r.host.node.services.pubsub.publish(logTopic(this.init.fleet.name), twin.bytes).catch(() => undefined);
+        void r.host.node.services.pubsub.publish(logTopic(this.init.fleet.name), packLogGossip([twin.bytes])[0]).catch(() => undefined);
         return;
       }
       case 'forge': {
         // An entry claiming to be another robot's, signed with a key that is not its.
         const victim = this.init.fleet.members.find((m) => m !== r.peerId)!;
         const forged = signEntry({ seq: 1, lamport: 1, parents: [], payload: { type: 'claim', task: `forged-${victim.slice(-6)}` } }, signerFromSeed(new Uint8Array(32).fill(0x66)));
-        void r.host.node.services.pubsub.publish(logTopic(this.init.fleet.name), forged.bytes).catch(() => undefined);
+        void r.host.node.services.pubsub.publish(logTopic(this.init.fleet.name), packLogGossip([forged.bytes])[0]).catch(() => undefined);
         return;
       }
     }

@@ -13,6 +13,41 @@ export const logTopic = (fleet: string): string => `robomesh/${fleet}/log/2`;
 const BATCH = 4096;
 const MAX_MESSAGE = MAX_REPLY_BYTES + MAX_ENTRY_BYTES + BATCH * 64 + 1024;
 
+/** Entries per gossip message at most, and about this many bytes (a message may exceed it by one entry). */
+const GOSSIP_ENTRIES = 256;
+const GOSSIP_BYTES = 256 * 1024;
+
+/** A log gossip message: the DAG-CBOR list of one author's entries published together, parents first. */
+export function packLogGossip(entries: Uint8Array[]): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  let group: Uint8Array[] = [];
+  let bytes = 0;
+  for (const e of entries) {
+    if (group.length && (group.length >= GOSSIP_ENTRIES || bytes + e.length > GOSSIP_BYTES)) {
+      out.push(cbor.encode(group));
+      group = [];
+      bytes = 0;
+    }
+    group.push(e);
+    bytes += e.length;
+  }
+  if (group.length) out.push(cbor.encode(group));
+  return out;
+}
+
+export function decodeLogGossip(data: Uint8Array): Uint8Array[] {
+  let list: unknown;
+  try {
+    list = cbor.decode(data);
+  } catch (err) {
+    throw new EntryError('MALFORMED', `log gossip is not DAG-CBOR: ${(err as Error).message}`);
+  }
+  if (!Array.isArray(list) || list.length < 1 || list.length > GOSSIP_ENTRIES || !list.every((e) => e instanceof Uint8Array && e.length <= MAX_ENTRY_BYTES)) {
+    throw new EntryError('MALFORMED', 'log gossip is not a list of 1..256 entries');
+  }
+  return list as Uint8Array[];
+}
+
 type Request =
   | { t: 'summary' }
   | { t: 'ranges'; want: { author: Hex; lo: number; hi: number }[]; limit: number };
@@ -29,6 +64,7 @@ export class LogReplicator {
   rejected = 0;
   /** Bytes of our own entries published on gossip (one copy; gossipsub's fan-out not counted). */
   bytesPublished = 0;
+  private readonly outbox: Uint8Array[] = [];
 
   constructor(
     private readonly node: MeshNode,
@@ -42,30 +78,31 @@ export class LogReplicator {
     const topic = logTopic(this.fleet);
     const pubsub = this.node.services.pubsub;
     pubsub.topicValidators.set(topic, (relayer, msg) => {
+      let list: Uint8Array[];
       try {
-        // A held entry is not forwarded: a copy carrying some other signature must not travel
-        // on to robots that would blame the honest relayer for it.
-        return this.ledger.ingest(msg.data) === 'duplicate' ? TopicValidatorResult.Ignore : TopicValidatorResult.Accept;
-      } catch (err) {
-        if (err instanceof MissingParentsError) {
-          void this.syncWith(relayer.toString()).catch(() => undefined);
-          return TopicValidatorResult.Ignore;
-        }
-        if (err instanceof EntryError) {
-          this.rejected++;
-          return TopicValidatorResult.Reject;
-        }
-        return TopicValidatorResult.Ignore;
+        list = decodeLogGossip(msg.data);
+      } catch {
+        this.rejected++;
+        return TopicValidatorResult.Reject;
       }
+      const statuses = this.ledger.ingestBatch(list);
+      if (statuses.some((st) => st instanceof EntryError && !(st instanceof MissingParentsError))) {
+        this.rejected++;
+        return TopicValidatorResult.Reject;
+      }
+      if (statuses.some((st) => st instanceof MissingParentsError)) void this.syncWith(relayer.toString()).catch(() => undefined);
+      // Nothing new (held entries, or some with parents still to come): not forwarded. A held
+      // entry's copy may carry another signature, and must not travel on to robots that would
+      // blame the honest relayer for it.
+      return statuses.some((st) => st === 'added' || st === 'equivocation') ? TopicValidatorResult.Accept : TopicValidatorResult.Ignore;
     });
     pubsub.subscribe(topic);
     this.ledger.on('entry', (d) => {
       if (this.ledger.self && d.entry.author && Buffer.from(d.entry.author).toString('hex') === this.ledger.self) {
-        // Alone (partitioned): nobody to tell; anti-entropy hands it over on reconnection. Skipping
-        // saves gossipsub's per-message signature on every entry written while cut off.
-        if (pubsub.getSubscribers(topic).length === 0) return;
-        this.bytesPublished += d.bytes.length;
-        void pubsub.publish(topic, d.bytes).catch(() => undefined);
+        // Entries appended together (a batch, or within one tick) go out as one message: every
+        // gossip message costs a socket write per peer and a yamux window update back.
+        this.outbox.push(d.bytes);
+        if (this.outbox.length === 1) queueMicrotask(() => this.flush());
       }
     });
     await this.node.handle(LOG_PROTOCOL, (stream, connection) => void this.serve(stream, connection.remotePeer.toString()), { maxInboundStreams: 8 });
@@ -83,6 +120,18 @@ export class LogReplicator {
 
   stop(): void {
     clearTimeout(this.timer);
+  }
+
+  private flush(): void {
+    const pubsub = this.node.services.pubsub;
+    const topic = logTopic(this.fleet);
+    const list = this.outbox.splice(0);
+    // Alone (partitioned): nobody to tell; anti-entropy hands them over on reconnection.
+    if (pubsub.getSubscribers(topic).length === 0) return;
+    for (const message of packLogGossip(list)) {
+      this.bytesPublished += message.length;
+      void pubsub.publish(topic, message).catch(() => undefined);
+    }
   }
 
   /** Pulls what `peer` has and we lack; one sync per peer at a time. */

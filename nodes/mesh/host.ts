@@ -70,7 +70,14 @@ export async function createMeshHost(options: MeshOptions): Promise<MeshHost> {
     // The interval must exceed the longest timeout: the monitor allows one ping stream, and a
     // second ping started while the first waits behind a tensor aborts the whole connection.
     connectionMonitor: { pingInterval: 15_000, pingTimeout: { minTimeout: 10_000, maxTimeout: 14_000 } },
-    connectionManager: { maxConnections: 300, reconnectRetries: options.reconnectRetries ?? 5 },
+    connectionManager: {
+      maxConnections: 300,
+      reconnectRetries: options.reconnectRetries ?? 5,
+      // Connections from this machine skip libp2p's per-IP inbound rate limit (5 a second) and
+      // pending-handshake cap (10): robots sharing a host all come from 127.0.0.1, and a fleet
+      // of dozens reconnecting at once after a heal exceeds both. The gater still admits members only.
+      allow: ['/ip4/127.0.0.0/ipcidr/8'],
+    },
     peerDiscovery: [
       ...(options.mdns ? [mdns({ interval: 2000 })] : []),
       ...(options.bootstrap?.length ? [bootstrap({ list: options.bootstrap, timeout: 100 })] : []),

@@ -23,6 +23,10 @@ async function main(): Promise<void> {
     profileRuns: 5,
     prewarm: 'tail',
     advertPeriodMs: 500,
+    // The peer never plans a request, so its idle-link probes (256 KiB every 5 s: it records no
+    // transfers as the executor, so its link always looks stale) would only be cross traffic
+    // in the measurements, delaying the requester's window updates and acks.
+    probeIntervalMs: 0,
     linkBytesPerSecond: Number(arg('window', String(1 << 20))),
   });
   // Raw TCP baseline: read a u32 length, then that many bytes, then answer one byte.

@@ -2,6 +2,8 @@ import { writeFile } from 'node:fs/promises';
 import { type Socket, connect } from 'node:net';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { peerIdFromString } from '@libp2p/peer-id';
+import { multiaddr } from '@multiformats/multiaddr';
 import type { Tensor } from '../protocol/tensor-frame.js';
 import type { Precision } from '../nodes/inference/boundary.js';
 import { median } from '../nodes/inference/profiler.js';
@@ -37,12 +39,17 @@ async function main(): Promise<void> {
   await writeFile(sinkPath, sinkModel());
   const peerHost = arg('peer-host');
   const peerPort = Number(arg('peer-port'));
+  const peerRawPort = Number(arg('peer-raw-port', String(peerPort + RAW_PORT_OFFSET)));
   const peerId = arg('peer-id');
+  // Behind bench:split's in-process link (a relay on loopback) the requester must reach the peer
+  // only through the relay: it listens nowhere (the peer cannot dial it back directly) and pins
+  // the peer's address to the relay's, whatever identify says (below).
+  const viaRelay = arg('via-relay', '0') === '1';
   const robot = await Robot.start({
     name: 'requester',
     identity: await identityFromSeed(Buffer.from(arg('seed'), 'hex')),
     fleet: { name: 'bench', members: arg('members').split(','), bootstrap: [`/ip4/${peerHost}/tcp/${peerPort}/p2p/${peerId}`] },
-    listen: [`/ip4/${arg('host')}/tcp/0`],
+    listen: viaRelay ? [] : [`/ip4/${arg('host')}/tcp/0`],
     models: [{ arg: 'builtin:ocr-det', inputShape: { x: [1, 3, 320, 320] } }, { arg: sinkPath }],
     cacheDir: join(dir, 'requester-cache'),
     dataDir: join(dir, 'requester'),
@@ -50,7 +57,19 @@ async function main(): Promise<void> {
     prewarm: 'head',
     advertPeriodMs: 500,
     probeIntervalMs: 0,
+    linkBytesPerSecond: Number(arg('window', String(512 * 1024))),
   });
+  if (viaRelay) {
+    const relay = `/ip4/${peerHost}/tcp/${peerPort}`;
+    const pin = async (): Promise<void> => {
+      await robot.host.addPeerAddresses(peerId, [`${relay}/p2p/${peerId}`]);
+      await robot.host.node.peerStore.patch(peerIdFromString(peerId), { multiaddrs: [multiaddr(relay)] });
+    };
+    robot.host.node.addEventListener('peer:identify', (evt) => {
+      if (evt.detail.peerId.toString() === peerId) void pin().catch(() => undefined);
+    });
+    await pin();
+  }
   const [model, sink] = robot.models.hashes();
   const deadline = Date.now() + 60_000;
   while (!robot.adverts.get(peerId) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
@@ -117,6 +136,8 @@ async function main(): Promise<void> {
       chosen.push(p.kind === 'split' ? `split ${p.cut} ${p.precision}` : p.kind);
     }
     const link = robot.links.get(peerId);
+    const stray = bypass();
+    if (stray) throw new Error(stray);
     return { results, scheduler: { medianMs: median(schedulerMs), chosen, best: bestStatic.config, bestMs: median(bestMs), pairs }, link };
   };
 
@@ -124,7 +145,7 @@ async function main(): Promise<void> {
   let rawSocket: Socket | undefined;
   const rawConnect = (): Promise<Socket> =>
     new Promise((resolve, reject) => {
-      const socket = connect(peerPort + RAW_PORT_OFFSET, peerHost);
+      const socket = connect(peerRawPort, peerHost);
       socket.setNoDelay(true);
       socket.once('error', reject);
       socket.once('connect', () => resolve(socket));
@@ -142,7 +163,22 @@ async function main(): Promise<void> {
     });
   };
 
-  const throughput = async (sizesMb: number[], reps: number): Promise<unknown> => {
+  // Behind the relay, every connection to the peer must be one we dialled through it; anything
+  // else bypasses the shaping and is reported. Between namespaces every path crosses the shaped veth.
+  const bypass = (): string | undefined => {
+    if (!viaRelay) return undefined;
+    const stray = robot.host.node
+      .getConnections(peerIdFromString(peerId))
+      .filter((c) => c.direction !== 'outbound' || !c.remoteAddr.toString().startsWith(`/ip4/${peerHost}/tcp/${peerPort}`));
+    return stray.length ? `connection bypasses the emulated link: ${stray.map((c) => `${c.direction} ${c.remoteAddr.toString()}`).join(', ')}` : undefined;
+  };
+
+  // Before each timed transfer the link idles `settleMs`, long enough for the shaper's token
+  // bucket to refill (split.ts: burst ÷ rate): both sides then start with the same burst credit.
+  // Back to back, robomesh followed the raw ack within ~0.3 ms while raw followed robomesh's
+  // reply (2–5 ms), so raw started with more credit: up to 10 % of a 1 MB frame at 100 Mbit/s.
+  const settle = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+  const throughput = async (sizesMb: number[], reps: number, settleMs: number): Promise<unknown> => {
     const rows = [];
     for (const mb of sizesMb) {
       const bytes = Math.round(mb * 1024 * 1024);
@@ -151,9 +187,11 @@ async function main(): Promise<void> {
       const ours: number[] = [];
       await rawSend(bytes); // warm both paths once
       await robot.client.infer(peerId, { model: sink, cut: 'input', precision: 'fp32', granularity: 'channel' }, tensor, 300_000).catch(() => undefined);
-      let error: string | undefined;
+      let error = bypass();
       for (let i = 0; i < reps; i++) {
+        await settle(settleMs);
         raw.push(bytes / 1000 / (await rawSend(bytes)));
+        await settle(settleMs);
         try {
           const r = await robot.client.infer(peerId, { model: sink, cut: 'input', precision: 'fp32', granularity: 'channel' }, tensor, 300_000);
           ours.push(r.sentBytes / 1000 / (r.elapsedMs - r.computeMs));
@@ -173,8 +211,8 @@ async function main(): Promise<void> {
         const { reps, budgetMs } = JSON.parse(json) as { reps: number; budgetMs: number };
         out('result', await round(reps, budgetMs));
       } else if (cmd === 'throughput') {
-        const { sizesMb, reps } = JSON.parse(json) as { sizesMb: number[]; reps: number };
-        out('throughput', await throughput(sizesMb, reps));
+        const { sizesMb, reps, settleMs } = JSON.parse(json) as { sizesMb: number[]; reps: number; settleMs?: number };
+        out('throughput', await throughput(sizesMb, reps, settleMs ?? 0));
       } else if (cmd === 'pid') {
         out('pid', { pid: process.pid });
       } else if (cmd === 'quit') {

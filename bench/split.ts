@@ -7,18 +7,32 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { identityFromSeed } from '../nodes/mesh/identity.js';
+import { ThrottledLink, burstFor } from './link-throttle.js';
 import { type Row, table, writeResults } from './report.js';
+import { RAW_PORT_OFFSET } from './split-common.js';
 
 /**
  * bench:split — a weaker requesting robot (its process under a real CPU limit: a CFS bandwidth
  * quota in its own cgroup, 10 ms period, or Debian's cpulimit where cgroups are not writable)
- * and a full-speed peer, in two network namespaces joined by a veth pair whose both ends are
- * shaped with tbf to each link rate. For every rate: all-local, full offload, every static
- * (cut, precision) and the scheduler's own choice; then protocol throughput vs raw TCP.
- * Needs root (namespaces, tc); without it, both robots run unshaped on loopback and the
- * tables say so.
+ * and a full-speed peer, joined by a link shaped to each rate. For every rate: all-local, full
+ * offload, every static (cut, precision) and the scheduler's own choice; then protocol
+ * throughput vs raw TCP.
+ * Link shaping, as root: two network namespaces joined by a veth pair, both ends shaped with tc
+ * tbf. Without root (or with BENCH_SHAPING=inprocess): both robots on loopback, the requester
+ * reaching the peer through a relay in this process whose token buckets shape both directions
+ * to the same rate (bench/link-throttle.ts), raw TCP baseline included. Tables and JSON say which.
  */
 const RATES_MBIT = (process.env.BENCH_RATES ?? '1,5,20,100').split(',').map(Number);
+/**
+ * Both robots' yamux window (linkBytesPerSecond): ~1 s of the slowest link, 256 KiB at least
+ * (host.ts). The robots keep it across every rate, so it is sized for the slowest: with 1 MiB, a
+ * 1 Mbit/s link queued 8 s of tensor ahead of the connection monitor's ping and the connection
+ * was aborted mid-round.
+ */
+const WINDOW = Math.max(256 * 1024, Math.round((Math.min(...RATES_MBIT) * 1e6) / 8));
+
+/** Idle time for either shaper's token bucket (same burst) to refill, before each timed frame. */
+const settleMs = (mbit: number | undefined): number => (mbit === undefined ? 0 : Math.ceil((1000 * burstFor((mbit * 1e6) / 8)) / ((mbit * 1e6) / 8)) + 10);
 const CPU_LIMIT = Number(process.env.BENCH_CPU_LIMIT ?? 25);
 const REPS = Number(process.env.BENCH_REPS ?? 3);
 const NS_A = 'rmbench-a';
@@ -92,7 +106,7 @@ function shape(mbit: number | undefined): void {
       // no qdisc yet
     }
     if (mbit !== undefined) {
-      const burst = Math.max(32 * 1024, Math.round((mbit * 1e6) / 8 / 100));
+      const burst = burstFor((mbit * 1e6) / 8);
       sh('ip', ['netns', 'exec', ns, 'tc', 'qdisc', 'add', 'dev', dev, 'root', 'tbf', 'rate', `${mbit}mbit`, 'burst', String(burst), 'latency', '200ms']);
     }
   }
@@ -135,26 +149,53 @@ interface RoundResult {
   link: { bandwidth: number; rttMs: number };
 }
 
+type Shaping = 'tc' | 'inprocess';
+
+/** tc where we can (root, iproute2); BENCH_SHAPING=inprocess forces the fallback, =tc insists on tc. */
+function chooseShaping(): Shaping {
+  const isRoot = process.getuid?.() === 0;
+  const canTc = isRoot && haveTool('tc') && haveTool('ip');
+  const wanted = process.env.BENCH_SHAPING;
+  if (wanted === 'inprocess') return 'inprocess';
+  if (wanted === 'tc') {
+    if (!canTc) throw new Error('BENCH_SHAPING=tc needs root and iproute2 (ip, tc)');
+    return 'tc';
+  }
+  if (wanted) throw new Error(`BENCH_SHAPING must be tc or inprocess, not '${wanted}'`);
+  return canTc ? 'tc' : 'inprocess';
+}
+
 async function main(): Promise<void> {
-  const root = process.getuid?.() === 0 && haveTool('tc') && haveTool('ip');
-  const cgroup = root ? await cpuCgroup(CPU_LIMIT) : undefined;
+  const shaping = chooseShaping();
+  const netns = shaping === 'tc'; // robots in namespaces behind tc; otherwise loopback behind the relay
+  const isRoot = process.getuid?.() === 0;
+  const cgroup = isRoot ? await cpuCgroup(CPU_LIMIT) : undefined;
   const cpulimit = !cgroup && haveTool('cpulimit');
   const throttle = cgroup ? `CFS quota ${CPU_LIMIT} % of a core (cgroup, 10 ms period)` : cpulimit ? `cpulimit ${CPU_LIMIT} %` : 'NOT limited (no cgroup, no cpulimit)';
-  const mode = root ? 'network namespaces, veth shaped with tc tbf' : 'NOT ROOT: unshaped loopback (no link emulation)';
+  const why = process.env.BENCH_SHAPING === 'inprocess' ? 'forced by BENCH_SHAPING=inprocess' : 'no root or no iproute2';
+  const mode = netns
+    ? 'network namespaces, veth shaped with tc tbf'
+    : `loopback through an in-process token-bucket relay, both directions shaped (${why}; no kernel shaping)`;
+  const shapingLabel = netns ? 'tc tbf (veth)' : 'in-process token bucket';
   process.stderr.write(`bench:split — ${mode}; requester CPU: ${throttle}\n`);
   const dir = await mkdtemp(join(tmpdir(), 'robomesh-bench-split-'));
   const seeds = [randomBytes(32), randomBytes(32)];
   const ids = await Promise.all(seeds.map((s) => identityFromSeed(s)));
   const members = ids.map((i) => i.peerId.toString()).join(',');
   const node = process.execPath;
-  const inNs = (ns: string, argv: string[]): [string, string[]] => (root ? ['ip', ['netns', 'exec', ns, ...argv]] : [argv[0], argv.slice(1)]);
-  const hostA = root ? IP_A : '127.0.0.1';
-  const hostB = root ? IP_B : '127.0.0.1';
-  if (root) setupNamespaces();
+  const inNs = (ns: string, argv: string[]): [string, string[]] => (netns ? ['ip', ['netns', 'exec', ns, ...argv]] : [argv[0], argv.slice(1)]);
+  const hostA = netns ? IP_A : '127.0.0.1';
+  const hostB = netns ? IP_B : '127.0.0.1';
+  if (netns) setupNamespaces();
+  const link = netns ? undefined : new ThrottledLink();
+  const setRate = (mbit: number | undefined): void => {
+    if (netns) shape(mbit);
+    else link!.setRate(mbit === undefined ? undefined : (mbit * 1e6) / 8);
+  };
   const procs: Proc[] = [];
   const cleanup = (): void => {
     for (const p of procs) p.child.kill('SIGTERM');
-    if (root) teardown();
+    if (netns) teardown();
   };
   const removeCgroup = async (): Promise<void> => {
     for (let i = 0; cgroup && i < 50; i++) {
@@ -171,11 +212,18 @@ async function main(): Promise<void> {
     process.exit(130);
   });
   try {
-    const peer = start(...inNs(NS_B, [node, here('./split-peer.js'), '--host', hostB, '--port', String(PORT), '--dir', dir, '--seed', seeds[1].toString('hex'), '--members', members]));
+    const peer = start(...inNs(NS_B, [node, here('./split-peer.js'), '--host', hostB, '--port', String(PORT), '--dir', dir, '--seed', seeds[1].toString('hex'), '--members', members, '--window', String(WINDOW)]));
     procs.push(peer);
     await peer.next('ready');
     process.stderr.write('peer ready; starting the requester (it profiles the detector under its CPU limit)\n');
-    const requesterArgv = [node, here('./split-requester.js'), '--host', hostA, '--dir', dir, '--seed', seeds[0].toString('hex'), '--members', members, '--peer-host', hostB, '--peer-port', String(PORT), '--peer-id', ids[1].peerId.toString()];
+    // Without tc, the requester reaches both of the peer's ports only through the shaping relay.
+    const [peerPort, peerRawPort] = link ? [await link.relay(hostB, PORT), await link.relay(hostB, PORT + RAW_PORT_OFFSET)] : [PORT, PORT + RAW_PORT_OFFSET];
+    if (link) link.setRate(undefined);
+    const requesterArgv = [
+      ...[node, here('./split-requester.js'), '--host', hostA, '--dir', dir, '--seed', seeds[0].toString('hex'), '--members', members],
+      ...['--peer-host', hostB, '--peer-port', String(peerPort), '--peer-raw-port', String(peerRawPort), '--peer-id', ids[1].peerId.toString()],
+      ...['--via-relay', link ? '1' : '0', '--window', String(WINDOW)],
+    ];
     const [cmd, argv] = inNs(NS_A, cpulimit ? ['cpulimit', '-l', String(CPU_LIMIT), '-f', '-q', '--', ...requesterArgv] : requesterArgv);
     const quote = (a: string): string => `'${a.replace(/'/g, `'\\''`)}'`;
     const requester = cgroup
@@ -192,10 +240,9 @@ async function main(): Promise<void> {
     process.stderr.write(`requester ready: whole detector ${ready.wholeMs.toFixed(1)} ms at its CPU limit\n`);
 
     const rounds: { rate: string; round: RoundResult; throughput: unknown }[] = [];
-    const rates: (number | undefined)[] = root ? RATES_MBIT : [undefined];
-    for (const rate of rates) {
-      const label = rate === undefined ? 'loopback' : `${rate} Mbit/s`;
-      if (root) shape(rate);
+    for (const rate of RATES_MBIT) {
+      const label = `${rate} Mbit/s`;
+      setRate(rate);
       process.stderr.write(`link ${label}: measuring every plan…\n`);
       requester.send(`round ${JSON.stringify({ reps: REPS, budgetMs: 20_000 })}`);
       let round: RoundResult;
@@ -205,21 +252,19 @@ async function main(): Promise<void> {
         process.stderr.write(`link ${label}: round failed: ${(err as Error).message}\n`);
         continue;
       }
-      const sizesMb = rate !== undefined && rate <= 1 ? [1] : [1, 2, 4];
+      const sizesMb = rate <= 1 ? [1] : [1, 2, 4];
       await cpuQuota(false);
-      requester.send(`throughput ${JSON.stringify({ sizesMb, reps: rate !== undefined && rate <= 5 ? 1 : REPS })}`);
+      requester.send(`throughput ${JSON.stringify({ sizesMb, reps: rate <= 5 ? 1 : REPS, settleMs: settleMs(rate) })}`);
       const throughput = await requester.next('throughput');
       await cpuQuota(true);
       rounds.push({ rate: label, round, throughput });
     }
-    let unshaped: unknown;
-    if (root) {
-      shape(undefined);
-      process.stderr.write('unshaped veth: throughput\n');
-      await cpuQuota(false);
-      requester.send(`throughput ${JSON.stringify({ sizesMb: [1, 2, 4], reps: REPS })}`);
-      unshaped = await requester.next('throughput');
-    }
+    const unshapedLabel = netns ? 'veth, unshaped' : 'loopback relay, unshaped';
+    setRate(undefined);
+    process.stderr.write(`${unshapedLabel}: throughput\n`);
+    await cpuQuota(false);
+    requester.send(`throughput ${JSON.stringify({ sizesMb: [1, 2, 4], reps: REPS })}`);
+    const unshaped = await requester.next('throughput');
     requester.send('quit');
 
     const summary: Row[] = [];
@@ -264,18 +309,23 @@ async function main(): Promise<void> {
         });
       }
       for (const t of throughput as { mb: number; rawMBps: number; oursMBps: number; ratio: number; error?: string }[]) {
-        tput.push({ link: rate, 'frame MB': t.mb, 'raw TCP MB/s': t.rawMBps, 'robomesh MB/s': t.oursMBps, 'robomesh ÷ raw': t.ratio, error: t.error ?? '' });
+        tput.push({ link: rate, shaping: shapingLabel, 'frame MB': t.mb, 'raw TCP MB/s': t.rawMBps, 'robomesh MB/s': t.oursMBps, 'robomesh ÷ raw': t.ratio, error: t.error ?? '' });
       }
     }
-    for (const t of (unshaped ?? []) as { mb: number; rawMBps: number; oursMBps: number; ratio: number; error?: string }[]) {
-      tput.push({ link: 'veth, unshaped', 'frame MB': t.mb, 'raw TCP MB/s': t.rawMBps, 'robomesh MB/s': t.oursMBps, 'robomesh ÷ raw': t.ratio, error: t.error ?? '' });
+    for (const t of unshaped as { mb: number; rawMBps: number; oursMBps: number; ratio: number; error?: string }[]) {
+      tput.push({ link: unshapedLabel, shaping: 'none', 'frame MB': t.mb, 'raw TCP MB/s': t.rawMBps, 'robomesh MB/s': t.oursMBps, 'robomesh ÷ raw': t.ratio, error: t.error ?? '' });
     }
-    const heading = `bench:split — ${mode}; requester CPU: ${throttle}; PaddleOCR detector 1×3×320×320; medians of ${REPS}`;
-    process.stdout.write(`\n${heading}\n\n${table(summary)}\n\nThroughput of one tensor frame (one way + ack)\n\n${table(tput)}\n\nEvery plan\n\n${table(detail)}\n`);
-    const path = await writeResults('split', { mode, throttle, reps: REPS, summary, throughput: tput, plans: detail });
+    const heading = `bench:split — ${mode}; requester CPU: ${throttle}; yamux window ${WINDOW} B; PaddleOCR detector 1×3×320×320; medians of ${REPS}`;
+    process.stdout.write(`\n${heading}\n\n${table(summary)}\n\nThroughput of one tensor frame (one way + ack), each timed frame after the link idled until its token bucket refilled\n\n${table(tput)}\n\nEvery plan\n\n${table(detail)}\n`);
+    const linkShaping = netns
+      ? { kind: 'tc', how: 'tc tbf on both ends of a veth between two network namespaces', burst: 'max(32 KiB, 10 ms of the rate)', tbfLatency: '200ms' }
+      : { kind: 'inprocess', how: 'loopback relay in the bench process, one token bucket per direction (bench/link-throttle.ts)', burst: `max(32 KiB, 10 ms of the rate), e.g. ${burstFor(12.5e6)} B at 100 Mbit/s`, why };
+    const settle = 'throughput: each timed frame (raw and robomesh) starts after the link idled burst ÷ rate + 10 ms, so both start with a full bucket';
+    const path = await writeResults('split', { mode, shaping: { ...linkShaping, settle }, throttle, windowBytes: WINDOW, reps: REPS, summary, throughput: tput, plans: detail });
     process.stdout.write(`\nwrote ${path}\n`);
   } finally {
     cleanup();
+    await link?.close();
     await removeCgroup();
     await rm(dir, { recursive: true, force: true });
   }

@@ -3,15 +3,17 @@ import { RobomeshError } from './errors.js';
 /**
  * Messages of `/robomesh/infer/1.0.0`, each one length-prefixed message on a reused stream:
  *   kind u8 = 1: a JSON header (request, response or error), then `chunks` messages of
- *   kind u8 = 2: raw bytes of the tensor frame, in order.
- * Splitting the frame into chunks keeps every stream message small, so pings and other streams
- * interleave with a multi-megabyte tensor instead of queueing behind it.
+ *   kind u8 = 2: raw bytes of the tensor frame, in order, CHUNK_BYTES each but the last.
+ * Chunking bounds what a receiver buffers per message. Senders hand each chunk to the stream
+ * in smaller pieces (nodes/mesh/tensor-io.ts), so the muxer's frames stay small and pings and
+ * other streams interleave with a multi-megabyte tensor instead of queueing behind it.
  */
 export const INFER_PROTOCOL = '/robomesh/infer/1.0.0';
 export const CHUNK_BYTES = 1024 * 1024;
 export const MAX_MESSAGE_BYTES = CHUNK_BYTES + 16;
 const HEADER = 1;
-const CHUNK = 2;
+/** First byte of every frame chunk message; the frame's bytes follow it. */
+export const CHUNK_KIND = 2;
 
 export type Precision = 'fp32' | 'fp16' | 'int8';
 
@@ -67,21 +69,9 @@ export function encodeHeader(header: InferHeader): Uint8Array {
   return out;
 }
 
-export function chunkFrame(frame: Uint8Array): Uint8Array[] {
-  const chunks: Uint8Array[] = [];
-  for (let o = 0; o < frame.length; o += CHUNK_BYTES) {
-    const part = frame.subarray(o, Math.min(frame.length, o + CHUNK_BYTES));
-    const msg = new Uint8Array(1 + part.length);
-    msg[0] = CHUNK;
-    msg.set(part, 1);
-    chunks.push(msg);
-  }
-  return chunks;
-}
-
-export function chunkPayload(message: Uint8Array): Uint8Array {
-  if (message[0] !== CHUNK) throw new InferProtocolError('BAD_MESSAGE', `expected a frame chunk, got message kind ${message[0]}`);
-  return message.subarray(1);
+/** Throws unless `kind`, a message's first byte (undefined: empty message), opens a frame chunk. */
+export function expectChunk(kind: number | undefined): void {
+  if (kind !== CHUNK_KIND) throw new InferProtocolError('BAD_MESSAGE', `expected a frame chunk, got message kind ${kind}`);
 }
 
 const ID = /^[A-Za-z0-9_-]{1,64}$/;

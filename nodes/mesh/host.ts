@@ -163,13 +163,15 @@ export async function createMeshHost(options: MeshOptions): Promise<MeshHost> {
     if (gater.isMember(peer)) void tagFleet(peer).catch(() => undefined);
   });
   // mDNS only tells libp2p where a peer is (libp2p 3 dials nothing by itself): dial fleet members
-  // found that way now, and remember them so the redial loop brings them back after a partition.
+  // found that way, and remember them so the redial loop brings them back after a partition.
+  // Both robots hear each other: only the lower PeerId dials at once (two dials at the same
+  // moment leave two connections); the other one's redial loop dials if that never comes.
   // Anyone else announcing itself is left alone (and the gater refuses it if it dials us).
   node.addEventListener('peer:discovery', (evt) => {
     const peer = evt.detail.id.toString();
     if (!gater.isMember(peer) || peer === self || evt.detail.multiaddrs.length === 0) return;
     if (!known.has(peer)) known.set(peer, evt.detail.multiaddrs.map((a) => `${a.toString()}/p2p/${peer}`));
-    if (stopped || !gater.admits(peer) || node.getConnections(evt.detail.id).length > 0) return;
+    if (self > peer || stopped || !gater.admits(peer) || node.getConnections(evt.detail.id).length > 0) return;
     void node
       .dial(evt.detail.id, { signal: AbortSignal.timeout(3000) })
       .then(() => tagFleet(peer))

@@ -3,7 +3,7 @@ import { peerIdFromString } from '@libp2p/peer-id';
 import { type LengthPrefixedStream, lpStream } from '@libp2p/utils';
 import { FrameError, RobomeshError } from '../../protocol/errors.js';
 import { CHUNK_BYTES, INFER_PROTOCOL, type InferRequest, MAX_MESSAGE_BYTES } from '../../protocol/infer-messages.js';
-import { DEFAULT_FRAME_LIMITS, type Tensor, decodeFrame, encodeFrame } from '../../protocol/tensor-frame.js';
+import { DEFAULT_FRAME_LIMITS, type Tensor, decodeFrame, encodeFrameChunks } from '../../protocol/tensor-frame.js';
 import type { MeshNode } from './host.js';
 import type { PeerReputation } from './reputation.js';
 import { readFrame, readHeader, writeMessage } from './tensor-io.js';
@@ -54,19 +54,21 @@ export class InferClient {
     const t0 = performance.now();
     const deadline = AbortSignal.timeout(Math.max(1, Math.ceil(budgetMs)));
     const abort = signal ? AbortSignal.any([deadline, signal]) : deadline;
-    const frame = encodeFrame(tensors);
+    // The frame as its pieces (tensor data as views, never joined): sending starts at once.
+    const frame = encodeFrameChunks(tensors);
+    const bytes = frame.reduce((n, p) => n + p.length, 0);
     const request: InferRequest = {
       t: 'req',
       id: newId(),
       ...task,
       budgetMs: Math.max(1, budgetMs),
-      chunks: Math.ceil(frame.length / CHUNK_BYTES),
-      bytes: frame.length,
+      chunks: Math.ceil(bytes / CHUNK_BYTES),
+      bytes,
     };
     let pooled: PooledStream | undefined;
     try {
       pooled = await this.take(peer, abort);
-      await writeMessage(pooled.lp, request, frame, abort);
+      await writeMessage(pooled.lp, pooled.stream, request, frame, abort);
       const header = await readHeader(pooled.lp, this.maxFrameBytes, abort);
       if (header === null) throw new InferError('STREAM_CLOSED', `${peer} closed the stream without answering`);
       if (header.id !== request.id) {
@@ -85,7 +87,7 @@ export class InferClient {
       }
       this.release(peer, pooled);
       pooled = undefined;
-      return { outputs, computeMs: header.computeMs, elapsedMs: performance.now() - t0, sentBytes: frame.length, receivedBytes: body.length };
+      return { outputs, computeMs: header.computeMs, elapsedMs: performance.now() - t0, sentBytes: bytes, receivedBytes: body.length };
     } catch (err) {
       pooled?.stream.abort(err instanceof Error ? err : new Error(String(err)));
       if (deadline.aborted) throw new InferError('DEADLINE', `${peer} did not answer within ${budgetMs.toFixed(0)} ms`);

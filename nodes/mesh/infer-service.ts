@@ -72,7 +72,7 @@ export class InferService extends EventEmitter<{ request: [peer: string, request
         const frame = await readFrame(lp, header.chunks, header.bytes);
         const reply = await this.answer(header, frame, received, closed.signal);
         if (reply.outputs) this.emit('served', peer, header, reply.outputs);
-        await writeMessage(lp, reply.header, reply.frame);
+        await writeMessage(lp, stream, reply.header, reply.frame && [reply.frame]);
         if (reply.fatal) {
           this.reputation.penalise(peer, `${reply.header.t === 'err' ? reply.header.code : ''}: ${reply.reason}`);
           stream.abort(new Error(reply.reason));
@@ -84,7 +84,7 @@ export class InferService extends EventEmitter<{ request: [peer: string, request
       this.reputation.penalise(peer, `malformed request stream: ${(err as Error).message}`);
       try {
         const code: InferErrorCode = 'BAD_FRAME';
-        await writeMessage(lp, { t: 'err', id, code, message: (err as Error).message }, undefined, AbortSignal.timeout(1000));
+        await writeMessage(lp, stream, { t: 'err', id, code, message: (err as Error).message }, undefined, AbortSignal.timeout(1000));
       } catch {
         // the stream may already be gone
       }
@@ -97,7 +97,7 @@ export class InferService extends EventEmitter<{ request: [peer: string, request
     frame: Uint8Array,
     received: number,
     cancelled: AbortSignal,
-  ): Promise<{ header: Parameters<typeof writeMessage>[1]; frame?: Uint8Array; outputs?: Tensor[]; fatal?: boolean; reason?: string }> {
+  ): Promise<{ header: Parameters<typeof writeMessage>[2]; frame?: Uint8Array; outputs?: Tensor[]; fatal?: boolean; reason?: string }> {
     const error = (code: InferErrorCode, message: string, fatal = false) => ({
       header: { t: 'err' as const, id: req.id, code, message },
       fatal,

@@ -1,5 +1,18 @@
+import type { Stream } from '@libp2p/interface';
 import type { LengthPrefixedStream } from '@libp2p/utils';
-import { type InferHeader, chunkFrame, chunkPayload, decodeHeader, encodeHeader } from '../../protocol/infer-messages.js';
+import { CHUNK_BYTES, CHUNK_KIND, type InferHeader, decodeHeader, encodeHeader, expectChunk } from '../../protocol/infer-messages.js';
+
+/**
+ * Largest piece of a frame handed to the stream at once: one yamux frame (12-byte header) then
+ * fills one noise message (65,519 bytes of plaintext). Yamux sends whatever sits in a stream's
+ * buffer as one frame of up to its whole send window and the receiver grants more window only
+ * once a frame has fully arrived, so handing it a 1 MiB chunk made the transfer stop-and-wait
+ * per window, and the first byte of each chunk waited for the whole chunk to be encrypted.
+ * Pieces this size keep window updates flowing while the link is busy and let copying and
+ * encryption overlap the transfer (bench:split, 100 Mbit/s: 0.73–0.93 of raw TCP before,
+ * ≥ 0.98 after).
+ */
+export const SEND_PIECE_BYTES = 65_519 - 12;
 
 /** Reads one header message, or null when the remote closed the stream cleanly between requests. */
 export async function readHeader(lp: LengthPrefixedStream, maxFrameBytes: number, signal?: AbortSignal): Promise<InferHeader | null> {
@@ -18,17 +31,63 @@ export async function readFrame(lp: LengthPrefixedStream, chunks: number, bytes:
   const frame = new Uint8Array(bytes);
   let offset = 0;
   for (let i = 0; i < chunks; i++) {
-    const part = chunkPayload((await lp.read({ signal })).subarray());
-    if (offset + part.length > bytes) throw new RangeError(`frame chunks exceed the announced ${bytes} bytes`);
-    frame.set(part, offset);
-    offset += part.length;
+    const message = await lp.read({ signal });
+    expectChunk(message.byteLength > 0 ? message.get(0) : undefined);
+    if (offset + message.byteLength - 1 > bytes) throw new RangeError(`frame chunks exceed the announced ${bytes} bytes`);
+    // The message arrives as many buffers: copy each straight to its place, never joined first.
+    for (const part of message.sublist(1)) {
+      frame.set(part, offset);
+      offset += part.length;
+    }
   }
   if (offset !== bytes) throw new RangeError(`frame chunks hold ${offset} bytes, ${bytes} announced`);
   return frame;
 }
 
-/** Writes a header and its frame; each write waits for the stream to drain (backpressure). */
-export async function writeMessage(lp: LengthPrefixedStream, header: InferHeader, frame: Uint8Array | undefined, signal?: AbortSignal): Promise<void> {
+/** Unsigned varint, the length prefix of lpStream's messages. */
+function varint(n: number): number[] {
+  const out: number[] = [];
+  for (; n >= 0x80; n = Math.floor(n / 0x80)) out.push((n % 0x80) | 0x80);
+  out.push(n);
+  return out;
+}
+
+/** Hands bytes to the stream (never copied), then waits while its buffer is full (backpressure). */
+async function send(stream: Stream, bytes: Uint8Array, signal?: AbortSignal): Promise<void> {
+  signal?.throwIfAborted();
+  if (!stream.send(bytes)) await stream.onDrain({ signal });
+}
+
+/**
+ * Writes a header and its frame, given as consecutive pieces (a frame encoded without joining
+ * its tensors). On the wire the frame is the protocol's chunk messages of CHUNK_BYTES, exactly
+ * as if written through `lp`; each is handed to `stream` (the one `lp` wraps) in pieces of at
+ * most SEND_PIECE_BYTES, waiting for the stream to drain between them (backpressure).
+ */
+export async function writeMessage(
+  lp: LengthPrefixedStream,
+  stream: Stream,
+  header: InferHeader,
+  frame: readonly Uint8Array[] | undefined,
+  signal?: AbortSignal,
+): Promise<void> {
   await lp.write(encodeHeader(header), { signal });
-  if (frame) for (const chunk of chunkFrame(frame)) await lp.write(chunk, { signal });
+  if (!frame) return;
+  const total = frame.reduce((n, p) => n + p.length, 0);
+  let piece = 0;
+  let at = 0;
+  for (let o = 0; o < total; o += CHUNK_BYTES) {
+    const length = Math.min(CHUNK_BYTES, total - o);
+    await send(stream, Uint8Array.from([...varint(1 + length), CHUNK_KIND]), signal);
+    for (let left = length; left > 0; ) {
+      while (at === frame[piece].length) {
+        piece++;
+        at = 0;
+      }
+      const n = Math.min(left, SEND_PIECE_BYTES, frame[piece].length - at);
+      await send(stream, frame[piece].subarray(at, at + n), signal);
+      at += n;
+      left -= n;
+    }
+  }
 }

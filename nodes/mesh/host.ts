@@ -140,17 +140,8 @@ export async function createMeshHost(options: MeshOptions): Promise<MeshHost> {
 
   let stopped = false;
   let redialTimer: NodeJS.Timeout | undefined;
-  /** One redial round at a time: a round asked for while one runs follows it at once. */
-  let redialing = false;
-  let redialAgain = false;
   const redial = async (): Promise<void> => {
     if (stopped) return;
-    if (redialing) {
-      redialAgain = true;
-      return;
-    }
-    redialing = true;
-    clearTimeout(redialTimer);
     const connected = new Set(node.getConnections().map((c) => c.remotePeer.toString()));
     await Promise.all(
       [...known.entries()]
@@ -164,12 +155,7 @@ export async function createMeshHost(options: MeshOptions): Promise<MeshHost> {
           }
         }),
     );
-    redialing = false;
-    if (stopped) return;
-    if (redialAgain) {
-      redialAgain = false;
-      void redial();
-    } else redialTimer = setTimeout(() => void redial(), options.redialMs ?? 1000);
+    if (!stopped) redialTimer = setTimeout(() => void redial(), options.redialMs ?? 1000);
   };
 
   node.addEventListener('peer:connect', (evt) => {
@@ -214,6 +200,7 @@ export async function createMeshHost(options: MeshOptions): Promise<MeshHost> {
     heal(peers) {
       gater.heal(peers);
       // Our own refusal lifted: dial now rather than at the loop's next round.
+      clearTimeout(redialTimer);
       void redial();
     },
     async addPeerAddresses(peer, addrs) {

@@ -17,13 +17,34 @@ describe('fleet scenarios', () => {
   it('the default scenario parses; mistakes are refused naming the place', () => {
     const s = parseScenario(DEFAULT_SCENARIO);
     assert.equal(s.robots, 4);
-    assert.deepEqual(s.events.map((e) => Object.keys(e).filter((k) => k !== 'at')[0]), ['partition', 'heal', 'byzantine']);
+    assert.deepEqual(s.events.map((e) => Object.keys(e).filter((k) => k !== 'at')[0]), ['partition', 'heal', 'shape', 'byzantine']);
     const bad = (text: string, re: RegExp): void => assert.throws(() => parseScenario(text), (e: ScenarioError) => e instanceof ScenarioError && re.test(e.message));
     bad('robots: 3\nevents: [{ at: 1, partition: [[r0], [r7]] }]', /unknown robot "r7"/);
     bad('robots: 3\nevents: [{ at: 1, byzantine: { robot: r1, fault: lies } }]', /fault type must be one of/);
     bad('robots: 3\nduration: 10\nevents: [{ at: 11, heal: true }]', /after the end/);
     bad('robtos: 3', /unknown key robtos/);
     bad('robots: [', /not YAML/);
+    bad('robots: 3\nevents: [{ at: 1, shape: { robots: [r1], links: [[r0, r1]], rate_mbit: 1 } }]', /exactly one of robots/);
+    bad('robots: 3\nevents: [{ at: 1, shape: { links: [[r0, r0]], rate_mbit: 1 } }]', /two different robots/);
+    bad('robots: 3\nevents: [{ at: 1, shape: { links: [[r0, r5]], rate_mbit: 1 } }]', /shape.links\[0\]\[1\]: unknown robot "r5"/);
+    bad('robots: 3\nevents: [{ at: 1, shape: { between: [[r0, r1]], rate_mbit: 1 } }]', /two or more groups/);
+    bad('robots: 3\nevents: [{ at: 1, shape: { robots: [r1] } }]', /rate_mbit: expected a number/);
+  });
+
+  it('link shaping names links three ways, each link once', () => {
+    const links = (shape: string): string[] => {
+      const e = parseScenario(`robots: 4\nevents: [{ at: 1, shape: ${shape} }]`).events[0];
+      assert.ok('shape' in e);
+      assert.equal(e.shape.bytesPerSecond, 250_000);
+      return e.shape.links.map((l) => l.join('-')).sort();
+    };
+    assert.deepEqual(links('{ robots: [r1], rate_mbit: 2 }'), ['r1-r0', 'r1-r2', 'r1-r3']);
+    assert.deepEqual(links('{ robots: [r1, r2], rate_mbit: 2 }'), ['r1-r0', 'r1-r2', 'r1-r3', 'r2-r0', 'r2-r3']);
+    assert.deepEqual(links('{ between: [[r0, r1], [r2]], rate_mbit: 2, delay_ms: 30 }'), ['r0-r2', 'r1-r2']);
+    assert.deepEqual(links('{ links: [[r3, r0]], rate_mbit: 2 }'), ['r3-r0']);
+    const e = parseScenario('robots: 2\nevents: [{ at: 1, shape: { links: [[r0, r1]], rate_mbit: 2, delay_ms: 30 } }, { at: 2, unshape: true }]').events;
+    assert.ok('shape' in e[0] && e[0].shape.delayMs === 30 && e[0].shape.text.includes('2 Mbit/s, 30 ms'));
+    assert.ok('unshape' in e[1]);
   });
 });
 
@@ -46,6 +67,7 @@ anchor_every: 5
 events:
   - { at: 4, partition: [[r0, r1], [r2, r3]] }
   - { at: 10, heal: true }
+  - { at: 11, shape: { links: [[r0, r2]], rate_mbit: 4, delay_ms: 30 } }
   - { at: 13, byzantine: { robot: r3, fault: { type: fake-walls, thickness: 20, from: [1, 4], to: [7, 4] } } }
   - { at: 15, byzantine: { robot: r1, fault: forge } }
   - { at: 18, byzantine: { robot: r3, fault: equivocate } }
@@ -72,6 +94,13 @@ events:
     assert.ok(report.liars.equivocations >= 1);
     assert.ok(report.liars.forgedEntriesRejected >= 1, 'the forged entry was rejected by gossip validation');
     assert.ok(report.map.accuracy > 0.9, `map accuracy ${report.map.accuracy}`);
+  });
+
+  it('a shaped link is shaped at both of its ends, and the report shows what the robots measured on it', () => {
+    assert.equal(report.links.length, 1);
+    assert.equal(report.links[0].shaping, 'links: 4 Mbit/s, 30 ms'.replace('links:', '1 link(s):'));
+    const ends = report.links[0].measured.map((m) => `${m.from}>${m.to}@${m.shapedMbit}`).sort();
+    assert.deepEqual(ends, ['r0>r2@4', 'r2>r0@4']);
   });
 
   it('logged inference ran, and one accepted result is audited end to end against the anchor on the stand-in node', () => {

@@ -59,6 +59,8 @@ export interface FleetReport {
   liars: { scheduled: string[]; flaggedInLog: string[]; excludedInLog: string[]; equivocations: number; forgedEntriesRejected: number; isolatedByPeers: string[] };
   anchoring: { on: string; anchors: number };
   audit: { task: string; report?: AuditReport; error?: string } | null;
+  /** Per shape event: the links it slowed, and what their robots measured on them while it held. */
+  links: { at: number; shaping: string; measured: { from: string; to: string; shapedMbit: number; measuredMbit: number; rttMs: number }[] }[];
   /** Over the processes hosting robots (each counted once): largest RSS, total RSS / robots, total CPU time. */
   resources: { maxRssMb: number; rssMbPerRobot: number; cpuSeconds: number };
 }
@@ -89,6 +91,7 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
   private peerName = new Map<string, string>();
   private keyName = new Map<string, string>();
   private readonly t0 = Date.now();
+  private readonly shapings: FleetReport['links'] = [];
 
   constructor(
     private readonly scenario: Scenario,
@@ -324,6 +327,19 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
           const reconnected = Math.max(0, ...[...this.statuses.values()].map((s) => s.connected.length));
           heals.push({ at, convergedMs, logMs, reconnectedPeers: reconnected });
           o.log(`  t=${at.toFixed(0)} s heal: logs caught up ${logMs === null ? 'NOT within 60 s' : `in ${logMs} ms`}, logs and map tiles ${convergedMs === null ? 'NOT within 60 s' : `in ${convergedMs} ms`}`);
+        } else if ('shape' in e) {
+          const byName = new Map([...this.statuses.values()].map((s) => [s.name, s.peerId]));
+          await Promise.all(
+            this.handles.map((h) => {
+              const peers = e.shape.links.filter((l) => l.includes(h.name)).map(([a, b]) => byName.get(a === h.name ? b : a)!);
+              return peers.length ? h.request({ cmd: 'shape', links: peers.map((peer) => ({ peer, shape: { bytesPerSecond: e.shape.bytesPerSecond, delayMs: e.shape.delayMs } })) }) : undefined;
+            }),
+          );
+          this.shapings.push({ at: t, shaping: e.shape.text, measured: [] });
+          this.phase = `links shaped (${e.shape.text})`;
+        } else if ('unshape' in e) {
+          await Promise.all(this.handles.map((h) => h.request({ cmd: 'shape', clear: true, links: [] })));
+          this.phase = 'links at full speed';
         } else {
           const h = this.handles.find((x) => x.name === e.byzantine.robot)!;
           await h.request({ cmd: 'fault', fault: e.byzantine.fault });
@@ -343,6 +359,7 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
         await this.refreshMap().catch(() => undefined);
       }
       await this.poll();
+      this.recordShapedLinks();
       if (t >= nextProgress) {
         nextProgress += 5;
         const s = [...this.statuses.values()];
@@ -356,6 +373,16 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
     o.log(`  caught up after ${last.convergedMs ?? 'more than 60 000'} ms`);
     await this.refreshMap().catch(() => undefined);
     return this.report(anchorOn, heals, finished, liars);
+  }
+
+  /** What robots measure on the links shaped now (latest poll), kept with the shaping that slowed them. */
+  private recordShapedLinks(): void {
+    const current = this.shapings.at(-1);
+    if (!current) return;
+    const measured = [...this.statuses.values()].flatMap((s) =>
+      s.links.filter((l) => l.shapedBps > 0).map((l) => ({ from: s.name, to: this.peerName.get(l.peer) ?? l.peer.slice(0, 12), shapedMbit: l.shapedBps / 1e6, measuredMbit: l.bandwidthBps / 1e6, rttMs: l.rttMs })),
+    );
+    if (measured.length) current.measured = measured;
   }
 
   private async report(anchorOn: string, heals: FleetReport['heals'], tasks: { task?: string; error?: string; plan?: string; ms?: number }[], liars: Set<string>): Promise<FleetReport> {
@@ -412,6 +439,7 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
       },
       anchoring: { on: anchorOn, anchors },
       audit,
+      links: this.shapings,
       resources: {
         maxRssMb: Math.max(...usage.map((u) => u.rss)) / 2 ** 20,
         rssMbPerRobot: usage.reduce((a, u) => a + u.rss, 0) / 2 ** 20 / statuses.length,

@@ -1,5 +1,6 @@
 import type { FleetReport } from './fleet-run.js';
 
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)] ?? 0;
 const pct = (x: number): string => `${(x * 100).toFixed(1)} %`;
 
 /** The fleet report as Markdown (the JSON next to it holds the same figures). */
@@ -22,6 +23,11 @@ export function reportMarkdown(r: FleetReport): string {
     '',
     r.heals.length ? '| heal at (s) | logs and maps converged after |\n|---|---|' : 'No partition in this scenario.',
     ...r.heals.map((h) => `| ${h.at.toFixed(0)} | ${h.convergedMs === null ? 'not within 60 s' : `${h.convergedMs} ms`} |`),
+    '',
+    '## Links',
+    '',
+    r.links.length ? '| shaped at (s) | links | measured by the robots on them (median) | RTT median |\n|---|---|---|---|' : 'No link shaping in this scenario (loopback at full speed).',
+    ...r.links.map((l) => `| ${l.at.toFixed(0)} | ${l.shaping} | ${l.measured.length ? `${median(l.measured.map((m) => m.measuredMbit)).toFixed(2)} Mbit/s over ${l.measured.length} link ends` : 'not measured yet'} | ${l.measured.length ? `${median(l.measured.map((m) => m.rttMs)).toFixed(0)} ms` : '—'} |`),
     '',
     '## Map',
     '',

@@ -13,6 +13,7 @@ import { SqliteLogStore } from '../ledger/sqlite-store.js';
 import { mapDigest } from '../mapping/merged-map.js';
 import { ScanMatchingLocalizer } from '../mapping/scan-matcher.js';
 import { identityFromSeed } from '../mesh/identity.js';
+import { type LinkShape, LinkShaper } from '../mesh/link-shaper.js';
 import { Robot } from '../robot/robot.js';
 import { defaultRobots, floorPlan } from '../sim/floor-plans.js';
 import type { Pose } from '../sim/pose.js';
@@ -38,6 +39,8 @@ export type Command =
   | { cmd: 'map' }
   | { cmd: 'partition'; peers: string[] }
   | { cmd: 'heal' }
+  /** Pace and delay what this robot sends to these peers (null lifts it); `clear` lifts all first. */
+  | { cmd: 'shape'; clear?: boolean; links: { peer: string; shape: LinkShape | null }[] }
   | { cmd: 'fault'; fault: Fault }
   | { cmd: 'task'; seed: number; k: number }
   | { cmd: 'stop' };
@@ -64,7 +67,8 @@ export interface RobotStatus {
   /** The latest map comparison: per robot pair (keys), conflicting and agreeing tiles. */
   mapPairs: { a: string; b: string; conflicts: number; agreements: number }[];
   connected: string[];
-  links: { peer: string; bandwidthBps: number; rttMs: number }[];
+  /** Measured per connected peer; shapedBps is the scenario's rate toward it (0 = not shaped). */
+  links: { peer: string; bandwidthBps: number; rttMs: number; shapedBps: number }[];
   events: { at: number; kind: string; detail: string }[];
   latencies: { at: number; ms: number; plan: string }[];
   tasksAccepted: string[];
@@ -91,6 +95,7 @@ export class RobotRuntime {
   private constructor(
     readonly robot: Robot,
     private readonly init: RuntimeInit,
+    private readonly linkShaper: LinkShaper,
   ) {
     const plan = floorPlan(init.sim.world);
     // Plans have 8 start poses and routes; a larger fleet reuses them (robots do not collide).
@@ -114,7 +119,9 @@ export class RobotRuntime {
       chain: new IotaAnchorChain(iotaClientFor(init.anchor.rpcUrl, 5000)),
       everyMs: init.anchor.everyMs,
     };
+    const linkShaper = new LinkShaper();
     const robot = await Robot.start({
+      linkShaper,
       name: init.name,
       identity,
       dataDir: init.dataDir,
@@ -128,7 +135,7 @@ export class RobotRuntime {
       mapping: { frame: { resolution: plan.world.resolution, origin: plan.world.origin }, syncMs: 1000 },
       anchor,
     });
-    const rt = new RobotRuntime(robot, init);
+    const rt = new RobotRuntime(robot, init, linkShaper);
     rt.timer = setInterval(() => rt.tick(), 100);
     return rt;
   }
@@ -164,6 +171,10 @@ export class RobotRuntime {
         return { ok: true };
       case 'heal':
         this.robot.host.heal();
+        return { ok: true };
+      case 'shape':
+        if (c.clear) this.linkShaper.clear();
+        for (const l of c.links) this.linkShaper.set(l.peer, l.shape);
         return { ok: true };
       case 'fault':
         this.fault(c.fault);
@@ -203,7 +214,7 @@ export class RobotRuntime {
       connected,
       links: connected.map((p) => {
         const l = r.links.get(p);
-        return { peer: p, bandwidthBps: l.bandwidth * 8000, rttMs: l.rttMs };
+        return { peer: p, bandwidthBps: l.bandwidth * 8000, rttMs: l.rttMs, shapedBps: (this.linkShaper.shapeFor(p)?.bytesPerSecond ?? 0) * 8 };
       }),
       events: this.events.splice(0),
       latencies: this.latencies.splice(0),

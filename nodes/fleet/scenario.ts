@@ -11,7 +11,19 @@ export type Fault =
 export type ScenarioEvent =
   | { at: number; partition: string[][] }
   | { at: number; heal: true }
-  | { at: number; byzantine: { robot: string; fault: Fault } };
+  | { at: number; byzantine: { robot: string; fault: Fault } }
+  /** Simulated radio: these robot pairs' links (both ways) get this rate and one-way delay. */
+  | { at: number; shape: LinkShaping }
+  /** Every shaped link back to full speed. */
+  | { at: number; unshape: true };
+
+export interface LinkShaping {
+  links: [string, string][];
+  bytesPerSecond: number;
+  delayMs: number;
+  /** As the scenario put it, for logs and the report. */
+  text: string;
+}
 
 /** A fleet run: who, where, what load, and what goes wrong when (seconds of wall time). */
 export interface Scenario {
@@ -44,6 +56,7 @@ anchor_every: 15
 events:
   - { at: 12, partition: [[r0, r1], [r2, r3]] }
   - { at: 27, heal: true }
+  - { at: 30, shape: { robots: [r1], rate_mbit: 2, delay_ms: 40 } }
   - { at: 34, byzantine: { robot: r3, fault: { type: fake-walls, thickness: 20, from: [1, 4], to: [7, 4] } } }
 `;
 
@@ -73,6 +86,33 @@ function fault(v: unknown, where: string): Fault {
   }
 }
 
+function shaping(v: unknown, where: string, robot: (v: unknown, where: string) => string, all: string[]): LinkShaping {
+  const s = v as Record<string, unknown>;
+  if (typeof s !== 'object' || s === null || Array.isArray(s)) fail(where, 'expected { robots | between | links, rate_mbit, delay_ms }');
+  const ways = ['robots', 'between', 'links'].filter((k) => k in s);
+  if (ways.length !== 1) fail(where, 'name the links with exactly one of robots: [r..] (all their links), between: [[r..], [r..]] (links across groups) or links: [[ra, rb], ..]');
+  const list = (x: unknown, at: string): unknown[] => (Array.isArray(x) && x.length > 0 ? x : fail(at, 'expected a non-empty list'));
+  const pairs: [string, string][] = [];
+  if ('robots' in s) {
+    const mine = list(s.robots, `${where}.robots`).map((r, i) => robot(r, `${where}.robots[${i}]`));
+    for (const a of mine) for (const b of all) if (a !== b && !(mine.includes(b) && b < a)) pairs.push([a, b]);
+  } else if ('between' in s) {
+    const groups = list(s.between, `${where}.between`).map((g, j) => list(g, `${where}.between[${j}]`).map((r, k) => robot(r, `${where}.between[${j}][${k}]`)));
+    if (groups.length < 2) fail(`${where}.between`, 'two or more groups');
+    for (let i = 0; i < groups.length; i++) for (let j = i + 1; j < groups.length; j++) for (const a of groups[i]) for (const b of groups[j]) pairs.push([a, b]);
+  } else {
+    for (const [i, l] of list(s.links, `${where}.links`).entries()) {
+      const pair = Array.isArray(l) && l.length === 2 ? l.map((r, k) => robot(r, `${where}.links[${i}][${k}]`)) : fail(`${where}.links[${i}]`, 'expected [robot, robot]');
+      if (pair[0] === pair[1]) fail(`${where}.links[${i}]`, 'a link joins two different robots');
+      pairs.push([pair[0], pair[1]]);
+    }
+  }
+  const rate = num(s.rate_mbit, `${where}.rate_mbit`, 0.01);
+  const delayMs = num(s.delay_ms ?? 0, `${where}.delay_ms`);
+  const names = 'robots' in s ? `links of ${(s.robots as string[]).join(', ')}` : 'between' in s ? `links between ${(s.between as string[][]).map((g) => g.join(' ')).join(' | ')}` : `${pairs.length} link(s)`;
+  return { links: pairs, bytesPerSecond: (rate * 1e6) / 8, delayMs, text: `${names}: ${rate} Mbit/s, ${delayMs} ms` };
+}
+
 export function parseScenario(text: string, source = 'scenario'): Scenario {
   let doc: Record<string, unknown>;
   try {
@@ -98,11 +138,13 @@ export function parseScenario(text: string, source = 'scenario'): Scenario {
       return { at, partition: (groups as unknown[][]).map((g, j) => g.map((r, k) => robot(r, `${where}.partition[${j}][${k}]`))) };
     }
     if ('heal' in ev) return { at, heal: true };
+    if ('unshape' in ev) return { at, unshape: true };
+    if ('shape' in ev) return { at, shape: shaping(ev.shape, `${where}.shape`, robot, [...names]) };
     if ('byzantine' in ev) {
       const b = ev.byzantine as Record<string, unknown>;
       return { at, byzantine: { robot: robot(b?.robot, `${where}.byzantine.robot`), fault: fault(b?.fault, `${where}.byzantine.fault`) } };
     }
-    return fail(where, 'an event is a partition, heal or byzantine');
+    return fail(where, 'an event is a partition, heal, byzantine, shape or unshape');
   });
   const duration = num(doc.duration ?? 60, 'duration', 1);
   for (const [i, e] of events.entries()) if (e.at > duration) fail(`events[${i}].at`, `${e.at} s is after the end (${duration} s)`);

@@ -14,6 +14,7 @@ import { multiaddr } from '@multiformats/multiaddr';
 import { createLibp2p } from 'libp2p';
 import { FleetGater } from './gater.js';
 import type { RobotIdentity } from './identity.js';
+import type { LinkShaper } from './link-shaper.js';
 
 export interface MeshOptions {
   identity: RobotIdentity;
@@ -32,6 +33,8 @@ export interface MeshOptions {
   reconnectRetries?: number;
   /** How often the redial loop looks for fleet peers that are reachable again. */
   redialMs?: number;
+  /** Simulated radio links (scenario link shaping): what this robot sends to a peer is paced and delayed. */
+  linkShaper?: LinkShaper;
 }
 
 export type MeshNode = Libp2p<{ pubsub: GossipSub; identify: unknown; ping: unknown }>;
@@ -66,6 +69,7 @@ export async function createMeshHost(options: MeshOptions): Promise<MeshHost> {
     connectionEncrypters: [noise()],
     streamMuxers: [yamux({ streamOptions: { maxStreamWindowSize: window, initialStreamWindowSize: 256 * 1024 } })],
     connectionGater: gater,
+    ...(options.linkShaper ? { connectionProtector: () => options.linkShaper!.protector() } : {}),
     // A robot link stalls for seconds at a time; only a long silence means the peer is gone.
     // The interval must exceed the longest timeout: the monitor allows one ping stream, and a
     // second ping started while the first waits behind a tensor aborts the whole connection.
@@ -158,6 +162,10 @@ export async function createMeshHost(options: MeshOptions): Promise<MeshHost> {
     if (!stopped) redialTimer = setTimeout(() => void redial(), options.redialMs ?? 1000);
   };
 
+  if (options.linkShaper) {
+    const shaper = options.linkShaper;
+    node.addEventListener('connection:open', (evt) => shaper.bind(evt.detail.remoteAddr, evt.detail.remotePeer.toString()));
+  }
   node.addEventListener('peer:connect', (evt) => {
     const peer = evt.detail.toString();
     if (gater.isMember(peer)) void tagFleet(peer).catch(() => undefined);

@@ -7,6 +7,7 @@ import { ProfileStore, defaultCacheDir, profileKey, profileModel } from '../infe
 import { SessionCache } from '../inference/sessions.js';
 import { AdvertBoard, advertTopic } from '../mesh/adverts.js';
 import { type MeshHost, createMeshHost } from '../mesh/host.js';
+import type { LinkShaper } from '../mesh/link-shaper.js';
 import { type RobotIdentity, loadOrCreateIdentity } from '../mesh/identity.js';
 import { InferClient } from '../mesh/infer-client.js';
 import { type InferServiceOptions, InferService } from '../mesh/infer-service.js';
@@ -49,6 +50,8 @@ export interface RobotConfig {
   cacheDir?: string;
   threads?: number;
   linkBytesPerSecond?: number;
+  /** Simulated radio links (a fleet scenario's link shaping). */
+  linkShaper?: LinkShaper;
   /** libp2p's own reconnect attempts before it gives up (our redial loop never does). */
   reconnectRetries?: number;
   advertPeriodMs?: number;
@@ -133,6 +136,7 @@ export class Robot {
       mdns: config.mdns,
       linkBytesPerSecond: config.linkBytesPerSecond,
       reconnectRetries: config.reconnectRetries,
+      linkShaper: config.linkShaper,
       topics: [advertTopic(config.fleet.name), logTopic(config.fleet.name), anchorRelayTopic(config.fleet.name), tileTopic(config.fleet.name)],
     });
     const links = new LinkEstimator();

@@ -48,7 +48,7 @@ describe('planner', () => {
 
 describe('link estimator', () => {
   it('averages bandwidth over transfers (EWMA) and ignores tiny ones', () => {
-    const links = new LinkEstimator(1000, 0.5);
+    const links = new LinkEstimator(1000, 0.5, 0.5);
     links.recordTransfer('p', 100, 1);
     assert.equal(links.get('p').samples, 0);
     links.recordTransfer('p', 1_000_000, 100);
@@ -58,6 +58,15 @@ describe('link estimator', () => {
     links.recordRtt('p', 4);
     assert.equal(links.get('p').rttMs, 1 + 0.5 * (4 - 1));
     assert.deepEqual(links.stale(['p', 'q'], 60_000), ['q']);
+  });
+  it('learns a link that got slower faster than one that got faster', () => {
+    const links = new LinkEstimator(1000, 0.3, 0.7);
+    links.recordTransfer('p', 1_000_000, 10); // 100,000 B/ms
+    links.recordTransfer('p', 1_000_000, 1000); // the link drops to 1,000 B/ms
+    assert.equal(links.get('p').bandwidth, 100_000 + 0.7 * (1_000 - 100_000));
+    const low = links.get('p').bandwidth;
+    links.recordTransfer('p', 1_000_000, 10); // and comes back
+    assert.equal(links.get('p').bandwidth, low + 0.3 * (100_000 - low));
   });
 });
 

@@ -26,7 +26,7 @@ export function reportMarkdown(r: FleetReport): string {
     '',
     '## Links',
     '',
-    r.links.length ? '| shaped at (s) | links | measured by the robots on them (median) | RTT median |\n|---|---|---|---|' : 'No link shaping in this scenario (loopback at full speed).',
+    r.links.length ? '| shaped at (s) | links | bandwidth the robots estimate on them (EWMA of transfers and probes; median) | RTT median |\n|---|---|---|---|' : 'No link shaping in this scenario (loopback at full speed).',
     ...r.links.map((l) => `| ${l.at.toFixed(0)} | ${l.shaping} | ${l.measured.length ? `${median(l.measured.map((m) => m.measuredMbit)).toFixed(2)} Mbit/s over ${l.measured.length} link ends` : 'not measured yet'} | ${l.measured.length ? `${median(l.measured.map((m) => m.rttMs)).toFixed(0)} ms` : '—'} |`),
     '',
     '## Map',

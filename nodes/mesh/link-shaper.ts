@@ -95,6 +95,8 @@ class ShapedStream extends AbstractMessageStream {
   private pendingBytes = 0;
   private timer: NodeJS.Timeout | undefined;
   private flushed: (() => void) | undefined;
+  /** We told the layer above to hold back: it waits for our 'drain'. */
+  private heldBack = false;
 
   constructor(
     private readonly inner: MessageStream,
@@ -118,8 +120,8 @@ class ShapedStream extends AbstractMessageStream {
   }
 
   /** What may wait in the simulated link before the sender is asked to hold back. */
-  private limit(shape: LinkShape): number {
-    return Math.max(4 * PIECE_BYTES, (shape.bytesPerSecond * 50) / 1000);
+  private limit(shape: LinkShape | undefined): number {
+    return shape ? Math.max(4 * PIECE_BYTES, (shape.bytesPerSecond * 50) / 1000) : Infinity;
   }
 
   sendData(data: Bytes): SendResult {
@@ -134,7 +136,9 @@ class ShapedStream extends AbstractMessageStream {
       this.pendingBytes += piece.byteLength;
     }
     this.schedule();
-    return { sentBytes: data.byteLength, canSendMore: this.pendingBytes < this.limit(shape ?? { bytesPerSecond: Infinity, delayMs: 0 }) };
+    const canSendMore = this.pendingBytes < this.limit(shape);
+    if (!canSendMore) this.heldBack = true;
+    return { sentBytes: data.byteLength, canSendMore };
   }
 
   private schedule(): void {
@@ -146,7 +150,6 @@ class ShapedStream extends AbstractMessageStream {
     this.timer = undefined;
     const now = performance.now();
     const shape = this.shaper.shapeFor(this.peer);
-    const wasFull = this.pendingBytes >= this.limit(shape ?? { bytesPerSecond: Infinity, delayMs: 0 });
     // Shaping lifted meanwhile: what waits goes out now.
     while (this.pending.length && (!shape || this.pending[0].dueAt <= now)) {
       const { bytes } = this.pending.shift()!;
@@ -157,7 +160,10 @@ class ShapedStream extends AbstractMessageStream {
       this.linkFreeAt = 0;
       this.flushed?.();
     }
-    if (wasFull && this.pendingBytes < this.limit(shape ?? { bytesPerSecond: Infinity, delayMs: 0 })) this.safeDispatchEvent('drain');
+    if (this.heldBack && this.pendingBytes < this.limit(shape)) {
+      this.heldBack = false;
+      this.safeDispatchEvent('drain');
+    }
     this.schedule();
   }
 
@@ -166,6 +172,7 @@ class ShapedStream extends AbstractMessageStream {
     this.timer = undefined;
     this.pending.length = 0;
     this.pendingBytes = 0;
+    this.heldBack = false;
     this.flushed?.();
   }
 

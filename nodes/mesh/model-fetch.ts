@@ -3,8 +3,10 @@ import { peerIdFromString } from '@libp2p/peer-id';
 import { lpStream } from '@libp2p/utils';
 import { RobomeshError } from '../../protocol/errors.js';
 import type { MeshNode } from './host.js';
+import { SEND_PIECE_BYTES } from './tensor-io.js';
 
 export const MODEL_PROTOCOL = '/robomesh/model/1.0.0';
+/** Largest message accepted (what peers before 64 KiB pieces sent). */
 const CHUNK = 1024 * 1024;
 const MAX_MODEL_BYTES = 512 * 1024 * 1024;
 
@@ -12,7 +14,7 @@ export class ModelFetchError extends RobomeshError {}
 
 /**
  * Serves model bytes by hash: request = 64 hex chars; reply = u32 size (0 = not held), then
- * the bytes in 1 MiB messages. The asker verifies the sha256, so a lying peer cannot plant a model.
+ * the bytes in messages of one noise frame each. The asker verifies the sha256, so a lying peer cannot plant a model.
  */
 export async function serveModels(node: MeshNode, bytesOf: (hash: string) => Uint8Array | undefined): Promise<void> {
   await node.handle(
@@ -25,7 +27,9 @@ export async function serveModels(node: MeshNode, bytesOf: (hash: string) => Uin
         const size = new Uint8Array(4);
         new DataView(size.buffer).setUint32(0, bytes?.length ?? 0, true);
         await lp.write(size);
-        for (let o = 0; bytes && o < bytes.length; o += CHUNK) await lp.write(bytes.subarray(o, o + CHUNK));
+        // One noise message per piece: a 1 MiB message went out as one yamux frame of the whole
+        // window, stop-and-wait per window (see SEND_PIECE_BYTES).
+        for (let o = 0; bytes && o < bytes.length; o += SEND_PIECE_BYTES) await lp.write(bytes.subarray(o, o + SEND_PIECE_BYTES));
         await stream.close();
       } catch (err) {
         stream.abort(err as Error);

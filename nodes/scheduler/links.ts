@@ -17,6 +17,11 @@ export class LinkEstimator {
     /** Assumed until measured: 1 MB/s (8 Mbit/s), a cautious radio link. */
     private readonly defaultBandwidth = 1000,
     private readonly alpha = 0.3,
+    /**
+     * Weight of a sample below the estimate: a radio link degrades at once and recovers slowly,
+     * and an estimate too high costs stalled transfers where one too low costs a missed split.
+     */
+    private readonly alphaDown = 0.7,
   ) {}
 
   /** A transfer of `bytes` that took `transferMs` on the wire (compute time already removed). */
@@ -24,7 +29,8 @@ export class LinkEstimator {
     if (bytes < 4096 || !(transferMs > 0)) return; // too small to say anything about bandwidth
     const sample = bytes / transferMs;
     const prev = this.links.get(peer);
-    const bandwidth = prev && prev.samples > 0 ? prev.bandwidth + this.alpha * (sample - prev.bandwidth) : sample;
+    const weight = prev && sample < prev.bandwidth ? this.alphaDown : this.alpha;
+    const bandwidth = prev && prev.samples > 0 ? prev.bandwidth + weight * (sample - prev.bandwidth) : sample;
     this.links.set(peer, { bandwidth, rttMs: prev?.rttMs ?? 1, samples: (prev?.samples ?? 0) + 1, updatedAt: now });
   }
 

@@ -78,7 +78,7 @@ events:
       'fleet process RSS (MB)': hosts ? peakOwnRss / 2 ** 20 : 'included',
       'fleet process CPU (% of a core)': hosts ? (own / span) * 100 : 'included',
       'log KB published per robot': mean((s) => s.bytes.logOut) / 1024,
-      'tile KB published per robot': mean((s) => s.bytes.tilesOut) / 1024,
+      'tile KB sent per robot': mean((s) => s.bytes.tilesOut) / 1024,
       'tensor KB per robot': mean((s) => s.bytes.tensorsOut) / 1024,
       'map accuracy': report.map.accuracy,
     };
@@ -94,7 +94,7 @@ async function main(): Promise<void> {
   console.log(`\nbench:fleet — ${where} on builtin:warehouse (simulated at ${SIM_SPEED}× real time), partition into halves for 14 s, then heal\n`);
   console.log(table(rows));
   console.log(
-    '\nconverged = every robot holds every log entry any robot had written when the heal came, and the cells of every tile its log names (robots keep mapping meanwhile); RSS and CPU per robot = the processes hosting robots (each once), peak RSS and CPU time from the mesh forming to the final catch-up, divided by the robots; fleet process = this process (orchestration and polling) when the robots run elsewhere; bytes = one copy of what each robot published (gossip fan-out and sync replies not counted).',
+    '\nconverged = every robot holds every log entry any robot had written when the heal came, and the cells of every tile its log names (robots keep mapping meanwhile); RSS and CPU per robot = the processes hosting robots (each once), peak RSS and CPU time from the mesh forming to the final catch-up, divided by the robots; fleet process = this process (orchestration and polling) when the robots run elsewhere; log bytes = one copy of what each robot published (gossip fan-out and sync replies not counted); tile bytes = map cells each robot served to neighbours that pulled them (tile entries travel in the log).',
   );
   const path = await writeResults('fleet', { sizes: SIZES, simSpeed: SIM_SPEED, processes: PLACEMENT, rows });
   console.log(`\nwrote ${path}`);

@@ -71,6 +71,9 @@ const percentile = (xs: number[], p: number): number => {
   return s[Math.min(s.length - 1, Math.floor(p * (s.length - 1)))];
 };
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+/** Fleets up to this size connect every pair of robots; larger ones keep MESH_DEGREE links per robot. */
+const FULL_MESH_UP_TO = 12;
+const MESH_DEGREE = 6;
 
 /**
  * Runs a scenario: N robots (in this process, one process each, or spread over K shared
@@ -198,12 +201,10 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
         if (p === 'in-process') h = new InProcessRobot(`r${i}`);
         else if (p === 'separate') this.processes.push((h = new ChildRobot(`r${i}`)).process);
         else h = new ChildRobot(`r${i}`, this.processes[i % p]);
-        // Small fleets: a full mesh. Larger: each robot dials a log-spaced handful of earlier
-        // ones (i−1, i−2, i−4, …), a connected mesh with O(log n) links per robot; gossip and
-        // anti-entropy carry the rest.
-        const earlier = [...this.statuses.values()];
-        const picks = n <= 12 ? earlier : [...new Set(Array.from({ length: 6 }, (_, k) => i - 2 ** k).filter((j) => j >= 0))].map((j) => earlier[j]);
-        const bootstrap = picks.flatMap((s) => s.addresses);
+        // Every robot knows where the earlier ones are. Small fleets: a full mesh. Larger: each
+        // robot keeps ~MESH_DEGREE connections (ring neighbours and random chords, connected
+        // inside any partition group); gossip and anti-entropy carry the rest.
+        const bootstrap = [...this.statuses.values()].flatMap((s) => s.addresses);
         const started = await h.start({
           name: `r${i}`,
           index: i,
@@ -215,12 +216,17 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
           sim: { world: sc.world, seed: sc.seed, speed: sc.simSpeed, publishEvery: 5 },
           model: sc.workload.every > 0 ? sc.workload.model : null,
           anchor: i === 0 && sc.anchorEvery > 0 ? anchor : undefined,
+          meshDegree: n > FULL_MESH_UP_TO ? MESH_DEGREE : undefined,
+          // A shaper layer costs every message a little: only when the scenario shapes links.
+          linkShaping: sc.events.some((e) => 'shape' in e),
         });
         this.handles.push(h);
         this.statuses.set(h.name, { ...(await h.request<RobotStatus>({ cmd: 'status' })), addresses: started.addresses });
         o.log(`  r${i} up: ${started.peerId}`);
       }
-      await this.until(() => [...this.statuses.values()].every((s) => s.connected.length >= Math.min(n - 1, 3)), 60_000, 'the mesh to form');
+      // A bounded robot is sure of its two ring neighbours only (its chords are random).
+      const formed = Math.min(n - 1, n > FULL_MESH_UP_TO ? 2 : 3);
+      await this.until(() => [...this.statuses.values()].every((s) => s.connected.length >= formed), 60_000, 'the mesh to form');
       this.phase = 'running';
       return await this.timeline(anchorOn);
     } finally {

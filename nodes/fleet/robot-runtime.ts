@@ -32,6 +32,10 @@ export interface RuntimeInit {
   sim: { world: string; seed: number; speed: number; publishEvery: number };
   model: string | null;
   anchor?: { deployment: IotaDeployment; rpcUrl: string; everyMs: number };
+  /** The scenario shapes links: wrap connections in a shaper (otherwise they stay unwrapped). */
+  linkShaping?: boolean;
+  /** Connections per robot in a large fleet (ring neighbours and chords); absent: a full mesh. */
+  meshDegree?: number;
 }
 
 export type Command =
@@ -95,7 +99,7 @@ export class RobotRuntime {
   private constructor(
     readonly robot: Robot,
     private readonly init: RuntimeInit,
-    private readonly linkShaper: LinkShaper,
+    private readonly linkShaper: LinkShaper | undefined,
   ) {
     const plan = floorPlan(init.sim.world);
     // Plans have 8 start poses and routes; a larger fleet reuses them (robots do not collide).
@@ -119,7 +123,7 @@ export class RobotRuntime {
       chain: new IotaAnchorChain(iotaClientFor(init.anchor.rpcUrl, 5000)),
       everyMs: init.anchor.everyMs,
     };
-    const linkShaper = new LinkShaper();
+    const linkShaper = init.linkShaping ? new LinkShaper() : undefined;
     const robot = await Robot.start({
       linkShaper,
       name: init.name,
@@ -129,7 +133,10 @@ export class RobotRuntime {
       fleet: { name: init.fleet.name, members: init.fleet.members, bootstrap: init.bootstrap },
       models: init.model ? [{ arg: init.model, inputShape: builtinInputShape(init.model) }] : [],
       profileRuns: 3,
-      advertPeriodMs: 1000,
+      // Every robot verifies every advert: a large fleet advertises less often (peers' adverts
+      // stay fresh for three periods; the scheduler reads queue lengths from them).
+      advertPeriodMs: init.meshDegree ? 10_000 : 1000,
+      meshDegree: init.meshDegree,
       probeIntervalMs: 10_000,
       ledger: { store: new SqliteLogStore(join(init.dataDir, 'log.sqlite')), genesis: new Uint8Array(Buffer.from(init.fleet.genesis, 'base64')), antiEntropyMs: 2000 },
       mapping: { frame: { resolution: plan.world.resolution, origin: plan.world.origin }, syncMs: 1000 },
@@ -173,6 +180,7 @@ export class RobotRuntime {
         this.robot.host.heal();
         return { ok: true };
       case 'shape':
+        if (!this.linkShaper) throw new Error('this robot was started without link shaping');
         if (c.clear) this.linkShaper.clear();
         for (const l of c.links) this.linkShaper.set(l.peer, l.shape);
         return { ok: true };
@@ -214,7 +222,7 @@ export class RobotRuntime {
       connected,
       links: connected.map((p) => {
         const l = r.links.get(p);
-        return { peer: p, bandwidthBps: l.bandwidth * 8000, rttMs: l.rttMs, shapedBps: (this.linkShaper.shapeFor(p)?.bytesPerSecond ?? 0) * 8 };
+        return { peer: p, bandwidthBps: l.bandwidth * 8000, rttMs: l.rttMs, shapedBps: (this.linkShaper?.shapeFor(p)?.bytesPerSecond ?? 0) * 8 };
       }),
       events: this.events.splice(0),
       latencies: this.latencies.splice(0),

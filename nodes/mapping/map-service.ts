@@ -26,7 +26,7 @@ export interface PublishedTile {
  * holds (content-addressed by digest; the signed `tile` log entries say whose they are and which
  * version is current), liar detection with flags written to the log, and the merged map.
  */
-export class MapService extends EventEmitter<{ published: [PublishedTile[]] }> {
+export class MapService extends EventEmitter<{ published: [PublishedTile[]]; held: [Hex] }> {
   readonly grid: LogOddsGrid;
   /** digest → cells of a contribution; authorship comes from the log. */
   private readonly held = new Map<Hex, TileContribution>();
@@ -44,6 +44,7 @@ export class MapService extends EventEmitter<{ published: [PublishedTile[]] }> {
     frame: MapFrame,
   ) {
     super();
+    this.setMaxListeners(0);
     this.grid = new LogOddsGrid(frame);
     ledger.on('entry', (d) => {
       if (d.entry.payload.type === 'tile') this.changes++;
@@ -59,10 +60,12 @@ export class MapService extends EventEmitter<{ published: [PublishedTile[]] }> {
     for (const w of this.fakeWalls) this.grid.paint(wallCells(this.grid, w), L_MAX);
     const changes = this.grid.takeChanges();
     if (changes.length === 0) return [];
-    for (const c of changes) this.held.set(tileDigest(c), c);
+    const digests = changes.map((c) => tileDigest(c));
+    changes.forEach((c, i) => this.held.set(digests[i], c));
     this.changes++;
-    const entries = this.ledger.appendBatch(changes.map((c) => ({ type: 'tile', tile: c.tile, version: c.version, digest: tileDigest(c) })));
+    const entries = this.ledger.appendBatch(changes.map((c, i) => ({ type: 'tile', tile: c.tile, version: c.version, digest: digests[i] })));
     const out = entries.map((e, i) => ({ entry: e.bytes, contribution: changes[i] }));
+    for (const d of digests) this.emit('held', d);
     this.emit('published', out);
     return out;
   }
@@ -93,13 +96,46 @@ export class MapService extends EventEmitter<{ published: [PublishedTile[]] }> {
           throw err;
         }
       }
-      if (!had) this.changes++;
+      if (!had) {
+        this.changes++;
+        this.emit('held', digest);
+      }
       return digest;
     }
-    if (!this.wanted().has(digest)) throw new TileError('UNKNOWN_TILE', 'no log entry names this tile digest');
-    if (!this.held.has(digest)) this.changes++;
+    if (!this.wanted().has(digest) && !this.vouched.delete(digest)) throw new TileError('UNKNOWN_TILE', 'no log entry names this tile digest');
+    if (this.held.has(digest)) return digest;
+    this.changes++;
     this.held.set(digest, c);
+    this.emit('held', digest);
     return digest;
+  }
+
+  /** Digests named by verified log entries the log's state may not show yet (its fold can lag a sync). */
+  private readonly vouched = new Set<Hex>();
+
+  /** A verified, ingested log entry names this digest: its cells will be accepted even before the fold shows it. */
+  vouch(digest: Hex): void {
+    if (this.held.has(digest)) return;
+    if (this.vouched.size > 100_000) this.vouched.clear();
+    this.vouched.add(digest);
+  }
+
+  /** Resolves once every digest is held, or after `ms` (whichever comes first). */
+  waitFor(digests: Hex[], ms: number): Promise<void> {
+    const lacking = new Set(digests.filter((d) => !this.held.has(d)));
+    if (lacking.size === 0 || ms <= 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.off('held', onHeld);
+        resolve();
+      };
+      const onHeld = (d: Hex): void => {
+        if (lacking.delete(d) && lacking.size === 0) done();
+      };
+      const timer = setTimeout(done, ms);
+      this.on('held', onHeld);
+    });
   }
 
   has(digest: Hex): boolean {

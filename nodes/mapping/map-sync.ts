@@ -1,18 +1,19 @@
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
-import { TopicValidatorResult } from '@libp2p/gossipsub';
 import type { Stream } from '@libp2p/interface';
 import { peerIdFromString } from '@libp2p/peer-id';
 import { lpStream } from '@libp2p/utils';
 import * as cbor from '@ipld/dag-cbor';
-import { EntryError, type Hex } from '../../protocol/log-entry.js';
+import { type Hex, parseEntry } from '../../protocol/log-entry.js';
 import { TILE, type TileContribution, TileError } from '../../protocol/map-tile.js';
+import { decodeLogGossip, logTopic } from '../ledger/replication.js';
 import type { MeshNode } from '../mesh/host.js';
 import type { MapService, PublishedTile } from './map-service.js';
 
-export const TILE_PROTOCOL = '/robomesh/tiles/2.0.0';
-export const tileTopic = (fleet: string): string => `robomesh/${fleet}/tiles/2`;
+export const TILE_PROTOCOL = '/robomesh/tiles/3.0.0';
 const MAX_WANT = 256;
 const MAX_CELLS = TILE * TILE;
+/** How long a peer asked for cells it is itself still fetching waits for them before answering. */
+const MAX_WAIT_MS = 3000;
 
 interface WireTile {
   t: string;
@@ -20,7 +21,14 @@ interface WireTile {
   c: Uint8Array;
 }
 
-const pack = (c: TileContribution): WireTile => ({ t: c.tile, v: c.version, c: deflateRawSync(new Uint8Array(c.cells.buffer, c.cells.byteOffset, c.cells.byteLength)) });
+/** Contributions never change: each is deflated once, however many neighbours ask for it. */
+const packed = new WeakMap<TileContribution, WireTile>();
+
+function pack(c: TileContribution): WireTile {
+  let w = packed.get(c);
+  if (!w) packed.set(c, (w = { t: c.tile, v: c.version, c: deflateRawSync(new Uint8Array(c.cells.buffer, c.cells.byteOffset, c.cells.byteLength)) }));
+  return w;
+}
 
 function unpack(w: WireTile): TileContribution {
   if (typeof w?.t !== 'string' || !Number.isSafeInteger(w.v) || !(w.c instanceof Uint8Array)) throw new TileError('BAD_TILE', 'malformed tile message');
@@ -33,23 +41,37 @@ function unpack(w: WireTile): TileContribution {
   return { tile: w.t, version: w.v, cells: new Int8Array(raw.buffer, raw.byteOffset, raw.byteLength) };
 }
 
-/** The gossip message for one new contribution: its signed entry and its deflated cells. */
+/** What one contribution costs on the wire: its signed entry (log gossip) and its deflated cells (pulled once per robot). */
 export const gossipMessage = (p: PublishedTile): Uint8Array => cbor.encode({ ...pack(p.contribution), e: p.entry });
 
 /**
- * Moves map contributions over the mesh: each new version is gossiped with its signed log
- * entry; gossip during a partition is lost, so robots also pull, over `/robomesh/tiles/2.0.0`,
- * every contribution the (reconciled) log names and they lack — on connect and every `syncMs`.
- * Cells are content-addressed: whoever serves them, they must hash to the signed digest.
+ * Moves map contributions over the mesh. A contribution's signed tile entry travels with the
+ * log (gossiped with the round's other entries, one message); its cells travel once per robot:
+ * whoever receives the log gossip naming them asks the neighbour that relayed it, over
+ * `/robomesh/tiles/3.0.0`, and that neighbour answers as soon as it holds them (it may still be
+ * fetching them itself), so cells follow the gossip tree hop by hop instead of being flooded to
+ * every mesh peer. Gossip during a partition is lost, so robots also pull every contribution
+ * the (reconciled) log names and they lack, from their neighbours in turn — on connect, soon
+ * after log sync brings such entries, and every `syncMs`. Cells are content-addressed: whoever
+ * serves them, they must hash to the signed digest.
  */
 export class MapSync {
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
   rejected = 0;
-  /** Contributions fetched by pull (missed gossip: partitions, late joiners). */
+  /** Contributions fetched by pull (every contribution that is not our own arrives this way). */
   pulled = 0;
   bytesOut = 0;
   bytesIn = 0;
+  /** Digests named by log gossip, per relaying neighbour, not requested yet. */
+  private readonly wants = new Map<string, Set<Hex>>();
+  /** Neighbours with a request for gossiped cells under way. */
+  private readonly asking = new Set<string>();
+  /** Digests requested from someone now (not asked of a second neighbour meanwhile). */
+  private readonly inFlight = new Set<Hex>();
+  /** Tile entries that arrived lately: their cells are looked for unless gossip already asked a relayer. */
+  private readonly arrived = new Set<Hex>();
+  private arrivedTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly node: MeshNode,
@@ -60,26 +82,27 @@ export class MapSync {
   ) {}
 
   async start(): Promise<void> {
-    const topic = tileTopic(this.fleet);
-    const pubsub = this.node.services.pubsub;
-    pubsub.topicValidators.set(topic, (_from, msg) => {
+    const log = logTopic(this.fleet);
+    this.node.services.pubsub.addEventListener('gossipsub:message', (evt) => {
+      const { propagationSource, msg } = evt.detail;
+      if (msg.topic !== log) return;
+      const digests: Hex[] = [];
       try {
-        const m = cbor.decode(msg.data) as WireTile & { e: Uint8Array };
-        if (!(m?.e instanceof Uint8Array)) throw new TileError('BAD_TILE', 'tile message without its entry');
-        this.bytesIn += msg.data.length;
-        this.service.accept(m.e, unpack(m));
-        return TopicValidatorResult.Accept;
-      } catch (err) {
-        if (err instanceof TileError || err instanceof EntryError) {
-          this.rejected++;
-          return TopicValidatorResult.Reject;
+        for (const bytes of decodeLogGossip(msg.data)) {
+          const d = parseEntry(bytes);
+          const p = d.entry.payload;
+          // The log's validator has just checked and stored what it could of this message.
+          if (p.type === 'tile' && this.service.ledger.has(d.idHex)) {
+            this.service.vouch(p.digest);
+            digests.push(p.digest);
+          }
         }
-        return TopicValidatorResult.Ignore;
+      } catch {
+        return;
       }
+      if (digests.length) this.want(propagationSource.toString(), digests);
     });
-    pubsub.subscribe(topic);
-    this.service.on('published', (list) => void this.gossip(list));
-    await this.node.handle(TILE_PROTOCOL, (stream, connection) => void this.serve(stream, connection.remotePeer.toString()), { maxInboundStreams: 8 });
+    await this.node.handle(TILE_PROTOCOL, (stream, connection) => void this.serve(stream, connection.remotePeer.toString()), { maxInboundStreams: 16 });
     this.node.addEventListener('peer:connect', (evt) => {
       const peer = evt.detail.toString();
       if (this.isMember(peer)) setTimeout(() => void this.pull(peer).catch(() => undefined), 100);
@@ -89,55 +112,108 @@ export class MapSync {
       if (running || this.stopped) return;
       running = true;
       clearTimeout(this.timer);
-      // Keep pulling while it helps (a heal can leave hundreds missing), from random peers.
-      for (let round = 0; round < 16 && this.service.missing().length; round++) {
-        const peers = this.node.getPeers().map((p) => p.toString()).filter((p) => this.isMember(p));
-        if (peers.length === 0) break;
-        const got = await this.pull(peers[Math.floor(Math.random() * peers.length)]).catch(() => 0);
-        if (got === 0 && round > 2) break;
+      // Keep pulling while it helps (a heal can leave hundreds missing): every neighbour once, in
+      // random order, as long as something is missing.
+      const peers = this.node
+        .getPeers()
+        .map((p) => p.toString())
+        .filter((p) => this.isMember(p))
+        .sort(() => Math.random() - 0.5);
+      for (const peer of peers) {
+        if (this.stopped || this.service.missing().length === 0) break;
+        await this.pull(peer).catch(() => 0);
       }
       running = false;
       if (!this.stopped) this.timer = setTimeout(() => void tick(), this.syncMs);
     };
     this.timer = setTimeout(() => void tick(), this.syncMs);
-    // A tile entry arriving by log sync (not gossip) names cells we lack: fetch them soon.
+    // A tile entry arriving by log sync (not gossip) names cells we lack: fetch them soon. Gossip
+    // delivers its entries just before naming their relayer, so the check waits a moment.
     this.service.ledger.on('entry', (d) => {
       const p = d.entry.payload;
-      if (p.type === 'tile' && !this.service.has(p.digest) && !running) {
-        clearTimeout(this.timer);
-        this.timer = setTimeout(() => void tick(), 200);
-      }
+      if (p.type !== 'tile' || this.service.has(p.digest)) return;
+      this.arrived.add(p.digest);
+      this.arrivedTimer ??= setTimeout(() => {
+        this.arrivedTimer = undefined;
+        const lacking = [...this.arrived].some((dg) => !this.service.has(dg) && !this.inFlight.has(dg));
+        this.arrived.clear();
+        if (lacking && !running && !this.stopped) {
+          clearTimeout(this.timer);
+          this.timer = setTimeout(() => void tick(), 100);
+        }
+      }, 100);
     });
   }
 
   stop(): void {
     this.stopped = true;
     clearTimeout(this.timer);
+    clearTimeout(this.arrivedTimer);
   }
 
-  private async gossip(list: PublishedTile[]): Promise<void> {
-    for (const p of list) {
-      const data = gossipMessage(p);
-      this.bytesOut += data.length;
-      await this.node.services.pubsub.publish(tileTopic(this.fleet), data).catch(() => undefined);
+  /** Queues digests we lack for the neighbour that relayed their entries; one request per neighbour at a time. */
+  private want(peer: string, digests: Hex[]): void {
+    const list = digests.filter((d) => !this.service.has(d) && !this.inFlight.has(d));
+    if (list.length === 0) return;
+    let set = this.wants.get(peer);
+    if (!set) this.wants.set(peer, (set = new Set()));
+    for (const d of list) set.add(d);
+    if (!this.asking.has(peer)) {
+      this.asking.add(peer);
+      // Gossip arriving together (a fleet publishes in waves) shares one request.
+      setTimeout(() => void this.askAnnounced(peer), 20);
     }
   }
 
-  /** Fetches up to 256 missing contributions from `peer`; returns how many it gave. */
+  private async askAnnounced(peer: string): Promise<void> {
+    try {
+      for (;;) {
+        const set = this.wants.get(peer);
+        this.wants.delete(peer);
+        const list = [...(set ?? [])].filter((d) => !this.service.has(d) && !this.inFlight.has(d)).slice(0, MAX_WANT);
+        if (this.stopped || list.length === 0) return;
+        for (const d of list) this.inFlight.add(d);
+        try {
+          await this.request(peer, list, MAX_WAIT_MS);
+        } catch {
+          // gone or slow: the periodic pull fetches what is still missing from someone else
+        } finally {
+          for (const d of list) this.inFlight.delete(d);
+        }
+      }
+    } finally {
+      this.asking.delete(peer);
+    }
+  }
+
+  /** Fetches up to 256 missing contributions (a random share when more are missing) from `peer`; returns how many it gave. */
   async pull(peer: string): Promise<number> {
-    const want = this.service.missing().slice(0, MAX_WANT);
+    // A random share of what is missing: after a heal a neighbour holds only some of it, and
+    // asking every neighbour for the same first 256 would stall on cells none of them has yet.
+    const missing = this.service.missing().filter((d) => !this.inFlight.has(d));
+    for (let i = missing.length - 1; i > 0 && missing.length > MAX_WANT; i--) {
+      const j = Math.floor(Math.random() * (i + 1));
+      [missing[i], missing[j]] = [missing[j], missing[i]];
+    }
+    const want = missing.slice(0, MAX_WANT);
     if (want.length === 0) return 0;
+    return this.request(peer, want, 0);
+  }
+
+  private async request(peer: string, want: Hex[], waitMs: number): Promise<number> {
     const stream = await this.node.dialProtocol(peerIdFromString(peer), TILE_PROTOCOL, { signal: AbortSignal.timeout(10_000) });
     const lp = lpStream(stream, { maxDataLength: MAX_WANT * (MAX_CELLS + 256) });
     try {
-      await lp.write(cbor.encode({ want }));
-      const reply = (await lp.read({ signal: AbortSignal.timeout(30_000) })).subarray();
+      await lp.write(cbor.encode({ want, wait: waitMs }));
+      const reply = (await lp.read({ signal: AbortSignal.timeout(30_000 + waitMs) })).subarray();
       this.bytesIn += reply.length;
       await stream.close();
       let got = 0;
       for (const w of cbor.decode(reply) as WireTile[]) {
         try {
-          this.service.accept(undefined, unpack(w));
+          const held = this.service.get(this.service.accept(undefined, unpack(w)));
+          // Served on as received: relaying cells costs no second deflate.
+          if (held && !packed.has(held)) packed.set(held, w);
           got++;
           this.pulled++;
         } catch (err) {
@@ -156,9 +232,13 @@ export class MapSync {
     const lp = lpStream(stream, { maxDataLength: MAX_WANT * 70 + 64 });
     try {
       if (!this.isMember(peer)) throw new Error('not a fleet member');
-      const req = cbor.decode((await lp.read({ signal: AbortSignal.timeout(10_000) })).subarray()) as { want?: unknown };
-      if (!Array.isArray(req?.want) || req.want.length > MAX_WANT) throw new Error('malformed tile request');
-      const out = (req.want as Hex[]).map((d) => this.service.get(d)).filter((c): c is TileContribution => c !== undefined).map(pack);
+      const req = cbor.decode((await lp.read({ signal: AbortSignal.timeout(10_000) })).subarray()) as { want?: unknown; wait?: unknown };
+      if (!Array.isArray(req?.want) || req.want.length > MAX_WANT || !req.want.every((d) => typeof d === 'string')) throw new Error('malformed tile request');
+      const want = req.want as Hex[];
+      // Asked for cells we heard of but are still fetching: answer once they are here.
+      const wait = typeof req.wait === 'number' && req.wait > 0 ? Math.min(req.wait, MAX_WAIT_MS) : 0;
+      if (wait > 0) await this.service.waitFor(want, wait);
+      const out = want.map((d) => this.service.get(d)).filter((c): c is TileContribution => c !== undefined).map(pack);
       const data = cbor.encode(out);
       this.bytesOut += data.length;
       await lp.write(data);

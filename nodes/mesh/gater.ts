@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { ConnectionGater, PeerId } from '@libp2p/interface';
 
 /**
@@ -8,9 +9,50 @@ import type { ConnectionGater, PeerId } from '@libp2p/interface';
 export class FleetGater implements ConnectionGater {
   private readonly members: Set<string>;
   private readonly cut = new Set<string>();
+  /** Position of each member in the fleet's order (the ring). */
+  private readonly order: Map<string, number>;
+  private readonly chordCache = new Map<string, boolean>();
 
   constructor(members: Iterable<string>, private readonly self: string) {
     this.members = new Set(members);
+    this.order = new Map([...this.members].map((m, i) => [m, i]));
+  }
+
+  /** Where a member stands in the fleet's order (-1: not a member). */
+  rank(peer: string): number {
+    return this.order.get(peer) ?? -1;
+  }
+
+  /**
+   * The members this robot keeps connections to when the fleet is too big for a full mesh: its
+   * two ring neighbours among the members it admits now (the fleet's order with cut members
+   * skipped, so the ring closes inside every partition group and keeps it connected), and random
+   * chords, about `degree` − 2 of them: a pair is linked when a hash of the two PeerIds falls
+   * under (degree − 2) / (members − 1), the same answer on both sides. Every member when the
+   * fleet has at most `degree` + 1.
+   */
+  neighbours(degree: number): Set<string> {
+    const ring = [...this.members].filter((m) => m === this.self || this.admits(m));
+    if (this.members.size - 1 <= degree) return new Set(ring.filter((m) => m !== this.self));
+    const out = new Set<string>();
+    const i = ring.indexOf(this.self);
+    if (i >= 0 && ring.length > 1) {
+      out.add(ring[(i + 1) % ring.length]);
+      out.add(ring[(i - 1 + ring.length) % ring.length]);
+    }
+    const p = Math.max(0, degree - 2) / (this.members.size - 1);
+    for (const m of ring) if (m !== this.self && this.chord(m, p)) out.add(m);
+    return out;
+  }
+
+  private chord(peer: string, p: number): boolean {
+    let linked = this.chordCache.get(peer);
+    if (linked === undefined) {
+      const [a, b] = [this.self, peer].sort();
+      linked = createHash('sha256').update(`${a}|${b}`).digest().readUInt32BE(0) / 2 ** 32 < p;
+      this.chordCache.set(peer, linked);
+    }
+    return linked;
   }
 
   admits(peer: string): boolean {

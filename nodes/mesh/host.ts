@@ -35,6 +35,12 @@ export interface MeshOptions {
   redialMs?: number;
   /** Simulated radio links (scenario link shaping): what this robot sends to a peer is paced and delayed. */
   linkShaper?: LinkShaper;
+  /**
+   * Connections each robot keeps (about): ring neighbours and random chords among the members
+   * (FleetGater.neighbours) instead of every member it knows. For fleets too big for a full
+   * mesh; gossip and anti-entropy carry everything else. Absent: dial every member known.
+   */
+  degree?: number;
 }
 
 export type MeshNode = Libp2p<{ pubsub: GossipSub; identify: unknown; ping: unknown }>;
@@ -57,6 +63,10 @@ export interface MeshHost {
 export async function createMeshHost(options: MeshOptions): Promise<MeshHost> {
   const self = options.identity.peerId.toString();
   const gater = new FleetGater(options.members, self);
+  const bounded = options.degree !== undefined && new Set(options.members).size - 1 > options.degree;
+  // Gossip mesh degree sized to the connections a robot has (gossipsub's defaults, D = 6 of up
+  // to 12, assume more peers than a bounded robot keeps).
+  const D = bounded ? Math.max(3, Math.min(6, options.degree! - 3)) : undefined;
   // ~1 s of the expected link per stream window (default 512 KiB, i.e. a 4 Mbit/s radio): a
   // bigger window lets a tensor queue seconds ahead of the connection monitor's pings. Yamux
   // refuses windows under its initial 256 KiB (every stream would fail), so that is the floor:
@@ -84,7 +94,8 @@ export async function createMeshHost(options: MeshOptions): Promise<MeshHost> {
     },
     peerDiscovery: [
       ...(options.mdns ? [mdns({ interval: 2000 })] : []),
-      ...(options.bootstrap?.length ? [bootstrap({ list: options.bootstrap, timeout: 100 })] : []),
+      // The bootstrap module dials its whole list; a bounded robot dials only its neighbours (redial loop).
+      ...(options.bootstrap?.length && !bounded ? [bootstrap({ list: options.bootstrap, timeout: 100 })] : []),
     ],
     services: {
       identify: identify(),
@@ -99,7 +110,10 @@ export async function createMeshHost(options: MeshOptions): Promise<MeshHost> {
         emitSelf: false,
         fallbackToFloodsub: false,
         maxInboundDataLength: 1024 * 1024,
-        heartbeatInterval: 500,
+        heartbeatInterval: bounded ? 1000 : 500,
+        ...(D ? { D, Dlo: D - 1, Dhi: 2 * D, Dout: 1, Dlazy: D, Dscore: Math.min(D - 1, 4) } : {}),
+        // IDONTWANT costs a control message to every mesh peer per message received; ours are small.
+        idontwantMinDataSize: 16 * 1024,
         allowedTopics: options.topics,
         scoreParams: {
           // Every test robot shares 127.0.0.1; colocation is no sign of a Sybil here.
@@ -144,22 +158,46 @@ export async function createMeshHost(options: MeshOptions): Promise<MeshHost> {
 
   let stopped = false;
   let redialTimer: NodeJS.Timeout | undefined;
+  const redialMs = options.redialMs ?? 1000;
+  const dialing = new Set<string>();
+  const dial = async (peer: string): Promise<void> => {
+    const addrs = known.get(peer);
+    if (!addrs || dialing.has(peer) || stopped) return;
+    dialing.add(peer);
+    try {
+      await node.dial(addrs.map((a) => multiaddr(a)), { signal: AbortSignal.timeout(3000) });
+      await tagFleet(peer);
+    } catch {
+      // unreachable now: the redial loop tries again, for as long as the partition lasts
+    } finally {
+      dialing.delete(peer);
+    }
+  };
+  const connectedNow = (): Set<string> => new Set(node.getConnections().map((c) => c.remotePeer.toString()));
+  /** Members to be connected to now: our neighbours (bounded), else every member known. */
+  const wanted = (): Set<string> => (bounded ? gater.neighbours(options.degree!) : new Set(known.keys()));
+  // Of two bounded neighbours, the one later in the fleet's order dials (two dials at once would
+  // leave two connections); the earlier one dials only if that has not come after a few rounds
+  // (it may not know our address, or we may be down).
+  const unansweredSince = new Map<string, number>();
+  const dialsFirst = (peer: string): boolean => !bounded || gater.rank(self) > gater.rank(peer);
   const redial = async (): Promise<void> => {
     if (stopped) return;
-    const connected = new Set(node.getConnections().map((c) => c.remotePeer.toString()));
+    const connected = connectedNow();
+    const now = Date.now();
+    const targets = [...wanted()].filter((peer) => !connected.has(peer) && known.has(peer) && gater.admits(peer));
+    for (const peer of unansweredSince.keys()) if (!targets.includes(peer)) unansweredSince.delete(peer);
     await Promise.all(
-      [...known.entries()]
-        .filter(([peer]) => !connected.has(peer) && gater.admits(peer))
-        .map(async ([peer, addrs]) => {
-          try {
-            await node.dial(addrs.map((a) => multiaddr(a)), { signal: AbortSignal.timeout(3000) });
-            await tagFleet(peer);
-          } catch {
-            // unreachable now: the next round tries again, for as long as the partition lasts
-          }
-        }),
+      targets
+        .filter((peer) => {
+          if (dialsFirst(peer)) return true;
+          const since = unansweredSince.get(peer) ?? now;
+          unansweredSince.set(peer, since);
+          return now - since >= 3 * redialMs;
+        })
+        .map(dial),
     );
-    if (!stopped) redialTimer = setTimeout(() => void redial(), options.redialMs ?? 1000);
+    if (!stopped) redialTimer = setTimeout(() => void redial(), redialMs);
   };
 
   if (options.linkShaper) {
@@ -173,13 +211,15 @@ export async function createMeshHost(options: MeshOptions): Promise<MeshHost> {
   // mDNS only tells libp2p where a peer is (libp2p 3 dials nothing by itself): dial fleet members
   // found that way, and remember them so the redial loop brings them back after a partition.
   // Both robots hear each other: only the lower PeerId dials at once (two dials at the same
-  // moment leave two connections); the other one's redial loop dials if that never comes.
+  // moment leave two connections); the other one's redial loop dials if that never comes. A
+  // bounded robot dials only its neighbours, by the fleet's order (see dialsFirst).
   // Anyone else announcing itself is left alone (and the gater refuses it if it dials us).
   node.addEventListener('peer:discovery', (evt) => {
     const peer = evt.detail.id.toString();
     if (!gater.isMember(peer) || peer === self || evt.detail.multiaddrs.length === 0) return;
     if (!known.has(peer)) known.set(peer, evt.detail.multiaddrs.map((a) => `${a.toString()}/p2p/${peer}`));
-    if (self > peer || stopped || !gater.admits(peer) || node.getConnections(evt.detail.id).length > 0) return;
+    if (bounded ? !wanted().has(peer) || !dialsFirst(peer) : self > peer) return;
+    if (stopped || !gater.admits(peer) || node.getConnections(evt.detail.id).length > 0) return;
     void node
       .dial(evt.detail.id, { signal: AbortSignal.timeout(3000) })
       .then(() => tagFleet(peer))
@@ -207,9 +247,13 @@ export async function createMeshHost(options: MeshOptions): Promise<MeshHost> {
     },
     heal(peers) {
       gater.heal(peers);
-      // Our own refusal lifted: dial now rather than at the loop's next round.
-      clearTimeout(redialTimer);
-      void redial();
+      // Our own refusal lifted: dial the healed peers now rather than at the loop's next round,
+      // outside the loop (which keeps its own pace, one round at a time).
+      const healed = peers ? new Set(peers) : undefined;
+      const connected = connectedNow();
+      for (const peer of wanted()) {
+        if ((!healed || healed.has(peer)) && !connected.has(peer) && gater.admits(peer) && dialsFirst(peer)) void dial(peer);
+      }
     },
     async addPeerAddresses(peer, addrs) {
       if (gater.isMember(peer)) known.set(peer, addrs);

@@ -29,7 +29,7 @@ import { Anchorer } from '../ledger/anchorer.js';
 import type { GasPlan, IotaDeployment } from '../ledger/iota-tx.js';
 import { LogReplicator, logTopic } from '../ledger/replication.js';
 import { MapService } from '../mapping/map-service.js';
-import { MapSync, tileTopic } from '../mapping/map-sync.js';
+import { MapSync } from '../mapping/map-sync.js';
 import type { MapFrame } from '../mapping/occupancy-grid.js';
 import type { LogStore } from '../ledger/store.js';
 import { LinkEstimator } from '../scheduler/links.js';
@@ -54,6 +54,8 @@ export interface RobotConfig {
   linkShaper?: LinkShaper;
   /** libp2p's own reconnect attempts before it gives up (our redial loop never does). */
   reconnectRetries?: number;
+  /** Keep about this many connections (ring neighbours and random chords) instead of one to every member: large fleets. */
+  meshDegree?: number;
   advertPeriodMs?: number;
   /**
    * Build every head ('head'), tail ('tail') or both sessions at start, for every cut and
@@ -136,8 +138,9 @@ export class Robot {
       mdns: config.mdns,
       linkBytesPerSecond: config.linkBytesPerSecond,
       reconnectRetries: config.reconnectRetries,
+      degree: config.meshDegree,
       linkShaper: config.linkShaper,
-      topics: [advertTopic(config.fleet.name), logTopic(config.fleet.name), anchorRelayTopic(config.fleet.name), tileTopic(config.fleet.name)],
+      topics: [advertTopic(config.fleet.name), logTopic(config.fleet.name), anchorRelayTopic(config.fleet.name)],
     });
     const links = new LinkEstimator();
     const reputation = new PeerReputation((peer) => {

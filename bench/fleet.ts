@@ -94,7 +94,7 @@ async function main(): Promise<void> {
   console.log(`\nbench:fleet — ${where} on builtin:warehouse (simulated at ${SIM_SPEED}× real time), partition into halves for 14 s, then heal\n`);
   console.log(table(rows));
   console.log(
-    '\nconverged = every robot holds every log entry any robot had written when the heal came, and the cells of every tile its log names (robots keep mapping meanwhile); RSS and CPU per robot = the processes hosting robots (each once), peak RSS and CPU time from the mesh forming to the final catch-up, divided by the robots; fleet process = this process (orchestration and polling) when the robots run elsewhere; log bytes = one copy of what each robot published (gossip fan-out and sync replies not counted); tile bytes = map cells each robot served to neighbours that pulled them (tile entries travel in the log).',
+    '\nconverged = every robot holds every log entry any robot had written when the heal came, and the cells of every tile those entries name (robots keep mapping meanwhile: tile versions written after the heal are ongoing sync, not part of catching up); RSS and CPU per robot = the processes hosting robots (each once), peak RSS and CPU time from the mesh forming to the final catch-up, divided by the robots; fleet process = this process (orchestration and polling) when the robots run elsewhere; log bytes = one copy of what each robot published (gossip fan-out and sync replies not counted); tile bytes = map cells each robot served to neighbours that pulled them (tile entries travel in the log).',
   );
   const path = await writeResults('fleet', { sizes: SIZES, simSpeed: SIM_SPEED, processes: PLACEMENT, rows });
   console.log(`\nwrote ${path}`);

@@ -170,6 +170,23 @@ describe('map contributions: bad input is refused with a typed error', () => {
     assert.throws(() => service.accept(stranger.bytes, good), (e: EntryError) => e.code === 'UNKNOWN_AUTHOR');
     assert.throws(() => service.accept(undefined, { ...good, version: 2 }), (e: TileError) => e.code === 'UNKNOWN_TILE');
   });
+
+  it('says, per author, from which log entry on it still lacks tile cells', () => {
+    const observer = new MapService(new Ledger(new MemoryLogStore()), { resolution: 0.05, origin: { x: 0, y: 0 } });
+    const tile = (name: string, version: number): { tile: string; version: number; cells: Int8Array } => ({ tile: name, version, cells: new Int8Array(TILE * TILE).fill(version) });
+    const [a1, b1, b2] = [tile('1_0', 1), tile('2_0', 1), tile('2_0', 2)];
+    const entries = [a1, b1, b2].map((t) => ledger.append({ type: 'tile', tile: t.tile, version: t.version, digest: tileDigest(t) }));
+    for (const id of ledger.ids()) observer.ledger.ingest(ledger.get(id)!);
+    const seqs = entries.map((e) => e.entry.seq);
+    // 0_0 v1 (seq 2), 1_0 v1 and 2_0 v2 are current; 2_0 v1 was superseded and is not wanted.
+    assert.deepEqual(observer.missingSince(), { [ledger.self!]: 2 });
+    observer.accept(entry, good);
+    assert.deepEqual(observer.missingSince(), { [ledger.self!]: seqs[0] });
+    observer.accept(entries[0].bytes, a1);
+    assert.deepEqual(observer.missingSince(), { [ledger.self!]: seqs[2] });
+    observer.accept(entries[2].bytes, b2);
+    assert.deepEqual(observer.missingSince(), {});
+  });
 });
 
 describe('map exports', () => {

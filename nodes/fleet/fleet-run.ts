@@ -268,8 +268,9 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
 
   /**
    * Waits until every robot holds every entry any robot had written when this was called, and
-   * the cells of every tile its log names. Robots keep mapping meanwhile, so a moment where all
-   * states are equal is not the measure.
+   * the cells of every tile those entries name. Robots keep mapping meanwhile: tile versions
+   * written after this call are ongoing sync, not catching up (a fleet of 50 always has some
+   * in flight), and a moment where all states are equal is not the measure either.
    */
   private async catchUp(what: string): Promise<{ logMs: number | null; convergedMs: number | null }> {
     await this.poll();
@@ -280,7 +281,7 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
       () => {
         const all = [...this.statuses.values()];
         if (logMs === null && all.every((s) => Object.entries(written).every(([k, seq]) => (s.seqs[k] ?? 0) >= seq))) logMs = Date.now() - start;
-        return logMs !== null && all.every((s) => s.missingTiles === 0);
+        return logMs !== null && all.every((s) => Object.entries(s.missingTilesSince).every(([k, seq]) => seq > (written[k] ?? 0)));
       },
       60_000,
       what,

@@ -62,6 +62,8 @@ export interface RobotStatus {
   seqs: Record<string, number>;
   mapDigest: string;
   missingTiles: number;
+  /** Per author (key): the lowest sequence number of a tile entry whose cells this robot lacks. */
+  missingTilesSince: Record<string, number>;
   flagged: string[];
   /** Members whose reputation in the log excludes them (equivocation, lost quorums, map flags). */
   excludedKeys: string[];
@@ -213,6 +215,7 @@ export class RobotRuntime {
       seqs: Object.fromEntries([...ledger.summary()].map(([k, v]) => [k, v.maxSeq])),
       mapDigest: mapDigest(map.merged()),
       missingTiles: map.missing().length,
+      missingTilesSince: map.missingSince(),
       flagged: [...state.flagged],
       excludedKeys: [...state.members].filter((m) => isExcluded(state, m)),
       equivocations: state.equivocations.length,

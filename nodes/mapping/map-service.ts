@@ -151,6 +151,21 @@ export class MapService extends EventEmitter<{ published: [PublishedTile[]]; hel
     return [...this.wanted()].filter((d) => !this.held.has(d)).sort();
   }
 
+  /** Per author: the lowest sequence number of a `tile` entry whose cells we still lack. */
+  missingSince(): Record<Hex, number> {
+    const lacking = new Set(this.missing());
+    const out: Record<Hex, number> = {};
+    if (lacking.size === 0) return out;
+    for (const t of this.ledger.state.tiles.values()) {
+      if (!lacking.has(t.digest)) continue;
+      const bytes = this.ledger.get(t.id);
+      if (!bytes) continue;
+      const seq = decodeEntry(bytes).entry.seq;
+      out[t.author] = Math.min(out[t.author] ?? Infinity, seq);
+    }
+    return out;
+  }
+
   private wantedCache: { version: number; digests: Set<Hex> } | undefined;
 
   /** Digests the log names, rebuilt only when the log's state has changed. */

@@ -18,7 +18,7 @@ export type PeerReply =
   | { t: 'started'; addresses: string[]; peerId: string }
   | { t: 'partitioned' }
   | { t: 'appended' }
-  | { t: 'converged'; stateHash: string }
+  | { t: 'converged'; stateHash: string; cpuMs: number }
   | { t: 'error'; message: string };
 
 let robot: Robot | undefined;
@@ -58,11 +58,13 @@ async function handle(cmd: PeerCommand): Promise<void> {
     case 'heal': {
       const ledger = robot!.ledger!;
       const done = (): boolean => ledger.size >= cmd.total;
+      const cpu = process.cpuUsage();
       robot!.host.heal();
       // Bounded: the bench gives up after two minutes.
       const end = Date.now() + 120_000;
       while (!done() && Date.now() < end) await new Promise((r) => setTimeout(r, 2));
-      reply({ t: 'converged', stateHash: ledger.stateHash() });
+      const used = process.cpuUsage(cpu);
+      reply({ t: 'converged', stateHash: ledger.stateHash(), cpuMs: (used.user + used.system) / 1000 });
       return;
     }
     case 'stop':

@@ -90,14 +90,19 @@ export class LedgerFold {
     const start = this.snapshots[k];
     this.current = cloneState(start.state);
     for (let i = start.at; i < this.order.length; i++) {
-      this.applyAt(i);
+      this.applyAt(i, SNAPSHOT_EVERY);
       this.refolded++;
     }
   }
 
-  private applyAt(i: number): void {
+  /**
+   * `denseTail`: how far from the end snapshots are dense. A refold keeps only the last of the
+   * dense ones (each copies the whole state: 4 of a 20,000-entry state cost more than the
+   * refold's applies, measured); appends at the tip then add the others as the log grows.
+   */
+  private applyAt(i: number, denseTail = DENSE_TAIL): void {
     const last = this.snapshots[this.snapshots.length - 1];
-    if (i > last.at && i % SNAPSHOT_EVERY === 0 && (i >= this.order.length - DENSE_TAIL || i % SPARSE_EVERY === 0)) {
+    if (i > last.at && i % SNAPSHOT_EVERY === 0 && (i >= this.order.length - denseTail || i % SPARSE_EVERY === 0)) {
       // Drop the dense snapshots that have fallen behind the tail.
       this.snapshots = this.snapshots.filter((s) => s.at % SPARSE_EVERY === 0 || s.at >= i - DENSE_TAIL);
       this.snapshots.push({ at: i, state: cloneState(this.current) });

@@ -7,12 +7,36 @@ import { hash as oneShotHash } from 'node:crypto';
  * list of sibling hashes from leaf to root; its shape follows from (index, count) alone, so the
  * verifier recomputes it and a path of the wrong length or for another position fails.
  */
-const hash = (...parts: Uint8Array[]): Uint8Array => new Uint8Array(oneShotHash('sha256', Buffer.concat(parts), 'buffer'));
-const LEAF = Uint8Array.of(0);
-const NODE = Uint8Array.of(1);
+/**
+ * sha256 into a fresh 32-byte array, through a latin1 string rather than a Buffer: a Buffer made
+ * by native code gets a backing store of its own (measured here: 1.0 µs per 65-byte hash against
+ * 0.4 µs, before its extra garbage-collection cost); a 32-byte Uint8Array lives on the JS heap.
+ */
+export const digest = (data: Uint8Array): Uint8Array => {
+  const s = oneShotHash('sha256', data, 'binary');
+  const out = new Uint8Array(32);
+  for (let i = 0; i < 32; i++) out[i] = s.charCodeAt(i);
+  return out;
+};
+/** Reused input buffers (0x01 ‖ left ‖ right): hashing runs synchronously, so one of each suffices. */
+const leafInput = new Uint8Array(33);
+const nodeInput = new Uint8Array(65);
+nodeInput[0] = 1;
 
-export const leafHash = (data: Uint8Array): Uint8Array => hash(LEAF, data);
-const nodeHash = (l: Uint8Array, r: Uint8Array): Uint8Array => hash(NODE, l, r);
+export const leafHash = (data: Uint8Array): Uint8Array => {
+  if (data.length !== 32) {
+    const input = new Uint8Array(1 + data.length);
+    input.set(data, 1);
+    return digest(input);
+  }
+  leafInput.set(data, 1);
+  return digest(leafInput);
+};
+const nodeHash = (l: Uint8Array, r: Uint8Array): Uint8Array => {
+  nodeInput.set(l, 1);
+  nodeInput.set(r, 33);
+  return digest(nodeInput);
+};
 
 export interface InclusionProof {
   index: number;
@@ -34,6 +58,22 @@ export class MerkleTree {
       levels.push(up);
     }
     this.levels = levels;
+  }
+
+  /** The sibling hashes of leaf `index` equal `path` (what prove(index).siblings would give). */
+  provesWith(index: number, path: readonly Uint8Array[]): boolean {
+    let i = index;
+    let used = 0;
+    for (let l = 0; l < this.levels.length - 1; l++) {
+      const level = this.levels[l];
+      const sibling = i ^ 1;
+      if (sibling < level.length) {
+        const p = path[used++];
+        if (p === undefined || Buffer.compare(p, level[sibling]) !== 0) return false;
+      }
+      i >>= 1;
+    }
+    return used === path.length;
   }
 
   get count(): number {

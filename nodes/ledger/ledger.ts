@@ -3,8 +3,8 @@ import * as cbor from '@ipld/dag-cbor';
 import { LedgerFold } from '../../contracts/fold.js';
 import type { FleetState, LogItem } from '../../contracts/fleet-state.js';
 import type { Signer } from '../../protocol/ed25519.js';
-import { type DecodedEntry, type Entry, type EntryDraft, EntryError, type Hex, MAX_BATCH, type Payload, entryId, fromHex, parseEntry, signBatch, toHex, verifyEntry } from '../../protocol/log-entry.js';
-import type { LogStore, StoredEntry } from './store.js';
+import { type DecodedEntry, type Entry, type EntryDraft, EntryError, type Hex, MAX_BATCH, type Payload, compareBytes, entryId, fromHex, parseEntry, signBatch, toHex, verifyEntries, verifyEntry } from '../../protocol/log-entry.js';
+import type { LogStore, RangeRow, StoredEntry } from './store.js';
 
 export type IngestStatus = 'added' | 'duplicate' | 'equivocation';
 
@@ -106,8 +106,9 @@ export class Ledger extends EventEmitter<{ entry: [DecodedEntry, IngestStatus] }
     return new Map([...this.maxSeqs].map(([author, maxSeq]) => [author, { maxSeq, count: this.counts.get(author) ?? 0 }]));
   }
 
-  entriesOf(author: Hex, lo: number, hi: number, limit = 500): { seq: number; lamport: number; bytes: Uint8Array }[] {
-    return this.store.range(author, lo, hi, limit).map((e) => ({ seq: e.seq, lamport: e.lamport, bytes: e.bytes }));
+  /** An author's entries lo ≤ seq ≤ hi: at most `limit`, stopping once their bytes reach `maxBytes`. */
+  entriesOf(author: Hex, lo: number, hi: number, limit = 500, maxBytes?: number): RangeRow[] {
+    return this.store.range(author, lo, hi, limit, maxBytes);
   }
 
   get(id: Hex): Uint8Array | undefined {
@@ -168,13 +169,29 @@ export class Ledger extends EventEmitter<{ entry: [DecodedEntry, IngestStatus] }
 
   /**
    * Ingests many entries with one durable transaction and one fold. Each entry may depend on
-   * earlier ones of the batch. Returns per entry its status or the error that refused it.
+   * earlier ones of the batch. Entries may come already parsed (parseEntry; not verified).
+   * Signatures are checked for the batch at once (verifyEntries). Returns per entry its status
+   * or the error that refused it.
    */
-  ingestBatch(list: Uint8Array[]): (IngestStatus | EntryError)[] {
+  ingestBatch(list: (Uint8Array | DecodedEntry)[]): (IngestStatus | EntryError)[] {
     try {
-      return list.map((bytes) => {
+      const parsed = list.map((item) => {
+        if (!(item instanceof Uint8Array)) return item;
         try {
-          return this.check(bytes);
+          return parseEntry(item);
+        } catch (err) {
+          if (err instanceof EntryError) return err;
+          throw err;
+        }
+      });
+      // Held entries are duplicates whatever their signature: only the new ones are verified.
+      const fresh = parsed.filter((p): p is DecodedEntry => !(p instanceof EntryError) && !this.lamports.has(p.idHex));
+      const refused = new Map<DecodedEntry, EntryError>();
+      verifyEntries(fresh).forEach((err, i) => err && refused.set(fresh[i], err));
+      return parsed.map((p) => {
+        if (p instanceof EntryError) return p;
+        try {
+          return this.check(p, refused.get(p) ?? null);
         } catch (err) {
           if (err instanceof EntryError) return err;
           throw err;
@@ -185,13 +202,15 @@ export class Ledger extends EventEmitter<{ entry: [DecodedEntry, IngestStatus] }
     }
   }
 
-  private check(bytes: Uint8Array): IngestStatus {
-    const decoded = parseEntry(bytes);
+  /** `verified`: null when the signature was checked and holds, else the error (undefined: not checked yet). */
+  private check(input: Uint8Array | DecodedEntry, verified?: EntryError | null): IngestStatus {
+    const decoded = input instanceof Uint8Array ? parseEntry(input) : input;
     // Same content as an entry held (its signature may be another valid one): nothing new.
     if (this.lamports.has(decoded.idHex)) return 'duplicate';
-    verifyEntry(decoded);
+    if (verified === undefined) verifyEntry(decoded);
+    else if (verified) throw verified;
     const e = decoded.entry;
-    const author = toHex(e.author);
+    const author = this.authorHex(e.author);
     const isGenesis = e.payload.type === 'genesis' && e.seq === 1 && e.parents.length === 0;
     if (!isGenesis && !this.admitted.has(author)) throw new EntryError('UNKNOWN_AUTHOR', `author ${author.slice(0, 12)}… was never admitted`);
     const parents = e.parents.map(toHex);
@@ -205,15 +224,24 @@ export class Ledger extends EventEmitter<{ entry: [DecodedEntry, IngestStatus] }
     }
     const twins = this.slots.get(`${author}:${e.seq}`) ?? 0;
     if (twins >= 2) throw new EntryError('WRONG_SEQUENCE', `slot ${e.seq} of ${author.slice(0, 12)}… already holds equivocation evidence`);
-    this.stage(decoded);
+    this.stage(decoded, author, parents);
     return twins > 0 ? 'equivocation' : 'added';
   }
 
+  private lastAuthor: { key: Uint8Array; hex: Hex } | undefined;
+
+  /** toHex of an author key, remembering the last one: entries mostly come in runs of one author's. */
+  private authorHex(key: Uint8Array): Hex {
+    if (this.lastAuthor && compareBytes(this.lastAuthor.key, key) === 0) return this.lastAuthor.hex;
+    this.lastAuthor = { key, hex: toHex(key) };
+    return this.lastAuthor.hex;
+  }
+
   /** Indexes an entry now (later entries of a batch may build on it); stores and folds at commit. */
-  private stage(d: DecodedEntry): void {
-    const stored: StoredEntry = { id: d.idHex, author: toHex(d.entry.author), seq: d.entry.seq, lamport: d.entry.lamport, bytes: d.bytes };
+  private stage(d: DecodedEntry, author = toHex(d.entry.author), parents?: Hex[]): void {
+    const stored: StoredEntry = { id: d.idHex, author, seq: d.entry.seq, lamport: d.entry.lamport, bytes: d.bytes };
     const status: IngestStatus = (this.slots.get(`${stored.author}:${stored.seq}`) ?? 0) > 0 ? 'equivocation' : 'added';
-    this.staged.push({ stored, item: this.indexMeta(stored, d.entry), decoded: d, status });
+    this.staged.push({ stored, item: this.indexMeta(stored, d.entry, parents), decoded: d, status });
   }
 
   /** Writes staged entries in one transaction (durable on return), then folds them once. */
@@ -250,13 +278,12 @@ export class Ledger extends EventEmitter<{ entry: [DecodedEntry, IngestStatus] }
     }
   }
 
-  private indexMeta(s: StoredEntry, e: Entry): LogItem {
+  private indexMeta(s: StoredEntry, e: Entry, parents = e.parents.map(toHex)): LogItem {
     this.lamports.set(s.id, s.lamport);
     this.maxSeqs.set(s.author, Math.max(this.maxSeqs.get(s.author) ?? 0, s.seq));
     this.counts.set(s.author, (this.counts.get(s.author) ?? 0) + 1);
     const slot = `${s.author}:${s.seq}`;
     this.slots.set(slot, (this.slots.get(slot) ?? 0) + 1);
-    const parents = e.parents.map(toHex);
     this.parentsOf.set(s.id, parents);
     for (const p of parents) this.headSet.delete(p);
     this.headSet.add(s.id);

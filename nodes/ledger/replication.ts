@@ -3,12 +3,13 @@ import type { Stream } from '@libp2p/interface';
 import { peerIdFromString } from '@libp2p/peer-id';
 import { lpStream } from '@libp2p/utils';
 import * as cbor from '@ipld/dag-cbor';
-import { EntryError, type Hex, MAX_ENTRY_BYTES } from '../../protocol/log-entry.js';
+import { EntryError, type Hex, MAX_ENTRY_BYTES, toHex } from '../../protocol/log-entry.js';
 import type { MeshNode } from '../mesh/host.js';
 import { type Ledger, MissingParentsError } from './ledger.js';
-import { MAX_REPLY_BYTES, type PullResult, type RangesReply, type SyncPeer, pullFrom, servedRanges } from './sync.js';
+import { MAX_REPLY_BYTES, type PullResult, type SyncPeer, decodeRangesReply, encodeRangesReply, pullFrom, servedRanges } from './sync.js';
 
-export const LOG_PROTOCOL = '/robomesh/log/2.0.0';
+/** 3: `ranges` replies carry entries as a list of their stored bytes, nothing beside them. */
+export const LOG_PROTOCOL = '/robomesh/log/3.0.0';
 export const logTopic = (fleet: string): string => `robomesh/${fleet}/log/2`;
 const BATCH = 4096;
 const MAX_MESSAGE = MAX_REPLY_BYTES + MAX_ENTRY_BYTES + BATCH * 64 + 1024;
@@ -56,7 +57,7 @@ type Request =
  * Replicates a ledger over the mesh: every entry is published on gossipsub as it is appended;
  * receivers check it like any ingestion (invalid → Reject, so the sender's gossip score
  * falls). Gossip during a partition is lost, so on every (re)connection — and every
- * `antiEntropyMs` with a random peer — the robots reconcile over `/robomesh/log/2.0.0`.
+ * `antiEntropyMs` with a random peer — the robots reconcile over `/robomesh/log/3.0.0`.
  */
 export class LogReplicator {
   private timer: NodeJS.Timeout | undefined;
@@ -98,7 +99,7 @@ export class LogReplicator {
     });
     pubsub.subscribe(topic);
     this.ledger.on('entry', (d) => {
-      if (this.ledger.self && d.entry.author && Buffer.from(d.entry.author).toString('hex') === this.ledger.self) {
+      if (this.ledger.self && d.entry.author && toHex(d.entry.author) === this.ledger.self) {
         // Entries appended together (a batch, or within one tick) go out as one message: every
         // gossip message costs a socket write per peer and a yamux window update back.
         this.outbox.push(d.bytes);
@@ -108,7 +109,7 @@ export class LogReplicator {
     await this.node.handle(LOG_PROTOCOL, (stream, connection) => void this.serve(stream, connection.remotePeer.toString()), { maxInboundStreams: 8 });
     this.node.addEventListener('peer:connect', (evt) => {
       const peer = evt.detail.toString();
-      if (this.isMember(peer)) setTimeout(() => void this.syncWith(peer).catch(() => undefined), 50);
+      if (this.isMember(peer)) setImmediate(() => void this.syncWith(peer).catch(() => undefined));
     });
     const tick = (): void => {
       const peers = this.node.getPeers().map((p) => p.toString()).filter((p) => this.isMember(p));
@@ -145,12 +146,12 @@ export class LogReplicator {
   }
 
   private remote(peer: string): SyncPeer {
-    const ask = async <T>(req: Request): Promise<T> => {
+    const ask = async (req: Request): Promise<Uint8Array> => {
       const stream = await this.node.dialProtocol(peerIdFromString(peer), LOG_PROTOCOL, { signal: AbortSignal.timeout(10_000) });
       const lp = lpStream(stream, { maxDataLength: MAX_MESSAGE, maxBufferSize: 2 * MAX_MESSAGE });
       try {
         await lp.write(cbor.encode(req));
-        const reply = cbor.decode((await lp.read({ signal: AbortSignal.timeout(30_000) })).subarray()) as T;
+        const reply = (await lp.read({ signal: AbortSignal.timeout(30_000) })).subarray();
         await stream.close();
         return reply;
       } catch (err) {
@@ -159,8 +160,8 @@ export class LogReplicator {
       }
     };
     return {
-      summary: async () => new Map(await ask<[Hex, { maxSeq: number; count: number }][]>({ t: 'summary' })),
-      ranges: (want, limit) => ask<RangesReply>({ t: 'ranges', want, limit: Math.min(limit, BATCH) }),
+      summary: async () => new Map(cbor.decode(await ask({ t: 'summary' })) as [Hex, { maxSeq: number; count: number }][]),
+      ranges: async (want, limit) => decodeRangesReply(await ask({ t: 'ranges', want, limit: Math.min(limit, BATCH) })),
     };
   }
 
@@ -169,14 +170,14 @@ export class LogReplicator {
     try {
       if (!this.isMember(peer)) throw new Error('not a fleet member');
       const req = cbor.decode((await lp.read({ signal: AbortSignal.timeout(10_000) })).subarray()) as Request;
-      let reply: unknown;
-      if (req?.t === 'summary') reply = [...this.ledger.summary()];
+      let reply: Uint8Array;
+      if (req?.t === 'summary') reply = cbor.encode([...this.ledger.summary()]);
       else if (req?.t === 'ranges' && Array.isArray(req.want) && req.want.length <= 1024 && Number.isSafeInteger(req.limit)) {
         const valid = req.want.every((w) => typeof w?.author === 'string' && Number.isSafeInteger(w.lo) && Number.isSafeInteger(w.hi));
         if (!valid) throw new Error('malformed log request');
-        reply = servedRanges(this.ledger, req.want, Math.min(req.limit, BATCH));
+        reply = encodeRangesReply(servedRanges(this.ledger, req.want, Math.min(req.limit, BATCH)));
       } else throw new Error('malformed log request');
-      await lp.write(cbor.encode(reply));
+      await lp.write(reply);
       await stream.close();
     } catch (err) {
       stream.abort(err as Error);

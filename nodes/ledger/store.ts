@@ -9,6 +9,13 @@ export interface StoredEntry {
   bytes: Uint8Array;
 }
 
+/** What serving a range needs of an entry. */
+export interface RangeRow {
+  seq: number;
+  lamport: number;
+  bytes: Uint8Array;
+}
+
 /**
  * Storage of log entries; entries are never updated or deleted. `put` returns once the entries
  * survive kill -9. With `durable` (the default) they also survive power loss: a robot's own
@@ -22,8 +29,11 @@ export interface LogStore {
   get(id: Hex): StoredEntry | undefined;
   /** Every entry, in (lamport, id) order: used to rebuild state at start. */
   all(): StoredEntry[];
-  /** Entries of one author with lo ≤ seq ≤ hi, by seq (equivocating twins included). */
-  range(author: Hex, lo: number, hi: number, limit: number): StoredEntry[];
+  /**
+   * Entries of one author with lo ≤ seq ≤ hi, by seq (equivocating twins included): at most
+   * `limit`, and none after the one that brings their bytes to `maxBytes`.
+   */
+  range(author: Hex, lo: number, hi: number, limit: number, maxBytes?: number): RangeRow[];
   close(): void;
 }
 
@@ -50,11 +60,16 @@ export class MemoryLogStore implements LogStore {
   all(): StoredEntry[] {
     return [...this.byId.values()].sort((a, b) => a.lamport - b.lamport || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }
-  range(author: Hex, lo: number, hi: number, limit: number): StoredEntry[] {
-    return (this.byAuthor.get(author) ?? [])
-      .filter((e) => e.seq >= lo && e.seq <= hi)
-      .sort((a, b) => a.seq - b.seq || (a.id < b.id ? -1 : 1))
-      .slice(0, limit);
+  range(author: Hex, lo: number, hi: number, limit: number, maxBytes = Infinity): StoredEntry[] {
+    const all = (this.byAuthor.get(author) ?? []).filter((e) => e.seq >= lo && e.seq <= hi).sort((a, b) => a.seq - b.seq || (a.id < b.id ? -1 : 1));
+    const out: StoredEntry[] = [];
+    let bytes = 0;
+    for (const e of all) {
+      if (out.length >= limit || bytes >= maxBytes) break;
+      out.push(e);
+      bytes += e.bytes.length;
+    }
+    return out;
   }
   close(): void {}
 }

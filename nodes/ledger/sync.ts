@@ -1,4 +1,4 @@
-import { EntryError, type Hex } from '../../protocol/log-entry.js';
+import { type DecodedEntry, EntryError, type Hex, parseEntry, toHex } from '../../protocol/log-entry.js';
 import { type Ledger, MissingParentsError } from './ledger.js';
 
 /** What a replica answers during anti-entropy; implemented over libp2p and in-process. */
@@ -12,8 +12,9 @@ export interface SyncPeer {
   ranges(want: { author: Hex; lo: number; hi: number }[], limit: number): Promise<RangesReply>;
 }
 
+/** The entries' stored bytes as they are (nothing decoded or re-encoded to serve them). */
 export interface RangesReply {
-  entries: { author: Hex; seq: number; bytes: Uint8Array }[];
+  entries: Uint8Array[];
   full: boolean;
 }
 
@@ -36,9 +37,9 @@ export function pullFrom(ledger: Ledger, peer: SyncPeer, batch = 500, maxRounds 
 async function pull(ledger: Ledger, peer: SyncPeer, batch: number, maxRounds: number): Promise<PullResult> {
   const result: PullResult = { added: 0, rejected: [], rounds: 0 };
   const theirs = await peer.summary();
-  const pending: Uint8Array[] = [];
+  const pending: DecodedEntry[] = [];
   /** Ingests a batch in one transaction and one fold; returns how many were settled. */
-  const offer = (list: Uint8Array[]): number => {
+  const offer = (list: DecodedEntry[]): number => {
     let settled = 0;
     ledger.ingestBatch(list).forEach((status, i) => {
       if (status instanceof MissingParentsError) pending.push(list[i]);
@@ -75,10 +76,24 @@ async function pull(ledger: Ledger, peer: SyncPeer, batch: number, maxRounds: nu
   let inflight = ask();
   while (inflight) {
     const { want } = inflight;
-    const { entries: got, full } = await inflight.reply;
+    const { entries: raw, full } = await inflight.reply;
+    if (raw.length === 0) break;
+    // Parsed once here (author and seq steer the next request), verified and stored by the ledger.
+    const got: DecodedEntry[] = [];
+    for (const bytes of raw) {
+      try {
+        got.push(parseEntry(bytes));
+      } catch (err) {
+        if (!(err instanceof EntryError)) throw err;
+        result.rejected.push({ code: err.code, message: err.message });
+      }
+    }
     if (got.length === 0) break;
     const last = new Map<Hex, number>();
-    for (const g of got) last.set(g.author, Math.max(last.get(g.author) ?? 0, g.seq));
+    for (const g of got) {
+      const author = toHex(g.entry.author);
+      last.set(author, Math.max(last.get(author) ?? 0, g.entry.seq));
+    }
     for (const w of want) {
       const l = last.get(w.author);
       // Authors the peer sent nothing for this round are done only if the reply was not full.
@@ -91,11 +106,20 @@ async function pull(ledger: Ledger, peer: SyncPeer, batch: number, maxRounds: nu
       else next.set(w.author, lo);
     }
     inflight = ask();
-    offer(got.map((g) => g.bytes));
+    // In slices, yielding between them: the reply to the request just sent (and requests the
+    // peer makes of us) flow while we ingest, instead of stalling on a blocked event loop.
+    for (let i = 0; i < got.length; ) {
+      if (i > 0) await new Promise((resolve) => setImmediate(resolve));
+      // Slices end where a signed batch starts, so batches are verified whole (verifyEntries).
+      let end = Math.min(got.length, i + INGEST_SLICE);
+      while (end < got.length && end < i + 2 * INGEST_SLICE && got[end].entry.batch.index !== 0) end++;
+      offer(got.slice(i, end));
+      i = end;
+    }
     retryPending();
   }
   retryPending();
-  for (const bytes of pending) result.rejected.push({ code: 'MISSING_PARENTS', message: `entry still lacks parents after sync (${bytes.length} B)` });
+  for (const d of pending) result.rejected.push({ code: 'MISSING_PARENTS', message: `entry still lacks parents after sync (${d.bytes.length} B)` });
   return result;
 }
 
@@ -107,18 +131,24 @@ export function localSyncPeer(ledger: Ledger): SyncPeer {
   };
 }
 
+/** Entries ingested (one transaction each) between two yields to the event loop. */
+const INGEST_SLICE = 500;
+
 /** A reply stops at about this many bytes of entries (plus one entry): a round trip stays short on a slow link. */
 export const MAX_REPLY_BYTES = 1024 * 1024;
 
+const sum = (rows: { bytes: Uint8Array }[]): number => rows.reduce((n, r) => n + r.bytes.length, 0);
+
 /** The server side of `ranges`: a fair share of the limit per author, parents first. */
 export function servedRanges(ledger: Ledger, want: { author: Hex; lo: number; hi: number }[], limit: number, maxBytes = MAX_REPLY_BYTES): RangesReply {
-  const out: { author: Hex; seq: number; bytes: Uint8Array; lamport: number }[] = [];
+  const out: { bytes: Uint8Array; lamport: number }[] = [];
   const share = Math.max(1, Math.ceil(limit / Math.max(1, want.length)));
   let full = false;
   for (const w of want.slice(0, 1024)) {
-    const got = ledger.entriesOf(w.author, w.lo, w.hi, share);
-    if (got.length === share) full = true;
-    for (const e of got) out.push({ author: w.author, seq: e.seq, bytes: e.bytes, lamport: e.lamport });
+    // No author can fill more than the byte budget: read no further than that.
+    const got = ledger.entriesOf(w.author, w.lo, w.hi, share, maxBytes);
+    if (got.length === share || sum(got) >= maxBytes) full = true;
+    for (const e of got) out.push(e);
   }
   out.sort((a, b) => a.lamport - b.lamport);
   if (out.length > limit) {
@@ -126,14 +156,96 @@ export function servedRanges(ledger: Ledger, want: { author: Hex; lo: number; hi
     full = true;
   }
   let bytes = 0;
-  const entries: RangesReply['entries'] = [];
-  for (const { author, seq, bytes: b } of out) {
+  const entries: Uint8Array[] = [];
+  for (const e of out) {
     if (bytes >= maxBytes) {
       full = true;
       break;
     }
-    entries.push({ author, seq, bytes: b });
-    bytes += b.length;
+    entries.push(e.bytes);
+    bytes += e.bytes.length;
   }
   return { entries, full };
+}
+
+const FULL_KEY = Uint8Array.of(0x64, ...new TextEncoder().encode('full'));
+const ENTRIES_KEY = Uint8Array.of(0x67, ...new TextEncoder().encode('entries'));
+
+/** A CBOR header (major type, length) in its shortest form, as DAG-CBOR requires. */
+function header(major: number, n: number): number[] {
+  const m = major << 5;
+  if (n < 24) return [m | n];
+  if (n < 0x100) return [m | 24, n];
+  if (n < 0x10000) return [m | 25, n >> 8, n & 0xff];
+  return [m | 26, (n >>> 24) & 0xff, (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff];
+}
+
+/**
+ * The DAG-CBOR of a ranges reply, {full, entries: [bytes…]} (what cbor.encode gives), written
+ * directly: one allocation and a copy of each stored entry, instead of a generic encoder's
+ * token stream over a megabyte.
+ */
+export function encodeRangesReply(reply: RangesReply): Uint8Array {
+  const heads = reply.entries.map((e) => header(2, e.length));
+  const list = header(4, reply.entries.length);
+  let size = 1 + FULL_KEY.length + 1 + ENTRIES_KEY.length + list.length;
+  reply.entries.forEach((e, i) => (size += heads[i].length + e.length));
+  const out = new Uint8Array(size);
+  let at = 0;
+  out[at++] = 0xa2;
+  out.set(FULL_KEY, at);
+  at += FULL_KEY.length;
+  out[at++] = reply.full ? 0xf5 : 0xf4;
+  out.set(ENTRIES_KEY, at);
+  at += ENTRIES_KEY.length;
+  out.set(list, at);
+  at += list.length;
+  reply.entries.forEach((e, i) => {
+    out.set(heads[i], at);
+    at += heads[i].length;
+    out.set(e, at);
+    at += e.length;
+  });
+  return out;
+}
+
+/** Reads what encodeRangesReply writes (and nothing else); entries are views into `data`. */
+export function decodeRangesReply(data: Uint8Array): RangesReply {
+  const bad = (): never => {
+    throw new EntryError('MALFORMED', 'log sync reply is not {full, entries: [bytes…]}');
+  };
+  let at = 0;
+  const expect = (bytes: Uint8Array): void => {
+    for (const b of bytes) if (data[at++] !== b) bad();
+  };
+  /** Reads a header of `major`, checking it is in shortest form. */
+  const length = (major: number): number => {
+    const first = data[at++];
+    if (first === undefined || first >> 5 !== major) bad();
+    const info = first & 31;
+    let n: number;
+    if (info < 24) return info;
+    if (info === 24) n = data[at++];
+    else if (info === 25) n = (data[at++] << 8) | data[at++];
+    else if (info === 26) n = ((data[at++] << 24) >>> 0) + ((data[at++] << 16) | (data[at++] << 8) | data[at++]);
+    else return bad();
+    if (at > data.length || n < (info === 24 ? 24 : info === 25 ? 0x100 : 0x10000)) bad();
+    return n;
+  };
+  expect(Uint8Array.of(0xa2));
+  expect(FULL_KEY);
+  const flag = data[at++];
+  if (flag !== 0xf4 && flag !== 0xf5) bad();
+  expect(ENTRIES_KEY);
+  const count = length(4);
+  if (count > data.length - at) bad();
+  const entries: Uint8Array[] = new Array(count);
+  for (let i = 0; i < count; i++) {
+    const n = length(2);
+    if (n > data.length - at) bad();
+    entries[i] = data.subarray(at, at + n);
+    at += n;
+  }
+  if (at !== data.length) bad();
+  return { entries, full: flag === 0xf5 };
 }

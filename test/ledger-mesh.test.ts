@@ -113,3 +113,35 @@ describe('logged tasks: redundant results decided by the quorum contract (3 robo
     assert.ok(b.ledger!.state.tasks.get(task)!.results.some((x) => x.digest === 'f'.repeat(64)));
   });
 });
+
+describe('news: what a robot learns by sync, its other peers pull at once (3 robots in a line, real libp2p)', function () {
+  this.timeout(120_000);
+  let robots: Robot[];
+
+  before(async () => {
+    const identities = await testIdentities(3, 120);
+    const members = identities.map((i) => toHex(i.privateKey.publicKey.raw));
+    const genesis = signEntry({ seq: 1, lamport: 1, parents: [], payload: { type: 'genesis', fleet: 'test', members, admins: [members[0]] } }, signerFromSeed(identities[0].seed));
+    // Anti-entropy far beyond the test: only reconnection syncs and news can move entries.
+    robots = await startFleet(identities, [], () => ({ ledger: { store: new MemoryLogStore(), genesis: genesis.bytes, antiEntropyMs: 3_600_000 } }));
+  });
+  after(async () => {
+    await Promise.all(robots.map((r) => r.stop().catch(() => undefined)));
+  });
+
+  it('entries written in a partition reach a robot two hops away right after the heal', async () => {
+    const [a, b, c] = robots;
+    // a — b — c: a never talks to c; a is cut from b too while it writes.
+    await a.host.partition([b.peerId, c.peerId]);
+    await b.host.partition([a.peerId]);
+    await c.host.partition([a.peerId]);
+    await waitFor(() => a.host.connectedPeers().length === 0, 'the partition');
+    const written = Array.from({ length: 20 }, (_, k) => a.ledger!.append({ type: 'claim', task: `line-${k}` }).idHex);
+    assert.ok(written.every((id) => !c.ledger!.has(id)));
+    a.host.heal([b.peerId]);
+    b.host.heal([a.peerId]);
+    await waitFor(() => written.every((id) => b.ledger!.has(id)), 'b to pull from a on reconnection', 30_000);
+    await waitFor(() => written.every((id) => c.ledger!.has(id)), 'c to pull from b on its news', 30_000);
+    assert.equal(c.ledger!.stateHash(), a.ledger!.stateHash());
+  });
+});

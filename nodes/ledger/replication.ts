@@ -51,13 +51,18 @@ export function decodeLogGossip(data: Uint8Array): Uint8Array[] {
 
 type Request =
   | { t: 'summary' }
-  | { t: 'ranges'; want: { author: Hex; lo: number; hi: number }[]; limit: number };
+  | { t: 'ranges'; want: { author: Hex; lo: number; hi: number }[]; limit: number }
+  /** "I just learnt entries by sync: pull from me." */
+  | { t: 'news' };
 
 /**
  * Replicates a ledger over the mesh: every entry is published on gossipsub as it is appended;
  * receivers check it like any ingestion (invalid → Reject, so the sender's gossip score
  * falls). Gossip during a partition is lost, so on every (re)connection — and every
  * `antiEntropyMs` with a random peer — the robots reconcile over `/robomesh/log/3.0.0`.
+ * What a robot learns by sync it tells its other peers about (`news`), and they pull it at once:
+ * after a heal, entries cross a bounded mesh at the speed of its links rather than one
+ * anti-entropy period per hop. Robots that add nothing tell no one, so the wave stops.
  */
 export class LogReplicator {
   private timer: NodeJS.Timeout | undefined;
@@ -66,6 +71,9 @@ export class LogReplicator {
   /** Bytes of our own entries published on gossip (one copy; gossipsub's fan-out not counted). */
   bytesPublished = 0;
   private readonly outbox: Uint8Array[] = [];
+  /** Peers that told us news, pulled from one after another (the first pull fetches most). */
+  private readonly newsFrom = new Set<string>();
+  private newsPulling = false;
 
   constructor(
     private readonly node: MeshNode,
@@ -139,26 +147,54 @@ export class LogReplicator {
   syncWith(peer: string): Promise<PullResult> {
     let running = this.syncing.get(peer);
     if (!running) {
-      running = pullFrom(this.ledger, this.remote(peer), BATCH).finally(() => this.syncing.delete(peer));
+      running = pullFrom(this.ledger, this.remote(peer), BATCH)
+        .then((result) => {
+          if (result.added > 0) this.tellNews(peer);
+          return result;
+        })
+        .finally(() => this.syncing.delete(peer));
       this.syncing.set(peer, running);
     }
     return running;
   }
 
-  private remote(peer: string): SyncPeer {
-    const ask = async (req: Request): Promise<Uint8Array> => {
-      const stream = await this.node.dialProtocol(peerIdFromString(peer), LOG_PROTOCOL, { signal: AbortSignal.timeout(10_000) });
-      const lp = lpStream(stream, { maxDataLength: MAX_MESSAGE, maxBufferSize: 2 * MAX_MESSAGE });
-      try {
-        await lp.write(cbor.encode(req));
-        const reply = (await lp.read({ signal: AbortSignal.timeout(30_000) })).subarray();
-        await stream.close();
-        return reply;
-      } catch (err) {
-        stream.abort(err as Error);
-        throw err;
+  private tellNews(source: string): void {
+    const peers = new Set(this.node.getPeers().map((p) => p.toString()));
+    for (const peer of peers) {
+      if (peer === source || !this.isMember(peer)) continue;
+      void this.ask(peer, { t: 'news' }).catch(() => undefined);
+    }
+  }
+
+  private async pullNews(): Promise<void> {
+    if (this.newsPulling) return;
+    this.newsPulling = true;
+    try {
+      for (let peer = this.newsFrom.values().next().value; peer !== undefined; peer = this.newsFrom.values().next().value) {
+        this.newsFrom.delete(peer);
+        await this.syncWith(peer).catch(() => undefined);
       }
-    };
+    } finally {
+      this.newsPulling = false;
+    }
+  }
+
+  private async ask(peer: string, req: Request): Promise<Uint8Array> {
+    const stream = await this.node.dialProtocol(peerIdFromString(peer), LOG_PROTOCOL, { signal: AbortSignal.timeout(10_000) });
+    const lp = lpStream(stream, { maxDataLength: MAX_MESSAGE, maxBufferSize: 2 * MAX_MESSAGE });
+    try {
+      await lp.write(cbor.encode(req));
+      const reply = (await lp.read({ signal: AbortSignal.timeout(30_000) })).subarray();
+      await stream.close();
+      return reply;
+    } catch (err) {
+      stream.abort(err as Error);
+      throw err;
+    }
+  }
+
+  private remote(peer: string): SyncPeer {
+    const ask = (req: Request): Promise<Uint8Array> => this.ask(peer, req);
     return {
       summary: async () => new Map(cbor.decode(await ask({ t: 'summary' })) as [Hex, { maxSeq: number; count: number }][]),
       ranges: async (want, limit) => decodeRangesReply(await ask({ t: 'ranges', want, limit: Math.min(limit, BATCH) })),
@@ -172,6 +208,11 @@ export class LogReplicator {
       const req = cbor.decode((await lp.read({ signal: AbortSignal.timeout(10_000) })).subarray()) as Request;
       let reply: Uint8Array;
       if (req?.t === 'summary') reply = cbor.encode([...this.ledger.summary()]);
+      else if (req?.t === 'news') {
+        reply = cbor.encode(true);
+        this.newsFrom.add(peer);
+        void this.pullNews();
+      }
       else if (req?.t === 'ranges' && Array.isArray(req.want) && req.want.length <= 1024 && Number.isSafeInteger(req.limit)) {
         const valid = req.want.every((w) => typeof w?.author === 'string' && Number.isSafeInteger(w.lo) && Number.isSafeInteger(w.hi));
         if (!valid) throw new Error('malformed log request');

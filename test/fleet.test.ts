@@ -160,6 +160,7 @@ events:
     assert.ok(lines[0].includes('in 2 shared processes'), lines[0]);
     assert.equal(report.heals.length, 1);
     assert.notEqual(report.heals[0].convergedMs, null, lines.join('\n'));
+    assert.ok(!lines.some((l) => l.includes('gave up')), `every wait ended in time:\n${lines.join('\n')}`);
     const usage = run.processUsage();
     assert.equal(usage.length, 2);
     assert.notEqual(usage[0].pid, usage[1].pid);

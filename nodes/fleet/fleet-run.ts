@@ -272,21 +272,23 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
    * written after this call are ongoing sync, not catching up (a fleet of 50 always has some
    * in flight), and a moment where all states are equal is not the measure either.
    */
-  private async catchUp(what: string): Promise<{ logMs: number | null; convergedMs: number | null }> {
+  private async catchUp(what: string, then?: () => Promise<unknown>): Promise<{ logMs: number | null; convergedMs: number | null }> {
     await this.poll();
     const written = Object.fromEntries([...this.statuses.values()].map((s) => [s.key, s.seqs[s.key] ?? 0]));
+    // Each robot notes when it got there by its own clock (the machine's): polling 50 robots
+    // whose processes lag takes seconds, which would be the resolution otherwise. Told before
+    // `then` (the heal), so a late command cannot delay the time it notes.
+    const told = Date.now();
+    await Promise.all(this.handles.map((h) => h.request({ cmd: 'catch-up', written }).catch(() => undefined)));
     const start = Date.now();
-    let logMs: number | null = null;
-    const convergedMs = await this.until(
-      () => {
-        const all = [...this.statuses.values()];
-        if (logMs === null && all.every((s) => Object.entries(written).every(([k, seq]) => (s.seqs[k] ?? 0) >= seq))) logMs = Date.now() - start;
-        return logMs !== null && all.every((s) => Object.entries(s.missingTilesSince).every(([k, seq]) => seq > (written[k] ?? 0)));
-      },
-      60_000,
-      what,
-    );
-    return { logMs, convergedMs };
+    await then?.();
+    const reached = (at: (s: RobotStatus) => number | undefined): number | null => {
+      // A status from before the command may still show the previous target's time.
+      const all = [...this.statuses.values()].map((s) => at(s)).map((t) => (t !== undefined && t >= told ? t : undefined));
+      return all.every((t) => t !== undefined) ? Math.max(start, ...(all as number[])) - start : null;
+    };
+    const done = await this.until(() => reached((s) => s.caughtUp?.allAt) !== null, 60_000, what);
+    return { logMs: reached((s) => s.caughtUp?.logAt), convergedMs: done === null ? null : reached((s) => s.caughtUp?.allAt) };
   }
 
   private async refreshMap(): Promise<void> {
@@ -327,10 +329,9 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
           // Caught up = every robot holds every entry any robot had written when the heal came,
           // and the cells of every tile its log names (robots keep mapping meanwhile, so a moment
           // where all states are equal is not what a heal is measured by).
-          await Promise.all(this.handles.map((h) => h.request({ cmd: 'heal' })));
           this.phase = 'healed';
           const at = t;
-          const { logMs, convergedMs } = await this.catchUp('convergence after the heal');
+          const { logMs, convergedMs } = await this.catchUp('convergence after the heal', () => Promise.all(this.handles.map((h) => h.request({ cmd: 'heal' }))));
           const reconnected = Math.max(0, ...[...this.statuses.values()].map((s) => s.connected.length));
           heals.push({ at, convergedMs, logMs, reconnectedPeers: reconnected });
           o.log(`  t=${at.toFixed(0)} s heal: logs caught up ${logMs === null ? 'NOT within 60 s' : `in ${logMs} ms`}, logs and map tiles ${convergedMs === null ? 'NOT within 60 s' : `in ${convergedMs} ms`}`);

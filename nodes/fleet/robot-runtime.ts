@@ -10,7 +10,6 @@ import { IotaAnchorChain, iotaClientFor } from '../ledger/anchor-chain.js';
 import type { IotaDeployment } from '../ledger/iota-tx.js';
 import { logTopic, packLogGossip } from '../ledger/replication.js';
 import { SqliteLogStore } from '../ledger/sqlite-store.js';
-import { mapDigest } from '../mapping/merged-map.js';
 import { ScanMatchingLocalizer } from '../mapping/scan-matcher.js';
 import { identityFromSeed } from '../mesh/identity.js';
 import { type LinkShape, LinkShaper } from '../mesh/link-shaper.js';
@@ -43,6 +42,8 @@ export type Command =
   | { cmd: 'map' }
   | { cmd: 'partition'; peers: string[] }
   | { cmd: 'heal' }
+  /** Note when this robot holds these authors' entries up to these seqs (logAt), and the cells of the tiles they name (allAt). */
+  | { cmd: 'catch-up'; written: Record<string, number> }
   /** Pace and delay what this robot sends to these peers (null lifts it); `clear` lifts all first. */
   | { cmd: 'shape'; clear?: boolean; links: { peer: string; shape: LinkShape | null }[] }
   | { cmd: 'fault'; fault: Fault }
@@ -60,10 +61,11 @@ export interface RobotStatus {
   stateHash: string;
   /** Per author (key): the highest sequence number held. */
   seqs: Record<string, number>;
-  mapDigest: string;
   missingTiles: number;
   /** Per author (key): the lowest sequence number of a tile entry whose cells this robot lacks. */
   missingTilesSince: Record<string, number>;
+  /** The latest catch-up target: when (epoch ms) this robot reached it, as seen by its own clock and event loop. */
+  caughtUp?: { logAt?: number; allAt?: number };
   flagged: string[];
   /** Members whose reputation in the log excludes them (equivocation, lost quorums, map flags). */
   excludedKeys: string[];
@@ -97,6 +99,7 @@ export class RobotRuntime {
   private readonly events: RobotStatus['events'] = [];
   private readonly latencies: RobotStatus['latencies'] = [];
   private readonly started = Date.now();
+  private catchUp: { written: Record<string, number>; logAt?: number; allAt?: number } | undefined;
 
   private constructor(
     readonly robot: Robot,
@@ -150,7 +153,19 @@ export class RobotRuntime {
   }
 
   /** 100 ms of wall time: speed × 0.1 s of simulated body, scans into the map, periodic publish. */
+  /** Checked every tick: a fleet of 50 answers status polls seconds late, so robots time themselves. */
+  private checkCatchUp(): void {
+    const c = this.catchUp;
+    if (!c || c.allAt !== undefined) return;
+    if (c.logAt === undefined) {
+      const held = this.robot.ledger!.summary();
+      if (Object.entries(c.written).every(([k, seq]) => (held.get(k)?.maxSeq ?? 0) >= seq)) c.logAt = Date.now();
+    }
+    if (c.logAt !== undefined && Object.entries(this.robot.map!.missingSince()).every(([k, seq]) => seq > (c.written[k] ?? 0))) c.allAt = Date.now();
+  }
+
   private tick(): void {
+    this.checkCatchUp();
     const map = this.robot.map!;
     const target = this.sim.time + this.init.sim.speed * 0.1;
     while (this.sim.time < target && !this.sim.done) {
@@ -180,6 +195,10 @@ export class RobotRuntime {
         return { ok: true };
       case 'heal':
         this.robot.host.heal();
+        return { ok: true };
+      case 'catch-up':
+        this.catchUp = { written: c.written };
+        this.checkCatchUp();
         return { ok: true };
       case 'shape':
         if (!this.linkShaper) throw new Error('this robot was started without link shaping');
@@ -213,9 +232,9 @@ export class RobotRuntime {
       logSize: ledger.size,
       stateHash: ledger.stateHash(),
       seqs: Object.fromEntries([...ledger.summary()].map(([k, v]) => [k, v.maxSeq])),
-      mapDigest: mapDigest(map.merged()),
       missingTiles: map.missing().length,
       missingTilesSince: map.missingSince(),
+      caughtUp: this.catchUp && { logAt: this.catchUp.logAt, allAt: this.catchUp.allAt },
       flagged: [...state.flagged],
       excludedKeys: [...state.members].filter((m) => isExcluded(state, m)),
       equivocations: state.equivocations.length,

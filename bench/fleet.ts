@@ -11,12 +11,14 @@ import { type Row, table, writeResults } from './report.js';
  * (BENCH_FLEET_PROCESSES: a number of processes, `separate` or `in-process`): split in two
  * halves, both keep mapping, heal; time until every robot holds the same log state and the same
  * merged map; RSS and CPU per robot (over the processes hosting robots); bytes each robot
- * published (log entries, map tiles, tensors). No inference workload: this measures the mesh, the
- * log and the map at scale.
+ * published (log entries, map tiles, tensors). Workload: a logged split-inference task on the
+ * generated CNN every BENCH_FLEET_TASK_EVERY s fleet-wide (default 2; 0 = none), k = 2 executors.
  */
 const SIZES = (process.env.BENCH_FLEET_SIZES ?? '10,25,50').split(',').map(Number);
 /** Robots move at half real speed: each process hosts many robots' simulations on one event loop. */
 const SIM_SPEED = Number(process.env.BENCH_FLEET_SIM_SPEED ?? 0.5);
+/** Logged split-inference tasks on the generated CNN (k executors each), one every this many seconds fleet-wide; 0 = none. */
+const TASK_EVERY = Number(process.env.BENCH_FLEET_TASK_EVERY ?? 2);
 const PLACEMENT: Placement = (() => {
   const v = process.env.BENCH_FLEET_PROCESSES ?? String(availableParallelism());
   if (v === 'in-process' || v === 'separate') return v;
@@ -37,7 +39,7 @@ world: builtin:warehouse
 seed: 3
 duration: 40
 sim_speed: ${SIM_SPEED}
-workload: { every: 0, k: 2, model: none }
+workload: { every: ${TASK_EVERY}, k: 2, model: ${TASK_EVERY > 0 ? 'builtin:cnn' : 'none'} }
 anchor_every: 0
 events:
   - { at: 12, partition: [[${half.slice(0, n / 2).join(', ')}], [${half.slice(n / 2).join(', ')}]] }
@@ -80,6 +82,8 @@ events:
       'log KB published per robot': mean((s) => s.bytes.logOut) / 1024,
       'tile KB sent per robot': mean((s) => s.bytes.tilesOut) / 1024,
       'tensor KB per robot': mean((s) => s.bytes.tensorsOut) / 1024,
+      'tasks (failed)': `${report.inference.tasks} (${report.inference.failed})`,
+      'task p50 ms': report.inference.latencyMs.p50,
       'map accuracy': report.map.accuracy,
     };
   } finally {
@@ -94,7 +98,7 @@ async function main(): Promise<void> {
   console.log(`\nbench:fleet — ${where} on builtin:warehouse (simulated at ${SIM_SPEED}× real time), partition into halves for 14 s, then heal\n`);
   console.log(table(rows));
   console.log(
-    '\nconverged = every robot holds every log entry any robot had written when the heal came, and the cells of every tile those entries name (robots keep mapping meanwhile: tile versions written after the heal are ongoing sync, not part of catching up); RSS and CPU per robot = the processes hosting robots (each once), peak RSS and CPU time from the mesh forming to the final catch-up, divided by the robots; fleet process = this process (orchestration and polling) when the robots run elsewhere; log bytes = one copy of what each robot published (gossip fan-out and sync replies not counted); tile bytes = map cells each robot served to neighbours that pulled them (tile entries travel in the log).',
+    '\nconverged = every robot holds every log entry any robot had written when the heal came, and the cells of every tile those entries name (robots keep mapping meanwhile: tile versions written after the heal are ongoing sync, not part of catching up); RSS and CPU per robot = the processes hosting robots (each once), peak RSS and CPU time from the mesh forming to the final catch-up, divided by the robots; fleet process = this process (orchestration and polling) when the robots run elsewhere; log bytes = one copy of what each robot published (gossip fan-out and sync replies not counted); tile bytes = map cells each robot served to neighbours that pulled them (tile entries travel in the log); tensor bytes = boundary tensors and results each robot sent as an executor; tasks = logged split inferences on the generated CNN, k = 2.',
   );
   const path = await writeResults('fleet', { sizes: SIZES, simSpeed: SIM_SPEED, processes: PLACEMENT, rows });
   console.log(`\nwrote ${path}`);

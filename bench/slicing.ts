@@ -1,11 +1,9 @@
 import { spawnSync } from 'node:child_process';
-import { create } from '@bufbuild/protobuf';
-import { GraphProtoSchema, ModelProtoSchema, OperatorSetIdProtoSchema } from 'onnx-buf';
 import ort from 'onnxruntime-node';
 import { decodeFrame, encodeFrame } from '../protocol/tensor-frame.js';
 import { PRECISIONS, type Precision } from '../nodes/inference/boundary.js';
 import { BUILTIN_MODELS, type BuiltinModel, builtinInputShape, loadModelArg } from '../nodes/inference/bundled-models.js';
-import { node, serializeModel, tensorValueInfo } from '../nodes/inference/onnx-model.js';
+import { node, opset13Model, serializeModel, tensorValueInfo } from '../nodes/inference/onnx-model.js';
 import { median } from '../nodes/inference/profiler.js';
 import { hasInferenceEnv, inferenceProcessEnv } from '../nodes/inference/runtime-env.js';
 import { textLikeImage } from '../nodes/inference/sample-images.js';
@@ -71,16 +69,11 @@ function calibrateCpuRead(): number {
 /** Median wall and CPU ms of one run of a 1-float Identity model: the fixed cost of a run. */
 async function fixedRunCost(sessions: SessionCache): Promise<Timing> {
   const bytes = serializeModel(
-    create(ModelProtoSchema, {
-      irVersion: 8n,
-      producerName: 'robomesh bench',
-      opsetImport: [create(OperatorSetIdProtoSchema, { domain: '', version: 13n })],
-      graph: create(GraphProtoSchema, {
-        name: 'identity',
-        node: [node('Identity', ['x'], ['y'])],
-        input: [tensorValueInfo('x', 1, [1])],
-        output: [tensorValueInfo('y', 1, [1])],
-      }),
+    opset13Model('robomesh bench', {
+      name: 'identity',
+      node: [node('Identity', ['x'], ['y'])],
+      input: [tensorValueInfo('x', 1, [1])],
+      output: [tensorValueInfo('y', 1, [1])],
     }),
   );
   const session = await sessions.get('bench:identity', () => bytes);

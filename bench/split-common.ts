@@ -1,6 +1,4 @@
-import { create } from '@bufbuild/protobuf';
-import { GraphProtoSchema, ModelProtoSchema, OperatorSetIdProtoSchema } from 'onnx-buf';
-import { attr, node, serializeModel, tensorValueInfo } from '../nodes/inference/onnx-model.js';
+import { attr, node, opset13Model, serializeModel, tensorValueInfo } from '../nodes/inference/onnx-model.js';
 
 /**
  * A model that sums its input to one number: shipping a tensor to it measures the protocol's
@@ -8,16 +6,11 @@ import { attr, node, serializeModel, tensorValueInfo } from '../nodes/inference/
  */
 export function sinkModel(): Uint8Array {
   return serializeModel(
-    create(ModelProtoSchema, {
-      irVersion: 8n,
-      producerName: 'robomesh bench',
-      opsetImport: [create(OperatorSetIdProtoSchema, { domain: '', version: 13n })],
-      graph: create(GraphProtoSchema, {
-        name: 'sink',
-        node: [node('ReduceSum', ['x'], ['y'], [attr('keepdims', 0)])],
-        input: [tensorValueInfo('x', 1, ['n'])],
-        output: [tensorValueInfo('y', 1, [])],
-      }),
+    opset13Model('robomesh bench', {
+      name: 'sink',
+      node: [node('ReduceSum', ['x'], ['y'], [attr('keepdims', 0)])],
+      input: [tensorValueInfo('x', 1, ['n'])],
+      output: [tensorValueInfo('y', 1, [])],
     }),
   );
 }

@@ -1,7 +1,6 @@
-import { create } from '@bufbuild/protobuf';
-import { GraphProtoSchema, ModelProtoSchema, OperatorSetIdProtoSchema, type NodeProto, type TensorProto } from 'onnx-buf';
+import type { NodeProto, TensorProto } from 'onnx-buf';
 import { prng } from '../util/prng.js';
-import { attr, node, serializeModel, tensorProto, tensorValueInfo } from './onnx-model.js';
+import { attr, node, opset13Model, serializeModel, tensorProto, tensorValueInfo } from './onnx-model.js';
 
 export interface CnnOptions {
   seed?: number;
@@ -60,17 +59,12 @@ export function generateCnn(options: CnnOptions = {}): Uint8Array {
   );
   nodes.push(node('Gemm', ['flat', 'fc.w', 'fc.b'], ['logits'], [attr('transB', 1)]));
 
-  const model = create(ModelProtoSchema, {
-    irVersion: 8n,
-    producerName: 'robomesh generate-cnn',
-    opsetImport: [create(OperatorSetIdProtoSchema, { domain: '', version: 13n })],
-    graph: create(GraphProtoSchema, {
-      name: 'robomesh_cnn',
-      node: nodes,
-      initializer: weights,
-      input: [tensorValueInfo('image', 1, [1, 3, size, size])],
-      output: [tensorValueInfo('logits', 1, [1, classes])],
-    }),
+  const model = opset13Model('robomesh generate-cnn', {
+    name: 'robomesh_cnn',
+    node: nodes,
+    initializer: weights,
+    input: [tensorValueInfo('image', 1, [1, 3, size, size])],
+    output: [tensorValueInfo('logits', 1, [1, classes])],
   });
   return serializeModel(model);
 }

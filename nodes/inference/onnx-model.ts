@@ -5,11 +5,13 @@ import {
   AttributeProtoSchema,
   AttributeProto_AttributeType,
   type AttributeProto,
+  GraphProtoSchema,
   type GraphProto,
   ModelProtoSchema,
   type ModelProto,
   NodeProtoSchema,
   type NodeProto,
+  OperatorSetIdProtoSchema,
   TensorProtoSchema,
   type TensorProto,
   TensorShapeProtoSchema,
@@ -56,6 +58,16 @@ export async function loadModel(path: string): Promise<LoadedModel> {
     throw new ModelError('MODEL_NOT_FOUND', `cannot read model ${path}: ${(err as NodeJS.ErrnoException).code ?? err}`);
   }
   return parseModel(bytes, path);
+}
+
+/** A new single-graph model on the default opset 13 (IR 8): what robomesh generates itself. */
+export function opset13Model(producer: string, graph: { name: string; node: NodeProto[]; input: ValueInfoProto[]; output: ValueInfoProto[]; initializer?: TensorProto[] }): ModelProto {
+  return create(ModelProtoSchema, {
+    irVersion: 8n,
+    producerName: producer,
+    opsetImport: [create(OperatorSetIdProtoSchema, { domain: '', version: 13n })],
+    graph: create(GraphProtoSchema, graph),
+  });
 }
 
 export function serializeModel(model: ModelProto): Uint8Array {

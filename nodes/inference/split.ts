@@ -2,8 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { clone, create } from '@bufbuild/protobuf';
-import { GraphProtoSchema, ModelProtoSchema, NodeProtoSchema, OperatorSetIdProtoSchema, type ModelProto, type NodeProto, type TensorProto } from 'onnx-buf';
+import { clone } from '@bufbuild/protobuf';
+import { NodeProtoSchema, type ModelProto, type NodeProto, type TensorProto } from 'onnx-buf';
 import ort from 'onnxruntime-node';
 import {
   type Int8Granularity,
@@ -17,7 +17,7 @@ import {
 import { type Cut, type CutOptions, findCuts } from './cuts.js';
 import { type BoundaryType, extractModel } from './extract.js';
 import { type GraphIndex, indexGraph } from './graph.js';
-import { type LoadedModel, ModelError, attr, declaredType, node, parseModel, serializeModel, tensorValueInfo } from './onnx-model.js';
+import { type LoadedModel, ModelError, attr, declaredType, node, opset13Model, parseModel, serializeModel, tensorValueInfo } from './onnx-model.js';
 import { type TensorShape, probeShapes, resolveInputShapes, symbolicDims } from './probe.js';
 
 /** A model with its graph index, probed shapes and candidate cuts: computed once per model. */
@@ -179,16 +179,11 @@ export function nchwcBlockSize(): Promise<number> {
 
 async function probeBlockSize(): Promise<number> {
   const widths = [4, 8, 16, 32, 64];
-  const model = create(ModelProtoSchema, {
-    irVersion: 8n,
-    producerName: 'robomesh nchwc probe',
-    opsetImport: [create(OperatorSetIdProtoSchema, { domain: '', version: 13n })],
-    graph: create(GraphProtoSchema, {
-      name: 'nchwc_probe',
-      node: widths.map((c) => node('MaxPool', [`x${c}`], [`y${c}`], [attr('kernel_shape', [1, 1])])),
-      input: widths.map((c) => tensorValueInfo(`x${c}`, FLOAT, [1, c, 2, 2])),
-      output: widths.map((c) => tensorValueInfo(`y${c}`, FLOAT, [1, c, 2, 2])),
-    }),
+  const model = opset13Model('robomesh nchwc probe', {
+    name: 'nchwc_probe',
+    node: widths.map((c) => node('MaxPool', [`x${c}`], [`y${c}`], [attr('kernel_shape', [1, 1])])),
+    input: widths.map((c) => tensorValueInfo(`x${c}`, FLOAT, [1, c, 2, 2])),
+    output: widths.map((c) => tensorValueInfo(`y${c}`, FLOAT, [1, c, 2, 2])),
   });
   const path = join(tmpdir(), `robomesh-nchwc-${process.pid}-${randomUUID()}.onnx`);
   try {

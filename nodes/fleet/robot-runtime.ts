@@ -61,9 +61,6 @@ export interface RobotStatus {
   stateHash: string;
   /** Per author (key): the highest sequence number held. */
   seqs: Record<string, number>;
-  missingTiles: number;
-  /** Per author (key): the lowest sequence number of a tile entry whose cells this robot lacks. */
-  missingTilesSince: Record<string, number>;
   /** The latest catch-up target: when (epoch ms) this robot reached it, as seen by its own clock and event loop. */
   caughtUp?: { logAt?: number; allAt?: number };
   flagged: string[];
@@ -232,8 +229,6 @@ export class RobotRuntime {
       logSize: ledger.size,
       stateHash: ledger.stateHash(),
       seqs: Object.fromEntries([...ledger.summary()].map(([k, v]) => [k, v.maxSeq])),
-      missingTiles: map.missing().length,
-      missingTilesSince: map.missingSince(),
       caughtUp: this.catchUp && { logAt: this.catchUp.logAt, allAt: this.catchUp.allAt },
       flagged: [...state.flagged],
       excludedKeys: [...state.members].filter((m) => isExcluded(state, m)),

@@ -170,7 +170,8 @@ export class LogReplicator {
     if (this.newsPulling) return;
     this.newsPulling = true;
     try {
-      for (let peer = this.newsFrom.values().next().value; peer !== undefined; peer = this.newsFrom.values().next().value) {
+      while (this.newsFrom.size > 0) {
+        const [peer] = this.newsFrom;
         this.newsFrom.delete(peer);
         await this.syncWith(peer).catch(() => undefined);
       }

@@ -5,16 +5,26 @@ import { bootstrap } from '@libp2p/bootstrap';
 import { gossipsub, type GossipSub } from '@libp2p/gossipsub';
 import { createTopicScoreParams } from '@libp2p/gossipsub/score';
 import { identify } from '@libp2p/identify';
-import type { Libp2p } from '@libp2p/interface';
+import type { ComponentLogger, Libp2p, Logger } from '@libp2p/interface';
 import { mdns } from '@libp2p/mdns';
 import { peerIdFromString } from '@libp2p/peer-id';
 import { ping } from '@libp2p/ping';
 import { tcp } from '@libp2p/tcp';
 import { multiaddr } from '@multiformats/multiaddr';
 import { createLibp2p } from 'libp2p';
+import { corkWrites } from './corked-writes.js';
 import { FleetGater } from './gater.js';
 import type { RobotIdentity } from './identity.js';
 import type { LinkShaper } from './link-shaper.js';
+
+const silent: Logger = Object.assign((): void => undefined, { enabled: false, error: (): void => undefined, trace: (): void => undefined, newScope: (): Logger => silent });
+
+/**
+ * libp2p's default logger builds a few `debug` instances for every stream it opens (each asking
+ * the OS whether stderr is a terminal): ~2 % of a 25-robot shard's CPU, measured. With DEBUG
+ * unset nothing would be printed, so every component gets one silent logger.
+ */
+const silentLogger: ComponentLogger = { forComponent: () => silent };
 
 export interface MeshOptions {
   identity: RobotIdentity;
@@ -73,13 +83,25 @@ export async function createMeshHost(options: MeshOptions): Promise<MeshHost> {
   // ~2 s of a 1 Mbit/s link, well inside the monitor's 10 s ping timeout.
   const window = Math.max(256 * 1024, Math.min(16 * 1024 * 1024, options.linkBytesPerSecond ?? 512 * 1024));
   const node = (await createLibp2p({
+    // With DEBUG set, libp2p's own logger.
+    ...(process.env.DEBUG ? {} : { logger: silentLogger }),
     privateKey: options.identity.privateKey,
     addresses: { listen: options.listen ?? ['/ip4/127.0.0.1/tcp/0'] },
     transports: [tcp()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux({ streamOptions: { maxStreamWindowSize: window, initialStreamWindowSize: 256 * 1024 } })],
     connectionGater: gater,
-    ...(options.linkShaper ? { connectionProtector: () => options.linkShaper!.protector() } : {}),
+    // The only layer that sees the raw connection: its writes are batched per tick (corked-writes.ts),
+    // and the scenario's link shaping, if any, wraps it.
+    connectionProtector: () => {
+      const shaper = options.linkShaper?.protector();
+      return {
+        protect: async (connection, opts) => {
+          corkWrites(connection);
+          return shaper ? shaper.protect(connection, opts) : connection;
+        },
+      };
+    },
     // A robot link stalls for seconds at a time; only a long silence means the peer is gone.
     // The interval must exceed the longest timeout: the monitor allows one ping stream, and a
     // second ping started while the first waits behind a tensor aborts the whole connection.

@@ -12,6 +12,7 @@ import { identityFromSeed } from '../nodes/mesh/identity.js';
 import { signerFromSeed } from '../protocol/ed25519.js';
 import { signEntry, toHex } from '../protocol/log-entry.js';
 import { DEFAULT_SCENARIO, ScenarioError, parseScenario } from '../nodes/fleet/scenario.js';
+import { waitFor } from './helpers/wait.js';
 
 describe('fleet scenarios', () => {
   it('the default scenario parses; mistakes are refused naming the place', () => {
@@ -193,9 +194,18 @@ events:
     const b = new RobotProcess('shard b');
     const robots = [new ChildRobot('r0', a), new ChildRobot('r1', a), new ChildRobot('r2', b), new ChildRobot('r3', b)];
     try {
-      await Promise.all(robots.map((r, i) => r.start(init(i))));
+      await Promise.all(robots.map((r, i) => r.start({ ...init(i), holdUntilGo: i === 1 })));
       assert.equal(robots[0].pid, robots[1].pid);
       assert.notEqual(robots[0].pid, robots[2].pid);
+
+      // r1 holds still until told to go (the fleet starts the scenario's clock once all are up),
+      // while r0 beside it in the same process moves from the start.
+      const simTime = async (r: ChildRobot): Promise<number> => (await r.request<RobotStatus>({ cmd: 'status' })).simTime;
+      let r0Time = 0;
+      await waitFor(async () => (r0Time = await simTime(robots[0])) > 1, 'r0 to move', 20_000);
+      assert.equal(await simTime(robots[1]), 0, `r1 stayed still while r0 moved ${r0Time} s`);
+      await robots[1].request({ cmd: 'go' });
+      await waitFor(async () => (await simTime(robots[1])) > 0, 'r1 to move after go', 20_000);
 
       // Shard a: r0 stops, r1 lives on in the same process; after r1 the process exits by itself.
       await robots[0].stop();

@@ -219,6 +219,8 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
           meshDegree: n > FULL_MESH_UP_TO ? MESH_DEGREE : undefined,
           // A shaper layer costs every message a little: only when the scenario shapes links.
           linkShaping: sc.events.some((e) => 'shape' in e),
+          // Starting 50 robots takes a while: the first ones would map (and fill the log) alone.
+          holdUntilGo: true,
         });
         this.handles.push(h);
         this.statuses.set(h.name, { ...(await h.request<RobotStatus>({ cmd: 'status' })), addresses: started.addresses });
@@ -227,6 +229,7 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
       // A bounded robot is sure of its two ring neighbours only (its chords are random).
       const formed = Math.min(n - 1, n > FULL_MESH_UP_TO ? 2 : 3);
       await this.until(() => [...this.statuses.values()].every((s) => s.connected.length >= formed), 60_000, 'the mesh to form');
+      await Promise.all(this.handles.map((h) => h.request({ cmd: 'go' })));
       this.phase = 'running';
       return await this.timeline(anchorOn);
     } finally {

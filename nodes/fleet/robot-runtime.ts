@@ -35,6 +35,8 @@ export interface RuntimeInit {
   linkShaping?: boolean;
   /** Connections per robot in a large fleet (ring neighbours and chords); absent: a full mesh. */
   meshDegree?: number;
+  /** The body stays still (nothing mapped or published) until a `go` command: the scenario's clock starts once the whole fleet is up. */
+  holdUntilGo?: boolean;
 }
 
 export type Command =
@@ -42,6 +44,8 @@ export type Command =
   | { cmd: 'map' }
   | { cmd: 'partition'; peers: string[] }
   | { cmd: 'heal' }
+  /** Start moving and mapping (robots started with holdUntilGo). */
+  | { cmd: 'go' }
   /** Note when this robot holds these authors' entries up to these seqs (logAt), and the cells of the tiles they name (allAt). */
   | { cmd: 'catch-up'; written: Record<string, number> }
   /** Pace and delay what this robot sends to these peers (null lifts it); `clear` lifts all first. */
@@ -93,6 +97,8 @@ export class RobotRuntime {
   private timer: NodeJS.Timeout | undefined;
   private pose: Pose | undefined;
   private lastPublish = 0;
+  private publishes = 0;
+  private going: boolean;
   private readonly events: RobotStatus['events'] = [];
   private readonly latencies: RobotStatus['latencies'] = [];
   private readonly started = Date.now();
@@ -108,6 +114,7 @@ export class RobotRuntime {
     const spec = defaultRobots(plan, Math.min(8, plan.starts.length))[init.index % plan.starts.length];
     this.sim = new WorldSimulator({ world: plan.world, robots: [spec], seed: init.sim.seed, scanEvery: 5, maxTime: 3600 });
     this.localizer = new ScanMatchingLocalizer(spec.start);
+    this.going = !init.holdUntilGo;
     robot.ledger!.on('entry', (d) => {
       const p = d.entry.payload;
       const detail = 'task' in p ? p.task : p.type === 'tile' ? `${p.tile} v${p.version}` : p.type === 'flag' ? p.robot.slice(0, 12) : p.type === 'anchor' ? `tx ${p.tx}` : '';
@@ -163,6 +170,7 @@ export class RobotRuntime {
 
   private tick(): void {
     this.checkCatchUp();
+    if (!this.going) return;
     const map = this.robot.map!;
     const target = this.sim.time + this.init.sim.speed * 0.1;
     while (this.sim.time < target && !this.sim.done) {
@@ -175,7 +183,9 @@ export class RobotRuntime {
     if (now - this.lastPublish >= (this.init.sim.publishEvery / this.init.sim.speed) * 1000) {
       this.lastPublish = now;
       map.publish();
-      map.detect();
+      // Every robot compares every pair of contributions to a tile, so the work grows with the
+      // square of the fleet: a large fleet checks every few publishes (one check per 16 members).
+      if (this.publishes++ % Math.ceil(this.init.fleet.members.length / 16) === 0) map.detect();
     }
   }
 
@@ -192,6 +202,9 @@ export class RobotRuntime {
         return { ok: true };
       case 'heal':
         this.robot.host.heal();
+        return { ok: true };
+      case 'go':
+        this.going = true;
         return { ok: true };
       case 'catch-up':
         this.catchUp = { written: c.written };

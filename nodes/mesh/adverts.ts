@@ -10,14 +10,21 @@ export interface PeerCapability extends CapabilityAdvert {
   receivedAt: number;
 }
 
-/** The raw Ed25519 key inside an Ed25519 PeerId (undefined for anything else). */
+const peerKeys = new Map<string, Uint8Array | undefined>();
+
+/** The raw Ed25519 key inside an Ed25519 PeerId (undefined for anything else); remembered, as every advert asks. */
 export function peerKey(peer: string): Uint8Array | undefined {
+  if (peerKeys.has(peer)) return peerKeys.get(peer);
+  let key: Uint8Array | undefined;
   try {
     const id = peerIdFromString(peer);
-    return id.type === 'Ed25519' ? id.publicKey.raw : undefined;
+    key = id.type === 'Ed25519' ? id.publicKey.raw : undefined;
   } catch {
-    return undefined;
+    key = undefined;
   }
+  if (peerKeys.size > 4096) peerKeys.clear();
+  peerKeys.set(peer, key);
+  return key;
 }
 
 /**

@@ -54,6 +54,30 @@ export class LogOddsGrid {
     return t ? t.l[(cy - ty * TILE) * TILE + (cx - tx * TILE)] : 0;
   }
 
+  /**
+   * Σ max(0, log-odds) over the cells of the points (x + dx[i], y + dy[i]): a scan matcher's
+   * score, without a cell object or a tile lookup per point (neighbouring beams share tiles).
+   */
+  positiveSum(x: number, y: number, dx: Float64Array, dy: Float64Array): number {
+    const { origin, resolution } = this.frame;
+    let sum = 0;
+    let tileKey = NaN;
+    let tile: Float32Array | undefined;
+    for (let i = 0; i < dx.length; i++) {
+      const cx = Math.floor((x + dx[i] - origin.x) / resolution);
+      const cy = Math.floor((y + dy[i] - origin.y) / resolution);
+      const tx = Math.floor(cx / TILE);
+      const ty = Math.floor(cy / TILE);
+      const k = key(tx, ty);
+      if (k !== tileKey) {
+        tileKey = k;
+        tile = this.tiles.get(k)?.l;
+      }
+      if (tile) sum += Math.max(0, tile[(cy - ty * TILE) * TILE + (cx - tx * TILE)]);
+    }
+    return sum;
+  }
+
   cellOf(x: number, y: number): { cx: number; cy: number } {
     return { cx: Math.floor((x - this.frame.origin.x) / this.frame.resolution), cy: Math.floor((y - this.frame.origin.y) / this.frame.resolution) };
   }

@@ -55,15 +55,19 @@ export class ScanMatchingLocalizer {
       if (Number.isFinite(r) && r >= scan.rangeMin && r <= scan.rangeMax) beams.push({ angle: scan.angleMin + i * scan.angleIncrement, range: r + grid.frame.resolution / 2 });
     }
     if (beams.length < 10) return guess;
-    const score = (p: Pose): number => {
-      let sum = 0;
-      for (const b of beams) {
-        const a = p.theta + b.angle;
-        const { cx, cy } = grid.cellOf(p.x + b.range * Math.cos(a), p.y + b.range * Math.sin(a));
-        sum += Math.max(0, grid.at(cx, cy));
-      }
-      return sum;
+    // A beam's endpoint offset depends on the heading only: computed once per heading tried,
+    // each position then costs additions and a cell read per beam.
+    const offsetsAt = (theta: number): { dx: Float64Array; dy: Float64Array } => {
+      const dx = new Float64Array(beams.length);
+      const dy = new Float64Array(beams.length);
+      beams.forEach((b, i) => {
+        const a = theta + b.angle;
+        dx[i] = b.range * Math.cos(a);
+        dy[i] = b.range * Math.sin(a);
+      });
+      return { dx, dy };
     };
+    const score = (p: Pose, at = offsetsAt(p.theta)): number => grid.positiveSum(p.x, p.y, at.dx, at.dy);
     // A prior around the prediction: a match must beat the odometry by more than a few beams'
     // worth to move far, or thin walls (seen from both sides) drag the pose across themselves.
     const sigmaT = 0.03;
@@ -74,9 +78,12 @@ export class ScanMatchingLocalizer {
     const res = grid.frame.resolution;
     // Candidates nearest the centre first, so flat scores (a corridor) keep the prediction.
     const search = (center: Pose, step: number, steps: number, angleStep: number, angleSteps: number): void => {
+      const headings = new Map<number, ReturnType<typeof offsetsAt>>();
       for (const [i, j, k] of offsets(steps, angleSteps)) {
         const p = { x: center.x + i * step, y: center.y + j * step, theta: center.theta + k * angleStep };
-        const s = score(p) - prior(p);
+        let at = headings.get(k);
+        if (!at) headings.set(k, (at = offsetsAt(p.theta)));
+        const s = score(p, at) - prior(p);
         if (s > bestScore + 1e-9) {
           bestScore = s;
           best = p;

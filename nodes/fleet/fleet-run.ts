@@ -258,12 +258,21 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
     this.emit('update', this.current());
   }
 
+  /**
+   * Pause between status polls: a status costs each robot its state hash and summaries, so a
+   * large fleet is polled less often (50 robots: once a second). Catch-up times do not depend
+   * on it: the robots note those themselves.
+   */
+  private pollGap(ms: number): number {
+    return Math.max(ms, 20 * this.handles.length);
+  }
+
   private async until(done: () => boolean, timeoutMs: number, what: string): Promise<number | null> {
     const start = Date.now();
     while (Date.now() - start < timeoutMs) {
       await this.poll();
       if (done()) return Date.now() - start;
-      await sleep(250);
+      await sleep(this.pollGap(250));
     }
     this.o.log(`  (gave up waiting for ${what} after ${timeoutMs / 1000} s)`);
     return null;
@@ -376,7 +385,7 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
         const s = [...this.statuses.values()];
         o.log(`  t=${t.toFixed(0)}/${sc.duration} s  ${this.phase}; log ${Math.min(...s.map((x) => x.logSize))}–${Math.max(...s.map((x) => x.logSize))} entries, ${new Set(s.map((x) => x.stateHash)).size} state(s); ${this.latency.length} inferences`);
       }
-      await sleep(500);
+      await sleep(this.pollGap(500));
     }
     const finished = await Promise.all(tasks);
     o.log('  end of the timeline: waiting for every robot to hold everything written so far');

@@ -74,6 +74,8 @@ events:
       placement: placementLabel(n),
       'converged after heal (s)': report.heals[0]?.convergedMs == null ? 'no' : report.heals[0].convergedMs / 1000,
       'goal ≤ 10 s': report.heals[0]?.convergedMs != null && report.heals[0].convergedMs <= 10_000 ? 'met' : 'missed',
+      'median robot (s)': report.heals[0]?.medianRobotMs == null ? 'no' : report.heals[0].medianRobotMs / 1000,
+      'logs alone (s)': report.heals[0]?.logMs == null ? 'no' : report.heals[0].logMs / 1000,
       'peak RSS per robot (MB)': peakRss / 2 ** 20 / n,
       'goal ≤ 60 MB': peakRss / 2 ** 20 / n <= 60 ? 'met' : 'missed',
       'CPU per robot (% of a core)': (cpuS / span / n) * 100,
@@ -98,7 +100,7 @@ async function main(): Promise<void> {
   console.log(`\nbench:fleet — ${where} on builtin:warehouse (simulated at ${SIM_SPEED}× real time), partition into halves for 14 s, then heal\n`);
   console.log(table(rows));
   console.log(
-    '\nconverged = every robot holds every log entry any robot had written when the heal came, and the cells of every tile those entries name (robots keep mapping meanwhile: tile versions written after the heal are ongoing sync, not part of catching up); RSS and CPU per robot = the processes hosting robots (each once), peak RSS and CPU time from the mesh forming to the final catch-up, divided by the robots; fleet process = this process (orchestration and polling) when the robots run elsewhere; log bytes = one copy of what each robot published (gossip fan-out and sync replies not counted); tile bytes = map cells each robot served to neighbours that pulled them (tile entries travel in the log); tensor bytes = boundary tensors and results each robot sent as an executor; tasks = logged split inferences on the generated CNN, k = 2.',
+    '\nconverged = until the last robot held every log entry any robot had written when the heal came, and the cells of every tile those entries name (robots keep mapping meanwhile: tile versions written after the heal are ongoing sync, not part of catching up), each robot timing itself; median robot = the same for the median robot; logs alone = the entries without the cells; RSS and CPU per robot = the processes hosting robots (each once), peak RSS and CPU time from the mesh forming to the final catch-up, divided by the robots; fleet process = this process (orchestration and polling) when the robots run elsewhere; log bytes = one copy of what each robot published (gossip fan-out and sync replies not counted); tile bytes = map cells each robot served to neighbours that pulled them (tile entries travel in the log); tensor bytes = boundary tensors and results each robot sent as an executor; tasks = logged split inferences on the generated CNN, k = 2.',
   );
   const path = await writeResults('fleet', { sizes: SIZES, simSpeed: SIM_SPEED, processes: PLACEMENT, rows });
   console.log(`\nwrote ${path}`);

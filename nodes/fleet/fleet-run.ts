@@ -54,7 +54,7 @@ export interface FleetReport {
   robots: string[];
   inference: { tasks: number; failed: number; errors: string[]; latencyMs: { p50: number; p90: number; p99: number; max: number }; plans: Record<string, number> };
   /** Per heal: ms until every robot held every entry written anywhere before it (and the tiles they name). */
-  heals: { at: number; convergedMs: number | null; logMs: number | null; reconnectedPeers: number }[];
+  heals: { at: number; convergedMs: number | null; logMs: number | null; reconnectedPeers: number; medianRobotMs: number | null; lastRobot: string | null }[];
   map: MapQuality & { tiles: number };
   liars: { scheduled: string[]; flaggedInLog: string[]; excludedInLog: string[]; equivocations: number; forgedEntriesRejected: number; isolatedByPeers: string[] };
   anchoring: { on: string; anchors: number };
@@ -284,7 +284,7 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
    * written after this call are ongoing sync, not catching up (a fleet of 50 always has some
    * in flight), and a moment where all states are equal is not the measure either.
    */
-  private async catchUp(what: string, then?: () => Promise<unknown>): Promise<{ logMs: number | null; convergedMs: number | null }> {
+  private async catchUp(what: string, then?: () => Promise<unknown>): Promise<{ logMs: number | null; convergedMs: number | null; medianRobotMs: number | null; lastRobot: string | null }> {
     await this.poll();
     const written = Object.fromEntries([...this.statuses.values()].map((s) => [s.key, s.seqs[s.key] ?? 0]));
     // Each robot notes when it got there by its own clock (the machine's): polling 50 robots
@@ -300,7 +300,13 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
       return all.every((t) => t !== undefined) ? Math.max(start, ...(all as number[])) - start : null;
     };
     const done = await this.until(() => reached((s) => s.caughtUp?.allAt) !== null, 60_000, what);
-    return { logMs: reached((s) => s.caughtUp?.logAt), convergedMs: done === null ? null : reached((s) => s.caughtUp?.allAt) };
+    const each = done === null ? [] : [...this.statuses.values()].map((s) => ({ name: s.name, ms: Math.max(start, s.caughtUp!.allAt!) - start })).sort((a, b) => a.ms - b.ms);
+    return {
+      logMs: reached((s) => s.caughtUp?.logAt),
+      convergedMs: done === null ? null : reached((s) => s.caughtUp?.allAt),
+      medianRobotMs: each.length ? each[Math.floor((each.length - 1) / 2)].ms : null,
+      lastRobot: each.at(-1)?.name ?? null,
+    };
   }
 
   private async refreshMap(): Promise<void> {
@@ -343,10 +349,10 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
           // where all states are equal is not what a heal is measured by).
           this.phase = 'healed';
           const at = t;
-          const { logMs, convergedMs } = await this.catchUp('convergence after the heal', () => Promise.all(this.handles.map((h) => h.request({ cmd: 'heal' }))));
+          const { logMs, convergedMs, medianRobotMs, lastRobot } = await this.catchUp('convergence after the heal', () => Promise.all(this.handles.map((h) => h.request({ cmd: 'heal' }))));
           const reconnected = Math.max(0, ...[...this.statuses.values()].map((s) => s.connected.length));
-          heals.push({ at, convergedMs, logMs, reconnectedPeers: reconnected });
-          o.log(`  t=${at.toFixed(0)} s heal: logs caught up ${logMs === null ? 'NOT within 60 s' : `in ${logMs} ms`}, logs and map tiles ${convergedMs === null ? 'NOT within 60 s' : `in ${convergedMs} ms`}`);
+          heals.push({ at, convergedMs, logMs, reconnectedPeers: reconnected, medianRobotMs, lastRobot });
+          o.log(`  t=${at.toFixed(0)} s heal: logs caught up ${logMs === null ? 'NOT within 60 s' : `in ${logMs} ms`}, logs and map tiles ${convergedMs === null ? 'NOT within 60 s' : `in ${convergedMs} ms (the median robot in ${medianRobotMs} ms, the last ${lastRobot})`}`);
         } else if ('shape' in e) {
           const byName = new Map([...this.statuses.values()].map((s) => [s.name, s.peerId]));
           await Promise.all(

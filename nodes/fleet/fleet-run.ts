@@ -325,73 +325,78 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
     const heals: FleetReport['heals'] = [];
     const tasks: Promise<{ task?: string; error?: string; plan?: string; ms?: number }>[] = [];
     const liars = new Set<string>();
-    let nextTask = sc.workload.every > 0 && sc.workload.model ? 2 : Infinity;
+    // On their own clock: the loop below waits on polls and heals, which take seconds in a large fleet.
+    let taskSeed = 0;
+    const issueTask = (): void => {
+      const candidates = this.handles.filter((h) => h.up && !liars.has(h.name));
+      const h = candidates[taskSeed % candidates.length];
+      if (!h) return;
+      tasks.push(h.request<{ task?: string; error?: string; plan?: string; ms?: number }>({ cmd: 'task', seed: 1000 + taskSeed++, k: sc.workload.k }, 60_000).catch((err: Error) => ({ error: err.message })));
+    };
+    const taskTimer = sc.workload.every > 0 && sc.workload.model ? setInterval(issueTask, sc.workload.every * 1000) : undefined;
     let nextMap = 0;
     let nextProgress = 5;
-    let taskSeed = 0;
-    while ((Date.now() - start) / 1000 < sc.duration) {
-      const t = (Date.now() - start) / 1000;
-      while (events.length && events[0].at <= t) {
-        const e = events.shift()!;
-        if ('partition' in e) {
-          const groupOf = new Map(e.partition.flatMap((g, gi) => g.map((r) => [r, gi])));
-          await Promise.all(
-            this.handles.map((h) => {
-              const mine = groupOf.get(h.name);
-              const others = [...this.statuses.values()].filter((s) => groupOf.get(s.name) !== mine).map((s) => s.peerId);
-              return h.request({ cmd: 'partition', peers: others });
-            }),
-          );
-          this.phase = `partition ${e.partition.map((g) => g.join(' ')).join(' | ')}`;
-        } else if ('heal' in e) {
-          // Caught up = every robot holds every entry any robot had written when the heal came,
-          // and the cells of every tile its log names (robots keep mapping meanwhile, so a moment
-          // where all states are equal is not what a heal is measured by).
-          this.phase = 'healed';
-          const at = t;
-          const { logMs, convergedMs, medianRobotMs, lastRobot } = await this.catchUp('convergence after the heal', () => Promise.all(this.handles.map((h) => h.request({ cmd: 'heal' }))));
-          const reconnected = Math.max(0, ...[...this.statuses.values()].map((s) => s.connected.length));
-          heals.push({ at, convergedMs, logMs, reconnectedPeers: reconnected, medianRobotMs, lastRobot });
-          o.log(`  t=${at.toFixed(0)} s heal: logs caught up ${logMs === null ? 'NOT within 60 s' : `in ${logMs} ms`}, logs and map tiles ${convergedMs === null ? 'NOT within 60 s' : `in ${convergedMs} ms (the median robot in ${medianRobotMs} ms, the last ${lastRobot})`}`);
-        } else if ('shape' in e) {
-          const byName = new Map([...this.statuses.values()].map((s) => [s.name, s.peerId]));
-          await Promise.all(
-            this.handles.map((h) => {
-              const peers = e.shape.links.filter((l) => l.includes(h.name)).map(([a, b]) => byName.get(a === h.name ? b : a)!);
-              return peers.length ? h.request({ cmd: 'shape', links: peers.map((peer) => ({ peer, shape: { bytesPerSecond: e.shape.bytesPerSecond, delayMs: e.shape.delayMs } })) }) : undefined;
-            }),
-          );
-          this.shapings.push({ at: t, shaping: e.shape.text, measured: [] });
-          this.phase = `links shaped (${e.shape.text})`;
-        } else if ('unshape' in e) {
-          await Promise.all(this.handles.map((h) => h.request({ cmd: 'shape', clear: true, links: [] })));
-          this.phase = 'links at full speed';
-        } else {
-          const h = this.handles.find((x) => x.name === e.byzantine.robot)!;
-          await h.request({ cmd: 'fault', fault: e.byzantine.fault });
-          liars.add(h.name);
-          this.phase = `${h.name} byzantine: ${e.byzantine.fault.type}`;
+    try {
+      while ((Date.now() - start) / 1000 < sc.duration) {
+        const t = (Date.now() - start) / 1000;
+        while (events.length && events[0].at <= t) {
+          const e = events.shift()!;
+          if ('partition' in e) {
+            const groupOf = new Map(e.partition.flatMap((g, gi) => g.map((r) => [r, gi])));
+            await Promise.all(
+              this.handles.map((h) => {
+                const mine = groupOf.get(h.name);
+                const others = [...this.statuses.values()].filter((s) => groupOf.get(s.name) !== mine).map((s) => s.peerId);
+                return h.request({ cmd: 'partition', peers: others });
+              }),
+            );
+            this.phase = `partition ${e.partition.map((g) => g.join(' ')).join(' | ')}`;
+          } else if ('heal' in e) {
+            // Caught up = every robot holds every entry any robot had written when the heal came,
+            // and the cells of every tile its log names (robots keep mapping meanwhile, so a moment
+            // where all states are equal is not what a heal is measured by).
+            this.phase = 'healed';
+            const at = t;
+            const { logMs, convergedMs, medianRobotMs, lastRobot } = await this.catchUp('convergence after the heal', () => Promise.all(this.handles.map((h) => h.request({ cmd: 'heal' }))));
+            const reconnected = Math.max(0, ...[...this.statuses.values()].map((s) => s.connected.length));
+            heals.push({ at, convergedMs, logMs, reconnectedPeers: reconnected, medianRobotMs, lastRobot });
+            o.log(`  t=${at.toFixed(0)} s heal: logs caught up ${logMs === null ? 'NOT within 60 s' : `in ${logMs} ms`}, logs and map tiles ${convergedMs === null ? 'NOT within 60 s' : `in ${convergedMs} ms (the median robot in ${medianRobotMs} ms, the last ${lastRobot})`}`);
+          } else if ('shape' in e) {
+            const byName = new Map([...this.statuses.values()].map((s) => [s.name, s.peerId]));
+            await Promise.all(
+              this.handles.map((h) => {
+                const peers = e.shape.links.filter((l) => l.includes(h.name)).map(([a, b]) => byName.get(a === h.name ? b : a)!);
+                return peers.length ? h.request({ cmd: 'shape', links: peers.map((peer) => ({ peer, shape: { bytesPerSecond: e.shape.bytesPerSecond, delayMs: e.shape.delayMs } })) }) : undefined;
+              }),
+            );
+            this.shapings.push({ at: t, shaping: e.shape.text, measured: [] });
+            this.phase = `links shaped (${e.shape.text})`;
+          } else if ('unshape' in e) {
+            await Promise.all(this.handles.map((h) => h.request({ cmd: 'shape', clear: true, links: [] })));
+            this.phase = 'links at full speed';
+          } else {
+            const h = this.handles.find((x) => x.name === e.byzantine.robot)!;
+            await h.request({ cmd: 'fault', fault: e.byzantine.fault });
+            liars.add(h.name);
+            this.phase = `${h.name} byzantine: ${e.byzantine.fault.type}`;
+          }
+          o.log(`  t=${t.toFixed(0)} s ${this.phase}`);
         }
-        o.log(`  t=${t.toFixed(0)} s ${this.phase}`);
+        if (t >= nextMap) {
+          nextMap = t + 2;
+          await this.refreshMap().catch(() => undefined);
+        }
+        await this.poll();
+        this.recordShapedLinks();
+        if (t >= nextProgress) {
+          nextProgress += 5;
+          const s = [...this.statuses.values()];
+          o.log(`  t=${t.toFixed(0)}/${sc.duration} s  ${this.phase}; log ${Math.min(...s.map((x) => x.logSize))}–${Math.max(...s.map((x) => x.logSize))} entries, ${new Set(s.map((x) => x.stateHash)).size} state(s); ${this.latency.length} inferences`);
+        }
+        await sleep(this.pollGap(500));
       }
-      if (t >= nextTask) {
-        nextTask += sc.workload.every;
-        const candidates = this.handles.filter((h) => h.up && !liars.has(h.name));
-        const h = candidates[taskSeed % candidates.length];
-        tasks.push(h.request({ cmd: 'task', seed: 1000 + taskSeed++, k: sc.workload.k }, 60_000));
-      }
-      if (t >= nextMap) {
-        nextMap = t + 2;
-        await this.refreshMap().catch(() => undefined);
-      }
-      await this.poll();
-      this.recordShapedLinks();
-      if (t >= nextProgress) {
-        nextProgress += 5;
-        const s = [...this.statuses.values()];
-        o.log(`  t=${t.toFixed(0)}/${sc.duration} s  ${this.phase}; log ${Math.min(...s.map((x) => x.logSize))}–${Math.max(...s.map((x) => x.logSize))} entries, ${new Set(s.map((x) => x.stateHash)).size} state(s); ${this.latency.length} inferences`);
-      }
-      await sleep(this.pollGap(500));
+    } finally {
+      clearInterval(taskTimer);
     }
     const finished = await Promise.all(tasks);
     o.log('  end of the timeline: waiting for every robot to hold everything written so far');

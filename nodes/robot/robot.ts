@@ -3,7 +3,7 @@ import type { Precision } from '../inference/boundary.js';
 import { loadModelArg } from '../inference/bundled-models.js';
 import { ModelRegistry } from '../inference/model-registry.js';
 import { type LoadedModel, parseModel } from '../inference/onnx-model.js';
-import { ProfileStore, defaultCacheDir, profileKey, profileModel } from '../inference/profiler.js';
+import { ProfileStore, defaultCacheDir, profileInChildProcess, profileKey } from '../inference/profiler.js';
 import { SessionCache } from '../inference/sessions.js';
 import { AdvertBoard, advertTopic } from '../mesh/adverts.js';
 import { type MeshHost, createMeshHost } from '../mesh/host.js';
@@ -113,7 +113,9 @@ export class Robot {
   static async start(config: RobotConfig): Promise<Robot> {
     const dataDir = config.dataDir ?? join(defaultCacheDir(), 'robots', config.name);
     const identity = config.identity ?? (await loadOrCreateIdentity(config.keyFile ?? join(dataDir, 'identity.key')));
-    const sessions = new SessionCache({ threads: config.threads ?? 1 }, 256);
+    // Each session holds its model's weights and activation arena (the detector's: ~17 MB): a
+    // robot keeps the parts it served last, not every cut and precision it ever ran.
+    const sessions = new SessionCache({ threads: config.threads ?? 1 }, 24);
     const models = new ModelRegistry(sessions);
     const store = new ProfileStore(config.cacheDir ? join(config.cacheDir, 'profiles') : undefined);
     const addModel = async (model: LoadedModel, inputShape?: Record<string, number[]>): Promise<void> => {
@@ -121,7 +123,7 @@ export class Robot {
       const key = profileKey(slicer, 'fp32', config.threads ?? 1);
       let profile = await store.load(slicer.hash, key);
       if (!profile) {
-        profile = await profileModel(slicer, { runs: config.profileRuns ?? 5, warmup: 1, precision: 'fp32', threads: config.threads ?? 1 });
+        profile = await profileInChildProcess(slicer, { runs: config.profileRuns ?? 5, warmup: 1, precision: 'fp32', threads: config.threads ?? 1 });
         await store.save(profile);
       }
       models.setProfile(profile);

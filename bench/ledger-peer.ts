@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import { startHealProfile } from './ledger-profile.js';
 import { SqliteLogStore } from '../nodes/ledger/sqlite-store.js';
 import { identityFromSeed } from '../nodes/mesh/identity.js';
 import { Robot } from '../nodes/robot/robot.js';
@@ -58,12 +59,14 @@ async function handle(cmd: PeerCommand): Promise<void> {
     case 'heal': {
       const ledger = robot!.ledger!;
       const done = (): boolean => ledger.size >= cmd.total;
+      const profile = await startHealProfile('peer');
       const cpu = process.cpuUsage();
       robot!.host.heal();
       // Bounded: the bench gives up after two minutes.
       const end = Date.now() + 120_000;
       while (!done() && Date.now() < end) await new Promise((r) => setTimeout(r, 2));
       const used = process.cpuUsage(cpu);
+      await profile?.stop();
       reply({ t: 'converged', stateHash: ledger.stateHash(), cpuMs: (used.user + used.system) / 1000 });
       return;
     }

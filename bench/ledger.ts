@@ -12,6 +12,7 @@ import { MemoryLogStore } from '../nodes/ledger/store.js';
 import { identityFromSeed } from '../nodes/mesh/identity.js';
 import { Robot } from '../nodes/robot/robot.js';
 import type { PeerCommand, PeerReply } from './ledger-peer.js';
+import { startHealProfile } from './ledger-profile.js';
 import { type Row, table, writeResults } from './report.js';
 
 /**
@@ -20,6 +21,8 @@ import { type Row, table, writeResults } from './report.js';
  * time to converge after healing two partitions that each wrote N entries (two robot processes).
  */
 const N = Number(process.env.BENCH_ENTRIES ?? 10_000);
+/** BENCH_HEAL_ONLY=1: only the batch-signed heal, nothing written to bench/results (for profiling). */
+const HEAL_ONLY = process.env.BENCH_HEAL_ONLY === '1';
 
 function rate(count: number, ms: number): number {
   return Math.round((count / ms) * 1000);
@@ -38,7 +41,7 @@ async function main(): Promise<void> {
   const signRate = rate(N, performance.now() - t0);
   rows.push({ measure: 'raw Ed25519 sign (200 B)', 'per second': signRate, 'ratio to raw sign': 1 });
 
-  for (const [name, store, group] of [
+  for (const [name, store, group] of HEAL_ONLY ? [] : [
     ['signed appends one by one (one signature each), memory store', new MemoryLogStore(), 1],
     ['signed appends in batches of 100 (one signature per batch), memory store', new MemoryLogStore(), 100],
     ['signed appends one by one, SQLite WAL synchronous=FULL (one fsync each)', new SqliteLogStore(join(dir, 'a.sqlite')), 1],
@@ -72,7 +75,7 @@ async function main(): Promise<void> {
 
   // Two robots on loopback, real libp2p; partitioned, each writes N; heal; time to converge.
   // Once with entries appended in batches of 100 (one signature per batch), once one by one.
-  for (const group of [100, 1]) {
+  for (const group of HEAL_ONLY ? [100] : [100, 1]) {
     const { ms, same, cpuMs } = await heal(dir, group);
     const signing = group === 1 ? 'appended one by one (one signature each)' : `appended in batches of ${group}`;
     rows.push({ measure: `heal two partitions of ${N} entries each, ${signing}: reconnect + anti-entropy both ways, ms`, 'per second': Math.round(ms), 'ratio to raw sign': same ? 'converged, same state' : 'DIVERGED' });
@@ -83,6 +86,7 @@ async function main(): Promise<void> {
   await rm(dir, { recursive: true, force: true });
 
   process.stdout.write(`\nbench:ledger — ${N} entries\n\n${table(rows)}\n`);
+  if (HEAL_ONLY) process.exit(0);
   const path = await writeResults('ledger', { entries: N, rows });
   process.stdout.write(`\nwrote ${path}\n`);
   process.exit(0);
@@ -142,6 +146,7 @@ async function heal(dir: string, group: number): Promise<{ ms: number; same: boo
     for (let i = 0; i < N; i += group) a.ledger!.appendBatch(Array.from({ length: Math.min(group, N - i) }, (_, k) => ({ type: 'claim' as const, task: `a${i + k}` })));
     await appended;
     const total = 1 + 2 * N;
+    const profile = await startHealProfile(`main-g${group}`);
     const cpu = process.cpuUsage();
     const t0 = performance.now();
     const peerDone = ask({ t: 'heal', total }, 'converged').then((r) => ({ ...r, at: performance.now() }));
@@ -149,6 +154,7 @@ async function heal(dir: string, group: number): Promise<{ ms: number; same: boo
     await until(() => a.ledger!.size >= total, 120_000);
     const aDone = performance.now();
     const used = process.cpuUsage(cpu);
+    await profile?.stop();
     const p = await peerDone;
     return { ms: Math.max(aDone, p.at) - t0, same: a.ledger!.size === total && a.ledger!.stateHash() === p.stateHash, cpuMs: [(used.user + used.system) / 1000, p.cpuMs] };
   } finally {

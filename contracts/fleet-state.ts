@@ -54,8 +54,12 @@ export interface FleetState {
   admins: Set<Hex>;
   tasks: Map<string, TaskState>;
   reputation: Map<Hex, number>;
-  /** (author:seq) → the first entry id in log order; a second id is equivocation. */
-  slots: Map<string, Hex>;
+  /**
+   * Per author, by seq: the first entry id in log order; a second id is equivocation. Arrays,
+   * since an author's seqs run 1, 2, 3… without gaps (the ledger refuses a gap): a snapshot
+   * copies each author's with one slice instead of re-inserting every (author, seq) key.
+   */
+  slots: Map<Hex, Hex[]>;
   equivocations: { author: Hex; seq: number; ids: [Hex, Hex] }[];
   tiles: Map<string, { author: Hex; version: number; digest: Hex; id: Hex }>;
   /** Map flags: robot → the distinct members that flagged it. */
@@ -104,7 +108,7 @@ export function cloneState(s: FleetState): FleetState {
     admins: new Set(s.admins),
     tasks: new Map([...s.tasks].map(([k, t]) => [k, { ...t, superseded: [...t.superseded], claims: [...t.claims], results: [...t.results] }])),
     reputation: new Map(s.reputation),
-    slots: new Map(s.slots),
+    slots: new Map([...s.slots].map(([author, ids]) => [author, ids.slice()])),
     equivocations: [...s.equivocations],
     tiles: new Map(s.tiles),
     flags: new Map([...s.flags].map(([k, v]) => [k, new Set(v)])),
@@ -130,15 +134,16 @@ export function agree(a: ResultRecord, b: ResultRecord): boolean {
 export function apply(s: FleetState, e: LogItem): void {
   s.applied++;
   const ignore = (reason: string): void => void s.ignored.push({ id: e.id, reason });
-  const slot = `${e.author}:${e.seq}`;
-  const first = s.slots.get(slot);
+  let ids = s.slots.get(e.author);
+  if (!ids) s.slots.set(e.author, (ids = []));
+  const first = ids[e.seq];
   if (first !== undefined) {
     // Same (author, seq), another entry: evidence of equivocation. Only the first one counts.
     s.equivocations.push({ author: e.author, seq: e.seq, ids: [first, e.id] });
     bump(s, e.author, REPUTATION.equivocation);
     return ignore('equivocation');
   }
-  s.slots.set(slot, e.id);
+  ids[e.seq] = e.id;
   const p = e.payload;
   if (p.type === 'genesis') {
     if (s.genesis) return ignore('a fleet has one genesis');

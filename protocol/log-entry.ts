@@ -1,7 +1,9 @@
 import * as cbor from '@ipld/dag-cbor';
 import { type Signer, verifySignature } from './ed25519.js';
 import { RobomeshError } from './errors.js';
-import { MerkleTree, digest, rootFromInclusion } from './merkle.js';
+import { MerkleTree, digest, equalBytes, rootFromInclusion } from './merkle.js';
+
+export { equalBytes };
 
 /**
  * Entries of the signed, replicated log. Canonical bytes are DAG-CBOR (deterministic map order,
@@ -181,13 +183,12 @@ export function decodeEntry(bytes: Uint8Array): DecodedEntry {
 export function parseEntry(bytes: Uint8Array): DecodedEntry {
   if (bytes.length > MAX_ENTRY_BYTES) throw new EntryError('OVERSIZE', `entry of ${bytes.length} bytes exceeds ${MAX_ENTRY_BYTES}`);
   const r = new Reader(bytes);
-  const [major, pairs] = r.head();
-  if (major !== 5) fail('entry is not a map');
+  const pairs = r.head();
+  if (r.major !== 5) fail('entry is not a map');
   const spans: Spans = {};
   const e = r.map(pairs, 0, spans) as unknown as Entry;
   if (r.pos !== bytes.length) fail('bytes after the entry');
-  const keys = Object.keys(e).sort().join(',');
-  if (keys !== 'author,batch,lamport,parents,payload,seq,sig,v') throw new EntryError('MALFORMED', `unexpected fields: ${keys}`);
+  if (!hasExactly(e, ENTRY_FIELDS)) throw new EntryError('MALFORMED', `unexpected fields: ${Object.keys(e).sort().join(',')}`);
   if (!(e.sig instanceof Uint8Array) || e.sig.length !== 64) throw new EntryError('MALFORMED', 'signature is not 64 bytes');
   checkBatch(e.batch);
   const unsigned: UnsignedEntry = { v: e.v, author: e.author, seq: e.seq, lamport: e.lamport, parents: e.parents, payload: e.payload };
@@ -225,7 +226,7 @@ export function verifyEntries(list: DecodedEntry[]): (EntryError | undefined)[] 
     const { batch, sig } = d.entry;
     if (batch.count === 1) return alone.push(i);
     // Entries of a batch usually come one after another: name the group once per run.
-    if (run && compareBytes(run.sig, sig) === 0) return run.group.push(i);
+    if (run && equalBytes(run.sig, sig)) return run.group.push(i);
     const key = toHex(sig);
     let g = groups.get(key);
     if (g) g.push(i);
@@ -239,7 +240,7 @@ export function verifyEntries(list: DecodedEntry[]): (EntryError | undefined)[] 
     // One signature, one batch: entries claiming it with another author or size go alone.
     for (const i of g) {
       const e = list[i].entry;
-      if (e.batch.count === count && compareBytes(e.author, author) === 0) byIndex[e.batch.index] ??= list[i];
+      if (e.batch.count === count && equalBytes(e.author, author)) byIndex[e.batch.index] ??= list[i];
     }
     if (g.length < count || byIndex.includes(undefined as unknown as DecodedEntry)) {
       alone.push(...g);
@@ -270,11 +271,24 @@ function fail(why: string): never {
   throw new EntryError('MALFORMED', why);
 }
 
+const ENTRY_FIELDS = ['author', 'batch', 'lamport', 'parents', 'payload', 'seq', 'sig', 'v'];
+const BATCH_FIELDS = ['count', 'index', 'path'];
+
+/** `o` has these own fields and no others (without sorting its keys: this runs per field map). */
+function hasExactly(o: object, fields: readonly string[]): boolean {
+  let n = 0;
+  for (const key in o) {
+    if (!Object.hasOwn(o, key)) return false;
+    n++;
+  }
+  return n === fields.length && fields.every((f) => Object.hasOwn(o, f));
+}
+
 const uint = (v: unknown, max = Number.MAX_SAFE_INTEGER): boolean => Number.isSafeInteger(v) && (v as number) >= 0 && (v as number) <= max;
 const hexKey = (v: unknown): boolean => typeof v === 'string' && HEX64.test(v);
 
 function checkBatch(b: Entry['batch']): void {
-  if (typeof b !== 'object' || b === null || Object.keys(b).sort().join(',') !== 'count,index,path') fail('batch must hold index, count and path');
+  if (typeof b !== 'object' || b === null || !hasExactly(b, BATCH_FIELDS)) fail('batch must hold index, count and path');
   if (!uint(b.count, MAX_BATCH) || b.count < 1 || !uint(b.index) || b.index >= b.count) fail('batch index must lie in 0..count-1, count in 1..' + MAX_BATCH);
   if (!Array.isArray(b.path) || b.path.length > 12 || !b.path.every((h) => h instanceof Uint8Array && h.length === 32)) fail('batch path must be ≤ 12 hashes of 32 bytes');
 }
@@ -296,9 +310,8 @@ function checkShape(u: UnsignedEntry): void {
 function checkPayload(p: Payload): void {
   if (typeof p !== 'object' || p === null) fail('payload is not a map');
   const exact = (...fields: string[]): void => {
-    const keys = Object.keys(p).sort().join(',');
-    const want = ['type', ...fields].sort().join(',');
-    if (keys !== want) fail(`${p.type} payload has fields ${keys}, expected ${want}`);
+    if (Object.keys(p).length === fields.length + 1 && fields.every((f) => Object.hasOwn(p, f))) return;
+    fail(`${p.type} payload has fields ${Object.keys(p).sort().join(',')}, expected ${['type', ...fields].sort().join(',')}`);
   };
   switch (p.type) {
     case 'genesis':
@@ -377,15 +390,18 @@ class Reader {
   pos = 0;
   constructor(readonly b: Uint8Array) {}
 
-  /** Reads a header; returns [major type, value]. */
-  head(): [number, number] {
+  /** Major type of the header head() read last. */
+  major = 0;
+
+  /** Reads a header; returns its value (its major type is left in `major`: no pair allocated per header). */
+  head(): number {
     const b = this.b;
     if (this.pos >= b.length) fail('CBOR ends early');
     const first = b[this.pos++];
-    const major = first >> 5;
+    const major = (this.major = first >> 5);
     const info = first & 31;
     if (major === 7) fail('floats and simple values are not entry fields');
-    if (info < 24) return [major, info];
+    if (info < 24) return info;
     let v: number;
     let min: number;
     if (info === 24) {
@@ -405,7 +421,7 @@ class Reader {
       min = 0x100000000;
     } else return fail('indefinite or reserved CBOR length');
     if (v < min) fail('CBOR integer or length not in its shortest form');
-    return [major, v];
+    return v;
   }
 
   byte(): number {
@@ -413,24 +429,25 @@ class Reader {
     return this.b[this.pos++];
   }
 
-  take(n: number): Uint8Array {
+  /** A copy of the next `n` bytes (one allocation: no view made first). */
+  copy(n: number): Uint8Array {
     if (n > this.b.length - this.pos) fail('CBOR ends early');
-    const out = this.b.subarray(this.pos, this.pos + n);
+    const out = this.b.slice(this.pos, this.pos + n);
     this.pos += n;
     return out;
   }
 
   item(depth: number): unknown {
     if (depth > MAX_DEPTH) fail('CBOR nested too deep');
-    const [major, v] = this.head();
-    switch (major) {
+    const v = this.head();
+    switch (this.major) {
       case 0:
         return v;
       case 1:
         if (v >= Number.MAX_SAFE_INTEGER) fail('integer beyond the safe range');
         return -1 - v;
       case 2:
-        return this.take(v).slice();
+        return this.copy(v);
       case 3: {
         const at = this.pos;
         if (v > this.b.length - at) fail('CBOR ends early');
@@ -459,8 +476,8 @@ class Reader {
     let prevLen = -1;
     for (let i = 0; i < n; i++) {
       const start = this.pos;
-      const [major, len] = this.head();
-      if (major !== 3) fail('map keys must be text');
+      const len = this.head();
+      if (this.major !== 3) fail('map keys must be text');
       const at = this.pos;
       if (len > b.length - at) fail('CBOR ends early');
       this.pos += len;

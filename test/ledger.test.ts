@@ -1,10 +1,14 @@
 import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import * as cbor from '@ipld/dag-cbor';
 import { REPUTATION, isExcluded } from '../contracts/fleet-state.js';
 import { signerFromSeed } from '../protocol/ed25519.js';
 import { EntryError, type Entry, MAX_ENTRY_BYTES, decodeEntry, sha256, signEntry, toHex } from '../protocol/log-entry.js';
 import { Ledger, MissingParentsError } from '../nodes/ledger/ledger.js';
 import { MemoryLogStore } from '../nodes/ledger/store.js';
+import { SqliteLogStore } from '../nodes/ledger/sqlite-store.js';
 import { localSyncPeer, pullFrom, servedRanges } from '../nodes/ledger/sync.js';
 import { decodeLogGossip, packLogGossip } from '../nodes/ledger/replication.js';
 import { memoryFleet } from './helpers/ledger-fleet.js';
@@ -196,6 +200,46 @@ describe('log entries and ingestion (Byzantine input)', () => {
     }
     assert.equal(ledgers[0].stateHash(), ledgers[1].stateHash());
     assert.equal(ledgers[0].stateHash(), ledgers[2].stateHash());
+  });
+
+  it('slots survive a reopen: evidence stays capped at two, gaps stay refused, even when an author\'s seqs run against its clocks', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'robomesh-slots-'));
+    try {
+      const { ledgers, signers } = memoryFleet(2);
+      const liar = signers[1];
+      const path = join(dir, 'log.sqlite');
+      const ledger = new Ledger(new SqliteLogStore(path));
+      for (const id of ledgers[0].ids()) ledger.ingest(ledgers[0].get(id)!);
+      const root = Buffer.from(ledger.heads()[0], 'hex');
+      // seq 2 names only genesis and carries a clock far below seq 1's: the store's (lamport, id)
+      // order then lists seq 2 before seq 1.
+      const one = signEntry({ seq: 1, lamport: 50, parents: [root], payload: { type: 'claim', task: 'one' } }, liar);
+      const two = signEntry({ seq: 2, lamport: 2, parents: [root], payload: { type: 'claim', task: 'two' } }, liar);
+      const twin = signEntry({ seq: 1, lamport: 3, parents: [root], payload: { type: 'claim', task: 'twin' } }, liar);
+      assert.deepEqual([one, two, twin].map((e) => ledger.ingest(e.bytes)), ['added', 'added', 'equivocation']);
+      const hash = ledger.stateHash();
+      ledger.store.close();
+
+      const reopened = new Ledger(new SqliteLogStore(path));
+      try {
+        assert.equal(reopened.stateHash(), hash);
+        assert.equal(reopened.state.equivocations.length, 1);
+        const third = signEntry({ seq: 1, lamport: 4, parents: [root], payload: { type: 'claim', task: 'three' } }, liar);
+        expectEntryError('WRONG_SEQUENCE', () => reopened.ingest(third.bytes));
+        const gap = signEntry({ seq: 4, lamport: 60, parents: [root], payload: { type: 'claim', task: 'gap' } }, liar);
+        expectEntryError('WRONG_SEQUENCE', () => reopened.ingest(gap.bytes));
+        // seq 2 had one entry before the reopen: a second is evidence, not a third.
+        const twoTwin = signEntry({ seq: 2, lamport: 5, parents: [root], payload: { type: 'claim', task: 'two-twin' } }, liar);
+        assert.equal(reopened.ingest(twoTwin.bytes), 'equivocation');
+        const next = signEntry({ seq: 3, lamport: 61, parents: [one.id], payload: { type: 'claim', task: 'next' } }, liar);
+        assert.equal(reopened.ingest(next.bytes), 'added');
+        assert.deepEqual(reopened.summary().get(toHex(liar.publicKey)), { maxSeq: 3, count: 5 });
+      } finally {
+        reopened.store.close();
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -3,7 +3,7 @@ import * as cbor from '@ipld/dag-cbor';
 import { LedgerFold } from '../../contracts/fold.js';
 import type { FleetState, LogItem } from '../../contracts/fleet-state.js';
 import type { Signer } from '../../protocol/ed25519.js';
-import { type DecodedEntry, type Entry, type EntryDraft, EntryError, type Hex, MAX_BATCH, type Payload, compareBytes, entryId, fromHex, parseEntry, signBatch, toHex, verifyEntries, verifyEntry } from '../../protocol/log-entry.js';
+import { type DecodedEntry, type Entry, type EntryDraft, EntryError, type Hex, MAX_BATCH, type Payload, entryId, equalBytes, fromHex, parseEntry, signBatch, toHex, verifyEntries, verifyEntry } from '../../protocol/log-entry.js';
 import type { LogStore, RangeRow, StoredEntry } from './store.js';
 
 export type IngestStatus = 'added' | 'duplicate' | 'equivocation';
@@ -28,8 +28,11 @@ export class Ledger extends EventEmitter<{ entry: [DecodedEntry, IngestStatus] }
   private readonly headSet = new Set<Hex>();
   private readonly lamports = new Map<Hex, number>();
   private readonly parentsOf = new Map<Hex, Hex[]>();
-  /** (author:seq) → how many entries hold that slot (2 = equivocation evidence kept; no more). */
-  private readonly slots = new Map<string, number>();
+  /**
+   * Slots (author:seq) holding two entries (equivocation evidence kept; no more). One entry per
+   * slot needs no record: an author's seqs held are always 1..maxSeq (a gap is refused).
+   */
+  private readonly twinSlots = new Set<string>();
   /** Everyone ever admitted: membership only grows here, so ingestion never depends on order. */
   private readonly admitted = new Set<Hex>();
   private readonly genesisAdmins = new Set<Hex>();
@@ -46,8 +49,15 @@ export class Ledger extends EventEmitter<{ entry: [DecodedEntry, IngestStatus] }
   ) {
     super();
     // Entries in our own store were checked when they came in: decode without re-verifying.
+    const rows = store.all();
+    const slots = new Set<string>();
+    for (const r of rows) {
+      const slot = `${r.author}:${r.seq}`;
+      if (slots.has(slot)) this.twinSlots.add(slot);
+      slots.add(slot);
+    }
     this.fold.insertMany(
-      store.all().map((s) => {
+      rows.map((s) => {
         const e = cbor.decode(s.bytes) as Entry;
         if (e.v !== 2) throw new EntryError('MALFORMED', `the log store holds version ${String(e.v)} entries; this robomesh reads version 2 (move the old data directory away)`);
         return this.indexMeta(s, e);
@@ -216,31 +226,40 @@ export class Ledger extends EventEmitter<{ entry: [DecodedEntry, IngestStatus] }
     const parents = e.parents.map(toHex);
     const missing = parents.filter((p) => !this.lamports.has(p));
     if (missing.length) throw new MissingParentsError(missing);
-    if (e.lamport <= Math.max(0, ...parents.map((p) => this.lamports.get(p)!))) {
-      throw new EntryError('WRONG_CLOCK', `clock ${e.lamport} does not exceed its parents'`);
+    for (const p of parents) {
+      if (e.lamport <= this.lamports.get(p)!) throw new EntryError('WRONG_CLOCK', `clock ${e.lamport} does not exceed its parents'`);
     }
-    if (e.seq > 1 && !this.slots.has(`${author}:${e.seq - 1}`)) {
+    const maxSeq = this.maxSeqs.get(author) ?? 0;
+    if (e.seq > maxSeq + 1) {
       throw new EntryError('WRONG_SEQUENCE', `seq ${e.seq} of ${author.slice(0, 12)}… before seq ${e.seq - 1}`);
     }
-    const twins = this.slots.get(`${author}:${e.seq}`) ?? 0;
+    const twins = this.slotHolds(author, e.seq, maxSeq);
     if (twins >= 2) throw new EntryError('WRONG_SEQUENCE', `slot ${e.seq} of ${author.slice(0, 12)}… already holds equivocation evidence`);
     this.stage(decoded, author, parents);
     return twins > 0 ? 'equivocation' : 'added';
+  }
+
+  /** How many entries hold slot (author, seq): 0, 1 or 2. */
+  private slotHolds(author: Hex, seq: number, maxSeq = this.maxSeqs.get(author) ?? 0): number {
+    if (seq > maxSeq) return 0;
+    return this.twinSlots.has(`${author}:${seq}`) ? 2 : 1;
   }
 
   private lastAuthor: { key: Uint8Array; hex: Hex } | undefined;
 
   /** toHex of an author key, remembering the last one: entries mostly come in runs of one author's. */
   private authorHex(key: Uint8Array): Hex {
-    if (this.lastAuthor && compareBytes(this.lastAuthor.key, key) === 0) return this.lastAuthor.hex;
+    if (this.lastAuthor && equalBytes(this.lastAuthor.key, key)) return this.lastAuthor.hex;
     this.lastAuthor = { key, hex: toHex(key) };
     return this.lastAuthor.hex;
   }
 
   /** Indexes an entry now (later entries of a batch may build on it); stores and folds at commit. */
   private stage(d: DecodedEntry, author = toHex(d.entry.author), parents?: Hex[]): void {
-    const stored: StoredEntry = { id: d.idHex, author, seq: d.entry.seq, lamport: d.entry.lamport, bytes: d.bytes };
-    const status: IngestStatus = (this.slots.get(`${stored.author}:${stored.seq}`) ?? 0) > 0 ? 'equivocation' : 'added';
+    const stored: StoredEntry = { id: d.idHex, idBytes: d.id, author, seq: d.entry.seq, lamport: d.entry.lamport, bytes: d.bytes };
+    const twin = this.slotHolds(author, stored.seq) > 0;
+    if (twin) this.twinSlots.add(`${author}:${stored.seq}`);
+    const status: IngestStatus = twin ? 'equivocation' : 'added';
     this.staged.push({ stored, item: this.indexMeta(stored, d.entry, parents), decoded: d, status });
   }
 
@@ -282,8 +301,6 @@ export class Ledger extends EventEmitter<{ entry: [DecodedEntry, IngestStatus] }
     this.lamports.set(s.id, s.lamport);
     this.maxSeqs.set(s.author, Math.max(this.maxSeqs.get(s.author) ?? 0, s.seq));
     this.counts.set(s.author, (this.counts.get(s.author) ?? 0) + 1);
-    const slot = `${s.author}:${s.seq}`;
-    this.slots.set(slot, (this.slots.get(slot) ?? 0) + 1);
     this.parentsOf.set(s.id, parents);
     for (const p of parents) this.headSet.delete(p);
     this.headSet.add(s.id);

@@ -181,11 +181,17 @@ export class LogReplicator {
   }
 
   private async ask(peer: string, req: Request): Promise<Uint8Array> {
+    const pieces = await this.askPieces(peer, req);
+    return pieces.length === 1 ? pieces[0] : Buffer.concat(pieces);
+  }
+
+  /** The reply in the pieces the stream delivered it in (a megabyte reply is not copied whole). */
+  private async askPieces(peer: string, req: Request): Promise<Uint8Array[]> {
     const stream = await this.node.dialProtocol(peerIdFromString(peer), LOG_PROTOCOL, { signal: AbortSignal.timeout(10_000) });
     const lp = lpStream(stream, { maxDataLength: MAX_MESSAGE, maxBufferSize: 2 * MAX_MESSAGE });
     try {
       await lp.write(cbor.encode(req));
-      const reply = (await lp.read({ signal: AbortSignal.timeout(30_000) })).subarray();
+      const reply = [...(await lp.read({ signal: AbortSignal.timeout(30_000) }))];
       await stream.close();
       return reply;
     } catch (err) {
@@ -198,7 +204,7 @@ export class LogReplicator {
     const ask = (req: Request): Promise<Uint8Array> => this.ask(peer, req);
     return {
       summary: async () => new Map(cbor.decode(await ask({ t: 'summary' })) as [Hex, { maxSeq: number; count: number }][]),
-      ranges: async (want, limit) => decodeRangesReply(await ask({ t: 'ranges', want, limit: Math.min(limit, BATCH) })),
+      ranges: async (want, limit) => decodeRangesReply(await this.askPieces(peer, { t: 'ranges', want, limit: Math.min(limit, BATCH) })),
     };
   }
 

@@ -69,7 +69,7 @@ export class SqliteLogStore implements LogStore {
             this.learn(e.author, n);
             added.push(e.author);
           }
-          this.insertRow.run(Buffer.from(e.id, 'hex'), n, e.seq, e.lamport, blob(e.bytes));
+          this.insertRow.run(e.idBytes ? blob(e.idBytes) : Buffer.from(e.id, 'hex'), n, e.seq, e.lamport, blob(e.bytes));
         }
       } catch (err) {
         // Rolled back: forget the author numbers this transaction handed out.

@@ -3,6 +3,8 @@ import type { Hex } from '../../protocol/log-entry.js';
 /** What the ledger keeps per entry besides its bytes, for lookups without decoding. */
 export interface StoredEntry {
   id: Hex;
+  /** The id as bytes, when the caller has them (saves a store keyed by bytes a hex decode). */
+  idBytes?: Uint8Array;
   author: Hex;
   seq: number;
   lamport: number;

@@ -131,8 +131,12 @@ export function localSyncPeer(ledger: Ledger): SyncPeer {
   };
 }
 
-/** Entries ingested (one transaction each) between two yields to the event loop. */
-const INGEST_SLICE = 500;
+/**
+ * Entries ingested (one transaction each) between two yields to the event loop. Short: a reply
+ * the peer is still sending advances one yamux window update per yield of ours, and a request
+ * the peer makes of us waits for one too (with 500, both robots sat idle waiting on each other for much of a heal).
+ */
+const INGEST_SLICE = 200;
 
 /** A reply stops at about this many bytes of entries (plus one entry): a round trip stays short on a slow link. */
 export const MAX_REPLY_BYTES = 1024 * 1024;
@@ -190,7 +194,9 @@ export function encodeRangesReply(reply: RangesReply): Uint8Array {
   const list = header(4, reply.entries.length);
   let size = 1 + FULL_KEY.length + 1 + ENTRIES_KEY.length + list.length;
   reply.entries.forEach((e, i) => (size += heads[i].length + e.length));
-  const out = new Uint8Array(size);
+  // Every byte is written below: no need to zero a megabyte first (in this VM, zeroed fresh
+  // memory costs more than the copy into it).
+  const out = Buffer.allocUnsafe(size);
   let at = 0;
   out[at++] = 0xa2;
   out.set(FULL_KEY, at);
@@ -206,46 +212,83 @@ export function encodeRangesReply(reply: RangesReply): Uint8Array {
     out.set(e, at);
     at += e.length;
   });
+  if (at !== size) throw new Error(`ranges reply encoded ${at} of ${size} bytes`);
   return out;
 }
 
-/** Reads what encodeRangesReply writes (and nothing else); entries are views into `data`. */
-export function decodeRangesReply(data: Uint8Array): RangesReply {
+/**
+ * Reads what encodeRangesReply writes (and nothing else), from one buffer or from the pieces a
+ * stream delivered it in: no contiguous copy of the whole reply is made. An entry is a view into
+ * the piece holding it, or a copy when it straddles two.
+ */
+export function decodeRangesReply(data: Uint8Array | readonly Uint8Array[]): RangesReply {
   const bad = (): never => {
     throw new EntryError('MALFORMED', 'log sync reply is not {full, entries: [bytes…]}');
   };
+  const pieces = data instanceof Uint8Array ? [data] : data;
+  let left = pieces.reduce((n, p) => n + p.length, 0);
+  let piece = 0;
   let at = 0;
-  const expect = (bytes: Uint8Array): void => {
-    for (const b of bytes) if (data[at++] !== b) bad();
+  const byte = (): number => {
+    while (piece < pieces.length && at === pieces[piece].length) {
+      piece++;
+      at = 0;
+    }
+    if (piece === pieces.length) return bad();
+    left--;
+    return pieces[piece][at++];
+  };
+  const bytes = (n: number): Uint8Array => {
+    if (n > left) bad();
+    left -= n;
+    while (at === pieces[piece].length) {
+      piece++;
+      at = 0;
+    }
+    const here = pieces[piece];
+    if (at + n <= here.length) {
+      at += n;
+      return here.subarray(at - n, at);
+    }
+    const out = new Uint8Array(n);
+    for (let filled = 0; filled < n; ) {
+      if (at === pieces[piece].length) {
+        piece++;
+        at = 0;
+      }
+      const take = Math.min(n - filled, pieces[piece].length - at);
+      out.set(pieces[piece].subarray(at, at + take), filled);
+      filled += take;
+      at += take;
+    }
+    return out;
+  };
+  const expect = (want: Uint8Array): void => {
+    for (const b of want) if (byte() !== b) bad();
   };
   /** Reads a header of `major`, checking it is in shortest form. */
   const length = (major: number): number => {
-    const first = data[at++];
-    if (first === undefined || first >> 5 !== major) bad();
+    const first = byte();
+    if (first >> 5 !== major) bad();
     const info = first & 31;
     let n: number;
     if (info < 24) return info;
-    if (info === 24) n = data[at++];
-    else if (info === 25) n = (data[at++] << 8) | data[at++];
-    else if (info === 26) n = ((data[at++] << 24) >>> 0) + ((data[at++] << 16) | (data[at++] << 8) | data[at++]);
+    if (info === 24) n = byte();
+    else if (info === 25) n = (byte() << 8) | byte();
+    else if (info === 26) n = ((byte() << 24) >>> 0) + ((byte() << 16) | (byte() << 8) | byte());
     else return bad();
-    if (at > data.length || n < (info === 24 ? 24 : info === 25 ? 0x100 : 0x10000)) bad();
+    if (n < (info === 24 ? 24 : info === 25 ? 0x100 : 0x10000)) bad();
     return n;
   };
   expect(Uint8Array.of(0xa2));
   expect(FULL_KEY);
-  const flag = data[at++];
+  const flag = byte();
   if (flag !== 0xf4 && flag !== 0xf5) bad();
   expect(ENTRIES_KEY);
   const count = length(4);
-  if (count > data.length - at) bad();
+  if (count > left) bad();
   const entries: Uint8Array[] = new Array(count);
-  for (let i = 0; i < count; i++) {
-    const n = length(2);
-    if (n > data.length - at) bad();
-    entries[i] = data.subarray(at, at + n);
-    at += n;
-  }
-  if (at !== data.length) bad();
+  for (let i = 0; i < count; i++) entries[i] = bytes(length(2));
+  if (left !== 0) bad();
   return { entries, full: flag === 0xf5 };
 }

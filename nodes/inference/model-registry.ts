@@ -6,7 +6,7 @@ import type { Int8Granularity, Precision } from './boundary.js';
 import { type LoadedModel, declaredType } from './onnx-model.js';
 import type { ModelProfile } from './profiler.js';
 import type { SessionCache } from './sessions.js';
-import { type Feeds, type Outputs, ModelSlicer } from './slicer.js';
+import { type Analyze, type Feeds, type Outputs, ModelSlicer } from './slicer.js';
 import { BoundaryError } from './wire.js';
 
 /** The cut id meaning "no head": the model input itself is shipped (full offload). */
@@ -33,10 +33,10 @@ export class ModelRegistry {
 
   constructor(readonly sessions: SessionCache) {}
 
-  async add(model: LoadedModel, inputShapes?: Record<string, number[]>): Promise<ModelSlicer> {
+  async add(model: LoadedModel, inputShapes?: Record<string, number[]>, analyze?: Analyze): Promise<ModelSlicer> {
     const existing = this.slicers.get(model.hash);
     if (existing) return existing;
-    const slicer = await ModelSlicer.open(model, this.sessions, { inputShapes });
+    const slicer = await ModelSlicer.open(model, this.sessions, { inputShapes }, analyze);
     this.slicers.set(model.hash, slicer);
     return slicer;
   }

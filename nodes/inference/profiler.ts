@@ -1,10 +1,7 @@
-import { fork } from 'node:child_process';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import ort from 'onnxruntime-node';
-import { RobomeshError } from '../../protocol/errors.js';
 import type { Precision } from './boundary.js';
 import { syntheticFeeds } from './feeds.js';
 import type { ModelSlicer } from './slicer.js';
@@ -88,43 +85,6 @@ export async function profileModel(slicer: ModelSlicer, options: ProfileOptions)
     cuts,
     measuredAt: new Date().toISOString(),
   };
-}
-
-export class ProfileError extends RobomeshError {}
-
-type ChildMessage = { progress: { done: number; total: number; label: string } } | { profile: ModelProfile } | { error: string };
-
-/**
- * profileModel in a child process (profile-child.ts), for a robot: profiling builds two
- * sessions per cut, and what they held stays in the process that built them (the detector's
- * profile left a robot at 890 MB RSS). The child exits when done; the profile comes back.
- */
-export function profileInChildProcess(model: ModelSlicer, options: ProfileOptions, timeoutMs = 30 * 60_000): Promise<ModelProfile> {
-  const { onProgress, ...rest } = options;
-  return new Promise((resolve, reject) => {
-    const child = fork(fileURLToPath(new URL('./profile-child.js', import.meta.url)), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced' });
-    let settled = false;
-    const finish = (outcome: ModelProfile | ProfileError): void => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      if (outcome instanceof ProfileError) {
-        child.kill('SIGKILL');
-        reject(outcome);
-      } else resolve(outcome);
-    };
-    const timer = setTimeout(() => finish(new ProfileError('PROFILE_FAILED', `profiling ${model.hash.slice(0, 12)}… took over ${timeoutMs / 1000} s`)), timeoutMs);
-    child.on('message', (m: ChildMessage) => {
-      if ('progress' in m) onProgress?.(m.progress.done, m.progress.total, m.progress.label);
-      else if ('error' in m) finish(new ProfileError('PROFILE_FAILED', `profiling ${model.hash.slice(0, 12)}… failed: ${m.error}`));
-      else if (m.profile.modelHash !== model.hash || m.profile.key !== profileKey(model, options.precision, options.threads)) {
-        finish(new ProfileError('PROFILE_FAILED', `the profiling process measured another model or setting (${m.profile.modelHash.slice(0, 12)}…)`));
-      } else finish(m.profile);
-    });
-    child.on('error', (err) => finish(new ProfileError('PROFILE_FAILED', `cannot start a profiling process: ${err.message}`)));
-    child.on('exit', (code, signal) => finish(new ProfileError('PROFILE_FAILED', `the profiling process exited (${signal ?? `code ${code}`}) without a profile`)));
-    child.send({ bytes: model.analysis.model.bytes, inputShapes: model.analysis.inputShapes, options: rest });
-  });
 }
 
 export function defaultCacheDir(): string {

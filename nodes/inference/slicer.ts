@@ -8,6 +8,7 @@ import { type AnalyzeOptions, type ModelAnalysis, type SplitModels, analyzeModel
 import { frameToTailFeeds, headOutputsToFrame } from './wire.js';
 
 export type Feeds = Record<string, ort.Tensor>;
+export type Analyze = (model: LoadedModel, options: AnalyzeOptions) => Promise<ModelAnalysis>;
 export type Outputs = ort.InferenceSession.OnnxValueMapType;
 
 /**
@@ -22,8 +23,9 @@ export class ModelSlicer {
     readonly sessions: SessionCache,
   ) {}
 
-  static async open(model: LoadedModel, sessions: SessionCache, options: AnalyzeOptions = {}): Promise<ModelSlicer> {
-    return new ModelSlicer(await analyzeModel(model, options), sessions);
+  /** `analyze`: analyzeModel here, or the same work elsewhere (analyzeInChildProcess). */
+  static async open(model: LoadedModel, sessions: SessionCache, options: AnalyzeOptions = {}, analyze: Analyze = analyzeModel): Promise<ModelSlicer> {
+    return new ModelSlicer(await analyze(model, options), sessions);
   }
 
   get hash(): string {

@@ -3,7 +3,8 @@ import type { Precision } from '../inference/boundary.js';
 import { loadModelArg } from '../inference/bundled-models.js';
 import { ModelRegistry } from '../inference/model-registry.js';
 import { type LoadedModel, parseModel } from '../inference/onnx-model.js';
-import { ProfileStore, defaultCacheDir, profileInChildProcess, profileKey } from '../inference/profiler.js';
+import { analyzeInChildProcess, profileInChildProcess } from '../inference/child-work.js';
+import { ProfileStore, defaultCacheDir, profileKey } from '../inference/profiler.js';
 import { SessionCache } from '../inference/sessions.js';
 import { AdvertBoard, advertTopic } from '../mesh/adverts.js';
 import { type MeshHost, createMeshHost } from '../mesh/host.js';
@@ -119,7 +120,7 @@ export class Robot {
     const models = new ModelRegistry(sessions);
     const store = new ProfileStore(config.cacheDir ? join(config.cacheDir, 'profiles') : undefined);
     const addModel = async (model: LoadedModel, inputShape?: Record<string, number[]>): Promise<void> => {
-      const slicer = await models.add(model, inputShape);
+      const slicer = await models.add(model, inputShape, analyzeInChildProcess);
       const key = profileKey(slicer, 'fp32', config.threads ?? 1);
       let profile = await store.load(slicer.hash, key);
       if (!profile) {

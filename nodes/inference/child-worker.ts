@@ -1,0 +1,37 @@
+import { parseModel } from './onnx-model.js';
+import { profileModel } from './profiler.js';
+import { SessionCache } from './sessions.js';
+import { ModelSlicer } from './slicer.js';
+import type { ChildTask } from './child-work.js';
+
+// Does one piece of model work for a robot and exits (forked by child-work.ts). Probing a
+// model's shapes and profiling its cuts allocate far more than a robot keeps, and the memory
+// stays in the process that allocated it: the PaddleOCR detector's probe left 175 MB behind,
+// its profile (43 sessions) 740 MB more.
+
+// The robot that asked went away: nothing to report to.
+process.once('disconnect', () => process.exit(1));
+
+process.once('message', (task: ChildTask) => {
+  void (async () => {
+    const model = parseModel(new Uint8Array(task.bytes));
+    const sessions = new SessionCache({ threads: task.task === 'profile' ? task.options.threads : 1 }, 4);
+    try {
+      const slicer = await ModelSlicer.open(model, sessions, { inputShapes: task.inputShapes });
+      if (task.task === 'analyze') {
+        const { inputShapes, shapes, dynamic, cuts, nchwcBlock } = slicer.analysis;
+        return { analysis: { inputShapes, shapes, dynamic, cuts, nchwcBlock } };
+      }
+      const profile = await profileModel(slicer, {
+        ...task.options,
+        onProgress: (done, total, label) => process.send?.({ progress: { done, total, label } }),
+      });
+      return { profile };
+    } finally {
+      await sessions.close();
+    }
+  })().then(
+    (result) => process.send?.(result, undefined, {}, () => process.exit(0)),
+    (err: Error & { code?: unknown }) => process.send?.({ error: err.message, code: typeof err.code === 'string' ? err.code : undefined }, undefined, {}, () => process.exit(1)),
+  );
+});

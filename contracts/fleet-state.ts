@@ -61,7 +61,7 @@ export interface FleetState {
    */
   slots: Map<Hex, Hex[]>;
   equivocations: { author: Hex; seq: number; ids: [Hex, Hex] }[];
-  tiles: Map<string, { author: Hex; version: number; digest: Hex; id: Hex }>;
+  tiles: Map<string, { author: Hex; version: number; digest: Hex; id: Hex; seq: number }>;
   /** Map flags: robot → the distinct members that flagged it. */
   flags: Map<Hex, Set<Hex>>;
   /** Robots excluded by enough flags (their map contributions are dropped everywhere). */
@@ -221,7 +221,7 @@ export function apply(s: FleetState, e: LogItem): void {
     case 'tile': {
       const key = `${p.tile}/${e.author}`;
       const prev = s.tiles.get(key);
-      if (!prev || p.version > prev.version) s.tiles.set(key, { author: e.author, version: p.version, digest: p.digest, id: e.id });
+      if (!prev || p.version > prev.version) s.tiles.set(key, { author: e.author, version: p.version, digest: p.digest, id: e.id, seq: e.seq });
       return;
     }
     case 'flag': {

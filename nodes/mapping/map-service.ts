@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { type Contribution, type LiarReport, compareTiles, findLiars, mergeTile } from '../../contracts/map-consensus.js';
 import { isExcluded } from '../../contracts/fleet-state.js';
-import { type Hex, decodeEntry, parseEntry } from '../../protocol/log-entry.js';
+import { type Hex, decodeEntry } from '../../protocol/log-entry.js';
 import { TILE, type TileContribution, TileError, parseTileId, tileDigest } from '../../protocol/map-tile.js';
 import { type Ledger, MissingParentsError } from '../ledger/ledger.js';
 import type { LaserScan } from '../sim/lidar.js';
@@ -153,30 +153,12 @@ export class MapService extends EventEmitter<{ published: [PublishedTile[]]; hel
 
   /** Per author: the lowest sequence number of a `tile` entry whose cells we still lack. */
   missingSince(): Record<Hex, number> {
-    const lacking = new Set(this.missing());
     const out: Record<Hex, number> = {};
-    if (lacking.size === 0) return out;
     for (const t of this.ledger.state.tiles.values()) {
-      if (!lacking.has(t.digest)) continue;
-      const seq = this.seqOf(t.id);
-      if (seq !== undefined) out[t.author] = Math.min(out[t.author] ?? Infinity, seq);
+      if (this.held.has(t.digest)) continue;
+      out[t.author] = Math.min(out[t.author] ?? Infinity, t.seq);
     }
     return out;
-  }
-
-  /** Tile entry id → its sequence number (entries never change under an id; read from the store once). */
-  private readonly tileSeqs = new Map<Hex, number>();
-
-  private seqOf(id: Hex): number | undefined {
-    let seq = this.tileSeqs.get(id);
-    if (seq === undefined) {
-      const bytes = this.ledger.get(id);
-      if (!bytes) return undefined;
-      seq = parseEntry(bytes).entry.seq;
-      if (this.tileSeqs.size > 100_000) this.tileSeqs.clear();
-      this.tileSeqs.set(id, seq);
-    }
-    return seq;
   }
 
   private wantedCache: { version: number; digests: Set<Hex> } | undefined;

@@ -16,10 +16,20 @@ import type { AnalyzeOptions, ModelAnalysis } from './split.js';
  */
 export type ChildTask =
   | { task: 'analyze'; bytes: Uint8Array; inputShapes?: Record<string, number[]> }
-  | { task: 'profile'; bytes: Uint8Array; inputShapes?: Record<string, number[]>; options: Omit<ProfileOptions, 'onProgress'> };
+  /** With the analysis the robot holds already: the child does not probe the model again. */
+  | { task: 'profile'; bytes: Uint8Array; analysis: ProbedAnalysis; options: Omit<ProfileOptions, 'onProgress'> };
 
 /** What the analysis holds besides the model itself (the graph index is rebuilt from it). */
 export type ProbedAnalysis = Omit<ModelAnalysis, 'model' | 'index'>;
+
+export function probedPart(analysis: ModelAnalysis): ProbedAnalysis {
+  const { inputShapes, shapes, dynamic, cuts, nchwcBlock } = analysis;
+  return { inputShapes, shapes, dynamic, cuts, nchwcBlock };
+}
+
+export function withModel(model: LoadedModel, probed: ProbedAnalysis): ModelAnalysis {
+  return { model, index: indexGraph(model.graph), ...probed };
+}
 
 type ChildMessage = { progress: { done: number; total: number; label: string } } | { analysis: ProbedAnalysis } | { profile: ModelProfile } | { error: string; code?: string };
 
@@ -69,7 +79,7 @@ export async function analyzeInChildProcess(model: LoadedModel, options: Analyze
     throw new ModelError(err.code ?? 'ANALYSIS_FAILED', err.message);
   }
   if (!('analysis' in reply)) throw new ModelError('ANALYSIS_FAILED', 'the analysing process answered something else');
-  return { model, index: indexGraph(model.graph), ...reply.analysis };
+  return withModel(model, reply.analysis);
 }
 
 /** profileModel in a child process; the profile must name this model and settings. */
@@ -78,7 +88,7 @@ export async function profileInChildProcess(slicer: ModelSlicer, options: Profil
   const what = `profiling ${slicer.hash.slice(0, 12)}…`;
   let reply: Awaited<ReturnType<typeof runInChild>>;
   try {
-    reply = await runInChild({ task: 'profile', bytes: slicer.analysis.model.bytes, inputShapes: slicer.analysis.inputShapes, options: rest }, what, timeoutMs, onProgress);
+    reply = await runInChild({ task: 'profile', bytes: slicer.analysis.model.bytes, analysis: probedPart(slicer.analysis), options: rest }, what, timeoutMs, onProgress);
   } catch (err) {
     if (!(err instanceof ChildFailure)) throw err;
     throw new ProfileError('PROFILE_FAILED', err.message.startsWith(what) ? err.message : `${what} failed: ${err.message}`);

@@ -2,7 +2,8 @@ import { parseModel } from './onnx-model.js';
 import { profileModel } from './profiler.js';
 import { SessionCache } from './sessions.js';
 import { ModelSlicer } from './slicer.js';
-import type { ChildTask } from './child-work.js';
+import { type ChildTask, probedPart, withModel } from './child-work.js';
+import { analyzeModel } from './split.js';
 
 // Does one piece of model work for a robot and exits (forked by child-work.ts). Probing a
 // model's shapes and profiling its cuts allocate far more than a robot keeps, and the memory
@@ -15,13 +16,10 @@ process.once('disconnect', () => process.exit(1));
 process.once('message', (task: ChildTask) => {
   void (async () => {
     const model = parseModel(new Uint8Array(task.bytes));
-    const sessions = new SessionCache({ threads: task.task === 'profile' ? task.options.threads : 1 }, 4);
+    if (task.task === 'analyze') return { analysis: probedPart(await analyzeModel(model, { inputShapes: task.inputShapes })) };
+    const sessions = new SessionCache({ threads: task.options.threads }, 4);
     try {
-      const slicer = await ModelSlicer.open(model, sessions, { inputShapes: task.inputShapes });
-      if (task.task === 'analyze') {
-        const { inputShapes, shapes, dynamic, cuts, nchwcBlock } = slicer.analysis;
-        return { analysis: { inputShapes, shapes, dynamic, cuts, nchwcBlock } };
-      }
+      const slicer = await ModelSlicer.open(model, sessions, {}, async () => withModel(model, task.analysis));
       const profile = await profileModel(slicer, {
         ...task.options,
         onProgress: (done, total, label) => process.send?.({ progress: { done, total, label } }),

@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import * as cbor from '@ipld/dag-cbor';
 import { IotaClient } from '@iota/iota-sdk/client';
 import { signerFromSeed } from '../protocol/ed25519.js';
-import { signEntry, toHex } from '../protocol/log-entry.js';
 import { IotaAnchorChain } from '../nodes/ledger/anchor-chain.js';
 import { MemoryAnchorQueue } from '../nodes/ledger/anchor-queue.js';
 import { anchorRelayTopic } from '../nodes/ledger/anchor-relay.js';
@@ -10,7 +9,7 @@ import { buildAnchorTx, iotaAddressOf } from '../nodes/ledger/iota-tx.js';
 import { MemoryLogStore } from '../nodes/ledger/store.js';
 import type { Robot } from '../nodes/robot/robot.js';
 import { DEPLOYMENT, FakeIotaNode, robotSeed } from './helpers/fake-iota.js';
-import { startFleet, testIdentities } from './helpers/fleet.js';
+import { startFleet, testGenesis, testIdentities } from './helpers/fleet.js';
 import { waitFor } from './helpers/wait.js';
 
 describe('anchor relay over real libp2p (2 robots, loopback)', function () {
@@ -20,13 +19,12 @@ describe('anchor relay over real libp2p (2 robots, loopback)', function () {
 
   before(async () => {
     const identities = await testIdentities(2, 130);
-    const members = identities.map((i) => toHex(i.privateKey.publicKey.raw));
-    const genesis = signEntry({ seq: 1, lamport: 1, parents: [], payload: { type: 'genesis', fleet: 'test', members, admins: [members[0]] } }, signerFromSeed(identities[0].seed));
+    const genesis = testGenesis(identities);
     node = new FakeIotaNode(DEPLOYMENT.packageId);
     const coin = node.fund(iotaAddressOf(signerFromSeed(identities[0].seed).publicKey));
     const chain = new IotaAnchorChain(new IotaClient({ transport: node.transport() }));
     robots = await startFleet(identities, [], (i) => ({
-      ledger: { store: new MemoryLogStore(), genesis: genesis.bytes, antiEntropyMs: 1000 },
+      ledger: { store: new MemoryLogStore(), genesis, antiEntropyMs: 1000 },
       // r0 has no IOTA node but knows its gas coin; r1 reaches a node. Periodic anchoring off: the test drives it.
       anchor: i === 0 ? { deployment: DEPLOYMENT, queue: new MemoryAnchorQueue(), gas: { coin, price: 1000n, budget: 20_000_000n }, everyMs: 3_600_000 } : { deployment: DEPLOYMENT, queue: new MemoryAnchorQueue(), chain, everyMs: 3_600_000 },
     }));

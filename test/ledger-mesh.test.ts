@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import * as cbor from '@ipld/dag-cbor';
 import { signerFromSeed } from '../protocol/ed25519.js';
-import { type Entry, signEntry, toHex } from '../protocol/log-entry.js';
+import { type Entry, signEntry } from '../protocol/log-entry.js';
 import { logTopic, packLogGossip } from '../nodes/ledger/replication.js';
 import { MemoryLogStore } from '../nodes/ledger/store.js';
 import type { Robot } from '../nodes/robot/robot.js';
 import type { Tensor } from '../protocol/tensor-frame.js';
 import { textLikeImage } from '../nodes/inference/sample-images.js';
-import { DETECTOR, startFleet, testIdentities } from './helpers/fleet.js';
+import { DETECTOR, startFleet, testGenesis, testIdentities } from './helpers/fleet.js';
 import { waitFor } from './helpers/wait.js';
 
 describe('replicated log over real libp2p (3 robots, loopback)', function () {
@@ -21,10 +21,8 @@ describe('replicated log over real libp2p (3 robots, loopback)', function () {
 
   before(async () => {
     const identities = await testIdentities(3, 110);
-    const members = identities.map((i) => toHex(i.privateKey.publicKey.raw));
-    const admin = signerFromSeed(identities[0].seed);
-    const genesis = signEntry({ seq: 1, lamport: 1, parents: [], payload: { type: 'genesis', fleet: 'test', members, admins: [members[0]] } }, admin);
-    robots = await startFleet(identities, [], () => ({ ledger: { store: new MemoryLogStore(), genesis: genesis.bytes, antiEntropyMs: 1000 } }));
+    const genesis = testGenesis(identities);
+    robots = await startFleet(identities, [], () => ({ ledger: { store: new MemoryLogStore(), genesis, antiEntropyMs: 1000 } }));
   });
   after(async () => {
     await Promise.all(robots.map((r) => r.stop().catch(() => undefined)));
@@ -79,9 +77,8 @@ describe('logged tasks: redundant results decided by the quorum contract (3 robo
   let robots: Robot[];
   before(async () => {
     const identities = await testIdentities(3, 120);
-    const members = identities.map((i) => toHex(i.privateKey.publicKey.raw));
-    const genesis = signEntry({ seq: 1, lamport: 1, parents: [], payload: { type: 'genesis', fleet: 'test', members, admins: [members[0]] } }, signerFromSeed(identities[0].seed));
-    robots = await startFleet(identities, [DETECTOR], () => ({ ledger: { store: new MemoryLogStore(), genesis: genesis.bytes, antiEntropyMs: 1000 } }));
+    const genesis = testGenesis(identities);
+    robots = await startFleet(identities, [DETECTOR], () => ({ ledger: { store: new MemoryLogStore(), genesis, antiEntropyMs: 1000 } }));
   });
   after(async () => {
     await Promise.all(robots.map((r) => r.stop().catch(() => undefined)));
@@ -120,10 +117,9 @@ describe('news: what a robot learns by sync, its other peers pull at once (3 rob
 
   before(async () => {
     const identities = await testIdentities(3, 120);
-    const members = identities.map((i) => toHex(i.privateKey.publicKey.raw));
-    const genesis = signEntry({ seq: 1, lamport: 1, parents: [], payload: { type: 'genesis', fleet: 'test', members, admins: [members[0]] } }, signerFromSeed(identities[0].seed));
+    const genesis = testGenesis(identities);
     // Anti-entropy far beyond the test: only reconnection syncs and news can move entries.
-    robots = await startFleet(identities, [], () => ({ ledger: { store: new MemoryLogStore(), genesis: genesis.bytes, antiEntropyMs: 3_600_000 } }));
+    robots = await startFleet(identities, [], () => ({ ledger: { store: new MemoryLogStore(), genesis, antiEntropyMs: 3_600_000 } }));
   });
   after(async () => {
     await Promise.all(robots.map((r) => r.stop().catch(() => undefined)));

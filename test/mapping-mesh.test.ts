@@ -1,12 +1,10 @@
 import assert from 'node:assert/strict';
-import { signerFromSeed } from '../protocol/ed25519.js';
-import { signEntry, toHex } from '../protocol/log-entry.js';
 import { MemoryLogStore } from '../nodes/ledger/store.js';
 import { mapDigest } from '../nodes/mapping/merged-map.js';
 import { ScanMatchingLocalizer } from '../nodes/mapping/scan-matcher.js';
 import type { Robot } from '../nodes/robot/robot.js';
 import { WorldSimulator, defaultRobots, floorPlan } from '../nodes/sim/index.js';
-import { startFleet, testIdentities } from './helpers/fleet.js';
+import { startFleet, testGenesis, testIdentities } from './helpers/fleet.js';
 import { waitFor } from './helpers/wait.js';
 
 describe('collaborative mapping over real libp2p (4 robots, loopback): partition and heal', function () {
@@ -15,11 +13,10 @@ describe('collaborative mapping over real libp2p (4 robots, loopback): partition
 
   before(async () => {
     const identities = await testIdentities(4, 140);
-    const members = identities.map((i) => toHex(i.privateKey.publicKey.raw));
-    const genesis = signEntry({ seq: 1, lamport: 1, parents: [], payload: { type: 'genesis', fleet: 'test', members, admins: [members[0]] } }, signerFromSeed(identities[0].seed));
+    const genesis = testGenesis(identities);
     const plan = floorPlan('builtin:small');
     robots = await startFleet(identities, [], () => ({
-      ledger: { store: new MemoryLogStore(), genesis: genesis.bytes, antiEntropyMs: 1000 },
+      ledger: { store: new MemoryLogStore(), genesis, antiEntropyMs: 1000 },
       mapping: { frame: { resolution: plan.world.resolution, origin: plan.world.origin }, syncMs: 500 },
     }));
   });

@@ -1,6 +1,8 @@
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { signerFromSeed } from '../../protocol/ed25519.js';
+import { signEntry, toHex } from '../../protocol/log-entry.js';
 import { type RobotIdentity, identityFromSeed } from '../../nodes/mesh/identity.js';
 import { Robot, type RobotConfig } from '../../nodes/robot/robot.js';
 import { waitFor } from './wait.js';
@@ -10,6 +12,12 @@ export const DETECTOR = { arg: 'builtin:ocr-det', inputShape: { x: [1, 3, 320, 3
 /** Deterministic identities for test robots (seed byte = index + 1). */
 export function testIdentities(n: number, offset = 0): Promise<RobotIdentity[]> {
   return Promise.all(Array.from({ length: n }, (_, i) => identityFromSeed(new Uint8Array(32).fill(offset + i + 1))));
+}
+
+/** The genesis entry of a test fleet 'test': every identity a member, the first one the admin. */
+export function testGenesis(identities: RobotIdentity[]): Uint8Array {
+  const members = identities.map((i) => toHex(i.privateKey.publicKey.raw));
+  return signEntry({ seq: 1, lamport: 1, parents: [], payload: { type: 'genesis', fleet: 'test', members, admins: [members[0]] } }, signerFromSeed(identities[0].seed)).bytes;
 }
 
 let cacheDir: Promise<string> | undefined;

@@ -184,4 +184,45 @@ describe('log entry wire form (one-pass strict parse, batch verification, sync r
       await rm(dir, { recursive: true, force: true });
     }
   });
+
+  it('SQLite without an id index: duplicates are no-ops, a failed put forgets its rows, and a store with the older UNIQUE id index still works', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'robomesh-store-'));
+    try {
+      const { ledgers } = memoryFleet(2, 10);
+      const source = ledgers[0];
+      source.appendBatch(Array.from({ length: 6 }, (_, i) => ({ type: 'claim' as const, task: `d${i}` })));
+      const rows = source.fold.items().map((i) => ({ id: i.id, author: i.author, seq: i.seq, lamport: i.lamport, bytes: source.get(i.id)! }));
+      // A store as layout 3 first wrote it: the id column UNIQUE (an index on the hash).
+      const legacy = join(dir, 'legacy.sqlite');
+      const db = new Database(legacy);
+      db.exec(`CREATE TABLE log_authors (n INTEGER PRIMARY KEY, key BLOB NOT NULL UNIQUE);
+        CREATE TABLE log_rows (id BLOB NOT NULL UNIQUE, author INTEGER NOT NULL, seq INTEGER NOT NULL, lamport INTEGER NOT NULL, bytes BLOB NOT NULL);
+        CREATE INDEX log_rows_by_author ON log_rows(author, seq);`);
+      db.close();
+      for (const path of [join(dir, 'new.sqlite'), legacy]) {
+        let store = new SqliteLogStore(path);
+        store.put(rows.slice(0, 2));
+        store.put(rows); // the first two again: skipped, not an error
+        store.put([rows[0]], false);
+        assert.equal(store.all().length, rows.length, path);
+        // A put that fails half-way (a row SQLite refuses) is rolled back whole, and its ids are not remembered as held.
+        const broken = { ...rows[0], id: 'ab'.repeat(32), seq: 'x' as unknown as number, bytes: undefined as unknown as Uint8Array };
+        const fresh = { ...rows[1], id: 'cd'.repeat(32) };
+        assert.throws(() => store.put([fresh, broken]));
+        assert.equal(store.has(fresh.id), false);
+        assert.equal(store.get(fresh.id), undefined);
+        store.close();
+        store = new SqliteLogStore(path);
+        assert.equal(store.has(rows[3].id), true);
+        assert.deepEqual(store.get(rows[3].id)?.bytes, rows[3].bytes);
+        assert.equal(store.has(fresh.id), false);
+        assert.equal(store.all().length, rows.length);
+        store.put([fresh]);
+        assert.deepEqual(store.get(fresh.id)?.seq, fresh.seq);
+        store.close();
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });

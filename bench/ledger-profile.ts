@@ -4,7 +4,8 @@ import { join } from 'node:path';
 
 /**
  * With BENCH_CPU_PROFILE=<dir>, a CPU profile of exactly the heal window (both robot processes),
- * written as <dir>/heal-<name>-<pid>.cpuprofile; open it in Chrome DevTools.
+ * written as <dir>/heal-<name>-<pid>.cpuprofile; open it in Chrome DevTools. Sampling every
+ * BENCH_CPU_PROFILE_US µs (default 200; every sample costs time, so 1000 stretches the heal less).
  */
 export async function startHealProfile(name: string): Promise<{ stop(): Promise<void> } | undefined> {
   const dir = process.env.BENCH_CPU_PROFILE;
@@ -12,7 +13,7 @@ export async function startHealProfile(name: string): Promise<{ stop(): Promise<
   const session = new Session();
   session.connect();
   await session.post('Profiler.enable');
-  await session.post('Profiler.setSamplingInterval', { interval: 200 });
+  await session.post('Profiler.setSamplingInterval', { interval: Number(process.env.BENCH_CPU_PROFILE_US ?? 200) });
   await session.post('Profiler.start');
   const before = process.resourceUsage();
   return {

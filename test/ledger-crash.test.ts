@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,6 +12,7 @@ import { prng } from '../nodes/util/prng.js';
 import { testSeed, withSeed } from './helpers/seed.js';
 
 const CHILD = fileURLToPath(new URL('./helpers/append-child.js', import.meta.url));
+const FSYNC_CHILD = fileURLToPath(new URL('./helpers/fsync-child.js', import.meta.url));
 
 /** Runs the appending child until `afterMs` past its first ack, then SIGKILLs it; returns the acks seen. */
 function appendThenKill(path: string, afterMs: number): Promise<string[]> {
@@ -63,6 +64,28 @@ describe('crash safety (SQLite store, kill -9)', function () {
         assert.equal(summary.count, summary.maxSeq);
         ledger.store.close();
       });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a durable put fsyncs before it returns, a relaxed one does not (counted with strace)', async function () {
+    if (spawnSync('strace', ['-V']).status !== 0) this.skip(); // CI installs it (apt)
+    const dir = await mkdtemp(join(tmpdir(), 'robomesh-fsync-'));
+    try {
+      const run = spawnSync('strace', ['-f', '-e', 'trace=fsync,fdatasync,write', '-o', join(dir, 'trace'), process.execPath, FSYNC_CHILD, join(dir, 'log.sqlite'), '20'], { encoding: 'utf8' });
+      assert.equal(run.status, 0, run.stderr);
+      const { readFile } = await import('node:fs/promises');
+      const syncs: Record<string, number> = {};
+      let phase = 'open';
+      for (const line of (await readFile(join(dir, 'trace'), 'utf8')).split('\n')) {
+        const marker = /write\(2, "PHASE ([a-z-]+)/.exec(line);
+        if (marker) phase = marker[1];
+        else if (/\b(fsync|fdatasync)\(/.test(line)) syncs[phase] = (syncs[phase] ?? 0) + 1;
+      }
+      assert.equal(syncs.relaxed ?? 0, 0, `relaxed puts synced: ${JSON.stringify(syncs)}`);
+      assert.ok((syncs.durable ?? 0) >= 20, `20 durable puts, ${syncs.durable ?? 0} syncs`);
+      assert.equal(syncs['relaxed-again'] ?? 0, 0, `relaxed puts after durable ones synced: ${JSON.stringify(syncs)}`);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

@@ -2,7 +2,10 @@ import assert from 'node:assert/strict';
 import * as cbor from '@ipld/dag-cbor';
 import { signerFromSeed } from '../protocol/ed25519.js';
 import { type Entry, signEntry } from '../protocol/log-entry.js';
-import { logTopic, packLogGossip } from '../nodes/ledger/replication.js';
+import { peerIdFromString } from '@libp2p/peer-id';
+import { lpStream } from '@libp2p/utils';
+import { LOG_PROTOCOL, logTopic, packLogGossip } from '../nodes/ledger/replication.js';
+import { decodeRangesReply } from '../nodes/ledger/sync.js';
 import { MemoryLogStore } from '../nodes/ledger/store.js';
 import type { Robot } from '../nodes/robot/robot.js';
 import type { Tensor } from '../protocol/tensor-frame.js';
@@ -69,6 +72,47 @@ describe('replicated log over real libp2p (3 robots, loopback)', function () {
     await waitFor(() => b.replicator!.rejected + robots[2].replicator!.rejected >= rejectedBefore + 3, 'the junk to be rejected');
     await waitFor(() => b.ledger!.has(good.idHex), 'the real entry to arrive');
     assert.equal(b.ledger!.size, before + 1, 'only the real entry was stored');
+  });
+
+  it('a sync opens with our summary and gets theirs and the first batch in one round trip; malformed openings reset the stream', async () => {
+    const [a, b] = robots;
+    const open = async (request: unknown): Promise<Uint8Array[] | Error> => {
+      const stream = await a.host.node.dialProtocol(peerIdFromString(b.peerId), LOG_PROTOCOL, { signal: AbortSignal.timeout(5000) });
+      const lp = lpStream(stream, { maxDataLength: 4 * 1024 * 1024 });
+      await lp.write(cbor.encode(request));
+      const got: Uint8Array[] = [];
+      try {
+        for (let i = 0; i < 2; i++) got.push((await lp.read({ signal: AbortSignal.timeout(5000) })).subarray());
+        return got;
+      } catch (err) {
+        return err as Error;
+      }
+    };
+    // Claiming to hold nothing of b's: b sends its summary, then its own entries from seq 1.
+    const bSelf = b.ledger!.self!;
+    const reply = await open({ t: 'start', have: [], limit: 10 });
+    assert.ok(Array.isArray(reply), `a valid opening is answered: ${String(reply)}`);
+    const summary = new Map(cbor.decode(reply[0]) as [string, { maxSeq: number; count: number }][]);
+    assert.deepEqual(summary.get(bSelf), b.ledger!.summary().get(bSelf));
+    const first = decodeRangesReply(reply[1]);
+    assert.ok(first.entries.length > 0 && first.entries.length <= 10, `${first.entries.length} entries in the first batch`);
+    // Entries b holds (a, converged with b, holds them too).
+    for (const bytes of first.entries) assert.deepEqual(a.ledger!.ingestBatch([bytes]), ['duplicate']);
+    const author = 'ab'.repeat(32);
+    for (const bad of [
+      { t: 'start', have: 'all', limit: 10 },
+      { t: 'start', have: [[author]], limit: 10 },
+      { t: 'start', have: [['not hex', { maxSeq: 1, count: 1 }]], limit: 10 },
+      { t: 'start', have: [[author, { maxSeq: -1, count: 1 }]], limit: 10 },
+      { t: 'start', have: [[author, { maxSeq: 1.5, count: 1 }]], limit: 10 },
+      { t: 'start', have: Array.from({ length: 2049 }, (_, i) => [i.toString(16).padStart(64, '0'), { maxSeq: 1, count: 1 }]), limit: 10 },
+      { t: 'start', have: [], limit: 'many' },
+      { t: 'summary' },
+    ]) {
+      assert.ok((await open(bad)) instanceof Error, `refused: ${JSON.stringify(bad).slice(0, 80)}`);
+    }
+    // Still serving.
+    assert.ok(Array.isArray(await open({ t: 'start', have: [...a.ledger!.summary()], limit: 10 })));
   });
 });
 

@@ -9,7 +9,7 @@ import { EntryError, type Entry, MAX_ENTRY_BYTES, decodeEntry, sha256, signEntry
 import { Ledger, MissingParentsError } from '../nodes/ledger/ledger.js';
 import { MemoryLogStore } from '../nodes/ledger/store.js';
 import { SqliteLogStore } from '../nodes/ledger/sqlite-store.js';
-import { localSyncPeer, pullFrom, servedRanges } from '../nodes/ledger/sync.js';
+import { localSyncPeer, pullFrom, servedRanges, servedStart } from '../nodes/ledger/sync.js';
 import { decodeLogGossip, packLogGossip } from '../nodes/ledger/replication.js';
 import { memoryFleet } from './helpers/ledger-fleet.js';
 
@@ -151,7 +151,7 @@ describe('log entries and ingestion (Byzantine input)', () => {
     assert.equal(cut.full, true);
     assert.ok(cut.entries.length > 0 && cut.entries.length < 120, `${cut.entries.length} entries`);
     assert.equal(servedRanges(source, want, 1000).full, false);
-    const result = await pullFrom(a, { summary: async () => source.summary(), ranges: async (w, limit) => servedRanges(source, w, limit, 3000) });
+    const result = await pullFrom(a, { start: async (ours, limit) => servedStart(source, ours, limit, 3000), ranges: async (w, limit) => servedRanges(source, w, limit, 3000) });
     assert.equal(result.added, 120);
     assert.ok(result.rounds > 3, `${result.rounds} rounds`);
     assert.equal(a.stateHash(), source.stateHash());

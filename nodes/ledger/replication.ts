@@ -6,10 +6,13 @@ import * as cbor from '@ipld/dag-cbor';
 import { EntryError, type Hex, MAX_ENTRY_BYTES, toHex } from '../../protocol/log-entry.js';
 import type { MeshNode } from '../mesh/host.js';
 import { type Ledger, MissingParentsError } from './ledger.js';
-import { MAX_REPLY_BYTES, type PullResult, type SyncPeer, decodeRangesReply, encodeRangesReply, pullFrom, servedRanges } from './sync.js';
+import { MAX_REPLY_BYTES, type PullResult, type Summary, type SyncPeer, decodeRangesReply, encodeRangesReply, pullFrom, servedRanges, servedStart } from './sync.js';
 
-/** 3: `ranges` replies carry entries as a list of their stored bytes, nothing beside them. */
-export const LOG_PROTOCOL = '/robomesh/log/3.0.0';
+/**
+ * 3: `ranges` replies carry entries as a list of their stored bytes, nothing beside them.
+ * 4: a sync opens with `start` (our summary → theirs and the first batch) instead of `summary`.
+ */
+export const LOG_PROTOCOL = '/robomesh/log/4.0.0';
 export const logTopic = (fleet: string): string => `robomesh/${fleet}/log/2`;
 const BATCH = 4096;
 const MAX_MESSAGE = MAX_REPLY_BYTES + MAX_ENTRY_BYTES + BATCH * 64 + 1024;
@@ -49,8 +52,33 @@ export function decodeLogGossip(data: Uint8Array): Uint8Array[] {
   return list as Uint8Array[];
 }
 
+/** At most this many authors in a summary (a fleet's members, and some revoked). */
+const MAX_AUTHORS = 2048;
+
+/** A summary as sent: [author, {maxSeq, count}] pairs. */
+function decodeSummary(data: unknown): Summary {
+  const bad = (): never => {
+    throw new EntryError('MALFORMED', 'log summary is not a list of [author, {maxSeq, count}]');
+  };
+  if (!Array.isArray(data) || data.length > MAX_AUTHORS) return bad();
+  const out: Summary = new Map();
+  for (const pair of data as unknown[]) {
+    if (!Array.isArray(pair) || pair.length !== 2 || typeof pair[0] !== 'string' || !/^[0-9a-f]{64}$/.test(pair[0])) return bad();
+    const v = pair[1] as { maxSeq?: unknown; count?: unknown } | null;
+    if (typeof v !== 'object' || v === null || !Number.isSafeInteger(v.maxSeq) || !Number.isSafeInteger(v.count)) return bad();
+    const maxSeq = v.maxSeq as number;
+    const count = v.count as number;
+    if (maxSeq < 0 || count < 0) return bad();
+    out.set(pair[0], { maxSeq, count });
+  }
+  return out;
+}
+
+const encodeSummary = (summary: Summary): Uint8Array => cbor.encode([...summary].map(([author, { maxSeq, count }]) => [author, { maxSeq, count }]));
+
 type Request =
-  | { t: 'summary' }
+  /** Our summary: answered with theirs, then the first batch of what we lack (two messages). */
+  | { t: 'start'; have: unknown; limit: number }
   | { t: 'ranges'; want: { author: Hex; lo: number; hi: number }[]; limit: number }
   /** "I just learnt entries by sync: pull from me." */
   | { t: 'news' };
@@ -59,7 +87,7 @@ type Request =
  * Replicates a ledger over the mesh: every entry is published on gossipsub as it is appended;
  * receivers check it like any ingestion (invalid → Reject, so the sender's gossip score
  * falls). Gossip during a partition is lost, so on every (re)connection — and every
- * `antiEntropyMs` with a random peer — the robots reconcile over `/robomesh/log/3.0.0`.
+ * `antiEntropyMs` with a random peer — the robots reconcile over `/robomesh/log/4.0.0`.
  * What a robot learns by sync it tells its other peers about (`news`), and they pull it at once:
  * after a heal, entries cross a bounded mesh at the speed of its links rather than one
  * anti-entropy period per hop. Robots that add nothing tell no one, so the wave stops.
@@ -181,19 +209,24 @@ export class LogReplicator {
   }
 
   private async ask(peer: string, req: Request): Promise<Uint8Array> {
-    const pieces = await this.askPieces(peer, req);
+    const [pieces] = await this.askPieces(peer, req);
     return pieces.length === 1 ? pieces[0] : Buffer.concat(pieces);
   }
 
-  /** The reply in the pieces the stream delivered it in (a megabyte reply is not copied whole). */
-  private async askPieces(peer: string, req: Request): Promise<Uint8Array[]> {
+  /**
+   * The reply's `messages` messages, each in the pieces the stream delivered it in (a megabyte
+   * reply is not copied whole).
+   */
+  private async askPieces(peer: string, req: Request, messages = 1): Promise<Uint8Array[][]> {
     const stream = await this.node.dialProtocol(peerIdFromString(peer), LOG_PROTOCOL, { signal: AbortSignal.timeout(10_000) });
     const lp = lpStream(stream, { maxDataLength: MAX_MESSAGE, maxBufferSize: 2 * MAX_MESSAGE });
     try {
       await lp.write(cbor.encode(req));
-      const reply = [...(await lp.read({ signal: AbortSignal.timeout(30_000) }))];
+      const replies: Uint8Array[][] = [];
+      const signal = AbortSignal.timeout(30_000);
+      while (replies.length < messages) replies.push([...(await lp.read({ signal }))]);
       await stream.close();
-      return reply;
+      return replies;
     } catch (err) {
       stream.abort(err as Error);
       throw err;
@@ -201,10 +234,12 @@ export class LogReplicator {
   }
 
   private remote(peer: string): SyncPeer {
-    const ask = (req: Request): Promise<Uint8Array> => this.ask(peer, req);
     return {
-      summary: async () => new Map(cbor.decode(await ask({ t: 'summary' })) as [Hex, { maxSeq: number; count: number }][]),
-      ranges: async (want, limit) => decodeRangesReply(await this.askPieces(peer, { t: 'ranges', want, limit: Math.min(limit, BATCH) })),
+      start: async (ours, limit) => {
+        const [summary, first] = await this.askPieces(peer, { t: 'start', have: [...ours], limit: Math.min(limit, BATCH) }, 2);
+        return { theirs: decodeSummary(cbor.decode(summary.length === 1 ? summary[0] : Buffer.concat(summary))), first: decodeRangesReply(first) };
+      },
+      ranges: async (want, limit) => decodeRangesReply((await this.askPieces(peer, { t: 'ranges', want, limit: Math.min(limit, BATCH) }))[0]),
     };
   }
 
@@ -214,8 +249,12 @@ export class LogReplicator {
       if (!this.isMember(peer)) throw new Error('not a fleet member');
       const req = cbor.decode((await lp.read({ signal: AbortSignal.timeout(10_000) })).subarray()) as Request;
       let reply: Uint8Array;
-      if (req?.t === 'summary') reply = cbor.encode([...this.ledger.summary()]);
-      else if (req?.t === 'news') {
+      if (req?.t === 'start' && Number.isSafeInteger(req.limit)) {
+        const { theirs, first } = servedStart(this.ledger, decodeSummary(req.have), Math.min(req.limit, BATCH));
+        // Our summary first, by itself: the asker can plan while the batch is still arriving.
+        await lp.write(encodeSummary(theirs));
+        reply = encodeRangesReply(first);
+      } else if (req?.t === 'news') {
         reply = cbor.encode(true);
         this.newsFrom.add(peer);
         void this.pullNews();

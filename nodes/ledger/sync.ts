@@ -1,15 +1,45 @@
 import { type DecodedEntry, EntryError, type Hex, parseEntry, toHex } from '../../protocol/log-entry.js';
 import { type Ledger, MissingParentsError } from './ledger.js';
 
+/** Per author: highest seq and entries held. */
+export type Summary = Map<Hex, { maxSeq: number; count: number }>;
+
+/** Of one author, entries lo ≤ seq ≤ hi. */
+export interface Want {
+  author: Hex;
+  lo: number;
+  hi: number;
+}
+
 /** What a replica answers during anti-entropy; implemented over libp2p and in-process. */
 export interface SyncPeer {
-  summary(): Promise<Map<Hex, { maxSeq: number; count: number }>>;
+  /**
+   * The first round trip: given our summary, the peer's summary and the first batch of what we
+   * lack (`wantedFrom(theirs, ours)`, served as `ranges` would), so entries flow from the first
+   * reply on instead of after a round trip for summaries.
+   */
+  start(ours: Summary, limit: number): Promise<{ theirs: Summary; first: RangesReply }>;
   /**
    * Entries of several authors with lo ≤ seq ≤ hi each, in one round trip: up to `limit` in all
    * and about MAX_REPLY_BYTES, ordered by Lamport clock so parents come first. `full` says the
    * reply stopped at a limit: an author it holds nothing for may still have entries.
    */
-  ranges(want: { author: Hex; lo: number; hi: number }[], limit: number): Promise<RangesReply>;
+  ranges(want: Want[], limit: number): Promise<RangesReply>;
+}
+
+/**
+ * Per author of `theirs`, the seqs to fetch given `ours`: everything past our max seq, or from 1
+ * when they hold more of that author's entries without a higher seq (equivocation twins). Both
+ * ends of a sync compute it (the server for the first batch, the puller for the rest).
+ */
+export function wantedFrom(theirs: Summary, ours: Summary): Want[] {
+  const want: Want[] = [];
+  for (const [author, t] of theirs) {
+    const mine = ours.get(author) ?? { maxSeq: 0, count: 0 };
+    const lo = t.count > mine.count && t.maxSeq <= mine.maxSeq ? 1 : mine.maxSeq + 1;
+    if (lo <= t.maxSeq) want.push({ author, lo, hi: t.maxSeq });
+  }
+  return want;
 }
 
 /** The entries' stored bytes as they are (nothing decoded or re-encoded to serve them). */
@@ -36,7 +66,6 @@ export function pullFrom(ledger: Ledger, peer: SyncPeer, batch = 500, maxRounds 
 
 async function pull(ledger: Ledger, peer: SyncPeer, batch: number, maxRounds: number): Promise<PullResult> {
   const result: PullResult = { added: 0, rejected: [], rounds: 0 };
-  const theirs = await peer.summary();
   const pending: DecodedEntry[] = [];
   /** Ingests a batch in one transaction and one fold; returns how many were settled. */
   const offer = (list: DecodedEntry[]): number => {
@@ -54,18 +83,16 @@ async function pull(ledger: Ledger, peer: SyncPeer, batch: number, maxRounds: nu
   const retryPending = (): void => {
     while (pending.length && offer(pending.splice(0)) > 0);
   };
-  // One round trip per batch across every author behind: a heal costs a few round trips,
-  // not one per author.
-  const next = new Map<Hex, number>();
+  // The first request carries our summary; its reply, the peer's and the first batch.
   const ours = ledger.summary();
-  for (const [author, t] of theirs) {
-    const mine = ours.get(author) ?? { maxSeq: 0, count: 0 };
-    const lo = t.count > mine.count && t.maxSeq <= mine.maxSeq ? 1 : mine.maxSeq + 1;
-    if (lo <= t.maxSeq) next.set(author, lo);
-  }
+  const { theirs, first } = await peer.start(ours, batch);
+  const firstWant = wantedFrom(theirs, ours);
+  // Per author behind, the next seq to ask for: one round trip per batch across all of them
+  // (a heal costs a few round trips, not one per author).
+  const next = new Map(firstWant.map((w) => [w.author, w.lo]));
   // The next request goes out before this batch is ingested: the peer reads and sends while
   // we verify and store.
-  const ask = (): { want: { author: Hex; lo: number; hi: number }[]; reply: Promise<RangesReply> } | undefined => {
+  const ask = (): { want: Want[]; reply: Promise<RangesReply> } | undefined => {
     if (next.size === 0 || result.rounds >= maxRounds) return undefined;
     result.rounds++;
     const want = [...next].map(([author, lo]) => ({ author, lo, hi: theirs.get(author)!.maxSeq }));
@@ -73,7 +100,8 @@ async function pull(ledger: Ledger, peer: SyncPeer, batch: number, maxRounds: nu
     reply.catch(() => undefined); // awaited below; never left rejected and unheard if we stop early
     return { want, reply };
   };
-  let inflight = ask();
+  result.rounds++;
+  let inflight = next.size ? { want: firstWant, reply: Promise.resolve(first) } : undefined;
   while (inflight) {
     const { want } = inflight;
     const { entries: raw, full } = await inflight.reply;
@@ -126,9 +154,16 @@ async function pull(ledger: Ledger, peer: SyncPeer, batch: number, maxRounds: nu
 /** Serves the pull side of anti-entropy from a local ledger. */
 export function localSyncPeer(ledger: Ledger): SyncPeer {
   return {
-    summary: async () => ledger.summary(),
+    start: async (ours, limit) => servedStart(ledger, ours, limit),
     ranges: async (want, limit) => servedRanges(ledger, want, limit),
   };
+}
+
+/** The server side of `start`: our summary, and the first batch of what the asker lacks. */
+export function servedStart(ledger: Ledger, theirs: Summary, limit: number, maxBytes = MAX_REPLY_BYTES): { theirs: Summary; first: RangesReply } {
+  const summary = ledger.summary();
+  const want = wantedFrom(summary, theirs);
+  return { theirs: summary, first: want.length ? servedRanges(ledger, want, limit, maxBytes) : { entries: [], full: false } };
 }
 
 /**
@@ -144,7 +179,7 @@ export const MAX_REPLY_BYTES = 1024 * 1024;
 const sum = (rows: { bytes: Uint8Array }[]): number => rows.reduce((n, r) => n + r.bytes.length, 0);
 
 /** The server side of `ranges`: a fair share of the limit per author, parents first. */
-export function servedRanges(ledger: Ledger, want: { author: Hex; lo: number; hi: number }[], limit: number, maxBytes = MAX_REPLY_BYTES): RangesReply {
+export function servedRanges(ledger: Ledger, want: Want[], limit: number, maxBytes = MAX_REPLY_BYTES): RangesReply {
   const out: { bytes: Uint8Array; lamport: number }[] = [];
   const share = Math.max(1, Math.ceil(limit / Math.max(1, want.length)));
   let full = false;

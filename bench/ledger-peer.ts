@@ -23,6 +23,7 @@ export type PeerReply =
   | { t: 'error'; message: string };
 
 let robot: Robot | undefined;
+let store: SqliteLogStore | undefined;
 const reply = (r: PeerReply): void => void process.send!(r);
 
 process.on('message', (cmd: PeerCommand) => {
@@ -41,7 +42,7 @@ async function handle(cmd: PeerCommand): Promise<void> {
         dataDir: join(cmd.dir, 'peer'),
         cacheDir: cmd.dir,
         probeIntervalMs: 0,
-        ledger: { store: new SqliteLogStore(join(cmd.dir, 'peer.sqlite')), genesis: new Uint8Array(cmd.genesis), antiEntropyMs: 60_000 },
+        ledger: { store: (store = new SqliteLogStore(join(cmd.dir, 'peer.sqlite'))), genesis: new Uint8Array(cmd.genesis), antiEntropyMs: 60_000 },
       });
       reply({ t: 'started', addresses: robot.host.addresses(), peerId: robot.peerId });
       return;
@@ -54,6 +55,8 @@ async function handle(cmd: PeerCommand): Promise<void> {
       for (let i = 0; i < cmd.count; i += cmd.group) {
         robot!.ledger!.appendBatch(Array.from({ length: Math.min(cmd.group, cmd.count - i) }, (_, k) => ({ type: 'claim' as const, task: `${cmd.prefix}${i + k}` })));
       }
+      // Checkpointed now, as a robot that wrote them over a long partition would have long since.
+      store!.checkpoint();
       reply({ t: 'appended' });
       return;
     case 'heal': {

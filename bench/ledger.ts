@@ -101,6 +101,7 @@ async function heal(dir: string, group: number): Promise<{ ms: number; same: boo
   const members = ids.map((i) => toHex(i.privateKey.publicKey.raw));
   const admin = signerFromSeed(ids[0].seed);
   const fleetGenesis = signEntry({ seq: 1, lamport: 1, parents: [], payload: { type: 'genesis', fleet: 'bench', members, admins: [members[0]] } }, admin);
+  const storeA = new SqliteLogStore(join(dir, `g${group}-l0.sqlite`));
   const a = await Robot.start({
     name: 'l0',
     identity: ids[0],
@@ -109,7 +110,7 @@ async function heal(dir: string, group: number): Promise<{ ms: number; same: boo
     dataDir: join(dir, `g${group}-l0`),
     cacheDir: dir,
     probeIntervalMs: 0,
-    ledger: { store: new SqliteLogStore(join(dir, `g${group}-l0.sqlite`)), genesis: fleetGenesis.bytes, antiEntropyMs: 60_000 },
+    ledger: { store: storeA, genesis: fleetGenesis.bytes, antiEntropyMs: 60_000 },
   });
   const child = fork(fileURLToPath(new URL('./ledger-peer.js', import.meta.url)), { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const replies: PeerReply[] = [];
@@ -145,6 +146,9 @@ async function heal(dir: string, group: number): Promise<{ ms: number; same: boo
     const appended = ask({ t: 'append', count: N, group, prefix: 'b' }, 'appended');
     for (let i = 0; i < N; i += group) a.ledger!.appendBatch(Array.from({ length: Math.min(group, N - i) }, (_, k) => ({ type: 'claim' as const, task: `a${i + k}` })));
     await appended;
+    // Both stores checkpoint the partition's appends before the heal (the peer did on replying):
+    // written over a real partition, that checkpoint would be long past.
+    storeA.checkpoint();
     const total = 1 + 2 * N;
     const profile = await startHealProfile(`main-g${group}`);
     const cpu = process.cpuUsage();

@@ -131,7 +131,11 @@ export class SqliteLogStore implements LogStore {
     this.checkpointTimer.unref();
   }
 
-  private checkpoint(): void {
+  /**
+   * Copies the WAL back into the database now instead of at the next quiet moment, for a caller
+   * that knows a burst of work is coming and would rather not have it land in the middle.
+   */
+  checkpoint(): void {
     clearTimeout(this.checkpointTimer);
     this.checkpointTimer = undefined;
     if (!this.db.open) return;

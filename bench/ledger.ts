@@ -1,4 +1,4 @@
-import { fork } from 'node:child_process';
+import { fork, spawnSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,6 +11,7 @@ import { SqliteLogStore } from '../nodes/ledger/sqlite-store.js';
 import { MemoryLogStore } from '../nodes/ledger/store.js';
 import { identityFromSeed } from '../nodes/mesh/identity.js';
 import { Robot } from '../nodes/robot/robot.js';
+import { ROBOT_MALLOC_TUNABLES, hasMallocTunables, robotProcessEnv } from '../nodes/util/malloc-tunables.js';
 import type { PeerCommand, PeerReply } from './ledger-peer.js';
 import { startHealProfile } from './ledger-profile.js';
 import { type Row, table, writeResults } from './report.js';
@@ -19,6 +20,10 @@ import { type Row, table, writeResults } from './report.js';
  * bench:ledger — signed appends per second against the raw Ed25519 signing rate of this same
  * process (ratio), verification rate, fold rate, replication throughput over libp2p, and the
  * time to converge after healing two partitions that each wrote N entries (two robot processes).
+ *
+ * Both robot processes run with the malloc tunables robot processes get (`robotProcessEnv`):
+ * without them the bench re-executes itself with them (the peer it forks inherits them).
+ * BENCH_MALLOC=default measures with glibc's defaults instead.
  */
 const N = Number(process.env.BENCH_ENTRIES ?? 10_000);
 /** BENCH_HEAL_ONLY=1: only the batch-signed heal, nothing written to bench/results (for profiling). */
@@ -85,9 +90,10 @@ async function main(): Promise<void> {
   }
   await rm(dir, { recursive: true, force: true });
 
-  process.stdout.write(`\nbench:ledger — ${N} entries\n\n${table(rows)}\n`);
+  const malloc = process.env.GLIBC_TUNABLES ?? 'default';
+  process.stdout.write(`\nbench:ledger — ${N} entries; malloc: ${malloc}\n\n${table(rows)}\n`);
   if (HEAL_ONLY) process.exit(0);
-  const path = await writeResults('ledger', { entries: N, rows });
+  const path = await writeResults('ledger', { entries: N, malloc, rows });
   process.stdout.write(`\nwrote ${path}\n`);
   process.exit(0);
 }
@@ -167,4 +173,12 @@ async function heal(dir: string, group: number): Promise<{ ms: number; same: boo
   }
 }
 
-await main();
+/** Re-executes this script with the robot process env when it lacks it; false when this process should measure. */
+function reexecInRobotEnv(): boolean {
+  if (process.env.BENCH_MALLOC === 'default' || hasMallocTunables(ROBOT_MALLOC_TUNABLES)) return false;
+  const child = spawnSync(process.execPath, [...process.execArgv, ...process.argv.slice(1)], { stdio: 'inherit', env: robotProcessEnv() });
+  process.exitCode = child.status ?? 1;
+  return true;
+}
+
+if (!reexecInRobotEnv()) await main();

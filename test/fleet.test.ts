@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,6 +10,7 @@ import { reportMarkdown } from '../nodes/fleet/report-md.js';
 import { ChildRobot, RobotProcess } from '../nodes/fleet/robot-handle.js';
 import type { RobotStatus, RuntimeInit } from '../nodes/fleet/robot-runtime.js';
 import { identityFromSeed } from '../nodes/mesh/identity.js';
+import { robotProcessEnv } from '../nodes/util/malloc-tunables.js';
 import { signerFromSeed } from '../protocol/ed25519.js';
 import { signEntry, toHex } from '../protocol/log-entry.js';
 import { DEFAULT_SCENARIO, ScenarioError, parseScenario } from '../nodes/fleet/scenario.js';
@@ -197,6 +199,11 @@ events:
       await Promise.all(robots.map((r, i) => r.start({ ...init(i), holdUntilGo: i === 1 })));
       assert.equal(robots[0].pid, robots[1].pid);
       assert.notEqual(robots[0].pid, robots[2].pid);
+      // Robot processes start with the robot malloc tunables. /proc shows the environment block as
+      // glibc left it after parsing the tunables in place (up to the first ':'), so the first one.
+      const environ = readFileSync(`/proc/${robots[0].pid}/environ`, 'utf8').split('\0');
+      const [first] = robotProcessEnv({}).GLIBC_TUNABLES!.split(':');
+      assert.ok(environ.includes(`GLIBC_TUNABLES=${first}`), `GLIBC_TUNABLES of robot process ${robots[0].pid}: ${environ.filter((v) => v.startsWith('GLIBC')).join()}`);
 
       // r1 holds still until told to go (the fleet starts the scenario's clock once all are up),
       // while r0 beside it in the same process moves from the start.

@@ -6,6 +6,7 @@ import { basename, delimiter, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isMap, isScalar, isSeq, parse as parseYaml, parseDocument, stringify as stringifyYaml, type YAMLMap } from 'yaml';
 import { PARAMETERS } from '../ros/params.js';
+import { robotProcessEnv } from '../nodes/util/malloc-tunables.js';
 
 /*
  * The ROS 2 packaging (package.xml, CMakeLists.txt, bin/robomesh_node) and launch files, checked
@@ -586,6 +587,24 @@ print(json.dumps({'name': p.name, 'format': p.package_format, 'version': p.versi
       assert.equal(r.status, 1);
       assert.match(r.stderr, /cannot find robot-node\.js/);
       assert.match(r.stderr, /npm ci && npm run build/);
+    });
+
+    it('bin/robomesh_node starts the robot with the robot malloc tunables, unless the caller set malloc tunables', () => {
+      // ROBOMESH_NODE stands in for node: a script printing the environment it was given.
+      const fake = join(tmp, 'print-tunables');
+      writeFileSync(fake, '#!/bin/sh\nprintf "%s" "$GLIBC_TUNABLES"\n');
+      chmodSync(fake, 0o755);
+      const run = (tunables?: string): string => {
+        const env: NodeJS.ProcessEnv = { ...process.env, ROBOMESH_NODE: fake };
+        if (tunables === undefined) delete env.GLIBC_TUNABLES;
+        else env.GLIBC_TUNABLES = tunables;
+        const r = spawnSync(LAUNCHER, [], { env, encoding: 'utf8' });
+        assert.equal(r.status, 0, r.stderr);
+        return r.stdout;
+      };
+      assert.equal(run(), robotProcessEnv({}).GLIBC_TUNABLES, 'the same values as ROBOT_MALLOC_TUNABLES');
+      assert.equal(run('glibc.pthread.rseq=0'), robotProcessEnv({ GLIBC_TUNABLES: 'glibc.pthread.rseq=0' }).GLIBC_TUNABLES);
+      assert.equal(run('glibc.malloc.arena_max=2'), 'glibc.malloc.arena_max=2', 'malloc tunables of the caller win');
     });
   });
 

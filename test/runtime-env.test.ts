@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { INFERENCE_MALLOC_TUNABLES, hasInferenceEnv, inferenceProcessEnv } from '../nodes/inference/runtime-env.js';
+import { ROBOT_MALLOC_TUNABLES, hasMallocTunables, robotProcessEnv } from '../nodes/util/malloc-tunables.js';
 
 describe('inference process environment', () => {
   it('adds the malloc tunables to GLIBC_TUNABLES and leaves the rest of the env alone', () => {
@@ -28,5 +29,20 @@ describe('inference process environment', () => {
     const child = spawnSync(process.execPath, ['-e', 'process.stdout.write(process.env.GLIBC_TUNABLES ?? "")'], { env: inferenceProcessEnv(), encoding: 'utf8' });
     assert.equal(child.status, 0, child.stderr);
     assert.ok(hasInferenceEnv({ GLIBC_TUNABLES: child.stdout }));
+  });
+});
+
+describe('robot process environment', () => {
+  it('robot processes get their own, smaller malloc tunables the same way', () => {
+    const env = robotProcessEnv({ PATH: '/bin', GLIBC_TUNABLES: 'glibc.pthread.rseq=0' });
+    assert.equal(env.PATH, '/bin');
+    const items = env.GLIBC_TUNABLES!.split(':');
+    assert.ok(items.includes('glibc.pthread.rseq=0'));
+    for (const [key, value] of Object.entries(ROBOT_MALLOC_TUNABLES)) {
+      assert.ok(items.includes(`${key}=${value}`), key);
+      assert.ok(value < INFERENCE_MALLOC_TUNABLES[key], `${key} below the inference value`);
+    }
+    assert.ok(hasMallocTunables(ROBOT_MALLOC_TUNABLES, env));
+    assert.ok(!hasMallocTunables(ROBOT_MALLOC_TUNABLES, { GLIBC_TUNABLES: 'glibc.malloc.top_pad=1' }));
   });
 });

@@ -1,6 +1,7 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { RobomeshError } from '../../protocol/errors.js';
+import { robotProcessEnv } from '../util/malloc-tunables.js';
 import { type Command, RobotRuntime, type RuntimeInit } from './robot-runtime.js';
 
 /** The fleet's grip on one robot, in another process or in this one. */
@@ -95,7 +96,7 @@ export class RobotProcess {
   }
 
   private spawn(): void {
-    const child = fork(ENTRY, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced' });
+    const child = fork(ENTRY, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced', env: robotProcessEnv() });
     this.child = child;
     this.exited = new Promise((resolve) => child.once('exit', () => resolve()));
     child.on('message', (m: { id: number; ok: boolean; result?: unknown; error?: string }) => {

@@ -1,3 +1,5 @@
+import { type MallocTunables, hasMallocTunables, withMallocTunables } from '../util/malloc-tunables.js';
+
 /**
  * The environment a process that runs ONNX inference should start with.
  *
@@ -15,13 +17,11 @@
  * The price: freed memory up to `trim_threshold` stays in the process (RSS after 200 detector
  * head runs 189 → 319 MiB), so these are for processes that run inference, not for every one.
  *
- * glibc reads GLIBC_TUNABLES only at process start: a spawner passes `inferenceProcessEnv()` as
- * the child's env; a process can check itself with `hasInferenceEnv()` and re-exec if it must.
- * Other allocators (musl, jemalloc) ignore the variable; so does glibc before 2.26.
+ * See nodes/util/malloc-tunables.ts for how they are passed on.
  */
 
 /** glibc malloc tunables for inference processes (bytes). Values a caller already set win. */
-export const INFERENCE_MALLOC_TUNABLES: Readonly<Record<string, number>> = {
+export const INFERENCE_MALLOC_TUNABLES: MallocTunables = {
   // Every boundary and output here is < 32 MiB: serve them from the heap, never from mmap.
   'glibc.malloc.mmap_threshold': 32 * 2 ** 20,
   // Keep up to 128 MiB of freed heap: more than V8 lets external buffers pile up between GCs
@@ -31,27 +31,15 @@ export const INFERENCE_MALLOC_TUNABLES: Readonly<Record<string, number>> = {
   'glibc.malloc.top_pad': 16 * 2 ** 20,
 };
 
-function parseTunables(value: string | undefined): Map<string, string> {
-  const out = new Map<string, string>();
-  for (const item of (value ?? '').split(':')) {
-    const eq = item.indexOf('=');
-    if (eq > 0) out.set(item.slice(0, eq), item.slice(eq + 1));
-  }
-  return out;
-}
-
 /**
  * `base` (default: this process's env) with INFERENCE_MALLOC_TUNABLES merged into
  * GLIBC_TUNABLES; tunables already present there keep their values. Returns a new object.
  */
 export function inferenceProcessEnv(base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
-  const tunables = parseTunables(base.GLIBC_TUNABLES);
-  for (const [key, value] of Object.entries(INFERENCE_MALLOC_TUNABLES)) if (!tunables.has(key)) tunables.set(key, String(value));
-  return { ...base, GLIBC_TUNABLES: [...tunables].map(([k, v]) => `${k}=${v}`).join(':') };
+  return withMallocTunables(INFERENCE_MALLOC_TUNABLES, base);
 }
 
 /** True when `env` already sets every inference malloc tunable (to any value). */
 export function hasInferenceEnv(env: NodeJS.ProcessEnv = process.env): boolean {
-  const tunables = parseTunables(env.GLIBC_TUNABLES);
-  return Object.keys(INFERENCE_MALLOC_TUNABLES).every((k) => tunables.has(k));
+  return hasMallocTunables(INFERENCE_MALLOC_TUNABLES, env);
 }

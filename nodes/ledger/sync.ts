@@ -225,10 +225,9 @@ function header(major: number, n: number): number[] {
  * token stream over a megabyte.
  */
 export function encodeRangesReply(reply: RangesReply): Uint8Array {
-  const heads = reply.entries.map((e) => header(2, e.length));
   const list = header(4, reply.entries.length);
   let size = 1 + FULL_KEY.length + 1 + ENTRIES_KEY.length + list.length;
-  reply.entries.forEach((e, i) => (size += heads[i].length + e.length));
+  for (const e of reply.entries) size += headerLength(e.length) + e.length;
   // Every byte is written below: no need to zero a megabyte first (in this VM, zeroed fresh
   // memory costs more than the copy into it).
   const out = Buffer.allocUnsafe(size);
@@ -241,14 +240,39 @@ export function encodeRangesReply(reply: RangesReply): Uint8Array {
   at += ENTRIES_KEY.length;
   out.set(list, at);
   at += list.length;
-  reply.entries.forEach((e, i) => {
-    out.set(heads[i], at);
-    at += heads[i].length;
+  for (const e of reply.entries) {
+    at = writeHeader(out, at, 2, e.length);
     out.set(e, at);
     at += e.length;
-  });
+  }
   if (at !== size) throw new Error(`ranges reply encoded ${at} of ${size} bytes`);
   return out;
+}
+
+/** Bytes of header(major, n). */
+function headerLength(n: number): number {
+  return n < 24 ? 1 : n < 0x100 ? 2 : n < 0x10000 ? 3 : 5;
+}
+
+/** Writes header(major, n) at `at` (no array made per entry); returns the offset after it. */
+function writeHeader(out: Uint8Array, at: number, major: number, n: number): number {
+  const m = major << 5;
+  if (n < 24) out[at++] = m | n;
+  else if (n < 0x100) {
+    out[at++] = m | 24;
+    out[at++] = n;
+  } else if (n < 0x10000) {
+    out[at++] = m | 25;
+    out[at++] = n >> 8;
+    out[at++] = n & 0xff;
+  } else {
+    out[at++] = m | 26;
+    out[at++] = (n >>> 24) & 0xff;
+    out[at++] = (n >> 16) & 0xff;
+    out[at++] = (n >> 8) & 0xff;
+    out[at++] = n & 0xff;
+  }
+  return at;
 }
 
 /**

@@ -187,6 +187,16 @@ describe('map contributions: bad input is refused with a typed error', () => {
     observer.accept(entries[2].bytes, b2);
     assert.deepEqual(observer.missingSince(), {});
   });
+
+  it('cells vouched for by an entry the fold does not show yet are taken once held, and a second copy of them too', () => {
+    // As during a log sync: the entry is verified and ingested, the contracts fold at its end.
+    const observer = new MapService(new Ledger(new MemoryLogStore()), { resolution: 0.05, origin: { x: 0, y: 0 } });
+    const cells3 = { tile: '3_0', version: 1, cells: new Int8Array(TILE * TILE).fill(3) };
+    observer.vouch(tileDigest(cells3));
+    assert.equal(observer.accept(undefined, cells3), tileDigest(cells3));
+    assert.equal(observer.accept(undefined, { ...cells3, cells: Int8Array.from(cells3.cells) }), tileDigest(cells3), 'a second neighbour\'s copy');
+    assert.throws(() => observer.accept(undefined, { ...cells3, version: 2 }), (e: TileError) => e.code === 'UNKNOWN_TILE');
+  });
 });
 
 describe('map exports', () => {

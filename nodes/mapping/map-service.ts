@@ -102,8 +102,11 @@ export class MapService extends EventEmitter<{ published: [PublishedTile[]]; hel
       }
       return digest;
     }
-    if (!this.wanted().has(digest) && !this.vouched.delete(digest)) throw new TileError('UNKNOWN_TILE', 'no log entry names this tile digest');
+    // Held already (a second neighbour's copy of what one sent first): the same cells, since
+    // they hash to the same digest. Checked first: the vouch was spent on the first copy, and the
+    // fold may still lag the sync that named it.
     if (this.held.has(digest)) return digest;
+    if (!this.wanted().has(digest) && !this.vouched.delete(digest)) throw new TileError('UNKNOWN_TILE', 'no log entry names this tile digest');
     this.changes++;
     this.held.set(digest, c);
     this.emit('held', digest);

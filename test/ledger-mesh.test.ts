@@ -114,6 +114,30 @@ describe('replicated log over real libp2p (3 robots, loopback)', function () {
     // Still serving.
     assert.ok(Array.isArray(await open({ t: 'start', have: [...a.ledger!.summary()], limit: 10 })));
   });
+
+  it('one stream carries a whole sync: start, then ranges requests answered in turn, until the asker closes; a bad request mid-way resets it', async () => {
+    const [a, b] = robots;
+    const bSelf = b.ledger!.self!;
+    const stream = await a.host.node.dialProtocol(peerIdFromString(b.peerId), LOG_PROTOCOL, { signal: AbortSignal.timeout(5000) });
+    const lp = lpStream(stream, { maxDataLength: 4 * 1024 * 1024 });
+    const read = async (): Promise<Uint8Array> => (await lp.read({ signal: AbortSignal.timeout(5000) })).subarray();
+    await lp.write(cbor.encode({ t: 'start', have: [], limit: 3 }));
+    await read(); // b's summary
+    const got = decodeRangesReply(await read()).entries.length;
+    assert.ok(got > 0 && got <= 3);
+    for (let lo = 1; lo <= 7; lo += 3) {
+      await lp.write(cbor.encode({ t: 'ranges', want: [{ author: bSelf, lo, hi: lo + 2 }], limit: 10 }));
+      assert.deepEqual(decodeRangesReply(await read()).entries.map((e) => b.ledger!.ingestBatch([e])[0]), ['duplicate', 'duplicate', 'duplicate'], `seqs ${lo}..${lo + 2}`);
+    }
+    await stream.close();
+    await waitFor(() => stream.status === 'closed', 'b to close its side once we closed ours');
+    const bad = await a.host.node.dialProtocol(peerIdFromString(b.peerId), LOG_PROTOCOL, { signal: AbortSignal.timeout(5000) });
+    const badLp = lpStream(bad, { maxDataLength: 4 * 1024 * 1024 });
+    await badLp.write(cbor.encode({ t: 'ranges', want: [{ author: bSelf, lo: 1, hi: 1 }], limit: 1 }));
+    assert.equal(decodeRangesReply((await badLp.read({ signal: AbortSignal.timeout(5000) })).subarray()).entries.length, 1);
+    await badLp.write(cbor.encode({ t: 'ranges', want: 'everything', limit: 1 }));
+    await assert.rejects(badLp.read({ signal: AbortSignal.timeout(5000) }));
+  });
 });
 
 describe('logged tasks: redundant results decided by the quorum contract (3 robots, detector)', function () {

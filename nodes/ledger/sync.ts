@@ -25,6 +25,8 @@ export interface SyncPeer {
    * reply stopped at a limit: an author it holds nothing for may still have entries.
    */
   ranges(want: Want[], limit: number): Promise<RangesReply>;
+  /** The pull is over (whether it succeeded or not): release what the session holds. */
+  close?(): void;
 }
 
 /**
@@ -60,8 +62,12 @@ export interface PullResult {
  * partition is never replayed, so this runs on every (re)connection. Entries whose parents
  * (from other authors) are not here yet wait in a buffer and are retried as others arrive.
  */
-export function pullFrom(ledger: Ledger, peer: SyncPeer, batch = 500, maxRounds = 10_000): Promise<PullResult> {
-  return ledger.bulk(() => pull(ledger, peer, batch, maxRounds));
+export async function pullFrom(ledger: Ledger, peer: SyncPeer, batch = 500, maxRounds = 10_000): Promise<PullResult> {
+  try {
+    return await ledger.bulk(() => pull(ledger, peer, batch, maxRounds));
+  } finally {
+    peer.close?.();
+  }
 }
 
 async function pull(ledger: Ledger, peer: SyncPeer, batch: number, maxRounds: number): Promise<PullResult> {

@@ -154,6 +154,10 @@ async function pull(ledger: Ledger, peer: SyncPeer, batch: number, maxRounds: nu
   }
   retryPending();
   for (const d of pending) result.rejected.push({ code: 'MISSING_PARENTS', message: `entry still lacks parents after sync (${d.bytes.length} B)` });
+  // The contracts refold what this sync brought once it returns (Ledger.bulk): tens of ms with
+  // the event loop blocked. A request the peer already sent us (its own sync's next batch)
+  // is answered first, or the peer's sync waits the whole refold for it.
+  await new Promise((resolve) => setImmediate(resolve));
   return result;
 }
 

@@ -211,12 +211,26 @@ describe('log entry wire form (one-pass strict parse, batch verification, sync r
         assert.throws(() => store.put([fresh, broken]));
         assert.equal(store.has(fresh.id), false);
         assert.equal(store.get(fresh.id), undefined);
+        // A disk that fills up: SQLite refuses the transaction (SQLITE_FULL); nothing of it is
+        // remembered, not the ids nor the new author's number, and once there is room it goes in.
+        const db = (store as unknown as { db: Database.Database }).db;
+        const pages = (db.pragma('page_count', { simple: true }) as number) + (db.pragma('freelist_count', { simple: true }) as number);
+        db.pragma(`max_page_count = ${pages}`);
+        const stranger = 'ef'.repeat(32);
+        const big = Array.from({ length: 40 }, (_, i) => ({ ...rows[1], id: (1000 + i).toString(16).padStart(64, '0'), author: stranger, seq: i + 1, bytes: new Uint8Array(4000).fill(i) }));
+        assert.throws(() => store.put(big), (err: Error & { code?: string }) => err.code === 'SQLITE_FULL', 'the capped store is full');
+        assert.ok(big.every((e) => !store.has(e.id) && store.get(e.id) === undefined));
+        db.pragma('max_page_count = 1073741823');
+        store.put(big);
+        assert.deepEqual(store.get(big[39].id)?.bytes, big[39].bytes);
+        assert.deepEqual(store.range(stranger, 1, 40, 100).map((r) => r.seq), big.map((e) => e.seq));
+        assert.deepEqual(store.range(rows[1].author, rows[1].seq, rows[1].seq, 10).map((r) => r.seq), [rows[1].seq], 'the other author keeps its number');
         store.close();
         store = new SqliteLogStore(path);
         assert.equal(store.has(rows[3].id), true);
         assert.deepEqual(store.get(rows[3].id)?.bytes, rows[3].bytes);
         assert.equal(store.has(fresh.id), false);
-        assert.equal(store.all().length, rows.length);
+        assert.equal(store.all().length, rows.length + 40);
         store.put([fresh]);
         assert.deepEqual(store.get(fresh.id)?.seq, fresh.seq);
         store.close();

@@ -11,9 +11,9 @@ const view = (b: Buffer): Uint8Array => new Uint8Array(b.buffer, b.byteOffset, b
  * SQLite (better-sqlite3) in WAL mode. A durable `put` commits with synchronous=FULL (the WAL is
  * fsynced before it returns); a relaxed one with NORMAL (written to the OS, fsynced at the next
  * durable commit or checkpoint). Either survives kill -9; a torn write is rolled back. NORMAL is
- * the connection's setting and FULL is set around durable puts only, by prepared statements: a
- * heal's many relaxed puts then pay no pragma at all (two `db.pragma` calls per put, each
- * preparing its statement anew, were 0.3 ms).
+ * the connection's setting; durable puts switch to FULL around their transaction. (SQLite applies
+ * `PRAGMA synchronous` when the statement is compiled, so it is prepared afresh each time, as
+ * db.pragma does: a prepared statement run again after a reopen set nothing on its first run.)
  *
  * Checkpoints (copying the WAL back into the database, with fsyncs) are ours, not SQLite's
  * automatic one every 1,000 pages: they wait for a quarter second without writes (at most
@@ -46,20 +46,14 @@ export class SqliteLogStore implements LogStore {
   private readonly insertAuthor: Database.Statement;
   private readonly selectRange: Database.Statement;
   private readonly selectByRowid: Database.Statement;
-  private readonly putMany: (entries: StoredEntry[]) => void;
-  private readonly syncFull: Database.Statement;
-  private readonly syncNormal: Database.Statement;
+  private readonly insertMany: (entries: StoredEntry[], added: { ids: Hex[]; authors: Hex[] }) => void;
 
   constructor(path: string) {
     mkdirSync(dirname(path), { recursive: true });
     this.db = new Database(path);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('wal_autocheckpoint = 0');
-    // SQLite applies this pragma when the statement is prepared as well as when it runs: the
-    // last one prepared (NORMAL) is the setting, and is set again explicitly.
-    this.syncFull = this.db.prepare('PRAGMA synchronous = FULL');
-    this.syncNormal = this.db.prepare('PRAGMA synchronous = NORMAL');
-    this.syncNormal.run();
+    this.db.pragma('synchronous = NORMAL');
     const old = this.db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('entries', 'log_entries')").get() as { name: string } | undefined;
     if (old) {
       const version = old.name === 'entries' ? 'log version 1' : 'log version 2, store layout 2';
@@ -77,44 +71,39 @@ export class SqliteLogStore implements LogStore {
     this.insertAuthor = this.db.prepare('INSERT INTO log_authors (key) VALUES (?)');
     this.selectRange = this.db.prepare('SELECT seq, lamport, bytes FROM log_rows WHERE author = ? AND seq BETWEEN ? AND ? ORDER BY seq, rowid LIMIT ?').raw();
     this.selectByRowid = this.db.prepare('SELECT id, author, seq, lamport, bytes FROM log_rows WHERE rowid = ?').raw();
-    this.putMany = this.db.transaction((entries: StoredEntry[]) => {
+    this.insertMany = this.db.transaction((entries: StoredEntry[], added: { ids: Hex[]; authors: Hex[] }) => {
       const rowids = this.rowidMap();
-      const added: Hex[] = [];
-      const inserted: Hex[] = [];
-      try {
-        for (const e of entries) {
-          if (rowids.has(e.id)) continue;
-          let n = this.authorNumbers.get(e.author);
-          if (n === undefined) {
-            n = Number(this.insertAuthor.run(Buffer.from(e.author, 'hex')).lastInsertRowid);
-            this.learn(e.author, n);
-            added.push(e.author);
-          }
-          const { lastInsertRowid } = this.insertRow.run(e.idBytes ? blob(e.idBytes) : Buffer.from(e.id, 'hex'), n, e.seq, e.lamport, blob(e.bytes));
-          rowids.set(e.id, Number(lastInsertRowid));
-          inserted.push(e.id);
+      for (const e of entries) {
+        if (rowids.has(e.id)) continue;
+        let n = this.authorNumbers.get(e.author);
+        if (n === undefined) {
+          n = Number(this.insertAuthor.run(Buffer.from(e.author, 'hex')).lastInsertRowid);
+          this.learn(e.author, n);
+          added.authors.push(e.author);
         }
-      } catch (err) {
-        // Rolled back: forget the rows and author numbers this transaction handed out.
-        for (const id of inserted) rowids.delete(id);
-        for (const a of added) {
-          this.authorKeys.delete(this.authorNumbers.get(a)!);
-          this.authorNumbers.delete(a);
-        }
-        throw err;
+        const { lastInsertRowid } = this.insertRow.run(e.idBytes ? blob(e.idBytes) : Buffer.from(e.id, 'hex'), n, e.seq, e.lamport, blob(e.bytes));
+        rowids.set(e.id, Number(lastInsertRowid));
+        added.ids.push(e.id);
       }
     });
   }
 
   put(entries: StoredEntry[], durable = true): void {
-    if (!durable) this.putMany(entries);
-    else {
-      this.syncFull.run();
-      try {
-        this.putMany(entries);
-      } finally {
-        this.syncNormal.run();
+    if (durable) this.db.pragma('synchronous = FULL');
+    const added = { ids: [] as Hex[], authors: [] as Hex[] };
+    try {
+      this.insertMany(entries, added);
+    } catch (err) {
+      // Rolled back (in the transaction, or by a COMMIT that failed): forget the rows and the
+      // author numbers it handed out, which SQLite will hand out again.
+      for (const id of added.ids) this.rowids?.delete(id);
+      for (const a of added.authors) {
+        this.authorKeys.delete(this.authorNumbers.get(a)!);
+        this.authorNumbers.delete(a);
       }
+      throw err;
+    } finally {
+      if (durable) this.db.pragma('synchronous = NORMAL');
     }
     this.wrote(entries);
   }
@@ -150,7 +139,9 @@ export class SqliteLogStore implements LogStore {
 
   get(id: Hex): StoredEntry | undefined {
     const rowid = this.rowidMap().get(id);
-    return rowid === undefined ? undefined : this.row(this.selectByRowid.get(rowid) as Row | undefined);
+    if (rowid === undefined) return undefined;
+    const entry = this.row(this.selectByRowid.get(rowid) as Row | undefined);
+    return entry?.id === id ? entry : undefined;
   }
 
   all(): StoredEntry[] {

@@ -157,6 +157,29 @@ describe('log entries and ingestion (Byzantine input)', () => {
     assert.equal(a.stateHash(), source.stateHash());
   });
 
+  it('a sync with more authors behind than one request may name (1,100 > 1,024) still gets every one of them', async () => {
+    const admin = signerFromSeed(new Uint8Array(32).fill(77));
+    const members = Array.from({ length: 1100 }, (_, i) => signerFromSeed(Uint8Array.from({ length: 32 }, (_, k) => (k < 2 ? [i & 0xff, i >> 8][k] : 78))));
+    // A genesis names a hundred (it must fit in 16 KiB): the admin admits the rest.
+    const genesis = signEntry({ seq: 1, lamport: 1, parents: [], payload: { type: 'genesis', fleet: 'big', members: members.slice(0, 100).map((m) => toHex(m.publicKey)), admins: [toHex(admin.publicKey)] } }, admin);
+    const source = new Ledger(new MemoryLogStore(), admin);
+    source.ingest(genesis.bytes);
+    source.appendBatch(members.slice(100).map((m) => ({ type: 'admit' as const, member: toHex(m.publicKey) })));
+    const head = source.heads()[0];
+    const entries = members.map((m) => signEntry({ seq: 1, lamport: 5000, parents: [Buffer.from(head, 'hex')], payload: { type: 'claim', task: 'c' } }, m).bytes);
+    assert.ok(source.ingestBatch(entries).every((st) => st === 'added'));
+    const want = members.map((m) => ({ author: toHex(m.publicKey), lo: 1, hi: 1 }));
+    const reply = servedRanges(source, want, 4096);
+    assert.equal(reply.entries.length, 1024, 'one request serves 1,024 authors');
+    assert.equal(reply.full, true, 'and says there is more');
+    const empty = new Ledger(new MemoryLogStore());
+    empty.ingest(genesis.bytes);
+    const result = await pullFrom(empty, localSyncPeer(source), 4096);
+    assert.equal(result.added, 1000 + 1100);
+    assert.ok(result.rounds >= 2);
+    assert.equal(empty.stateHash(), source.stateHash());
+  });
+
   it('log gossip packs entries published together into few messages, parents first; malformed messages are refused', () => {
     const { ledgers } = memoryFleet(2);
     const entries = ledgers[1].appendBatch(Array.from({ length: 600 }, (_, i) => ({ type: 'claim' as const, task: `g${i}` }))).map((d) => d.bytes);

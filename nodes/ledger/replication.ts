@@ -6,7 +6,7 @@ import * as cbor from '@ipld/dag-cbor';
 import { EntryError, type Hex, MAX_ENTRY_BYTES, toHex } from '../../protocol/log-entry.js';
 import type { MeshNode } from '../mesh/host.js';
 import { type Ledger, MissingParentsError } from './ledger.js';
-import { MAX_REPLY_BYTES, type PullResult, type Summary, type SyncPeer, decodeRangesReply, encodeRangesReply, pullFrom, servedRanges, servedStart } from './sync.js';
+import { MAX_REPLY_BYTES, MAX_WANT, type PullResult, type Summary, type SyncPeer, decodeRangesReply, encodeRangesReply, pullFrom, servedRanges, servedStart } from './sync.js';
 
 /**
  * 3: `ranges` replies carry entries as a list of their stored bytes, nothing beside them.
@@ -52,6 +52,9 @@ export function decodeLogGossip(data: Uint8Array): Uint8Array[] {
   }
   return list as Uint8Array[];
 }
+
+/** Requests one sync session may make (pullFrom's maxRounds): a member cannot hold one open forever. */
+const MAX_SESSION_REQUESTS = 10_000;
 
 /** At most this many authors in a summary (a fleet's members, and some revoked). */
 const MAX_AUTHORS = 2048;
@@ -241,23 +244,30 @@ export class LogReplicator {
    */
   private remote(peer: string): SyncPeer {
     let session: Promise<{ stream: Stream; lp: ReturnType<typeof lpStream> }> | undefined;
-    let failed = false;
-    const exchange = async (req: Request, messages: number): Promise<Uint8Array[][]> => {
-      session ??= this.node
-        .dialProtocol(peerIdFromString(peer), LOG_PROTOCOL, { signal: AbortSignal.timeout(10_000) })
-        .then((stream) => ({ stream, lp: lpStream(stream, { maxDataLength: MAX_MESSAGE, maxBufferSize: 2 * MAX_MESSAGE }) }));
-      const { stream, lp } = await session;
-      try {
-        await lp.write(cbor.encode(req));
-        const replies: Uint8Array[][] = [];
-        const signal = AbortSignal.timeout(30_000);
-        while (replies.length < messages) replies.push([...(await lp.read({ signal }))]);
-        return replies;
-      } catch (err) {
-        failed = true;
-        stream.abort(err as Error);
-        throw err;
-      }
+    /** The exchange before this one: one request at a time on the stream, each reply read whole. */
+    let previous: Promise<unknown> = Promise.resolve();
+    let done = false;
+    const exchange = (req: Request, messages: number): Promise<Uint8Array[][]> => {
+      const run = async (): Promise<Uint8Array[][]> => {
+        session ??= this.node
+          .dialProtocol(peerIdFromString(peer), LOG_PROTOCOL, { signal: AbortSignal.timeout(10_000) })
+          .then((stream) => ({ stream, lp: lpStream(stream, { maxDataLength: MAX_MESSAGE, maxBufferSize: 2 * MAX_MESSAGE }) }));
+        const { stream, lp } = await session;
+        try {
+          await lp.write(cbor.encode(req));
+          const replies: Uint8Array[][] = [];
+          const signal = AbortSignal.timeout(30_000);
+          while (replies.length < messages) replies.push([...(await lp.read({ signal }))]);
+          return replies;
+        } catch (err) {
+          done = true;
+          stream.abort(err as Error);
+          throw err;
+        }
+      };
+      const result = previous.then(run, run);
+      previous = result.catch(() => undefined);
+      return result;
     };
     return {
       start: async (ours, limit) => {
@@ -266,7 +276,9 @@ export class LogReplicator {
       },
       ranges: async (want, limit) => decodeRangesReply((await exchange({ t: 'ranges', want, limit: Math.min(limit, BATCH) }, 1))[0]),
       close: () => {
-        if (!failed) void session?.then(({ stream }) => stream.close()).catch(() => undefined);
+        if (done) return;
+        done = true;
+        void session?.then(({ stream }) => stream.close()).catch(() => undefined);
       },
     };
   }
@@ -279,7 +291,8 @@ export class LogReplicator {
     const lp = lpStream(stream, { maxDataLength: 256 * 1024 });
     try {
       if (!this.isMember(peer)) throw new Error('not a fleet member');
-      for (let served = 0; ; served++) {
+      // Bounded like the asker's own rounds (pullFrom's maxRounds).
+      for (let served = 0; served < MAX_SESSION_REQUESTS; served++) {
         let bytes: Uint8Array;
         try {
           // The first request comes at once; later ones after the asker ingested the last reply.
@@ -289,7 +302,8 @@ export class LogReplicator {
           if (served > 0 && stream.remoteWriteStatus !== 'writable' && (err as Error).name === 'UnexpectedEOFError') break;
           throw err;
         }
-        await lp.write(this.answer(cbor.decode(bytes) as Request, peer, lp));
+        // Each message length-prefixed, in order, in one write.
+        await lp.writeV(this.answer(cbor.decode(bytes) as Request, peer));
       }
       await stream.close();
     } catch (err) {
@@ -297,23 +311,22 @@ export class LogReplicator {
     }
   }
 
-  /** The reply to one request (`start` writes our summary before it); throws on a malformed one. */
-  private answer(req: Request, peer: string, lp: ReturnType<typeof lpStream>): Uint8Array {
+  /** The reply to one request, as its messages (`start`: our summary, then the batch); throws on a malformed one. */
+  private answer(req: Request, peer: string): Uint8Array[] {
     if (req?.t === 'start' && Number.isSafeInteger(req.limit)) {
       const { theirs, first } = servedStart(this.ledger, decodeSummary(req.have), Math.min(req.limit, BATCH));
       // Our summary first, by itself: the asker can plan while the batch is still arriving.
-      void lp.write(encodeSummary(theirs)).catch(() => undefined);
-      return encodeRangesReply(first);
+      return [encodeSummary(theirs), encodeRangesReply(first)];
     }
     if (req?.t === 'news') {
       this.newsFrom.add(peer);
       void this.pullNews();
-      return cbor.encode(true);
+      return [cbor.encode(true)];
     }
-    if (req?.t === 'ranges' && Array.isArray(req.want) && req.want.length <= 1024 && Number.isSafeInteger(req.limit)) {
+    if (req?.t === 'ranges' && Array.isArray(req.want) && req.want.length <= MAX_WANT && Number.isSafeInteger(req.limit)) {
       const valid = req.want.every((w) => typeof w?.author === 'string' && Number.isSafeInteger(w.lo) && Number.isSafeInteger(w.hi));
       if (!valid) throw new Error('malformed log request');
-      return encodeRangesReply(servedRanges(this.ledger, req.want, Math.min(req.limit, BATCH)));
+      return [encodeRangesReply(servedRanges(this.ledger, req.want, Math.min(req.limit, BATCH)))];
     }
     throw new Error('malformed log request');
   }

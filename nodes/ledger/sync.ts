@@ -25,7 +25,7 @@ export interface SyncPeer {
    * reply stopped at a limit: an author it holds nothing for may still have entries.
    */
   ranges(want: Want[], limit: number): Promise<RangesReply>;
-  /** The pull is over (whether it succeeded or not): release what the session holds. */
+  /** The pull is over (whether it succeeded or not): release what the session holds. May be called twice. */
   close?(): void;
 }
 
@@ -72,12 +72,17 @@ export async function pullFrom(ledger: Ledger, peer: SyncPeer, batch = 500, maxR
 
 async function pull(ledger: Ledger, peer: SyncPeer, batch: number, maxRounds: number): Promise<PullResult> {
   const result: PullResult = { added: 0, rejected: [], rounds: 0 };
-  const pending: DecodedEntry[] = [];
+  /**
+   * Entries that cannot go in yet, with why: parents not here, or an author whose admission is
+   * still on the way (a reply is in Lamport order across authors but holds only a share of each,
+   * so a newly admitted member's entries can come before the admin's entry admitting them).
+   */
+  const pending: { d: DecodedEntry; why: EntryError }[] = [];
   /** Ingests a batch in one transaction and one fold; returns how many were settled. */
   const offer = (list: DecodedEntry[]): number => {
     let settled = 0;
     ledger.ingestBatch(list).forEach((status, i) => {
-      if (status instanceof MissingParentsError) pending.push(list[i]);
+      if (status instanceof MissingParentsError || (status instanceof EntryError && status.code === 'UNKNOWN_AUTHOR')) pending.push({ d: list[i], why: status });
       else {
         settled++;
         if (status instanceof EntryError) result.rejected.push({ code: status.code, message: status.message });
@@ -87,7 +92,7 @@ async function pull(ledger: Ledger, peer: SyncPeer, batch: number, maxRounds: nu
     return settled;
   };
   const retryPending = (): void => {
-    while (pending.length && offer(pending.splice(0)) > 0);
+    while (pending.length && offer(pending.splice(0).map((p) => p.d)) > 0);
   };
   // The first request carries our summary; its reply, the peer's and the first batch.
   const ours = ledger.summary();
@@ -101,7 +106,8 @@ async function pull(ledger: Ledger, peer: SyncPeer, batch: number, maxRounds: nu
   const ask = (): { want: Want[]; reply: Promise<RangesReply> } | undefined => {
     if (next.size === 0 || result.rounds >= maxRounds) return undefined;
     result.rounds++;
-    const want = [...next].map(([author, lo]) => ({ author, lo, hi: theirs.get(author)!.maxSeq }));
+    // At most MAX_WANT authors a request (a server refuses more); the rest in later rounds.
+    const want = [...next].slice(0, MAX_WANT).map(([author, lo]) => ({ author, lo, hi: theirs.get(author)!.maxSeq }));
     const reply = peer.ranges(want, batch);
     reply.catch(() => undefined); // awaited below; never left rejected and unheard if we stop early
     return { want, reply };
@@ -153,7 +159,10 @@ async function pull(ledger: Ledger, peer: SyncPeer, batch: number, maxRounds: nu
     retryPending();
   }
   retryPending();
-  for (const d of pending) result.rejected.push({ code: 'MISSING_PARENTS', message: `entry still lacks parents after sync (${d.bytes.length} B)` });
+  for (const { d, why } of pending) {
+    if (why instanceof MissingParentsError) result.rejected.push({ code: 'MISSING_PARENTS', message: `entry still lacks parents after sync (${d.bytes.length} B)` });
+    else result.rejected.push({ code: why.code, message: why.message });
+  }
   // The contracts refold what this sync brought once it returns (Ledger.bulk): tens of ms with
   // the event loop blocked. A request the peer already sent us (its own sync's next batch)
   // is answered first, or the peer's sync waits the whole refold for it.
@@ -183,6 +192,9 @@ export function servedStart(ledger: Ledger, theirs: Summary, limit: number, maxB
  */
 const INGEST_SLICE = 200;
 
+/** Authors one `ranges` request may name. */
+export const MAX_WANT = 1024;
+
 /** A reply stops at about this many bytes of entries (plus one entry): a round trip stays short on a slow link. */
 export const MAX_REPLY_BYTES = 1024 * 1024;
 
@@ -193,7 +205,9 @@ export function servedRanges(ledger: Ledger, want: Want[], limit: number, maxByt
   const out: { bytes: Uint8Array; lamport: number }[] = [];
   const share = Math.max(1, Math.ceil(limit / Math.max(1, want.length)));
   let full = false;
-  for (const w of want.slice(0, 1024)) {
+  // Authors past MAX_WANT are not served this time: `full` tells the asker to ask again.
+  if (want.length > MAX_WANT) full = true;
+  for (const w of want.slice(0, MAX_WANT)) {
     // No author can fill more than the byte budget: read no further than that.
     const got = ledger.entriesOf(w.author, w.lo, w.hi, share, maxBytes);
     if (got.length === share || sum(got) >= maxBytes) full = true;

@@ -11,12 +11,15 @@ export type MallocTunables = Readonly<Record<string, number>>;
  * buffers (SQLite rows, 1 MiB sync replies, noise's 64 KiB frames). With glibc's defaults the
  * heap top is trimmed back to the kernel past 128 KiB free and blocks over 128 KiB are mmap'ed,
  * so that memory is faulted in again on the next burst — at ~13 µs a page fault in this VM,
- * 13,000 faults per robot in bench:ledger's heal. With these, a heal of 2 × 10,000 entries took
- * 946 instead of 996 ms (median of 8 runs each, interleaved; CPU per robot 801 vs 868 ms).
+ * 13,000 faults per robot in bench:ledger's heal. With these (the mmap threshold at 4 MiB then),
+ * a heal of 2 × 10,000 entries took 946 instead of 996 ms (median of 8 runs each, interleaved;
+ * CPU per robot 801 vs 868 ms).
  * The price: up to 16 MiB of freed heap (plus the 4 MiB pad) stays in each process.
  */
 export const ROBOT_MALLOC_TUNABLES: MallocTunables = {
-  'glibc.malloc.mmap_threshold': 4 * 2 ** 20,
+  // Setting any of these ends glibc's adaptive mmap threshold (which rises to 32 MiB as large
+  // blocks are freed): fix it there, so a robot's own inference tensors stay on the heap too.
+  'glibc.malloc.mmap_threshold': 32 * 2 ** 20,
   'glibc.malloc.trim_threshold': 16 * 2 ** 20,
   'glibc.malloc.top_pad': 4 * 2 ** 20,
 };

@@ -157,6 +157,17 @@ describe('log entries and ingestion (Byzantine input)', () => {
     assert.equal(a.stateHash(), source.stateHash());
   });
 
+  it('isOwn tells our entries from others\' by key, and self is our key in hex', () => {
+    const { ledgers } = memoryFleet(2);
+    const [a, b] = ledgers;
+    const mine = a.append({ type: 'claim', task: 'own' });
+    const theirs = b.append({ type: 'claim', task: 'other' });
+    assert.equal(a.self, toHex(mine.entry.author));
+    assert.equal(a.isOwn(mine), true);
+    assert.equal(a.isOwn(theirs), false);
+    assert.equal(new Ledger(new MemoryLogStore()).isOwn(mine), false, 'a ledger that does not sign owns nothing');
+  });
+
   it('a sync with more authors behind than one request may name (1,100 > 1,024) still gets every one of them', async () => {
     const admin = signerFromSeed(new Uint8Array(32).fill(77));
     const members = Array.from({ length: 1100 }, (_, i) => signerFromSeed(Uint8Array.from({ length: 32 }, (_, k) => (k < 2 ? [i & 0xff, i >> 8][k] : 78))));

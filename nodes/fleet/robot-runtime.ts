@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { isExcluded } from '../../contracts/fleet-state.js';
 import { signerFromSeed } from '../../protocol/ed25519.js';
-import { signEntry, toHex } from '../../protocol/log-entry.js';
+import { signEntry } from '../../protocol/log-entry.js';
 import { decodeFrame, encodeFrame } from '../../protocol/tensor-frame.js';
 import { builtinInputShape } from '../inference/bundled-models.js';
 import { textLikeImage } from '../inference/sample-images.js';
@@ -118,7 +118,7 @@ export class RobotRuntime {
     robot.ledger!.on('entry', (d) => {
       const p = d.entry.payload;
       const detail = 'task' in p ? p.task : p.type === 'tile' ? `${p.tile} v${p.version}` : p.type === 'flag' ? p.robot.slice(0, 12) : p.type === 'anchor' ? `tx ${p.tx}` : '';
-      if (toHex(d.entry.author) === robot.ledger!.self) this.events.push({ at: Date.now() - this.started, kind: p.type, detail });
+      if (robot.ledger!.isOwn(d)) this.events.push({ at: Date.now() - this.started, kind: p.type, detail });
       if (this.events.length > 500) this.events.splice(0, this.events.length - 500);
     });
   }

@@ -48,6 +48,7 @@ export class Ledger extends EventEmitter<{ entry: [DecodedEntry, IngestStatus] }
     private readonly signer?: Signer,
   ) {
     super();
+    this.self = signer ? toHex(signer.publicKey) : undefined;
     // Entries in our own store were checked when they came in: decode without re-verifying.
     const rows = store.all();
     const slots = new Set<string>();
@@ -65,8 +66,12 @@ export class Ledger extends EventEmitter<{ entry: [DecodedEntry, IngestStatus] }
     );
   }
 
-  get self(): Hex | undefined {
-    return this.signer ? toHex(this.signer.publicKey) : undefined;
+  /** Our author key (hex), when this ledger signs. */
+  readonly self: Hex | undefined;
+
+  /** True for an entry we authored (compares the key bytes: no hex per entry). */
+  isOwn(d: DecodedEntry): boolean {
+    return this.signer !== undefined && equalBytes(d.entry.author, this.signer.publicKey);
   }
 
   get state(): FleetState {

@@ -3,7 +3,7 @@ import type { Stream } from '@libp2p/interface';
 import { peerIdFromString } from '@libp2p/peer-id';
 import { lpStream } from '@libp2p/utils';
 import * as cbor from '@ipld/dag-cbor';
-import { EntryError, type Hex, MAX_ENTRY_BYTES, toHex } from '../../protocol/log-entry.js';
+import { EntryError, type Hex, MAX_ENTRY_BYTES } from '../../protocol/log-entry.js';
 import type { MeshNode } from '../mesh/host.js';
 import { type Ledger, MissingParentsError } from './ledger.js';
 import { MAX_REPLY_BYTES, MAX_WANT, type PullResult, type Summary, type SyncPeer, decodeRangesReply, encodeRangesReply, pullFrom, servedRanges, servedStart } from './sync.js';
@@ -139,7 +139,7 @@ export class LogReplicator {
     });
     pubsub.subscribe(topic);
     this.ledger.on('entry', (d) => {
-      if (this.ledger.self && d.entry.author && toHex(d.entry.author) === this.ledger.self) {
+      if (this.ledger.isOwn(d)) {
         // Entries appended together (a batch, or within one tick) go out as one message: every
         // gossip message costs a socket write per peer and a yamux window update back.
         this.outbox.push(d.bytes);

@@ -39,6 +39,8 @@ export class Ledger extends EventEmitter<{ entry: [DecodedEntry, IngestStatus] }
   private readonly staged: { stored: StoredEntry; item: LogItem; decoded: DecodedEntry; status: IngestStatus }[] = [];
   private readonly maxSeqs = new Map<Hex, number>();
   private readonly counts = new Map<Hex, number>();
+  /** Parsed entries whose signature was checked and holds (held by whoever still holds the entry). */
+  private readonly verified = new WeakSet<DecodedEntry>();
   private bulkDepth = 0;
   private readonly unfolded: LogItem[] = [];
   private unfoldedSince = 0;
@@ -200,9 +202,10 @@ export class Ledger extends EventEmitter<{ entry: [DecodedEntry, IngestStatus] }
         }
       });
       // Held entries are duplicates whatever their signature: only the new ones are verified.
-      const fresh = parsed.filter((p): p is DecodedEntry => !(p instanceof EntryError) && !this.lamports.has(p.idHex));
+      // An entry offered again (a sync retrying those whose parents were missing) keeps its verdict.
+      const fresh = parsed.filter((p): p is DecodedEntry => !(p instanceof EntryError) && !this.lamports.has(p.idHex) && !this.verified.has(p));
       const refused = new Map<DecodedEntry, EntryError>();
-      verifyEntries(fresh).forEach((err, i) => err && refused.set(fresh[i], err));
+      verifyEntries(fresh).forEach((err, i) => (err ? refused.set(fresh[i], err) : this.verified.add(fresh[i])));
       return parsed.map((p) => {
         if (p instanceof EntryError) return p;
         try {

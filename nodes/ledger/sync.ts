@@ -1,4 +1,4 @@
-import { type DecodedEntry, EntryError, type Hex, parseEntry, toHex } from '../../protocol/log-entry.js';
+import { type DecodedEntry, EntryError, type Hex, equalBytes, parseEntry, toHex } from '../../protocol/log-entry.js';
 import { type Ledger, MissingParentsError } from './ledger.js';
 
 /** Per author: highest seq and entries held. */
@@ -130,8 +130,11 @@ async function pull(ledger: Ledger, peer: SyncPeer, batch: number, maxRounds: nu
     }
     if (got.length === 0) break;
     const last = new Map<Hex, number>();
+    // Entries come in runs of one author's: hex-encode a key only when it changes.
+    let key: Uint8Array | undefined;
+    let author = '';
     for (const g of got) {
-      const author = toHex(g.entry.author);
+      if (!key || !equalBytes(key, g.entry.author)) author = toHex((key = g.entry.author));
       last.set(author, Math.max(last.get(author) ?? 0, g.entry.seq));
     }
     for (const w of want) {

@@ -157,6 +157,18 @@ describe('log entries and ingestion (Byzantine input)', () => {
     assert.equal(a.stateHash(), source.stateHash());
   });
 
+  it('a new member\'s entry that arrives before the admit it descends from waits for it, then goes in', () => {
+    const { ledgers } = memoryFleet(2, 31);
+    const [admin, observer] = ledgers;
+    const newcomer = new Ledger(new MemoryLogStore(), signerFromSeed(new Uint8Array(32).fill(131)));
+    const admit = admin.append({ type: 'admit', member: newcomer.self! });
+    for (const id of admin.ids()) newcomer.ingest(admin.get(id)!);
+    const first = newcomer.append({ type: 'claim', task: 'hello' });
+    assert.throws(() => observer.ingest(first.bytes), MissingParentsError, 'its parent (the admit) is not here yet');
+    observer.ingest(admit.bytes);
+    assert.equal(observer.ingest(first.bytes), 'added');
+  });
+
   it('isOwn tells our entries from others\' by key, and self is our key in hex', () => {
     const { ledgers } = memoryFleet(2);
     const [a, b] = ledgers;

@@ -229,11 +229,13 @@ export class Ledger extends EventEmitter<{ entry: [DecodedEntry, IngestStatus] }
     else if (verified) throw verified;
     const e = decoded.entry;
     const author = this.authorHex(e.author);
-    const isGenesis = e.payload.type === 'genesis' && e.seq === 1 && e.parents.length === 0;
-    if (!isGenesis && !this.admitted.has(author)) throw new EntryError('UNKNOWN_AUTHOR', `author ${author.slice(0, 12)}… was never admitted`);
+    // Parents first: the entry admitting its author may be among them (a new member's first
+    // entries descend from it), so an entry waits for its ancestors before it is judged by them.
     const parents = e.parents.map(toHex);
     const missing = parents.filter((p) => !this.lamports.has(p));
     if (missing.length) throw new MissingParentsError(missing);
+    const isGenesis = e.payload.type === 'genesis' && e.seq === 1 && e.parents.length === 0;
+    if (!isGenesis && !this.admitted.has(author)) throw new EntryError('UNKNOWN_AUTHOR', `author ${author.slice(0, 12)}… was never admitted`);
     for (const p of parents) {
       if (e.lamport <= this.lamports.get(p)!) throw new EntryError('WRONG_CLOCK', `clock ${e.lamport} does not exceed its parents'`);
     }

@@ -72,17 +72,12 @@ export async function pullFrom(ledger: Ledger, peer: SyncPeer, batch = 500, maxR
 
 async function pull(ledger: Ledger, peer: SyncPeer, batch: number, maxRounds: number): Promise<PullResult> {
   const result: PullResult = { added: 0, rejected: [], rounds: 0 };
-  /**
-   * Entries that cannot go in yet, with why: parents not here, or an author whose admission is
-   * still on the way (a reply is in Lamport order across authors but holds only a share of each,
-   * so a newly admitted member's entries can come before the admin's entry admitting them).
-   */
-  const pending: { d: DecodedEntry; why: EntryError }[] = [];
+  const pending: DecodedEntry[] = [];
   /** Ingests a batch in one transaction and one fold; returns how many were settled. */
   const offer = (list: DecodedEntry[]): number => {
     let settled = 0;
     ledger.ingestBatch(list).forEach((status, i) => {
-      if (status instanceof MissingParentsError || (status instanceof EntryError && status.code === 'UNKNOWN_AUTHOR')) pending.push({ d: list[i], why: status });
+      if (status instanceof MissingParentsError) pending.push(list[i]);
       else {
         settled++;
         if (status instanceof EntryError) result.rejected.push({ code: status.code, message: status.message });
@@ -92,7 +87,7 @@ async function pull(ledger: Ledger, peer: SyncPeer, batch: number, maxRounds: nu
     return settled;
   };
   const retryPending = (): void => {
-    while (pending.length && offer(pending.splice(0).map((p) => p.d)) > 0);
+    while (pending.length && offer(pending.splice(0)) > 0);
   };
   // The first request carries our summary; its reply, the peer's and the first batch.
   const ours = ledger.summary();
@@ -162,10 +157,7 @@ async function pull(ledger: Ledger, peer: SyncPeer, batch: number, maxRounds: nu
     retryPending();
   }
   retryPending();
-  for (const { d, why } of pending) {
-    if (why instanceof MissingParentsError) result.rejected.push({ code: 'MISSING_PARENTS', message: `entry still lacks parents after sync (${d.bytes.length} B)` });
-    else result.rejected.push({ code: why.code, message: why.message });
-  }
+  for (const d of pending) result.rejected.push({ code: 'MISSING_PARENTS', message: `entry still lacks parents after sync (${d.bytes.length} B)` });
   // The contracts refold what this sync brought once it returns (Ledger.bulk): tens of ms with
   // the event loop blocked. A request the peer already sent us (its own sync's next batch)
   // is answered first, or the peer's sync waits the whole refold for it.

@@ -285,7 +285,8 @@ function hasExactly(o: object, fields: readonly string[]): boolean {
 }
 
 const uint = (v: unknown, max = Number.MAX_SAFE_INTEGER): boolean => Number.isSafeInteger(v) && (v as number) >= 0 && (v as number) <= max;
-const hexKey = (v: unknown): boolean => typeof v === 'string' && HEX64.test(v);
+/** A 64-character lowercase hex string: an author key or an entry id as the log writes them. */
+export const isHexKey = (v: unknown): v is Hex => typeof v === 'string' && HEX64.test(v);
 
 function checkBatch(b: Entry['batch']): void {
   if (typeof b !== 'object' || b === null || !hasExactly(b, BATCH_FIELDS)) fail('batch must hold index, count and path');
@@ -317,25 +318,25 @@ function checkPayload(p: Payload): void {
     case 'genesis':
       exact('fleet', 'members', 'admins');
       if (typeof p.fleet !== 'string' || p.fleet.length === 0 || p.fleet.length > 64) fail('bad fleet name');
-      if (!Array.isArray(p.members) || p.members.length > 1000 || !p.members.every(hexKey)) fail('members must be hex keys');
-      if (!Array.isArray(p.admins) || p.admins.length > 100 || !p.admins.every(hexKey)) fail('admins must be hex keys');
+      if (!Array.isArray(p.members) || p.members.length > 1000 || !p.members.every(isHexKey)) fail('members must be hex keys');
+      if (!Array.isArray(p.admins) || p.admins.length > 100 || !p.admins.every(isHexKey)) fail('admins must be hex keys');
       return;
     case 'admit':
     case 'revoke':
       exact('member');
-      if (!hexKey(p.member)) fail('member must be a hex key');
+      if (!isHexKey(p.member)) fail('member must be a hex key');
       return;
     case 'task':
       exact('task', 'model', 'input', 'k', 'timeout');
       if (typeof p.task !== 'string' || !TASK_ID.test(p.task)) fail('bad task id');
-      if (!hexKey(p.model) || !hexKey(p.input)) fail('model and input must be sha256 hex');
+      if (!isHexKey(p.model) || !isHexKey(p.input)) fail('model and input must be sha256 hex');
       if (!uint(p.k, 16) || p.k < 1) fail('k must be 1..16');
       if (!uint(p.timeout, 1_000_000) || p.timeout < 1) fail('timeout must be a positive clock span');
       return;
     case 'assign':
       exact('task', 'executors');
       if (typeof p.task !== 'string' || !TASK_ID.test(p.task)) fail('bad task id');
-      if (!Array.isArray(p.executors) || p.executors.length < 1 || p.executors.length > 16 || !p.executors.every(hexKey)) fail('bad executors');
+      if (!Array.isArray(p.executors) || p.executors.length < 1 || p.executors.length > 16 || !p.executors.every(isHexKey)) fail('bad executors');
       return;
     case 'claim':
       exact('task');
@@ -344,24 +345,24 @@ function checkPayload(p: Payload): void {
     case 'result':
       exact('task', 'digest', 'values');
       if (typeof p.task !== 'string' || !TASK_ID.test(p.task)) fail('bad task id');
-      if (!hexKey(p.digest)) fail('digest must be sha256 hex');
+      if (!isHexKey(p.digest)) fail('digest must be sha256 hex');
       // Integers (fixed point, 1e-6 units) keep the bytes canonical: DAG-CBOR floats are not compared reliably.
       if (!Array.isArray(p.values) || p.values.length > 64 || !p.values.every((v) => Number.isSafeInteger(v))) fail('values must be ≤ 64 integers');
       return;
     case 'tile':
       exact('tile', 'version', 'digest');
       if (typeof p.tile !== 'string' || !TASK_ID.test(p.tile)) fail('bad tile id');
-      if (!uint(p.version) || !hexKey(p.digest)) fail('bad tile version or digest');
+      if (!uint(p.version) || !isHexKey(p.digest)) fail('bad tile version or digest');
       return;
     case 'flag':
       exact('robot', 'evidence');
-      if (!hexKey(p.robot)) fail('flag robot must be a hex key');
-      if (!Array.isArray(p.evidence) || p.evidence.length > 64 || !p.evidence.every(hexKey)) fail('flag evidence must be ≤ 64 digests');
+      if (!isHexKey(p.robot)) fail('flag robot must be a hex key');
+      if (!Array.isArray(p.evidence) || p.evidence.length > 64 || !p.evidence.every(isHexKey)) fail('flag evidence must be ≤ 64 digests');
       return;
     case 'anchor':
       exact('root', 'count', 'heads', 'tx', 'checkpoint', 'txBytes', 'txSig');
-      if (!hexKey(p.root) || !uint(p.count) || p.count < 1 || !uint(p.checkpoint)) fail('bad anchor');
-      if (!Array.isArray(p.heads) || p.heads.length < 1 || p.heads.length > 64 || !p.heads.every(hexKey)) fail('anchor heads must be 1..64 ids');
+      if (!isHexKey(p.root) || !uint(p.count) || p.count < 1 || !uint(p.checkpoint)) fail('bad anchor');
+      if (!Array.isArray(p.heads) || p.heads.length < 1 || p.heads.length > 64 || !p.heads.every(isHexKey)) fail('anchor heads must be 1..64 ids');
       if (typeof p.tx !== 'string' || p.tx.length === 0 || p.tx.length > 128) fail('bad anchor tx');
       if (!(p.txBytes instanceof Uint8Array) || p.txBytes.length > 8192) fail('anchor txBytes must be ≤ 8 KiB');
       if (typeof p.txSig !== 'string' || p.txSig.length > 256) fail('bad anchor txSig');

@@ -3,7 +3,7 @@ import type { Stream } from '@libp2p/interface';
 import { peerIdFromString } from '@libp2p/peer-id';
 import { lpStream } from '@libp2p/utils';
 import * as cbor from '@ipld/dag-cbor';
-import { EntryError, type Hex, MAX_ENTRY_BYTES } from '../../protocol/log-entry.js';
+import { EntryError, type Hex, MAX_ENTRY_BYTES, isHexKey } from '../../protocol/log-entry.js';
 import type { MeshNode } from '../mesh/host.js';
 import { type Ledger, MissingParentsError } from './ledger.js';
 import { MAX_REPLY_BYTES, MAX_WANT, type PullResult, type Summary, type SyncPeer, decodeRangesReply, encodeRangesReply, pullFrom, servedRanges, servedStart } from './sync.js';
@@ -67,7 +67,7 @@ function decodeSummary(data: unknown): Summary {
   if (!Array.isArray(data) || data.length > MAX_AUTHORS) return bad();
   const out: Summary = new Map();
   for (const pair of data as unknown[]) {
-    if (!Array.isArray(pair) || pair.length !== 2 || typeof pair[0] !== 'string' || !/^[0-9a-f]{64}$/.test(pair[0])) return bad();
+    if (!Array.isArray(pair) || pair.length !== 2 || !isHexKey(pair[0])) return bad();
     const v = pair[1] as { maxSeq?: unknown; count?: unknown } | null;
     if (typeof v !== 'object' || v === null || !Number.isSafeInteger(v.maxSeq) || !Number.isSafeInteger(v.count)) return bad();
     const maxSeq = v.maxSeq as number;
@@ -212,74 +212,71 @@ export class LogReplicator {
     }
   }
 
-  private async ask(peer: string, req: Request): Promise<Uint8Array> {
-    const [pieces] = await this.askPieces(peer, req);
-    return pieces.length === 1 ? pieces[0] : Buffer.concat(pieces);
-  }
-
-  /**
-   * The reply's `messages` messages, each in the pieces the stream delivered it in (a megabyte
-   * reply is not copied whole).
-   */
-  private async askPieces(peer: string, req: Request, messages = 1): Promise<Uint8Array[][]> {
-    const stream = await this.node.dialProtocol(peerIdFromString(peer), LOG_PROTOCOL, { signal: AbortSignal.timeout(10_000) });
-    const lp = lpStream(stream, { maxDataLength: MAX_MESSAGE, maxBufferSize: 2 * MAX_MESSAGE });
+  /** One request on a stream of its own (`news`: the answer says only that it arrived). */
+  private async ask(peer: string, req: Request): Promise<void> {
+    const session = this.session(peer);
     try {
-      await lp.write(cbor.encode(req));
-      const replies: Uint8Array[][] = [];
-      const signal = AbortSignal.timeout(30_000);
-      while (replies.length < messages) replies.push([...(await lp.read({ signal }))]);
-      await stream.close();
-      return replies;
-    } catch (err) {
-      stream.abort(err as Error);
-      throw err;
+      await session.exchange(req, 1);
+    } finally {
+      session.close();
     }
   }
 
   /**
-   * A sync with `peer` over one stream: `start`, then each `ranges` request on the same stream
-   * as the one before is answered (a new stream per request cost a protocol negotiation, a
-   * peer-store update and a round trip each, ~4 ms of CPU a side).
+   * Requests to `peer` over one stream, opened at the first: each is answered before the next
+   * goes out (a sync's `start` and `ranges`; a new stream per request cost a protocol
+   * negotiation, a peer-store update and a round trip each, ~4 ms of CPU a side). A reply comes
+   * as its messages, each in the pieces the stream delivered it in (a megabyte is not copied whole).
    */
-  private remote(peer: string): SyncPeer {
-    let session: Promise<{ stream: Stream; lp: ReturnType<typeof lpStream> }> | undefined;
+  private session(peer: string): { exchange(req: Request, messages: number): Promise<Uint8Array[][]>; close(): void } {
+    let opened: Promise<{ stream: Stream; lp: ReturnType<typeof lpStream> }> | undefined;
     /** The exchange before this one: one request at a time on the stream, each reply read whole. */
     let previous: Promise<unknown> = Promise.resolve();
     let done = false;
-    const exchange = (req: Request, messages: number): Promise<Uint8Array[][]> => {
-      const run = async (): Promise<Uint8Array[][]> => {
-        session ??= this.node
-          .dialProtocol(peerIdFromString(peer), LOG_PROTOCOL, { signal: AbortSignal.timeout(10_000) })
-          .then((stream) => ({ stream, lp: lpStream(stream, { maxDataLength: MAX_MESSAGE, maxBufferSize: 2 * MAX_MESSAGE }) }));
-        const { stream, lp } = await session;
-        try {
-          await lp.write(cbor.encode(req));
-          const replies: Uint8Array[][] = [];
-          const signal = AbortSignal.timeout(30_000);
-          while (replies.length < messages) replies.push([...(await lp.read({ signal }))]);
-          return replies;
-        } catch (err) {
-          done = true;
-          stream.abort(err as Error);
-          throw err;
-        }
-      };
-      const result = previous.then(run, run);
-      previous = result.catch(() => undefined);
-      return result;
+    const run = async (req: Request, messages: number): Promise<Uint8Array[][]> => {
+      opened ??= this.node
+        .dialProtocol(peerIdFromString(peer), LOG_PROTOCOL, { signal: AbortSignal.timeout(10_000) })
+        .then((stream) => ({ stream, lp: lpStream(stream, { maxDataLength: MAX_MESSAGE, maxBufferSize: 2 * MAX_MESSAGE }) }));
+      const { stream, lp } = await opened;
+      try {
+        await lp.write(cbor.encode(req));
+        const replies: Uint8Array[][] = [];
+        const signal = AbortSignal.timeout(30_000);
+        while (replies.length < messages) replies.push([...(await lp.read({ signal }))]);
+        return replies;
+      } catch (err) {
+        done = true;
+        stream.abort(err as Error);
+        throw err;
+      }
     };
+    return {
+      exchange: (req, messages) => {
+        const result = previous.then(
+          () => run(req, messages),
+          () => run(req, messages),
+        );
+        previous = result.catch(() => undefined);
+        return result;
+      },
+      close: () => {
+        if (done) return;
+        done = true;
+        void opened?.then(({ stream }) => stream.close()).catch(() => undefined);
+      },
+    };
+  }
+
+  /** A sync with `peer`, on one session stream. */
+  private remote(peer: string): SyncPeer {
+    const { exchange, close } = this.session(peer);
     return {
       start: async (ours, limit) => {
         const [summary, first] = await exchange({ t: 'start', have: [...ours], limit: Math.min(limit, BATCH) }, 2);
         return { theirs: decodeSummary(cbor.decode(summary.length === 1 ? summary[0] : Buffer.concat(summary))), first: decodeRangesReply(first) };
       },
       ranges: async (want, limit) => decodeRangesReply((await exchange({ t: 'ranges', want, limit: Math.min(limit, BATCH) }, 1))[0]),
-      close: () => {
-        if (done) return;
-        done = true;
-        void session?.then(({ stream }) => stream.close()).catch(() => undefined);
-      },
+      close,
     };
   }
 

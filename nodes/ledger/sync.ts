@@ -229,23 +229,13 @@ export function servedRanges(ledger: Ledger, want: Want[], limit: number, maxByt
 const FULL_KEY = Uint8Array.of(0x64, ...new TextEncoder().encode('full'));
 const ENTRIES_KEY = Uint8Array.of(0x67, ...new TextEncoder().encode('entries'));
 
-/** A CBOR header (major type, length) in its shortest form, as DAG-CBOR requires. */
-function header(major: number, n: number): number[] {
-  const m = major << 5;
-  if (n < 24) return [m | n];
-  if (n < 0x100) return [m | 24, n];
-  if (n < 0x10000) return [m | 25, n >> 8, n & 0xff];
-  return [m | 26, (n >>> 24) & 0xff, (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff];
-}
-
 /**
  * The DAG-CBOR of a ranges reply, {full, entries: [bytes…]} (what cbor.encode gives), written
  * directly: one allocation and a copy of each stored entry, instead of a generic encoder's
  * token stream over a megabyte.
  */
 export function encodeRangesReply(reply: RangesReply): Uint8Array {
-  const list = header(4, reply.entries.length);
-  let size = 1 + FULL_KEY.length + 1 + ENTRIES_KEY.length + list.length;
+  let size = 1 + FULL_KEY.length + 1 + ENTRIES_KEY.length + headerLength(reply.entries.length);
   for (const e of reply.entries) size += headerLength(e.length) + e.length;
   // Every byte is written below: no need to zero a megabyte first (in this VM, zeroed fresh
   // memory costs more than the copy into it).
@@ -257,8 +247,7 @@ export function encodeRangesReply(reply: RangesReply): Uint8Array {
   out[at++] = reply.full ? 0xf5 : 0xf4;
   out.set(ENTRIES_KEY, at);
   at += ENTRIES_KEY.length;
-  out.set(list, at);
-  at += list.length;
+  at = writeHeader(out, at, 4, reply.entries.length);
   for (const e of reply.entries) {
     at = writeHeader(out, at, 2, e.length);
     out.set(e, at);
@@ -268,12 +257,12 @@ export function encodeRangesReply(reply: RangesReply): Uint8Array {
   return out;
 }
 
-/** Bytes of header(major, n). */
+/** Bytes of a CBOR header of length n in its shortest form, as DAG-CBOR requires. */
 function headerLength(n: number): number {
   return n < 24 ? 1 : n < 0x100 ? 2 : n < 0x10000 ? 3 : 5;
 }
 
-/** Writes header(major, n) at `at` (no array made per entry); returns the offset after it. */
+/** Writes the shortest CBOR header (major type, length n) at `at`; returns the offset after it. */
 function writeHeader(out: Uint8Array, at: number, major: number, n: number): number {
   const m = major << 5;
   if (n < 24) out[at++] = m | n;

@@ -1,4 +1,4 @@
-import { fork, spawnSync } from 'node:child_process';
+import { fork } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,7 +11,7 @@ import { SqliteLogStore } from '../nodes/ledger/sqlite-store.js';
 import { MemoryLogStore } from '../nodes/ledger/store.js';
 import { identityFromSeed } from '../nodes/mesh/identity.js';
 import { Robot } from '../nodes/robot/robot.js';
-import { ROBOT_MALLOC_TUNABLES, hasMallocTunables, robotProcessEnv } from '../nodes/util/malloc-tunables.js';
+import { ROBOT_MALLOC_TUNABLES, reexecWithMallocTunables } from '../nodes/util/malloc-tunables.js';
 import type { PeerCommand, PeerReply } from './ledger-peer.js';
 import { startHealProfile } from './ledger-profile.js';
 import { type Row, table, writeResults } from './report.js';
@@ -21,7 +21,7 @@ import { type Row, table, writeResults } from './report.js';
  * process (ratio), verification rate, fold rate, replication throughput over libp2p, and the
  * time to converge after healing two partitions that each wrote N entries (two robot processes).
  *
- * Both robot processes run with the malloc tunables robot processes get (`robotProcessEnv`):
+ * Both robot processes run with the malloc tunables robot processes get (ROBOT_MALLOC_TUNABLES):
  * without them the bench re-executes itself with them (the peer it forks inherits them).
  * BENCH_MALLOC=default measures with glibc's defaults instead.
  */
@@ -173,12 +173,4 @@ async function heal(dir: string, group: number): Promise<{ ms: number; same: boo
   }
 }
 
-/** Re-executes this script with the robot process env when it lacks it; false when this process should measure. */
-function reexecInRobotEnv(): boolean {
-  if (process.env.BENCH_MALLOC === 'default' || hasMallocTunables(ROBOT_MALLOC_TUNABLES)) return false;
-  const child = spawnSync(process.execPath, [...process.execArgv, ...process.argv.slice(1)], { stdio: 'inherit', env: robotProcessEnv() });
-  process.exitCode = child.status ?? 1;
-  return true;
-}
-
-if (!reexecInRobotEnv()) await main();
+if (!reexecWithMallocTunables(ROBOT_MALLOC_TUNABLES)) await main();

@@ -1,11 +1,11 @@
-import { spawnSync } from 'node:child_process';
 import ort from 'onnxruntime-node';
 import { type Tensor, decodeFrame, encodeFrame } from '../protocol/tensor-frame.js';
 import { PRECISIONS, type Precision } from '../nodes/inference/boundary.js';
 import { BUILTIN_MODELS, type BuiltinModel, builtinInputShape, loadModelArg } from '../nodes/inference/bundled-models.js';
 import { node, opset13Model, serializeModel, tensorValueInfo } from '../nodes/inference/onnx-model.js';
 import { median } from '../nodes/inference/profiler.js';
-import { hasInferenceEnv, inferenceProcessEnv } from '../nodes/inference/runtime-env.js';
+import { INFERENCE_MALLOC_TUNABLES } from '../nodes/inference/runtime-env.js';
+import { reexecWithMallocTunables } from '../nodes/util/malloc-tunables.js';
 import { textLikeImage } from '../nodes/inference/sample-images.js';
 import { SessionCache } from '../nodes/inference/sessions.js';
 import { ModelSlicer } from '../nodes/inference/slicer.js';
@@ -261,15 +261,4 @@ async function main(): Promise<void> {
   process.stdout.write(`\nwrote ${path}\n`);
 }
 
-/**
- * Re-executes this script in the inference process environment when it does not have it yet
- * (glibc reads its tunables only at start); returns false when this process should measure.
- */
-function reexecInInferenceEnv(): boolean {
-  if (process.env.BENCH_MALLOC === 'default' || hasInferenceEnv()) return false;
-  const child = spawnSync(process.execPath, [...process.execArgv, ...process.argv.slice(1)], { stdio: 'inherit', env: inferenceProcessEnv() });
-  process.exitCode = child.status ?? 1;
-  return true;
-}
-
-if (!reexecInInferenceEnv()) await main();
+if (!reexecWithMallocTunables(INFERENCE_MALLOC_TUNABLES)) await main();

@@ -430,7 +430,10 @@ class Reader {
     return this.b[this.pos++];
   }
 
-  /** A copy of the next `n` bytes (one allocation: no view made first). */
+  /**
+   * The next `n` bytes as their own Uint8Array: a copy of a plain Uint8Array, but a view when the
+   * input is a Buffer (Buffer#slice shares memory, as `DecodedEntry.bytes` does anyway).
+   */
   copy(n: number): Uint8Array {
     if (n > this.b.length - this.pos) fail('CBOR ends early');
     const out = this.b.slice(this.pos, this.pos + n);

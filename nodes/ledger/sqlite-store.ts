@@ -27,7 +27,7 @@ const view = (b: Buffer): Uint8Array => new Uint8Array(b.buffer, b.byteOffset, b
  * Stores created now have no index on the id (layout 3 without the id's UNIQUE): ids are hashes,
  * so each insert landed on a random page of that index, and every commit rewrote most of its
  * pages into the WAL — 7–11 µs per row in commits of 200 rows instead of 2.5–4.5 µs without it
- * (scratch measurement, 20,000 rows of 450 B). Lookups by id go through `rowOf`, the id → rowid
+ * (scratch measurement, 20,000 rows of 450 B). Lookups by id go through `rowids`, the id → rowid
  * map kept in memory (the ledger holds every id in memory anyway), which also makes duplicate
  * puts no-ops. Stores written with the UNIQUE index keep it and work unchanged.
  */

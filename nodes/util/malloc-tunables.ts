@@ -4,6 +4,8 @@
  * check itself with `hasMallocTunables` and re-exec if it must. Other allocators (musl,
  * jemalloc) ignore the variable; so does glibc before 2.26.
  */
+import { spawnSync } from 'node:child_process';
+
 export type MallocTunables = Readonly<Record<string, number>>;
 
 /**
@@ -50,3 +52,15 @@ export function hasMallocTunables(tunables: MallocTunables, env: NodeJS.ProcessE
 }
 
 export const robotProcessEnv = (base?: NodeJS.ProcessEnv): NodeJS.ProcessEnv => withMallocTunables(ROBOT_MALLOC_TUNABLES, base);
+
+/**
+ * Runs this script again, in a child process whose env has `tunables`, unless this process has
+ * them already (or BENCH_MALLOC=default asks for glibc's defaults); the child's exit code becomes
+ * ours. Returns true when the child did the work and this process should do nothing more.
+ */
+export function reexecWithMallocTunables(tunables: MallocTunables): boolean {
+  if (process.env.BENCH_MALLOC === 'default' || hasMallocTunables(tunables)) return false;
+  const child = spawnSync(process.execPath, [...process.execArgv, ...process.argv.slice(1)], { stdio: 'inherit', env: withMallocTunables(tunables) });
+  process.exitCode = child.status ?? 1;
+  return true;
+}

@@ -7,14 +7,20 @@ const layer = (banned, extra = []) => ({
     'error',
     {
       patterns: [
-        ...banned.map((dir) => ({ group: [`**/${dir}/*`, `**/${dir}/**`], message: `this layer must not import ${dir}/` })),
+        ...banned.map((dir) => ({
+          group: [`**/${dir}/*`, `**/${dir}/**`],
+          message: `this layer must not import ${dir}/`,
+        })),
         ...extra,
       ],
     },
   ],
 });
 const pureIo = [
-  { group: ['node:fs', 'node:fs/*', 'node:net', 'node:child_process', 'node:http', 'node:os', 'fs', 'net', 'os'], message: 'pure layers do no I/O' },
+  {
+    group: ['node:fs', 'node:fs/*', 'node:net', 'node:child_process', 'node:http', 'node:os', 'fs', 'net', 'os'],
+    message: 'pure layers do no I/O',
+  },
 ];
 
 export default tseslint.config(

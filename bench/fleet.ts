@@ -47,7 +47,11 @@ events:
 `);
   const dir = await mkdtemp(join(tmpdir(), `rm-bench-fleet-${n}-`));
   try {
-    const run = new FleetRun(scenario, { placement: PLACEMENT, dataDir: dir, log: (l) => process.stderr.write(`  [${n}] ${l}\n`) });
+    const run = new FleetRun(scenario, {
+      placement: PLACEMENT,
+      dataDir: dir,
+      log: (l) => process.stderr.write(`  [${n}] ${l}\n`),
+    });
     const hosts = resolvePlacement(PLACEMENT, n) !== 'in-process';
     // Sampled at every status poll (from the mesh forming to the final catch-up): the robots'
     // processes through their statuses (each process counted once), and this one.
@@ -57,17 +61,24 @@ events:
     let last: typeof first;
     run.on('update', () => {
       const usage = run.processUsage();
-      peakRss = Math.max(peakRss, usage.reduce((a, u) => a + u.rss, 0));
+      peakRss = Math.max(
+        peakRss,
+        usage.reduce((a, u) => a + u.rss, 0),
+      );
       peakOwnRss = Math.max(peakOwnRss, process.memoryUsage().rss);
       last = { at: performance.now(), cpuMs: new Map(usage.map((u) => [u.pid, u.cpuMs])), own: process.cpuUsage() };
       first ??= last;
     });
     const report = await run.run();
     const statuses = run.robotStatuses();
-    const mean = (f: (s: (typeof statuses)[number]) => number): number => statuses.reduce((a, s) => a + f(s), 0) / statuses.length;
+    const mean = (f: (s: (typeof statuses)[number]) => number): number =>
+      statuses.reduce((a, s) => a + f(s), 0) / statuses.length;
     // CPU time of the robots' processes between the first and the last poll, per wall second.
     const span = first && last && last.at > first.at ? (last.at - first.at) / 1000 : NaN;
-    const cpuS = first && last ? [...last.cpuMs].reduce((a, [pid, ms]) => a + (ms - (first!.cpuMs.get(pid) ?? ms)), 0) / 1000 : NaN;
+    const cpuS =
+      first && last
+        ? [...last.cpuMs].reduce((a, [pid, ms]) => a + (ms - (first!.cpuMs.get(pid) ?? ms)), 0) / 1000
+        : NaN;
     const own = first && last ? (last.own.user - first.own.user + last.own.system - first.own.system) / 1e6 : NaN;
     return {
       robots: n,
@@ -96,8 +107,15 @@ events:
 async function main(): Promise<void> {
   const rows: Row[] = [];
   for (const n of SIZES) rows.push(await one(n));
-  const where = PLACEMENT === 'in-process' ? 'robots in one process' : PLACEMENT === 'separate' ? 'one process per robot' : `robots spread round-robin over ${PLACEMENT} process${PLACEMENT === 1 ? '' : 'es'}`;
-  console.log(`\nbench:fleet — ${where} on builtin:warehouse (simulated at ${SIM_SPEED}× real time), partition into halves for 14 s, then heal\n`);
+  const where =
+    PLACEMENT === 'in-process'
+      ? 'robots in one process'
+      : PLACEMENT === 'separate'
+        ? 'one process per robot'
+        : `robots spread round-robin over ${PLACEMENT} process${PLACEMENT === 1 ? '' : 'es'}`;
+  console.log(
+    `\nbench:fleet — ${where} on builtin:warehouse (simulated at ${SIM_SPEED}× real time), partition into halves for 14 s, then heal\n`,
+  );
   console.log(table(rows));
   console.log(
     '\nconverged = until the last robot held every log entry any robot had written when the heal came, and the cells of every tile those entries name (robots keep mapping meanwhile: tile versions written after the heal are ongoing sync, not part of catching up), each robot timing itself; median robot = the same for the median robot; logs alone = the entries without the cells; RSS and CPU per robot = the processes hosting robots (each once), peak RSS and CPU time from the mesh forming to the final catch-up, divided by the robots; fleet process = this process (orchestration and polling) when the robots run elsewhere; log bytes = one copy of what each robot published (gossip fan-out and sync replies not counted); tile bytes = map cells each robot served to neighbours that pulled them (tile entries travel in the log); tensor bytes = boundary tensors and results each robot sent as an executor; tasks = logged split inferences on the generated CNN, k = 2.',

@@ -42,7 +42,11 @@ async function handle(cmd: PeerCommand): Promise<void> {
         dataDir: join(cmd.dir, 'peer'),
         cacheDir: cmd.dir,
         probeIntervalMs: 0,
-        ledger: { store: (store = new SqliteLogStore(join(cmd.dir, 'peer.sqlite'))), genesis: new Uint8Array(cmd.genesis), antiEntropyMs: 60_000 },
+        ledger: {
+          store: (store = new SqliteLogStore(join(cmd.dir, 'peer.sqlite'))),
+          genesis: new Uint8Array(cmd.genesis),
+          antiEntropyMs: 60_000,
+        },
       });
       reply({ t: 'started', addresses: robot.host.addresses(), peerId: robot.peerId });
       return;
@@ -53,7 +57,12 @@ async function handle(cmd: PeerCommand): Promise<void> {
       return;
     case 'append':
       for (let i = 0; i < cmd.count; i += cmd.group) {
-        robot!.ledger!.appendBatch(Array.from({ length: Math.min(cmd.group, cmd.count - i) }, (_, k) => ({ type: 'claim' as const, task: `${cmd.prefix}${i + k}` })));
+        robot!.ledger!.appendBatch(
+          Array.from({ length: Math.min(cmd.group, cmd.count - i) }, (_, k) => ({
+            type: 'claim' as const,
+            task: `${cmd.prefix}${i + k}`,
+          })),
+        );
       }
       // Checkpointed now, as a robot that wrote them over a long partition would have long since.
       store!.checkpoint();

@@ -21,7 +21,9 @@ export async function startHealProfile(name: string): Promise<{ stop(): Promise<
       const { profile } = await session.post('Profiler.stop');
       const after = process.resourceUsage();
       const ms = (us: number): number => Math.round(us / 1000);
-      process.stderr.write(`heal profile ${name}: user ${ms(after.userCPUTime - before.userCPUTime)} ms, system ${ms(after.systemCPUTime - before.systemCPUTime)} ms, minor page faults ${after.minorPageFault - before.minorPageFault}\n`);
+      process.stderr.write(
+        `heal profile ${name}: user ${ms(after.userCPUTime - before.userCPUTime)} ms, system ${ms(after.systemCPUTime - before.systemCPUTime)} ms, minor page faults ${after.minorPageFault - before.minorPageFault}\n`,
+      );
       session.disconnect();
       await writeFile(join(dir, `heal-${name}-${process.pid}.cpuprofile`), JSON.stringify(profile));
     },

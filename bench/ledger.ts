@@ -37,7 +37,10 @@ async function main(): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'robomesh-bench-ledger-'));
   const signer = signerFromSeed(new Uint8Array(32).fill(1));
   const me = toHex(signer.publicKey);
-  const genesis = signEntry({ seq: 1, lamport: 1, parents: [], payload: { type: 'genesis', fleet: 'bench', members: [me], admins: [me] } }, signer);
+  const genesis = signEntry(
+    { seq: 1, lamport: 1, parents: [], payload: { type: 'genesis', fleet: 'bench', members: [me], admins: [me] } },
+    signer,
+  );
   const rows: Row[] = [];
   const msg = new Uint8Array(200).fill(7);
 
@@ -46,18 +49,30 @@ async function main(): Promise<void> {
   const signRate = rate(N, performance.now() - t0);
   rows.push({ measure: 'raw Ed25519 sign (200 B)', 'per second': signRate, 'ratio to raw sign': 1 });
 
-  for (const [name, store, group] of HEAL_ONLY ? [] : [
-    ['signed appends one by one (one signature each), memory store', new MemoryLogStore(), 1],
-    ['signed appends in batches of 100 (one signature per batch), memory store', new MemoryLogStore(), 100],
-    ['signed appends one by one, SQLite WAL synchronous=FULL (one fsync each)', new SqliteLogStore(join(dir, 'a.sqlite')), 1],
-    ['signed appends in batches of 100, SQLite WAL synchronous=FULL (group commit: one fsync and one signature per batch)', new SqliteLogStore(join(dir, 'b.sqlite')), 100],
-  ] as const) {
+  for (const [name, store, group] of HEAL_ONLY
+    ? []
+    : ([
+        ['signed appends one by one (one signature each), memory store', new MemoryLogStore(), 1],
+        ['signed appends in batches of 100 (one signature per batch), memory store', new MemoryLogStore(), 100],
+        [
+          'signed appends one by one, SQLite WAL synchronous=FULL (one fsync each)',
+          new SqliteLogStore(join(dir, 'a.sqlite')),
+          1,
+        ],
+        [
+          'signed appends in batches of 100, SQLite WAL synchronous=FULL (group commit: one fsync and one signature per batch)',
+          new SqliteLogStore(join(dir, 'b.sqlite')),
+          100,
+        ],
+      ] as const)) {
     const ledger = new Ledger(store, signer);
     ledger.ingest(genesis.bytes);
     const count = name.includes('one fsync each') ? Math.min(N, 2000) : N;
     t0 = performance.now();
     for (let i = 0; i < count; i += group) {
-      ledger.appendBatch(Array.from({ length: Math.min(group, count - i) }, (_, k) => ({ type: 'claim' as const, task: `t${i + k}` })));
+      ledger.appendBatch(
+        Array.from({ length: Math.min(group, count - i) }, (_, k) => ({ type: 'claim' as const, task: `t${i + k}` })),
+      );
     }
     const r = rate(count, performance.now() - t0);
     rows.push({ measure: name, 'per second': r, 'ratio to raw sign': r / signRate });
@@ -66,13 +81,21 @@ async function main(): Promise<void> {
       t0 = performance.now();
       for (const b of bytes) decodeEntry(b);
       const v = rate(bytes.length, performance.now() - t0);
-      rows.push({ measure: `decode + verify, entries signed ${group === 1 ? 'one by one' : `in batches of ${group}`}`, 'per second': v, 'ratio to raw sign': v / signRate });
+      rows.push({
+        measure: `decode + verify, entries signed ${group === 1 ? 'one by one' : `in batches of ${group}`}`,
+        'per second': v,
+        'ratio to raw sign': v / signRate,
+      });
       if (group === 1) {
         t0 = performance.now();
         const fold = new LedgerFold();
         for (const item of ledger.fold.items()) fold.insert(item);
         const f = rate(bytes.length, performance.now() - t0);
-        rows.push({ measure: `fold from scratch (${bytes.length} entries)`, 'per second': f, 'ratio to raw sign': f / signRate });
+        rows.push({
+          measure: `fold from scratch (${bytes.length} entries)`,
+          'per second': f,
+          'ratio to raw sign': f / signRate,
+        });
       }
     }
     store.close();
@@ -83,10 +106,22 @@ async function main(): Promise<void> {
   for (const group of HEAL_ONLY ? [100] : [100, 1]) {
     const { ms, same, cpuMs } = await heal(dir, group);
     const signing = group === 1 ? 'appended one by one (one signature each)' : `appended in batches of ${group}`;
-    rows.push({ measure: `heal two partitions of ${N} entries each, ${signing}: reconnect + anti-entropy both ways, ms`, 'per second': Math.round(ms), 'ratio to raw sign': same ? 'converged, same state' : 'DIVERGED' });
-    rows.push({ measure: `replication throughput during that heal (entries/s, both directions)`, 'per second': rate(2 * N, ms), 'ratio to raw sign': '' });
+    rows.push({
+      measure: `heal two partitions of ${N} entries each, ${signing}: reconnect + anti-entropy both ways, ms`,
+      'per second': Math.round(ms),
+      'ratio to raw sign': same ? 'converged, same state' : 'DIVERGED',
+    });
+    rows.push({
+      measure: `replication throughput during that heal (entries/s, both directions)`,
+      'per second': rate(2 * N, ms),
+      'ratio to raw sign': '',
+    });
     // CPU time says what the heal costs even when other work on the machine stretches the wall time.
-    rows.push({ measure: `CPU time each robot process spent during that heal, ms (robot a / robot b)`, 'per second': Math.round(Math.max(...cpuMs)), 'ratio to raw sign': cpuMs.map((c) => Math.round(c)).join(' / ') });
+    rows.push({
+      measure: `CPU time each robot process spent during that heal, ms (robot a / robot b)`,
+      'per second': Math.round(Math.max(...cpuMs)),
+      'ratio to raw sign': cpuMs.map((c) => Math.round(c)).join(' / '),
+    });
   }
   await rm(dir, { recursive: true, force: true });
 
@@ -106,7 +141,10 @@ async function heal(dir: string, group: number): Promise<{ ms: number; same: boo
   const ids = await Promise.all([11, 12].map((s) => identityFromSeed(new Uint8Array(32).fill(s + group))));
   const members = ids.map((i) => toHex(i.privateKey.publicKey.raw));
   const admin = signerFromSeed(ids[0].seed);
-  const fleetGenesis = signEntry({ seq: 1, lamport: 1, parents: [], payload: { type: 'genesis', fleet: 'bench', members, admins: [members[0]] } }, admin);
+  const fleetGenesis = signEntry(
+    { seq: 1, lamport: 1, parents: [], payload: { type: 'genesis', fleet: 'bench', members, admins: [members[0]] } },
+    admin,
+  );
   const storeA = new SqliteLogStore(join(dir, `g${group}-l0.sqlite`));
   const a = await Robot.start({
     name: 'l0',
@@ -118,7 +156,9 @@ async function heal(dir: string, group: number): Promise<{ ms: number; same: boo
     probeIntervalMs: 0,
     ledger: { store: storeA, genesis: fleetGenesis.bytes, antiEntropyMs: 60_000 },
   });
-  const child = fork(fileURLToPath(new URL('./ledger-peer.js', import.meta.url)), { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const child = fork(fileURLToPath(new URL('./ledger-peer.js', import.meta.url)), {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
   const replies: PeerReply[] = [];
   const waiters: (() => void)[] = [];
   child.on('message', (r: PeerReply) => {
@@ -144,13 +184,26 @@ async function heal(dir: string, group: number): Promise<{ ms: number; same: boo
     while (!cond() && Date.now() < end) await new Promise((r) => setTimeout(r, 2));
   };
   try {
-    const b = await ask({ t: 'start', seed: [...ids[1].seed], members: ids.map((x) => x.peerId.toString()), genesis: [...fleetGenesis.bytes], dir: join(dir, `g${group}`), bootstrap: a.host.addresses() }, 'started');
+    const b = await ask(
+      {
+        t: 'start',
+        seed: [...ids[1].seed],
+        members: ids.map((x) => x.peerId.toString()),
+        genesis: [...fleetGenesis.bytes],
+        dir: join(dir, `g${group}`),
+        bootstrap: a.host.addresses(),
+      },
+      'started',
+    );
     await until(() => a.host.connectedPeers().length === 1, 10_000);
     await a.host.partition([b.peerId]);
     await ask({ t: 'partition', peer: a.peerId }, 'partitioned');
     await until(() => a.host.connectedPeers().length === 0, 10_000);
     const appended = ask({ t: 'append', count: N, group, prefix: 'b' }, 'appended');
-    for (let i = 0; i < N; i += group) a.ledger!.appendBatch(Array.from({ length: Math.min(group, N - i) }, (_, k) => ({ type: 'claim' as const, task: `a${i + k}` })));
+    for (let i = 0; i < N; i += group)
+      a.ledger!.appendBatch(
+        Array.from({ length: Math.min(group, N - i) }, (_, k) => ({ type: 'claim' as const, task: `a${i + k}` })),
+      );
     await appended;
     // Both stores checkpoint the partition's appends before the heal (the peer did on replying):
     // written over a real partition, that checkpoint would be long past.
@@ -166,7 +219,11 @@ async function heal(dir: string, group: number): Promise<{ ms: number; same: boo
     const used = process.cpuUsage(cpu);
     await profile?.stop();
     const p = await peerDone;
-    return { ms: Math.max(aDone, p.at) - t0, same: a.ledger!.size === total && a.ledger!.stateHash() === p.stateHash, cpuMs: [(used.user + used.system) / 1000, p.cpuMs] };
+    return {
+      ms: Math.max(aDone, p.at) - t0,
+      same: a.ledger!.size === total && a.ledger!.stateHash() === p.stateHash,
+      cpuMs: [(used.user + used.system) / 1000, p.cpuMs],
+    };
   } finally {
     child.send({ t: 'stop' } satisfies PeerCommand);
     await a.stop();

@@ -49,7 +49,8 @@ export class TokenBucket {
 
   private refill(): void {
     const now = performance.now();
-    if (Number.isFinite(this.rate)) this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) * this.rate) / 1000);
+    if (Number.isFinite(this.rate))
+      this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) * this.rate) / 1000);
     this.last = now;
   }
 

@@ -26,7 +26,8 @@ const median = (xs: number[]): number => {
 
 function qualityWithout(s: MapService, excluded: string[], fleet: MappingFleet): MapQuality {
   const byTile = new Map<string, Parameters<typeof mergeTile>[0]>();
-  for (const c of s.contributions()) if (!excluded.includes(c.author)) byTile.set(c.tile, [...(byTile.get(c.tile) ?? []), c]);
+  for (const c of s.contributions())
+    if (!excluded.includes(c.author)) byTile.set(c.tile, [...(byTile.get(c.tile) ?? []), c]);
   return mapQuality(assemble(new Map([...byTile].map(([t, l]) => [t, mergeTile(l)])), s.grid.frame), fleet.world);
 }
 
@@ -60,7 +61,8 @@ function run(seed: number, liars: number): Run {
     for (const s of fleet.services) s.detect();
     fleet.syncLogs();
     const flagged = fleet.services[0].ledger.state.flagged;
-    if (Number.isNaN(flaggedAfter) && byzantine.every((b) => flagged.includes(fleet.keys[b.robot]))) flaggedAfter = fleet.sim.time;
+    if (Number.isNaN(flaggedAfter) && byzantine.every((b) => flagged.includes(fleet.keys[b.robot])))
+      flaggedAfter = fleet.sim.time;
   }
   const wall = (performance.now() - t0) / 1000;
   const s0 = fleet.services[0];
@@ -105,7 +107,9 @@ async function main(): Promise<void> {
     for (const seed of SEEDS) {
       const r = run(seed, liars);
       runs.push(r);
-      process.stderr.write(`  ${liars} liar(s), seed ${seed}: accuracy ${(r.accuracy * 100).toFixed(2)} %, flagged after ${r.flaggedAfter} s, ${r.simSpeed.toFixed(1)}× real time\n`);
+      process.stderr.write(
+        `  ${liars} liar(s), seed ${seed}: accuracy ${(r.accuracy * 100).toFixed(2)} %, flagged after ${r.flaggedAfter} s, ${r.simSpeed.toFixed(1)}× real time\n`,
+      );
     }
   }
   const rows: Row[] = [0, 1, 2].map((liars) => {
@@ -128,7 +132,9 @@ async function main(): Promise<void> {
   });
   console.log(`\nbench:mapping — 8 robots, builtin:office, medians over seeds ${SEEDS.join(', ')}\n`);
   console.log(table(rows));
-  console.log('\nhonest-only = the merged map of the honest robots alone (8, 7, 6); payload = signed entry + deflated cells per contribution (gossip overhead and duplicates not counted).');
+  console.log(
+    '\nhonest-only = the merged map of the honest robots alone (8, 7, 6); payload = signed entry + deflated cells per contribution (gossip overhead and duplicates not counted).',
+  );
   const path = await writeResults('mapping', { seeds: SEEDS, rows, runs });
   console.log(`\nwrote ${path}`);
 }

@@ -26,6 +26,9 @@ export async function writeResults(name: string, results: object): Promise<strin
   const path = join(root, 'bench', 'results', `${name}.json`);
   await mkdir(dirname(path), { recursive: true });
   const machine = { cpu: cpus()[0]?.model, cores: cpus().length, node: process.version };
-  await writeFile(path, `${JSON.stringify({ bench: name, at: new Date().toISOString(), machine, ...results }, null, 2)}\n`);
+  await writeFile(
+    path,
+    `${JSON.stringify({ bench: name, at: new Date().toISOString(), machine, ...results }, null, 2)}\n`,
+  );
   return path;
 }

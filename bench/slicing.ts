@@ -1,7 +1,12 @@
 import ort from 'onnxruntime-node';
 import { type Tensor, decodeFrame, encodeFrame } from '../protocol/tensor-frame.js';
 import { PRECISIONS, type Precision } from '../nodes/inference/boundary.js';
-import { BUILTIN_MODELS, type BuiltinModel, builtinInputShape, loadModelArg } from '../nodes/inference/bundled-models.js';
+import {
+  BUILTIN_MODELS,
+  type BuiltinModel,
+  builtinInputShape,
+  loadModelArg,
+} from '../nodes/inference/bundled-models.js';
 import { node, opset13Model, serializeModel, tensorValueInfo } from '../nodes/inference/onnx-model.js';
 import { median } from '../nodes/inference/profiler.js';
 import { INFERENCE_MALLOC_TUNABLES } from '../nodes/inference/runtime-env.js';
@@ -162,7 +167,8 @@ async function main(): Promise<void> {
         tail: () => slicer.runTail(cut.id, 'fp32', boundary),
       };
       const warm0 = performance.now();
-      for (let i = 0; i < WARMUP || performance.now() - warm0 < WARMUP_MS; i++) for (const run of Object.values(parts)) await run();
+      for (let i = 0; i < WARMUP || performance.now() - warm0 < WARMUP_MS; i++)
+        for (const run of Object.values(parts)) await run();
       const rounds = roundsFor(await timed(parts.whole), await timed(parts.head), await timed(parts.tail));
       // Each part runs twice in a row per round: the first run follows another session (as the
       // bench always measured), the second follows itself, as on a robot serving one part.
@@ -179,7 +185,9 @@ async function main(): Promise<void> {
       }
       const errors = {} as Record<Precision, number>;
       for (const p of PRECISIONS) {
-        const out = (await slicer.runTail(cut.id, p, decodeFrame(encodeFrame(await slicer.runHead(cut.id, p, feeds)))))[output].data as Float32Array;
+        const out = (await slicer.runTail(cut.id, p, decodeFrame(encodeFrame(await slicer.runHead(cut.id, p, feeds)))))[
+          output
+        ].data as Float32Array;
         errors[p] = Math.max(...whole.map((v, i) => Math.abs(v - out[i])));
       }
       // Time every cut with the same sessions open (whole model, this cut's head and tail).

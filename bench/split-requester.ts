@@ -48,7 +48,11 @@ async function main(): Promise<void> {
   const robot = await Robot.start({
     name: 'requester',
     identity: await identityFromSeed(Buffer.from(arg('seed'), 'hex')),
-    fleet: { name: 'bench', members: arg('members').split(','), bootstrap: [`/ip4/${peerHost}/tcp/${peerPort}/p2p/${peerId}`] },
+    fleet: {
+      name: 'bench',
+      members: arg('members').split(','),
+      bootstrap: [`/ip4/${peerHost}/tcp/${peerPort}/p2p/${peerId}`],
+    },
     listen: viaRelay ? [] : [`/ip4/${arg('host')}/tcp/0`],
     models: [{ arg: 'builtin:ocr-det', inputShape: { x: [1, 3, 320, 320] } }, { arg: sinkPath }],
     cacheDir: join(dir, 'requester-cache'),
@@ -76,7 +80,10 @@ async function main(): Promise<void> {
   out('ready', { peerId: robot.peerId, wholeMs: robot.models.profile(model)!.wholeMs });
   const input: Tensor[] = [{ name: 'x', dtype: 'float32', dims: [1, 3, 320, 320], data: textLikeImage(320, 320, 9) }];
 
-  const measure = async (force: InferOptions['force'], reps: number): Promise<{ ms: number[]; executors: string[]; parts: Record<string, number> }> => {
+  const measure = async (
+    force: InferOptions['force'],
+    reps: number,
+  ): Promise<{ ms: number[]; executors: string[]; parts: Record<string, number> }> => {
     const ms: number[] = [];
     const executors: string[] = [];
     const parts: Record<string, number[]> = {};
@@ -101,7 +108,15 @@ async function main(): Promise<void> {
     for (const plan of ranked) {
       const config = plan.kind === 'split' ? `split ${plan.cut} ${plan.precision}` : plan.kind;
       const always = plan.kind !== 'split';
-      const m: Measured = { config, kind: plan.kind, cut: plan.cut, precision: plan.precision, predictedMs: plan.predictedMs, runs: 0, executors: [] };
+      const m: Measured = {
+        config,
+        kind: plan.kind,
+        cut: plan.cut,
+        precision: plan.precision,
+        predictedMs: plan.predictedMs,
+        runs: 0,
+        executors: [],
+      };
       if (!always && plan.predictedMs > Math.max(8 * best, budgetMs)) {
         m.skipped = `predicted ${plan.predictedMs.toFixed(0)} ms > max(8 × best prediction, ${budgetMs} ms)`;
       } else if (!always && plan.predictedMs > 2000 && plan.precision === 'fp32') {
@@ -109,7 +124,10 @@ async function main(): Promise<void> {
       } else {
         const n = plan.predictedMs > 3000 ? 1 : reps; // plus one untimed warm-up run
         try {
-          const { ms, executors, parts } = await measure({ kind: plan.kind, cut: plan.cut, precision: plan.precision, peer: plan.peer }, n);
+          const { ms, executors, parts } = await measure(
+            { kind: plan.kind, cut: plan.cut, precision: plan.precision, peer: plan.peer },
+            n,
+          );
           m.medianMs = median(ms);
           m.parts = parts;
           m.runs = n;
@@ -121,14 +139,19 @@ async function main(): Promise<void> {
       results.push(m);
     }
     // The scheduler against the best static plan, runs alternated so drift and noise hit both alike.
-    const measured = results.filter((r) => r.medianMs !== undefined && r.executors.every((e) => e === (r.kind === 'local' ? 'local' : 'peer')));
+    const measured = results.filter(
+      (r) => r.medianMs !== undefined && r.executors.every((e) => e === (r.kind === 'local' ? 'local' : 'peer')),
+    );
     const bestStatic = measured.reduce((x, y) => (x.medianMs! <= y.medianMs! ? x : y));
     const chosen: string[] = [];
     const schedulerMs: number[] = [];
     const bestMs: number[] = [];
     const pairs = bestStatic.medianMs! > 3000 ? 1 : reps + 2;
     for (let i = 0; i < pairs; i++) {
-      const forced = await measure({ kind: bestStatic.kind as 'local', cut: bestStatic.cut, precision: bestStatic.precision }, 1).catch(() => undefined);
+      const forced = await measure(
+        { kind: bestStatic.kind as 'local', cut: bestStatic.cut, precision: bestStatic.precision },
+        1,
+      ).catch(() => undefined);
       if (forced) bestMs.push(...forced.ms);
       const r = await robot.infer(model, input, { deadlineMs: 120_000 });
       schedulerMs.push(r.decision.actualMs);
@@ -138,7 +161,11 @@ async function main(): Promise<void> {
     const link = robot.links.get(peerId);
     const stray = bypass();
     if (stray) throw new Error(stray);
-    return { results, scheduler: { medianMs: median(schedulerMs), chosen, best: bestStatic.config, bestMs: median(bestMs), pairs }, link };
+    return {
+      results,
+      scheduler: { medianMs: median(schedulerMs), chosen, best: bestStatic.config, bestMs: median(bestMs), pairs },
+      link,
+    };
   };
 
   // One persistent raw connection, like libp2p's: neither side pays a handshake or slow start per frame.
@@ -169,8 +196,12 @@ async function main(): Promise<void> {
     if (!viaRelay) return undefined;
     const stray = robot.host.node
       .getConnections(peerIdFromString(peerId))
-      .filter((c) => c.direction !== 'outbound' || !c.remoteAddr.toString().startsWith(`/ip4/${peerHost}/tcp/${peerPort}`));
-    return stray.length ? `connection bypasses the emulated link: ${stray.map((c) => `${c.direction} ${c.remoteAddr.toString()}`).join(', ')}` : undefined;
+      .filter(
+        (c) => c.direction !== 'outbound' || !c.remoteAddr.toString().startsWith(`/ip4/${peerHost}/tcp/${peerPort}`),
+      );
+    return stray.length
+      ? `connection bypasses the emulated link: ${stray.map((c) => `${c.direction} ${c.remoteAddr.toString()}`).join(', ')}`
+      : undefined;
   };
 
   // Before each timed transfer the link idles `settleMs`, long enough for the shaper's token
@@ -182,24 +213,39 @@ async function main(): Promise<void> {
     const rows = [];
     for (const mb of sizesMb) {
       const bytes = Math.round(mb * 1024 * 1024);
-      const tensor: Tensor[] = [{ name: 'x', dtype: 'float32', dims: [bytes / 4], data: new Float32Array(bytes / 4).fill(0.5) }];
+      const tensor: Tensor[] = [
+        { name: 'x', dtype: 'float32', dims: [bytes / 4], data: new Float32Array(bytes / 4).fill(0.5) },
+      ];
       const raw: number[] = [];
       const ours: number[] = [];
       await rawSend(bytes); // warm both paths once
-      await robot.client.infer(peerId, { model: sink, cut: 'input', precision: 'fp32', granularity: 'channel' }, tensor, 300_000).catch(() => undefined);
+      await robot.client
+        .infer(peerId, { model: sink, cut: 'input', precision: 'fp32', granularity: 'channel' }, tensor, 300_000)
+        .catch(() => undefined);
       let error = bypass();
       for (let i = 0; i < reps; i++) {
         await settle(settleMs);
         raw.push(bytes / 1000 / (await rawSend(bytes)));
         await settle(settleMs);
         try {
-          const r = await robot.client.infer(peerId, { model: sink, cut: 'input', precision: 'fp32', granularity: 'channel' }, tensor, 300_000);
+          const r = await robot.client.infer(
+            peerId,
+            { model: sink, cut: 'input', precision: 'fp32', granularity: 'channel' },
+            tensor,
+            300_000,
+          );
           ours.push(r.sentBytes / 1000 / (r.elapsedMs - r.computeMs));
         } catch (err) {
           error = (err as Error).message;
         }
       }
-      rows.push({ mb, rawMBps: median(raw), oursMBps: ours.length ? median(ours) : 0, ratio: ours.length ? median(ours) / median(raw) : 0, error });
+      rows.push({
+        mb,
+        rawMBps: median(raw),
+        oursMBps: ours.length ? median(ours) : 0,
+        ratio: ours.length ? median(ours) / median(raw) : 0,
+        error,
+      });
     }
     return rows;
   };

@@ -32,7 +32,8 @@ const RATES_MBIT = (process.env.BENCH_RATES ?? '1,5,20,100').split(',').map(Numb
 const WINDOW = Math.max(256 * 1024, Math.round((Math.min(...RATES_MBIT) * 1e6) / 8));
 
 /** Idle time for either shaper's token bucket (same burst) to refill, before each timed frame. */
-const settleMs = (mbit: number | undefined): number => (mbit === undefined ? 0 : Math.ceil((1000 * burstFor((mbit * 1e6) / 8)) / ((mbit * 1e6) / 8)) + 10);
+const settleMs = (mbit: number | undefined): number =>
+  mbit === undefined ? 0 : Math.ceil((1000 * burstFor((mbit * 1e6) / 8)) / ((mbit * 1e6) / 8)) + 10;
 const CPU_LIMIT = Number(process.env.BENCH_CPU_LIMIT ?? 25);
 const REPS = Number(process.env.BENCH_REPS ?? 3);
 const NS_A = 'rmbench-a';
@@ -56,7 +57,8 @@ async function cpuCgroup(percent: number): Promise<string | undefined> {
 }
 
 const here = (f: string): string => fileURLToPath(new URL(f, import.meta.url));
-const sh = (cmd: string, args: string[]): string => execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+const sh = (cmd: string, args: string[]): string =>
+  execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 
 function haveTool(tool: string): boolean {
   try {
@@ -107,7 +109,24 @@ function shape(mbit: number | undefined): void {
     }
     if (mbit !== undefined) {
       const burst = burstFor((mbit * 1e6) / 8);
-      sh('ip', ['netns', 'exec', ns, 'tc', 'qdisc', 'add', 'dev', dev, 'root', 'tbf', 'rate', `${mbit}mbit`, 'burst', String(burst), 'latency', '200ms']);
+      sh('ip', [
+        'netns',
+        'exec',
+        ns,
+        'tc',
+        'qdisc',
+        'add',
+        'dev',
+        dev,
+        'root',
+        'tbf',
+        'rate',
+        `${mbit}mbit`,
+        'burst',
+        String(burst),
+        'latency',
+        '200ms',
+      ]);
     }
   }
 }
@@ -144,7 +163,16 @@ function start(cmd: string, args: string[]): Proc {
 }
 
 interface RoundResult {
-  results: { config: string; kind: string; predictedMs: number; medianMs?: number; runs: number; skipped?: string; executors: string[]; parts?: Record<string, number> }[];
+  results: {
+    config: string;
+    kind: string;
+    predictedMs: number;
+    medianMs?: number;
+    runs: number;
+    skipped?: string;
+    executors: string[];
+    parts?: Record<string, number>;
+  }[];
   scheduler: { medianMs: number; chosen: string[]; best: string; bestMs: number; pairs: number };
   link: { bandwidth: number; rttMs: number };
 }
@@ -171,8 +199,13 @@ async function main(): Promise<void> {
   const isRoot = process.getuid?.() === 0;
   const cgroup = isRoot ? await cpuCgroup(CPU_LIMIT) : undefined;
   const cpulimit = !cgroup && haveTool('cpulimit');
-  const throttle = cgroup ? `CFS quota ${CPU_LIMIT} % of a core (cgroup, 10 ms period)` : cpulimit ? `cpulimit ${CPU_LIMIT} %` : 'NOT limited (no cgroup, no cpulimit)';
-  const why = process.env.BENCH_SHAPING === 'inprocess' ? 'forced by BENCH_SHAPING=inprocess' : 'no root or no iproute2';
+  const throttle = cgroup
+    ? `CFS quota ${CPU_LIMIT} % of a core (cgroup, 10 ms period)`
+    : cpulimit
+      ? `cpulimit ${CPU_LIMIT} %`
+      : 'NOT limited (no cgroup, no cpulimit)';
+  const why =
+    process.env.BENCH_SHAPING === 'inprocess' ? 'forced by BENCH_SHAPING=inprocess' : 'no root or no iproute2';
   const mode = netns
     ? 'network namespaces, veth shaped with tc tbf'
     : `loopback through an in-process token-bucket relay, both directions shaped (${why}; no kernel shaping)`;
@@ -183,7 +216,8 @@ async function main(): Promise<void> {
   const ids = await Promise.all(seeds.map((s) => identityFromSeed(s)));
   const members = ids.map((i) => i.peerId.toString()).join(',');
   const node = process.execPath;
-  const inNs = (ns: string, argv: string[]): [string, string[]] => (netns ? ['ip', ['netns', 'exec', ns, ...argv]] : [argv[0], argv.slice(1)]);
+  const inNs = (ns: string, argv: string[]): [string, string[]] =>
+    netns ? ['ip', ['netns', 'exec', ns, ...argv]] : [argv[0], argv.slice(1)];
   const hostA = netns ? IP_A : '127.0.0.1';
   const hostB = netns ? IP_B : '127.0.0.1';
   if (netns) setupNamespaces();
@@ -212,19 +246,61 @@ async function main(): Promise<void> {
     process.exit(130);
   });
   try {
-    const peer = start(...inNs(NS_B, [node, here('./split-peer.js'), '--host', hostB, '--port', String(PORT), '--dir', dir, '--seed', seeds[1].toString('hex'), '--members', members, '--window', String(WINDOW)]));
+    const peer = start(
+      ...inNs(NS_B, [
+        node,
+        here('./split-peer.js'),
+        '--host',
+        hostB,
+        '--port',
+        String(PORT),
+        '--dir',
+        dir,
+        '--seed',
+        seeds[1].toString('hex'),
+        '--members',
+        members,
+        '--window',
+        String(WINDOW),
+      ]),
+    );
     procs.push(peer);
     await peer.next('ready');
     process.stderr.write('peer ready; starting the requester (it profiles the detector under its CPU limit)\n');
     // Without tc, the requester reaches both of the peer's ports only through the shaping relay.
-    const [peerPort, peerRawPort] = link ? [await link.relay(hostB, PORT), await link.relay(hostB, PORT + RAW_PORT_OFFSET)] : [PORT, PORT + RAW_PORT_OFFSET];
+    const [peerPort, peerRawPort] = link
+      ? [await link.relay(hostB, PORT), await link.relay(hostB, PORT + RAW_PORT_OFFSET)]
+      : [PORT, PORT + RAW_PORT_OFFSET];
     if (link) link.setRate(undefined);
     const requesterArgv = [
-      ...[node, here('./split-requester.js'), '--host', hostA, '--dir', dir, '--seed', seeds[0].toString('hex'), '--members', members],
-      ...['--peer-host', hostB, '--peer-port', String(peerPort), '--peer-raw-port', String(peerRawPort), '--peer-id', ids[1].peerId.toString()],
+      ...[
+        node,
+        here('./split-requester.js'),
+        '--host',
+        hostA,
+        '--dir',
+        dir,
+        '--seed',
+        seeds[0].toString('hex'),
+        '--members',
+        members,
+      ],
+      ...[
+        '--peer-host',
+        hostB,
+        '--peer-port',
+        String(peerPort),
+        '--peer-raw-port',
+        String(peerRawPort),
+        '--peer-id',
+        ids[1].peerId.toString(),
+      ],
       ...['--via-relay', link ? '1' : '0', '--window', String(WINDOW)],
     ];
-    const [cmd, argv] = inNs(NS_A, cpulimit ? ['cpulimit', '-l', String(CPU_LIMIT), '-f', '-q', '--', ...requesterArgv] : requesterArgv);
+    const [cmd, argv] = inNs(
+      NS_A,
+      cpulimit ? ['cpulimit', '-l', String(CPU_LIMIT), '-f', '-q', '--', ...requesterArgv] : requesterArgv,
+    );
     const quote = (a: string): string => `'${a.replace(/'/g, `'\\''`)}'`;
     const requester = cgroup
       ? start('sh', ['-c', `echo $$ > ${CGROUP}/cgroup.procs && exec ${[cmd, ...argv].map(quote).join(' ')}`])
@@ -308,20 +384,64 @@ async function main(): Promise<void> {
           runs: r.runs,
         });
       }
-      for (const t of throughput as { mb: number; rawMBps: number; oursMBps: number; ratio: number; error?: string }[]) {
-        tput.push({ link: rate, shaping: shapingLabel, 'frame MB': t.mb, 'raw TCP MB/s': t.rawMBps, 'robomesh MB/s': t.oursMBps, 'robomesh ÷ raw': t.ratio, error: t.error ?? '' });
+      for (const t of throughput as {
+        mb: number;
+        rawMBps: number;
+        oursMBps: number;
+        ratio: number;
+        error?: string;
+      }[]) {
+        tput.push({
+          link: rate,
+          shaping: shapingLabel,
+          'frame MB': t.mb,
+          'raw TCP MB/s': t.rawMBps,
+          'robomesh MB/s': t.oursMBps,
+          'robomesh ÷ raw': t.ratio,
+          error: t.error ?? '',
+        });
       }
     }
     for (const t of unshaped as { mb: number; rawMBps: number; oursMBps: number; ratio: number; error?: string }[]) {
-      tput.push({ link: unshapedLabel, shaping: 'none', 'frame MB': t.mb, 'raw TCP MB/s': t.rawMBps, 'robomesh MB/s': t.oursMBps, 'robomesh ÷ raw': t.ratio, error: t.error ?? '' });
+      tput.push({
+        link: unshapedLabel,
+        shaping: 'none',
+        'frame MB': t.mb,
+        'raw TCP MB/s': t.rawMBps,
+        'robomesh MB/s': t.oursMBps,
+        'robomesh ÷ raw': t.ratio,
+        error: t.error ?? '',
+      });
     }
     const heading = `bench:split — ${mode}; requester CPU: ${throttle}; yamux window ${WINDOW} B; PaddleOCR detector 1×3×320×320; medians of ${REPS}`;
-    process.stdout.write(`\n${heading}\n\n${table(summary)}\n\nThroughput of one tensor frame (one way + ack), each timed frame after the link idled until its token bucket refilled\n\n${table(tput)}\n\nEvery plan\n\n${table(detail)}\n`);
+    process.stdout.write(
+      `\n${heading}\n\n${table(summary)}\n\nThroughput of one tensor frame (one way + ack), each timed frame after the link idled until its token bucket refilled\n\n${table(tput)}\n\nEvery plan\n\n${table(detail)}\n`,
+    );
     const linkShaping = netns
-      ? { kind: 'tc', how: 'tc tbf on both ends of a veth between two network namespaces', burst: 'max(32 KiB, 10 ms of the rate)', tbfLatency: '200ms' }
-      : { kind: 'inprocess', how: 'loopback relay in the bench process, one token bucket per direction (bench/link-throttle.ts)', burst: `max(32 KiB, 10 ms of the rate), e.g. ${burstFor(12.5e6)} B at 100 Mbit/s`, why };
-    const settle = 'throughput: each timed frame (raw and robomesh) starts after the link idled burst ÷ rate + 10 ms, so both start with a full bucket';
-    const path = await writeResults('split', { mode, shaping: { ...linkShaping, settle }, throttle, windowBytes: WINDOW, reps: REPS, summary, throughput: tput, plans: detail });
+      ? {
+          kind: 'tc',
+          how: 'tc tbf on both ends of a veth between two network namespaces',
+          burst: 'max(32 KiB, 10 ms of the rate)',
+          tbfLatency: '200ms',
+        }
+      : {
+          kind: 'inprocess',
+          how: 'loopback relay in the bench process, one token bucket per direction (bench/link-throttle.ts)',
+          burst: `max(32 KiB, 10 ms of the rate), e.g. ${burstFor(12.5e6)} B at 100 Mbit/s`,
+          why,
+        };
+    const settle =
+      'throughput: each timed frame (raw and robomesh) starts after the link idled burst ÷ rate + 10 ms, so both start with a full bucket';
+    const path = await writeResults('split', {
+      mode,
+      shaping: { ...linkShaping, settle },
+      throttle,
+      windowBytes: WINDOW,
+      reps: REPS,
+      summary,
+      throughput: tput,
+      plans: detail,
+    });
     process.stdout.write(`\nwrote ${path}\n`);
   } finally {
     cleanup();

@@ -106,7 +106,12 @@ export function cloneState(s: FleetState): FleetState {
     ...s,
     members: new Set(s.members),
     admins: new Set(s.admins),
-    tasks: new Map([...s.tasks].map(([k, t]) => [k, { ...t, superseded: [...t.superseded], claims: [...t.claims], results: [...t.results] }])),
+    tasks: new Map(
+      [...s.tasks].map(([k, t]) => [
+        k,
+        { ...t, superseded: [...t.superseded], claims: [...t.claims], results: [...t.results] },
+      ]),
+    ),
     reputation: new Map(s.reputation),
     slots: new Map([...s.slots].map(([author, ids]) => [author, ids.slice()])),
     equivocations: [...s.equivocations],
@@ -118,11 +123,13 @@ export function cloneState(s: FleetState): FleetState {
   };
 }
 
-export const isExcluded = (s: FleetState, robot: Hex): boolean => (s.reputation.get(robot) ?? 0) <= REPUTATION.excludeAt;
+export const isExcluded = (s: FleetState, robot: Hex): boolean =>
+  (s.reputation.get(robot) ?? 0) <= REPUTATION.excludeAt;
 
 export const flagQuorum = (s: FleetState): number => Math.floor((s.members.size - 1) / 3) + 1;
 
-const bump = (s: FleetState, robot: Hex, delta: number): void => void s.reputation.set(robot, (s.reputation.get(robot) ?? 0) + delta);
+const bump = (s: FleetState, robot: Hex, delta: number): void =>
+  void s.reputation.set(robot, (s.reputation.get(robot) ?? 0) + delta);
 
 export function agree(a: ResultRecord, b: ResultRecord): boolean {
   if (a.digest === b.digest) return true;
@@ -221,7 +228,8 @@ export function apply(s: FleetState, e: LogItem): void {
     case 'tile': {
       const key = `${p.tile}/${e.author}`;
       const prev = s.tiles.get(key);
-      if (!prev || p.version > prev.version) s.tiles.set(key, { author: e.author, version: p.version, digest: p.digest, id: e.id, seq: e.seq });
+      if (!prev || p.version > prev.version)
+        s.tiles.set(key, { author: e.author, version: p.version, digest: p.digest, id: e.id, seq: e.seq });
       return;
     }
     case 'flag': {
@@ -238,7 +246,15 @@ export function apply(s: FleetState, e: LogItem): void {
       return;
     }
     case 'anchor':
-      s.anchors.push({ root: p.root, count: p.count, heads: p.heads, tx: p.tx, checkpoint: p.checkpoint, author: e.author, id: e.id });
+      s.anchors.push({
+        root: p.root,
+        count: p.count,
+        heads: p.heads,
+        tx: p.tx,
+        checkpoint: p.checkpoint,
+        author: e.author,
+        id: e.id,
+      });
       return;
   }
 }
@@ -259,8 +275,14 @@ function tryQuorum(s: FleetState, t: TaskState, at: Hex): void {
     const agreeing = [...counted.values()].filter((r) => agree(candidate, r));
     if (agreeing.length >= t.k) {
       t.status = 'accepted';
-      t.accepted = { digest: candidate.digest, values: candidate.values, executors: agreeing.map((r) => r.author).sort(), at };
-      for (const r of counted.values()) bump(s, r.author, agree(candidate, r) ? REPUTATION.acceptedResult : REPUTATION.losingResult);
+      t.accepted = {
+        digest: candidate.digest,
+        values: candidate.values,
+        executors: agreeing.map((r) => r.author).sort(),
+        at,
+      };
+      for (const r of counted.values())
+        bump(s, r.author, agree(candidate, r) ? REPUTATION.acceptedResult : REPUTATION.losingResult);
       return;
     }
   }

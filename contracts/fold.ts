@@ -74,7 +74,8 @@ export class LedgerFold {
       let a = from;
       let b = 0;
       while (a < oldLength || b < fresh.length) {
-        if (b >= fresh.length || (a < oldLength && compareItems(this.order[a], fresh[b]) < 0)) merged.push(this.order[a++]);
+        if (b >= fresh.length || (a < oldLength && compareItems(this.order[a], fresh[b]) < 0))
+          merged.push(this.order[a++]);
         else merged.push(fresh[b++]);
       }
       this.order.length = from;

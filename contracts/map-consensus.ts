@@ -88,10 +88,16 @@ export interface LiarReport {
  * below (≤ 7 % of windows on the built-in worlds, bench:mapping).
  */
 export const PAIR_CONFLICT = { windows: 3, share: 0.1 };
-const pairConflicts = (p: PairTally): boolean => p.conflicts >= PAIR_CONFLICT.windows && p.conflicts >= PAIR_CONFLICT.share * (p.conflicts + p.agreements);
+const pairConflicts = (p: PairTally): boolean =>
+  p.conflicts >= PAIR_CONFLICT.windows && p.conflicts >= PAIR_CONFLICT.share * (p.conflicts + p.agreements);
 
 /** `compare` may be a memoised compareTiles (contributions are immutable per digest). */
-export function findLiars(contributions: Contribution[], excluded: ReadonlySet<Hex> = new Set(), compare: (a: Contribution, b: Contribution) => { windows: number; conflicting: number } = (a, b) => compareTiles(a.cells, b.cells)): LiarReport {
+export function findLiars(
+  contributions: Contribution[],
+  excluded: ReadonlySet<Hex> = new Set(),
+  compare: (a: Contribution, b: Contribution) => { windows: number; conflicting: number } = (a, b) =>
+    compareTiles(a.cells, b.cells),
+): LiarReport {
   const byTile = new Map<string, Contribution[]>();
   for (const c of contributions) {
     if (excluded.has(c.author)) continue;
@@ -121,16 +127,25 @@ export function findLiars(contributions: Contribution[], excluded: ReadonlySet<H
   for (;;) {
     const peers = peerVerdicts(pairs, new Set(suspects));
     const worst = [...peers]
-      .filter(([, p]) => p.conflicting.length + p.agreeing.length >= MIN_PEERS_COMPARED && p.conflicting.length > p.agreeing.length)
-      .sort(([ra, a], [rb, b]) => ratio(b) - ratio(a) || b.conflicting.length - a.conflicting.length || (ra < rb ? -1 : 1))[0];
+      .filter(
+        ([, p]) =>
+          p.conflicting.length + p.agreeing.length >= MIN_PEERS_COMPARED && p.conflicting.length > p.agreeing.length,
+      )
+      .sort(
+        ([ra, a], [rb, b]) => ratio(b) - ratio(a) || b.conflicting.length - a.conflicting.length || (ra < rb ? -1 : 1),
+      )[0];
     if (!worst) return { suspects: suspects.sort(), pairs, peers: peerVerdicts(pairs, new Set()) };
     suspects.push(worst[0]);
   }
 }
 
-const ratio = (p: { conflicting: Hex[]; agreeing: Hex[] }): number => p.conflicting.length / (p.conflicting.length + p.agreeing.length);
+const ratio = (p: { conflicting: Hex[]; agreeing: Hex[] }): number =>
+  p.conflicting.length / (p.conflicting.length + p.agreeing.length);
 
-function peerVerdicts(pairs: PairTally[], without: ReadonlySet<Hex>): Map<Hex, { conflicting: Hex[]; agreeing: Hex[] }> {
+function peerVerdicts(
+  pairs: PairTally[],
+  without: ReadonlySet<Hex>,
+): Map<Hex, { conflicting: Hex[]; agreeing: Hex[] }> {
   const peers = new Map<Hex, { conflicting: Hex[]; agreeing: Hex[] }>();
   const note = (robot: Hex, other: Hex, conflict: boolean): void => {
     const p = peers.get(robot) ?? { conflicting: [], agreeing: [] };

@@ -49,7 +49,8 @@ const signed = (json: Uint8Array): Uint8Array => {
 
 export function encodeAdvert(advert: CapabilityAdvert, signer: Signer): Uint8Array {
   const json = new TextEncoder().encode(JSON.stringify(advert));
-  if (SIG_BYTES + json.length > ADVERT_LIMITS.maxBytes) throw new AdvertError('TOO_LARGE', `advert of ${SIG_BYTES + json.length} bytes`);
+  if (SIG_BYTES + json.length > ADVERT_LIMITS.maxBytes)
+    throw new AdvertError('TOO_LARGE', `advert of ${SIG_BYTES + json.length} bytes`);
   const out = new Uint8Array(SIG_BYTES + json.length);
   out.set(signer.sign(signed(json)));
   out.set(json, SIG_BYTES);
@@ -78,7 +79,8 @@ export function decodeAdvert(bytes: Uint8Array, keyOf: (robot: string) => Uint8A
   if (a.v !== 2) fail(`unknown version ${String(a.v)}`);
   if (typeof a.robot !== 'string' || !PEER_ID.test(a.robot)) fail('robot is not a peer id');
   if (!Number.isSafeInteger(a.seq) || (a.seq as number) < 0) fail('seq is not a non-negative integer');
-  if (!Number.isSafeInteger(a.queue) || (a.queue as number) < 0 || (a.queue as number) > 1_000_000) fail('queue out of range');
+  if (!Number.isSafeInteger(a.queue) || (a.queue as number) < 0 || (a.queue as number) > 1_000_000)
+    fail('queue out of range');
   if (!Array.isArray(a.models) || a.models.length > ADVERT_LIMITS.maxModels) fail('models is not a list of at most 32');
   const models: ModelCapability[] = [];
   for (const m of a.models as unknown[]) {
@@ -93,9 +95,14 @@ export function decodeAdvert(bytes: Uint8Array, keyOf: (robot: string) => Uint8A
       if (!CUT_ID.test(cut)) fail(`bad cut id '${cut.slice(0, 70)}'`);
       if (!isTime(ms)) fail(`cut ${cut}: time out of range`);
     }
-    models.push({ hash: c.hash as string, wholeMs: c.wholeMs as number, tailMs: Object.fromEntries(entries) as Record<string, number> });
+    models.push({
+      hash: c.hash as string,
+      wholeMs: c.wholeMs as number,
+      tailMs: Object.fromEntries(entries) as Record<string, number>,
+    });
   }
   const key = keyOf(a.robot as string);
-  if (!key || !verifySignature(key, signed(json), bytes.subarray(0, SIG_BYTES))) throw new AdvertError('FORGED', `advert not signed by ${a.robot}`);
+  if (!key || !verifySignature(key, signed(json), bytes.subarray(0, SIG_BYTES)))
+    throw new AdvertError('FORGED', `advert not signed by ${a.robot}`);
   return { v: 2, robot: a.robot as string, seq: a.seq as number, queue: a.queue as number, models };
 }

@@ -42,13 +42,7 @@ export interface InferResponse {
 }
 
 export type InferErrorCode =
-  | 'UNKNOWN_MODEL'
-  | 'UNKNOWN_CUT'
-  | 'BAD_FRAME'
-  | 'BAD_TENSORS'
-  | 'DEADLINE'
-  | 'OVERLOADED'
-  | 'INTERNAL';
+  'UNKNOWN_MODEL' | 'UNKNOWN_CUT' | 'BAD_FRAME' | 'BAD_TENSORS' | 'DEADLINE' | 'OVERLOADED' | 'INTERNAL';
 
 export interface InferErrorReply {
   t: 'err';
@@ -71,14 +65,16 @@ export function encodeHeader(header: InferHeader): Uint8Array {
 
 /** Throws unless `kind`, a message's first byte (undefined: empty message), opens a frame chunk. */
 export function expectChunk(kind: number | undefined): void {
-  if (kind !== CHUNK_KIND) throw new InferProtocolError('BAD_MESSAGE', `expected a frame chunk, got message kind ${kind}`);
+  if (kind !== CHUNK_KIND)
+    throw new InferProtocolError('BAD_MESSAGE', `expected a frame chunk, got message kind ${kind}`);
 }
 
 const ID = /^[A-Za-z0-9_-]{1,64}$/;
 const fail = (why: string): never => {
   throw new InferProtocolError('BAD_MESSAGE', why);
 };
-const count = (v: unknown, max: number): boolean => Number.isSafeInteger(v) && (v as number) >= 0 && (v as number) <= max;
+const count = (v: unknown, max: number): boolean =>
+  Number.isSafeInteger(v) && (v as number) >= 0 && (v as number) <= max;
 
 /** Parses a header message; anything off is an InferProtocolError (the stream is reset). */
 export function decodeHeader(message: Uint8Array, maxFrameBytes: number): InferHeader {
@@ -94,7 +90,8 @@ export function decodeHeader(message: Uint8Array, maxFrameBytes: number): InferH
   const maxChunks = Math.ceil(maxFrameBytes / CHUNK_BYTES);
   const checkBody = (): void => {
     if (!count(h.bytes, maxFrameBytes)) fail(`frame of ${String(h.bytes)} bytes exceeds ${maxFrameBytes}`);
-    if (!count(h.chunks, maxChunks) || h.chunks !== Math.ceil((h.bytes as number) / CHUNK_BYTES)) fail('chunk count does not match bytes');
+    if (!count(h.chunks, maxChunks) || h.chunks !== Math.ceil((h.bytes as number) / CHUNK_BYTES))
+      fail('chunk count does not match bytes');
   };
   switch (h.t) {
     case 'req':
@@ -103,7 +100,8 @@ export function decodeHeader(message: Uint8Array, maxFrameBytes: number): InferH
       if (h.precision !== 'fp32' && h.precision !== 'fp16' && h.precision !== 'int8') fail('bad precision');
       if (h.granularity !== 'tensor' && h.granularity !== 'channel') fail('bad granularity');
       if (typeof h.budgetMs !== 'number' || !(h.budgetMs > 0) || h.budgetMs > 600_000) fail('budget out of range');
-      if (h.task !== undefined && (typeof h.task !== 'string' || !/^[A-Za-z0-9_.:-]{1,80}$/.test(h.task))) fail('bad task id');
+      if (h.task !== undefined && (typeof h.task !== 'string' || !/^[A-Za-z0-9_.:-]{1,80}$/.test(h.task)))
+        fail('bad task id');
       checkBody();
       return h as unknown as InferRequest;
     case 'res':
@@ -112,7 +110,12 @@ export function decodeHeader(message: Uint8Array, maxFrameBytes: number): InferH
       return h as unknown as InferResponse;
     case 'err':
       if (typeof h.code !== 'string' || typeof h.message !== 'string') fail('bad error reply');
-      return { t: 'err', id: h.id as string, code: h.code as InferErrorCode, message: (h.message as string).slice(0, 500) };
+      return {
+        t: 'err',
+        id: h.id as string,
+        code: h.code as InferErrorCode,
+        message: (h.message as string).slice(0, 500),
+      };
     default:
       return fail(`unknown header type ${String(h.t)}`);
   }

@@ -35,7 +35,16 @@ export type Payload =
    * IOTA in transaction `tx` (its signed bytes and signature kept here so anyone can check it
    * offline) and final at `checkpoint`.
    */
-  | { type: 'anchor'; root: Hex; count: number; heads: Hex[]; tx: string; checkpoint: number; txBytes: Uint8Array; txSig: string };
+  | {
+      type: 'anchor';
+      root: Hex;
+      count: number;
+      heads: Hex[];
+      tx: string;
+      checkpoint: number;
+      txBytes: Uint8Array;
+      txSig: string;
+    };
 
 export type PayloadType = Payload['type'];
 
@@ -66,7 +75,8 @@ export interface DecodedEntry {
   bytes: Uint8Array;
 }
 
-export type EntryErrorCode = 'MALFORMED' | 'OVERSIZE' | 'BAD_SIGNATURE' | 'UNKNOWN_AUTHOR' | 'WRONG_SEQUENCE' | 'WRONG_CLOCK';
+export type EntryErrorCode =
+  'MALFORMED' | 'OVERSIZE' | 'BAD_SIGNATURE' | 'UNKNOWN_AUTHOR' | 'WRONG_SEQUENCE' | 'WRONG_CLOCK';
 
 export class EntryError extends RobomeshError {
   constructor(
@@ -135,7 +145,8 @@ export function signEntry(draft: EntryDraft, signer: Signer): DecodedEntry {
 
 /** Signs entries appended together with one signature over the Merkle root of their ids. */
 export function signBatch(drafts: EntryDraft[], signer: Signer): DecodedEntry[] {
-  if (drafts.length < 1 || drafts.length > MAX_BATCH) throw new RangeError(`a signed batch holds 1..${MAX_BATCH} entries, not ${drafts.length}`);
+  if (drafts.length < 1 || drafts.length > MAX_BATCH)
+    throw new RangeError(`a signed batch holds 1..${MAX_BATCH} entries, not ${drafts.length}`);
   const units = drafts.map((d) => unsignedOf(d, signer.publicKey));
   units.forEach(checkShape);
   const ids = units.map((u) => sha256(contentBytes(u)));
@@ -145,7 +156,8 @@ export function signBatch(drafts: EntryDraft[], signer: Signer): DecodedEntry[] 
     const { index, count, siblings } = tree.prove(i);
     const entry: Entry = { ...u, sig, batch: { index, count, path: siblings } };
     const bytes = cbor.encode(entry);
-    if (bytes.length > MAX_ENTRY_BYTES) throw new EntryError('OVERSIZE', `entry of ${bytes.length} bytes exceeds ${MAX_ENTRY_BYTES}`);
+    if (bytes.length > MAX_ENTRY_BYTES)
+      throw new EntryError('OVERSIZE', `entry of ${bytes.length} bytes exceeds ${MAX_ENTRY_BYTES}`);
     return { entry, id: ids[i], idHex: toHex(ids[i]), bytes };
   });
 }
@@ -181,17 +193,27 @@ export function decodeEntry(bytes: Uint8Array): DecodedEntry {
  * `sig` and `batch` pairs cut out, since canonical key order puts them together after `seq`.
  */
 export function parseEntry(bytes: Uint8Array): DecodedEntry {
-  if (bytes.length > MAX_ENTRY_BYTES) throw new EntryError('OVERSIZE', `entry of ${bytes.length} bytes exceeds ${MAX_ENTRY_BYTES}`);
+  if (bytes.length > MAX_ENTRY_BYTES)
+    throw new EntryError('OVERSIZE', `entry of ${bytes.length} bytes exceeds ${MAX_ENTRY_BYTES}`);
   const r = new Reader(bytes);
   const pairs = r.head();
   if (r.major !== 5) fail('entry is not a map');
   const spans: Spans = {};
   const e = r.map(pairs, 0, spans) as unknown as Entry;
   if (r.pos !== bytes.length) fail('bytes after the entry');
-  if (!hasExactly(e, ENTRY_FIELDS)) throw new EntryError('MALFORMED', `unexpected fields: ${Object.keys(e).sort().join(',')}`);
-  if (!(e.sig instanceof Uint8Array) || e.sig.length !== 64) throw new EntryError('MALFORMED', 'signature is not 64 bytes');
+  if (!hasExactly(e, ENTRY_FIELDS))
+    throw new EntryError('MALFORMED', `unexpected fields: ${Object.keys(e).sort().join(',')}`);
+  if (!(e.sig instanceof Uint8Array) || e.sig.length !== 64)
+    throw new EntryError('MALFORMED', 'signature is not 64 bytes');
   checkBatch(e.batch);
-  const unsigned: UnsignedEntry = { v: e.v, author: e.author, seq: e.seq, lamport: e.lamport, parents: e.parents, payload: e.payload };
+  const unsigned: UnsignedEntry = {
+    v: e.v,
+    author: e.author,
+    seq: e.seq,
+    lamport: e.lamport,
+    parents: e.parents,
+    payload: e.payload,
+  };
   checkShape(unsigned);
   const { sig, batch } = spans;
   if (!sig || !batch || sig[1] !== batch[0]) fail('sig and batch are not where canonical order puts them');
@@ -284,14 +306,18 @@ function hasExactly(o: object, fields: readonly string[]): boolean {
   return n === fields.length && fields.every((f) => Object.hasOwn(o, f));
 }
 
-const uint = (v: unknown, max = Number.MAX_SAFE_INTEGER): boolean => Number.isSafeInteger(v) && (v as number) >= 0 && (v as number) <= max;
+const uint = (v: unknown, max = Number.MAX_SAFE_INTEGER): boolean =>
+  Number.isSafeInteger(v) && (v as number) >= 0 && (v as number) <= max;
 /** A 64-character lowercase hex string: an author key or an entry id as the log writes them. */
 export const isHexKey = (v: unknown): v is Hex => typeof v === 'string' && HEX64.test(v);
 
 function checkBatch(b: Entry['batch']): void {
-  if (typeof b !== 'object' || b === null || !hasExactly(b, BATCH_FIELDS)) fail('batch must hold index, count and path');
-  if (!uint(b.count, MAX_BATCH) || b.count < 1 || !uint(b.index) || b.index >= b.count) fail('batch index must lie in 0..count-1, count in 1..' + MAX_BATCH);
-  if (!Array.isArray(b.path) || b.path.length > 12 || !b.path.every((h) => h instanceof Uint8Array && h.length === 32)) fail('batch path must be ≤ 12 hashes of 32 bytes');
+  if (typeof b !== 'object' || b === null || !hasExactly(b, BATCH_FIELDS))
+    fail('batch must hold index, count and path');
+  if (!uint(b.count, MAX_BATCH) || b.count < 1 || !uint(b.index) || b.index >= b.count)
+    fail('batch index must lie in 0..count-1, count in 1..' + MAX_BATCH);
+  if (!Array.isArray(b.path) || b.path.length > 12 || !b.path.every((h) => h instanceof Uint8Array && h.length === 32))
+    fail('batch path must be ≤ 12 hashes of 32 bytes');
 }
 
 function checkShape(u: UnsignedEntry): void {
@@ -312,14 +338,18 @@ function checkPayload(p: Payload): void {
   if (typeof p !== 'object' || p === null) fail('payload is not a map');
   const exact = (...fields: string[]): void => {
     if (Object.keys(p).length === fields.length + 1 && fields.every((f) => Object.hasOwn(p, f))) return;
-    fail(`${p.type} payload has fields ${Object.keys(p).sort().join(',')}, expected ${['type', ...fields].sort().join(',')}`);
+    fail(
+      `${p.type} payload has fields ${Object.keys(p).sort().join(',')}, expected ${['type', ...fields].sort().join(',')}`,
+    );
   };
   switch (p.type) {
     case 'genesis':
       exact('fleet', 'members', 'admins');
       if (typeof p.fleet !== 'string' || p.fleet.length === 0 || p.fleet.length > 64) fail('bad fleet name');
-      if (!Array.isArray(p.members) || p.members.length > 1000 || !p.members.every(isHexKey)) fail('members must be hex keys');
-      if (!Array.isArray(p.admins) || p.admins.length > 100 || !p.admins.every(isHexKey)) fail('admins must be hex keys');
+      if (!Array.isArray(p.members) || p.members.length > 1000 || !p.members.every(isHexKey))
+        fail('members must be hex keys');
+      if (!Array.isArray(p.admins) || p.admins.length > 100 || !p.admins.every(isHexKey))
+        fail('admins must be hex keys');
       return;
     case 'admit':
     case 'revoke':
@@ -336,7 +366,13 @@ function checkPayload(p: Payload): void {
     case 'assign':
       exact('task', 'executors');
       if (typeof p.task !== 'string' || !TASK_ID.test(p.task)) fail('bad task id');
-      if (!Array.isArray(p.executors) || p.executors.length < 1 || p.executors.length > 16 || !p.executors.every(isHexKey)) fail('bad executors');
+      if (
+        !Array.isArray(p.executors) ||
+        p.executors.length < 1 ||
+        p.executors.length > 16 ||
+        !p.executors.every(isHexKey)
+      )
+        fail('bad executors');
       return;
     case 'claim':
       exact('task');
@@ -347,7 +383,8 @@ function checkPayload(p: Payload): void {
       if (typeof p.task !== 'string' || !TASK_ID.test(p.task)) fail('bad task id');
       if (!isHexKey(p.digest)) fail('digest must be sha256 hex');
       // Integers (fixed point, 1e-6 units) keep the bytes canonical: DAG-CBOR floats are not compared reliably.
-      if (!Array.isArray(p.values) || p.values.length > 64 || !p.values.every((v) => Number.isSafeInteger(v))) fail('values must be ≤ 64 integers');
+      if (!Array.isArray(p.values) || p.values.length > 64 || !p.values.every((v) => Number.isSafeInteger(v)))
+        fail('values must be ≤ 64 integers');
       return;
     case 'tile':
       exact('tile', 'version', 'digest');
@@ -357,12 +394,14 @@ function checkPayload(p: Payload): void {
     case 'flag':
       exact('robot', 'evidence');
       if (!isHexKey(p.robot)) fail('flag robot must be a hex key');
-      if (!Array.isArray(p.evidence) || p.evidence.length > 64 || !p.evidence.every(isHexKey)) fail('flag evidence must be ≤ 64 digests');
+      if (!Array.isArray(p.evidence) || p.evidence.length > 64 || !p.evidence.every(isHexKey))
+        fail('flag evidence must be ≤ 64 digests');
       return;
     case 'anchor':
       exact('root', 'count', 'heads', 'tx', 'checkpoint', 'txBytes', 'txSig');
       if (!isHexKey(p.root) || !uint(p.count) || p.count < 1 || !uint(p.checkpoint)) fail('bad anchor');
-      if (!Array.isArray(p.heads) || p.heads.length < 1 || p.heads.length > 64 || !p.heads.every(isHexKey)) fail('anchor heads must be 1..64 ids');
+      if (!Array.isArray(p.heads) || p.heads.length < 1 || p.heads.length > 64 || !p.heads.every(isHexKey))
+        fail('anchor heads must be 1..64 ids');
       if (typeof p.tx !== 'string' || p.tx.length === 0 || p.tx.length > 128) fail('bad anchor tx');
       if (!(p.txBytes instanceof Uint8Array) || p.txBytes.length > 8192) fail('anchor txBytes must be ≤ 8 KiB');
       if (typeof p.txSig !== 'string' || p.txSig.length > 256) fail('bad anchor txSig');

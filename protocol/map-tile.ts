@@ -34,7 +34,8 @@ export function parseTileId(id: string): { tx: number; ty: number } {
 }
 
 export function tileDigest(c: TileContribution): string {
-  if (c.cells.length !== TILE * TILE) throw new TileError('BAD_TILE', `a tile has ${TILE * TILE} cells, got ${c.cells.length}`);
+  if (c.cells.length !== TILE * TILE)
+    throw new TileError('BAD_TILE', `a tile has ${TILE * TILE} cells, got ${c.cells.length}`);
   parseTileId(c.tile);
   return createHash('sha256')
     .update(`robomesh-tile-v1\n${c.tile}\n${c.version}\n`)

@@ -64,7 +64,8 @@ export class MerkleTree {
     while (levels[levels.length - 1].length > 1) {
       const below = levels[levels.length - 1];
       const up: Uint8Array[] = [];
-      for (let i = 0; i < below.length; i += 2) up.push(i + 1 < below.length ? nodeHash(below[i], below[i + 1]) : below[i]);
+      for (let i = 0; i < below.length; i += 2)
+        up.push(i + 1 < below.length ? nodeHash(below[i], below[i + 1]) : below[i]);
       levels.push(up);
     }
     this.levels = levels;
@@ -95,7 +96,8 @@ export class MerkleTree {
   }
 
   prove(index: number): InclusionProof {
-    if (!Number.isInteger(index) || index < 0 || index >= this.count) throw new RangeError(`leaf ${index} is outside 0..${this.count - 1}`);
+    if (!Number.isInteger(index) || index < 0 || index >= this.count)
+      throw new RangeError(`leaf ${index} is outside 0..${this.count - 1}`);
     const siblings: Uint8Array[] = [];
     let i = index;
     for (let l = 0; l < this.levels.length - 1; l++) {
@@ -111,7 +113,8 @@ export class MerkleTree {
 /** The root a leaf and its proof lead to; undefined when the path does not fit (index, count). */
 export function rootFromInclusion(leaf: Uint8Array, proof: InclusionProof): Uint8Array | undefined {
   const { index, count, siblings } = proof;
-  if (!Number.isSafeInteger(count) || count < 1 || !Number.isSafeInteger(index) || index < 0 || index >= count) return undefined;
+  if (!Number.isSafeInteger(count) || count < 1 || !Number.isSafeInteger(index) || index < 0 || index >= count)
+    return undefined;
   let h = leafHash(leaf);
   let i = index;
   let width = count;

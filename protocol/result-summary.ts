@@ -25,7 +25,8 @@ export function resultDigest(outputs: Tensor[]): { digest: string; values: numbe
       if (v < min) min = v;
       if (v > max) max = v;
     }
-    for (const x of [sum / d.length, squares / d.length, min, max]) values.push(Number.isFinite(x) ? Math.round(x * 1e6) : 0);
+    for (const x of [sum / d.length, squares / d.length, min, max])
+      values.push(Number.isFinite(x) ? Math.round(x * 1e6) : 0);
   }
   return { digest, values };
 }

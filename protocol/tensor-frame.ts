@@ -164,7 +164,10 @@ function plan(tensors: readonly Tensor[], limits: FrameLimits): { planned: Plann
  * caller's data (never copied) followed by its padding. Writers that accept several buffers
  * (streams, sockets) send these as they are.
  */
-export function encodeFrameChunks(tensors: readonly Tensor[], limits: FrameLimits = DEFAULT_FRAME_LIMITS): Uint8Array[] {
+export function encodeFrameChunks(
+  tensors: readonly Tensor[],
+  limits: FrameLimits = DEFAULT_FRAME_LIMITS,
+): Uint8Array[] {
   const { planned, headersEnd } = plan(tensors, limits);
   let total = headersEnd + pad(headersEnd);
   for (const p of planned) total += p.bytes.length + pad(p.bytes.length);

@@ -15,8 +15,13 @@ export interface RosImage {
 /** sensor_msgs/Image (rgb8, bgr8, mono8) → NCHW float32 normalised with ImageNet statistics (PaddleOCR's input). */
 export function imageToTensor(img: RosImage, name = 'x'): Tensor {
   const channels = img.encoding === 'mono8' ? 1 : img.encoding === 'rgb8' || img.encoding === 'bgr8' ? 3 : 0;
-  if (!channels) throw new RobomeshError('BAD_IMAGE', `image encoding ${img.encoding} not supported (rgb8, bgr8, mono8)`);
-  if (img.step < img.width * channels || img.data.length < img.step * img.height) throw new RobomeshError('BAD_IMAGE', `image ${img.width}×${img.height} ${img.encoding}: ${img.data.length} bytes with step ${img.step} is too short`);
+  if (!channels)
+    throw new RobomeshError('BAD_IMAGE', `image encoding ${img.encoding} not supported (rgb8, bgr8, mono8)`);
+  if (img.step < img.width * channels || img.data.length < img.step * img.height)
+    throw new RobomeshError(
+      'BAD_IMAGE',
+      `image ${img.width}×${img.height} ${img.encoding}: ${img.data.length} bytes with step ${img.step} is too short`,
+    );
   const plane = img.width * img.height;
   const out = new Float32Array(3 * plane);
   for (let y = 0; y < img.height; y++) {
@@ -35,6 +40,8 @@ export function imageToTensor(img: RosImage, name = 'x'): Tensor {
 export function tensorToRgb8(data: Float32Array, height: number, width: number): Uint8Array {
   const plane = height * width;
   const out = new Uint8Array(3 * plane);
-  for (let i = 0; i < plane; i++) for (let c = 0; c < 3; c++) out[i * 3 + c] = Math.max(0, Math.min(255, Math.round((data[c * plane + i] * STD[c] + MEAN[c]) * 255)));
+  for (let i = 0; i < plane; i++)
+    for (let c = 0; c < 3; c++)
+      out[i * 3 + c] = Math.max(0, Math.min(255, Math.round((data[c * plane + i] * STD[c] + MEAN[c]) * 255)));
   return out;
 }

@@ -13,7 +13,10 @@ import { type CdrCodec, type RosPublisher, type RosTransport, fullType } from '.
 export class McapTransport implements RosTransport {
   readonly kind = 'mcap';
   private clock = 0n;
-  private readonly handlers = new Map<string, { type: string; fn: (m: unknown, t: bigint) => void | Promise<void> }[]>();
+  private readonly handlers = new Map<
+    string,
+    { type: string; fn: (m: unknown, t: bigint) => void | Promise<void> }[]
+  >();
   private readonly channels = new Map<string, Promise<number>>();
   private readonly schemas = new Map<string, Promise<number>>();
   private pending: Promise<void> = Promise.resolve();
@@ -30,7 +33,14 @@ export class McapTransport implements RosTransport {
   static async create(codec: CdrCodec, record?: string): Promise<McapTransport> {
     if (!record) return new McapTransport(codec, undefined, async () => undefined);
     const handle = await open(record, 'w');
-    const writer = new McapWriter({ writable: new FileHandleWritable(handle), useStatistics: true, useChunks: true, useChunkIndex: true, useMessageIndex: true, useSummaryOffsets: true });
+    const writer = new McapWriter({
+      writable: new FileHandleWritable(handle),
+      useStatistics: true,
+      useChunks: true,
+      useChunkIndex: true,
+      useMessageIndex: true,
+      useSummaryOffsets: true,
+    });
     await writer.start({ profile: 'ros2', library: 'robomesh' });
     return new McapTransport(codec, writer, () => handle.close());
   }
@@ -89,7 +99,11 @@ export class McapTransport implements RosTransport {
         this.clock = m.logTime;
         this.record(channel.topic, schema.name, m.data);
         for (const h of this.handlers.get(channel.topic) ?? []) {
-          if (fullType(schema.name) !== h.type) throw new RobomeshError('BAG_TYPE_MISMATCH', `${channel.topic} carries ${schema.name}, the node expects ${h.type}`);
+          if (fullType(schema.name) !== h.type)
+            throw new RobomeshError(
+              'BAG_TYPE_MISMATCH',
+              `${channel.topic} carries ${schema.name}, the node expects ${h.type}`,
+            );
           await h.fn(this.codec.decode(h.type, m.data), m.logTime);
         }
         played++;
@@ -120,10 +134,16 @@ export class McapTransport implements RosTransport {
     if (!id) {
       let schemaId = this.schemas.get(type);
       if (!schemaId) {
-        schemaId = writer.registerSchema({ name: type, encoding: 'ros2msg', data: new TextEncoder().encode(this.codec.schemaText(type)) });
+        schemaId = writer.registerSchema({
+          name: type,
+          encoding: 'ros2msg',
+          data: new TextEncoder().encode(this.codec.schemaText(type)),
+        });
         this.schemas.set(type, schemaId);
       }
-      id = schemaId.then((s) => writer.registerChannel({ topic, schemaId: s, messageEncoding: 'cdr', metadata: new Map() }));
+      id = schemaId.then((s) =>
+        writer.registerChannel({ topic, schemaId: s, messageEncoding: 'cdr', metadata: new Map() }),
+      );
       this.channels.set(topic, id);
     }
     return id;

@@ -34,7 +34,8 @@ export const ROS_TYPES = [
 ] as const;
 export type RosType = (typeof ROS_TYPES)[number];
 
-export type RosMessageErrorCode = 'UNKNOWN_TYPE' | 'BAD_DEFINITION' | 'BAD_CDR' | 'MISSING_FIELD' | 'UNKNOWN_FIELD' | 'BAD_FIELD';
+export type RosMessageErrorCode =
+  'UNKNOWN_TYPE' | 'BAD_DEFINITION' | 'BAD_CDR' | 'MISSING_FIELD' | 'UNKNOWN_FIELD' | 'BAD_FIELD';
 
 export class RosMessageError extends RobomeshError {
   constructor(
@@ -54,7 +55,8 @@ const shortName = (type: string): string => type.replace(/^([^/]+)\/msg\//, '$1/
 export function rosType(name: string): RosType {
   const short = shortName(name);
   const found = ROS_TYPES.find((t) => shortName(t) === short);
-  if (!found) throw new RosMessageError('UNKNOWN_TYPE', `unknown ROS message type '${name}' (known: ${ROS_TYPES.join(', ')})`);
+  if (!found)
+    throw new RosMessageError('UNKNOWN_TYPE', `unknown ROS message type '${name}' (known: ${ROS_TYPES.join(', ')})`);
   return found;
 }
 
@@ -64,9 +66,11 @@ interface Primitive {
   write(view: DataView, at: number, value: unknown): void;
 }
 
-const integer = (min: number, max: number) => (v: unknown) => typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max;
+const integer = (min: number, max: number) => (v: unknown) =>
+  typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max;
 const integer64 = (min: bigint, max: bigint) => (v: unknown) =>
-  (typeof v === 'bigint' && v >= min && v <= max) || (typeof v === 'number' && Number.isSafeInteger(v) && BigInt(v) >= min && BigInt(v) <= max);
+  (typeof v === 'bigint' && v >= min && v <= max) ||
+  (typeof v === 'number' && Number.isSafeInteger(v) && BigInt(v) >= min && BigInt(v) <= max);
 const isNumber = (v: unknown) => typeof v === 'number';
 
 const PRIMITIVES: Record<string, Primitive> = {
@@ -77,14 +81,23 @@ const PRIMITIVES: Record<string, Primitive> = {
   uint16: { size: 2, fits: integer(0, 0xffff), write: (d, at, v) => d.setUint16(at, v as number, true) },
   int32: { size: 4, fits: integer(-0x80000000, 0x7fffffff), write: (d, at, v) => d.setInt32(at, v as number, true) },
   uint32: { size: 4, fits: integer(0, 0xffffffff), write: (d, at, v) => d.setUint32(at, v as number, true) },
-  int64: { size: 8, fits: integer64(-(2n ** 63n), 2n ** 63n - 1n), write: (d, at, v) => d.setBigInt64(at, BigInt(v as number), true) },
-  uint64: { size: 8, fits: integer64(0n, 2n ** 64n - 1n), write: (d, at, v) => d.setBigUint64(at, BigInt(v as number), true) },
+  int64: {
+    size: 8,
+    fits: integer64(-(2n ** 63n), 2n ** 63n - 1n),
+    write: (d, at, v) => d.setBigInt64(at, BigInt(v as number), true),
+  },
+  uint64: {
+    size: 8,
+    fits: integer64(0n, 2n ** 64n - 1n),
+    write: (d, at, v) => d.setBigUint64(at, BigInt(v as number), true),
+  },
   float32: { size: 4, fits: isNumber, write: (d, at, v) => d.setFloat32(at, v as number, true) },
   float64: { size: 8, fits: isNumber, write: (d, at, v) => d.setFloat64(at, v as number, true) },
 };
 
 /** The definition a field's value is a struct of: a message type, or builtin_interfaces for time/duration. */
-const structType = (field: Field): string | undefined => (field.isComplex === true ? field.type : TIME_TYPES[field.type]);
+const structType = (field: Field): string | undefined =>
+  field.isComplex === true ? field.type : TIME_TYPES[field.type];
 const dataFields = (def: MessageDefinition): Field[] => def.definitions.filter((f) => f.isConstant !== true);
 
 let table: Map<string, MessageDefinition> | undefined;
@@ -107,7 +120,12 @@ function definitions(): Map<string, MessageDefinition> {
   for (const type of ROS_TYPES) {
     for (const dep of [shortName(type), ...dependencies(defs, shortName(type))]) {
       for (const f of defs.get(dep)!.definitions) {
-        if (f.isConstant !== true && structType(f) === undefined && f.type !== 'string' && !Object.hasOwn(PRIMITIVES, f.type)) {
+        if (
+          f.isConstant !== true &&
+          structType(f) === undefined &&
+          f.type !== 'string' &&
+          !Object.hasOwn(PRIMITIVES, f.type)
+        ) {
           throw new RosMessageError('BAD_DEFINITION', `${dep}.${f.name}: type ${f.type} is not supported`);
         }
       }
@@ -185,8 +203,10 @@ class CdrWriter {
 }
 
 const utf8 = new TextEncoder();
-const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v) && !ArrayBuffer.isView(v);
-const isList = (v: unknown): v is ArrayLike<unknown> => Array.isArray(v) || (ArrayBuffer.isView(v) && !(v instanceof DataView));
+const isRecord = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v) && !ArrayBuffer.isView(v);
+const isList = (v: unknown): v is ArrayLike<unknown> =>
+  Array.isArray(v) || (ArrayBuffer.isView(v) && !(v instanceof DataView));
 
 /** CDR bytes (with the 4-byte encapsulation header) of `message`, which must match the definition exactly. */
 export function encode(type: string, message: unknown): Uint8Array {
@@ -201,7 +221,8 @@ function writeStruct(w: CdrWriter, type: string, def: MessageDefinition, value: 
   if (!isRecord(value)) throw bad('BAD_FIELD', `${path || 'message'} must be an object, got ${describe(value)}`);
   const fields = dataFields(def);
   const extra = Object.keys(value).find((key) => !fields.some((f) => f.name === key));
-  if (extra !== undefined) throw bad('UNKNOWN_FIELD', `field ${join(path, extra)} is not in ${def.name ?? 'the definition'}`);
+  if (extra !== undefined)
+    throw bad('UNKNOWN_FIELD', `field ${join(path, extra)} is not in ${def.name ?? 'the definition'}`);
   if (fields.length === 0) w.primitive(PRIMITIVES.uint8, 0); // ROS 2 gives empty structs one uint8 member
   for (const f of fields) {
     const at = join(path, f.name);
@@ -212,8 +233,10 @@ function writeStruct(w: CdrWriter, type: string, def: MessageDefinition, value: 
       continue;
     }
     if (!isList(v)) throw bad('BAD_FIELD', `field ${at} must be an array, got ${describe(v)}`);
-    if (f.arrayLength !== undefined && v.length !== f.arrayLength) throw bad('BAD_FIELD', `field ${at} must have ${f.arrayLength} items, got ${v.length}`);
-    if (f.arrayUpperBound !== undefined && v.length > f.arrayUpperBound) throw bad('BAD_FIELD', `field ${at} allows at most ${f.arrayUpperBound} items, got ${v.length}`);
+    if (f.arrayLength !== undefined && v.length !== f.arrayLength)
+      throw bad('BAD_FIELD', `field ${at} must have ${f.arrayLength} items, got ${v.length}`);
+    if (f.arrayUpperBound !== undefined && v.length > f.arrayUpperBound)
+      throw bad('BAD_FIELD', `field ${at} allows at most ${f.arrayUpperBound} items, got ${v.length}`);
     if (f.arrayLength === undefined) w.primitive(PRIMITIVES.uint32, v.length);
     if ((f.type === 'uint8' && v instanceof Uint8Array) || (f.type === 'int8' && v instanceof Int8Array)) {
       w.raw(new Uint8Array(v.buffer, v.byteOffset, v.length));
@@ -232,15 +255,20 @@ function writeValue(w: CdrWriter, type: string, f: Field, v: unknown, at: string
   const struct = structType(f);
   if (struct !== undefined) return writeStruct(w, type, definitionOf(struct), v, at);
   if (f.type === 'string') {
-    if (typeof v !== 'string' || v.includes('\0')) throw new RosMessageError('BAD_FIELD', `${type}: field ${at} must be a string without NUL, got ${describe(v)}`);
+    if (typeof v !== 'string' || v.includes('\0'))
+      throw new RosMessageError('BAD_FIELD', `${type}: field ${at} must be a string without NUL, got ${describe(v)}`);
     const bytes = utf8.encode(v);
     if (f.upperBound !== undefined && bytes.length > f.upperBound) {
-      throw new RosMessageError('BAD_FIELD', `${type}: field ${at} allows at most ${f.upperBound} bytes, got ${bytes.length}`);
+      throw new RosMessageError(
+        'BAD_FIELD',
+        `${type}: field ${at} allows at most ${f.upperBound} bytes, got ${bytes.length}`,
+      );
     }
     return w.string(bytes);
   }
   const p = PRIMITIVES[f.type];
-  if (!p.fits(v)) throw new RosMessageError('BAD_FIELD', `${type}: field ${at} must be a ${f.type}, got ${describe(v)}`);
+  if (!p.fits(v))
+    throw new RosMessageError('BAD_FIELD', `${type}: field ${at} must be a ${f.type}, got ${describe(v)}`);
   w.primitive(p, v);
 }
 
@@ -296,7 +324,8 @@ function checkStruct(c: CdrChecker, def: MessageDefinition, path: string): void 
       continue;
     }
     const count = f.arrayLength ?? c.uint32(`${at} length`);
-    if (f.arrayUpperBound !== undefined && count > f.arrayUpperBound) c.fail(`${at} has ${count} items, at most ${f.arrayUpperBound} allowed`);
+    if (f.arrayUpperBound !== undefined && count > f.arrayUpperBound)
+      c.fail(`${at} has ${count} items, at most ${f.arrayUpperBound} allowed`);
     const p = PRIMITIVES[f.type];
     if (p !== undefined && f.type !== 'bool') {
       if (count > 0) c.take(count * p.size, p.size, at);
@@ -341,9 +370,13 @@ const MAX_TRAILING = 3;
 export function decode(type: string, bytes: Uint8Array): unknown {
   const full = rosType(type);
   const name = shortName(full);
-  if (bytes.length < 4) throw new RosMessageError('BAD_CDR', `${full}: ${bytes.length} bytes, shorter than the encapsulation header`);
+  if (bytes.length < 4)
+    throw new RosMessageError('BAD_CDR', `${full}: ${bytes.length} bytes, shorter than the encapsulation header`);
   if (bytes[0] !== 0 || bytes[1] > 1) {
-    throw new RosMessageError('BAD_CDR', `${full}: encapsulation 0x${bytes[0].toString(16)}${bytes[1].toString(16).padStart(2, '0')} is not plain CDR`);
+    throw new RosMessageError(
+      'BAD_CDR',
+      `${full}: encapsulation 0x${bytes[0].toString(16)}${bytes[1].toString(16).padStart(2, '0')} is not plain CDR`,
+    );
   }
   const checker = new CdrChecker(full, bytes, bytes[1] === 1);
   checkStruct(checker, definitionOf(name), '');
@@ -351,7 +384,8 @@ export function decode(type: string, bytes: Uint8Array): unknown {
   const reader = readerOf(name);
   try {
     const message = reader.readMessage(bytes);
-    if (reader.lastReadByteLength() !== checker.pos) checker.fail(`reader stopped at ${reader.lastReadByteLength()}, expected ${checker.pos}`);
+    if (reader.lastReadByteLength() !== checker.pos)
+      checker.fail(`reader stopped at ${reader.lastReadByteLength()}, expected ${checker.pos}`);
     return message;
   } catch (err) {
     if (err instanceof RosMessageError) throw err;
@@ -365,7 +399,9 @@ export function decode(type: string, bytes: Uint8Array): unknown {
 export function schemaText(type: string): string {
   const name = shortName(rosType(type));
   const defs = definitions();
-  const sections = dependencies(defs, name).map((dep) => `${'='.repeat(80)}\nMSG: ${dep}\n${definitionText(defs.get(dep)!)}`);
+  const sections = dependencies(defs, name).map(
+    (dep) => `${'='.repeat(80)}\nMSG: ${dep}\n${definitionText(defs.get(dep)!)}`,
+  );
   return [definitionText(defs.get(name)!), ...sections].join('');
 }
 
@@ -377,7 +413,13 @@ function fieldText(f: Field): string {
   if (f.isConstant === true) return `${f.type} ${f.name}=${f.valueText ?? String(f.value)}`;
   let type = structType(f) ?? f.type;
   if (f.upperBound !== undefined) type += `<=${f.upperBound}`;
-  if (f.isArray === true) type += f.arrayLength !== undefined ? `[${f.arrayLength}]` : f.arrayUpperBound !== undefined ? `[<=${f.arrayUpperBound}]` : '[]';
+  if (f.isArray === true)
+    type +=
+      f.arrayLength !== undefined
+        ? `[${f.arrayLength}]`
+        : f.arrayUpperBound !== undefined
+          ? `[<=${f.arrayUpperBound}]`
+          : '[]';
   const initial = f.defaultValue === undefined ? '' : ` ${literal(f.defaultValue)}`;
   return `${type} ${f.name}${initial}`;
 }

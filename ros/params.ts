@@ -11,7 +11,17 @@ export interface RobotParams {
   robot_name: string;
   namespace: string;
   config_file: string;
-  topics: { camera: string; scan: string; odom: string; results: string; decisions: string; peers: string; map: string; ledger: string; diagnostics: string };
+  topics: {
+    camera: string;
+    scan: string;
+    odom: string;
+    results: string;
+    decisions: string;
+    peers: string;
+    map: string;
+    ledger: string;
+    diagnostics: string;
+  };
   models: string[];
   fleet: { name: string; members: string[]; bootstrap: string[]; listen: string[]; genesis_file: string };
   data_dir: string;
@@ -24,35 +34,70 @@ type Kind = 'string' | 'string[]' | 'number' | 'integer';
 
 /** Every parameter: dotted name, type, default, what it is. Launch files and docs are checked against this. */
 export const PARAMETERS: { name: string; kind: Kind; default: string | number | string[]; doc: string }[] = [
-  { name: 'robot_name', kind: 'string', default: 'robot', doc: 'this robot\'s name (also its ROS node name)' },
+  { name: 'robot_name', kind: 'string', default: 'robot', doc: "this robot's name (also its ROS node name)" },
   { name: 'namespace', kind: 'string', default: '', doc: 'ROS namespace for every topic' },
   { name: 'config_file', kind: 'string', default: '', doc: 'YAML config read first; parameters override it' },
   { name: 'topics.camera', kind: 'string', default: 'camera/image_raw', doc: 'sensor_msgs/Image input' },
   { name: 'topics.scan', kind: 'string', default: 'scan', doc: 'sensor_msgs/LaserScan input' },
   { name: 'topics.odom', kind: 'string', default: 'odom', doc: 'nav_msgs/Odometry input' },
-  { name: 'topics.results', kind: 'string', default: 'robomesh/inference', doc: 'robomesh_msgs/InferenceResult output' },
-  { name: 'topics.decisions', kind: 'string', default: 'robomesh/split_decisions', doc: 'robomesh_msgs/SplitDecision output' },
+  {
+    name: 'topics.results',
+    kind: 'string',
+    default: 'robomesh/inference',
+    doc: 'robomesh_msgs/InferenceResult output',
+  },
+  {
+    name: 'topics.decisions',
+    kind: 'string',
+    default: 'robomesh/split_decisions',
+    doc: 'robomesh_msgs/SplitDecision output',
+  },
   { name: 'topics.peers', kind: 'string', default: 'robomesh/peers', doc: 'robomesh_msgs/PeerStatus output' },
   { name: 'topics.map', kind: 'string', default: 'map', doc: 'nav_msgs/OccupancyGrid output (merged map)' },
   { name: 'topics.ledger', kind: 'string', default: 'robomesh/ledger', doc: 'robomesh_msgs/LedgerEvent output' },
-  { name: 'topics.diagnostics', kind: 'string', default: '/diagnostics', doc: 'diagnostic_msgs/DiagnosticArray output' },
-  { name: 'models', kind: 'string[]', default: ['builtin:ocr-det'], doc: 'ONNX models (paths or builtin:NAME) run on camera images' },
+  {
+    name: 'topics.diagnostics',
+    kind: 'string',
+    default: '/diagnostics',
+    doc: 'diagnostic_msgs/DiagnosticArray output',
+  },
+  {
+    name: 'models',
+    kind: 'string[]',
+    default: ['builtin:ocr-det'],
+    doc: 'ONNX models (paths or builtin:NAME) run on camera images',
+  },
   { name: 'fleet.name', kind: 'string', default: 'local', doc: 'fleet name (gossip topics are per fleet)' },
   { name: 'fleet.members', kind: 'string[]', default: [], doc: 'PeerIds admitted to the fleet' },
   { name: 'fleet.bootstrap', kind: 'string[]', default: [], doc: 'multiaddrs dialled at start' },
   { name: 'fleet.listen', kind: 'string[]', default: ['/ip4/0.0.0.0/tcp/0'], doc: 'multiaddrs to listen on' },
-  { name: 'fleet.genesis_file', kind: 'string', default: '', doc: 'the fleet\'s signed genesis entry (binary); empty with no members: a fleet of one' },
+  {
+    name: 'fleet.genesis_file',
+    kind: 'string',
+    default: '',
+    doc: "the fleet's signed genesis entry (binary); empty with no members: a fleet of one",
+  },
   { name: 'data_dir', kind: 'string', default: 'robomesh-data', doc: 'identity key, log store, anchor queue' },
   { name: 'map.resolution', kind: 'number', default: 0.05, doc: 'metres per map cell' },
-  { name: 'map.origin_x', kind: 'number', default: 0, doc: 'x of the shared map frame\'s cell (0, 0) corner' },
-  { name: 'map.origin_y', kind: 'number', default: 0, doc: 'y of the shared map frame\'s cell (0, 0) corner' },
+  { name: 'map.origin_x', kind: 'number', default: 0, doc: "x of the shared map frame's cell (0, 0) corner" },
+  { name: 'map.origin_y', kind: 'number', default: 0, doc: "y of the shared map frame's cell (0, 0) corner" },
   { name: 'map.publish_period', kind: 'number', default: 5, doc: 'seconds between map tile publishes' },
   { name: 'iota.rpc_url', kind: 'string', default: '', doc: 'IOTA JSON-RPC endpoint; empty: anchors queue and relay' },
   { name: 'iota.package_id', kind: 'string', default: '', doc: 'published robot_ledger package id' },
   { name: 'iota.registry_id', kind: 'string', default: '', doc: 'shared Registry object id' },
-  { name: 'iota.registry_version', kind: 'integer', default: 0, doc: 'the Registry\'s initial shared version' },
-  { name: 'dashboard.port', kind: 'integer', default: 0, doc: 'TCP port of this robot\'s live web dashboard (its map, peers, links, log, latencies); 0: no dashboard' },
-  { name: 'dashboard.host', kind: 'string', default: '127.0.0.1', doc: 'address the dashboard listens on (0.0.0.0: every interface; it has no authentication)' },
+  { name: 'iota.registry_version', kind: 'integer', default: 0, doc: "the Registry's initial shared version" },
+  {
+    name: 'dashboard.port',
+    kind: 'integer',
+    default: 0,
+    doc: "TCP port of this robot's live web dashboard (its map, peers, links, log, latencies); 0: no dashboard",
+  },
+  {
+    name: 'dashboard.host',
+    kind: 'string',
+    default: '127.0.0.1',
+    doc: 'address the dashboard listens on (0.0.0.0: every interface; it has no authentication)',
+  },
 ];
 
 export class ParamError extends RobomeshError {}
@@ -65,7 +110,9 @@ function check(name: string, kind: Kind, value: unknown): string | number | stri
     case 'string':
       return typeof value === 'string' ? value : typeof value === 'number' ? String(value) : bad('a string');
     case 'string[]':
-      return Array.isArray(value) && value.every((v) => typeof v === 'string') ? (value as string[]) : bad('a list of strings');
+      return Array.isArray(value) && value.every((v) => typeof v === 'string')
+        ? (value as string[])
+        : bad('a list of strings');
     case 'number':
       return typeof value === 'number' && Number.isFinite(value) ? value : bad('a number');
     case 'integer':
@@ -74,9 +121,14 @@ function check(name: string, kind: Kind, value: unknown): string | number | stri
 }
 
 /** Flattens nested YAML maps to dotted names, as ROS 2 does with nested parameters. */
-function flatten(obj: Record<string, unknown>, prefix = '', out: Record<string, unknown> = {}): Record<string, unknown> {
+function flatten(
+  obj: Record<string, unknown>,
+  prefix = '',
+  out: Record<string, unknown> = {},
+): Record<string, unknown> {
   for (const [k, v] of Object.entries(obj)) {
-    if (v !== null && typeof v === 'object' && !Array.isArray(v)) flatten(v as Record<string, unknown>, `${prefix}${k}.`, out);
+    if (v !== null && typeof v === 'object' && !Array.isArray(v))
+      flatten(v as Record<string, unknown>, `${prefix}${k}.`, out);
     else out[`${prefix}${k}`] = v;
   }
   return out;
@@ -94,20 +146,30 @@ export function readConfigYaml(text: string, source: string, node?: string): Rec
     throw new ParamError('BAD_CONFIG', `${source}: not YAML: ${(err as Error).message}`);
   }
   if (doc === null || doc === undefined) return {};
-  if (typeof doc !== 'object' || Array.isArray(doc)) throw new ParamError('BAD_CONFIG', `${source}: expected a map of settings`);
+  if (typeof doc !== 'object' || Array.isArray(doc))
+    throw new ParamError('BAD_CONFIG', `${source}: expected a map of settings`);
   const top = doc as Record<string, unknown>;
-  const sections = Object.entries(top).filter(([, v]) => v !== null && typeof v === 'object' && 'ros__parameters' in (v as object));
+  const sections = Object.entries(top).filter(
+    ([, v]) => v !== null && typeof v === 'object' && 'ros__parameters' in (v as object),
+  );
   if (sections.length === 0) return flatten(top);
   const merged: Record<string, unknown> = {};
   for (const [key, v] of sections) {
     const name = key.replace(/^\//, '');
-    if (key === '/**' || name === node || name.endsWith(`/${node}`)) Object.assign(merged, flatten((v as { ros__parameters: Record<string, unknown> }).ros__parameters));
+    if (key === '/**' || name === node || name.endsWith(`/${node}`))
+      Object.assign(merged, flatten((v as { ros__parameters: Record<string, unknown> }).ros__parameters));
   }
   return merged;
 }
 
 /** `--ros-args -p name:=value --params-file f.yaml -r __node:=x -r __ns:=/y` (the part launch_ros appends). */
-export function parseRosArgs(argv: string[]): { params: Record<string, unknown>; paramsFiles: string[]; node?: string; namespace?: string; rest: string[] } {
+export function parseRosArgs(argv: string[]): {
+  params: Record<string, unknown>;
+  paramsFiles: string[];
+  node?: string;
+  namespace?: string;
+  rest: string[];
+} {
   const params: Record<string, unknown> = {};
   const paramsFiles: string[] = [];
   const rest: string[] = [];
@@ -121,7 +183,8 @@ export function parseRosArgs(argv: string[]): { params: Record<string, unknown>;
     else if (!inRos) rest.push(a);
     else if (a === '-p' || a === '--param') {
       const m = /^([^:]+):=(.*)$/s.exec(argv[++i] ?? '');
-      if (!m) throw new ParamError('BAD_PARAMETER', `--ros-args -p expects name:=value, got ${JSON.stringify(argv[i])}`);
+      if (!m)
+        throw new ParamError('BAD_PARAMETER', `--ros-args -p expects name:=value, got ${JSON.stringify(argv[i])}`);
       params[m[1]] = parseYaml(m[2]) ?? '';
     } else if (a === '--params-file') paramsFiles.push(argv[++i] ?? '');
     else if (a === '-r' || a === '--remap') {
@@ -140,7 +203,8 @@ export function resolveParams(sources: Record<string, unknown>[]): RobotParams {
   for (const src of sources) {
     for (const [name, value] of Object.entries(src)) {
       const p = known.get(name);
-      if (!p) throw new ParamError('UNKNOWN_PARAMETER', `unknown parameter ${name} (known: ${[...known.keys()].join(', ')})`);
+      if (!p)
+        throw new ParamError('UNKNOWN_PARAMETER', `unknown parameter ${name} (known: ${[...known.keys()].join(', ')})`);
       values.set(name, check(name, p.kind, value));
     }
   }
@@ -152,10 +216,19 @@ export function resolveParams(sources: Record<string, unknown>[]): RobotParams {
     at[parts[parts.length - 1]] = value;
   }
   const params = out as unknown as RobotParams;
-  if (!/^[A-Za-z][A-Za-z0-9_]*$/.test(params.robot_name)) throw new ParamError('BAD_PARAMETER', `parameter robot_name: ${JSON.stringify(params.robot_name)} is not a valid ROS node name`);
+  if (!/^[A-Za-z][A-Za-z0-9_]*$/.test(params.robot_name))
+    throw new ParamError(
+      'BAD_PARAMETER',
+      `parameter robot_name: ${JSON.stringify(params.robot_name)} is not a valid ROS node name`,
+    );
   if (!(params.map.resolution > 0)) throw new ParamError('BAD_PARAMETER', 'parameter map.resolution: must be positive');
-  if (params.dashboard.port < 0 || params.dashboard.port > 65535) throw new ParamError('BAD_PARAMETER', `parameter dashboard.port: ${params.dashboard.port} is not a TCP port (0: no dashboard)`);
-  if (params.dashboard.port > 0 && !params.dashboard.host) throw new ParamError('BAD_PARAMETER', 'parameter dashboard.host: empty (127.0.0.1: this machine only)');
+  if (params.dashboard.port < 0 || params.dashboard.port > 65535)
+    throw new ParamError(
+      'BAD_PARAMETER',
+      `parameter dashboard.port: ${params.dashboard.port} is not a TCP port (0: no dashboard)`,
+    );
+  if (params.dashboard.port > 0 && !params.dashboard.host)
+    throw new ParamError('BAD_PARAMETER', 'parameter dashboard.host: empty (127.0.0.1: this machine only)');
   return params;
 }
 
@@ -175,7 +248,8 @@ export function loadRobotParams(argv: string[]): RobotParams {
     }
   };
   const fromFiles = ros.paramsFiles.map((f) => readConfigYaml(read(f), f, ros.node));
-  const configFile = (ros.params.config_file ?? fromFiles.map((f) => f.config_file).find((v) => v)) as string | undefined;
+  const configFile = (ros.params.config_file ?? fromFiles.map((f) => f.config_file).find((v) => v)) as
+    string | undefined;
   const base = configFile ? readConfigYaml(read(configFile), configFile, ros.node) : {};
   const extra: Record<string, unknown> = {};
   if (ros.node) extra.robot_name = ros.node;

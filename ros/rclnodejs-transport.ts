@@ -5,7 +5,10 @@ import { type CdrCodec, type ParamSpec, type RosPublisher, type RosTransport, fu
 export interface RclModule {
   init(context?: unknown, options?: unknown): Promise<void>;
   Parameter: new (name: string, type: number, value: unknown) => unknown;
-  ParameterType: Record<'PARAMETER_STRING' | 'PARAMETER_STRING_ARRAY' | 'PARAMETER_DOUBLE' | 'PARAMETER_INTEGER', number>;
+  ParameterType: Record<
+    'PARAMETER_STRING' | 'PARAMETER_STRING_ARRAY' | 'PARAMETER_DOUBLE' | 'PARAMETER_INTEGER',
+    number
+  >;
   createNode(name: string, namespace?: string): RclNode;
   spin(node: RclNode): void;
   shutdown(): void | Promise<void>;
@@ -20,19 +23,30 @@ export interface RclNode {
   destroy(): void;
 }
 
-export const rosIsSourced = (env: NodeJS.ProcessEnv = process.env): boolean => Boolean(env.ROS_DISTRO && env.AMENT_PREFIX_PATH);
+export const rosIsSourced = (env: NodeJS.ProcessEnv = process.env): boolean =>
+  Boolean(env.ROS_DISTRO && env.AMENT_PREFIX_PATH);
 
 /**
  * Loads rclnodejs only when ROS 2 is sourced: importing it elsewhere tries to build it and
  * throws (notes/ros2.md). `load` is replaceable so the logic is tested with a stand-in.
  */
-export async function loadRclnodejs(env: NodeJS.ProcessEnv = process.env, load: () => Promise<unknown> = () => import('rclnodejs' as string)): Promise<RclModule> {
-  if (!rosIsSourced(env)) throw new RobomeshError('ROS_NOT_SOURCED', 'ROS 2 is not sourced (ROS_DISTRO and AMENT_PREFIX_PATH unset): source /opt/ros/<distro>/setup.bash, or replay a bag with --replay');
+export async function loadRclnodejs(
+  env: NodeJS.ProcessEnv = process.env,
+  load: () => Promise<unknown> = () => import('rclnodejs' as string),
+): Promise<RclModule> {
+  if (!rosIsSourced(env))
+    throw new RobomeshError(
+      'ROS_NOT_SOURCED',
+      'ROS 2 is not sourced (ROS_DISTRO and AMENT_PREFIX_PATH unset): source /opt/ros/<distro>/setup.bash, or replay a bag with --replay',
+    );
   try {
     const mod = (await load()) as { default?: RclModule } & RclModule;
     return mod.default ?? mod;
   } catch (err) {
-    throw new RobomeshError('RCLNODEJS_UNAVAILABLE', `rclnodejs failed to load with ROS ${env.ROS_DISTRO}: ${(err as Error).message} (npm rebuild rclnodejs with ROS sourced)`);
+    throw new RobomeshError(
+      'RCLNODEJS_UNAVAILABLE',
+      `rclnodejs failed to load with ROS ${env.ROS_DISTRO}: ${(err as Error).message} (npm rebuild rclnodejs with ROS sourced)`,
+    );
   }
 }
 
@@ -50,7 +64,13 @@ export class RclnodejsTransport implements RosTransport {
     private readonly codec: CdrCodec,
   ) {}
 
-  static async create(codec: CdrCodec, name: string, namespace: string, rcl?: RclModule, argv: string[] = process.argv): Promise<RclnodejsTransport> {
+  static async create(
+    codec: CdrCodec,
+    name: string,
+    namespace: string,
+    rcl?: RclModule,
+    argv: string[] = process.argv,
+  ): Promise<RclnodejsTransport> {
     const mod = rcl ?? (await loadRclnodejs());
     await mod.init(undefined, { argv });
     const node = mod.createNode(name, namespace);
@@ -64,7 +84,11 @@ export class RclnodejsTransport implements RosTransport {
     return { publish: (message) => pub.publish(Buffer.from(this.codec.encode(t, message))) };
   }
 
-  subscribe(topic: string, type: string, handler: (message: unknown, stamp: bigint) => void | Promise<void>): () => void {
+  subscribe(
+    topic: string,
+    type: string,
+    handler: (message: unknown, stamp: bigint) => void | Promise<void>,
+  ): () => void {
     const t = fullType(type);
     let active = true;
     this.node.createSubscription(t, topic, { isRaw: true }, (raw) => {
@@ -76,7 +100,9 @@ export class RclnodejsTransport implements RosTransport {
         process.stderr.write(`robomesh: dropped a malformed ${t} on ${topic}: ${(err as Error).message}\n`);
         return;
       }
-      void Promise.resolve(handler(message, this.now())).catch((err: Error) => process.stderr.write(`robomesh: handler for ${topic} failed: ${err.message}\n`));
+      void Promise.resolve(handler(message, this.now())).catch((err: Error) =>
+        process.stderr.write(`robomesh: handler for ${topic} failed: ${err.message}\n`),
+      );
     });
     return () => {
       active = false;
@@ -90,7 +116,12 @@ export class RclnodejsTransport implements RosTransport {
   /** Declares every parameter (so `ros2 param list/get` shows them) and reads back rcl's values. */
   parameters(schema: readonly ParamSpec[]): Record<string, unknown> {
     const T = this.rcl.ParameterType;
-    const type = { string: T.PARAMETER_STRING, 'string[]': T.PARAMETER_STRING_ARRAY, number: T.PARAMETER_DOUBLE, integer: T.PARAMETER_INTEGER };
+    const type = {
+      string: T.PARAMETER_STRING,
+      'string[]': T.PARAMETER_STRING_ARRAY,
+      number: T.PARAMETER_DOUBLE,
+      integer: T.PARAMETER_INTEGER,
+    };
     const out: Record<string, unknown> = {};
     for (const p of schema) {
       const value = p.kind === 'integer' ? BigInt(p.default as number) : p.default;

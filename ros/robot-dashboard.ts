@@ -14,7 +14,11 @@ export interface RobotDashboard {
  * The live dashboard of one robot, from its own point of view (no fleet controller): served on
  * `dashboard.host`:`dashboard.port` when the port is set; undefined when it is 0 (off).
  */
-export async function startRobotDashboard(robot: Robot, params: RobotParams, options: RobotViewOptions = {}): Promise<RobotDashboard | undefined> {
+export async function startRobotDashboard(
+  robot: Robot,
+  params: RobotParams,
+  options: RobotViewOptions = {},
+): Promise<RobotDashboard | undefined> {
   if (!params.dashboard.port) return undefined;
   const source = new RobotViewSource(robot, { members: params.fleet.members, ...options });
   let dashboard: Dashboard;

@@ -19,7 +19,8 @@ import type { RosTransport } from './transport.js';
  * links, log, latencies) on `dashboard.host` (127.0.0.1 by default), and prints its URL; after a
  * replay it keeps serving until SIGINT / SIGTERM.
  */
-const USAGE = 'usage: robot-node [--print-params] [--replay IN.mcap [--record OUT.mcap]] [--ros-args -p name:=value … --params-file FILE]';
+const USAGE =
+  'usage: robot-node [--print-params] [--replay IN.mcap [--record OUT.mcap]] [--ros-args -p name:=value … --params-file FILE]';
 
 function option(argv: string[], name: string): string | undefined {
   const i = argv.indexOf(name);
@@ -44,8 +45,14 @@ async function main(argv: string[]): Promise<void> {
       throw new RobomeshError('BAG_UNREADABLE', `cannot open bag ${replay}: no such readable file`);
     }
   }
-  if (!replay && !rosIsSourced()) throw new RobomeshError('ROS_NOT_SOURCED', `ROS 2 is not sourced: source /opt/ros/<distro>/setup.bash, or replay a bag without ROS\n${USAGE}`);
-  const transport: RosTransport = replay ? await McapTransport.create(codec, record) : await RclnodejsTransport.create(codec, params.robot_name, params.namespace || '/');
+  if (!replay && !rosIsSourced())
+    throw new RobomeshError(
+      'ROS_NOT_SOURCED',
+      `ROS 2 is not sourced: source /opt/ros/<distro>/setup.bash, or replay a bag without ROS\n${USAGE}`,
+    );
+  const transport: RosTransport = replay
+    ? await McapTransport.create(codec, record)
+    : await RclnodejsTransport.create(codec, params.robot_name, params.namespace || '/');
   // On a robot, rcl holds the final say (launch-generated params files, remaps): read it back.
   params = resolveParams([flattenParams(params), transport.parameters(PARAMETERS)]);
   const robot = await startRobot(params);

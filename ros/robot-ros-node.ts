@@ -63,11 +63,15 @@ export class RobotRosNode {
       diagnostics: transport.publisher(t('diagnostics'), 'diagnostic_msgs/msg/DiagnosticArray'),
     };
     this.unsubscribe.push(
-      transport.subscribe(t('camera'), 'sensor_msgs/msg/Image', (m) => this.onImage(m as RosImage & { header: { stamp: Stamp } })),
+      transport.subscribe(t('camera'), 'sensor_msgs/msg/Image', (m) =>
+        this.onImage(m as RosImage & { header: { stamp: Stamp } }),
+      ),
       transport.subscribe(t('scan'), 'sensor_msgs/msg/LaserScan', (m) => this.onScan(m as ScanMsg)),
       transport.subscribe(t('odom'), 'nav_msgs/msg/Odometry', (m) => this.onOdom(m as OdomMsg)),
     );
-    robot.ledger?.on('entry', (d) => this.onEntry(toHex(d.entry.author), d.entry.seq, d.entry.lamport, d.idHex, d.entry.payload));
+    robot.ledger?.on('entry', (d) =>
+      this.onEntry(toHex(d.entry.author), d.entry.seq, d.entry.lamport, d.idHex, d.entry.payload),
+    );
   }
 
   /** Where the robot is in the shared map frame: the localised pose once scans came, else odometry; undefined before any. */
@@ -213,7 +217,14 @@ export class RobotRosNode {
       lamport: BigInt(lamport),
       kind: p.type,
       task_id: 'task' in p ? p.task : '',
-      detail: p.type === 'tile' ? `${p.tile} v${p.version}` : p.type === 'flag' ? `flags ${p.robot.slice(0, 12)}` : p.type === 'anchor' ? `tx ${p.tx}` : '',
+      detail:
+        p.type === 'tile'
+          ? `${p.tile} v${p.version}`
+          : p.type === 'flag'
+            ? `flags ${p.robot.slice(0, 12)}`
+            : p.type === 'anchor'
+              ? `tx ${p.tx}`
+              : '',
       log_size: ledger.size,
       state_hash: createHash('sha256').update(ledger.stateHash()).digest('hex').slice(0, 16),
     });

@@ -13,7 +13,12 @@ import type { RobotParams } from './params.js';
 
 function anchorFor(params: RobotParams) {
   const i = params.iota;
-  const settings = anchorSettings({ rpcUrl: i.rpc_url || process.env.IOTA_RPC_URL, packageId: i.package_id || undefined, registryId: i.registry_id || undefined, registryVersion: i.registry_version || undefined });
+  const settings = anchorSettings({
+    rpcUrl: i.rpc_url || process.env.IOTA_RPC_URL,
+    packageId: i.package_id || undefined,
+    registryId: i.registry_id || undefined,
+    registryVersion: i.registry_version || undefined,
+  });
   return settings && { ...settings, queue: new SqliteAnchorQueue(join(params.data_dir, 'anchors.db')) };
 }
 
@@ -23,29 +28,55 @@ function genesisFor(params: RobotParams, seed: Uint8Array): Uint8Array {
     try {
       return new Uint8Array(readFileSync(params.fleet.genesis_file));
     } catch (err) {
-      throw new RobomeshError('BAD_CONFIG', `fleet.genesis_file: cannot read ${params.fleet.genesis_file}: ${(err as Error).message}`);
+      throw new RobomeshError(
+        'BAD_CONFIG',
+        `fleet.genesis_file: cannot read ${params.fleet.genesis_file}: ${(err as Error).message}`,
+      );
     }
   }
-  if (params.fleet.members.length > 0) throw new RobomeshError('BAD_CONFIG', 'fleet.members is set: give the fleet\'s signed genesis as fleet.genesis_file');
+  if (params.fleet.members.length > 0)
+    throw new RobomeshError(
+      'BAD_CONFIG',
+      "fleet.members is set: give the fleet's signed genesis as fleet.genesis_file",
+    );
   const signer = signerFromSeed(seed);
   const me = toHex(signer.publicKey);
-  return signEntry({ seq: 1, lamport: 1, parents: [], payload: { type: 'genesis', fleet: params.fleet.name, members: [me], admins: [me] } }, signer).bytes;
+  return signEntry(
+    {
+      seq: 1,
+      lamport: 1,
+      parents: [],
+      payload: { type: 'genesis', fleet: params.fleet.name, members: [me], admins: [me] },
+    },
+    signer,
+  ).bytes;
 }
 
 /** The composition root of a ROS robot process: a Robot (mesh, models, log, mapping) from its settings. */
-export async function startRobot(params: RobotParams, extra: Partial<Parameters<typeof Robot.start>[0]> = {}): Promise<Robot> {
+export async function startRobot(
+  params: RobotParams,
+  extra: Partial<Parameters<typeof Robot.start>[0]> = {},
+): Promise<Robot> {
   const identity = await loadOrCreateIdentity(join(params.data_dir, 'identity.key'));
   return Robot.start({
     name: params.robot_name,
     identity,
     dataDir: params.data_dir,
-    fleet: { name: params.fleet.name, members: params.fleet.members.length ? params.fleet.members : [identity.peerId.toString()], bootstrap: params.fleet.bootstrap },
+    fleet: {
+      name: params.fleet.name,
+      members: params.fleet.members.length ? params.fleet.members : [identity.peerId.toString()],
+      bootstrap: params.fleet.bootstrap,
+    },
     listen: params.fleet.listen,
     models: params.models.map((arg) => ({ arg, inputShape: builtinInputShape(arg) })),
-    ledger: { store: new SqliteLogStore(join(params.data_dir, 'ledger.db')), genesis: genesisFor(params, identity.seed) },
+    ledger: {
+      store: new SqliteLogStore(join(params.data_dir, 'ledger.db')),
+      genesis: genesisFor(params, identity.seed),
+    },
     anchor: anchorFor(params),
-    mapping: { frame: { resolution: params.map.resolution, origin: { x: params.map.origin_x, y: params.map.origin_y } } },
+    mapping: {
+      frame: { resolution: params.map.resolution, origin: { x: params.map.origin_x, y: params.map.origin_y } },
+    },
     ...extra,
   });
 }
-

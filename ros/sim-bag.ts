@@ -17,7 +17,10 @@ export interface SimBagOptions {
   topics?: { scan: string; odom: string; camera: string };
 }
 
-const stampOf = (seconds: number): { sec: number; nanosec: number } => ({ sec: Math.floor(seconds), nanosec: Math.round((seconds % 1) * 1e9) });
+const stampOf = (seconds: number): { sec: number; nanosec: number } => ({
+  sec: Math.floor(seconds),
+  nanosec: Math.round((seconds % 1) * 1e9),
+});
 
 function quaternion(theta: number): { x: number; y: number; z: number; w: number } {
   return { x: 0, y: 0, z: Math.sin(theta / 2), w: Math.cos(theta / 2) };
@@ -31,7 +34,13 @@ function quaternion(theta: number): { x: number; y: number; z: number; w: number
 export async function writeSimBag(path: string, codec: CdrCodec, o: SimBagOptions): Promise<Record<string, number>> {
   const plan = floorPlan(o.plan ?? 'builtin:small');
   const robot = defaultRobots(plan, (o.robot ?? 0) + 1)[o.robot ?? 0];
-  const sim = new WorldSimulator({ world: plan.world, robots: [robot], seed: o.seed, scanEvery: 2, maxTime: o.seconds });
+  const sim = new WorldSimulator({
+    world: plan.world,
+    robots: [robot],
+    seed: o.seed,
+    scanEvery: 2,
+    maxTime: o.seconds,
+  });
   const topics = o.topics ?? { scan: '/scan', odom: '/odom', camera: '/camera/image_raw' };
   const bag = await McapTransport.create(codec, path);
   const scanPub = bag.publisher(topics.scan, 'sensor_msgs/msg/LaserScan');
@@ -80,7 +89,10 @@ export async function writeSimBag(path: string, codec: CdrCodec, o: SimBagOption
   return counts;
 }
 
-function odometry(p: Pose, header: (frame: string) => { stamp: { sec: number; nanosec: number }; frame_id: string }): unknown {
+function odometry(
+  p: Pose,
+  header: (frame: string) => { stamp: { sec: number; nanosec: number }; frame_id: string },
+): unknown {
   const zero36 = new Float64Array(36);
   return {
     header: header('map'),

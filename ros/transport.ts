@@ -6,7 +6,11 @@
 export interface RosTransport {
   readonly kind: 'rclnodejs' | 'mcap';
   publisher(topic: string, type: string): RosPublisher;
-  subscribe(topic: string, type: string, handler: (message: unknown, stamp: bigint) => void | Promise<void>): () => void;
+  subscribe(
+    topic: string,
+    type: string,
+    handler: (message: unknown, stamp: bigint) => void | Promise<void>,
+  ): () => void;
   /**
    * ROS parameter values for these names as the ROS layer holds them (rcl resolves `--ros-args`,
    * params files and launch); names it has no value for are left out.

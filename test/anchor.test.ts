@@ -21,8 +21,18 @@ const sha = (s: string): Uint8Array => new Uint8Array(createHash('sha256').updat
 
 describe('IOTA anchor transactions, offline', () => {
   const seed = new Uint8Array(32).map((_, i) => i);
-  const gas = { coin: { objectId: `0x${'11'.repeat(32)}`, version: '5', digest: '4vJ9JU1bJJE96FWSJKvHsmmFADCg4gpZQff4P3bkLKi' }, price: 1000n, budget: 10_000_000n };
-  const call = { root: sha('root'), count: 10, firstLamport: 1, lastLamport: 9, results: [{ task: 't1', digest: sha('digest') }] };
+  const gas = {
+    coin: { objectId: `0x${'11'.repeat(32)}`, version: '5', digest: '4vJ9JU1bJJE96FWSJKvHsmmFADCg4gpZQff4P3bkLKi' },
+    price: 1000n,
+    budget: 10_000_000n,
+  };
+  const call = {
+    root: sha('root'),
+    count: 10,
+    firstLamport: 1,
+    lastLamport: 9,
+    results: [{ task: 't1', digest: sha('digest') }],
+  };
 
   it('golden vectors: robot key → IOTA address, transaction bytes, digest and signature', async () => {
     const publicKey = signerFromSeed(seed).publicKey;
@@ -39,13 +49,19 @@ describe('IOTA anchor transactions, offline', () => {
   it('reads back what it committed; tampered bytes and foreign signatures are rejected', async () => {
     const tx = await buildAnchorTx(seed, DEPLOYMENT, gas, call);
     const read = await readAnchorTx(tx.bytes, tx.signature);
-    assert.deepEqual([read.sender, read.digest, read.packageId, read.count, read.firstLamport, read.lastLamport], [tx.sender, tx.digest, DEPLOYMENT.packageId, 10, 1, 9]);
+    assert.deepEqual(
+      [read.sender, read.digest, read.packageId, read.count, read.firstLamport, read.lastLamport],
+      [tx.sender, tx.digest, DEPLOYMENT.packageId, 10, 1, 9],
+    );
     assert.deepEqual(read.root, call.root);
     assert.deepEqual(read.results, call.results);
     for (const at of [0, 40, 100, tx.bytes.length - 1]) {
       const bad = Uint8Array.from(tx.bytes);
       bad[at] ^= 0x01;
-      await assert.rejects(verifyTransactionSignature(bad, tx.signature, { address: tx.sender }), `byte ${at} flipped must not verify`);
+      await assert.rejects(
+        verifyTransactionSignature(bad, tx.signature, { address: tx.sender }),
+        `byte ${at} flipped must not verify`,
+      );
       await assert.rejects(readAnchorTx(bad, tx.signature), /BAD_TX|signature|transaction/i);
     }
     const other = await buildAnchorTx(robotSeed(9), DEPLOYMENT, gas, call);
@@ -70,7 +86,9 @@ describe('Merkle tree over log ids', () => {
           assert.equal(verifyInclusion(leaves[k], { ...proof, count: k }, tree.root), false, 'index beyond the count');
           if (proof.siblings.length) {
             const s = Math.floor(random() * proof.siblings.length);
-            const siblings = proof.siblings.map((x, j) => (j === s ? Uint8Array.from(x, (b, q) => (q === 0 ? b ^ 1 : b)) : x));
+            const siblings = proof.siblings.map((x, j) =>
+              j === s ? Uint8Array.from(x, (b, q) => (q === 0 ? b ^ 1 : b)) : x,
+            );
             assert.equal(verifyInclusion(leaves[k], { ...proof, siblings }, tree.root), false);
             assert.equal(verifyInclusion(leaves[k], { ...proof, siblings: proof.siblings.slice(1) }, tree.root), false);
           }
@@ -85,7 +103,11 @@ describe('Anchorer against a scripted IOTA node (in-process transport)', () => {
   let node: FakeIotaNode;
   let clock: number;
   const now = (): number => clock;
-  const anchorer = (ledger: Ledger, transportTimeoutMs = 2000, queue: AnchorQueue = new MemoryAnchorQueue()): Anchorer =>
+  const anchorer = (
+    ledger: Ledger,
+    transportTimeoutMs = 2000,
+    queue: AnchorQueue = new MemoryAnchorQueue(),
+  ): Anchorer =>
     new Anchorer({
       ledger,
       seed: robotSeed(0),
@@ -154,7 +176,10 @@ describe('Anchorer against a scripted IOTA node (in-process transport)', () => {
 
     clock += 4_000;
     report = await a.flush();
-    assert.deepEqual(report.anchored.map((x) => x.root), [root]);
+    assert.deepEqual(
+      report.anchored.map((x) => x.root),
+      [root],
+    );
     assert.equal(ledger.state.anchors.length, 1);
     assert.equal(node.executed.size, 1);
   });
@@ -172,7 +197,11 @@ describe('Anchorer against a scripted IOTA node (in-process transport)', () => {
     const calls = node.calls.length;
     const second = await a.flush();
     assert.equal(second.anchored.length, 1);
-    assert.deepEqual(node.calls.slice(calls), ['iota_getLatestCheckpointSequenceNumber', 'iota_getTransactionBlock'], 'looked up, not resubmitted');
+    assert.deepEqual(
+      node.calls.slice(calls),
+      ['iota_getLatestCheckpointSequenceNumber', 'iota_getTransactionBlock'],
+      'looked up, not resubmitted',
+    );
     assert.equal(second.anchored[0].tx, [...node.executed.keys()][0]);
   });
 
@@ -183,7 +212,13 @@ describe('Anchorer against a scripted IOTA node (in-process transport)', () => {
       const coin = node.coinOf(iotaAddressOf(signerFromSeed(seed).publicKey))!;
       let store = new SqliteLogStore(join(dir, 'log.db'));
       let queue = new SqliteAnchorQueue(join(dir, 'anchors.db'));
-      const offline = new Anchorer({ ledger: robotLedger(store), seed, deployment: DEPLOYMENT, queue, gas: { coin, price: 1000n, budget: 20_000_000n } });
+      const offline = new Anchorer({
+        ledger: robotLedger(store),
+        seed,
+        deployment: DEPLOYMENT,
+        queue,
+        gas: { coin, price: 1000n, budget: 20_000_000n },
+      });
       const item = (await offline.snapshot())!;
       assert.ok(item.signed, 'gas known: signed with no node');
       assert.equal((await offline.flush()).waiting[0].reason, 'no IOTA node configured');
@@ -215,11 +250,24 @@ describe('Anchorer against a JSON-RPC stub on 127.0.0.1', () => {
     let clock = 0;
     const ledger = robotLedger();
     const chain = new IotaAnchorChain(iotaClientFor(server.url, 2000));
-    const a = new Anchorer({ ledger, seed: robotSeed(0), deployment: DEPLOYMENT, queue: new MemoryAnchorQueue(), chain, probeTimeoutMs: 500, now: () => clock });
+    const a = new Anchorer({
+      ledger,
+      seed: robotSeed(0),
+      deployment: DEPLOYMENT,
+      queue: new MemoryAnchorQueue(),
+      chain,
+      probeTimeoutMs: 500,
+      now: () => clock,
+    });
     try {
       await a.snapshot();
       assert.equal((await a.flush()).anchored.length, 1);
-      assert.deepEqual(node.calls.slice(0, 4), ['iota_getLatestCheckpointSequenceNumber', 'iotax_getCoins', 'iotax_getReferenceGasPrice', 'iota_executeTransactionBlock']);
+      assert.deepEqual(node.calls.slice(0, 4), [
+        'iota_getLatestCheckpointSequenceNumber',
+        'iotax_getCoins',
+        'iotax_getReferenceGasPrice',
+        'iota_executeTransactionBlock',
+      ]);
 
       await server.close();
       ledger.append({ type: 'claim', task: 'after-first-anchor' });
@@ -248,7 +296,8 @@ const GOLDEN = {
   bytesSha256: '00e2f097a567ef6972484f22381c21184823e50601e81feb6708c863d54e76b9',
   bytesLength: 520,
   digest: '8BXtdVK5my9VDsRCuAZo1dvmTfmnGj1B6jXcyLZv9LEq',
-  signature: 'AGnxbcZ6oY8GTvwo0tl3Qjwl+MvMlNeG21rwQdXJ6SoS3kBpoODykIRIks6KPe9iezC9l/lbMQ+hzGWH9vsswQQDoQe/884Qvh1w3RjnS8CZZ+TWMJulDV8d3IZkElUxuA==',
+  signature:
+    'AGnxbcZ6oY8GTvwo0tl3Qjwl+MvMlNeG21rwQdXJ6SoS3kBpoODykIRIks6KPe9iezC9l/lbMQ+hzGWH9vsswQQDoQe/884Qvh1w3RjnS8CZZ+TWMJulDV8d3IZkElUxuA==',
 };
 
 describe('anchor settings', () => {
@@ -256,11 +305,16 @@ describe('anchor settings', () => {
     const { anchorSettings } = await import('../nodes/ledger/anchor-settings.js');
     assert.equal(anchorSettings({}), undefined);
     assert.throws(() => anchorSettings({ rpcUrl: 'http://127.0.0.1:9000' }), /package id and registry id/);
-    assert.throws(() => anchorSettings({ packageId: 'nope', registryId: '0x2', registryVersion: 1 }), /iota.package_id/);
+    assert.throws(
+      () => anchorSettings({ packageId: 'nope', registryId: '0x2', registryVersion: 1 }),
+      /iota.package_id/,
+    );
     assert.throws(() => anchorSettings({ packageId: '0x1', registryId: '0x2' }), /iota.registry_version/);
     const on = anchorSettings({ packageId: '0x1', registryId: '0x2', registryVersion: 4 })!;
     assert.deepEqual(on.deployment, { packageId: '0x1', registryId: '0x2', registryVersion: 4 });
     assert.equal(on.chain, undefined, 'no URL: anchors queue and relay');
-    assert.ok(anchorSettings({ packageId: '0x1', registryId: '0x2', registryVersion: 4, rpcUrl: 'http://127.0.0.1:1' })!.chain);
+    assert.ok(
+      anchorSettings({ packageId: '0x1', registryId: '0x2', registryVersion: 4, rpcUrl: 'http://127.0.0.1:1' })!.chain,
+    );
   });
 });

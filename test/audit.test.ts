@@ -27,11 +27,16 @@ const digest = (s: string): string => createHash('sha256').update(s).digest('hex
  * Three robots: r0 posts task t-1 (k = 2) and assigns r0, r1, r2; r1 and r2 agree, r0 returns
  * something else; r0's log (which holds everyone's entries) is anchored on the fake node.
  */
-async function anchoredFleet(store: LogStore = new MemoryLogStore()): Promise<{ ledger: Ledger; node: FakeIotaNode; chain: IotaAnchorChain }> {
-  const ledgers = [0, 1, 2].map((i) => new Ledger(i === 0 ? store : new MemoryLogStore(), signerFromSeed(robotSeed(i))));
+async function anchoredFleet(
+  store: LogStore = new MemoryLogStore(),
+): Promise<{ ledger: Ledger; node: FakeIotaNode; chain: IotaAnchorChain }> {
+  const ledgers = [0, 1, 2].map(
+    (i) => new Ledger(i === 0 ? store : new MemoryLogStore(), signerFromSeed(robotSeed(i))),
+  );
   const keys = ledgers.map((l) => l.self!);
   const share = (): void => {
-    for (const a of ledgers) for (const b of ledgers) if (a !== b) for (const id of a.ids()) if (!b.has(id)) b.ingest(a.get(id)!);
+    for (const a of ledgers)
+      for (const b of ledgers) if (a !== b) for (const id of a.ids()) if (!b.has(id)) b.ingest(a.get(id)!);
   };
   ledgers[0].append({ type: 'genesis', fleet: 'audit-test', members: keys, admins: [keys[0]] });
   share();
@@ -47,7 +52,13 @@ async function anchoredFleet(store: LogStore = new MemoryLogStore()): Promise<{ 
   const node = new FakeIotaNode(DEPLOYMENT.packageId);
   node.fund(iotaAddressOf(signerFromSeed(robotSeed(0)).publicKey));
   const chain = new IotaAnchorChain(new IotaClient({ transport: node.transport() }));
-  const anchorer = new Anchorer({ ledger: ledgers[0], seed: robotSeed(0), deployment: DEPLOYMENT, queue: new MemoryAnchorQueue(), chain });
+  const anchorer = new Anchorer({
+    ledger: ledgers[0],
+    seed: robotSeed(0),
+    deployment: DEPLOYMENT,
+    queue: new MemoryAnchorQueue(),
+    chain,
+  });
   await anchorer.snapshot();
   assert.equal((await anchorer.flush()).anchored.length, 1);
   return { ledger: ledgers[0], node, chain };
@@ -77,7 +88,9 @@ describe('audit: proofs for a result', () => {
   it('with an IOTA endpoint, the anchor is checked on chain; a chain without it fails', async () => {
     const report = await verifyProof(structuredClone(proof), chain);
     assert.equal(report.live.checked, true);
-    const empty = new IotaAnchorChain(new IotaClient({ transport: new FakeIotaNode(DEPLOYMENT.packageId).transport() }));
+    const empty = new IotaAnchorChain(
+      new IotaClient({ transport: new FakeIotaNode(DEPLOYMENT.packageId).transport() }),
+    );
     await assert.rejects(verifyProof(structuredClone(proof), empty), (e: AuditError) => e.code === 'NOT_ON_CHAIN');
   });
 
@@ -85,26 +98,46 @@ describe('audit: proofs for a result', () => {
     const seed = testSeed();
     await withSeed(seed, async () => {
       const random = prng(seed);
-      const flipHex = (s: string, at: number): string => s.slice(0, at) + ((parseInt(s[at], 16) ^ (1 + Math.floor(random() * 15))).toString(16)) + s.slice(at + 1);
+      const flipHex = (s: string, at: number): string =>
+        s.slice(0, at) + (parseInt(s[at], 16) ^ (1 + Math.floor(random() * 15))).toString(16) + s.slice(at + 1);
       const mutations: { what: string; mutate: (p: AuditProof) => void }[] = [];
       proof.entries.forEach((hex, e) => {
-        const positions = new Set([0, 1, hex.length - 1, ...Array.from({ length: 40 }, () => Math.floor(random() * hex.length))]);
-        for (const at of positions) mutations.push({ what: `entry ${e} hex char ${at}`, mutate: (p) => void (p.entries[e] = flipHex(p.entries[e], at)) });
+        const positions = new Set([
+          0,
+          1,
+          hex.length - 1,
+          ...Array.from({ length: 40 }, () => Math.floor(random() * hex.length)),
+        ]);
+        for (const at of positions)
+          mutations.push({
+            what: `entry ${e} hex char ${at}`,
+            mutate: (p) => void (p.entries[e] = flipHex(p.entries[e], at)),
+          });
       });
       proof.paths.forEach((path, i) => {
         mutations.push({ what: `path ${i} index`, mutate: (p) => void (p.paths[i].index += 1) });
         path.siblings.forEach((s, j) => {
-          mutations.push({ what: `path ${i} sibling ${j}`, mutate: (p) => void (p.paths[i].siblings[j] = flipHex(s, Math.floor(random() * 64))) });
+          mutations.push({
+            what: `path ${i} sibling ${j}`,
+            mutate: (p) => void (p.paths[i].siblings[j] = flipHex(s, Math.floor(random() * 64))),
+          });
         });
-        if (path.siblings.length) mutations.push({ what: `path ${i} sibling dropped`, mutate: (p) => void p.paths[i].siblings.pop() });
+        if (path.siblings.length)
+          mutations.push({ what: `path ${i} sibling dropped`, mutate: (p) => void p.paths[i].siblings.pop() });
       });
       mutations.push({ what: 'task id', mutate: (p) => void (p.task = 't-2') });
-      mutations.push({ what: 'format', mutate: (p) => void ((p as { format: string }).format = 'robomesh-audit-proof/0') });
+      mutations.push({
+        what: 'format',
+        mutate: (p) => void ((p as { format: string }).format = 'robomesh-audit-proof/0'),
+      });
       mutations.push({ what: 'decision status', mutate: (p) => void (p.decision.status = 'assigned') });
       mutations.push({ what: 'decision digest', mutate: (p) => void (p.decision.digest = digest('bad')) });
       mutations.push({ what: 'decision executors', mutate: (p) => void p.decision.executors!.pop() });
       mutations.push({ what: 'an entry dropped', mutate: (p) => void (p.entries.splice(2, 1), p.paths.splice(2, 1)) });
-      mutations.push({ what: 'entries swapped', mutate: (p) => void ([p.entries[1], p.entries[2]] = [p.entries[2], p.entries[1]]) });
+      mutations.push({
+        what: 'entries swapped',
+        mutate: (p) => void ([p.entries[1], p.entries[2]] = [p.entries[2], p.entries[1]]),
+      });
       const reasons = new Map<string, number>();
       for (const m of mutations) {
         const copy = structuredClone(proof);
@@ -125,12 +158,21 @@ describe('audit: proofs for a result', () => {
   it('a task not covered by an anchor yet says so', async () => {
     const { ledger } = await anchoredFleet();
     ledger.append({ type: 'task', task: 't-late', model: digest('model'), input: digest('late'), k: 1, timeout: 5 });
-    assert.throws(() => buildProof(ledger, 't-late'), (e: AuditError) => e.code === 'NOT_ANCHORED');
-    assert.throws(() => buildProof(ledger, 'nope'), (e: AuditError) => e.code === 'UNKNOWN_TASK');
+    assert.throws(
+      () => buildProof(ledger, 't-late'),
+      (e: AuditError) => e.code === 'NOT_ANCHORED',
+    );
+    assert.throws(
+      () => buildProof(ledger, 'nope'),
+      (e: AuditError) => e.code === 'UNKNOWN_TASK',
+    );
   });
 });
 
-function robomesh(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+function robomesh(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     const base = { ...process.env };
     delete base.IOTA_RPC_URL;
@@ -164,7 +206,9 @@ describe('robomesh audit (CLI)', () => {
   it('with IOTA_RPC_URL set (a 127.0.0.1 stub), the anchor is verified live', async () => {
     const server = await node.listen();
     try {
-      const run = await robomesh(['audit', 'result', 't-1', '--store', join(dir, 'ledger.db')], { IOTA_RPC_URL: server.url });
+      const run = await robomesh(['audit', 'result', 't-1', '--store', join(dir, 'ledger.db')], {
+        IOTA_RPC_URL: server.url,
+      });
       assert.equal(run.code, 0, run.stderr);
       assert.match(run.stdout, /verified live on IOTA \(checkpoint \d+\)/);
     } finally {

@@ -43,7 +43,14 @@ describe('robomesh CLI', () => {
   });
 
   it('slice --list --json prints the documented cut objects', async () => {
-    const r = await robomesh('slice', ocrModelPath('ch_PP-OCRv4_det_infer.onnx'), '--list', '--json', '--input-shape', 'x=1x3x320x320');
+    const r = await robomesh(
+      'slice',
+      ocrModelPath('ch_PP-OCRv4_det_infer.onnx'),
+      '--list',
+      '--json',
+      '--input-shape',
+      'x=1x3x320x320',
+    );
     assert.equal(r.code, 0, r.stderr);
     const cuts = JSON.parse(r.stdout) as Record<string, unknown>[];
     assert.ok(cuts.length > 5);
@@ -56,20 +63,28 @@ describe('robomesh CLI', () => {
         assert.equal((t.shape as number[])[2] <= 160, true);
       }
     }
-    assert.ok(cuts.some((c) => (c.tensors as unknown[]).length > 1), 'the detector has multi-tensor cuts');
+    assert.ok(
+      cuts.some((c) => (c.tensors as unknown[]).length > 1),
+      'the detector has multi-tensor cuts',
+    );
     const table = await robomesh('slice', 'builtin:cnn', '--list');
     assert.equal(table.code, 0);
     assert.match(table.stdout, /head share/);
   });
 
   it('slice --cut --out writes head, tail and cut.json that chain to the whole model', async () => {
-    const list = JSON.parse((await robomesh('slice', 'builtin:ocr-cls', '--list', '--json')).stdout) as { id: string }[];
+    const list = JSON.parse((await robomesh('slice', 'builtin:ocr-cls', '--list', '--json')).stdout) as {
+      id: string;
+    }[];
     const cut = list[Math.floor(list.length / 2)].id;
     for (const precision of ['fp32', 'int8']) {
       const out = join(dir, `cls-${precision}`);
       const r = await robomesh('slice', 'builtin:ocr-cls', '--cut', cut, '--precision', precision, '--out', out);
       assert.equal(r.code, 0, r.stderr);
-      const meta = JSON.parse(await readFile(join(out, 'cut.json'), 'utf8')) as { tensors: string[]; boundary: { parts: string[] }[] };
+      const meta = JSON.parse(await readFile(join(out, 'cut.json'), 'utf8')) as {
+        tensors: string[];
+        boundary: { parts: string[] }[];
+      };
       assert.ok(meta.tensors.length >= 1);
       const head = await ort.InferenceSession.create(join(out, 'head.onnx'));
       const tail = await ort.InferenceSession.create(join(out, 'tail.onnx'));
@@ -112,9 +127,15 @@ describe('robomesh CLI', () => {
     const cache = join(dir, 'profiles');
     const first = await robomesh('profile', 'builtin:cnn', '--runs', '3', '--cache-dir', cache, '--json');
     assert.equal(first.code, 0, first.stderr);
-    const profile = JSON.parse(first.stdout) as { wholeMs: number; cuts: { id: string; headMs: number; tailMs: number }[] };
+    const profile = JSON.parse(first.stdout) as {
+      wholeMs: number;
+      cuts: { id: string; headMs: number; tailMs: number }[];
+    };
     const list = JSON.parse((await robomesh('slice', 'builtin:cnn', '--list', '--json')).stdout) as { id: string }[];
-    assert.deepEqual(profile.cuts.map((c) => c.id), list.map((c) => c.id));
+    assert.deepEqual(
+      profile.cuts.map((c) => c.id),
+      list.map((c) => c.id),
+    );
     for (const c of profile.cuts) assert.ok(c.headMs > 0 && c.tailMs > 0);
     assert.ok(profile.wholeMs > 0);
     const second = await robomesh('profile', 'builtin:cnn', '--runs', '3', '--cache-dir', cache, '--json');

@@ -10,7 +10,10 @@ import { testIdentities } from './helpers/fleet.js';
 import { waitFor } from './helpers/wait.js';
 
 /** Stands in for @libp2p/tcp's connection: a socket, and a sendData writing each buffer on its own. */
-function tcpLikeConnection(socket: Socket): { socket: Socket; sendData: (data: Uint8Array[] & { byteLength: number }) => { sentBytes: number; canSendMore: boolean } } {
+function tcpLikeConnection(socket: Socket): {
+  socket: Socket;
+  sendData: (data: Uint8Array[] & { byteLength: number }) => { sentBytes: number; canSendMore: boolean };
+} {
   return {
     socket,
     sendData(data) {
@@ -58,7 +61,11 @@ describe('corked writes (a real TCP socket on loopback)', () => {
       for (const f of sent) connection.sendData(f);
       assert.equal(calls.write + calls.writev, 0, 'nothing is written before the tick ends');
       await new Promise((r) => process.nextTick(r));
-      assert.equal(calls.write + calls.writev, 1, `one write for 200 buffers (write ${calls.write}, writev ${calls.writev})`);
+      assert.equal(
+        calls.write + calls.writev,
+        1,
+        `one write for 200 buffers (write ${calls.write}, writev ${calls.writev})`,
+      );
 
       // The next tick corks again: its writes are batched as well.
       for (const f of frames(10)) connection.sendData(f);
@@ -91,7 +98,12 @@ describe('corked writes (a real TCP socket on loopback)', () => {
     const ids = await testIdentities(2, 95);
     const members = ids.map((i) => i.peerId.toString());
     const a = await createMeshHost({ identity: ids[0], fleetName: 'cork', members });
-    const b = await createMeshHost({ identity: ids[1], fleetName: 'cork', members, bootstrap: a.addresses().map((x) => (x.includes('/p2p/') ? x : `${x}/p2p/${a.peerId}`)) });
+    const b = await createMeshHost({
+      identity: ids[1],
+      fleetName: 'cork',
+      members,
+      bootstrap: a.addresses().map((x) => (x.includes('/p2p/') ? x : `${x}/p2p/${a.peerId}`)),
+    });
     const cork = Socket.prototype.cork;
     let corks = 0;
     Socket.prototype.cork = function (this: Socket) {
@@ -100,7 +112,9 @@ describe('corked writes (a real TCP socket on loopback)', () => {
     };
     try {
       await waitFor(() => a.connectedPeers().length === 1, 'the two hosts to connect', 10_000);
-      const rtt = await (b.node.services as unknown as { ping: Ping }).ping.ping(peerIdFromString(a.peerId), { signal: AbortSignal.timeout(5000) });
+      const rtt = await (b.node.services as unknown as { ping: Ping }).ping.ping(peerIdFromString(a.peerId), {
+        signal: AbortSignal.timeout(5000),
+      });
       assert.ok(rtt >= 0);
       assert.ok(corks > 0, 'the ping went out through corked sockets');
     } finally {

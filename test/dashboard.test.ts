@@ -37,7 +37,11 @@ function room(knownCols: number): FleetView['map'] {
 }
 
 const links = (down: string[] = []): LinkView[] =>
-  [['r0', 'r1'], ['r0', 'r2'], ['r1', 'r2']].map(([a, b]) => ({ a, b, connected: !down.includes(`${a}-${b}`), bandwidthBps: 40e6, rttMs: 0.8 }));
+  [
+    ['r0', 'r1'],
+    ['r0', 'r2'],
+    ['r1', 'r2'],
+  ].map(([a, b]) => ({ a, b, connected: !down.includes(`${a}-${b}`), bandwidthBps: 40e6, rttMs: 0.8 }));
 
 const initial: FleetView = {
   time: 0,
@@ -69,7 +73,8 @@ describe('live dashboard (chromium)', function () {
   const updates = (): Promise<number> => page.evaluate(() => Number(document.body.dataset.updates));
 
   before(async () => {
-    if (!existsSync(executablePath)) assert.fail(`no chromium at ${executablePath}: apt-get install chromium (or set CHROMIUM_PATH)`);
+    if (!existsSync(executablePath))
+      assert.fail(`no chromium at ${executablePath}: apt-get install chromium (or set CHROMIUM_PATH)`);
     source = new ScriptedSource(initial);
     dashboard = await startDashboard(source, {});
     browser = await chromium.launch({ executablePath, args: ['--no-sandbox'] });
@@ -86,7 +91,11 @@ describe('live dashboard (chromium)', function () {
   it('serves the page, bound to 127.0.0.1, and draws the map it streams', async () => {
     assert.match(dashboard.url, /^http:\/\/127\.0\.0\.1:\d+\/$/);
     assert.match(await page.title(), /robomesh/);
-    await page.waitForFunction(() => Number(document.getElementById('map-canvas')!.dataset.mapCells) > 0, undefined, WAIT);
+    await page.waitForFunction(
+      () => Number(document.getElementById('map-canvas')!.dataset.mapCells) > 0,
+      undefined,
+      WAIT,
+    );
     const cells = Number(await page.locator('#map-canvas').getAttribute('data-map-cells'));
     assert.equal(cells, decodeStates(initial.map!).filter((s) => s !== 0).length);
     assert.equal(await page.locator('#phase').textContent(), 'explore');
@@ -98,7 +107,11 @@ describe('live dashboard (chromium)', function () {
   it('redraws a growing map', async () => {
     const before = Number(await page.locator('#map-canvas').getAttribute('data-map-cells'));
     source.set({ map: room(30) });
-    await page.waitForFunction((n) => Number(document.getElementById('map-canvas')!.dataset.mapCells) > n, before, WAIT);
+    await page.waitForFunction(
+      (n) => Number(document.getElementById('map-canvas')!.dataset.mapCells) > n,
+      before,
+      WAIT,
+    );
   });
 
   it('shows a partition with the split and dashed red links, and hides it after the heal', async () => {
@@ -120,7 +133,9 @@ describe('live dashboard (chromium)', function () {
   });
 
   it('puts new log entries on top of the feed with their kind as a tag', async () => {
-    source.set({ log: [...source.current().log, { at: 420, robot: 'r2', kind: 'flag', detail: 'r1 drew a fake wall' }] });
+    source.set({
+      log: [...source.current().log, { at: 420, robot: 'r2', kind: 'flag', detail: 'r1 drew a fake wall' }],
+    });
     const top = page.locator('#log-feed li').first();
     await top.filter({ hasText: 'r1 drew a fake wall' }).waitFor(WAIT);
     assert.equal(await top.locator('.tag').textContent(), 'flag');
@@ -130,7 +145,11 @@ describe('live dashboard (chromium)', function () {
   it('plots inference latencies and counts plans', async () => {
     const plans = ['local', 'offload', 'split@2', 'split@3'];
     source.set({ latency: plans.map((plan, i) => ({ at: 500 + 100 * i, robot: `r${i % 3}`, ms: 20 + 10 * i, plan })) });
-    await page.waitForFunction(() => document.querySelectorAll('#latency-plot circle.sample').length === 4, undefined, WAIT);
+    await page.waitForFunction(
+      () => document.querySelectorAll('#latency-plot circle.sample').length === 4,
+      undefined,
+      WAIT,
+    );
     assert.equal(await page.locator('#plan-breakdown [data-plan="split"] .count').textContent(), '2');
     assert.equal(await page.locator('#plan-breakdown [data-plan="local"] .count').textContent(), '1');
   });
@@ -157,7 +176,8 @@ describe('live dashboard (chromium)', function () {
     assert.equal(grey(5, 5), 254, 'inside free');
     assert.equal(grey(35, 5), 205, 'unmapped unknown');
 
-    for (const path of ['/nope', '/state.json/x', '/events.png']) assert.equal((await fetch(url(path))).status, 404, path);
+    for (const path of ['/nope', '/state.json/x', '/events.png'])
+      assert.equal((await fetch(url(path))).status, 404, path);
     assert.equal((await fetch(url('/state.json'), { method: 'POST' })).status, 405);
   });
 

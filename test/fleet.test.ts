@@ -20,16 +20,29 @@ describe('fleet scenarios', () => {
   it('the default scenario parses; mistakes are refused naming the place', () => {
     const s = parseScenario(DEFAULT_SCENARIO);
     assert.equal(s.robots, 4);
-    assert.deepEqual(s.events.map((e) => Object.keys(e).filter((k) => k !== 'at')[0]), ['partition', 'heal', 'shape', 'byzantine']);
-    const bad = (text: string, re: RegExp): void => assert.throws(() => parseScenario(text), (e: ScenarioError) => e instanceof ScenarioError && re.test(e.message));
+    assert.deepEqual(
+      s.events.map((e) => Object.keys(e).filter((k) => k !== 'at')[0]),
+      ['partition', 'heal', 'shape', 'byzantine'],
+    );
+    const bad = (text: string, re: RegExp): void =>
+      assert.throws(
+        () => parseScenario(text),
+        (e: ScenarioError) => e instanceof ScenarioError && re.test(e.message),
+      );
     bad('robots: 3\nevents: [{ at: 1, partition: [[r0], [r7]] }]', /unknown robot "r7"/);
     bad('robots: 3\nevents: [{ at: 1, byzantine: { robot: r1, fault: lies } }]', /fault type must be one of/);
     bad('robots: 3\nduration: 10\nevents: [{ at: 11, heal: true }]', /after the end/);
     bad('robtos: 3', /unknown key robtos/);
     bad('robots: [', /not YAML/);
-    bad('robots: 3\nevents: [{ at: 1, shape: { robots: [r1], links: [[r0, r1]], rate_mbit: 1 } }]', /exactly one of robots/);
+    bad(
+      'robots: 3\nevents: [{ at: 1, shape: { robots: [r1], links: [[r0, r1]], rate_mbit: 1 } }]',
+      /exactly one of robots/,
+    );
     bad('robots: 3\nevents: [{ at: 1, shape: { links: [[r0, r0]], rate_mbit: 1 } }]', /two different robots/);
-    bad('robots: 3\nevents: [{ at: 1, shape: { links: [[r0, r5]], rate_mbit: 1 } }]', /shape.links\[0\]\[1\]: unknown robot "r5"/);
+    bad(
+      'robots: 3\nevents: [{ at: 1, shape: { links: [[r0, r5]], rate_mbit: 1 } }]',
+      /shape.links\[0\]\[1\]: unknown robot "r5"/,
+    );
     bad('robots: 3\nevents: [{ at: 1, shape: { between: [[r0, r1]], rate_mbit: 1 } }]', /two or more groups/);
     bad('robots: 3\nevents: [{ at: 1, shape: { robots: [r1] } }]', /rate_mbit: expected a number/);
   });
@@ -45,7 +58,9 @@ describe('fleet scenarios', () => {
     assert.deepEqual(links('{ robots: [r1, r2], rate_mbit: 2 }'), ['r1-r0', 'r1-r2', 'r1-r3', 'r2-r0', 'r2-r3']);
     assert.deepEqual(links('{ between: [[r0, r1], [r2]], rate_mbit: 2, delay_ms: 30 }'), ['r0-r2', 'r1-r2']);
     assert.deepEqual(links('{ links: [[r3, r0]], rate_mbit: 2 }'), ['r3-r0']);
-    const e = parseScenario('robots: 2\nevents: [{ at: 1, shape: { links: [[r0, r1]], rate_mbit: 2, delay_ms: 30 } }, { at: 2, unshape: true }]').events;
+    const e = parseScenario(
+      'robots: 2\nevents: [{ at: 1, shape: { links: [[r0, r1]], rate_mbit: 2, delay_ms: 30 } }, { at: 2, unshape: true }]',
+    ).events;
     assert.ok('shape' in e[0] && e[0].shape.delayMs === 30 && e[0].shape.text.includes('2 Mbit/s, 30 ms'));
     assert.ok('unshape' in e[1]);
   });
@@ -79,14 +94,26 @@ events:
     const run = new FleetRun(scenario, { inProcess: false, dataDir: dir, log: (l) => lines.push(l) });
     run.on('update', (v) => views.push(v));
     report = await run.run();
-    console.log(reportMarkdown(report).split('\n').filter((l) => l.startsWith('|') || l.startsWith('Task') || l.startsWith('Merged')).map((l) => `      ${l}`).join('\n'));
+    console.log(
+      reportMarkdown(report)
+        .split('\n')
+        .filter((l) => l.startsWith('|') || l.startsWith('Task') || l.startsWith('Merged'))
+        .map((l) => `      ${l}`)
+        .join('\n'),
+    );
   });
   after(() => rm(dir, { recursive: true, force: true }));
 
   it('the partition shows in the dashboard view, and the logs and maps converge after the heal', () => {
     assert.equal(report.processes, 'separate');
-    assert.ok(views.some((v) => v.phase.startsWith('partition') && v.links.some((l) => !l.connected)), 'a view with the partition');
-    assert.ok(views.some((v) => v.map && v.robots.every((r) => r.pose)), 'views carry the map and poses');
+    assert.ok(
+      views.some((v) => v.phase.startsWith('partition') && v.links.some((l) => !l.connected)),
+      'a view with the partition',
+    );
+    assert.ok(
+      views.some((v) => v.map && v.robots.every((r) => r.pose)),
+      'views carry the map and poses',
+    );
     assert.equal(report.heals.length, 1);
     assert.notEqual(report.heals[0].convergedMs, null);
   });
@@ -130,7 +157,8 @@ describe('robomesh fleet sharded: robots spread over shared processes', function
     assert.equal(parsePlacement('2'), 2);
     assert.equal(parsePlacement('separate'), 'separate');
     assert.equal(parsePlacement('in-process'), 'in-process');
-    for (const bad of ['0', '-1', '1.5', 'two', '']) assert.throws(() => parsePlacement(bad), /expected a number of processes/);
+    for (const bad of ['0', '-1', '1.5', 'two', ''])
+      assert.throws(() => parsePlacement(bad), /expected a number of processes/);
     assert.equal(defaultPlacement(4, 2), 'separate');
     assert.equal(defaultPlacement(12, 8), 'separate');
     assert.equal(defaultPlacement(50, 2), 2);
@@ -153,7 +181,11 @@ events:
   - { at: 7, heal: true }
 `);
     const lines: string[] = [];
-    const run = new FleetRun(scenario, { placement: 2, dataDir: await tmp('rm-fleet-shards-'), log: (l) => lines.push(l) });
+    const run = new FleetRun(scenario, {
+      placement: 2,
+      dataDir: await tmp('rm-fleet-shards-'),
+      log: (l) => lines.push(l),
+    });
     const report = await run.run();
     assert.equal(report.processes, 'sharded');
     assert.deepEqual(report.placement, [
@@ -170,7 +202,10 @@ events:
     assert.ok(!usage.some((u) => u.pid === process.pid), 'no robot in the fleet process');
     // Per robot = the two processes' RSS over 4 robots (not every status's RSS: each is its process's).
     const { maxRssMb, rssMbPerRobot, cpuSeconds } = report.resources;
-    assert.ok(rssMbPerRobot * 4 <= maxRssMb * 2 + 1e-6 && rssMbPerRobot * 4 >= maxRssMb - 1e-6, JSON.stringify(report.resources));
+    assert.ok(
+      rssMbPerRobot * 4 <= maxRssMb * 2 + 1e-6 && rssMbPerRobot * 4 >= maxRssMb - 1e-6,
+      JSON.stringify(report.resources),
+    );
     assert.ok(Math.abs(cpuSeconds - (usage[0].cpuMs + usage[1].cpuMs) / 1000) < 1e-6);
     assert.ok(reportMarkdown(report).includes('in 2 shared processes of 2, 2 robots'));
   });
@@ -180,12 +215,24 @@ events:
     const seeds = Array.from({ length: 4 }, (_, i) => new Uint8Array(32).fill(40 + i));
     const ids = await Promise.all(seeds.map((s) => identityFromSeed(s)));
     const keys = ids.map((i) => toHex(i.privateKey.publicKey.raw));
-    const genesis = signEntry({ seq: 1, lamport: 1, parents: [], payload: { type: 'genesis', fleet: 'local', members: keys, admins: [keys[0]] } }, signerFromSeed(seeds[0]));
+    const genesis = signEntry(
+      {
+        seq: 1,
+        lamport: 1,
+        parents: [],
+        payload: { type: 'genesis', fleet: 'local', members: keys, admins: [keys[0]] },
+      },
+      signerFromSeed(seeds[0]),
+    );
     const init = (i: number): RuntimeInit => ({
       name: `r${i}`,
       index: i,
       seed: Buffer.from(seeds[i]).toString('hex'),
-      fleet: { name: 'local', members: ids.map((x) => x.peerId.toString()), genesis: Buffer.from(genesis.bytes).toString('base64') },
+      fleet: {
+        name: 'local',
+        members: ids.map((x) => x.peerId.toString()),
+        genesis: Buffer.from(genesis.bytes).toString('base64'),
+      },
       bootstrap: [],
       dataDir: join(dir, `r${i}`),
       cacheDir: dir,
@@ -203,11 +250,15 @@ events:
       // glibc left it after parsing the tunables in place (up to the first ':'), so the first one.
       const environ = readFileSync(`/proc/${robots[0].pid}/environ`, 'utf8').split('\0');
       const [first] = robotProcessEnv({}).GLIBC_TUNABLES!.split(':');
-      assert.ok(environ.includes(`GLIBC_TUNABLES=${first}`), `GLIBC_TUNABLES of robot process ${robots[0].pid}: ${environ.filter((v) => v.startsWith('GLIBC')).join()}`);
+      assert.ok(
+        environ.includes(`GLIBC_TUNABLES=${first}`),
+        `GLIBC_TUNABLES of robot process ${robots[0].pid}: ${environ.filter((v) => v.startsWith('GLIBC')).join()}`,
+      );
 
       // r1 holds still until told to go (the fleet starts the scenario's clock once all are up),
       // while r0 beside it in the same process moves from the start.
-      const simTime = async (r: ChildRobot): Promise<number> => (await r.request<RobotStatus>({ cmd: 'status' })).simTime;
+      const simTime = async (r: ChildRobot): Promise<number> =>
+        (await r.request<RobotStatus>({ cmd: 'status' })).simTime;
       let r0Time = 0;
       await waitFor(async () => (r0Time = await simTime(robots[0])) > 1, 'r0 to move', 20_000);
       assert.equal(await simTime(robots[1]), 0, `r1 stayed still while r0 moved ${r0Time} s`);
@@ -228,7 +279,13 @@ events:
       b.kill();
       const pending = [robots[2].request({ cmd: 'status' }), robots[3].request({ cmd: 'status' })];
       for (const [k, p] of pending.entries()) {
-        await assert.rejects(p, (e: Error & { code?: string }) => e.code === 'ROBOT_DOWN' && e.message.startsWith(`r${k + 2} is down: its process (shard b, pid`) && /killed by SIGKILL/.test(e.message));
+        await assert.rejects(
+          p,
+          (e: Error & { code?: string }) =>
+            e.code === 'ROBOT_DOWN' &&
+            e.message.startsWith(`r${k + 2} is down: its process (shard b, pid`) &&
+            /killed by SIGKILL/.test(e.message),
+        );
       }
       assert.ok(Date.now() - t0 < 5000, 'no waiting for the request timeout');
       assert.ok(!robots[2].up && !robots[3].up);

@@ -1,10 +1,30 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, delimiter, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { isMap, isScalar, isSeq, parse as parseYaml, parseDocument, stringify as stringifyYaml, type YAMLMap } from 'yaml';
+import {
+  isMap,
+  isScalar,
+  isSeq,
+  parse as parseYaml,
+  parseDocument,
+  stringify as stringifyYaml,
+  type YAMLMap,
+} from 'yaml';
 import { PARAMETERS } from '../ros/params.js';
 import { robotProcessEnv } from '../nodes/util/malloc-tunables.js';
 
@@ -117,7 +137,11 @@ function fromXml(e: XmlElement): Entity {
         }),
       };
     case 'include':
-      return { kind: 'include', file: parseSubs(a.file), args: e.children.map((c) => [c.attrib.name, parseSubs(c.attrib.value)]) };
+      return {
+        kind: 'include',
+        file: parseSubs(a.file),
+        args: e.children.map((c) => [c.attrib.name, parseSubs(c.attrib.value)]),
+      };
     case 'group':
       return { kind: 'group', scoped: a.scoped !== 'false', children: e.children.map(fromXml) };
     case 'push_ros_namespace':
@@ -260,7 +284,11 @@ function readLaunchFile(file: string, tmp: string): Entity[] {
   const out = execFileSync(python(), [join(stubs, 'describe_launch.py'), file], {
     cwd: stubs,
     encoding: 'utf8',
-    env: { ...process.env, PYTHONPATH: [stubs, process.env.PYTHONPATH].filter(Boolean).join(delimiter), PYTHONDONTWRITEBYTECODE: '1' },
+    env: {
+      ...process.env,
+      PYTHONPATH: [stubs, process.env.PYTHONPATH].filter(Boolean).join(delimiter),
+      PYTHONDONTWRITEBYTECODE: '1',
+    },
   });
   return JSON.parse(out) as Entity[];
 }
@@ -275,7 +303,8 @@ function prefixNamespace(base: string | undefined, ns: string | undefined): stri
   return combined === '/' ? combined : combined.replace(/\/+$/, '');
 }
 
-const makeAbsolute = (ns: string | undefined): string | undefined => (ns === undefined || ns.startsWith('/') ? ns : `/${ns}`);
+const makeAbsolute = (ns: string | undefined): string | undefined =>
+  ns === undefined || ns.startsWith('/') ? ns : `/${ns}`;
 
 interface Context {
   configs: Map<string, string>;
@@ -344,7 +373,9 @@ function runLaunch(file: string, cliArgs: Record<string, string>, tmp: string): 
           // ExecutableInPackage: <prefix>/lib/robomesh/EXEC, which CMakeLists.txt installs from bin/.
           const argv = [join(ROOT, 'bin', e.exec), ...e.args.map((a) => evaluate(a, ctx)), '--ros-args'];
           const name = e.name === undefined ? undefined : evaluate(e.name, ctx);
-          const ns = makeAbsolute(prefixNamespace(ctx.rosNamespace, e.namespace === undefined ? undefined : evaluate(e.namespace, ctx)));
+          const ns = makeAbsolute(
+            prefixNamespace(ctx.rosNamespace, e.namespace === undefined ? undefined : evaluate(e.namespace, ctx)),
+          );
           if (name !== undefined) argv.push('-r', `__node:=${name}`);
           if (ns !== undefined) argv.push('-r', `__ns:=${ns}`);
           const fullName = name !== undefined && ns !== undefined ? prefixNamespace(ns, name)! : '/**';
@@ -396,7 +427,10 @@ function declaredArgs(file: string, tmp: string): Record<string, string | undefi
 /** Runs a launched node's command line with --print-params before --ros-args. */
 function runNode(argv: string[], cwd: string): SpawnSyncReturns<string> {
   const [exec, ...rest] = argv;
-  const env: NodeJS.ProcessEnv = { ...process.env, PATH: `${dirname(process.execPath)}${delimiter}${process.env.PATH ?? ''}` };
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    PATH: `${dirname(process.execPath)}${delimiter}${process.env.PATH ?? ''}`,
+  };
   delete env.ROBOMESH_NODE;
   return spawnSync(exec, ['--print-params', ...rest], { cwd, env, encoding: 'utf8' });
 }
@@ -411,7 +445,8 @@ function printParams(argv: string[], cwd: string): Printed {
 
 function flattenObject(obj: Record<string, unknown>, prefix = '', out: Printed = {}): Printed {
   for (const [k, v] of Object.entries(obj)) {
-    if (v !== null && typeof v === 'object' && !Array.isArray(v)) flattenObject(v as Record<string, unknown>, `${prefix}${k}.`, out);
+    if (v !== null && typeof v === 'object' && !Array.isArray(v))
+      flattenObject(v as Record<string, unknown>, `${prefix}${k}.`, out);
     else out[`${prefix}${k}`] = v;
   }
   return out;
@@ -448,7 +483,10 @@ function paramsFileSettings(file: string): Setting[] {
   };
   for (const section of doc.contents.items) {
     const v = section.value;
-    assert.ok(isMap(v) && v.items.length === 1 && isScalar(v.items[0].key) && v.items[0].key.value === 'ros__parameters', `${file}: ${String(section.key)} must hold only ros__parameters`);
+    assert.ok(
+      isMap(v) && v.items.length === 1 && isScalar(v.items[0].key) && v.items[0].key.value === 'ros__parameters',
+      `${file}: ${String(section.key)} must hold only ros__parameters`,
+    );
     assert.ok(isMap(v.items[0].value), `${file}: ros__parameters must be a map`);
     walk(v.items[0].value, '');
   }
@@ -468,13 +506,18 @@ function settingProblem(s: Setting): string | undefined {
       if (v.length === 0) return 'an empty list: rcl cannot type it (leave the parameter out instead)';
       return v.every((x) => typeof x === 'string') ? undefined : 'expected every item to be a string';
     case 'number':
-      return typeof v === 'number' && !/^[-+]?\d+$/.test(s.source ?? '') ? undefined : 'expected a double, written with a decimal point';
+      return typeof v === 'number' && !/^[-+]?\d+$/.test(s.source ?? '')
+        ? undefined
+        : 'expected a double, written with a decimal point';
     case 'integer':
       return Number.isInteger(v) && /^[-+]?\d+$/.test(s.source ?? '') ? undefined : 'expected an integer';
   }
 }
 
-const configFiles = (): string[] => [join(ROOT, 'config', 'robot.yaml'), ...readdirSync(join(ROOT, 'config', 'fleet')).map((f) => join(ROOT, 'config', 'fleet', f))];
+const configFiles = (): string[] => [
+  join(ROOT, 'config', 'robot.yaml'),
+  ...readdirSync(join(ROOT, 'config', 'fleet')).map((f) => join(ROOT, 'config', 'fleet', f)),
+];
 
 function filesUnder(dir: string, ext: RegExp): string[] {
   return readdirSync(dir, { recursive: true, encoding: 'utf8' })
@@ -490,7 +533,10 @@ describe('ROS 2 package and launch files', () => {
   before(() => {
     tmp = mkdtempSync(join(tmpdir(), 'robomesh-launch-'));
     customConfig = join(tmp, 'custom.yaml');
-    writeFileSync(customConfig, '/**:\n  ros__parameters:\n    topics:\n      scan: front_lidar/scan\n    map:\n      resolution: 0.1\n    fleet:\n      name: lab\n');
+    writeFileSync(
+      customConfig,
+      '/**:\n  ros__parameters:\n    topics:\n      scan: front_lidar/scan\n    map:\n      resolution: 0.1\n    fleet:\n      name: lab\n',
+    );
   });
   after(() => rmSync(tmp, { recursive: true, force: true }));
 
@@ -503,7 +549,8 @@ print(json.dumps({'name': p.name, 'format': p.package_format, 'version': p.versi
   'exec': [d.name for d in p.exec_depends], 'build': [d.name for d in p.build_depends]}))`;
     const catkinPython = (): string => {
       const py = pythonWith('catkin_pkg.package');
-      if (!py) assert.fail('python3-catkin-pkg is missing: install it (apt-get install python3-catkin-pkg); CI installs it');
+      if (!py)
+        assert.fail('python3-catkin-pkg is missing: install it (apt-get install python3-catkin-pkg); CI installs it');
       return py;
     };
 
@@ -516,7 +563,11 @@ print(json.dumps({'name': p.name, 'format': p.package_format, 'version': p.versi
       assert.equal(p.build_type, 'ament_cmake');
       assert.deepEqual(p.buildtool, ['ament_cmake']);
       assert.deepEqual([...p.exec].sort(), ['nodejs', 'robomesh_msgs', 'ros2launch']);
-      assert.equal(p.version, (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version, 'same version as package.json');
+      assert.equal(
+        p.version,
+        (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version,
+        'same version as package.json',
+      );
     });
 
     it('ros/robomesh_msgs/package.xml is valid (catkin_pkg)', function () {
@@ -540,9 +591,14 @@ print(json.dumps({'name': p.name, 'format': p.package_format, 'version': p.versi
       mkdirSync(join(src, 'bin'), { recursive: true });
       mkdirSync(stub, { recursive: true });
       // Only ament_package() is stubbed (the real one also installs package.xml and env hooks).
-      writeFileSync(join(stub, 'ament_cmakeConfig.cmake'), 'macro(ament_package)\n  install(FILES package.xml DESTINATION share/${PROJECT_NAME})\nendmacro()\n');
+      writeFileSync(
+        join(stub, 'ament_cmakeConfig.cmake'),
+        'macro(ament_package)\n  install(FILES package.xml DESTINATION share/${PROJECT_NAME})\nendmacro()\n',
+      );
       const configure = (dir: string): SpawnSyncReturns<string> =>
-        spawnSync('cmake', ['-S', dir, '-B', join(work, `build-${basename(dir)}`), `-Dament_cmake_DIR=${stub}`], { encoding: 'utf8' });
+        spawnSync('cmake', ['-S', dir, '-B', join(work, `build-${basename(dir)}`), `-Dament_cmake_DIR=${stub}`], {
+          encoding: 'utf8',
+        });
 
       // Without the npm build: a clear error.
       const bare = join(work, 'bare');
@@ -563,20 +619,43 @@ print(json.dumps({'name': p.name, 'format': p.package_format, 'version': p.versi
       execFileSync('cmake', ['--install', join(work, 'build-src'), '--prefix', prefix], { encoding: 'utf8' });
 
       const share = join(prefix, 'share', 'robomesh');
-      for (const f of ['package.xml', 'package.json', 'dist/ros/robot-node.js', 'node_modules', 'config/robot.yaml', 'config/fleet/r1.yaml', ...readdirSync(join(ROOT, 'launch')).map((f) => `launch/${f}`)]) {
+      for (const f of [
+        'package.xml',
+        'package.json',
+        'dist/ros/robot-node.js',
+        'node_modules',
+        'config/robot.yaml',
+        'config/fleet/r1.yaml',
+        ...readdirSync(join(ROOT, 'launch')).map((f) => `launch/${f}`),
+      ]) {
         assert.ok(existsSync(join(share, f)), `share/robomesh/${f} installed`);
       }
       const installed = join(prefix, 'lib', 'robomesh', 'robomesh_node');
       assert.ok(statSync(installed).mode & 0o111, 'lib/robomesh/robomesh_node is executable');
       // As `ros2 run robomesh robomesh_node --ros-args …` would start it, with the installed config.
-      const printed = printParams([installed, '--ros-args', '-r', '__node:=r5', '--params-file', join(share, 'config', 'robot.yaml'), '-p', 'topics.scan:=front/scan'], tmp);
+      const printed = printParams(
+        [
+          installed,
+          '--ros-args',
+          '-r',
+          '__node:=r5',
+          '--params-file',
+          join(share, 'config', 'robot.yaml'),
+          '-p',
+          'topics.scan:=front/scan',
+        ],
+        tmp,
+      );
       assert.equal(printed.robot_name, 'r5');
       assert.equal(printed['topics.scan'], 'front/scan');
       assert.equal(printed['map.resolution'], 0.05);
     });
 
     it('bin/robomesh_node runs the source tree build and says what to do when there is none', () => {
-      const printed = printParams([LAUNCHER, '--ros-args', '-r', '__node:=r6', '-r', '__ns:=/r6', '-p', 'robot_name:=r6'], tmp);
+      const printed = printParams(
+        [LAUNCHER, '--ros-args', '-r', '__node:=r6', '-r', '__ns:=/r6', '-p', 'robot_name:=r6'],
+        tmp,
+      );
       assert.equal(printed.robot_name, 'r6');
       assert.equal(printed.namespace, '/r6');
       const lonely = join(tmp, 'lonely');
@@ -603,7 +682,10 @@ print(json.dumps({'name': p.name, 'format': p.package_format, 'version': p.versi
         return r.stdout;
       };
       assert.equal(run(), robotProcessEnv({}).GLIBC_TUNABLES, 'the same values as ROBOT_MALLOC_TUNABLES');
-      assert.equal(run('glibc.pthread.rseq=0'), robotProcessEnv({ GLIBC_TUNABLES: 'glibc.pthread.rseq=0' }).GLIBC_TUNABLES);
+      assert.equal(
+        run('glibc.pthread.rseq=0'),
+        robotProcessEnv({ GLIBC_TUNABLES: 'glibc.pthread.rseq=0' }).GLIBC_TUNABLES,
+      );
       assert.equal(run('glibc.malloc.arena_max=2'), 'glibc.malloc.arena_max=2', 'malloc tunables of the caller win');
     });
   });
@@ -613,7 +695,8 @@ print(json.dumps({'name': p.name, 'format': p.package_format, 'version': p.versi
       const files = filesUnder(join(ROOT, 'launch'), /\.xml$/);
       assert.ok(files.length >= 2);
       for (const f of files) {
-        for (const [, comment] of readFileSync(f, 'utf8').matchAll(/<!--([\s\S]*?)-->/g)) assert.ok(!comment.includes('--'), `${f}: "--" inside a comment`);
+        for (const [, comment] of readFileSync(f, 'utf8').matchAll(/<!--([\s\S]*?)-->/g))
+          assert.ok(!comment.includes('--'), `${f}: "--" inside a comment`);
         assert.equal(readXml(f).tag, 'launch', f);
       }
     });
@@ -636,7 +719,8 @@ print(json.dumps({'name': p.name, 'format': p.package_format, 'version': p.versi
         assert.ok(settings.length > 0, f);
         for (const s of settings) assert.equal(settingProblem(s), undefined, `${f}: ${s.name}`);
         // The launch files set these; a params file given after them would override them.
-        for (const s of settings) assert.ok(!['robot_name', 'namespace', 'config_file'].includes(s.name), `${f} must not set ${s.name}`);
+        for (const s of settings)
+          assert.ok(!['robot_name', 'namespace', 'config_file'].includes(s.name), `${f} must not set ${s.name}`);
       }
     });
   });
@@ -644,7 +728,11 @@ print(json.dumps({'name': p.name, 'format': p.package_format, 'version': p.versi
   for (const file of ROBOT_LAUNCH_FILES) {
     describe(file, () => {
       it('declares robot, namespace and config with their defaults', () => {
-        assert.deepEqual(declaredArgs(file, tmp), { robot: 'robot', namespace: '', config: join(ROOT, 'config', 'robot.yaml') });
+        assert.deepEqual(declaredArgs(file, tmp), {
+          robot: 'robot',
+          namespace: '',
+          config: join(ROOT, 'config', 'robot.yaml'),
+        });
       });
 
       it('defaults: one robomesh_node named robot, the package config as config_file and params file', () => {
@@ -661,7 +749,8 @@ print(json.dumps({'name': p.name, 'format': p.package_format, 'version': p.versi
         assert.equal(printed.robot_name, 'robot');
         assert.equal(printed.namespace, '/');
         assert.equal(printed.config_file, config);
-        for (const s of paramsFileSettings(config)) assert.deepEqual(printed[s.name], s.value, `${s.name} from config/robot.yaml`);
+        for (const s of paramsFileSettings(config))
+          assert.deepEqual(printed[s.name], s.value, `${s.name} from config/robot.yaml`);
       });
 
       it('robot:=r7 namespace:=/lab config:=FILE reach the node', () => {
@@ -700,7 +789,9 @@ print(json.dumps({'name': p.name, 'format': p.package_format, 'version': p.versi
   });
 
   it('launch files set only parameters from PARAMETERS', () => {
-    const names = [...ROBOT_LAUNCH_FILES, 'fleet.launch.xml'].flatMap((f) => runLaunch(f, {}, tmp).flatMap((n) => Object.keys(n.setParams)));
+    const names = [...ROBOT_LAUNCH_FILES, 'fleet.launch.xml'].flatMap((f) =>
+      runLaunch(f, {}, tmp).flatMap((n) => Object.keys(n.setParams)),
+    );
     assert.ok(names.length > 0);
     for (const n of names) assert.ok(KNOWN.has(n), `${n} is not in PARAMETERS`);
   });

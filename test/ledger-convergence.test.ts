@@ -36,7 +36,8 @@ async function runSchedule(seed: number): Promise<{ entries: number; partitions:
       // Heal: everyone in one partition again; reconnections run anti-entropy both ways.
       const before = group;
       group = new Array<number>(n).fill(0);
-      for (let a = 0; a < n; a++) for (let b = 0; b < n; b++) if (a !== b && before[a] !== before[b]) await sync(ledgers[a], ledgers[b]);
+      for (let a = 0; a < n; a++)
+        for (let b = 0; b < n; b++) if (a !== b && before[a] !== before[b]) await sync(ledgers[a], ledgers[b]);
     } else {
       const i = Math.floor(random() * n);
       const entry = ledgers[i].append(randomPayload(ledgers[i], members, random, counter));
@@ -53,14 +54,19 @@ async function runSchedule(seed: number): Promise<{ entries: number; partitions:
     }
   }
   // Final heal: anti-entropy between every pair, twice (a relay needs two hops at most).
-  for (let round = 0; round < 2; round++) for (let a = 0; a < n; a++) for (let b = 0; b < n; b++) if (a !== b) await sync(ledgers[a], ledgers[b]);
+  for (let round = 0; round < 2; round++)
+    for (let a = 0; a < n; a++) for (let b = 0; b < n; b++) if (a !== b) await sync(ledgers[a], ledgers[b]);
   const ids = ledgers.map((l) => l.ids().sort().join(','));
   const hashes = ledgers.map((l) => l.stateHash());
   for (let k = 1; k < n; k++) {
     assert.equal(ids[k], ids[0], `replica ${k} holds a different entry set`);
     assert.equal(hashes[k], hashes[0], `replica ${k} folded a different state`);
   }
-  for (const id of acked) assert.ok(ledgers.every((l) => l.has(id)), `acknowledged entry ${id} lost`);
+  for (const id of acked)
+    assert.ok(
+      ledgers.every((l) => l.has(id)),
+      `acknowledged entry ${id} lost`,
+    );
   return { entries: ledgers[0].size, partitions };
 }
 
@@ -76,6 +82,9 @@ describe('log convergence under partitions (seeded property test)', function () 
       entries += r.entries;
       partitions += r.partitions;
     }
-    assert.ok(entries > 10_000 && partitions > 500, `schedules too small: ${entries} entries, ${partitions} partitions`);
+    assert.ok(
+      entries > 10_000 && partitions > 500,
+      `schedules too small: ${entries} entries, ${partitions} partitions`,
+    );
   });
 });

@@ -52,7 +52,11 @@ describe('crash safety (SQLite store, kill -9)', function () {
         for (let round = 0; round < 100; round++) {
           acked.push(...(await appendThenKill(path, Math.floor(random() * 60))));
           const db = new Database(path, { readonly: true });
-          assert.equal((db.pragma('integrity_check') as { integrity_check: string }[])[0].integrity_check, 'ok', `round ${round}`);
+          assert.equal(
+            (db.pragma('integrity_check') as { integrity_check: string }[])[0].integrity_check,
+            'ok',
+            `round ${round}`,
+          );
           db.close();
         }
         const ledger = new Ledger(new SqliteLogStore(path));
@@ -75,9 +79,28 @@ describe('crash safety (SQLite store, kill -9)', function () {
     try {
       // The first run exits without closing (as a killed robot would), so the second appends to a
       // WAL that is already there, where no WAL header is written (and synced) on the first put.
-      for (const [run, first, exit] of [['new', 1, 'keep-wal'], ['reopened', 101, 'close']] as const) {
+      for (const [run, first, exit] of [
+        ['new', 1, 'keep-wal'],
+        ['reopened', 101, 'close'],
+      ] as const) {
         const trace = join(dir, `trace-${run}`);
-        const child = spawnSync('strace', ['-f', '-e', 'trace=fsync,fdatasync,write', '-o', trace, process.execPath, FSYNC_CHILD, join(dir, 'log.sqlite'), '10', String(first), exit], { encoding: 'utf8' });
+        const child = spawnSync(
+          'strace',
+          [
+            '-f',
+            '-e',
+            'trace=fsync,fdatasync,write',
+            '-o',
+            trace,
+            process.execPath,
+            FSYNC_CHILD,
+            join(dir, 'log.sqlite'),
+            '10',
+            String(first),
+            exit,
+          ],
+          { encoding: 'utf8' },
+        );
         assert.equal(child.status, 0, child.stderr);
         const { readFile } = await import('node:fs/promises');
         const syncs = new Map<string, number>();
@@ -107,12 +130,20 @@ describe('crash safety (SQLite store, kill -9)', function () {
     try {
       const store = new SqliteLogStore(join(dir, 'log.sqlite'));
       stores.push(store);
-      const entry = (seq: number, author: string) => ({ id: seq.toString(16).padStart(64, '0'), author, seq, lamport: seq, bytes: new Uint8Array(4000).fill(seq) });
+      const entry = (seq: number, author: string) => ({
+        id: seq.toString(16).padStart(64, '0'),
+        author,
+        seq,
+        lamport: seq,
+        bytes: new Uint8Array(4000).fill(seq),
+      });
       let seq = 0;
       let failed: ReturnType<typeof entry>[] | undefined;
       // In WAL mode the pages are written at COMMIT: that is where a full disk shows.
       for (let k = 0; k < 40 && !failed; k++) {
-        const batch = Array.from({ length: 10 }, () => entry(++seq, k % 2 ? 'ab'.repeat(32) : (k + 1).toString(16).padStart(64, '0')));
+        const batch = Array.from({ length: 10 }, () =>
+          entry(++seq, k % 2 ? 'ab'.repeat(32) : (k + 1).toString(16).padStart(64, '0')),
+        );
         try {
           store.put(batch, false);
         } catch (err) {
@@ -121,11 +152,16 @@ describe('crash safety (SQLite store, kill -9)', function () {
         }
       }
       assert.ok(failed, 'the tmpfs filled up');
-      for (const e of failed) assert.ok(!store.has(e.id) && store.get(e.id) === undefined, `entry ${e.seq} of the failed commit`);
+      for (const e of failed)
+        assert.ok(!store.has(e.id) && store.get(e.id) === undefined, `entry ${e.seq} of the failed commit`);
       execFileSync('mount', ['-o', 'remount,size=8m', dir]);
       store.put(failed, false);
       for (const e of failed) assert.deepEqual(store.get(e.id)?.bytes, e.bytes);
-      assert.deepEqual(store.range(failed[0].author, failed[0].seq, failed[0].seq, 1).map((r) => r.seq), [failed[0].seq], 'its author numbered once, for real');
+      assert.deepEqual(
+        store.range(failed[0].author, failed[0].seq, failed[0].seq, 1).map((r) => r.seq),
+        [failed[0].seq],
+        'its author numbered once, for real',
+      );
       const again = new SqliteLogStore(join(dir, 'log.sqlite'));
       stores.push(again);
       assert.equal(again.all().length, seq);

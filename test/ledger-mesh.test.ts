@@ -25,14 +25,17 @@ describe('replicated log over real libp2p (3 robots, loopback)', function () {
   before(async () => {
     const identities = await testIdentities(3, 110);
     const genesis = testGenesis(identities);
-    robots = await startFleet(identities, [], () => ({ ledger: { store: new MemoryLogStore(), genesis, antiEntropyMs: 1000 } }));
+    robots = await startFleet(identities, [], () => ({
+      ledger: { store: new MemoryLogStore(), genesis, antiEntropyMs: 1000 },
+    }));
   });
   after(async () => {
     await Promise.all(robots.map((r) => r.stop().catch(() => undefined)));
   });
 
   it('entries appended anywhere reach every robot by gossip', async () => {
-    for (const [i, r] of robots.entries()) for (let k = 0; k < 5; k++) r.ledger!.append({ type: 'claim', task: `g${i}-${k}` });
+    for (const [i, r] of robots.entries())
+      for (let k = 0; k < 5; k++) r.ledger!.append({ type: 'claim', task: `g${i}-${k}` });
     await waitFor(converged, 'every robot to hold all 16 entries');
     assert.equal(robots[0].ledger!.size, 16);
   });
@@ -46,7 +49,10 @@ describe('replicated log over real libp2p (3 robots, loopback)', function () {
     const acked: string[] = [];
     for (let k = 0; k < 30; k++) acked.push(a.ledger!.append({ type: 'claim', task: `pa-${k}` }).idHex);
     for (let k = 0; k < 30; k++) acked.push([b, c][k % 2].ledger!.append({ type: 'claim', task: `pb-${k}` }).idHex);
-    await waitFor(() => b.ledger!.size === c.ledger!.size && b.ledger!.size === 16 + 30, 'gossip inside the majority side');
+    await waitFor(
+      () => b.ledger!.size === c.ledger!.size && b.ledger!.size === 16 + 30,
+      'gossip inside the majority side',
+    );
     assert.equal(a.ledger!.size, 16 + 30, 'nothing crossed the partition');
     const healedAt = Date.now();
     for (const r of robots) r.host.heal();
@@ -64,12 +70,18 @@ describe('replicated log over real libp2p (3 robots, loopback)', function () {
     const good = a.ledger!.append({ type: 'claim', task: 'real' });
     const forged = cbor.decode(good.bytes) as Entry;
     forged.payload = { type: 'claim', task: 'forged' };
-    const stranger = signEntry({ seq: 1, lamport: 99, parents: [], payload: { type: 'claim', task: 'x' } }, signerFromSeed(new Uint8Array(32).fill(201)));
+    const stranger = signEntry(
+      { seq: 1, lamport: 99, parents: [], payload: { type: 'claim', task: 'x' } },
+      signerFromSeed(new Uint8Array(32).fill(201)),
+    );
     const pubsub = a.host.node.services.pubsub;
     await pubsub.publish(logTopic('test'), packLogGossip([cbor.encode(forged)])[0]);
     await pubsub.publish(logTopic('test'), packLogGossip([stranger.bytes])[0]);
     await pubsub.publish(logTopic('test'), Uint8Array.of(1, 2, 3));
-    await waitFor(() => b.replicator!.rejected + robots[2].replicator!.rejected >= rejectedBefore + 3, 'the junk to be rejected');
+    await waitFor(
+      () => b.replicator!.rejected + robots[2].replicator!.rejected >= rejectedBefore + 3,
+      'the junk to be rejected',
+    );
     await waitFor(() => b.ledger!.has(good.idHex), 'the real entry to arrive');
     assert.equal(b.ledger!.size, before + 1, 'only the real entry was stored');
   });
@@ -77,7 +89,9 @@ describe('replicated log over real libp2p (3 robots, loopback)', function () {
   it('a sync opens with our summary and gets theirs and the first batch in one round trip; malformed openings reset the stream', async () => {
     const [a, b] = robots;
     const open = async (request: unknown): Promise<Uint8Array[] | Error> => {
-      const stream = await a.host.node.dialProtocol(peerIdFromString(b.peerId), LOG_PROTOCOL, { signal: AbortSignal.timeout(5000) });
+      const stream = await a.host.node.dialProtocol(peerIdFromString(b.peerId), LOG_PROTOCOL, {
+        signal: AbortSignal.timeout(5000),
+      });
       const lp = lpStream(stream, { maxDataLength: 4 * 1024 * 1024 });
       await lp.write(cbor.encode(request));
       const got: Uint8Array[] = [];
@@ -95,7 +109,10 @@ describe('replicated log over real libp2p (3 robots, loopback)', function () {
     const summary = new Map(cbor.decode(reply[0]) as [string, { maxSeq: number; count: number }][]);
     assert.deepEqual(summary.get(bSelf), b.ledger!.summary().get(bSelf));
     const first = decodeRangesReply(reply[1]);
-    assert.ok(first.entries.length > 0 && first.entries.length <= 10, `${first.entries.length} entries in the first batch`);
+    assert.ok(
+      first.entries.length > 0 && first.entries.length <= 10,
+      `${first.entries.length} entries in the first batch`,
+    );
     // Entries b holds (a, converged with b, holds them too).
     for (const bytes of first.entries) assert.deepEqual(a.ledger!.ingestBatch([bytes]), ['duplicate']);
     const author = 'ab'.repeat(32);
@@ -105,7 +122,11 @@ describe('replicated log over real libp2p (3 robots, loopback)', function () {
       { t: 'start', have: [['not hex', { maxSeq: 1, count: 1 }]], limit: 10 },
       { t: 'start', have: [[author, { maxSeq: -1, count: 1 }]], limit: 10 },
       { t: 'start', have: [[author, { maxSeq: 1.5, count: 1 }]], limit: 10 },
-      { t: 'start', have: Array.from({ length: 2049 }, (_, i) => [i.toString(16).padStart(64, '0'), { maxSeq: 1, count: 1 }]), limit: 10 },
+      {
+        t: 'start',
+        have: Array.from({ length: 2049 }, (_, i) => [i.toString(16).padStart(64, '0'), { maxSeq: 1, count: 1 }]),
+        limit: 10,
+      },
       { t: 'start', have: [], limit: 'many' },
       { t: 'summary' },
     ]) {
@@ -118,7 +139,9 @@ describe('replicated log over real libp2p (3 robots, loopback)', function () {
   it('one stream carries a whole sync: start, then ranges requests answered in turn, until the asker closes; a bad request mid-way resets it', async () => {
     const [a, b] = robots;
     const bSelf = b.ledger!.self!;
-    const stream = await a.host.node.dialProtocol(peerIdFromString(b.peerId), LOG_PROTOCOL, { signal: AbortSignal.timeout(5000) });
+    const stream = await a.host.node.dialProtocol(peerIdFromString(b.peerId), LOG_PROTOCOL, {
+      signal: AbortSignal.timeout(5000),
+    });
     const lp = lpStream(stream, { maxDataLength: 4 * 1024 * 1024 });
     const read = async (): Promise<Uint8Array> => (await lp.read({ signal: AbortSignal.timeout(5000) })).subarray();
     await lp.write(cbor.encode({ t: 'start', have: [], limit: 3 }));
@@ -127,14 +150,23 @@ describe('replicated log over real libp2p (3 robots, loopback)', function () {
     assert.ok(got > 0 && got <= 3);
     for (let lo = 1; lo <= 7; lo += 3) {
       await lp.write(cbor.encode({ t: 'ranges', want: [{ author: bSelf, lo, hi: lo + 2 }], limit: 10 }));
-      assert.deepEqual(decodeRangesReply(await read()).entries.map((e) => b.ledger!.ingestBatch([e])[0]), ['duplicate', 'duplicate', 'duplicate'], `seqs ${lo}..${lo + 2}`);
+      assert.deepEqual(
+        decodeRangesReply(await read()).entries.map((e) => b.ledger!.ingestBatch([e])[0]),
+        ['duplicate', 'duplicate', 'duplicate'],
+        `seqs ${lo}..${lo + 2}`,
+      );
     }
     await stream.close();
     await waitFor(() => stream.status === 'closed', 'b to close its side once we closed ours');
-    const bad = await a.host.node.dialProtocol(peerIdFromString(b.peerId), LOG_PROTOCOL, { signal: AbortSignal.timeout(5000) });
+    const bad = await a.host.node.dialProtocol(peerIdFromString(b.peerId), LOG_PROTOCOL, {
+      signal: AbortSignal.timeout(5000),
+    });
     const badLp = lpStream(bad, { maxDataLength: 4 * 1024 * 1024 });
     await badLp.write(cbor.encode({ t: 'ranges', want: [{ author: bSelf, lo: 1, hi: 1 }], limit: 1 }));
-    assert.equal(decodeRangesReply((await badLp.read({ signal: AbortSignal.timeout(5000) })).subarray()).entries.length, 1);
+    assert.equal(
+      decodeRangesReply((await badLp.read({ signal: AbortSignal.timeout(5000) })).subarray()).entries.length,
+      1,
+    );
     await badLp.write(cbor.encode({ t: 'ranges', want: 'everything', limit: 1 }));
     await assert.rejects(badLp.read({ signal: AbortSignal.timeout(5000) }));
   });
@@ -146,7 +178,9 @@ describe('logged tasks: redundant results decided by the quorum contract (3 robo
   before(async () => {
     const identities = await testIdentities(3, 120);
     const genesis = testGenesis(identities);
-    robots = await startFleet(identities, [DETECTOR], () => ({ ledger: { store: new MemoryLogStore(), genesis, antiEntropyMs: 1000 } }));
+    robots = await startFleet(identities, [DETECTOR], () => ({
+      ledger: { store: new MemoryLogStore(), genesis, antiEntropyMs: 1000 },
+    }));
   });
   after(async () => {
     await Promise.all(robots.map((r) => r.stop().catch(() => undefined)));
@@ -155,11 +189,16 @@ describe('logged tasks: redundant results decided by the quorum contract (3 robo
   it('two executors compute the same tail; every robot\u2019s log accepts the result with both of them', async () => {
     const [a, b, c] = robots;
     const model = a.models.hashes()[0];
-    const input: Tensor[] = [{ name: 'x', dtype: 'float32', dims: [1, 3, 320, 320], data: textLikeImage(320, 320, 31) }];
+    const input: Tensor[] = [
+      { name: 'x', dtype: 'float32', dims: [1, 3, 320, 320], data: textLikeImage(320, 320, 31) },
+    ];
     const { task, outcome } = await a.inferTask(model, input, 2);
     assert.deepEqual(outcome.results.map((r) => r.executor).sort(), [b.peerId, c.peerId].sort());
     const executors = [b, c].map((r) => r.ledger!.self!).sort();
-    await waitFor(() => robots.every((r) => r.ledger!.state.tasks.get(task)?.status === 'accepted'), 'the quorum on every robot');
+    await waitFor(
+      () => robots.every((r) => r.ledger!.state.tasks.get(task)?.status === 'accepted'),
+      'the quorum on every robot',
+    );
     for (const r of robots) assert.deepEqual(r.ledger!.state.tasks.get(task)!.accepted!.executors, executors);
   });
 
@@ -171,10 +210,16 @@ describe('logged tasks: redundant results decided by the quorum contract (3 robo
     c.service.on('served', (_p, req) => {
       if (req.task) c.ledger!.append({ type: 'result', task: req.task, digest: 'f'.repeat(64), values: [1, 2, 3, 4] });
     });
-    const input: Tensor[] = [{ name: 'x', dtype: 'float32', dims: [1, 3, 320, 320], data: textLikeImage(320, 320, 32) }];
+    const input: Tensor[] = [
+      { name: 'x', dtype: 'float32', dims: [1, 3, 320, 320], data: textLikeImage(320, 320, 32) },
+    ];
     const { task } = await a.inferTask(model, input, 2);
-    await waitFor(() => robots.every((r) => (r.ledger!.state.tasks.get(task)?.results.length ?? 0) === 2), 'both results logged everywhere');
-    for (const r of robots) assert.equal(r.ledger!.state.tasks.get(task)!.status, 'assigned', 'no quorum with a liar among two');
+    await waitFor(
+      () => robots.every((r) => (r.ledger!.state.tasks.get(task)?.results.length ?? 0) === 2),
+      'both results logged everywhere',
+    );
+    for (const r of robots)
+      assert.equal(r.ledger!.state.tasks.get(task)!.status, 'assigned', 'no quorum with a liar among two');
     assert.ok(b.ledger!.state.tasks.get(task)!.results.some((x) => x.digest === 'f'.repeat(64)));
   });
 });
@@ -187,7 +232,9 @@ describe('news: what a robot learns by sync, its other peers pull at once (3 rob
     const identities = await testIdentities(3, 120);
     const genesis = testGenesis(identities);
     // Anti-entropy far beyond the test: only reconnection syncs and news can move entries.
-    robots = await startFleet(identities, [], () => ({ ledger: { store: new MemoryLogStore(), genesis, antiEntropyMs: 3_600_000 } }));
+    robots = await startFleet(identities, [], () => ({
+      ledger: { store: new MemoryLogStore(), genesis, antiEntropyMs: 3_600_000 },
+    }));
   });
   after(async () => {
     await Promise.all(robots.map((r) => r.stop().catch(() => undefined)));

@@ -5,7 +5,15 @@ import { join } from 'node:path';
 import * as cbor from '@ipld/dag-cbor';
 import { REPUTATION, isExcluded } from '../contracts/fleet-state.js';
 import { signerFromSeed } from '../protocol/ed25519.js';
-import { EntryError, type Entry, MAX_ENTRY_BYTES, decodeEntry, sha256, signEntry, toHex } from '../protocol/log-entry.js';
+import {
+  EntryError,
+  type Entry,
+  MAX_ENTRY_BYTES,
+  decodeEntry,
+  sha256,
+  signEntry,
+  toHex,
+} from '../protocol/log-entry.js';
 import { Ledger, MissingParentsError } from '../nodes/ledger/ledger.js';
 import { MemoryLogStore } from '../nodes/ledger/store.js';
 import { SqliteLogStore } from '../nodes/ledger/sqlite-store.js';
@@ -33,7 +41,9 @@ describe('log entries and ingestion (Byzantine input)', () => {
 
   it('a batch carries one signature: every entry verifies alone; a wrong path, index, count or borrowed signature does not', () => {
     const { ledgers } = memoryFleet(3);
-    const batch = ledgers[1].appendBatch(Array.from({ length: 37 }, (_, i) => ({ type: 'claim' as const, task: `b${i}` })));
+    const batch = ledgers[1].appendBatch(
+      Array.from({ length: 37 }, (_, i) => ({ type: 'claim' as const, task: `b${i}` })),
+    );
     assert.equal(new Set(batch.map((d) => toHex(d.entry.sig))).size, 1, 'one signature for the batch');
     batch.forEach((d, i) => {
       assert.deepEqual(d.entry.batch.index, i);
@@ -42,7 +52,10 @@ describe('log entries and ingestion (Byzantine input)', () => {
       assert.equal(d.entry.parents.length, 1);
       if (i > 0) assert.equal(toHex(d.entry.parents[0]), batch[i - 1].idHex, 'each entry names the previous one');
     });
-    const other = ledgers[2].appendBatch([{ type: 'claim', task: 'x1' }, { type: 'claim', task: 'x2' }]);
+    const other = ledgers[2].appendBatch([
+      { type: 'claim', task: 'x1' },
+      { type: 'claim', task: 'x2' },
+    ]);
     const mutate = (d: (typeof batch)[number], change: (e: Entry) => void): Uint8Array => {
       const e = cbor.decode(d.bytes) as Entry;
       change(e);
@@ -66,7 +79,12 @@ describe('log entries and ingestion (Byzantine input)', () => {
         `tampering ${i} was not caught`,
       );
     }
-    for (const bad of [{ index: 0, count: 0, path: [] }, { index: 3, count: 3, path: [] }, { index: 0, count: 2, path: [new Uint8Array(31)] }, { index: 0, count: 1 }]) {
+    for (const bad of [
+      { index: 0, count: 0, path: [] },
+      { index: 3, count: 3, path: [] },
+      { index: 0, count: 2, path: [new Uint8Array(31)] },
+      { index: 0, count: 1 },
+    ]) {
       expectEntryError('MALFORMED', () => decodeEntry(mutate(target, (e) => (e.batch = bad as Entry['batch']))));
     }
     // Entries of a batch arrive one by one, in order, on another replica.
@@ -115,9 +133,16 @@ describe('log entries and ingestion (Byzantine input)', () => {
       { type: 'assign', task: 't', executors: [] },
     ];
     for (const payload of bad) {
-      expectEntryError('MALFORMED', () => signEntry({ seq: 1, lamport: 1, parents: [], payload: payload as never }, key));
+      expectEntryError('MALFORMED', () =>
+        signEntry({ seq: 1, lamport: 1, parents: [], payload: payload as never }, key),
+      );
     }
-    const huge = { type: 'genesis' as const, fleet: 'f', members: Array.from({ length: 300 }, () => 'a'.repeat(64)), admins: [] };
+    const huge = {
+      type: 'genesis' as const,
+      fleet: 'f',
+      members: Array.from({ length: 300 }, () => 'a'.repeat(64)),
+      admins: [],
+    };
     expectEntryError('OVERSIZE', () => signEntry({ seq: 1, lamport: 1, parents: [], payload: huge }, key));
     expectEntryError('OVERSIZE', () => decodeEntry(new Uint8Array(MAX_ENTRY_BYTES + 1)));
     expectEntryError('MALFORMED', () => decodeEntry(Uint8Array.of(0xff, 0x00, 0x13)));
@@ -131,11 +156,20 @@ describe('log entries and ingestion (Byzantine input)', () => {
     const s = stranger.append({ type: 'claim', task: 'x' });
     expectEntryError('UNKNOWN_AUTHOR', () => ledgers[0].ingest(s.bytes));
     const genesisId = ledgers[0].ids()[0];
-    const skip = signEntry({ seq: 3, lamport: 5, parents: [Buffer.from(genesisId, 'hex')], payload: { type: 'claim', task: 'x' } }, signers[1]);
+    const skip = signEntry(
+      { seq: 3, lamport: 5, parents: [Buffer.from(genesisId, 'hex')], payload: { type: 'claim', task: 'x' } },
+      signers[1],
+    );
     expectEntryError('WRONG_SEQUENCE', () => ledgers[0].ingest(skip.bytes));
-    const stale = signEntry({ seq: 1, lamport: 1, parents: [Buffer.from(genesisId, 'hex')], payload: { type: 'claim', task: 'x' } }, signers[1]);
+    const stale = signEntry(
+      { seq: 1, lamport: 1, parents: [Buffer.from(genesisId, 'hex')], payload: { type: 'claim', task: 'x' } },
+      signers[1],
+    );
     expectEntryError('WRONG_CLOCK', () => ledgers[0].ingest(stale.bytes));
-    const orphan = signEntry({ seq: 1, lamport: 9, parents: [new Uint8Array(32).fill(1)], payload: { type: 'claim', task: 'x' } }, signers[1]);
+    const orphan = signEntry(
+      { seq: 1, lamport: 9, parents: [new Uint8Array(32).fill(1)], payload: { type: 'claim', task: 'x' } },
+      signers[1],
+    );
     assert.throws(() => ledgers[0].ingest(orphan.bytes), MissingParentsError);
     assert.equal(ledgers[0].size, 1, 'nothing invalid was stored');
   });
@@ -143,7 +177,8 @@ describe('log entries and ingestion (Byzantine input)', () => {
   it('sync replies cut at a byte budget say so, and a pull over such replies still gets everything', async () => {
     const { ledgers } = memoryFleet(4);
     const [a, ...others] = ledgers;
-    for (const [i, l] of others.entries()) l.appendBatch(Array.from({ length: 40 }, (_, k) => ({ type: 'claim' as const, task: `r${i}-${k}` })));
+    for (const [i, l] of others.entries())
+      l.appendBatch(Array.from({ length: 40 }, (_, k) => ({ type: 'claim' as const, task: `r${i}-${k}` })));
     const source = new Ledger(new MemoryLogStore());
     for (const l of ledgers) for (const id of l.ids()) if (!source.has(id)) source.ingest(l.get(id)!);
     const want = others.map((l) => ({ author: l.self!, lo: 1, hi: 40 }));
@@ -151,13 +186,16 @@ describe('log entries and ingestion (Byzantine input)', () => {
     assert.equal(cut.full, true);
     assert.ok(cut.entries.length > 0 && cut.entries.length < 120, `${cut.entries.length} entries`);
     assert.equal(servedRanges(source, want, 1000).full, false);
-    const result = await pullFrom(a, { start: async (ours, limit) => servedStart(source, ours, limit, 3000), ranges: async (w, limit) => servedRanges(source, w, limit, 3000) });
+    const result = await pullFrom(a, {
+      start: async (ours, limit) => servedStart(source, ours, limit, 3000),
+      ranges: async (w, limit) => servedRanges(source, w, limit, 3000),
+    });
     assert.equal(result.added, 120);
     assert.ok(result.rounds > 3, `${result.rounds} rounds`);
     assert.equal(a.stateHash(), source.stateHash());
   });
 
-  it('a new member\'s entry that arrives before the admit it descends from waits for it, then goes in', () => {
+  it("a new member's entry that arrives before the admit it descends from waits for it, then goes in", () => {
     const { ledgers } = memoryFleet(2, 31);
     const [admin, observer] = ledgers;
     const newcomer = new Ledger(new MemoryLogStore(), signerFromSeed(new Uint8Array(32).fill(131)));
@@ -169,7 +207,7 @@ describe('log entries and ingestion (Byzantine input)', () => {
     assert.equal(observer.ingest(first.bytes), 'added');
   });
 
-  it('isOwn tells our entries from others\' by key, and self is our key in hex', () => {
+  it("isOwn tells our entries from others' by key, and self is our key in hex", () => {
     const { ledgers } = memoryFleet(2);
     const [a, b] = ledgers;
     const mine = a.append({ type: 'claim', task: 'own' });
@@ -182,14 +220,35 @@ describe('log entries and ingestion (Byzantine input)', () => {
 
   it('a sync with more authors behind than one request may name (1,100 > 1,024) still gets every one of them', async () => {
     const admin = signerFromSeed(new Uint8Array(32).fill(77));
-    const members = Array.from({ length: 1100 }, (_, i) => signerFromSeed(Uint8Array.from({ length: 32 }, (_, k) => (k < 2 ? [i & 0xff, i >> 8][k] : 78))));
+    const members = Array.from({ length: 1100 }, (_, i) =>
+      signerFromSeed(Uint8Array.from({ length: 32 }, (_, k) => (k < 2 ? [i & 0xff, i >> 8][k] : 78))),
+    );
     // A genesis names a hundred (it must fit in 16 KiB): the admin admits the rest.
-    const genesis = signEntry({ seq: 1, lamport: 1, parents: [], payload: { type: 'genesis', fleet: 'big', members: members.slice(0, 100).map((m) => toHex(m.publicKey)), admins: [toHex(admin.publicKey)] } }, admin);
+    const genesis = signEntry(
+      {
+        seq: 1,
+        lamport: 1,
+        parents: [],
+        payload: {
+          type: 'genesis',
+          fleet: 'big',
+          members: members.slice(0, 100).map((m) => toHex(m.publicKey)),
+          admins: [toHex(admin.publicKey)],
+        },
+      },
+      admin,
+    );
     const source = new Ledger(new MemoryLogStore(), admin);
     source.ingest(genesis.bytes);
     source.appendBatch(members.slice(100).map((m) => ({ type: 'admit' as const, member: toHex(m.publicKey) })));
     const head = source.heads()[0];
-    const entries = members.map((m) => signEntry({ seq: 1, lamport: 5000, parents: [Buffer.from(head, 'hex')], payload: { type: 'claim', task: 'c' } }, m).bytes);
+    const entries = members.map(
+      (m) =>
+        signEntry(
+          { seq: 1, lamport: 5000, parents: [Buffer.from(head, 'hex')], payload: { type: 'claim', task: 'c' } },
+          m,
+        ).bytes,
+    );
     assert.ok(source.ingestBatch(entries).every((st) => st === 'added'));
     const want = members.map((m) => ({ author: toHex(m.publicKey), lo: 1, hi: 1 }));
     const reply = servedRanges(source, want, 4096);
@@ -205,13 +264,21 @@ describe('log entries and ingestion (Byzantine input)', () => {
 
   it('log gossip packs entries published together into few messages, parents first; malformed messages are refused', () => {
     const { ledgers } = memoryFleet(2);
-    const entries = ledgers[1].appendBatch(Array.from({ length: 600 }, (_, i) => ({ type: 'claim' as const, task: `g${i}` }))).map((d) => d.bytes);
+    const entries = ledgers[1]
+      .appendBatch(Array.from({ length: 600 }, (_, i) => ({ type: 'claim' as const, task: `g${i}` })))
+      .map((d) => d.bytes);
     const messages = packLogGossip(entries);
     assert.equal(messages.length, 3);
     assert.deepEqual(messages.flatMap(decodeLogGossip), entries);
     for (const m of messages) assert.ok(ledgers[0].ingestBatch(decodeLogGossip(m)).every((st) => st === 'added'));
     assert.equal(ledgers[0].stateHash(), ledgers[1].stateHash());
-    for (const bad of [cbor.encode([]), cbor.encode({ a: 1 }), cbor.encode([1, 2]), cbor.encode(Array.from({ length: 257 }, () => entries[0])), Uint8Array.of(0xff)]) {
+    for (const bad of [
+      cbor.encode([]),
+      cbor.encode({ a: 1 }),
+      cbor.encode([1, 2]),
+      cbor.encode(Array.from({ length: 257 }, () => entries[0])),
+      Uint8Array.of(0xff),
+    ]) {
       assert.throws(() => decodeLogGossip(bad), EntryError);
     }
   });
@@ -248,7 +315,7 @@ describe('log entries and ingestion (Byzantine input)', () => {
     assert.equal(ledgers[0].stateHash(), ledgers[2].stateHash());
   });
 
-  it('slots survive a reopen: evidence stays capped at two, gaps stay refused, even when an author\'s seqs run against its clocks', async () => {
+  it("slots survive a reopen: evidence stays capped at two, gaps stay refused, even when an author's seqs run against its clocks", async () => {
     const dir = await mkdtemp(join(tmpdir(), 'robomesh-slots-'));
     try {
       const { ledgers, signers } = memoryFleet(2);
@@ -262,7 +329,10 @@ describe('log entries and ingestion (Byzantine input)', () => {
       const one = signEntry({ seq: 1, lamport: 50, parents: [root], payload: { type: 'claim', task: 'one' } }, liar);
       const two = signEntry({ seq: 2, lamport: 2, parents: [root], payload: { type: 'claim', task: 'two' } }, liar);
       const twin = signEntry({ seq: 1, lamport: 3, parents: [root], payload: { type: 'claim', task: 'twin' } }, liar);
-      assert.deepEqual([one, two, twin].map((e) => ledger.ingest(e.bytes)), ['added', 'added', 'equivocation']);
+      assert.deepEqual(
+        [one, two, twin].map((e) => ledger.ingest(e.bytes)),
+        ['added', 'added', 'equivocation'],
+      );
       const hash = ledger.stateHash();
       ledger.store.close();
 
@@ -270,14 +340,23 @@ describe('log entries and ingestion (Byzantine input)', () => {
       try {
         assert.equal(reopened.stateHash(), hash);
         assert.equal(reopened.state.equivocations.length, 1);
-        const third = signEntry({ seq: 1, lamport: 4, parents: [root], payload: { type: 'claim', task: 'three' } }, liar);
+        const third = signEntry(
+          { seq: 1, lamport: 4, parents: [root], payload: { type: 'claim', task: 'three' } },
+          liar,
+        );
         expectEntryError('WRONG_SEQUENCE', () => reopened.ingest(third.bytes));
         const gap = signEntry({ seq: 4, lamport: 60, parents: [root], payload: { type: 'claim', task: 'gap' } }, liar);
         expectEntryError('WRONG_SEQUENCE', () => reopened.ingest(gap.bytes));
         // seq 2 had one entry before the reopen: a second is evidence, not a third.
-        const twoTwin = signEntry({ seq: 2, lamport: 5, parents: [root], payload: { type: 'claim', task: 'two-twin' } }, liar);
+        const twoTwin = signEntry(
+          { seq: 2, lamport: 5, parents: [root], payload: { type: 'claim', task: 'two-twin' } },
+          liar,
+        );
         assert.equal(reopened.ingest(twoTwin.bytes), 'equivocation');
-        const next = signEntry({ seq: 3, lamport: 61, parents: [one.id], payload: { type: 'claim', task: 'next' } }, liar);
+        const next = signEntry(
+          { seq: 3, lamport: 61, parents: [one.id], payload: { type: 'claim', task: 'next' } },
+          liar,
+        );
         assert.equal(reopened.ingest(next.bytes), 'added');
         assert.deepEqual(reopened.summary().get(toHex(liar.publicKey)), { maxSeq: 3, count: 5 });
       } finally {
@@ -295,7 +374,8 @@ describe('contracts', () => {
     const [admin] = ledgers;
     const ex = signers.slice(1).map((s) => toHex(s.publicKey));
     const share = (l: Ledger): void => {
-      for (const other of ledgers) if (other !== l) for (const id of l.ids()) if (!other.has(id)) other.ingest(l.get(id)!);
+      for (const other of ledgers)
+        if (other !== l) for (const id of l.ids()) if (!other.has(id)) other.ingest(l.get(id)!);
     };
     admin.append({ type: 'task', task: 'det-1', model: 'a'.repeat(64), input: 'b'.repeat(64), k: 2, timeout: 50 });
     admin.append({ type: 'assign', task: 'det-1', executors: ex });
@@ -332,11 +412,18 @@ describe('contracts', () => {
     await sync(y, poster);
     y.append({ type: 'result', task: 'map-7', digest: 'f'.repeat(64), values: [] });
     await sync(poster, y);
-    assert.notEqual(admin.state.tasks.get('map-7')!.accepted!.digest, poster.state.tasks.get('map-7')!.accepted!.digest);
+    assert.notEqual(
+      admin.state.tasks.get('map-7')!.accepted!.digest,
+      poster.state.tasks.get('map-7')!.accepted!.digest,
+    );
     // Heal: anti-entropy between everyone.
-    for (let round = 0; round < 2; round++) for (const a of ledgers) for (const b of ledgers) if (a !== b) await sync(a, b);
+    for (let round = 0; round < 2; round++)
+      for (const a of ledgers) for (const b of ledgers) if (a !== b) await sync(a, b);
     const hashes = ledgers.map((l) => l.stateHash());
-    assert.ok(hashes.every((h) => h === hashes[0]), 'one state everywhere');
+    assert.ok(
+      hashes.every((h) => h === hashes[0]),
+      'one state everywhere',
+    );
     const t = admin.state.tasks.get('map-7')!;
     const winner = t.assignment!;
     assert.equal(t.superseded.length, 1, 'the other assignment is on record as superseded');
@@ -363,7 +450,8 @@ describe('contracts', () => {
   it('on a long log, a late entry near the tip refolds ≤ 256 + what follows it; one far back refolds ≤ 4096 + what follows', () => {
     const { ledgers } = memoryFleet(2);
     const [a, b] = ledgers;
-    for (let i = 0; i < 9000; i += 500) a.appendBatch(Array.from({ length: 500 }, (_, k) => ({ type: 'claim' as const, task: `t${i + k}` })));
+    for (let i = 0; i < 9000; i += 500)
+      a.appendBatch(Array.from({ length: 500 }, (_, k) => ({ type: 'claim' as const, task: `t${i + k}` })));
     const ids = a.ids();
     const lateAt = (position: number): number => {
       // b holds a's log up to `position`, so its entry's clock places it right there.

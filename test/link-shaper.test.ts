@@ -15,7 +15,9 @@ const DELAY_MS = 40;
 /** Sends BYTES to `to` and waits for its one-byte acknowledgement; returns the milliseconds taken. */
 async function transfer(from: MeshHost, to: MeshHost): Promise<number> {
   const started = performance.now();
-  const stream = await from.node.dialProtocol(peerIdFromString(to.peerId), PROTOCOL, { signal: AbortSignal.timeout(20_000) });
+  const stream = await from.node.dialProtocol(peerIdFromString(to.peerId), PROTOCOL, {
+    signal: AbortSignal.timeout(20_000),
+  });
   const lp = lpStream(stream);
   const payload = new Uint8Array(BYTES).map((_, i) => i % 251);
   await lp.write(payload, { signal: AbortSignal.timeout(20_000) });
@@ -34,7 +36,13 @@ describe('link shaping (two robots, real libp2p on loopback)', function () {
     const ids = await testIdentities(2, 90);
     const members = ids.map((i) => i.peerId.toString());
     const a = await createMeshHost({ identity: ids[0], fleetName: 'shape', members, linkShaper: shapers[0] });
-    const b = await createMeshHost({ identity: ids[1], fleetName: 'shape', members, linkShaper: shapers[1], bootstrap: a.addresses().map((x) => (x.includes('/p2p/') ? x : `${x}/p2p/${a.peerId}`)) });
+    const b = await createMeshHost({
+      identity: ids[1],
+      fleetName: 'shape',
+      members,
+      linkShaper: shapers[1],
+      bootstrap: a.addresses().map((x) => (x.includes('/p2p/') ? x : `${x}/p2p/${a.peerId}`)),
+    });
     hosts = [a, b];
     for (const h of hosts) {
       await h.node.handle(PROTOCOL, async (stream) => {
@@ -59,9 +67,17 @@ describe('link shaping (two robots, real libp2p on loopback)', function () {
     const floorMs = (BYTES / RATE) * 1000 + 2 * DELAY_MS;
     const aToB = await transfer(a, b); // a accepted b's dial: a's side of the connection is inbound
     const bToA = await transfer(b, a);
-    assert.ok(aToB >= floorMs * 0.97, `a→b took ${aToB.toFixed(0)} ms, the shaped link allows no less than ${floorMs} ms (unshaped ${unshapedMs.toFixed(0)} ms)`);
-    assert.ok(bToA >= floorMs * 0.97, `b→a took ${bToA.toFixed(0)} ms, the shaped link allows no less than ${floorMs} ms`);
-    const rtt = await (a.node.services.ping as Ping).ping(peerIdFromString(b.peerId), { signal: AbortSignal.timeout(10_000) });
+    assert.ok(
+      aToB >= floorMs * 0.97,
+      `a→b took ${aToB.toFixed(0)} ms, the shaped link allows no less than ${floorMs} ms (unshaped ${unshapedMs.toFixed(0)} ms)`,
+    );
+    assert.ok(
+      bToA >= floorMs * 0.97,
+      `b→a took ${bToA.toFixed(0)} ms, the shaped link allows no less than ${floorMs} ms`,
+    );
+    const rtt = await (a.node.services.ping as Ping).ping(peerIdFromString(b.peerId), {
+      signal: AbortSignal.timeout(10_000),
+    });
     assert.ok(rtt >= 2 * DELAY_MS * 0.97, `ping ${rtt} ms over a link delayed ${DELAY_MS} ms each way`);
     assert.deepEqual([...shapers[0].shaped().keys()], [b.peerId]);
   });

@@ -5,7 +5,17 @@ import { join } from 'node:path';
 import * as cbor from '@ipld/dag-cbor';
 import Database from 'better-sqlite3';
 import { signerFromSeed } from '../protocol/ed25519.js';
-import { type DecodedEntry, type Entry, EntryError, decodeEntry, entryId, parseEntry, signBatch, toHex, verifyEntries } from '../protocol/log-entry.js';
+import {
+  type DecodedEntry,
+  type Entry,
+  EntryError,
+  decodeEntry,
+  entryId,
+  parseEntry,
+  signBatch,
+  toHex,
+  verifyEntries,
+} from '../protocol/log-entry.js';
 import { SqliteLogStore } from '../nodes/ledger/sqlite-store.js';
 import { decodeRangesReply, encodeRangesReply, servedRanges } from '../nodes/ledger/sync.js';
 import { Ledger } from '../nodes/ledger/ledger.js';
@@ -34,8 +44,23 @@ describe('log entry wire form (one-pass strict parse, batch verification, sync r
   const signer = signerFromSeed(new Uint8Array(32).fill(21));
   const drafts = [
     { seq: 1, lamport: 1, parents: [], payload: { type: 'claim' as const, task: 't' } },
-    { seq: 30, lamport: 300, parents: [new Uint8Array(32).fill(1)], payload: { type: 'result' as const, task: 'r', digest: 'a'.repeat(64), values: [-1, 0, 23, 24, 255, 256, 65_536, 2 ** 32, -(2 ** 40), Number.MAX_SAFE_INTEGER] } },
-    { seq: 70_000, lamport: 2 ** 33, parents: [], payload: { type: 'genesis' as const, fleet: 'flotte-é', members: ['b'.repeat(64)], admins: [] } },
+    {
+      seq: 30,
+      lamport: 300,
+      parents: [new Uint8Array(32).fill(1)],
+      payload: {
+        type: 'result' as const,
+        task: 'r',
+        digest: 'a'.repeat(64),
+        values: [-1, 0, 23, 24, 255, 256, 65_536, 2 ** 32, -(2 ** 40), Number.MAX_SAFE_INTEGER],
+      },
+    },
+    {
+      seq: 70_000,
+      lamport: 2 ** 33,
+      parents: [],
+      payload: { type: 'genesis' as const, fleet: 'flotte-é', members: ['b'.repeat(64)], admins: [] },
+    },
   ];
 
   it('the id read from the bytes equals the id of the content as signed, for every value size and UTF-8', () => {
@@ -53,9 +78,15 @@ describe('log entry wire form (one-pass strict parse, batch verification, sync r
     // seq 1 written in a 1-byte extension instead of inline.
     malformed(splice(d.bytes, [...key('seq'), 0x01], [...key('seq'), 0x18, 0x01]), 'non-shortest integer');
     // seq as a float64 1.0.
-    malformed(splice(d.bytes, [...key('seq'), 0x01], [...key('seq'), 0xfb, 0x3f, 0xf0, 0, 0, 0, 0, 0, 0]), 'float for an integer');
+    malformed(
+      splice(d.bytes, [...key('seq'), 0x01], [...key('seq'), 0xfb, 0x3f, 0xf0, 0, 0, 0, 0, 0, 0]),
+      'float for an integer',
+    );
     // The task text with an indefinite-length header.
-    malformed(splice(d.bytes, [...key('task'), 0x61, 0x74], [...key('task'), 0x7f, 0x61, 0x74, 0xff]), 'indefinite length');
+    malformed(
+      splice(d.bytes, [...key('task'), 0x61, 0x74], [...key('task'), 0x7f, 0x61, 0x74, 0xff]),
+      'indefinite length',
+    );
     // Invalid UTF-8 in the task.
     malformed(splice(d.bytes, [...key('task'), 0x61, 0x74], [...key('task'), 0x61, 0xc3]), 'invalid UTF-8');
     // A tag around the author key.
@@ -63,18 +94,31 @@ describe('log entry wire form (one-pass strict parse, batch verification, sync r
     malformed(Buffer.concat([d.bytes, Uint8Array.of(0)]), 'trailing byte');
     malformed(d.bytes.subarray(0, d.bytes.length - 1), 'truncated');
     // An extra key that would not show in Object.keys if assigned naively.
-    const proto = Buffer.concat([Uint8Array.of(0xa9), d.bytes.subarray(1), Buffer.from(key('__proto__')), Uint8Array.of(0xa0)]);
+    const proto = Buffer.concat([
+      Uint8Array.of(0xa9),
+      d.bytes.subarray(1),
+      Buffer.from(key('__proto__')),
+      Uint8Array.of(0xa0),
+    ]);
     malformed(proto, '__proto__ key');
     // Deep nesting is refused, not a stack overflow.
-    malformed(Buffer.concat([Uint8Array.of(0xa1, ...key('v')), Buffer.alloc(5000, 0x81), Uint8Array.of(0)]), 'deep nesting');
+    malformed(
+      Buffer.concat([Uint8Array.of(0xa1, ...key('v')), Buffer.alloc(5000, 0x81), Uint8Array.of(0)]),
+      'deep nesting',
+    );
     assert.equal(parseEntry(d.bytes).idHex, d.idHex, 'the original still parses');
   });
 
   it('verifies a whole batch from its tree; a tampered path, a foreign entry or a missing part is caught entry by entry', () => {
     const { ledgers } = memoryFleet(3, 5);
-    const batch = ledgers[1].appendBatch(Array.from({ length: 37 }, (_, i) => ({ type: 'claim' as const, task: `w${i}` })));
+    const batch = ledgers[1].appendBatch(
+      Array.from({ length: 37 }, (_, i) => ({ type: 'claim' as const, task: `w${i}` })),
+    );
     const parsed = batch.map((d) => parseEntry(d.bytes));
-    assert.deepEqual(verifyEntries(parsed), parsed.map(() => undefined));
+    assert.deepEqual(
+      verifyEntries(parsed),
+      parsed.map(() => undefined),
+    );
     const tampered = (d: DecodedEntry, change: (e: Entry) => void): DecodedEntry => {
       const e = cbor.decode(d.bytes) as Entry;
       change(e);
@@ -96,12 +140,17 @@ describe('log entry wire form (one-pass strict parse, batch verification, sync r
     assert.ok(v2[parsed.length] instanceof EntryError && v2[parsed.length]!.code === 'BAD_SIGNATURE');
     assert.equal(v2.filter(Boolean).length, 1);
     // A replaced payload changes the id: the rebuilt root no longer matches the signature.
-    const changed = parsed.map((d, i) => (i === 9 ? tampered(batch[9], (e) => (e.payload = { type: 'claim', task: 'w9x' })) : d));
+    const changed = parsed.map((d, i) =>
+      i === 9 ? tampered(batch[9], (e) => (e.payload = { type: 'claim', task: 'w9x' })) : d,
+    );
     const v3 = verifyEntries(changed);
     assert.ok(v3[9] instanceof EntryError && v3[9]!.code === 'BAD_SIGNATURE');
     assert.equal(v3.filter(Boolean).length, 1);
     // Part of a batch (one entry missing) verifies path by path.
-    assert.deepEqual(verifyEntries(parsed.slice(1)), parsed.slice(1).map(() => undefined));
+    assert.deepEqual(
+      verifyEntries(parsed.slice(1)),
+      parsed.slice(1).map(() => undefined),
+    );
     // The same entries ingested in one call all land, and each still decodes and verifies alone.
     assert.ok(ledgers[0].ingestBatch(parsed).every((s) => s === 'added'));
     for (const d of batch) assert.equal(decodeEntry(d.bytes).idHex, d.idHex);
@@ -115,11 +164,19 @@ describe('log entry wire form (one-pass strict parse, batch verification, sync r
         assert.deepEqual(Buffer.from(bytes), Buffer.from(cbor.encode({ entries, full })));
         const back = decodeRangesReply(bytes);
         assert.equal(back.full, full);
-        assert.deepEqual(back.entries.map((e) => Buffer.from(e)), entries.map((e) => Buffer.from(e)));
+        assert.deepEqual(
+          back.entries.map((e) => Buffer.from(e)),
+          entries.map((e) => Buffer.from(e)),
+        );
         if (bytes.length > 1) assert.throws(() => decodeRangesReply(bytes.subarray(0, bytes.length - 1)), EntryError);
       }
     }
-    for (const bad of [cbor.encode({ entries: [1], full: true }), cbor.encode({ entries: [], full: 1 }), cbor.encode([]), Uint8Array.of(0xa2)]) {
+    for (const bad of [
+      cbor.encode({ entries: [1], full: true }),
+      cbor.encode({ entries: [], full: 1 }),
+      cbor.encode([]),
+      Uint8Array.of(0xa2),
+    ]) {
       assert.throws(() => decodeRangesReply(bad), EntryError);
     }
   });
@@ -130,16 +187,25 @@ describe('log entry wire form (one-pass strict parse, batch verification, sync r
     try {
       for (let round = 0; round < 200; round++) {
         const n = Math.floor(random() * 40);
-        const entries = Array.from({ length: n }, () => Uint8Array.from({ length: 1 + Math.floor(random() * 600) }, () => Math.floor(random() * 256)));
+        const entries = Array.from({ length: n }, () =>
+          Uint8Array.from({ length: 1 + Math.floor(random() * 600) }, () => Math.floor(random() * 256)),
+        );
         const full = random() < 0.5;
         const bytes = encodeRangesReply({ entries, full });
-        const cuts = [...new Set(Array.from({ length: Math.floor(random() * 12) }, () => Math.floor(random() * (bytes.length + 1))))].sort((a, b) => a - b);
+        const cuts = [
+          ...new Set(
+            Array.from({ length: Math.floor(random() * 12) }, () => Math.floor(random() * (bytes.length + 1))),
+          ),
+        ].sort((a, b) => a - b);
         // Empty pieces included: a stream may deliver them.
         const pieces = [0, ...cuts].map((from, i) => bytes.subarray(from, [...cuts, bytes.length][i]));
         const whole = decodeRangesReply(bytes);
         const pieced = decodeRangesReply(pieces);
         assert.equal(pieced.full, whole.full);
-        assert.deepEqual(pieced.entries.map((e) => Buffer.from(e)), whole.entries.map((e) => Buffer.from(e)));
+        assert.deepEqual(
+          pieced.entries.map((e) => Buffer.from(e)),
+          whole.entries.map((e) => Buffer.from(e)),
+        );
         const cut = [...pieces];
         let last = cut.length - 1;
         while (cut[last].length === 0) last--;
@@ -159,7 +225,9 @@ describe('log entry wire form (one-pass strict parse, batch verification, sync r
       const path = join(dir, 'log.sqlite');
       const ledger = new Ledger(new SqliteLogStore(path));
       for (const id of ledgers[0].ids()) ledger.ingest(ledgers[0].get(id)!);
-      const mine = ledgers[1].appendBatch(Array.from({ length: 300 }, (_, i) => ({ type: 'claim' as const, task: `s${i}` })));
+      const mine = ledgers[1].appendBatch(
+        Array.from({ length: 300 }, (_, i) => ({ type: 'claim' as const, task: `s${i}` })),
+      );
       assert.ok(ledger.ingestBatch(mine.map((d) => d.bytes)).every((s) => s === 'added'));
       const author = ledgers[1].self!;
       const budget = 10 * mine[0].bytes.length;
@@ -173,13 +241,21 @@ describe('log entry wire form (one-pass strict parse, batch verification, sync r
       assert.equal(again.size, 301);
       assert.equal(again.stateHash(), ledgers[1].stateHash());
       assert.deepEqual(again.get(mine[7].idHex), mine[7].bytes);
-      assert.deepEqual(again.entriesOf(author, 5, 6).map((r) => r.seq), [5, 6]);
+      assert.deepEqual(
+        again.entriesOf(author, 5, 6).map((r) => r.seq),
+        [5, 6],
+      );
       again.store.close();
       const old = join(dir, 'old.sqlite');
       const db = new Database(old);
-      db.exec('CREATE TABLE log_entries (id TEXT NOT NULL UNIQUE, author TEXT NOT NULL, seq INTEGER NOT NULL, lamport INTEGER NOT NULL, bytes BLOB NOT NULL)');
+      db.exec(
+        'CREATE TABLE log_entries (id TEXT NOT NULL UNIQUE, author TEXT NOT NULL, seq INTEGER NOT NULL, lamport INTEGER NOT NULL, bytes BLOB NOT NULL)',
+      );
       db.close();
-      assert.throws(() => new SqliteLogStore(old), (err: unknown) => err instanceof EntryError && /older robomesh.*move it away/.test(err.message));
+      assert.throws(
+        () => new SqliteLogStore(old),
+        (err: unknown) => err instanceof EntryError && /older robomesh.*move it away/.test(err.message),
+      );
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
@@ -191,7 +267,9 @@ describe('log entry wire form (one-pass strict parse, batch verification, sync r
       const { ledgers } = memoryFleet(2, 10);
       const source = ledgers[0];
       source.appendBatch(Array.from({ length: 6 }, (_, i) => ({ type: 'claim' as const, task: `d${i}` })));
-      const rows = source.fold.items().map((i) => ({ id: i.id, author: i.author, seq: i.seq, lamport: i.lamport, bytes: source.get(i.id)! }));
+      const rows = source.fold
+        .items()
+        .map((i) => ({ id: i.id, author: i.author, seq: i.seq, lamport: i.lamport, bytes: source.get(i.id)! }));
       // A store as layout 3 first wrote it: the id column UNIQUE (an index on the hash).
       const legacy = join(dir, 'legacy.sqlite');
       const db = new Database(legacy);
@@ -206,7 +284,12 @@ describe('log entry wire form (one-pass strict parse, batch verification, sync r
         store.put([rows[0]], false);
         assert.equal(store.all().length, rows.length, path);
         // A put that fails half-way (a row SQLite refuses) is rolled back whole, and its ids are not remembered as held.
-        const broken = { ...rows[0], id: 'ab'.repeat(32), seq: 'x' as unknown as number, bytes: undefined as unknown as Uint8Array };
+        const broken = {
+          ...rows[0],
+          id: 'ab'.repeat(32),
+          seq: 'x' as unknown as number,
+          bytes: undefined as unknown as Uint8Array,
+        };
         const fresh = { ...rows[1], id: 'cd'.repeat(32) };
         assert.throws(() => store.put([fresh, broken]));
         assert.equal(store.has(fresh.id), false);
@@ -214,17 +297,36 @@ describe('log entry wire form (one-pass strict parse, batch verification, sync r
         // A disk that fills up: SQLite refuses the transaction (SQLITE_FULL); nothing of it is
         // remembered, not the ids nor the new author's number, and once there is room it goes in.
         const db = (store as unknown as { db: Database.Database }).db;
-        const pages = (db.pragma('page_count', { simple: true }) as number) + (db.pragma('freelist_count', { simple: true }) as number);
+        const pages =
+          (db.pragma('page_count', { simple: true }) as number) +
+          (db.pragma('freelist_count', { simple: true }) as number);
         db.pragma(`max_page_count = ${pages}`);
         const stranger = 'ef'.repeat(32);
-        const big = Array.from({ length: 40 }, (_, i) => ({ ...rows[1], id: (1000 + i).toString(16).padStart(64, '0'), author: stranger, seq: i + 1, bytes: new Uint8Array(4000).fill(i) }));
-        assert.throws(() => store.put(big), (err: Error & { code?: string }) => err.code === 'SQLITE_FULL', 'the capped store is full');
+        const big = Array.from({ length: 40 }, (_, i) => ({
+          ...rows[1],
+          id: (1000 + i).toString(16).padStart(64, '0'),
+          author: stranger,
+          seq: i + 1,
+          bytes: new Uint8Array(4000).fill(i),
+        }));
+        assert.throws(
+          () => store.put(big),
+          (err: Error & { code?: string }) => err.code === 'SQLITE_FULL',
+          'the capped store is full',
+        );
         assert.ok(big.every((e) => !store.has(e.id) && store.get(e.id) === undefined));
         db.pragma('max_page_count = 1073741823');
         store.put(big);
         assert.deepEqual(store.get(big[39].id)?.bytes, big[39].bytes);
-        assert.deepEqual(store.range(stranger, 1, 40, 100).map((r) => r.seq), big.map((e) => e.seq));
-        assert.deepEqual(store.range(rows[1].author, rows[1].seq, rows[1].seq, 10).map((r) => r.seq), [rows[1].seq], 'the other author keeps its number');
+        assert.deepEqual(
+          store.range(stranger, 1, 40, 100).map((r) => r.seq),
+          big.map((e) => e.seq),
+        );
+        assert.deepEqual(
+          store.range(rows[1].author, rows[1].seq, rows[1].seq, 10).map((r) => r.seq),
+          [rows[1].seq],
+          'the other author keeps its number',
+        );
         store.close();
         store = new SqliteLogStore(path);
         assert.equal(store.has(rows[3].id), true);

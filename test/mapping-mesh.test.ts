@@ -26,7 +26,13 @@ describe('collaborative mapping over real libp2p (4 robots, loopback): partition
 
   it('both sides keep mapping while partitioned; after the heal every robot holds every contribution and the same merged map', async () => {
     const plan = floorPlan('builtin:small');
-    const sim = new WorldSimulator({ world: plan.world, robots: defaultRobots(plan, 4), seed: 5, scanEvery: 5, maxTime: 90 });
+    const sim = new WorldSimulator({
+      world: plan.world,
+      robots: defaultRobots(plan, 4),
+      seed: 5,
+      scanEvery: 5,
+      maxTime: 90,
+    });
     const localizers = plan.starts.slice(0, 4).map((s) => new ScanMatchingLocalizer(s));
     const [a, b, c, d] = robots;
     let lastPublish = 0;
@@ -45,7 +51,10 @@ describe('collaborative mapping over real libp2p (4 robots, loopback): partition
         await b.host.partition([c.peerId, d.peerId]);
         await c.host.partition([a.peerId, b.peerId]);
         await d.host.partition([a.peerId, b.peerId]);
-        await waitFor(() => a.host.connectedPeers().length === 1 && c.host.connectedPeers().length === 1, 'the partition');
+        await waitFor(
+          () => a.host.connectedPeers().length === 1 && c.host.connectedPeers().length === 1,
+          'the partition',
+        );
       }
       if (!healed && sim.time >= 60) {
         healed = true;
@@ -55,15 +64,24 @@ describe('collaborative mapping over real libp2p (4 robots, loopback): partition
     }
     const converged = (): boolean => {
       const digests = new Set(robots.map((r) => mapDigest(r.map!.merged())));
-      return digests.size === 1 && robots.every((r) => r.map!.missing().length === 0) && new Set(robots.map((r) => r.ledger!.stateHash())).size === 1;
+      return (
+        digests.size === 1 &&
+        robots.every((r) => r.map!.missing().length === 0) &&
+        new Set(robots.map((r) => r.ledger!.stateHash())).size === 1
+      );
     };
     const healedAt = Date.now();
     await waitFor(converged, 'every robot to hold the same merged map', 60_000);
-    console.log(`      converged ${Date.now() - healedAt} ms after the last publish; ${robots[0].ledger!.state.tiles.size} (tile, robot) contributions`);
+    console.log(
+      `      converged ${Date.now() - healedAt} ms after the last publish; ${robots[0].ledger!.state.tiles.size} (tile, robot) contributions`,
+    );
     const contributions = robots[0].map!.contributions().length;
     assert.equal(contributions, robots[0].ledger!.state.tiles.size, 'cells held for every logged contribution');
     assert.deepEqual(robots[0].ledger!.state.flagged, []);
     assert.ok(robots.every((r) => r.mapSync!.rejected === 0));
-    assert.ok(robots.some((r) => r.mapSync!.pulled > 0), 'contributions gossiped during the partition were pulled after it');
+    assert.ok(
+      robots.some((r) => r.mapSync!.pulled > 0),
+      'contributions gossiped during the partition were pulled after it',
+    );
   });
 });

@@ -12,7 +12,15 @@ import { MemoryLogStore } from '../nodes/ledger/store.js';
 import type { PublishedTile } from '../nodes/mapping/map-service.js';
 import { MapService } from '../nodes/mapping/map-service.js';
 import { MappingFleet, deliver } from '../nodes/mapping/mapping-fleet.js';
-import { assemble, mapDigest, mapQuality, toMapYaml, toOccupancyGrid, toPgm, toPng } from '../nodes/mapping/merged-map.js';
+import {
+  assemble,
+  mapDigest,
+  mapQuality,
+  toMapYaml,
+  toOccupancyGrid,
+  toPgm,
+  toPng,
+} from '../nodes/mapping/merged-map.js';
 import { LogOddsGrid } from '../nodes/mapping/occupancy-grid.js';
 import { LDS_01, createWorld, loadMapServerMap, scan } from '../nodes/sim/index.js';
 import { prng } from '../nodes/util/prng.js';
@@ -36,10 +44,22 @@ const shuffle = <T>(xs: T[], random: () => number): T[] => {
 describe('occupancy grid', () => {
   it('a scan from the middle of a walled box maps walls occupied and the inside free', () => {
     const world = createWorld('box', 60, 60, 0.05);
-    for (let i = 0; i < 60; i++) for (const [c, r] of [[i, 0], [i, 59], [0, i], [59, i]]) world.occupied[r * 60 + c] = 1;
+    for (let i = 0; i < 60; i++)
+      for (const [c, r] of [
+        [i, 0],
+        [i, 59],
+        [0, i],
+        [59, i],
+      ])
+        world.occupied[r * 60 + c] = 1;
     const grid = new LogOddsGrid({ resolution: 0.05, origin: { x: 0, y: 0 } });
     const pose = { x: 1.5, y: 1.5, theta: 0.3 };
-    for (let k = 0; k < 3; k++) grid.insertScan(pose, scan(world, pose, { ...LDS_01, noiseStd: 0 }, () => 0), 1);
+    for (let k = 0; k < 3; k++)
+      grid.insertScan(
+        pose,
+        scan(world, pose, { ...LDS_01, noiseStd: 0 }, () => 0),
+        1,
+      );
     const tiles = new Map(grid.takeChanges().map((c) => [c.tile, mergeTile([{ author: 'a', ...c }])]));
     const q = mapQuality(assemble(tiles, grid.frame), world);
     assert.ok(q.accuracy > 0.97, `accuracy ${q.accuracy}`);
@@ -64,9 +84,11 @@ describe('collaborative mapping, 8 robots on builtin:office (in-memory network)'
     });
   });
 
-  it('the merged map matches the simulator\'s ground truth: ≥ 96 % of known cells, ≥ 95 % of free space covered', () => {
+  it("the merged map matches the simulator's ground truth: ≥ 96 % of known cells, ≥ 95 % of free space covered", () => {
     const q = honest.quality(0);
-    console.log(`      honest merged map: accuracy ${(q.accuracy * 100).toFixed(1)} %, occupied IoU ${q.iou.toFixed(3)}, coverage ${(q.coverage * 100).toFixed(1)} %`);
+    console.log(
+      `      honest merged map: accuracy ${(q.accuracy * 100).toFixed(1)} %, occupied IoU ${q.iou.toFixed(3)}, coverage ${(q.coverage * 100).toFixed(1)} %`,
+    );
     assert.ok(q.accuracy >= 0.96, `accuracy ${q.accuracy}`);
     assert.ok(q.coverage >= 0.95, `coverage ${q.coverage}`);
     assert.deepEqual(honest.services[0].ledger.state.flagged, [], 'no honest robot flagged');
@@ -74,25 +96,36 @@ describe('collaborative mapping, 8 robots on builtin:office (in-memory network)'
     assert.equal(digests.size, 1, 'every robot holds the same merged map');
   });
 
-  it('2 of 8 robots drawing fake walls (20 and 180 cells) are flagged in every log; the map is back to the honest robots\' map', () => {
+  it("2 of 8 robots drawing fake walls (20 and 180 cells) are flagged in every log; the map is back to the honest robots' map", () => {
     const liars = LIARS.map((l) => byzantine.keys[l.robot]).sort();
-    for (const s of byzantine.services) assert.deepEqual([...s.ledger.state.flagged].sort(), liars, 'the same two robots flagged on every robot');
+    for (const s of byzantine.services)
+      assert.deepEqual([...s.ledger.state.flagged].sort(), liars, 'the same two robots flagged on every robot');
     const hashes = new Set(byzantine.services.map((s) => s.ledger.stateHash()));
     assert.equal(hashes.size, 1);
 
     // Honest-only: the 6 honest robots of the run without liars (same seed: same observations).
     const honestOnly = mapQuality(
-      assemble(mergedWithout(honest.services[0], LIARS.map((l) => honest.keys[l.robot])), honest.services[0].grid.frame),
+      assemble(
+        mergedWithout(
+          honest.services[0],
+          LIARS.map((l) => honest.keys[l.robot]),
+        ),
+        honest.services[0].grid.frame,
+      ),
       honest.world,
     );
     const filtered = byzantine.quality(0);
-    const unfiltered = mapQuality(assemble(mergedWithout(byzantine.services[0], []), byzantine.services[0].grid.frame), byzantine.world);
+    const unfiltered = mapQuality(
+      assemble(mergedWithout(byzantine.services[0], []), byzantine.services[0].grid.frame),
+      byzantine.world,
+    );
     console.log(
       `      accuracy: honest-only ${(honestOnly.accuracy * 100).toFixed(2)} %, with liars unfiltered ${(unfiltered.accuracy * 100).toFixed(2)} %, liars flagged ${(filtered.accuracy * 100).toFixed(2)} % (flagged after ${flaggedAt} simulated s)`,
     );
     assert.ok(Math.abs(filtered.accuracy - honestOnly.accuracy) <= 0.005, 'within 0.5 points of the honest-only map');
     assert.ok(unfiltered.accuracy < honestOnly.accuracy - 0.02, 'the fake walls did damage before filtering');
-    for (const [key, t] of byzantine.services[0].ledger.state.tiles) assert.equal(tileDigest(byzantine.services[0].get(t.digest)!), t.digest, `tile ${key} digest logged`);
+    for (const [key, t] of byzantine.services[0].ledger.state.tiles)
+      assert.equal(tileDigest(byzantine.services[0].get(t.digest)!), t.digest, `tile ${key} digest logged`);
   });
 });
 
@@ -140,7 +173,12 @@ describe('merging is independent of arrival order', function () {
     const seed = testSeed();
     return withSeed(seed, () => {
       const random = prng(seed);
-      const contributions = Array.from({ length: 5 }, (_, a) => ({ author: `a${a}`, tile: '0_0', version: 1, cells: Int8Array.from({ length: TILE * TILE }, () => Math.round((random() - 0.5) * 200)) }));
+      const contributions = Array.from({ length: 5 }, (_, a) => ({
+        author: `a${a}`,
+        tile: '0_0',
+        version: 1,
+        cells: Int8Array.from({ length: TILE * TILE }, () => Math.round((random() - 0.5) * 200)),
+      }));
       const reference = mergeTile(contributions);
       for (let k = 0; k < 20; k++) assert.deepEqual(mergeTile(shuffle(contributions, random)), reference);
     });
@@ -160,22 +198,49 @@ describe('map contributions: bad input is refused with a typed error', () => {
   it('accepts a matching contribution; refuses altered cells, wrong sizes, bad ids, forged entries, unnamed digests', () => {
     assert.equal(service.accept(entry, good), tileDigest(good));
     const altered = { ...good, cells: Int8Array.from(cells, (v, i) => (i === 7 ? 50 : v)) };
-    assert.throws(() => service.accept(entry, altered), (e: TileError) => e.code === 'TILE_MISMATCH');
-    assert.throws(() => service.accept(entry, { ...good, cells: new Int8Array(10) }), (e: TileError) => e.code === 'BAD_TILE');
-    assert.throws(() => service.accept(entry, { ...good, tile: '../x' }), (e: TileError) => e.code === 'BAD_TILE');
+    assert.throws(
+      () => service.accept(entry, altered),
+      (e: TileError) => e.code === 'TILE_MISMATCH',
+    );
+    assert.throws(
+      () => service.accept(entry, { ...good, cells: new Int8Array(10) }),
+      (e: TileError) => e.code === 'BAD_TILE',
+    );
+    assert.throws(
+      () => service.accept(entry, { ...good, tile: '../x' }),
+      (e: TileError) => e.code === 'BAD_TILE',
+    );
     const forged = Uint8Array.from(entry);
     forged[forged.length - 3] ^= 1;
-    assert.throws(() => service.accept(forged, good), (e: EntryError) => e instanceof EntryError);
-    const stranger = signEntry({ seq: 1, lamport: 5, parents: [], payload: { type: 'tile', tile: '0_0', version: 1, digest: tileDigest(good) } }, signerFromSeed(new Uint8Array(32).fill(42)));
-    assert.throws(() => service.accept(stranger.bytes, good), (e: EntryError) => e.code === 'UNKNOWN_AUTHOR');
-    assert.throws(() => service.accept(undefined, { ...good, version: 2 }), (e: TileError) => e.code === 'UNKNOWN_TILE');
+    assert.throws(
+      () => service.accept(forged, good),
+      (e: EntryError) => e instanceof EntryError,
+    );
+    const stranger = signEntry(
+      { seq: 1, lamport: 5, parents: [], payload: { type: 'tile', tile: '0_0', version: 1, digest: tileDigest(good) } },
+      signerFromSeed(new Uint8Array(32).fill(42)),
+    );
+    assert.throws(
+      () => service.accept(stranger.bytes, good),
+      (e: EntryError) => e.code === 'UNKNOWN_AUTHOR',
+    );
+    assert.throws(
+      () => service.accept(undefined, { ...good, version: 2 }),
+      (e: TileError) => e.code === 'UNKNOWN_TILE',
+    );
   });
 
   it('says, per author, from which log entry on it still lacks tile cells', () => {
     const observer = new MapService(new Ledger(new MemoryLogStore()), { resolution: 0.05, origin: { x: 0, y: 0 } });
-    const tile = (name: string, version: number): { tile: string; version: number; cells: Int8Array } => ({ tile: name, version, cells: new Int8Array(TILE * TILE).fill(version) });
+    const tile = (name: string, version: number): { tile: string; version: number; cells: Int8Array } => ({
+      tile: name,
+      version,
+      cells: new Int8Array(TILE * TILE).fill(version),
+    });
     const [a1, b1, b2] = [tile('1_0', 1), tile('2_0', 1), tile('2_0', 2)];
-    const entries = [a1, b1, b2].map((t) => ledger.append({ type: 'tile', tile: t.tile, version: t.version, digest: tileDigest(t) }));
+    const entries = [a1, b1, b2].map((t) =>
+      ledger.append({ type: 'tile', tile: t.tile, version: t.version, digest: tileDigest(t) }),
+    );
     for (const id of ledger.ids()) observer.ledger.ingest(ledger.get(id)!);
     const seqs = entries.map((e) => e.entry.seq);
     // 0_0 v1 (seq 2), 1_0 v1 and 2_0 v2 are current; 2_0 v1 was superseded and is not wanted.
@@ -194,8 +259,15 @@ describe('map contributions: bad input is refused with a typed error', () => {
     const cells3 = { tile: '3_0', version: 1, cells: new Int8Array(TILE * TILE).fill(3) };
     observer.vouch(tileDigest(cells3));
     assert.equal(observer.accept(undefined, cells3), tileDigest(cells3));
-    assert.equal(observer.accept(undefined, { ...cells3, cells: Int8Array.from(cells3.cells) }), tileDigest(cells3), 'a second neighbour\'s copy');
-    assert.throws(() => observer.accept(undefined, { ...cells3, version: 2 }), (e: TileError) => e.code === 'UNKNOWN_TILE');
+    assert.equal(
+      observer.accept(undefined, { ...cells3, cells: Int8Array.from(cells3.cells) }),
+      tileDigest(cells3),
+      "a second neighbour's copy",
+    );
+    assert.throws(
+      () => observer.accept(undefined, { ...cells3, version: 2 }),
+      (e: TileError) => e.code === 'UNKNOWN_TILE',
+    );
   });
 });
 
@@ -210,7 +282,10 @@ describe('map exports', () => {
       await writeFile(join(dir, 'map.pgm'), toPgm(map));
       await writeFile(join(dir, 'map.yaml'), toMapYaml(map, 'map.pgm'));
       const back = await loadMapServerMap(join(dir, 'map.yaml'));
-      assert.deepEqual([back.width, back.height, back.resolution, back.origin.x, back.origin.y], [TILE, TILE, 0.05, -1 + TILE * 0.05, 2]);
+      assert.deepEqual(
+        [back.width, back.height, back.resolution, back.origin.x, back.origin.y],
+        [TILE, TILE, 0.05, -1 + TILE * 0.05, 2],
+      );
       for (let i = 0; i < states.length; i++) {
         if (states[i] === 0) assert.equal(back.known![i], 0);
         else assert.equal(back.occupied[i], states[i] === 1 ? 1 : 0, `cell ${i}`);

@@ -15,7 +15,8 @@ const DEV = ['rmmdns-a', 'rmmdns-b'];
 const IP = ['10.79.0.1', '10.79.0.2'];
 const CHILD = fileURLToPath(new URL('./helpers/mdns-robot.js', import.meta.url));
 
-const ip = (...args: string[]): string => execFileSync('ip', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+const ip = (...args: string[]): string =>
+  execFileSync('ip', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 
 function whyNot(): string | undefined {
   if (process.platform !== 'linux') return 'network namespaces are Linux-only';
@@ -64,7 +65,10 @@ class Child {
   private exited = false;
   readonly stderr: string[] = [];
 
-  constructor(readonly name: string, readonly proc: ChildProcess) {
+  constructor(
+    readonly name: string,
+    readonly proc: ChildProcess,
+  ) {
     createInterface({ input: proc.stdout! }).on('line', (line) => {
       const at = line.indexOf(' ');
       try {
@@ -86,9 +90,13 @@ class Child {
       const check = (): void => {
         const hit = this.lines.find(match);
         if (hit) return done(() => resolve(hit));
-        if (this.exited) done(() => reject(new Error(`${this.name} exited before ${what}: ${this.stderr.join('').slice(-2000)}`)));
+        if (this.exited)
+          done(() => reject(new Error(`${this.name} exited before ${what}: ${this.stderr.join('').slice(-2000)}`)));
       };
-      const timer = setTimeout(() => done(() => reject(new Error(`${this.name}: no ${what} within ${timeoutMs} ms`))), timeoutMs);
+      const timer = setTimeout(
+        () => done(() => reject(new Error(`${this.name}: no ${what} within ${timeoutMs} ms`))),
+        timeoutMs,
+      );
       const done = (settle: () => void): void => {
         clearTimeout(timer);
         this.waiters.delete(check);
@@ -136,7 +144,16 @@ describe('mDNS discovery (robots in two network namespaces, no bootstrap)', func
   });
 
   const start = (name: string, ns: number, seed: Uint8Array, members: string[]): Child => {
-    const argv = ['netns', 'exec', NS[ns], process.execPath, CHILD, Buffer.from(seed).toString('hex'), members.join(','), `/ip4/${IP[ns]}/tcp/0`];
+    const argv = [
+      'netns',
+      'exec',
+      NS[ns],
+      process.execPath,
+      CHILD,
+      Buffer.from(seed).toString('hex'),
+      members.join(','),
+      `/ip4/${IP[ns]}/tcp/0`,
+    ];
     const child = new Child(name, spawn('ip', argv, { stdio: ['pipe', 'pipe', 'pipe'] }));
     children.push(child);
     return child;
@@ -159,7 +176,10 @@ describe('mDNS discovery (robots in two network namespaces, no bootstrap)', func
     await robotA.until('a connection to B', connected(idB), 20_000);
     await robotB.until('a connection to A', connected(idA), 20_000);
     const seen = await robotA.until('B discovered', discovered(idB), 20_000);
-    assert.ok((seen.value.addrs as string[]).some((addr) => addr.startsWith(`/ip4/${IP[1]}/tcp/`)), JSON.stringify(seen.value));
+    assert.ok(
+      (seen.value.addrs as string[]).some((addr) => addr.startsWith(`/ip4/${IP[1]}/tcp/`)),
+      JSON.stringify(seen.value),
+    );
 
     // The stranger's announcement reached A, and A's announcement reached the stranger...
     await robotA.until('the stranger discovered', discovered(idS), 20_000);

@@ -33,7 +33,12 @@ describe('mesh protocols (real libp2p on loopback)', function () {
     const [a, b] = robots;
     const input: Tensor[] = [{ name: 'x', dtype: 'float32', dims: [1, 3, 640, 640], data: textLikeImage(640, 640, 4) }];
     assert.ok(input[0].data.byteLength > 4 * 1024 * 1024);
-    const remote = await a.client.infer(b.peerId, { model, cut: 'input', precision: 'fp32', granularity: 'channel' }, input, 20_000);
+    const remote = await a.client.infer(
+      b.peerId,
+      { model, cut: 'input', precision: 'fp32', granularity: 'channel' },
+      input,
+      20_000,
+    );
     const local = await a.models.runFrom(model, 'input', 'fp32', 'channel', input);
     assert.deepEqual(remote.outputs[0].dims, [1, 1, 640, 640]);
     const x = remote.outputs[0].data as Float32Array;
@@ -49,7 +54,12 @@ describe('mesh protocols (real libp2p on loopback)', function () {
       a.client.infer(b.peerId, { model, cut: 'input', precision: 'fp32', granularity: 'channel' }, input, 2),
       (err: unknown) => err instanceof InferError && err.code === 'DEADLINE',
     );
-    const ok = await a.client.infer(b.peerId, { model, cut: 'input', precision: 'fp32', granularity: 'channel' }, input, 20_000);
+    const ok = await a.client.infer(
+      b.peerId,
+      { model, cut: 'input', precision: 'fp32', granularity: 'channel' },
+      input,
+      20_000,
+    );
     assert.equal(ok.outputs.length, 1);
   });
 
@@ -90,16 +100,27 @@ describe('mesh protocols (real libp2p on loopback)', function () {
     const rejectedBefore = receivers.map((r) => r.adverts.rejected);
     const pubsub = b.host.node.services.pubsub;
     // getScore exists at run time but not on the GossipSub type (notes).
-    const score = (r: Robot, of = b.peerId): number => (r.host.node.services.pubsub as unknown as { getScore: (p: string) => number }).getScore(of);
+    const score = (r: Robot, of = b.peerId): number =>
+      (r.host.node.services.pubsub as unknown as { getScore: (p: string) => number }).getScore(of);
     // Quiet topics must not cost honest robots their score (gossipsub's default delivery quota did).
-    for (const r of robots) for (const o of robots) if (r !== o) assert.ok(score(r, o.peerId) >= 0, `honest score ${score(r, o.peerId)}`);
+    for (const r of robots)
+      for (const o of robots) if (r !== o) assert.ok(score(r, o.peerId) >= 0, `honest score ${score(r, o.peerId)}`);
     await pubsub.publish(advertTopic('test'), new TextEncoder().encode('{"v":2,"robot":"nope"}'));
     // b signs an advert naming a: a valid advert in every field but its signer.
-    await pubsub.publish(advertTopic('test'), encodeAdvert({ v: 2, robot: a.peerId, seq: 1e15, queue: 0, models: [] }, signerFromSeed(seeds[1])));
+    await pubsub.publish(
+      advertTopic('test'),
+      encodeAdvert({ v: 2, robot: a.peerId, seq: 1e15, queue: 0, models: [] }, signerFromSeed(seeds[1])),
+    );
     await waitFor(() => receivers.some((r, i) => r.adverts.rejected >= rejectedBefore[i] + 2), 'both adverts rejected');
-    assert.ok(receivers.every((r) => r.adverts.get(a.peerId)?.seq !== 1e15), 'a forged advert is never stored');
+    assert.ok(
+      receivers.every((r) => r.adverts.get(a.peerId)?.seq !== 1e15),
+      'a forged advert is never stored',
+    );
     // Whoever got the junk straight from b (its mesh peers) penalises b; nobody relays it further.
-    await waitFor(() => Math.min(...receivers.map((r) => score(r))) < 0, `b's gossip score to fall (now ${receivers.map((r) => score(r)).join(', ')})`);
+    await waitFor(
+      () => Math.min(...receivers.map((r) => score(r))) < 0,
+      `b's gossip score to fall (now ${receivers.map((r) => score(r)).join(', ')})`,
+    );
   });
 
   it('inspects decisions: each request emits its plan, alternatives and the measured outcome', async () => {

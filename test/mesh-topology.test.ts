@@ -32,7 +32,7 @@ describe('bounded mesh topology (ring neighbours and chords)', function () {
     assert.ok([...sets.values()].every((s) => s.size >= 2));
     // Random splits into two or three groups: each group's own links keep it connected.
     let seed = 7;
-    const rand = (): number => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const rand = (): number => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
     for (let trial = 0; trial < 20; trial++) {
       const k = 2 + (trial % 2);
       const groupOf = new Map(members.map((m) => [m, Math.floor(rand() * k)]));
@@ -66,13 +66,16 @@ describe('bounded mesh topology (ring neighbours and chords)', function () {
     });
 
     const byId = (): Map<string, MeshHost> => new Map(hosts.map((h) => [h.peerId, h]));
-    const neighboursConnected = (): boolean => hosts.every((h) => [...h.gater.neighbours(4)].every((n) => h.connectedPeers().includes(n)));
+    const neighboursConnected = (): boolean =>
+      hosts.every((h) => [...h.gater.neighbours(4)].every((n) => h.connectedPeers().includes(n)));
 
     it('each robot connects to its neighbours only (not to every member it knows)', async () => {
       await waitFor(neighboursConnected, 'every robot connected to its ring neighbours and chords', 60_000);
       const total = hosts.reduce((a, h) => a + h.connectedPeers().length, 0) / 2;
       assert.ok(total < (14 * 13) / 2 / 2, `${total} connections, a full mesh has ${(14 * 13) / 2}`);
-      for (const h of hosts) for (const p of h.connectedPeers()) assert.ok(h.gater.neighbours(4).has(p) || byId().get(p)!.gater.neighbours(4).has(h.peerId));
+      for (const h of hosts)
+        for (const p of h.connectedPeers())
+          assert.ok(h.gater.neighbours(4).has(p) || byId().get(p)!.gater.neighbours(4).has(h.peerId));
       assert.equal(reach(members[0], new Set(members), (m) => byId().get(m)!.connectedPeers()).size, 14);
     });
 
@@ -80,9 +83,13 @@ describe('bounded mesh topology (ring neighbours and chords)', function () {
       const a = new Set(members.filter((_, i) => i % 3 === 0));
       const b = members.filter((m) => !a.has(m));
       await Promise.all(hosts.map((h) => h.partition(a.has(h.peerId) ? b : [...a])));
-      const connectedInside = (group: Set<string>): boolean => reach([...group][0], group, (m) => byId().get(m)!.connectedPeers()).size === group.size;
+      const connectedInside = (group: Set<string>): boolean =>
+        reach([...group][0], group, (m) => byId().get(m)!.connectedPeers()).size === group.size;
       await waitFor(() => connectedInside(a) && connectedInside(new Set(b)), 'both sides connected inside', 60_000);
-      assert.ok(hosts.every((h) => h.connectedPeers().every((p) => a.has(p) === a.has(h.peerId))), 'nothing crosses the partition');
+      assert.ok(
+        hosts.every((h) => h.connectedPeers().every((p) => a.has(p) === a.has(h.peerId))),
+        'nothing crosses the partition',
+      );
       for (const h of hosts) h.heal();
       await waitFor(neighboursConnected, 'every neighbour back after the heal', 60_000);
     });
@@ -92,7 +99,12 @@ describe('bounded mesh topology (ring neighbours and chords)', function () {
       const [ghost] = await testIdentities(1, 499);
       const id = (await testIdentities(1, 498))[0];
       const ghostId = ghost.peerId.toString();
-      const host = await createMeshHost({ identity: id, fleetName: 'topo', members: [id.peerId.toString(), ghostId], redialMs: 200 });
+      const host = await createMeshHost({
+        identity: id,
+        fleetName: 'topo',
+        members: [id.peerId.toString(), ghostId],
+        redialMs: 200,
+      });
       try {
         await host.addPeerAddresses(ghostId, [`/ip4/127.0.0.1/tcp/9/p2p/${ghostId}`]);
         let dials = 0;

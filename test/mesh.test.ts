@@ -12,7 +12,9 @@ import { Robot } from '../nodes/robot/robot.js';
 import { DETECTOR, sharedCache, startFleet, testIdentities } from './helpers/fleet.js';
 import { waitFor } from './helpers/wait.js';
 
-const image = (seed: number): Tensor[] => [{ name: 'x', dtype: 'float32', dims: [1, 3, 320, 320], data: textLikeImage(320, 320, seed) }];
+const image = (seed: number): Tensor[] => [
+  { name: 'x', dtype: 'float32', dims: [1, 3, 320, 320], data: textLikeImage(320, 320, seed) },
+];
 /** Share of pixels on the same side of the detector's 0.3 text threshold. */
 const maskAgreement = (a: Tensor[], b: Tensor[]): number => {
   const x = a[0].data as Float32Array;
@@ -111,10 +113,17 @@ describe('robot mesh (3 robots, real libp2p on loopback, PaddleOCR detector)', f
       // The fleet refuses the connection right after the handshake proves the key, before any
       // protocol: whatever the stranger's dial saw, no protocol stream opens and nothing stays up.
       await assert.rejects(
-        s.host.node.dialProtocol(peerIdFromString(robots[0].peerId), INFER_PROTOCOL, { signal: AbortSignal.timeout(5000) }),
+        s.host.node.dialProtocol(peerIdFromString(robots[0].peerId), INFER_PROTOCOL, {
+          signal: AbortSignal.timeout(5000),
+        }),
       );
       await assert.rejects(
-        s.client.infer(robots[1].peerId, { model, cut: 'input', precision: 'fp32', granularity: 'channel' }, input, 3000),
+        s.client.infer(
+          robots[1].peerId,
+          { model, cut: 'input', precision: 'fp32', granularity: 'channel' },
+          input,
+          3000,
+        ),
         InferError,
       );
       for (const r of robots) {
@@ -131,7 +140,19 @@ describe('robot mesh (3 robots, real libp2p on loopback, PaddleOCR detector)', f
     const before = b.reputation.score(a.peerId);
     const stream = await a.host.node.dialProtocol(peerIdFromString(b.peerId), INFER_PROTOCOL);
     const lp = lpStream(stream, { maxDataLength: MAX_MESSAGE_BYTES });
-    await lp.write(encodeHeader({ t: 'req', id: 'bad1', model, cut: 'input', precision: 'fp32', granularity: 'channel', budgetMs: 1000, chunks: 1, bytes: 40 }));
+    await lp.write(
+      encodeHeader({
+        t: 'req',
+        id: 'bad1',
+        model,
+        cut: 'input',
+        precision: 'fp32',
+        granularity: 'channel',
+        budgetMs: 1000,
+        chunks: 1,
+        bytes: 40,
+      }),
+    );
     await lp.write(Uint8Array.of(2, ...new Uint8Array(40).fill(7)));
     const reply = await lp.read({ signal: AbortSignal.timeout(5000) }).catch(() => undefined);
     if (reply) assert.match(new TextDecoder().decode(reply.subarray(1)), /BAD_FRAME/);

@@ -42,7 +42,10 @@ const syntaxErrors = (parser: TreeSitter, file: string, source: string): string[
 };
 
 /** Parameter types of each function in `source`, keyed by function name. */
-const functionSignatures = (parser: TreeSitter, source: string): Map<string, { isPublic: boolean; params: string[] }> => {
+const functionSignatures = (
+  parser: TreeSitter,
+  source: string,
+): Map<string, { isPublic: boolean; params: string[] }> => {
   const out = new Map<string, { isPublic: boolean; params: string[] }>();
   walk(parser.parse(source).rootNode, (n) => {
     if (n.type !== 'function_definition') return;
@@ -69,10 +72,14 @@ describe('IOTA Move package (tree-sitter syntax check)', () => {
   });
 
   it('parses every .move file under contracts/move without ERROR or MISSING nodes', () => {
-    const files = moveFiles(MOVE_ROOT).map((f) => relative(MOVE_ROOT, f)).sort();
+    const files = moveFiles(MOVE_ROOT)
+      .map((f) => relative(MOVE_ROOT, f))
+      .sort();
     assert.ok(files.includes(join('sources', 'ledger.move')), `sources/ledger.move not found in ${MOVE_ROOT}`);
     assert.ok(files.includes(join('tests', 'ledger_tests.move')), `tests/ledger_tests.move not found in ${MOVE_ROOT}`);
-    const problems = files.flatMap((f) => syntaxErrors(parser, `contracts/move/${f}`, readFileSync(join(MOVE_ROOT, f), 'utf8')));
+    const problems = files.flatMap((f) =>
+      syntaxErrors(parser, `contracts/move/${f}`, readFileSync(join(MOVE_ROOT, f), 'utf8')),
+    );
     assert.deepEqual(problems, [], `Move syntax errors:\n${problems.join('\n')}`);
   });
 

@@ -44,13 +44,18 @@ function freePort(): Promise<number> {
 /** The robot's key file, as loadOrCreateIdentity writes it, so startRobot uses a known identity. */
 async function writeKey(dataDir: string, id: RobotIdentity): Promise<void> {
   await mkdir(dataDir, { recursive: true });
-  await writeFile(join(dataDir, 'identity.key'), `${JSON.stringify({ kind: 'robomesh-ed25519-seed', seed: Buffer.from(id.seed).toString('hex') })}\n`, { mode: 0o600 });
+  await writeFile(
+    join(dataDir, 'identity.key'),
+    `${JSON.stringify({ kind: 'robomesh-ed25519-seed', seed: Buffer.from(id.seed).toString('hex') })}\n`,
+    { mode: 0o600 },
+  );
 }
 
 const keyOf = (id: RobotIdentity): string => toHex(id.privateKey.publicKey.raw);
-const mapCells = (page: Page): Promise<number> => page.evaluate(() => Number(document.getElementById('map-canvas')!.dataset.mapCells));
+const mapCells = (page: Page): Promise<number> =>
+  page.evaluate(() => Number(document.getElementById('map-canvas')!.dataset.mapCells));
 
-describe('a single robot\'s own dashboard (chromium, no fleet controller)', function () {
+describe("a single robot's own dashboard (chromium, no fleet controller)", function () {
   this.timeout(120_000);
   const executablePath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
   let dir: string;
@@ -65,11 +70,13 @@ describe('a single robot\'s own dashboard (chromium, no fleet controller)', func
   let page: Page;
   let child: ChildProcess | undefined;
   const pageErrors: string[] = [];
-  const state = async (url: string): Promise<FleetView> => (await fetch(new URL('/state.json', url))).json() as Promise<FleetView>;
+  const state = async (url: string): Promise<FleetView> =>
+    (await fetch(new URL('/state.json', url))).json() as Promise<FleetView>;
 
   before(async () => {
     const t0 = Date.now();
-    if (!existsSync(executablePath)) assert.fail(`no chromium at ${executablePath}: apt-get install chromium (or set CHROMIUM_PATH)`);
+    if (!existsSync(executablePath))
+      assert.fail(`no chromium at ${executablePath}: apt-get install chromium (or set CHROMIUM_PATH)`);
     dir = await mkdtemp(join(tmpdir(), 'rm-robot-dash-'));
     bag = join(dir, 'sim.mcap');
     await writeSimBag(bag, codec, { plan: 'builtin:small', seconds: 30, seed: 5, cameraEvery: 30, cameraSize: 32 });
@@ -78,15 +85,43 @@ describe('a single robot\'s own dashboard (chromium, no fleet controller)', func
     const [a, b] = await testIdentities(2, 70);
     peerId = b.peerId.toString();
     const genesis = join(dir, 'genesis.bin');
-    await writeFile(genesis, signEntry({ seq: 1, lamport: 1, parents: [], payload: { type: 'genesis', fleet: 'dash', members: [keyOf(a), keyOf(b)], admins: [keyOf(a)] } }, signerFromSeed(a.seed)).bytes);
-    const fleet = { 'fleet.name': 'dash', 'fleet.members': [a.peerId.toString(), peerId], 'fleet.genesis_file': genesis, 'fleet.listen': ['/ip4/127.0.0.1/tcp/0'], 'map.publish_period': 1.0 };
+    await writeFile(
+      genesis,
+      signEntry(
+        {
+          seq: 1,
+          lamport: 1,
+          parents: [],
+          payload: { type: 'genesis', fleet: 'dash', members: [keyOf(a), keyOf(b)], admins: [keyOf(a)] },
+        },
+        signerFromSeed(a.seed),
+      ).bytes,
+    );
+    const fleet = {
+      'fleet.name': 'dash',
+      'fleet.members': [a.peerId.toString(), peerId],
+      'fleet.genesis_file': genesis,
+      'fleet.listen': ['/ip4/127.0.0.1/tcp/0'],
+      'map.publish_period': 1.0,
+    };
     const extra = { cacheDir: await sharedCache(), profileRuns: 2, advertPeriodMs: 300, probeIntervalMs: 0 };
     // The small generated CNN keeps start-up short (profiling the OCR detector takes tens of
     // seconds); it takes 64×64 inputs named `image`, so the bag's camera frames are not for it.
-    const paramsA = resolveParams([{ ...fleet, robot_name: 'r1', data_dir: join(dir, 'r1'), models: ['builtin:cnn'], 'topics.camera': 'unused/image_raw', 'dashboard.port': await freePort() }]);
+    const paramsA = resolveParams([
+      {
+        ...fleet,
+        robot_name: 'r1',
+        data_dir: join(dir, 'r1'),
+        models: ['builtin:cnn'],
+        'topics.camera': 'unused/image_raw',
+        'dashboard.port': await freePort(),
+      },
+    ]);
     await writeKey(paramsA.data_dir, a);
     robot = await startRobot(paramsA, extra);
-    const paramsB = resolveParams([{ ...fleet, robot_name: 'r2', data_dir: join(dir, 'r2'), models: [], 'fleet.bootstrap': robot.host.addresses() }]);
+    const paramsB = resolveParams([
+      { ...fleet, robot_name: 'r2', data_dir: join(dir, 'r2'), models: [], 'fleet.bootstrap': robot.host.addresses() },
+    ]);
     await writeKey(paramsB.data_dir, b);
     peer = await startRobot(paramsB, extra);
 
@@ -125,7 +160,13 @@ describe('a single robot\'s own dashboard (chromium, no fleet controller)', func
     const view = await state(dash!.url);
     assert.equal(view.robots[0].name, 'r1');
     assert.equal(view.robots[0].peerId, robot.peerId);
-    assert.deepEqual(view.robots.map((r) => [r.name, r.up]), [['r1', true], ['r2', true]]);
+    assert.deepEqual(
+      view.robots.map((r) => [r.name, r.up]),
+      [
+        ['r1', true],
+        ['r2', true],
+      ],
+    );
     assert.ok(view.links[0].bandwidthBps! > 0 && view.links[0].rttMs! >= 0, JSON.stringify(view.links));
   });
 
@@ -135,11 +176,15 @@ describe('a single robot\'s own dashboard (chromium, no fleet controller)', func
     const pace = transport.subscribe('/scan', 'sensor_msgs/msg/LaserScan', () => sleep(15));
     const replayed = transport.replay(bag);
     try {
-      await page.waitForFunction(() => Number(document.getElementById('map-canvas')!.dataset.mapCells) > 0, undefined, { timeout: 30_000 });
+      await page.waitForFunction(() => Number(document.getElementById('map-canvas')!.dataset.mapCells) > 0, undefined, {
+        timeout: 30_000,
+      });
       const first = await mapCells(page);
       await replayed;
       node.publishMap();
-      await page.waitForFunction((n) => Number(document.getElementById('map-canvas')!.dataset.mapCells) > n, first, { timeout: 15_000 });
+      await page.waitForFunction((n) => Number(document.getElementById('map-canvas')!.dataset.mapCells) > n, first, {
+        timeout: 15_000,
+      });
       console.log(`      map cells on the page: ${first} early in the replay, ${await mapCells(page)} at its end`);
     } finally {
       pace();
@@ -149,40 +194,68 @@ describe('a single robot\'s own dashboard (chromium, no fleet controller)', func
     const pose = view.robots[0].pose;
     assert.ok(pose && view.map, 'a pose and a map');
     const inside = (v: number, o: number, cells: number): boolean => v >= o && v <= o + cells * view.map!.resolution;
-    assert.ok(inside(pose.x, view.map.origin.x, view.map.width) && inside(pose.y, view.map.origin.y, view.map.height), `pose ${JSON.stringify(pose)} on the map`);
-    assert.ok(view.log.some((l) => l.kind === 'tile' && l.robot === 'r1'), 'its tile versions in the feed');
+    assert.ok(
+      inside(pose.x, view.map.origin.x, view.map.width) && inside(pose.y, view.map.origin.y, view.map.height),
+      `pose ${JSON.stringify(pose)} on the map`,
+    );
+    assert.ok(
+      view.log.some((l) => l.kind === 'tile' && l.robot === 'r1'),
+      'its tile versions in the feed',
+    );
   });
 
   it('plots the latency of every inference its scheduler runs', async () => {
     const [model] = robot.models.hashes();
     const image = { name: 'image', dtype: 'float32' as const, dims: [1, 3, 64, 64], data: textLikeImage(64, 64, 7) };
     for (let i = 0; i < 3; i++) await robot.infer(model, [image], { deadlineMs: 10_000 });
-    await page.waitForFunction(() => document.querySelectorAll('#latency-plot circle.sample').length === 3, undefined, WAIT);
-    assert.equal(await page.locator('#plan-breakdown [data-plan="local"] .count').textContent(), '3', 'r2 has no model: all local');
+    await page.waitForFunction(
+      () => document.querySelectorAll('#latency-plot circle.sample').length === 3,
+      undefined,
+      WAIT,
+    );
+    assert.equal(
+      await page.locator('#plan-breakdown [data-plan="local"] .count').textContent(),
+      '3',
+      'r2 has no model: all local',
+    );
     const view = await state(dash!.url);
-    assert.deepEqual(view.latency.map((l) => l.robot), ['r1', 'r1', 'r1']);
-    assert.ok(view.latency.every((l) => l.ms > 0 && l.plan === 'local'), JSON.stringify(view.latency));
+    assert.deepEqual(
+      view.latency.map((l) => l.robot),
+      ['r1', 'r1', 'r1'],
+    );
+    assert.ok(
+      view.latency.every((l) => l.ms > 0 && l.plan === 'local'),
+      JSON.stringify(view.latency),
+    );
   });
 
-  it('adds a line to the log feed when the robot appends an entry, then the peer\'s result and the accepted quorum', async () => {
+  it("adds a line to the log feed when the robot appends an entry, then the peer's result and the accepted quorum", async () => {
     const task = `dash-${Date.now().toString(36)}`;
     robot.ledger!.appendBatch([
       { type: 'task', task, model: 'a'.repeat(64), input: 'b'.repeat(64), k: 1, timeout: 100 },
       { type: 'assign', task, executors: [peer.ledger!.self!] },
     ]);
-    const taskLine = page.locator('#log-feed li', { hasText: task }).filter({ has: page.locator('.tag', { hasText: /^task$/ }) });
+    const taskLine = page
+      .locator('#log-feed li', { hasText: task })
+      .filter({ has: page.locator('.tag', { hasText: /^task$/ }) });
     await taskLine.waitFor(WAIT);
     assert.equal(await taskLine.locator('.who').textContent(), 'r1');
     await page.locator('#log-feed li', { hasText: `${task} → r2` }).waitFor(WAIT);
 
     // r2 hears of the task over the mesh and logs its result; r1's feed shows it and the quorum.
-    await waitFor(() => peer.ledger!.state.tasks.get(task)?.status === 'assigned', 'r2 to hold the assigned task', 15_000);
+    await waitFor(
+      () => peer.ledger!.state.tasks.get(task)?.status === 'assigned',
+      'r2 to hold the assigned task',
+      15_000,
+    );
     peer.ledger!.append({ type: 'result', task, digest: 'c'.repeat(64), values: [1_000_000] });
     const quorum = page.locator('#log-feed li', { hasText: `${task} accepted` });
     await quorum.waitFor(WAIT);
     assert.equal(await quorum.locator('.tag').textContent(), 'quorum');
     assert.match((await quorum.textContent()) ?? '', /r2 agree on cccccccccc/);
-    const result = page.locator('#log-feed li', { hasText: task }).filter({ has: page.locator('.tag', { hasText: /^result$/ }) });
+    const result = page
+      .locator('#log-feed li', { hasText: task })
+      .filter({ has: page.locator('.tag', { hasText: /^result$/ }) });
     assert.equal(await result.locator('.who').textContent(), 'r2');
   });
 
@@ -197,14 +270,33 @@ describe('a single robot\'s own dashboard (chromium, no fleet controller)', func
     assert.match((await page.locator('#mesh-graph g.robot[data-robot="r2"]').getAttribute('class')) ?? '', /\bdown\b/);
 
     robot.host.heal();
-    await page.locator('#mesh-graph line.link.connected[data-a="r1"][data-b="r2"]').waitFor({ ...DRAWN, timeout: 20_000 });
+    await page
+      .locator('#mesh-graph line.link.connected[data-a="r1"][data-b="r2"]')
+      .waitFor({ ...DRAWN, timeout: 20_000 });
     await page.locator('#partition-banner').waitFor({ state: 'hidden', ...WAIT });
     assert.deepEqual(pageErrors, [], 'no script errors on the page');
   });
 
   it('the ROS entry point serves it: robot-node --replay with dashboard.port prints the URL and serves until SIGINT', async () => {
     const port = await freePort();
-    const args = [NODE, '--replay', bag, '--ros-args', '-p', 'robot_name:=solo', '-p', `data_dir:=${join(dir, 'solo')}`, '-p', 'models:=[]', '-p', 'fleet.listen:=[/ip4/127.0.0.1/tcp/0]', '-p', 'map.publish_period:=1.0', '-p', `dashboard.port:=${port}`];
+    const args = [
+      NODE,
+      '--replay',
+      bag,
+      '--ros-args',
+      '-p',
+      'robot_name:=solo',
+      '-p',
+      `data_dir:=${join(dir, 'solo')}`,
+      '-p',
+      'models:=[]',
+      '-p',
+      'fleet.listen:=[/ip4/127.0.0.1/tcp/0]',
+      '-p',
+      'map.publish_period:=1.0',
+      '-p',
+      `dashboard.port:=${port}`,
+    ];
     const env = { ...process.env };
     delete env.ROS_DISTRO;
     delete env.AMENT_PREFIX_PATH;
@@ -214,18 +306,34 @@ describe('a single robot\'s own dashboard (chromium, no fleet controller)', func
     proc.stderr!.setEncoding('utf8').on('data', (s: string) => (stderr += s));
     const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
 
-    await waitFor(() => /replay done; dashboard still at/.test(stderr) || proc.exitCode !== null, 'the replay to end with the dashboard up', 45_000, 100);
+    await waitFor(
+      () => /replay done; dashboard still at/.test(stderr) || proc.exitCode !== null,
+      'the replay to end with the dashboard up',
+      45_000,
+      100,
+    );
     const url = /\[solo\] dashboard at (http:\S+)/.exec(stderr)?.[1];
     assert.equal(url, `http://127.0.0.1:${port}/`, stderr);
     const view = await state(url);
-    assert.deepEqual(view.robots.map((r) => r.name), ['solo'], 'a fleet of one');
+    assert.deepEqual(
+      view.robots.map((r) => r.name),
+      ['solo'],
+      'a fleet of one',
+    );
     assert.ok(view.map && view.map.width > 0, 'the replayed map');
     assert.ok(view.robots[0].pose, 'its pose from the bag');
-    assert.ok(view.log.some((l) => l.kind === 'genesis') && view.log.some((l) => l.kind === 'tile'), JSON.stringify(view.log.map((l) => l.kind)));
+    assert.ok(
+      view.log.some((l) => l.kind === 'genesis') && view.log.some((l) => l.kind === 'tile'),
+      JSON.stringify(view.log.map((l) => l.kind)),
+    );
     const solo = await browser.newPage();
     try {
       await solo.goto(url, WAIT);
-      await solo.waitForFunction(() => Number(document.getElementById('map-canvas')!.dataset.mapCells) > 0, undefined, WAIT);
+      await solo.waitForFunction(
+        () => Number(document.getElementById('map-canvas')!.dataset.mapCells) > 0,
+        undefined,
+        WAIT,
+      );
       await solo.locator('#mesh-graph g.robot[data-robot="solo"]').waitFor(WAIT);
     } finally {
       await solo.close();

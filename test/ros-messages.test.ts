@@ -14,16 +14,32 @@ const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 const stamp = { sec: 1_700_000_123, nanosec: 456_789_012 };
 const header = (frame_id: string) => ({ stamp, frame_id });
-const pose = (x: number, y: number, qz: number, qw: number) => ({ position: { x, y, z: 0 }, orientation: { x: 0, y: 0, z: qz, w: qw } });
-const covariance = (step: number, every: number) => Float64Array.from({ length: 36 }, (_, i) => (i % every === 0 ? i * step : 0));
+const pose = (x: number, y: number, qz: number, qw: number) => ({
+  position: { x, y, z: 0 },
+  orientation: { x: 0, y: 0, z: qz, w: qw },
+});
+const covariance = (step: number, every: number) =>
+  Float64Array.from({ length: 36 }, (_, i) => (i % every === 0 ? i * step : 0));
 
 /**
  * One sample per type, mirrored field by field in test/fastcdr/encode.cpp: change both together.
  * Odd-length strings sit before 4- and 8-byte fields so that padding is exercised.
  */
 const SAMPLES: Record<RosType, Message> = {
-  'sensor_msgs/msg/Image': { header: header('camera'), height: 2, width: 3, encoding: 'mono8', is_bigendian: 0, step: 3, data: Uint8Array.of(0, 1, 2, 250, 254, 255) },
-  'sensor_msgs/msg/CompressedImage': { header: header('cam_optical'), format: 'png', data: [0x89, 0x50, 0x4e, 0x47, 0x0d] },
+  'sensor_msgs/msg/Image': {
+    header: header('camera'),
+    height: 2,
+    width: 3,
+    encoding: 'mono8',
+    is_bigendian: 0,
+    step: 3,
+    data: Uint8Array.of(0, 1, 2, 250, 254, 255),
+  },
+  'sensor_msgs/msg/CompressedImage': {
+    header: header('cam_optical'),
+    format: 'png',
+    data: [0x89, 0x50, 0x4e, 0x47, 0x0d],
+  },
   'sensor_msgs/msg/LaserScan': {
     header: header('laser'),
     angle_min: -1.5707964,
@@ -40,11 +56,20 @@ const SAMPLES: Record<RosType, Message> = {
     header: header('odom'),
     child_frame_id: 'base_link',
     pose: { pose: pose(1.5, -2.25, 0.38268343236, 0.92387953251), covariance: covariance(0.01, 1) },
-    twist: { twist: { linear: { x: 0.5, y: 0, z: 0 }, angular: { x: 0, y: 0, z: -0.1 } }, covariance: covariance(0.05, 7) },
+    twist: {
+      twist: { linear: { x: 0.5, y: 0, z: 0 }, angular: { x: 0, y: 0, z: -0.1 } },
+      covariance: covariance(0.05, 7),
+    },
   },
   'nav_msgs/msg/OccupancyGrid': {
     header: header('map'),
-    info: { map_load_time: { sec: 1_700_000_000, nanosec: 5 }, resolution: 0.05, width: 4, height: 3, origin: pose(-10.5, -7.25, 0, 1) },
+    info: {
+      map_load_time: { sec: 1_700_000_000, nanosec: 5 },
+      resolution: 0.05,
+      width: 4,
+      height: 3,
+      origin: pose(-10.5, -7.25, 0, 1),
+    },
     data: Int8Array.of(-1, -1, 0, 0, 100, 50, -1, 0, 0, 100, 100, -1),
   },
   'diagnostic_msgs/msg/DiagnosticArray': {
@@ -158,7 +183,8 @@ function expected(defs: Definitions, fields: Definitions[number]['definitions'],
 function plain(value: unknown): unknown {
   if (ArrayBuffer.isView(value)) return Array.from(value as unknown as ArrayLike<unknown>);
   if (Array.isArray(value)) return value.map(plain);
-  if (typeof value === 'object' && value !== null) return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, plain(v)]));
+  if (typeof value === 'object' && value !== null)
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, plain(v)]));
   return value;
 }
 
@@ -171,11 +197,18 @@ describe('ROS 2 messages', () => {
     dir = mkdtempSync(join(tmpdir(), 'robomesh-fastcdr-'));
     encoderPath = join(dir, 'encode');
     try {
-      execFileSync('g++', ['-std=c++17', '-O0', join(ROOT, 'test/fastcdr/encode.cpp'), '-lfastcdr', '-o', encoderPath], { stdio: 'pipe' });
+      execFileSync(
+        'g++',
+        ['-std=c++17', '-O0', join(ROOT, 'test/fastcdr/encode.cpp'), '-lfastcdr', '-o', encoderPath],
+        { stdio: 'pipe' },
+      );
     } catch (err) {
       const e = err as NodeJS.ErrnoException & { stderr?: Buffer };
       const why = e.code === 'ENOENT' ? 'g++ is not installed' : (e.stderr?.toString() ?? e.message);
-      throw new Error(`cannot build the Fast-CDR reference encoder; install the Debian packages libfastcdr-dev and g++ (apt-get install libfastcdr-dev g++)\n${why}`, { cause: err });
+      throw new Error(
+        `cannot build the Fast-CDR reference encoder; install the Debian packages libfastcdr-dev and g++ (apt-get install libfastcdr-dev g++)\n${why}`,
+        { cause: err },
+      );
     }
   });
 
@@ -214,8 +247,14 @@ describe('ROS 2 messages', () => {
       const image = sample('sensor_msgs/msg/Image');
       assert.deepEqual(encode('sensor_msgs/Image', image), encode('sensor_msgs/msg/Image', image));
       const event = { ...sample('robomesh_msgs/msg/LedgerEvent'), seq: 42 };
-      assert.deepEqual(encode('robomesh_msgs/LedgerEvent', event), encode('robomesh_msgs/LedgerEvent', sample('robomesh_msgs/msg/LedgerEvent')));
-      assert.equal((decode('robomesh_msgs/LedgerEvent', encode('robomesh_msgs/LedgerEvent', event)) as Message).seq, 42n);
+      assert.deepEqual(
+        encode('robomesh_msgs/LedgerEvent', event),
+        encode('robomesh_msgs/LedgerEvent', sample('robomesh_msgs/msg/LedgerEvent')),
+      );
+      assert.equal(
+        (decode('robomesh_msgs/LedgerEvent', encode('robomesh_msgs/LedgerEvent', event)) as Message).seq,
+        42n,
+      );
     });
   });
 
@@ -244,9 +283,13 @@ describe('ROS 2 messages', () => {
         return copy;
       };
       expectRosError('BAD_CDR', 'encapsulation', () => decode('sensor_msgs/msg/Image', patched(1, 0x07)));
-      expectRosError('BAD_CDR', 'header.frame_id', () => decode('sensor_msgs/msg/Image', patched(12, 0xff, 0xff, 0xff, 0x7f)));
+      expectRosError('BAD_CDR', 'header.frame_id', () =>
+        decode('sensor_msgs/msg/Image', patched(12, 0xff, 0xff, 0xff, 0x7f)),
+      );
       expectRosError('BAD_CDR', 'not NUL-terminated', () => decode('sensor_msgs/msg/Image', patched(22, 0x41)));
-      expectRosError('BAD_CDR', 'data length', () => decode('sensor_msgs/msg/Image', image.subarray(0, image.length - 6 - 2)));
+      expectRosError('BAD_CDR', 'data length', () =>
+        decode('sensor_msgs/msg/Image', image.subarray(0, image.length - 6 - 2)),
+      );
       const padded = new Uint8Array(image.length + 8);
       padded.set(image);
       expectRosError('BAD_CDR', 'after the message', () => decode('sensor_msgs/msg/Image', padded));
@@ -278,7 +321,9 @@ describe('ROS 2 messages', () => {
 
       const diagnostics = sample('diagnostic_msgs/msg/DiagnosticArray');
       delete ((diagnostics.status as Message[])[0].values as Message[])[1].value;
-      expectRosError('MISSING_FIELD', 'status[0].values[1].value', () => encode('diagnostic_msgs/msg/DiagnosticArray', diagnostics));
+      expectRosError('MISSING_FIELD', 'status[0].values[1].value', () =>
+        encode('diagnostic_msgs/msg/DiagnosticArray', diagnostics),
+      );
 
       const odometry = sample('nav_msgs/msg/Odometry');
       delete (((odometry.pose as Message).pose as Message).orientation as Message).w;
@@ -294,7 +339,11 @@ describe('ROS 2 messages', () => {
       expectRosError('BAD_FIELD', 'connected', bad('robomesh_msgs/msg/PeerStatus', { connected: 1 }));
       expectRosError('BAD_FIELD', 'seq', bad('robomesh_msgs/msg/LedgerEvent', { seq: 1.5 }));
       expectRosError('BAD_FIELD', 'lamport', bad('robomesh_msgs/msg/LedgerEvent', { lamport: -1n }));
-      expectRosError('BAD_FIELD', 'output_names[1]', bad('robomesh_msgs/msg/InferenceResult', { output_names: ['a', 7] }));
+      expectRosError(
+        'BAD_FIELD',
+        'output_names[1]',
+        bad('robomesh_msgs/msg/InferenceResult', { output_names: ['a', 7] }),
+      );
       expectRosError('BAD_FIELD', 'header', bad('robomesh_msgs/msg/PeerStatus', { header: 'now' }));
       expectRosError('BAD_FIELD', 'pose.covariance', () => {
         const odometry = sample('nav_msgs/msg/Odometry');
@@ -302,7 +351,11 @@ describe('ROS 2 messages', () => {
         encode('nav_msgs/msg/Odometry', odometry);
       });
       expectRosError('UNKNOWN_FIELD', 'extra', bad('robomesh_msgs/msg/SplitDecision', { extra: 1 }));
-      expectRosError('UNKNOWN_FIELD', 'header.stamp.nsec', bad('robomesh_msgs/msg/SplitDecision', { header: { stamp: { sec: 1, nsec: 2 }, frame_id: '' } }));
+      expectRosError(
+        'UNKNOWN_FIELD',
+        'header.stamp.nsec',
+        bad('robomesh_msgs/msg/SplitDecision', { header: { stamp: { sec: 1, nsec: 2 }, frame_id: '' } }),
+      );
     });
   });
 
@@ -321,7 +374,14 @@ describe('ROS 2 messages', () => {
 
     it('writes our .msg fields as declared', () => {
       const text = schemaText('robomesh_msgs/msg/InferenceResult');
-      for (const line of ['string executor', 'float64 latency_ms', 'string[] output_names', 'uint32[] output_sizes', 'float32[] summary', 'uint8[] digest']) {
+      for (const line of [
+        'string executor',
+        'float64 latency_ms',
+        'string[] output_names',
+        'uint32[] output_sizes',
+        'float32[] summary',
+        'uint8[] digest',
+      ]) {
         assert.ok(text.includes(`\n${line}\n`), line);
       }
       assert.ok(schemaText('nav_msgs/Odometry').includes('\nfloat64[36] covariance\n'));

@@ -51,12 +51,27 @@ describe('ROS edge without ROS: a simulated bag replayed through a robot node', 
   it('lidar, odometry and camera in; inference results, split decisions, ledger events and a merged map out, in a bag @mcap/core reads', async () => {
     const input = join(dir, 'sim.mcap');
     const counts = await writeSimBag(input, codec, { plan: 'builtin:small', seconds: 40, seed: 3, cameraEvery: 10 });
-    assert.ok(counts['/scan'] > 50 && counts['/camera/image_raw'] === 5, `frames at 0, 10, 20, 30, 40 s: ${JSON.stringify(counts)}`);
+    assert.ok(
+      counts['/scan'] > 50 && counts['/camera/image_raw'] === 5,
+      `frames at 0, 10, 20, 30, 40 s: ${JSON.stringify(counts)}`,
+    );
 
-    const params = resolveParams([{ robot_name: 'r1', data_dir: join(dir, 'r1'), 'map.publish_period': 5, 'fleet.listen': ['/ip4/127.0.0.1/tcp/0'] }]);
+    const params = resolveParams([
+      {
+        robot_name: 'r1',
+        data_dir: join(dir, 'r1'),
+        'map.publish_period': 5,
+        'fleet.listen': ['/ip4/127.0.0.1/tcp/0'],
+      },
+    ]);
     const output = join(dir, 'out.mcap');
     const transport = await McapTransport.create(codec, output);
-    const robot = await startRobot(params, { cacheDir: await sharedCache(), profileRuns: 2, advertPeriodMs: 500, probeIntervalMs: 0 });
+    const robot = await startRobot(params, {
+      cacheDir: await sharedCache(),
+      profileRuns: 2,
+      advertPeriodMs: 500,
+      probeIntervalMs: 0,
+    });
     const node = new RobotRosNode(robot, transport, params);
     const played = await transport.replay(input);
     node.publishMap();
@@ -75,23 +90,34 @@ describe('ROS edge without ROS: a simulated bag replayed through a robot node', 
     assert.equal(r.digest.length, 32);
     assert.ok(r.latency_ms > 0);
     assert.equal(bag.get('/robomesh/split_decisions')!.messages.length, 5);
-    assert.ok(bag.get('/robomesh/ledger')!.messages.some((m) => (m as { kind: string }).kind === 'tile'), 'tile contributions logged');
+    assert.ok(
+      bag.get('/robomesh/ledger')!.messages.some((m) => (m as { kind: string }).kind === 'tile'),
+      'tile contributions logged',
+    );
     assert.ok(bag.get('/diagnostics')!.messages.length > 0);
 
     const maps = bag.get('/map')!;
     assert.equal(maps.type, 'nav_msgs/msg/OccupancyGrid');
-    const last = maps.messages[maps.messages.length - 1] as { info: { width: number; height: number; resolution: number; origin: { position: { x: number; y: number } } }; data: Int8Array };
+    const last = maps.messages[maps.messages.length - 1] as {
+      info: { width: number; height: number; resolution: number; origin: { position: { x: number; y: number } } };
+      data: Int8Array;
+    };
     const world = floorPlan('builtin:small').world;
     const dense: DenseMap = {
       width: last.info.width,
       height: last.info.height,
       resolution: last.info.resolution,
       origin: { x: last.info.origin.position.x, y: last.info.origin.position.y },
-      cell0: { cx: Math.round((last.info.origin.position.x - world.origin.x) / world.resolution), cy: Math.round((last.info.origin.position.y - world.origin.y) / world.resolution) },
+      cell0: {
+        cx: Math.round((last.info.origin.position.x - world.origin.x) / world.resolution),
+        cy: Math.round((last.info.origin.position.y - world.origin.y) / world.resolution),
+      },
       states: Int8Array.from(last.data, (v) => (v === 100 ? 1 : v === 0 ? -1 : 0)),
     };
     const q = mapQuality(dense, world);
-    console.log(`      replayed ${played} messages; map from the output bag: accuracy ${(q.accuracy * 100).toFixed(1)} %, coverage ${(q.coverage * 100).toFixed(1)} %`);
+    console.log(
+      `      replayed ${played} messages; map from the output bag: accuracy ${(q.accuracy * 100).toFixed(1)} %, coverage ${(q.coverage * 100).toFixed(1)} %`,
+    );
     assert.ok(q.accuracy > 0.9, `accuracy ${q.accuracy}`);
   });
 
@@ -101,7 +127,9 @@ describe('ROS edge without ROS: a simulated bag replayed through a robot node', 
         const env = { ...process.env };
         delete env.ROS_DISTRO;
         delete env.AMENT_PREFIX_PATH;
-        execFile(process.execPath, [NODE, ...args], { env, timeout: 60_000 }, (err, _out, stderr) => resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stderr }));
+        execFile(process.execPath, [NODE, ...args], { env, timeout: 60_000 }, (err, _out, stderr) =>
+          resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stderr }),
+        );
       });
     const noRos = await run(['--ros-args', '-p', `data_dir:=${join(dir, 'x')}`]);
     assert.equal(noRos.code, 2);
@@ -139,7 +167,9 @@ describe('rclnodejs transport against a stand-in module', () => {
           now: () => ({ nanoseconds: 1234n }),
           declareParameter: (p) => void declared.set((p as { name: string }).name, p),
           // rcl's view: an override from the launch file for one parameter, defaults for the rest.
-          getParameter: (name) => ({ value: name === 'topics.scan' ? 'front/scan' : (declared.get(name) as { value: unknown }).value }),
+          getParameter: (name) => ({
+            value: name === 'topics.scan' ? 'front/scan' : (declared.get(name) as { value: unknown }).value,
+          }),
           destroy: () => void calls.push('destroy'),
         };
       },
@@ -159,18 +189,37 @@ describe('rclnodejs transport against a stand-in module', () => {
     assert.equal(loads, 0, 'never imported without ROS');
     const env = { ROS_DISTRO: 'jazzy', AMENT_PREFIX_PATH: '/opt/ros/jazzy' };
     assert.ok(await loadRclnodejs(env, loader));
-    await assert.rejects(loadRclnodejs(env, () => Promise.reject(new Error('Cannot find module build/Release/rclnodejs.node'))), /rclnodejs failed to load with ROS jazzy/);
+    await assert.rejects(
+      loadRclnodejs(env, () => Promise.reject(new Error('Cannot find module build/Release/rclnodejs.node'))),
+      /rclnodejs failed to load with ROS jazzy/,
+    );
   });
 
   it('publishes our CDR bytes, decodes raw subscriptions, drops malformed ones, passes ROS args to rcl', async () => {
     const s = standIn();
-    const transport = await RclnodejsTransport.create(codec, 'r1', '/fleet', s.rcl, ['node', 'robot-node.js', '--ros-args', '-p', 'robot_name:=r1']);
-    assert.deepEqual(s.calls.slice(0, 3), ['init ["node","robot-node.js","--ros-args","-p","robot_name:=r1"]', 'node r1 /fleet', 'spin']);
+    const transport = await RclnodejsTransport.create(codec, 'r1', '/fleet', s.rcl, [
+      'node',
+      'robot-node.js',
+      '--ros-args',
+      '-p',
+      'robot_name:=r1',
+    ]);
+    assert.deepEqual(s.calls.slice(0, 3), [
+      'init ["node","robot-node.js","--ros-args","-p","robot_name:=r1"]',
+      'node r1 /fleet',
+      'spin',
+    ]);
     const odom = {
       header: { stamp: { sec: 3, nanosec: 5 }, frame_id: 'map' },
       child_frame_id: 'base',
-      pose: { pose: { position: { x: 1, y: 2, z: 0 }, orientation: { x: 0, y: 0, z: 0, w: 1 } }, covariance: new Float64Array(36) },
-      twist: { twist: { linear: { x: 0, y: 0, z: 0 }, angular: { x: 0, y: 0, z: 0 } }, covariance: new Float64Array(36) },
+      pose: {
+        pose: { position: { x: 1, y: 2, z: 0 }, orientation: { x: 0, y: 0, z: 0, w: 1 } },
+        covariance: new Float64Array(36),
+      },
+      twist: {
+        twist: { linear: { x: 0, y: 0, z: 0 }, angular: { x: 0, y: 0, z: 0 } },
+        covariance: new Float64Array(36),
+      },
     };
     transport.publisher('odom', 'nav_msgs/Odometry').publish(odom);
     assert.equal(s.published[0].type, 'nav_msgs/msg/Odometry');
@@ -189,7 +238,7 @@ describe('rclnodejs transport against a stand-in module', () => {
     assert.equal(transport.now(), 1234n);
     const values = transport.parameters(PARAMETERS);
     assert.equal(s.declared.size, PARAMETERS.length, 'every parameter declared');
-    assert.equal(values['topics.scan'], 'front/scan', 'rcl\'s value comes back');
+    assert.equal(values['topics.scan'], 'front/scan', "rcl's value comes back");
     assert.equal(values['iota.registry_version'], 0, 'integers come back as numbers');
     assert.equal(resolveParams([values]).topics.scan, 'front/scan');
     await transport.close();

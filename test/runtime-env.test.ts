@@ -9,7 +9,8 @@ describe('inference process environment', () => {
     assert.equal(env.PATH, '/bin');
     assert.equal(env.FOO, 'bar');
     const items = env.GLIBC_TUNABLES!.split(':');
-    for (const [key, value] of Object.entries(INFERENCE_MALLOC_TUNABLES)) assert.ok(items.includes(`${key}=${value}`), key);
+    for (const [key, value] of Object.entries(INFERENCE_MALLOC_TUNABLES))
+      assert.ok(items.includes(`${key}=${value}`), key);
     assert.ok(hasInferenceEnv(env));
     assert.ok(!hasInferenceEnv({ PATH: '/bin' }));
   });
@@ -26,7 +27,10 @@ describe('inference process environment', () => {
   });
 
   it('a child started with it runs and sees the tunables', () => {
-    const child = spawnSync(process.execPath, ['-e', 'process.stdout.write(process.env.GLIBC_TUNABLES ?? "")'], { env: inferenceProcessEnv(), encoding: 'utf8' });
+    const child = spawnSync(process.execPath, ['-e', 'process.stdout.write(process.env.GLIBC_TUNABLES ?? "")'], {
+      env: inferenceProcessEnv(),
+      encoding: 'utf8',
+    });
     assert.equal(child.status, 0, child.stderr);
     assert.ok(hasInferenceEnv({ GLIBC_TUNABLES: child.stdout }));
   });

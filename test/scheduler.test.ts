@@ -75,13 +75,22 @@ describe('capability adverts', () => {
   const other = signerFromSeed(new Uint8Array(32).fill(6));
   const robot = '12D3KooWSbmRDNRBMeufFMWpC9wwPrZVjVTLKuX2vhmn17NeZ828';
   const keyOf = (r: string): Uint8Array | undefined => (r === robot ? signer.publicKey : undefined);
-  const good = { v: 2 as const, robot, seq: 3, queue: 1, models: [{ hash: 'a'.repeat(64), wholeMs: 12.5, tailMs: { c1: 3 } }] };
+  const good = {
+    v: 2 as const,
+    robot,
+    seq: 3,
+    queue: 1,
+    models: [{ hash: 'a'.repeat(64), wholeMs: 12.5, tailMs: { c1: 3 } }],
+  };
   it('round-trips, signed by the robot it names', () => {
     assert.deepEqual(decodeAdvert(encodeAdvert(good, signer), keyOf), good);
   });
   it('rejects forged adverts: another key, an unknown robot, a changed byte', () => {
     const forged = (bytes: Uint8Array, keys = keyOf): void => {
-      assert.throws(() => decodeAdvert(bytes, keys), (e: unknown) => e instanceof AdvertError && e.code === 'FORGED');
+      assert.throws(
+        () => decodeAdvert(bytes, keys),
+        (e: unknown) => e instanceof AdvertError && e.code === 'FORGED',
+      );
     };
     forged(encodeAdvert(good, other));
     forged(encodeAdvert(good, signer), () => undefined);
@@ -110,7 +119,11 @@ describe('capability adverts', () => {
       const json = new TextEncoder().encode(typeof b === 'string' ? b : JSON.stringify(b));
       const bytes = new Uint8Array(64 + json.length);
       bytes.set(json, 64);
-      assert.throws(() => decodeAdvert(bytes, keyOf), (e: unknown) => e instanceof AdvertError && e.code === 'MALFORMED', JSON.stringify(b).slice(0, 80));
+      assert.throws(
+        () => decodeAdvert(bytes, keyOf),
+        (e: unknown) => e instanceof AdvertError && e.code === 'MALFORMED',
+        JSON.stringify(b).slice(0, 80),
+      );
     }
     assert.throws(() => decodeAdvert(new Uint8Array(70_000), keyOf), AdvertError);
     assert.throws(() => decodeAdvert(new Uint8Array(10), keyOf), AdvertError);
@@ -118,7 +131,17 @@ describe('capability adverts', () => {
 });
 
 describe('infer protocol headers', () => {
-  const req = { t: 'req' as const, id: 'r1', model: 'b'.repeat(64), cut: 'c3', precision: 'int8' as const, granularity: 'channel' as const, budgetMs: 500, chunks: 3, bytes: 2_500_000 };
+  const req = {
+    t: 'req' as const,
+    id: 'r1',
+    model: 'b'.repeat(64),
+    cut: 'c3',
+    precision: 'int8' as const,
+    granularity: 'channel' as const,
+    budgetMs: 500,
+    chunks: 3,
+    bytes: 2_500_000,
+  };
   it('round-trips a request', () => {
     assert.deepEqual(decodeHeader(encodeHeader(req), 1 << 28), req);
   });
@@ -132,7 +155,8 @@ describe('infer protocol headers', () => {
       { ...req, id: '../../etc' },
       { ...req, t: 'hello' },
     ];
-    for (const b of bad) assert.throws(() => decodeHeader(encodeHeader(b as typeof req), 1 << 28), InferProtocolError, JSON.stringify(b));
+    for (const b of bad)
+      assert.throws(() => decodeHeader(encodeHeader(b as typeof req), 1 << 28), InferProtocolError, JSON.stringify(b));
     assert.throws(() => decodeHeader(Uint8Array.of(2, 1, 2), 100), InferProtocolError);
     assert.throws(() => decodeHeader(Uint8Array.of(1, 0xff, 0xfe), 100), InferProtocolError);
   });

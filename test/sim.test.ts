@@ -84,7 +84,12 @@ function reachableFree(world: GridWorld, start: Pose): Uint8Array {
     const cell = stack.pop()!;
     const c = cell % world.width;
     const r = (cell - c) / world.width;
-    for (const [nc, nr] of [[c + 1, r], [c - 1, r], [c, r + 1], [c, r - 1]]) {
+    for (const [nc, nr] of [
+      [c + 1, r],
+      [c - 1, r],
+      [c, r + 1],
+      [c, r - 1],
+    ]) {
       const next = nr * world.width + nc;
       if (nc >= 0 && nr >= 0 && nc < world.width && nr < world.height && world.occupied[next] === 0 && !reach[next]) {
         reach[next] = 1;
@@ -99,7 +104,16 @@ function hashRun(steps: RobotStep[][]): string {
   const h = createHash('sha256');
   for (const step of steps) {
     for (const s of step) {
-      const p = [s.time, s.truePose.x, s.truePose.y, s.truePose.theta, s.odomPose.x, s.odomPose.y, s.odomPose.theta, s.done ? 1 : 0];
+      const p = [
+        s.time,
+        s.truePose.x,
+        s.truePose.y,
+        s.truePose.theta,
+        s.odomPose.x,
+        s.odomPose.y,
+        s.odomPose.theta,
+        s.done ? 1 : 0,
+      ];
       h.update(s.name);
       h.update(new Uint8Array(Float64Array.from(p).buffer));
       if (s.scan) h.update(new Uint8Array(s.scan.ranges.buffer));
@@ -121,7 +135,10 @@ describe('simulator: built-in floor plans', () => {
       const free = countFree(world) / (world.width * world.height);
       assert.ok(free > 0.5 && free < 0.95, `${name}: ${free} of the cells free`);
     }
-    assert.throws(() => floorPlan('builtin:castle'), (e: unknown) => e instanceof RobomeshError && e.code === 'UNKNOWN_FLOOR_PLAN');
+    assert.throws(
+      () => floorPlan('builtin:castle'),
+      (e: unknown) => e instanceof RobomeshError && e.code === 'UNKNOWN_FLOOR_PLAN',
+    );
   });
 
   it('start eight robots at distinct poses in free space', () => {
@@ -129,7 +146,8 @@ describe('simulator: built-in floor plans', () => {
       const { world, starts } = floorPlan(name);
       starts.forEach((s, i) => {
         assert.ok(discIsFree(world, s.x, s.y, ROBOT_RADIUS), `${name} start ${i} (${s.x}, ${s.y})`);
-        for (const t of starts.slice(i + 1)) assert.ok(Math.hypot(s.x - t.x, s.y - t.y) > 4 * ROBOT_RADIUS, `${name}: starts too close`);
+        for (const t of starts.slice(i + 1))
+          assert.ok(Math.hypot(s.x - t.x, s.y - t.y) > 4 * ROBOT_RADIUS, `${name}: starts too close`);
       });
     }
   });
@@ -145,7 +163,10 @@ describe('simulator: built-in floor plans', () => {
           for (let k = 0; k <= n; k++) {
             const x = prev.x + ((wp.x - prev.x) * k) / n;
             const y = prev.y + ((wp.y - prev.y) * k) / n;
-            assert.ok(discIsFree(world, x, y, ROBOT_RADIUS), `${name} route ${i}: leg to (${wp.x}, ${wp.y}) touches a wall at (${x}, ${y})`);
+            assert.ok(
+              discIsFree(world, x, y, ROBOT_RADIUS),
+              `${name} route ${i}: leg to (${wp.x}, ${wp.y}) touches a wall at (${x}, ${y})`,
+            );
           }
           prev = wp;
         }
@@ -155,7 +176,10 @@ describe('simulator: built-in floor plans', () => {
 
   it('hand out named robot specs for 1..8 robots', () => {
     const plan = floorPlan('builtin:small');
-    assert.deepEqual(defaultRobots(plan, 3).map((r) => r.name), ['r0', 'r1', 'r2']);
+    assert.deepEqual(
+      defaultRobots(plan, 3).map((r) => r.name),
+      ['r0', 'r1', 'r2'],
+    );
     assert.equal(defaultRobots(plan, 2, 'frontier')[1].route, 'frontier');
     assert.throws(() => defaultRobots(plan, 9), RobomeshError);
   });
@@ -212,7 +236,9 @@ describe('simulator: map_server maps', () => {
     assertTestPattern(await loadMapServerMap(await writeMap('p2', ascii)));
     const wide = Buffer.alloc(24);
     PIXELS.flat().forEach((v, i) => wide.writeUInt16BE(v * 257, 2 * i));
-    assertTestPattern(await loadMapServerMap(await writeMap('p5wide', Buffer.concat([Buffer.from('P5 4 3 65535\n'), wide]))));
+    assertTestPattern(
+      await loadMapServerMap(await writeMap('p5wide', Buffer.concat([Buffer.from('P5 4 3 65535\n'), wide]))),
+    );
   });
 
   it('loads grey and RGBA PNGs, and applies negate', async () => {
@@ -237,20 +263,52 @@ describe('simulator: map_server maps', () => {
     await writeFile(join(dir, 'noimage.yaml'), 'resolution: 0.05\norigin: [0, 0, 0]\n');
     await expectSimError('BAD_MAP_YAML', () => loadMapServerMap(join(dir, 'noimage.yaml')), /missing image/);
     await writeFile(join(dir, 'badres.yaml'), 'image: x.pgm\nresolution: -1\norigin: [0, 0, 0]\n');
-    await expectSimError('BAD_MAP_YAML', () => loadMapServerMap(join(dir, 'badres.yaml')), /resolution must be positive/);
-    await writeFile(join(dir, 'badthresh.yaml'), 'image: x.pgm\nresolution: 0.05\norigin: [0, 0, 0]\noccupied_thresh: 0.1\nfree_thresh: 0.5\n');
+    await expectSimError(
+      'BAD_MAP_YAML',
+      () => loadMapServerMap(join(dir, 'badres.yaml')),
+      /resolution must be positive/,
+    );
+    await writeFile(
+      join(dir, 'badthresh.yaml'),
+      'image: x.pgm\nresolution: 0.05\norigin: [0, 0, 0]\noccupied_thresh: 0.1\nfree_thresh: 0.5\n',
+    );
     await expectSimError('BAD_MAP_YAML', () => loadMapServerMap(join(dir, 'badthresh.yaml')), /free_thresh/);
     await writeFile(join(dir, 'badorigin.yaml'), 'image: x.pgm\nresolution: 0.05\norigin: zero\n');
     await expectSimError('BAD_MAP_YAML', () => loadMapServerMap(join(dir, 'badorigin.yaml')), /origin/);
-    await expectSimError('BAD_MAP_IMAGE', async () => loadMapServerMap(await writeMap('gif', 'GIF89a....')), /not a PGM or PNG/);
+    await expectSimError(
+      'BAD_MAP_IMAGE',
+      async () => loadMapServerMap(await writeMap('gif', 'GIF89a....')),
+      /not a PGM or PNG/,
+    );
     await expectSimError('BAD_MAP_IMAGE', async () => loadMapServerMap(await writeMap('p7', 'P7\n4 3 255\n')), /magic/);
-    await expectSimError('MAP_TRUNCATED', async () => loadMapServerMap(await writeMap('short5', good.subarray(0, good.length - 3))), /9 of 12 bytes/);
-    await expectSimError('MAP_TRUNCATED', async () => loadMapServerMap(await writeMap('short2', 'P2 4 3 255\n0 0 0 0\n0 0\n')), /6 of 12/);
+    await expectSimError(
+      'MAP_TRUNCATED',
+      async () => loadMapServerMap(await writeMap('short5', good.subarray(0, good.length - 3))),
+      /9 of 12 bytes/,
+    );
+    await expectSimError(
+      'MAP_TRUNCATED',
+      async () => loadMapServerMap(await writeMap('short2', 'P2 4 3 255\n0 0 0 0\n0 0\n')),
+      /6 of 12/,
+    );
     await expectSimError('MAP_TRUNCATED', async () => loadMapServerMap(await writeMap('header', 'P5 4 3')), /maxval/);
-    await expectSimError('BAD_MAP_IMAGE', async () => loadMapServerMap(await writeMap('toobig', 'P2 2 1 9\n3 12\n')), /maxval 9/);
-    await expectSimError('BAD_MAP_IMAGE', async () => loadMapServerMap(await writeMap('badpng', Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 1, 2]))), /PNG/);
+    await expectSimError(
+      'BAD_MAP_IMAGE',
+      async () => loadMapServerMap(await writeMap('toobig', 'P2 2 1 9\n3 12\n')),
+      /maxval 9/,
+    );
+    await expectSimError(
+      'BAD_MAP_IMAGE',
+      async () =>
+        loadMapServerMap(await writeMap('badpng', Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 1, 2]))),
+      /PNG/,
+    );
     await writeFile(join(dir, 'orphan.yaml'), yaml('nowhere.pgm'));
-    await expectSimError('MAP_IMAGE_MISSING', () => loadMapServerMap(join(dir, 'orphan.yaml')), /nowhere\.pgm: no such file/);
+    await expectSimError(
+      'MAP_IMAGE_MISSING',
+      () => loadMapServerMap(join(dir, 'orphan.yaml')),
+      /nowhere\.pgm: no such file/,
+    );
     await expectSimError('MAP_NOT_FOUND', () => loadMapServerMap(join(dir, 'absent.yaml')), /no such file/);
   });
 });
@@ -269,7 +327,10 @@ describe('simulator: lidar', () => {
         assert.ok(Math.abs(s.angleIncrement - Math.PI / 180) < 1e-12);
         for (let i = 0; i < s.ranges.length; i++) {
           const expected = distanceToBoxWalls(world, pose.x, pose.y, pose.theta + s.angleMin + i * s.angleIncrement);
-          assert.ok(Math.abs(s.ranges[i] - expected) < 1e-4, `beam ${i}: ${s.ranges[i]} vs ${expected} (one cell is ${world.resolution})`);
+          assert.ok(
+            Math.abs(s.ranges[i] - expected) < 1e-4,
+            `beam ${i}: ${s.ranges[i]} vs ${expected} (one cell is ${world.resolution})`,
+          );
         }
       }
     });
@@ -281,12 +342,18 @@ describe('simulator: lidar', () => {
       const world = box(5);
       const pose = { x: 2.5, y: 2.5, theta: 0 };
       const s = scan(world, pose, lidarConfig({ noiseStd: 0.01 }), gaussian(prng(seed)));
-      const errors = Array.from(s.ranges, (r, i) => r - distanceToBoxWalls(world, pose.x, pose.y, i * s.angleIncrement));
+      const errors = Array.from(
+        s.ranges,
+        (r, i) => r - distanceToBoxWalls(world, pose.x, pose.y, i * s.angleIncrement),
+      );
       const mean = errors.reduce((a, b) => a + b, 0) / errors.length;
       const std = Math.sqrt(errors.reduce((a, b) => a + (b - mean) ** 2, 0) / errors.length);
       assert.ok(Math.abs(mean) < 0.003, `mean error ${mean}`);
       assert.ok(std > 0.008 && std < 0.012, `noise σ ${std}`);
-      assert.ok(errors.every((e) => Math.abs(e) < 0.06), 'no error beyond 6σ');
+      assert.ok(
+        errors.every((e) => Math.abs(e) < 0.06),
+        'no error beyond 6σ',
+      );
     });
   });
 
@@ -313,7 +380,10 @@ describe('simulator: robots', () => {
         last = sim.step();
         last.forEach((s, i) => {
           const { x, y } = s.truePose;
-          assert.ok(discIsFree(plan.world, x, y, ROBOT_RADIUS), `${s.name} touches a wall at (${x}, ${y}), t=${s.time}`);
+          assert.ok(
+            discIsFree(plan.world, x, y, ROBOT_RADIUS),
+            `${s.name} touches a wall at (${x}, ${y}), t=${s.time}`,
+          );
           travelled[i] += Math.hypot(x - prev[i].x, y - prev[i].y);
           prev[i] = s.truePose;
           const err = Math.hypot(x - s.odomPose.x, y - s.odomPose.y);
@@ -321,12 +391,24 @@ describe('simulator: robots', () => {
           assert.ok(err <= 0.3 * Math.max(travelled[i], 1), `${s.name} odometry ${err} m off after ${travelled[i]} m`);
         });
       }
-      assert.ok(last.every((s) => s.done), 'every route finished');
+      assert.ok(
+        last.every((s) => s.done),
+        'every route finished',
+      );
       assert.ok(sim.time < 200, `routes took ${sim.time} s`);
       const finalErrors = last.map((s) => Math.hypot(s.truePose.x - s.odomPose.x, s.truePose.y - s.odomPose.y));
-      assert.ok(finalErrors.every((e) => e > 0), 'odometry differs from the truth');
-      assert.ok(Math.max(...finalErrors) > 0.01, `odometry drifts: ${finalErrors.map((e) => e.toFixed(3)).join(', ')} m`);
-      assert.ok(travelled.every((d) => d > 5), `robots moved: ${travelled.map((d) => d.toFixed(1)).join(', ')} m`);
+      assert.ok(
+        finalErrors.every((e) => e > 0),
+        'odometry differs from the truth',
+      );
+      assert.ok(
+        Math.max(...finalErrors) > 0.01,
+        `odometry drifts: ${finalErrors.map((e) => e.toFixed(3)).join(', ')} m`,
+      );
+      assert.ok(
+        travelled.every((d) => d > 5),
+        `robots moved: ${travelled.map((d) => d.toFixed(1)).join(', ')} m`,
+      );
     });
   });
 
@@ -348,9 +430,18 @@ describe('simulator: robots', () => {
   it('rejects bad configurations', () => {
     const { world, starts } = floorPlan('builtin:small');
     const route: Pose[] = [];
-    const make = (over: object) => () => new WorldSimulator({ world, robots: [{ name: 'a', start: starts[0], route }], seed: 1, ...over });
+    const make = (over: object) => () =>
+      new WorldSimulator({ world, robots: [{ name: 'a', start: starts[0], route }], seed: 1, ...over });
     assert.throws(make({ robots: [{ name: 'a', start: { x: 0.05, y: 0.05, theta: 0 }, route }] }), /not in free space/);
-    assert.throws(make({ robots: [{ name: 'a', start: starts[0], route }, { name: 'a', start: starts[1], route }] }), /unique/);
+    assert.throws(
+      make({
+        robots: [
+          { name: 'a', start: starts[0], route },
+          { name: 'a', start: starts[1], route },
+        ],
+      }),
+      /unique/,
+    );
     assert.throws(make({ dt: 0 }), /dt/);
     assert.throws(make({ robots: [] }), /no robots/);
     assert.throws(make({ lidar: { beams: 0 } }), /beams/);
@@ -420,7 +511,9 @@ describe('simulator: robots', () => {
       observed += reach[i] & seen[i];
     }
     const coverage = observed / reachable;
-    console.log(`      builtin:small, one frontier explorer: ${(100 * coverage).toFixed(2)} % of ${reachable} reachable free cells in ${sim.time.toFixed(1)} s`);
+    console.log(
+      `      builtin:small, one frontier explorer: ${(100 * coverage).toFixed(2)} % of ${reachable} reachable free cells in ${sim.time.toFixed(1)} s`,
+    );
     assert.ok(last[0].done, 'exploration ended by running out of frontiers, not by the time limit');
     assert.ok(coverage >= 0.9, `coverage ${coverage}`);
   }

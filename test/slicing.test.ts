@@ -9,7 +9,13 @@ import { inputsFor, sessions, slicerFor } from './helpers/models.js';
 
 type Name = 'ocr-det' | 'ocr-cls' | 'cnn';
 
-async function splitOutput(slicer: ModelSlicer, cutId: string, precision: Precision, feeds: Record<string, ort.Tensor>, g: Int8Granularity = 'channel'): Promise<Float32Array> {
+async function splitOutput(
+  slicer: ModelSlicer,
+  cutId: string,
+  precision: Precision,
+  feeds: Record<string, ort.Tensor>,
+  g: Int8Granularity = 'channel',
+): Promise<Float32Array> {
   // Through the wire codec exactly as between robots: head → frame bytes → decode → tail.
   const frame = encodeFrame(await slicer.runHead(cutId, precision, feeds, g));
   const out = await slicer.runTail(cutId, precision, decodeFrame(frame), g);
@@ -94,7 +100,11 @@ for (const name of ['cnn', 'ocr-cls', 'ocr-det'] as Name[]) {
         assert.ok(c.tensors.length >= 1 && c.tensors.length <= 4);
       }
       const shares = cuts.map((c) => c.headShare);
-      assert.deepEqual(shares, [...shares].sort((a, b) => a - b), 'cuts are in compute order');
+      assert.deepEqual(
+        shares,
+        [...shares].sort((a, b) => a - b),
+        'cuts are in compute order',
+      );
     });
 
     it('every cut at fp32: head → frame → tail equals the whole model', async () => {
@@ -130,7 +140,9 @@ for (const name of ['cnn', 'ocr-cls', 'ocr-det'] as Name[]) {
 
     it('int8 frames are about a quarter of fp32 and fp16 half', async () => {
       const cut = slicer.analysis.cuts[Math.floor(slicer.analysis.cuts.length / 2)];
-      const sizes = await Promise.all(PRECISIONS.map(async (p) => encodeFrame(await slicer.runHead(cut.id, p, feeds)).length));
+      const sizes = await Promise.all(
+        PRECISIONS.map(async (p) => encodeFrame(await slicer.runHead(cut.id, p, feeds)).length),
+      );
       assert.ok(sizes[1] < 0.52 * sizes[0], `fp16 ${sizes[1]} vs fp32 ${sizes[0]}`);
       assert.ok(sizes[2] < 0.27 * sizes[0], `int8 ${sizes[2]} vs fp32 ${sizes[0]}`);
     });
@@ -154,7 +166,11 @@ describe('boundary checks at the tail', () => {
       ['wrong rank', 'fp32', [{ ...t, dims: [t.data.length] }]],
       ['wrong shape, same element count', 'fp32', [{ ...t, dims: [t.dims[0], t.dims[1], h / 2, w * 2] }]],
       ['int8 without scales', 'int8', [{ ...q, quant: undefined }]],
-      ['int8 per tensor where per channel agreed', 'int8', [{ ...q, quant: { scale: q.quant!.scale.subarray(0, 1), zeroPoint: q.quant!.zeroPoint.subarray(0, 1) } }]],
+      [
+        'int8 per tensor where per channel agreed',
+        'int8',
+        [{ ...q, quant: { scale: q.quant!.scale.subarray(0, 1), zeroPoint: q.quant!.zeroPoint.subarray(0, 1) } }],
+      ],
       ['fp32 sent as int8', 'int8', good],
     ];
     for (const [what, precision, tensors] of cases) {
@@ -174,7 +190,7 @@ describe('boundary checks at the tail', () => {
     assert.equal(sessions.size, before);
   });
 
-  it('releaseCut closes one cut\'s sessions; they come back on demand', async () => {
+  it("releaseCut closes one cut's sessions; they come back on demand", async () => {
     const slicer = await slicerFor('cnn');
     const feeds = inputsFor(slicer, 'cnn', 5);
     const [a, b] = slicer.analysis.cuts;
@@ -201,12 +217,17 @@ describe('boundary shapes and layout', () => {
         assert.equal(t.dims.length, t.shape.length);
         if (t.shape.length === 4) {
           // Batch, height and width follow the input; channels do not.
-          assert.deepEqual(t.dims.map((d) => typeof d), ['string', 'number', 'string', 'string'], `cut ${cut.id}: ${JSON.stringify(t.dims)}`);
+          assert.deepEqual(
+            t.dims.map((d) => typeof d),
+            ['string', 'number', 'string', 'string'],
+            `cut ${cut.id}: ${JSON.stringify(t.dims)}`,
+          );
           assert.equal(t.dims[1], t.shape[1]);
         }
       }
       const tail = parseModel(slicer.split(cut.id).tail).graph;
-      const declared = tail.input[0].type?.value.case === 'tensorType' ? tail.input[0].type.value.value.shape?.dim : undefined;
+      const declared =
+        tail.input[0].type?.value.case === 'tensorType' ? tail.input[0].type.value.value.shape?.dim : undefined;
       assert.equal(declared?.length, cut.tensors[0].shape.length, `cut ${cut.id}: tail input declared without a shape`);
     }
     // A fixed dim that does not match is the frame's fault, reported before ORT sees it.
@@ -215,7 +236,10 @@ describe('boundary shapes and layout', () => {
     const [t] = await slicer.runHead(cut.id, 'fp32', feeds);
     const [n, c, h, w] = t.dims;
     const wrong = { ...t, dims: [n, c * 2, h, w / 2] };
-    await assert.rejects(slicer.runTail(cut.id, 'fp32', [wrong]), (e: unknown) => e instanceof BoundaryError && e.code === 'WRONG_SHAPE');
+    await assert.rejects(
+      slicer.runTail(cut.id, 'fp32', [wrong]),
+      (e: unknown) => e instanceof BoundaryError && e.code === 'WRONG_SHAPE',
+    );
   });
 
   it('tails start residual skips in the blocked layout where ORT uses one', async () => {

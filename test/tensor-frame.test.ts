@@ -1,7 +1,13 @@
 import assert from 'node:assert/strict';
 import { DTYPES, type DType, type TensorData, viewAs } from '../protocol/dtypes.js';
 import { FrameError } from '../protocol/errors.js';
-import { DEFAULT_FRAME_LIMITS, type Tensor, decodeFrame, encodeFrame, encodeFrameChunks } from '../protocol/tensor-frame.js';
+import {
+  DEFAULT_FRAME_LIMITS,
+  type Tensor,
+  decodeFrame,
+  encodeFrame,
+  encodeFrameChunks,
+} from '../protocol/tensor-frame.js';
 import { prng } from '../nodes/util/prng.js';
 import { testSeed, withSeed } from './helpers/seed.js';
 
@@ -38,7 +44,13 @@ function expectFrameError(code: string, fn: () => unknown): void {
 
 const sample = (): Tensor[] => [
   { name: 'a', dtype: 'float32', dims: [2, 3], data: Float32Array.from([1, 2, 3, 4, 5, 6]) },
-  { name: 'q', dtype: 'uint8', dims: [2, 2], data: Uint8Array.from([1, 2, 3, 4]), quant: { scale: Float32Array.of(0.5, 0.25), zeroPoint: Int32Array.of(3, 4), axis: 1 } },
+  {
+    name: 'q',
+    dtype: 'uint8',
+    dims: [2, 2],
+    data: Uint8Array.from([1, 2, 3, 4]),
+    quant: { scale: Float32Array.of(0.5, 0.25), zeroPoint: Int32Array.of(3, 4), axis: 1 },
+  },
 ];
 
 describe('tensor frame', () => {
@@ -77,7 +89,10 @@ describe('tensor frame', () => {
   it('encodes payloads into chunks without copying them', () => {
     const tensors = sample();
     const chunks = encodeFrameChunks(tensors);
-    assert.ok(chunks.some((c) => c.buffer === tensors[0].data.buffer), 'payload chunk is a view of the caller data');
+    assert.ok(
+      chunks.some((c) => c.buffer === tensors[0].data.buffer),
+      'payload chunk is a view of the caller data',
+    );
   });
 
   describe('rejects malformed frames with typed errors', () => {
@@ -131,13 +146,19 @@ describe('tensor frame', () => {
       const limits = { ...DEFAULT_FRAME_LIMITS, maxFrameBytes: 64 };
       expectFrameError('TOO_LARGE', () => decodeFrame(good(), limits));
       expectFrameError('TOO_LARGE', () => encodeFrame(sample(), limits));
-      expectFrameError('TOO_LARGE', () => encodeFrame(Array.from({ length: 65 }, (_, i) => ({ ...sample()[0], name: `t${i}` }))));
+      expectFrameError('TOO_LARGE', () =>
+        encodeFrame(Array.from({ length: 65 }, (_, i) => ({ ...sample()[0], name: `t${i}` }))),
+      );
     });
     it('bad quantization parameters and names', () => {
       const [, q] = sample();
       expectFrameError('BAD_QUANT', () => encodeFrame([{ ...q, quant: { ...q.quant!, axis: 5 } }]));
-      expectFrameError('BAD_QUANT', () => encodeFrame([{ ...q, quant: { ...q.quant!, scale: Float32Array.of(1, -1) } }]));
-      expectFrameError('BAD_QUANT', () => encodeFrame([{ ...q, quant: { scale: Float32Array.of(1, 1), zeroPoint: Int32Array.of(0, 0) } }]));
+      expectFrameError('BAD_QUANT', () =>
+        encodeFrame([{ ...q, quant: { ...q.quant!, scale: Float32Array.of(1, -1) } }]),
+      );
+      expectFrameError('BAD_QUANT', () =>
+        encodeFrame([{ ...q, quant: { scale: Float32Array.of(1, 1), zeroPoint: Int32Array.of(0, 0) } }]),
+      );
       expectFrameError('BAD_NAME', () => encodeFrame([{ ...q, name: '' }]));
       expectFrameError('BAD_NAME', () => encodeFrame([q, q]));
     });

@@ -44,9 +44,16 @@ function print(report: AuditReport, json: boolean | undefined): void {
   }
   const lines = [
     `task ${report.task} in fleet ${report.fleet}, posted by ${short(report.poster)}`,
-    report.assignment ? `assigned by ${short(report.assignment.by)} to ${report.assignment.executors.map(short).join(', ')}` : 'not assigned',
-    ...report.superseded.map((a) => `  superseded assignment by ${short(a.by)} to ${a.executors.map(short).join(', ')} (kept on record)`),
-    ...report.results.map((r) => `  result by ${short(r.author)}: ${short(r.digest)} ${r.counted ? 'counted' : 'not counted'} (signature verified)`),
+    report.assignment
+      ? `assigned by ${short(report.assignment.by)} to ${report.assignment.executors.map(short).join(', ')}`
+      : 'not assigned',
+    ...report.superseded.map(
+      (a) => `  superseded assignment by ${short(a.by)} to ${a.executors.map(short).join(', ')} (kept on record)`,
+    ),
+    ...report.results.map(
+      (r) =>
+        `  result by ${short(r.author)}: ${short(r.digest)} ${r.counted ? 'counted' : 'not counted'} (signature verified)`,
+    ),
     report.decision.status === 'accepted'
       ? `quorum: ACCEPTED digest ${short(report.decision.digest!)} agreed by ${report.decision.executors!.length}`
       : `quorum: not reached (${report.decision.status})`,
@@ -86,7 +93,9 @@ export async function auditExportCommand(task: string, args: AuditArgs): Promise
   const proof = await proofFromStore(task, args);
   await verifyProof(proof);
   await writeFile(args.out, `${JSON.stringify(proof, null, 2)}\n`);
-  process.stdout.write(`wrote ${args.out}: ${proof.entries.length} signed entries with Merkle paths and the anchor for task ${task}\n`);
+  process.stdout.write(
+    `wrote ${args.out}: ${proof.entries.length} signed entries with Merkle paths and the anchor for task ${task}\n`,
+  );
 }
 
 export async function auditVerifyCommand(file: string, args: AuditArgs): Promise<void> {

@@ -68,17 +68,38 @@ export async function demoCommand(): Promise<void> {
         const t3 = performance.now();
         const { maxDiff, sameDecision } = agreement(whole, out);
         rows.push([
-          name, cut.id, `${(100 * cut.headShare).toFixed(0)} %`, precision, (frame.length / 1024).toFixed(1),
-          (t1 - t0).toFixed(2), (t2 - t1).toFixed(2), (t3 - t2).toFixed(2), wholeMs.toFixed(2),
-          maxDiff.toExponential(1), `${(100 * sameDecision).toFixed(2)} %`,
+          name,
+          cut.id,
+          `${(100 * cut.headShare).toFixed(0)} %`,
+          precision,
+          (frame.length / 1024).toFixed(1),
+          (t1 - t0).toFixed(2),
+          (t2 - t1).toFixed(2),
+          (t3 - t2).toFixed(2),
+          wholeMs.toFixed(2),
+          maxDiff.toExponential(1),
+          `${(100 * sameDecision).toFixed(2)} %`,
         ]);
       }
     }
   }
   await sessions.close();
-  const header = ['model', 'cut', 'head share', 'precision', 'frame KiB', 'head ms', 'codec ms', 'tail ms', 'whole ms', 'max |Δ|', 'same >0.3'];
+  const header = [
+    'model',
+    'cut',
+    'head share',
+    'precision',
+    'frame KiB',
+    'head ms',
+    'codec ms',
+    'tail ms',
+    'whole ms',
+    'max |Δ|',
+    'same >0.3',
+  ];
   const widths = header.map((h, k) => Math.max(h.length, ...rows.map((r) => r[k].length)));
-  const line = (r: string[]): string => r.map((v, k) => (k < 2 ? v.padEnd(widths[k]) : v.padStart(widths[k]))).join('  ');
+  const line = (r: string[]): string =>
+    r.map((v, k) => (k < 2 ? v.padEnd(widths[k]) : v.padStart(widths[k]))).join('  ');
   process.stdout.write(`\nSplit inference on this machine: head → tensor frame → tail vs the whole model\n`);
   process.stdout.write(`${[line(header), ...rows.map(line)].join('\n')}\n`);
   process.stdout.write(

@@ -48,7 +48,13 @@ export async function fleetCommand(args: FleetArgs): Promise<void> {
   }
   const scenario = parseScenario(text, args.scenario ?? 'the default scenario');
   if (args.robots) {
-    if (scenario.events.some((e) => JSON.stringify(e).match(new RegExp(`"r(\\d+)"`, 'g'))?.some((m) => Number(m.slice(2, -1)) >= args.robots!))) {
+    if (
+      scenario.events.some((e) =>
+        JSON.stringify(e)
+          .match(new RegExp(`"r(\\d+)"`, 'g'))
+          ?.some((m) => Number(m.slice(2, -1)) >= args.robots!),
+      )
+    ) {
       throw new UsageError(`the scenario's events name robots beyond --robots ${args.robots}`);
     }
     scenario.robots = args.robots;

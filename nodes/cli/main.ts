@@ -14,7 +14,11 @@ const program = new Command('robomesh')
   .showHelpAfterError()
   .configureOutput({ outputError: (text, write) => write(text) });
 
-const shapeOption = ['--input-shape <name=DxDx...>', 'input shape for symbolic dims (repeatable)', parseInputShape] as const;
+const shapeOption = [
+  '--input-shape <name=DxDx...>',
+  'input shape for symbolic dims (repeatable)',
+  parseInputShape,
+] as const;
 
 program
   .command('slice')
@@ -44,11 +48,17 @@ program
 
 program
   .command('fleet')
-  .description('run a local fleet: robots mapping a simulated world, splitting inference, a partition and a liar; dashboard and report')
+  .description(
+    'run a local fleet: robots mapping a simulated world, splitting inference, a partition and a liar; dashboard and report',
+  )
   .option('--scenario <file>', 'scenario YAML (default: 4 robots, a partition and heal, a robot drawing fake walls)')
   .option('--robots <n>', 'robots to start (overrides the scenario)', parsePositiveInt)
   .option('--duration <s>', 'seconds to run (overrides the scenario)', parsePositiveInt)
-  .option('--processes <K|separate|in-process>', 'where robots run: K = spread round-robin over K shared processes; separate = one process per robot; in-process = all in this one (default: separate up to 12 robots, above that one process per CPU core)', parsePlacement)
+  .option(
+    '--processes <K|separate|in-process>',
+    'where robots run: K = spread round-robin over K shared processes; separate = one process per robot; in-process = all in this one (default: separate up to 12 robots, above that one process per CPU core)',
+    parsePlacement,
+  )
   .option('--in-process', 'the same as --processes in-process')
   .option('--no-dashboard', 'do not serve the dashboard')
   .option('--port <n>', 'dashboard port on 127.0.0.1', parsePositiveInt, 8080)
@@ -57,7 +67,9 @@ program
 
 program
   .command('mesh-demo')
-  .description('split inference between 3 in-process robots, printing every scheduling decision, with a partition and a garbage-answering robot')
+  .description(
+    'split inference between 3 in-process robots, printing every scheduling decision, with a partition and a garbage-answering robot',
+  )
   .option('--robots <n>', 'robots to start (in this process)', parsePositiveInt, 3)
   .option('--requests <n>', 'inference requests across the run', parsePositiveInt, 12)
   .option('--data-dir <dir>', 'keep keys and profiles here (default: a temporary folder)')
@@ -68,13 +80,15 @@ program
   .description('split every built-in model on this machine and compare with whole-model runs')
   .action(demoCommand);
 
-const audit = program.command('audit').description('check the chain of evidence for a result: entries, signatures, quorum, Merkle proof, IOTA anchor');
+const audit = program
+  .command('audit')
+  .description('check the chain of evidence for a result: entries, signatures, quorum, Merkle proof, IOTA anchor');
 const rpcOption = ['--rpc <url>', 'IOTA JSON-RPC endpoint to check the anchor live (default $IOTA_RPC_URL)'] as const;
 audit
   .command('result')
-  .description('verify and print the evidence for one task from a robot\'s log store')
+  .description("verify and print the evidence for one task from a robot's log store")
   .argument('<task>', 'task id')
-  .option('--store <path>', 'the robot\'s log store (SQLite)', 'robomesh-data/ledger.db')
+  .option('--store <path>', "the robot's log store (SQLite)", 'robomesh-data/ledger.db')
   .option('--json', 'print the report as JSON')
   .option(...rpcOption)
   .action(auditResultCommand);
@@ -82,7 +96,7 @@ audit
   .command('export')
   .description('write a self-contained proof file for one task')
   .argument('<task>', 'task id')
-  .option('--store <path>', 'the robot\'s log store (SQLite)', 'robomesh-data/ledger.db')
+  .option('--store <path>', "the robot's log store (SQLite)", 'robomesh-data/ledger.db')
   .requiredOption('--out <file>', 'where to write the proof (JSON)')
   .action(auditExportCommand);
 audit

@@ -29,7 +29,8 @@ export function cutsTable(cuts: Cut[]): string {
   ]);
   const header = ['cut', 'tensors', 'fp32 KiB', 'fp16 KiB', 'int8 KiB', 'head share'];
   const widths = header.map((h, k) => Math.max(h.length, ...rows.map((r) => r[k].length)));
-  const line = (r: string[]): string => r.map((v, k) => (k === 1 ? v.padEnd(widths[k]) : v.padStart(widths[k]))).join('  ');
+  const line = (r: string[]): string =>
+    r.map((v, k) => (k === 1 ? v.padEnd(widths[k]) : v.padStart(widths[k]))).join('  ');
   return [line(header), ...rows.map(line)].join('\n');
 }
 
@@ -48,7 +49,9 @@ export async function sliceCommand(modelPath: string, args: SliceArgs): Promise<
       }));
       process.stdout.write(`${JSON.stringify(cuts, null, 2)}\n`);
     } else {
-      process.stdout.write(`${modelPath}  sha256 ${model.hash.slice(0, 16)}…  input ${JSON.stringify(analysis.inputShapes)}\n`);
+      process.stdout.write(
+        `${modelPath}  sha256 ${model.hash.slice(0, 16)}…  input ${JSON.stringify(analysis.inputShapes)}\n`,
+      );
       process.stdout.write(`${cutsTable(analysis.cuts)}\n`);
     }
     return;
@@ -68,5 +71,7 @@ export async function sliceCommand(modelPath: string, args: SliceArgs): Promise<
     outputs: split.outputs,
   };
   await writeFile(join(args.out!, 'cut.json'), `${JSON.stringify(cutJson, null, 2)}\n`);
-  process.stdout.write(`wrote ${join(args.out!, 'head.onnx')}, tail.onnx, cut.json (cut ${split.cut.id}, ${split.precision})\n`);
+  process.stdout.write(
+    `wrote ${join(args.out!, 'head.onnx')}, tail.onnx, cut.json (cut ${split.cut.id}, ${split.precision})\n`,
+  );
 }

@@ -9,7 +9,11 @@ export function dashboardClient(): void {
   const PALETTE = ['#4e9bff', '#f0b93a', '#3ecf8e', '#c77dff', '#2fd0d0', '#ff8c42', '#9bd14b', '#ff6fb5'];
   const FLAGGED = '#ff3b3b';
   const DOWN = '#6b7280';
-  const CELL_RGB: Record<number, [number, number, number]> = { [-1]: [238, 240, 242], 0: [138, 143, 152], 1: [17, 19, 24] };
+  const CELL_RGB: Record<number, [number, number, number]> = {
+    [-1]: [238, 240, 242],
+    0: [138, 143, 152],
+    1: [17, 19, 24],
+  };
   const MAP_PX = 720;
 
   const byId = <T extends Element>(id: string): T => document.getElementById(id) as unknown as T;
@@ -48,7 +52,7 @@ export function dashboardClient(): void {
   function renderMapImage(map: NonNullable<FleetView['map']>): { image: HTMLCanvasElement; known: number } {
     const bin = atob(map.states);
     const states = new Int8Array(bin.length);
-    for (let i = 0; i < bin.length; i++) states[i] = bin.charCodeAt(i) << 24 >> 24;
+    for (let i = 0; i < bin.length; i++) states[i] = (bin.charCodeAt(i) << 24) >> 24;
     const image = document.createElement('canvas');
     image.width = map.width;
     image.height = map.height;
@@ -134,9 +138,13 @@ export function dashboardClient(): void {
       const q = at.get(link.b);
       if (!p || !q) continue;
       const line = svg(mesh, 'line', {
-        x1: p.x, y1: p.y, x2: q.x, y2: q.y,
+        x1: p.x,
+        y1: p.y,
+        x2: q.x,
+        y2: q.y,
         class: `link ${link.connected ? 'connected' : 'partitioned'}`,
-        'data-a': link.a, 'data-b': link.b,
+        'data-a': link.a,
+        'data-b': link.b,
         stroke: link.connected ? '#2ecc71' : '#e74c3c',
         'stroke-width': link.connected ? 3 : 2,
         ...(link.connected ? {} : { 'stroke-dasharray': '7 6' }),
@@ -144,23 +152,53 @@ export function dashboardClient(): void {
       const rtt = link.rttMs === undefined ? '' : `, rtt ${link.rttMs.toFixed(1)} ms`;
       svg(line, 'title', {}, `${link.a}–${link.b}: ${link.connected ? 'connected' : 'partitioned'}${rtt}`);
       if (link.connected && link.bandwidthBps !== undefined) {
-        svg(mesh, 'text', { x: (p.x + q.x) / 2, y: (p.y + q.y) / 2 - 4, class: 'bw', 'text-anchor': 'middle' }, `${(link.bandwidthBps / 1e6).toFixed(1)} Mbit/s`);
+        svg(
+          mesh,
+          'text',
+          { x: (p.x + q.x) / 2, y: (p.y + q.y) / 2 - 4, class: 'bw', 'text-anchor': 'middle' },
+          `${(link.bandwidthBps / 1e6).toFixed(1)} Mbit/s`,
+        );
       }
     }
     for (const robot of view.robots) {
       const { x, y } = at.get(robot.name)!;
-      const node = svg(mesh, 'g', { class: `robot${robot.flagged ? ' flagged' : ''}${robot.up ? '' : ' down'}`, 'data-robot': robot.name });
-      svg(node, 'circle', { cx: x, cy: y, r: 17, fill: robot.up ? palette.get(robot.name)! : DOWN, stroke: robot.flagged ? FLAGGED : '#0b0d12', 'stroke-width': robot.flagged ? 4 : 2 });
+      const node = svg(mesh, 'g', {
+        class: `robot${robot.flagged ? ' flagged' : ''}${robot.up ? '' : ' down'}`,
+        'data-robot': robot.name,
+      });
+      svg(node, 'circle', {
+        cx: x,
+        cy: y,
+        r: 17,
+        fill: robot.up ? palette.get(robot.name)! : DOWN,
+        stroke: robot.flagged ? FLAGGED : '#0b0d12',
+        'stroke-width': robot.flagged ? 4 : 2,
+      });
       svg(node, 'text', { x, y: y + 5, 'text-anchor': 'middle', class: 'name' }, robot.name);
       // A robot's own view knows its peers' links, not their logs: an empty state hash is unknown.
       const sub = robot.stateHash ? `log ${robot.logSize}` : robot.up ? 'connected' : 'down';
-      svg(node, 'text', { x, y: y + 32, 'text-anchor': 'middle', class: 'sub' }, `${sub}${robot.flagged ? ' · FLAGGED' : ''}`);
-      svg(node, 'title', {}, `${robot.peerId}${robot.stateHash ? `\nstate ${robot.stateHash}` : ''}${robot.up ? '' : '\ndown'}`);
+      svg(
+        node,
+        'text',
+        { x, y: y + 32, 'text-anchor': 'middle', class: 'sub' },
+        `${sub}${robot.flagged ? ' · FLAGGED' : ''}`,
+      );
+      svg(
+        node,
+        'title',
+        {},
+        `${robot.peerId}${robot.stateHash ? `\nstate ${robot.stateHash}` : ''}${robot.up ? '' : '\ndown'}`,
+      );
     }
     const known = view.robots.filter((r) => r.up && r.stateHash);
     const hashes = new Set(known.map((r) => r.stateHash));
     const first = [...hashes][0] ?? '';
-    const verdict = known.length < 2 ? `log state ${first.slice(0, 10)}` : hashes.size === 1 ? `logs converged ${first.slice(0, 10)}` : `logs diverged: ${hashes.size} state hashes`;
+    const verdict =
+      known.length < 2
+        ? `log state ${first.slice(0, 10)}`
+        : hashes.size === 1
+          ? `logs converged ${first.slice(0, 10)}`
+          : `logs diverged: ${hashes.size} state hashes`;
     svg(mesh, 'text', { x: 8, y: 294, class: `verdict ${hashes.size <= 1 ? 'ok' : 'bad'}` }, verdict);
   }
 
@@ -186,11 +224,19 @@ export function dashboardClient(): void {
   }
 
   function drawLog(view: FleetView): void {
-    const items = view.log.slice(-200).reverse().map((line) => {
-      const li = document.createElement('li');
-      li.append(el('time', 'at', seconds(line.at)), el('span', `tag tag-${line.kind.replace(/[^a-z0-9-]/gi, '')}`, line.kind), el('span', 'who', line.robot), el('span', 'detail', line.detail));
-      return li;
-    });
+    const items = view.log
+      .slice(-200)
+      .reverse()
+      .map((line) => {
+        const li = document.createElement('li');
+        li.append(
+          el('time', 'at', seconds(line.at)),
+          el('span', `tag tag-${line.kind.replace(/[^a-z0-9-]/gi, '')}`, line.kind),
+          el('span', 'who', line.robot),
+          el('span', 'detail', line.detail),
+        );
+        return li;
+      });
     feed.replaceChildren(...items);
   }
 
@@ -222,7 +268,11 @@ export function dashboardClient(): void {
     } else {
       svg(plot, 'text', { x: 218, y: 100, 'text-anchor': 'middle', class: 'tick' }, 'no inferences yet');
     }
-    const counts = new Map<string, number>([['local', 0], ['offload', 0], ['split', 0]]);
+    const counts = new Map<string, number>([
+      ['local', 0],
+      ['offload', 0],
+      ['split', 0],
+    ]);
     for (const s of samples) {
       const kind = /^[a-z]+/i.exec(s.plan)?.[0].toLowerCase() ?? s.plan;
       counts.set(kind, (counts.get(kind) ?? 0) + 1);
@@ -240,11 +290,13 @@ export function dashboardClient(): void {
       }),
     );
     const legend = byId<HTMLElement>('latency-legend');
-    legend.replaceChildren(...view.robots.map((r) => {
-      const item = el('span', 'key', r.name);
-      item.style.setProperty('--c', palette.get(r.name)!);
-      return item;
-    }));
+    legend.replaceChildren(
+      ...view.robots.map((r) => {
+        const item = el('span', 'key', r.name);
+        item.style.setProperty('--c', palette.get(r.name)!);
+        return item;
+      }),
+    );
   }
 
   function render(view: FleetView): void {

@@ -8,10 +8,21 @@ import { assemble } from '../mapping/merged-map.js';
 import type { Robot } from '../robot/robot.js';
 import type { Decision } from '../scheduler/scheduler.js';
 import type { Pose } from '../sim/pose.js';
-import { LATENCY_LIMIT, LOG_FEED_LIMIT, mapView, type FleetView, type FleetViewSource, type LogLine, type RobotView } from './view.js';
+import {
+  LATENCY_LIMIT,
+  LOG_FEED_LIMIT,
+  mapView,
+  type FleetView,
+  type FleetViewSource,
+  type LogLine,
+  type RobotView,
+} from './view.js';
 
 /** What the view reads from a running robot (a `Robot`, or anything shaped like one). */
-export type ViewedRobot = Pick<Robot, 'name' | 'peerId' | 'host' | 'ledger' | 'map' | 'scheduler' | 'links' | 'adverts'>;
+export type ViewedRobot = Pick<
+  Robot,
+  'name' | 'peerId' | 'host' | 'ledger' | 'map' | 'scheduler' | 'links' | 'adverts'
+>;
 
 export interface RobotViewOptions {
   /** This robot's pose in the shared map frame when known (odometry / localisation); drawn on the map. */
@@ -124,7 +135,9 @@ export class RobotViewSource extends EventEmitter<{ update: [FleetView] }> imple
       logSize: r.ledger?.size ?? 0,
       stateHash: r.ledger?.stateHash() ?? '',
     };
-    const peers = this.peers().sort((a, b) => (this.nameOf(a) < this.nameOf(b) ? -1 : this.nameOf(a) > this.nameOf(b) ? 1 : 0));
+    const peers = this.peers().sort((a, b) =>
+      this.nameOf(a) < this.nameOf(b) ? -1 : this.nameOf(a) > this.nameOf(b) ? 1 : 0,
+    );
     const robots: RobotView[] = [
       self,
       ...peers.map((p) => ({
@@ -172,7 +185,11 @@ export class RobotViewSource extends EventEmitter<{ update: [FleetView] }> imple
   /** Every fleet member this robot knows of, itself excluded. */
   private peers(): string[] {
     const r = this.robot;
-    const known = new Set<string>([...(this.options.members ?? []), ...r.host.connectedPeers(), ...r.adverts.fresh().map((a) => a.robot)]);
+    const known = new Set<string>([
+      ...(this.options.members ?? []),
+      ...r.host.connectedPeers(),
+      ...r.adverts.fresh().map((a) => a.robot),
+    ]);
     for (const key of r.ledger?.state.members ?? []) {
       const peer = this.peerOf(key);
       if (peer) known.add(peer);
@@ -213,8 +230,19 @@ export class RobotViewSource extends EventEmitter<{ update: [FleetView] }> imple
     if (p.type === 'tile') {
       // Robots log tile versions by the dozen: one line per author and burst.
       const run = this.tileRun;
-      const count = run && run.line === this.feed[this.feed.length - 1] && run.line.robot === robot && at - run.line.at <= TILE_COALESCE_MS ? run.count + 1 : 1;
-      const line = { at: count > 1 ? run!.line.at : at, robot, kind: 'tile', detail: `${count} tile version${count > 1 ? 's' : ''}, latest ${p.tile} v${p.version}` };
+      const count =
+        run &&
+        run.line === this.feed[this.feed.length - 1] &&
+        run.line.robot === robot &&
+        at - run.line.at <= TILE_COALESCE_MS
+          ? run.count + 1
+          : 1;
+      const line = {
+        at: count > 1 ? run!.line.at : at,
+        robot,
+        kind: 'tile',
+        detail: `${count} tile version${count > 1 ? 's' : ''}, latest ${p.tile} v${p.version}`,
+      };
       if (count > 1) this.feed[this.feed.length - 1] = line;
       else this.push(line);
       this.tileRun = { line, count };
@@ -256,7 +284,12 @@ export class RobotViewSource extends EventEmitter<{ update: [FleetView] }> imple
     for (const t of ledger.state.tasks.values()) {
       if (t.status !== 'accepted' || !t.accepted || this.announced.has(t.task)) continue;
       this.announced.add(t.task);
-      this.push({ at, robot: this.authorName(t.poster), kind: 'quorum', detail: `${t.task} accepted: ${t.accepted.executors.map((x) => this.authorName(x)).join(' ')} agree on ${short(t.accepted.digest)}` });
+      this.push({
+        at,
+        robot: this.authorName(t.poster),
+        kind: 'quorum',
+        detail: `${t.task} accepted: ${t.accepted.executors.map((x) => this.authorName(x)).join(' ')} agree on ${short(t.accepted.digest)}`,
+      });
     }
   }
 

@@ -4,7 +4,14 @@ import { RobomeshError } from '../../protocol/errors.js';
 import { toPng } from '../mapping/merged-map.js';
 import { DASHBOARD_HTML } from './page.js';
 import { Broadcaster, sseEvent } from './sse.js';
-import { LATENCY_LIMIT, LOG_FEED_LIMIT, decodeStates, type FleetView, type FleetViewSource, type MapView } from './view.js';
+import {
+  LATENCY_LIMIT,
+  LOG_FEED_LIMIT,
+  decodeStates,
+  type FleetView,
+  type FleetViewSource,
+  type MapView,
+} from './view.js';
 
 export interface DashboardOptions {
   port?: number;
@@ -31,11 +38,18 @@ function mapPng(map: MapView): Buffer {
 }
 
 function send(res: ServerResponse, status: number, type: string, body: string | Buffer): void {
-  res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
+  res.writeHead(status, {
+    'content-type': type,
+    'content-length': Buffer.byteLength(body),
+    'cache-control': 'no-store',
+  });
   res.end(body);
 }
 
-export async function startDashboard(source: FleetViewSource, { port = 0, host = '127.0.0.1', minIntervalMs = 200 }: DashboardOptions = {}): Promise<Dashboard> {
+export async function startDashboard(
+  source: FleetViewSource,
+  { port = 0, host = '127.0.0.1', minIntervalMs = 200 }: DashboardOptions = {},
+): Promise<Dashboard> {
   const broadcaster = new Broadcaster({ minIntervalMs });
   let png: { states: string; body: Buffer } | undefined;
 
@@ -84,7 +98,10 @@ export async function startDashboard(source: FleetViewSource, { port = 0, host =
   } catch (err) {
     source.off('update', onUpdate);
     broadcaster.close();
-    throw new RobomeshError('DASHBOARD_LISTEN', `dashboard cannot listen on ${host}:${port}: ${err instanceof Error ? err.message : String(err)}`);
+    throw new RobomeshError(
+      'DASHBOARD_LISTEN',
+      `dashboard cannot listen on ${host}:${port}: ${err instanceof Error ? err.message : String(err)}`,
+    );
   }
   server.on('error', () => undefined);
 

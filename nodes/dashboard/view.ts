@@ -67,13 +67,22 @@ export const LATENCY_LIMIT = 1000;
 
 export function mapView(map: Pick<DenseMap, 'width' | 'height' | 'resolution' | 'origin' | 'states'>): MapView {
   const { width, height, resolution, origin, states } = map;
-  return { width, height, resolution, origin: { ...origin }, states: Buffer.from(states.buffer, states.byteOffset, states.byteLength).toString('base64') };
+  return {
+    width,
+    height,
+    resolution,
+    origin: { ...origin },
+    states: Buffer.from(states.buffer, states.byteOffset, states.byteLength).toString('base64'),
+  };
 }
 
 export function decodeStates(map: MapView): Int8Array {
   const bytes = Buffer.from(map.states, 'base64');
   if (bytes.length !== map.width * map.height) {
-    throw new RobomeshError('BAD_MAP_VIEW', `map view has ${bytes.length} cells, expected ${map.width} × ${map.height}`);
+    throw new RobomeshError(
+      'BAD_MAP_VIEW',
+      `map view has ${bytes.length} cells, expected ${map.width} × ${map.height}`,
+    );
   }
   return new Int8Array(bytes.buffer, bytes.byteOffset, bytes.length);
 }

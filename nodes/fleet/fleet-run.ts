@@ -52,15 +52,39 @@ export interface FleetReport {
   /** The robots of each OS process that hosted robots (one list: in-process; one robot each: separate). */
   placement: string[][];
   robots: string[];
-  inference: { tasks: number; failed: number; errors: string[]; latencyMs: { p50: number; p90: number; p99: number; max: number }; plans: Record<string, number> };
+  inference: {
+    tasks: number;
+    failed: number;
+    errors: string[];
+    latencyMs: { p50: number; p90: number; p99: number; max: number };
+    plans: Record<string, number>;
+  };
   /** Per heal: ms until every robot held every entry written anywhere before it (and the tiles they name). */
-  heals: { at: number; convergedMs: number | null; logMs: number | null; reconnectedPeers: number; medianRobotMs: number | null; lastRobot: string | null }[];
+  heals: {
+    at: number;
+    convergedMs: number | null;
+    logMs: number | null;
+    reconnectedPeers: number;
+    medianRobotMs: number | null;
+    lastRobot: string | null;
+  }[];
   map: MapQuality & { tiles: number };
-  liars: { scheduled: string[]; flaggedInLog: string[]; excludedInLog: string[]; equivocations: number; forgedEntriesRejected: number; isolatedByPeers: string[] };
+  liars: {
+    scheduled: string[];
+    flaggedInLog: string[];
+    excludedInLog: string[];
+    equivocations: number;
+    forgedEntriesRejected: number;
+    isolatedByPeers: string[];
+  };
   anchoring: { on: string; anchors: number };
   audit: { task: string; report?: AuditReport; error?: string } | null;
   /** Per shape event: the links it slowed, and what their robots measured on them while it held. */
-  links: { at: number; shaping: string; measured: { from: string; to: string; shapedMbit: number; measuredMbit: number; rttMs: number }[] }[];
+  links: {
+    at: number;
+    shaping: string;
+    measured: { from: string; to: string; shapedMbit: number; measuredMbit: number; rttMs: number }[];
+  }[];
   /** Over the processes hosting robots (each counted once): largest RSS, total RSS / robots, total CPU time. */
   resources: { maxRssMb: number; rssMbPerRobot: number; cpuSeconds: number };
 }
@@ -147,7 +171,13 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
         const a = robots[i];
         const b = robots[j];
         const l = a.links.find((x) => x.peer === b.peerId);
-        links.push({ a: a.name, b: b.name, connected: a.connected.includes(b.peerId), bandwidthBps: l?.bandwidthBps, rttMs: l?.rttMs });
+        links.push({
+          a: a.name,
+          b: b.name,
+          connected: a.connected.includes(b.peerId),
+          bandwidthBps: l?.bandwidthBps,
+          rttMs: l?.rttMs,
+        });
       }
     }
     return {
@@ -155,7 +185,15 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
       phase: this.phase,
       robots: this.handles.map((h) => {
         const s = this.statuses.get(h.name);
-        return { name: h.name, peerId: s?.peerId ?? '', pose: s?.pose, up: h.up, flagged: s ? flagged.has(s.key) : false, logSize: s?.logSize ?? 0, stateHash: s?.stateHash ?? '' };
+        return {
+          name: h.name,
+          peerId: s?.peerId ?? '',
+          pose: s?.pose,
+          up: h.up,
+          flagged: s ? flagged.has(s.key) : false,
+          logSize: s?.logSize ?? 0,
+          stateHash: s?.stateHash ?? '',
+        };
       }),
       links,
       log: this.feed.slice(-200),
@@ -167,13 +205,23 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
   async run(): Promise<FleetReport> {
     const { scenario: sc, o } = this;
     const n = sc.robots;
-    const seeds = Array.from({ length: n }, (_, i) => new Uint8Array(32).map((_, k) => (sc.seed * 97 + i * 31 + k * 13 + 5) & 0xff));
+    const seeds = Array.from({ length: n }, (_, i) =>
+      new Uint8Array(32).map((_, k) => (sc.seed * 97 + i * 31 + k * 13 + 5) & 0xff),
+    );
     const identities = await Promise.all(seeds.map((s) => identityFromSeed(s)));
     const members = identities.map((i) => i.peerId.toString());
     const keys = identities.map((i) => toHex(i.privateKey.publicKey.raw));
     members.forEach((m, i) => this.peerName.set(m, `r${i}`));
     keys.forEach((k, i) => this.keyName.set(k, `r${i}`));
-    const genesis = signEntry({ seq: 1, lamport: 1, parents: [], payload: { type: 'genesis', fleet: 'local', members: keys, admins: [keys[0]] } }, signerFromSeed(seeds[0]));
+    const genesis = signEntry(
+      {
+        seq: 1,
+        lamport: 1,
+        parents: [],
+        payload: { type: 'genesis', fleet: 'local', members: keys, admins: [keys[0]] },
+      },
+      signerFromSeed(seeds[0]),
+    );
 
     // Anchoring: a real deployment if configured, else the stand-in node on 127.0.0.1.
     const real = anchorSettingsFromEnv();
@@ -191,11 +239,14 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
       anchorOn = `the local IOTA stand-in at ${standIn.url} (not IOTA: no IOTA_* settings)`;
       anchor = { deployment, rpcUrl: standIn.url, everyMs: sc.anchorEvery * 1000 };
     }
-    o.log(`fleet: ${n} robots ${describePlacement(this.placement, n)}, world ${sc.world}, ${sc.duration} s; anchoring on ${anchorOn}`);
+    o.log(
+      `fleet: ${n} robots ${describePlacement(this.placement, n)}, world ${sc.world}, ${sc.duration} s; anchoring on ${anchorOn}`,
+    );
 
     try {
       const p = this.placement;
-      if (typeof p === 'number') this.processes.push(...Array.from({ length: p }, (_, k) => new RobotProcess(`shard ${k}`)));
+      if (typeof p === 'number')
+        this.processes.push(...Array.from({ length: p }, (_, k) => new RobotProcess(`shard ${k}`)));
       for (let i = 0; i < n; i++) {
         let h: RobotHandle;
         if (p === 'in-process') h = new InProcessRobot(`r${i}`);
@@ -223,12 +274,19 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
           holdUntilGo: true,
         });
         this.handles.push(h);
-        this.statuses.set(h.name, { ...(await h.request<RobotStatus>({ cmd: 'status' })), addresses: started.addresses });
+        this.statuses.set(h.name, {
+          ...(await h.request<RobotStatus>({ cmd: 'status' })),
+          addresses: started.addresses,
+        });
         o.log(`  r${i} up: ${started.peerId}`);
       }
       // A bounded robot is sure of its two ring neighbours only (its chords are random).
       const formed = Math.min(n - 1, n > FULL_MESH_UP_TO ? 2 : 3);
-      await this.until(() => [...this.statuses.values()].every((s) => s.connected.length >= formed), 60_000, 'the mesh to form');
+      await this.until(
+        () => [...this.statuses.values()].every((s) => s.connected.length >= formed),
+        60_000,
+        'the mesh to form',
+      );
       await Promise.all(this.handles.map((h) => h.request({ cmd: 'go' })));
       this.phase = 'running';
       return await this.timeline(anchorOn);
@@ -284,7 +342,15 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
    * written after this call are ongoing sync, not catching up (a fleet of 50 always has some
    * in flight), and a moment where all states are equal is not the measure either.
    */
-  private async catchUp(what: string, then?: () => Promise<unknown>): Promise<{ logMs: number | null; convergedMs: number | null; medianRobotMs: number | null; lastRobot: string | null }> {
+  private async catchUp(
+    what: string,
+    then?: () => Promise<unknown>,
+  ): Promise<{
+    logMs: number | null;
+    convergedMs: number | null;
+    medianRobotMs: number | null;
+    lastRobot: string | null;
+  }> {
     await this.poll();
     const written = Object.fromEntries([...this.statuses.values()].map((s) => [s.key, s.seqs[s.key] ?? 0]));
     // Each robot notes when it got there by its own clock (the machine's): polling 50 robots
@@ -296,11 +362,18 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
     await then?.();
     const reached = (at: (s: RobotStatus) => number | undefined): number | null => {
       // A status from before the command may still show the previous target's time.
-      const all = [...this.statuses.values()].map((s) => at(s)).map((t) => (t !== undefined && t >= told ? t : undefined));
+      const all = [...this.statuses.values()]
+        .map((s) => at(s))
+        .map((t) => (t !== undefined && t >= told ? t : undefined));
       return all.every((t) => t !== undefined) ? Math.max(start, ...(all as number[])) - start : null;
     };
     const done = await this.until(() => reached((s) => s.caughtUp?.allAt) !== null, 60_000, what);
-    const each = done === null ? [] : [...this.statuses.values()].map((s) => ({ name: s.name, ms: Math.max(start, s.caughtUp!.allAt!) - start })).sort((a, b) => a.ms - b.ms);
+    const each =
+      done === null
+        ? []
+        : [...this.statuses.values()]
+            .map((s) => ({ name: s.name, ms: Math.max(start, s.caughtUp!.allAt!) - start }))
+            .sort((a, b) => a.ms - b.ms);
     return {
       logMs: reached((s) => s.caughtUp?.logAt),
       convergedMs: done === null ? null : reached((s) => s.caughtUp?.allAt),
@@ -314,8 +387,17 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
     if (!r0?.up) return;
     const { tiles } = await r0.request<{ tiles: [string, string][] }>({ cmd: 'map' }, 10_000);
     const world = floorPlan(this.scenario.world).world;
-    const dense = assemble(new Map(tiles.map(([id, b64]) => [id, new Int8Array(Buffer.from(b64, 'base64'))])), { resolution: world.resolution, origin: world.origin });
-    this.mapView = { width: dense.width, height: dense.height, resolution: dense.resolution, origin: dense.origin, states: Buffer.from(dense.states.buffer).toString('base64') };
+    const dense = assemble(new Map(tiles.map(([id, b64]) => [id, new Int8Array(Buffer.from(b64, 'base64'))])), {
+      resolution: world.resolution,
+      origin: world.origin,
+    });
+    this.mapView = {
+      width: dense.width,
+      height: dense.height,
+      resolution: dense.resolution,
+      origin: dense.origin,
+      states: Buffer.from(dense.states.buffer).toString('base64'),
+    };
   }
 
   private async timeline(anchorOn: string): Promise<FleetReport> {
@@ -331,9 +413,17 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
       const candidates = this.handles.filter((h) => h.up && !liars.has(h.name));
       const h = candidates[taskSeed % candidates.length];
       if (!h) return;
-      tasks.push(h.request<{ task?: string; error?: string; plan?: string; ms?: number }>({ cmd: 'task', seed: 1000 + taskSeed++, k: sc.workload.k }, 60_000).catch((err: Error) => ({ error: err.message })));
+      tasks.push(
+        h
+          .request<{ task?: string; error?: string; plan?: string; ms?: number }>(
+            { cmd: 'task', seed: 1000 + taskSeed++, k: sc.workload.k },
+            60_000,
+          )
+          .catch((err: Error) => ({ error: err.message })),
+      );
     };
-    const taskTimer = sc.workload.every > 0 && sc.workload.model ? setInterval(issueTask, sc.workload.every * 1000) : undefined;
+    const taskTimer =
+      sc.workload.every > 0 && sc.workload.model ? setInterval(issueTask, sc.workload.every * 1000) : undefined;
     let nextMap = 0;
     let nextProgress = 5;
     try {
@@ -346,7 +436,9 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
             await Promise.all(
               this.handles.map((h) => {
                 const mine = groupOf.get(h.name);
-                const others = [...this.statuses.values()].filter((s) => groupOf.get(s.name) !== mine).map((s) => s.peerId);
+                const others = [...this.statuses.values()]
+                  .filter((s) => groupOf.get(s.name) !== mine)
+                  .map((s) => s.peerId);
                 return h.request({ cmd: 'partition', peers: others });
               }),
             );
@@ -357,16 +449,31 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
             // where all states are equal is not what a heal is measured by).
             this.phase = 'healed';
             const at = t;
-            const { logMs, convergedMs, medianRobotMs, lastRobot } = await this.catchUp('convergence after the heal', () => Promise.all(this.handles.map((h) => h.request({ cmd: 'heal' }))));
+            const { logMs, convergedMs, medianRobotMs, lastRobot } = await this.catchUp(
+              'convergence after the heal',
+              () => Promise.all(this.handles.map((h) => h.request({ cmd: 'heal' }))),
+            );
             const reconnected = Math.max(0, ...[...this.statuses.values()].map((s) => s.connected.length));
             heals.push({ at, convergedMs, logMs, reconnectedPeers: reconnected, medianRobotMs, lastRobot });
-            o.log(`  t=${at.toFixed(0)} s heal: logs caught up ${logMs === null ? 'NOT within 60 s' : `in ${logMs} ms`}, logs and map tiles ${convergedMs === null ? 'NOT within 60 s' : `in ${convergedMs} ms (the median robot in ${medianRobotMs} ms, the last ${lastRobot})`}`);
+            o.log(
+              `  t=${at.toFixed(0)} s heal: logs caught up ${logMs === null ? 'NOT within 60 s' : `in ${logMs} ms`}, logs and map tiles ${convergedMs === null ? 'NOT within 60 s' : `in ${convergedMs} ms (the median robot in ${medianRobotMs} ms, the last ${lastRobot})`}`,
+            );
           } else if ('shape' in e) {
             const byName = new Map([...this.statuses.values()].map((s) => [s.name, s.peerId]));
             await Promise.all(
               this.handles.map((h) => {
-                const peers = e.shape.links.filter((l) => l.includes(h.name)).map(([a, b]) => byName.get(a === h.name ? b : a)!);
-                return peers.length ? h.request({ cmd: 'shape', links: peers.map((peer) => ({ peer, shape: { bytesPerSecond: e.shape.bytesPerSecond, delayMs: e.shape.delayMs } })) }) : undefined;
+                const peers = e.shape.links
+                  .filter((l) => l.includes(h.name))
+                  .map(([a, b]) => byName.get(a === h.name ? b : a)!);
+                return peers.length
+                  ? h.request({
+                      cmd: 'shape',
+                      links: peers.map((peer) => ({
+                        peer,
+                        shape: { bytesPerSecond: e.shape.bytesPerSecond, delayMs: e.shape.delayMs },
+                      })),
+                    })
+                  : undefined;
               }),
             );
             this.shapings.push({ at: t, shaping: e.shape.text, measured: [] });
@@ -391,7 +498,9 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
         if (t >= nextProgress) {
           nextProgress += 5;
           const s = [...this.statuses.values()];
-          o.log(`  t=${t.toFixed(0)}/${sc.duration} s  ${this.phase}; log ${Math.min(...s.map((x) => x.logSize))}–${Math.max(...s.map((x) => x.logSize))} entries, ${new Set(s.map((x) => x.stateHash)).size} state(s); ${this.latency.length} inferences`);
+          o.log(
+            `  t=${t.toFixed(0)}/${sc.duration} s  ${this.phase}; log ${Math.min(...s.map((x) => x.logSize))}–${Math.max(...s.map((x) => x.logSize))} entries, ${new Set(s.map((x) => x.stateHash)).size} state(s); ${this.latency.length} inferences`,
+          );
         }
         await sleep(this.pollGap(500));
       }
@@ -411,19 +520,45 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
     const current = this.shapings.at(-1);
     if (!current) return;
     const measured = [...this.statuses.values()].flatMap((s) =>
-      s.links.filter((l) => l.shapedBps > 0).map((l) => ({ from: s.name, to: this.peerName.get(l.peer) ?? l.peer.slice(0, 12), shapedMbit: l.shapedBps / 1e6, measuredMbit: l.bandwidthBps / 1e6, rttMs: l.rttMs })),
+      s.links
+        .filter((l) => l.shapedBps > 0)
+        .map((l) => ({
+          from: s.name,
+          to: this.peerName.get(l.peer) ?? l.peer.slice(0, 12),
+          shapedMbit: l.shapedBps / 1e6,
+          measuredMbit: l.bandwidthBps / 1e6,
+          rttMs: l.rttMs,
+        })),
     );
     if (measured.length) current.measured = measured;
   }
 
-  private async report(anchorOn: string, heals: FleetReport['heals'], tasks: { task?: string; error?: string; plan?: string; ms?: number }[], liars: Set<string>): Promise<FleetReport> {
+  private async report(
+    anchorOn: string,
+    heals: FleetReport['heals'],
+    tasks: { task?: string; error?: string; plan?: string; ms?: number }[],
+    liars: Set<string>,
+  ): Promise<FleetReport> {
     const sc = this.scenario;
     const world = floorPlan(sc.world).world;
     const statuses = [...this.statuses.values()];
     const r0 = this.statuses.get('r0')!;
     const map = this.mapView;
     const quality = map
-      ? mapQuality({ width: map.width, height: map.height, resolution: map.resolution, origin: map.origin, cell0: { cx: Math.round((map.origin.x - world.origin.x) / world.resolution), cy: Math.round((map.origin.y - world.origin.y) / world.resolution) }, states: new Int8Array(Buffer.from(map.states, 'base64')) }, world)
+      ? mapQuality(
+          {
+            width: map.width,
+            height: map.height,
+            resolution: map.resolution,
+            origin: map.origin,
+            cell0: {
+              cx: Math.round((map.origin.x - world.origin.x) / world.resolution),
+              cy: Math.round((map.origin.y - world.origin.y) / world.resolution),
+            },
+            states: new Int8Array(Buffer.from(map.states, 'base64')),
+          },
+          world,
+        )
       : { accuracy: 0, iou: 0, known: 0, coverage: 0 };
     const ok = tasks.filter((t) => t.task && t.ms !== undefined);
     const plans: Record<string, number> = {};
@@ -442,7 +577,10 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
         try {
           const proof = buildProof(ledger, task);
           const rpc = anchorOn.match(/at (http\S+)/)?.[1];
-          audit = { task, report: await verifyProof(proof, rpc ? new IotaAnchorChain(iotaClientFor(rpc, 5000)) : undefined) };
+          audit = {
+            task,
+            report: await verifyProof(proof, rpc ? new IotaAnchorChain(iotaClientFor(rpc, 5000)) : undefined),
+          };
           break;
         } catch (err) {
           audit = { task, error: (err as Error).message };
@@ -457,7 +595,18 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
       processes: typeof this.placement === 'number' ? 'sharded' : this.placement,
       placement: usage.map((u) => u.robots),
       robots: this.handles.map((h) => h.name),
-      inference: { tasks: tasks.length, failed: tasks.length - ok.length, errors: [...new Set(tasks.filter((t) => t.error).map((t) => t.error!))].slice(0, 5), latencyMs: { p50: percentile(ms, 0.5), p90: percentile(ms, 0.9), p99: percentile(ms, 0.99), max: Math.max(0, ...ms) }, plans },
+      inference: {
+        tasks: tasks.length,
+        failed: tasks.length - ok.length,
+        errors: [...new Set(tasks.filter((t) => t.error).map((t) => t.error!))].slice(0, 5),
+        latencyMs: {
+          p50: percentile(ms, 0.5),
+          p90: percentile(ms, 0.9),
+          p99: percentile(ms, 0.99),
+          max: Math.max(0, ...ms),
+        },
+        plans,
+      },
       heals,
       map: { ...quality, tiles: map ? (map.width * map.height) / 4096 : 0 },
       liars: {

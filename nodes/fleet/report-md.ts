@@ -15,19 +15,30 @@ export function reportMarkdown(r: FleetReport): string {
     '',
     `| tasks | failed | p50 ms | p90 ms | p99 ms | max ms | plans |`,
     `|---|---|---|---|---|---|---|`,
-    `| ${r.inference.tasks} | ${r.inference.failed} | ${r.inference.latencyMs.p50.toFixed(1)} | ${r.inference.latencyMs.p90.toFixed(1)} | ${r.inference.latencyMs.p99.toFixed(1)} | ${r.inference.latencyMs.max.toFixed(1)} | ${Object.entries(r.inference.plans).map(([k, v]) => `${k} ${v}`).join(', ') || '—'} |`,
+    `| ${r.inference.tasks} | ${r.inference.failed} | ${r.inference.latencyMs.p50.toFixed(1)} | ${r.inference.latencyMs.p90.toFixed(1)} | ${r.inference.latencyMs.p99.toFixed(1)} | ${r.inference.latencyMs.max.toFixed(1)} | ${
+      Object.entries(r.inference.plans)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', ') || '—'
+    } |`,
     '',
     ...(r.inference.errors.length ? ['', `Failures: ${r.inference.errors.join('; ')}`] : []),
     '',
     '## Partitions',
     '',
     r.heals.length ? '| heal at (s) | logs and maps converged after |\n|---|---|' : 'No partition in this scenario.',
-    ...r.heals.map((h) => `| ${h.at.toFixed(0)} | ${h.convergedMs === null ? 'not within 60 s' : `${h.convergedMs} ms`} |`),
+    ...r.heals.map(
+      (h) => `| ${h.at.toFixed(0)} | ${h.convergedMs === null ? 'not within 60 s' : `${h.convergedMs} ms`} |`,
+    ),
     '',
     '## Links',
     '',
-    r.links.length ? '| shaped at (s) | links | bandwidth the robots estimate on them (EWMA of transfers and probes; median) | RTT median |\n|---|---|---|---|' : 'No link shaping in this scenario (loopback at full speed).',
-    ...r.links.map((l) => `| ${l.at.toFixed(0)} | ${l.shaping} | ${l.measured.length ? `${median(l.measured.map((m) => m.measuredMbit)).toFixed(2)} Mbit/s over ${l.measured.length} link ends` : 'not measured yet'} | ${l.measured.length ? `${median(l.measured.map((m) => m.rttMs)).toFixed(0)} ms` : '—'} |`),
+    r.links.length
+      ? '| shaped at (s) | links | bandwidth the robots estimate on them (EWMA of transfers and probes; median) | RTT median |\n|---|---|---|---|'
+      : 'No link shaping in this scenario (loopback at full speed).',
+    ...r.links.map(
+      (l) =>
+        `| ${l.at.toFixed(0)} | ${l.shaping} | ${l.measured.length ? `${median(l.measured.map((m) => m.measuredMbit)).toFixed(2)} Mbit/s over ${l.measured.length} link ends` : 'not measured yet'} | ${l.measured.length ? `${median(l.measured.map((m) => m.rttMs)).toFixed(0)} ms` : '—'} |`,
+    ),
     '',
     '## Map',
     '',

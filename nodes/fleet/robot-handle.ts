@@ -78,7 +78,11 @@ export class RobotProcess {
   }
 
   private describe(): string {
-    const how = this.exit ? (this.exit.signal ? `was killed by ${this.exit.signal}` : `exited with code ${this.exit.code}`) : 'is not running';
+    const how = this.exit
+      ? this.exit.signal
+        ? `was killed by ${this.exit.signal}`
+        : `exited with code ${this.exit.code}`
+      : 'is not running';
     return `its process (${this.label}${this.child?.pid ? `, pid ${this.child.pid}` : ''}) ${how}`;
   }
 
@@ -96,7 +100,11 @@ export class RobotProcess {
   }
 
   private spawn(): void {
-    const child = fork(ENTRY, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced', env: robotProcessEnv() });
+    const child = fork(ENTRY, [], {
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      serialization: 'advanced',
+      env: robotProcessEnv(),
+    });
     this.child = child;
     this.exited = new Promise((resolve) => child.once('exit', () => resolve()));
     child.on('message', (m: { id: number; ok: boolean; result?: unknown; error?: string }) => {
@@ -122,7 +130,8 @@ export class RobotProcess {
 
   send<T>(robot: string, payload: object, timeoutMs: number): Promise<T> {
     const child = this.child;
-    if (!child?.connected || this.exit) return Promise.reject(new RobomeshError('ROBOT_DOWN', `${robot} is not running: ${this.describe()}`));
+    if (!child?.connected || this.exit)
+      return Promise.reject(new RobomeshError('ROBOT_DOWN', `${robot} is not running: ${this.describe()}`));
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => {

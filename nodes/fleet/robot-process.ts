@@ -15,7 +15,8 @@ type Request = { id: number; robot: string } & ({ init: RuntimeInit } | Command)
 
 async function serve(m: Request): Promise<{ reply: object; stopped: boolean }> {
   if ('init' in m) {
-    if (runtimes.has(m.robot) || starting.has(m.robot)) throw new Error(`${m.robot} is already running in this process`);
+    if (runtimes.has(m.robot) || starting.has(m.robot))
+      throw new Error(`${m.robot} is already running in this process`);
     starting.add(m.robot);
     try {
       const rt = await RobotRuntime.start(m.init);

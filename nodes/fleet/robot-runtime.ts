@@ -112,12 +112,27 @@ export class RobotRuntime {
     const plan = floorPlan(init.sim.world);
     // Plans have 8 start poses and routes; a larger fleet reuses them (robots do not collide).
     const spec = defaultRobots(plan, Math.min(8, plan.starts.length))[init.index % plan.starts.length];
-    this.sim = new WorldSimulator({ world: plan.world, robots: [spec], seed: init.sim.seed, scanEvery: 5, maxTime: 3600 });
+    this.sim = new WorldSimulator({
+      world: plan.world,
+      robots: [spec],
+      seed: init.sim.seed,
+      scanEvery: 5,
+      maxTime: 3600,
+    });
     this.localizer = new ScanMatchingLocalizer(spec.start);
     this.going = !init.holdUntilGo;
     robot.ledger!.on('entry', (d) => {
       const p = d.entry.payload;
-      const detail = 'task' in p ? p.task : p.type === 'tile' ? `${p.tile} v${p.version}` : p.type === 'flag' ? p.robot.slice(0, 12) : p.type === 'anchor' ? `tx ${p.tx}` : '';
+      const detail =
+        'task' in p
+          ? p.task
+          : p.type === 'tile'
+            ? `${p.tile} v${p.version}`
+            : p.type === 'flag'
+              ? p.robot.slice(0, 12)
+              : p.type === 'anchor'
+                ? `tx ${p.tx}`
+                : '';
       if (robot.ledger!.isOwn(d)) this.events.push({ at: Date.now() - this.started, kind: p.type, detail });
       if (this.events.length > 500) this.events.splice(0, this.events.length - 500);
     });
@@ -147,7 +162,11 @@ export class RobotRuntime {
       advertPeriodMs: init.meshDegree ? 10_000 : 1000,
       meshDegree: init.meshDegree,
       probeIntervalMs: 10_000,
-      ledger: { store: new SqliteLogStore(join(init.dataDir, 'log.sqlite')), genesis: new Uint8Array(Buffer.from(init.fleet.genesis, 'base64')), antiEntropyMs: 2000 },
+      ledger: {
+        store: new SqliteLogStore(join(init.dataDir, 'log.sqlite')),
+        genesis: new Uint8Array(Buffer.from(init.fleet.genesis, 'base64')),
+        antiEntropyMs: 2000,
+      },
       mapping: { frame: { resolution: plan.world.resolution, origin: plan.world.origin }, syncMs: 1000 },
       anchor,
     });
@@ -165,7 +184,11 @@ export class RobotRuntime {
       const held = this.robot.ledger!.summary();
       if (Object.entries(c.written).every(([k, seq]) => (held.get(k)?.maxSeq ?? 0) >= seq)) c.logAt = Date.now();
     }
-    if (c.logAt !== undefined && Object.entries(this.robot.map!.missingSince()).every(([k, seq]) => seq > (c.written[k] ?? 0))) c.allAt = Date.now();
+    if (
+      c.logAt !== undefined &&
+      Object.entries(this.robot.map!.missingSince()).every(([k, seq]) => seq > (c.written[k] ?? 0))
+    )
+      c.allAt = Date.now();
   }
 
   private tick(): void {
@@ -195,7 +218,12 @@ export class RobotRuntime {
         return this.status();
       case 'map': {
         const tiles = this.robot.map!.merged();
-        return { tiles: [...tiles].map(([id, cells]) => [id, Buffer.from(cells.buffer, cells.byteOffset, cells.byteLength).toString('base64')]) };
+        return {
+          tiles: [...tiles].map(([id, cells]) => [
+            id,
+            Buffer.from(cells.buffer, cells.byteOffset, cells.byteLength).toString('base64'),
+          ]),
+        };
       }
       case 'partition':
         await this.robot.host.partition(c.peers);
@@ -252,14 +280,24 @@ export class RobotRuntime {
       connected,
       links: connected.map((p) => {
         const l = r.links.get(p);
-        return { peer: p, bandwidthBps: l.bandwidth * 8000, rttMs: l.rttMs, shapedBps: (this.linkShaper?.shapeFor(p)?.bytesPerSecond ?? 0) * 8 };
+        return {
+          peer: p,
+          bandwidthBps: l.bandwidth * 8000,
+          rttMs: l.rttMs,
+          shapedBps: (this.linkShaper?.shapeFor(p)?.bytesPerSecond ?? 0) * 8,
+        };
       }),
       events: this.events.splice(0),
       latencies: this.latencies.splice(0),
       tasksAccepted: [...state.tasks.values()].filter((t) => t.status === 'accepted').map((t) => t.task),
       rss: process.memoryUsage().rss,
       cpuMs: process.cpuUsage().user / 1000 + process.cpuUsage().system / 1000,
-      bytes: { tilesOut: r.mapSync!.bytesOut, tilesIn: r.mapSync!.bytesIn, logOut: r.replicator?.bytesPublished ?? 0, tensorsOut: r.service.bytesOut },
+      bytes: {
+        tilesOut: r.mapSync!.bytesOut,
+        tilesIn: r.mapSync!.bytesIn,
+        logOut: r.replicator?.bytesPublished ?? 0,
+        tensorsOut: r.service.bytesOut,
+      },
     };
   }
 
@@ -270,8 +308,17 @@ export class RobotRuntime {
     const image = [{ name, dtype: 'float32' as const, dims: shape, data: textLikeImage(shape[2], shape[3], seed) }];
     try {
       const { task, outcome } = await this.robot.inferTask(model, image, k, { deadlineMs: 15_000 });
-      this.latencies.push({ at: Date.now() - this.started, ms: outcome.decision.actualMs, plan: outcome.decision.plan.kind });
-      return { task, plan: outcome.decision.plan.kind, ms: outcome.decision.actualMs, executors: outcome.results.map((x) => x.executor) };
+      this.latencies.push({
+        at: Date.now() - this.started,
+        ms: outcome.decision.actualMs,
+        plan: outcome.decision.plan.kind,
+      });
+      return {
+        task,
+        plan: outcome.decision.plan.kind,
+        ms: outcome.decision.actualMs,
+        executors: outcome.results.map((x) => x.executor),
+      };
     } catch (err) {
       return { error: (err as Error).message };
     }
@@ -282,7 +329,10 @@ export class RobotRuntime {
     switch (f.type) {
       case 'wrong-results':
         // Valid frames, wrong numbers: the quorum contract has to catch it.
-        r.service.tamper = (_req, out) => encodeFrame(decodeFrame(out).map((t) => ({ ...t, data: (t.data as Float32Array).map((v) => v * 0.5 + 0.25) })));
+        r.service.tamper = (_req, out) =>
+          encodeFrame(
+            decodeFrame(out).map((t) => ({ ...t, data: (t.data as Float32Array).map((v) => v * 0.5 + 0.25) })),
+          );
         return;
       case 'garbage-tensors':
         r.service.tamper = (_req, out) => out.slice().fill(0xab, 0, Math.min(out.length, 64));
@@ -295,15 +345,30 @@ export class RobotRuntime {
         const ledger = r.ledger!;
         const me = ledger.self!;
         const seq = ledger.summary().get(me)?.maxSeq ?? 1;
-        const twin = signEntry({ seq, lamport: 1 + Math.max(0, ...ledger.heads().map((h) => ledger.lamportOf(h) ?? 0)), parents: [], payload: { type: 'claim', task: `equivocation-${seq}` } }, signerFromSeed(new Uint8Array(Buffer.from(this.init.seed, 'hex'))));
-        void r.host.node.services.pubsub.publish(logTopic(this.init.fleet.name), packLogGossip([twin.bytes])[0]).catch(() => undefined);
+        const twin = signEntry(
+          {
+            seq,
+            lamport: 1 + Math.max(0, ...ledger.heads().map((h) => ledger.lamportOf(h) ?? 0)),
+            parents: [],
+            payload: { type: 'claim', task: `equivocation-${seq}` },
+          },
+          signerFromSeed(new Uint8Array(Buffer.from(this.init.seed, 'hex'))),
+        );
+        void r.host.node.services.pubsub
+          .publish(logTopic(this.init.fleet.name), packLogGossip([twin.bytes])[0])
+          .catch(() => undefined);
         return;
       }
       case 'forge': {
         // An entry claiming to be another robot's, signed with a key that is not its.
         const victim = this.init.fleet.members.find((m) => m !== r.peerId)!;
-        const forged = signEntry({ seq: 1, lamport: 1, parents: [], payload: { type: 'claim', task: `forged-${victim.slice(-6)}` } }, signerFromSeed(new Uint8Array(32).fill(0x66)));
-        void r.host.node.services.pubsub.publish(logTopic(this.init.fleet.name), packLogGossip([forged.bytes])[0]).catch(() => undefined);
+        const forged = signEntry(
+          { seq: 1, lamport: 1, parents: [], payload: { type: 'claim', task: `forged-${victim.slice(-6)}` } },
+          signerFromSeed(new Uint8Array(32).fill(0x66)),
+        );
+        void r.host.node.services.pubsub
+          .publish(logTopic(this.init.fleet.name), packLogGossip([forged.bytes])[0])
+          .catch(() => undefined);
         return;
       }
     }

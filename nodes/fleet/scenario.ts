@@ -64,7 +64,10 @@ function fail(where: string, why: string): never {
   throw new ScenarioError('BAD_SCENARIO', `scenario ${where}: ${why}`);
 }
 
-const num = (v: unknown, where: string, min = 0): number => (typeof v === 'number' && Number.isFinite(v) && v >= min ? v : fail(where, `expected a number ≥ ${min}, got ${JSON.stringify(v)}`));
+const num = (v: unknown, where: string, min = 0): number =>
+  typeof v === 'number' && Number.isFinite(v) && v >= min
+    ? v
+    : fail(where, `expected a number ≥ ${min}, got ${JSON.stringify(v)}`);
 
 function point(v: unknown, where: string): { x: number; y: number } {
   if (Array.isArray(v) && v.length === 2) return { x: num(v[0], where, -1e6), y: num(v[1], where, -1e6) };
@@ -80,7 +83,12 @@ function fault(v: unknown, where: string): Fault {
     case 'forge':
       return { type: f.type };
     case 'fake-walls':
-      return { type: 'fake-walls', thickness: num(f.thickness ?? 20, `${where}.thickness`, 1), from: point(f.from ?? [2, 10], `${where}.from`), to: point(f.to ?? [18, 10], `${where}.to`) };
+      return {
+        type: 'fake-walls',
+        thickness: num(f.thickness ?? 20, `${where}.thickness`, 1),
+        from: point(f.from ?? [2, 10], `${where}.from`),
+        to: point(f.to ?? [18, 10], `${where}.to`),
+      };
     default:
       return fail(where, `fault type must be one of ${FAULT_TYPES.join(', ')}, got ${JSON.stringify(f?.type)}`);
   }
@@ -88,28 +96,46 @@ function fault(v: unknown, where: string): Fault {
 
 function shaping(v: unknown, where: string, robot: (v: unknown, where: string) => string, all: string[]): LinkShaping {
   const s = v as Record<string, unknown>;
-  if (typeof s !== 'object' || s === null || Array.isArray(s)) fail(where, 'expected { robots | between | links, rate_mbit, delay_ms }');
+  if (typeof s !== 'object' || s === null || Array.isArray(s))
+    fail(where, 'expected { robots | between | links, rate_mbit, delay_ms }');
   const ways = ['robots', 'between', 'links'].filter((k) => k in s);
-  if (ways.length !== 1) fail(where, 'name the links with exactly one of robots: [r..] (all their links), between: [[r..], [r..]] (links across groups) or links: [[ra, rb], ..]');
-  const list = (x: unknown, at: string): unknown[] => (Array.isArray(x) && x.length > 0 ? x : fail(at, 'expected a non-empty list'));
+  if (ways.length !== 1)
+    fail(
+      where,
+      'name the links with exactly one of robots: [r..] (all their links), between: [[r..], [r..]] (links across groups) or links: [[ra, rb], ..]',
+    );
+  const list = (x: unknown, at: string): unknown[] =>
+    Array.isArray(x) && x.length > 0 ? x : fail(at, 'expected a non-empty list');
   const pairs: [string, string][] = [];
   if ('robots' in s) {
     const mine = list(s.robots, `${where}.robots`).map((r, i) => robot(r, `${where}.robots[${i}]`));
     for (const a of mine) for (const b of all) if (a !== b && !(mine.includes(b) && b < a)) pairs.push([a, b]);
   } else if ('between' in s) {
-    const groups = list(s.between, `${where}.between`).map((g, j) => list(g, `${where}.between[${j}]`).map((r, k) => robot(r, `${where}.between[${j}][${k}]`)));
+    const groups = list(s.between, `${where}.between`).map((g, j) =>
+      list(g, `${where}.between[${j}]`).map((r, k) => robot(r, `${where}.between[${j}][${k}]`)),
+    );
     if (groups.length < 2) fail(`${where}.between`, 'two or more groups');
-    for (let i = 0; i < groups.length; i++) for (let j = i + 1; j < groups.length; j++) for (const a of groups[i]) for (const b of groups[j]) pairs.push([a, b]);
+    for (let i = 0; i < groups.length; i++)
+      for (let j = i + 1; j < groups.length; j++)
+        for (const a of groups[i]) for (const b of groups[j]) pairs.push([a, b]);
   } else {
     for (const [i, l] of list(s.links, `${where}.links`).entries()) {
-      const pair = Array.isArray(l) && l.length === 2 ? l.map((r, k) => robot(r, `${where}.links[${i}][${k}]`)) : fail(`${where}.links[${i}]`, 'expected [robot, robot]');
+      const pair =
+        Array.isArray(l) && l.length === 2
+          ? l.map((r, k) => robot(r, `${where}.links[${i}][${k}]`))
+          : fail(`${where}.links[${i}]`, 'expected [robot, robot]');
       if (pair[0] === pair[1]) fail(`${where}.links[${i}]`, 'a link joins two different robots');
       pairs.push([pair[0], pair[1]]);
     }
   }
   const rate = num(s.rate_mbit, `${where}.rate_mbit`, 0.01);
   const delayMs = num(s.delay_ms ?? 0, `${where}.delay_ms`);
-  const names = 'robots' in s ? `links of ${(s.robots as string[]).join(', ')}` : 'between' in s ? `links between ${(s.between as string[][]).map((g) => g.join(' ')).join(' | ')}` : `${pairs.length} link(s)`;
+  const names =
+    'robots' in s
+      ? `links of ${(s.robots as string[]).join(', ')}`
+      : 'between' in s
+        ? `links between ${(s.between as string[][]).map((g) => g.join(' ')).join(' | ')}`
+        : `${pairs.length} link(s)`;
   return { links: pairs, bytesPerSecond: (rate * 1e6) / 8, delayMs, text: `${names}: ${rate} Mbit/s, ${delayMs} ms` };
 }
 
@@ -122,11 +148,13 @@ export function parseScenario(text: string, source = 'scenario'): Scenario {
   }
   if (typeof doc !== 'object' || Array.isArray(doc)) fail(source, 'expected a map');
   const known = new Set(['robots', 'world', 'seed', 'duration', 'sim_speed', 'workload', 'anchor_every', 'events']);
-  for (const k of Object.keys(doc)) if (!known.has(k)) fail(source, `unknown key ${k} (known: ${[...known].join(', ')})`);
+  for (const k of Object.keys(doc))
+    if (!known.has(k)) fail(source, `unknown key ${k} (known: ${[...known].join(', ')})`);
   const robots = num(doc.robots ?? 4, 'robots', 2);
   if (!Number.isInteger(robots) || robots > 64) fail('robots', 'an integer from 2 to 64');
   const names = new Set(Array.from({ length: robots }, (_, i) => `r${i}`));
-  const robot = (v: unknown, where: string): string => (typeof v === 'string' && names.has(v) ? v : fail(where, `unknown robot ${JSON.stringify(v)} (r0..r${robots - 1})`));
+  const robot = (v: unknown, where: string): string =>
+    typeof v === 'string' && names.has(v) ? v : fail(where, `unknown robot ${JSON.stringify(v)} (r0..r${robots - 1})`);
   const w = (doc.workload ?? {}) as Record<string, unknown>;
   const events = ((doc.events ?? []) as unknown[]).map((e, i): ScenarioEvent => {
     const where = `events[${i}]`;
@@ -134,27 +162,42 @@ export function parseScenario(text: string, source = 'scenario'): Scenario {
     const at = num(ev?.at, `${where}.at`);
     if ('partition' in ev) {
       const groups = ev.partition;
-      if (!Array.isArray(groups) || groups.length < 2 || !groups.every(Array.isArray)) fail(where, 'partition takes two or more groups of robots');
-      return { at, partition: (groups as unknown[][]).map((g, j) => g.map((r, k) => robot(r, `${where}.partition[${j}][${k}]`))) };
+      if (!Array.isArray(groups) || groups.length < 2 || !groups.every(Array.isArray))
+        fail(where, 'partition takes two or more groups of robots');
+      return {
+        at,
+        partition: (groups as unknown[][]).map((g, j) => g.map((r, k) => robot(r, `${where}.partition[${j}][${k}]`))),
+      };
     }
     if ('heal' in ev) return { at, heal: true };
     if ('unshape' in ev) return { at, unshape: true };
     if ('shape' in ev) return { at, shape: shaping(ev.shape, `${where}.shape`, robot, [...names]) };
     if ('byzantine' in ev) {
       const b = ev.byzantine as Record<string, unknown>;
-      return { at, byzantine: { robot: robot(b?.robot, `${where}.byzantine.robot`), fault: fault(b?.fault, `${where}.byzantine.fault`) } };
+      return {
+        at,
+        byzantine: {
+          robot: robot(b?.robot, `${where}.byzantine.robot`),
+          fault: fault(b?.fault, `${where}.byzantine.fault`),
+        },
+      };
     }
     return fail(where, 'an event is a partition, heal, byzantine, shape or unshape');
   });
   const duration = num(doc.duration ?? 60, 'duration', 1);
-  for (const [i, e] of events.entries()) if (e.at > duration) fail(`events[${i}].at`, `${e.at} s is after the end (${duration} s)`);
+  for (const [i, e] of events.entries())
+    if (e.at > duration) fail(`events[${i}].at`, `${e.at} s is after the end (${duration} s)`);
   return {
     robots,
     world: typeof doc.world === 'string' ? doc.world : 'builtin:office',
     seed: num(doc.seed ?? 7, 'seed'),
     duration,
     simSpeed: num(doc.sim_speed ?? 4, 'sim_speed', 0.1),
-    workload: { every: num(w.every ?? 4, 'workload.every'), k: num(w.k ?? 2, 'workload.k', 1), model: w.model === null || w.model === 'none' ? null : typeof w.model === 'string' ? w.model : 'builtin:ocr-det' },
+    workload: {
+      every: num(w.every ?? 4, 'workload.every'),
+      k: num(w.k ?? 2, 'workload.k', 1),
+      model: w.model === null || w.model === 'none' ? null : typeof w.model === 'string' ? w.model : 'builtin:ocr-det',
+    },
     anchorEvery: num(doc.anchor_every ?? 15, 'anchor_every'),
     events: events.sort((a, b) => a.at - b.at),
   };

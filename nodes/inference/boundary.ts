@@ -115,8 +115,11 @@ export function decodeTailInputs(tail: ModelProto, specs: BoundarySpec[], dynami
 
 function constant(out: Emitted, name: string, value: number | number[], type: 'float' | 'int64'): string {
   if (!out.initializers.some((t) => t.name === name)) {
-    const data = type === 'float' ? Float32Array.of(value as number) : BigInt64Array.from((value as number[]).map(BigInt));
-    out.initializers.push(tensorProto(name, type === 'float' ? FLOAT : INT64, type === 'float' ? [] : [data.length], data));
+    const data =
+      type === 'float' ? Float32Array.of(value as number) : BigInt64Array.from((value as number[]).map(BigInt));
+    out.initializers.push(
+      tensorProto(name, type === 'float' ? FLOAT : INT64, type === 'float' ? [] : [data.length], data),
+    );
   }
   return name;
 }
@@ -148,7 +151,12 @@ function quantize(spec: BoundarySpec, opset: number, out: Emitted): void {
   const half = constant(out, `${RESERVED}half`, 0.5, 'float');
   const levels = constant(out, `${RESERVED}255`, 255, 'float');
   const eps = constant(out, `${RESERVED}eps`, 1e-12, 'float');
-  const flat = constant(out, spec.axis === undefined ? `${RESERVED}scalar_shape` : `${RESERVED}vector_shape`, spec.axis === undefined ? [] : [-1], 'int64');
+  const flat = constant(
+    out,
+    spec.axis === undefined ? `${RESERVED}scalar_shape` : `${RESERVED}vector_shape`,
+    spec.axis === undefined ? [] : [-1],
+    'int64',
+  );
   out.nodes.push(
     reduce('ReduceMin', `${p}min`),
     reduce('ReduceMax', `${p}max`),

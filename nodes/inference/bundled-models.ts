@@ -26,7 +26,10 @@ export async function loadModelArg(arg: string): Promise<LoadedModel> {
   if (!arg.startsWith('builtin:')) return loadModel(arg);
   const name = arg.slice('builtin:'.length);
   if (!(name in BUILTIN_MODELS)) {
-    throw new ModelError('MODEL_NOT_FOUND', `no built-in model '${name}' (have ${Object.keys(BUILTIN_MODELS).join(', ')})`);
+    throw new ModelError(
+      'MODEL_NOT_FOUND',
+      `no built-in model '${name}' (have ${Object.keys(BUILTIN_MODELS).join(', ')})`,
+    );
   }
   const { file } = BUILTIN_MODELS[name as BuiltinModel];
   return file ? loadModel(ocrModelPath(file)) : parseModel(generateCnn(), 'builtin:cnn');

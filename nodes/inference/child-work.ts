@@ -31,7 +31,11 @@ export function withModel(model: LoadedModel, probed: ProbedAnalysis): ModelAnal
   return { model, index: indexGraph(model.graph), ...probed };
 }
 
-type ChildMessage = { progress: { done: number; total: number; label: string } } | { analysis: ProbedAnalysis } | { profile: ModelProfile } | { error: string; code?: string };
+type ChildMessage =
+  | { progress: { done: number; total: number; label: string } }
+  | { analysis: ProbedAnalysis }
+  | { profile: ModelProfile }
+  | { error: string; code?: string };
 
 export class ProfileError extends RobomeshError {}
 
@@ -43,9 +47,17 @@ class ChildFailure {
   ) {}
 }
 
-function runInChild(task: ChildTask, what: string, timeoutMs: number, onProgress?: ProfileOptions['onProgress']): Promise<Exclude<ChildMessage, { progress: unknown }>> {
+function runInChild(
+  task: ChildTask,
+  what: string,
+  timeoutMs: number,
+  onProgress?: ProfileOptions['onProgress'],
+): Promise<Exclude<ChildMessage, { progress: unknown }>> {
   return new Promise((resolve, reject) => {
-    const child = fork(fileURLToPath(new URL('./child-worker.js', import.meta.url)), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced' });
+    const child = fork(fileURLToPath(new URL('./child-worker.js', import.meta.url)), [], {
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      serialization: 'advanced',
+    });
     let settled = false;
     const finish = (outcome: Exclude<ChildMessage, { progress: unknown }> | ChildFailure): void => {
       if (settled) return;
@@ -63,17 +75,27 @@ function runInChild(task: ChildTask, what: string, timeoutMs: number, onProgress
       else finish(m);
     });
     child.on('error', (err) => finish(new ChildFailure(`cannot start a process for ${what}: ${err.message}`)));
-    child.on('exit', (code, signal) => finish(new ChildFailure(`the process for ${what} exited (${signal ?? `code ${code}`}) without an answer`)));
+    child.on('exit', (code, signal) =>
+      finish(new ChildFailure(`the process for ${what} exited (${signal ?? `code ${code}`}) without an answer`)),
+    );
     child.send(task);
   });
 }
 
 /** analyzeModel, probing in a child process; errors about the model keep their ModelError code. */
-export async function analyzeInChildProcess(model: LoadedModel, options: AnalyzeOptions = {}, timeoutMs = 10 * 60_000): Promise<ModelAnalysis> {
+export async function analyzeInChildProcess(
+  model: LoadedModel,
+  options: AnalyzeOptions = {},
+  timeoutMs = 10 * 60_000,
+): Promise<ModelAnalysis> {
   if (options.cuts) throw new ModelError('BAD_OPTIONS', 'cut options are not passed to a child process');
   let reply: Awaited<ReturnType<typeof runInChild>>;
   try {
-    reply = await runInChild({ task: 'analyze', bytes: model.bytes, inputShapes: options.inputShapes }, `analysing ${model.hash.slice(0, 12)}…`, timeoutMs);
+    reply = await runInChild(
+      { task: 'analyze', bytes: model.bytes, inputShapes: options.inputShapes },
+      `analysing ${model.hash.slice(0, 12)}…`,
+      timeoutMs,
+    );
   } catch (err) {
     if (!(err instanceof ChildFailure)) throw err;
     throw new ModelError(err.code ?? 'ANALYSIS_FAILED', err.message);
@@ -83,17 +105,33 @@ export async function analyzeInChildProcess(model: LoadedModel, options: Analyze
 }
 
 /** profileModel in a child process; the profile must name this model and settings. */
-export async function profileInChildProcess(slicer: ModelSlicer, options: ProfileOptions, timeoutMs = 30 * 60_000): Promise<ModelProfile> {
+export async function profileInChildProcess(
+  slicer: ModelSlicer,
+  options: ProfileOptions,
+  timeoutMs = 30 * 60_000,
+): Promise<ModelProfile> {
   const { onProgress, ...rest } = options;
   const what = `profiling ${slicer.hash.slice(0, 12)}…`;
   let reply: Awaited<ReturnType<typeof runInChild>>;
   try {
-    reply = await runInChild({ task: 'profile', bytes: slicer.analysis.model.bytes, analysis: probedPart(slicer.analysis), options: rest }, what, timeoutMs, onProgress);
+    reply = await runInChild(
+      { task: 'profile', bytes: slicer.analysis.model.bytes, analysis: probedPart(slicer.analysis), options: rest },
+      what,
+      timeoutMs,
+      onProgress,
+    );
   } catch (err) {
     if (!(err instanceof ChildFailure)) throw err;
-    throw new ProfileError('PROFILE_FAILED', err.message.startsWith(what) ? err.message : `${what} failed: ${err.message}`);
+    throw new ProfileError(
+      'PROFILE_FAILED',
+      err.message.startsWith(what) ? err.message : `${what} failed: ${err.message}`,
+    );
   }
-  if (!('profile' in reply) || reply.profile.modelHash !== slicer.hash || reply.profile.key !== profileKey(slicer, options.precision, options.threads)) {
+  if (
+    !('profile' in reply) ||
+    reply.profile.modelHash !== slicer.hash ||
+    reply.profile.key !== profileKey(slicer, options.precision, options.threads)
+  ) {
     throw new ProfileError('PROFILE_FAILED', `the profiling process measured another model or setting`);
   }
   return reply.profile;

@@ -16,7 +16,8 @@ process.once('disconnect', () => process.exit(1));
 process.once('message', (task: ChildTask) => {
   void (async () => {
     const model = parseModel(new Uint8Array(task.bytes));
-    if (task.task === 'analyze') return { analysis: probedPart(await analyzeModel(model, { inputShapes: task.inputShapes })) };
+    if (task.task === 'analyze')
+      return { analysis: probedPart(await analyzeModel(model, { inputShapes: task.inputShapes })) };
     const sessions = new SessionCache({ threads: task.options.threads }, 4);
     try {
       const slicer = await ModelSlicer.open(model, sessions, {}, async () => withModel(model, task.analysis));
@@ -30,6 +31,12 @@ process.once('message', (task: ChildTask) => {
     }
   })().then(
     (result) => process.send?.(result, undefined, {}, () => process.exit(0)),
-    (err: Error & { code?: unknown }) => process.send?.({ error: err.message, code: typeof err.code === 'string' ? err.code : undefined }, undefined, {}, () => process.exit(1)),
+    (err: Error & { code?: unknown }) =>
+      process.send?.(
+        { error: err.message, code: typeof err.code === 'string' ? err.code : undefined },
+        undefined,
+        {},
+        () => process.exit(1),
+      ),
   );
 });

@@ -39,11 +39,31 @@ export interface CutOptions {
 export const DEFAULT_CUT_OPTIONS: CutOptions = { maxTensors: 4, maxBytesRatio: 4, minShareStep: 0.01 };
 
 /** Ops whose output ORT fuses into the op that follows (bias, normalisation, activation). */
-const FUSED_PRODUCERS = new Set(['Conv', 'ConvTranspose', 'MatMul', 'Gemm', 'BatchNormalization', 'InstanceNormalization']);
+const FUSED_PRODUCERS = new Set([
+  'Conv',
+  'ConvTranspose',
+  'MatMul',
+  'Gemm',
+  'BatchNormalization',
+  'InstanceNormalization',
+]);
 /** Element-wise ops that finish a block; cutting on their input splits the block. */
 const ACTIVATIONS = new Set([
-  'Relu', 'Clip', 'Sigmoid', 'HardSigmoid', 'HardSwish', 'LeakyRelu', 'PRelu', 'Tanh', 'Elu', 'Selu',
-  'Softplus', 'Gelu', 'Mish', 'BatchNormalization', 'InstanceNormalization',
+  'Relu',
+  'Clip',
+  'Sigmoid',
+  'HardSigmoid',
+  'HardSwish',
+  'LeakyRelu',
+  'PRelu',
+  'Tanh',
+  'Elu',
+  'Selu',
+  'Softplus',
+  'Gelu',
+  'Mish',
+  'BatchNormalization',
+  'InstanceNormalization',
 ]);
 
 const isFloat = (d: DType): boolean => d === 'float32' || d === 'float64' || d === 'float16';
@@ -95,7 +115,11 @@ function nodeFlops(n: NodeProto, shapes: Map<string, TensorShape>, index: GraphI
  * before, read after) is small, not inside a fused Conv/BN/activation chain, and not a repeat
  * of a cheaper cut at nearly the same compute share.
  */
-export function findCuts(index: GraphIndex, shapes: Map<string, TensorShape>, options: Partial<CutOptions> = {}): Cut[] {
+export function findCuts(
+  index: GraphIndex,
+  shapes: Map<string, TensorShape>,
+  options: Partial<CutOptions> = {},
+): Cut[] {
   const opts = { ...DEFAULT_CUT_OPTIONS, ...options };
   const { nodes, constants, consumers } = index;
   const end = nodes.length;
@@ -145,15 +169,16 @@ export function findCuts(index: GraphIndex, shapes: Map<string, TensorShape>, op
  */
 function dropInsideBlocks(cuts: Cut[]): Cut[] {
   const sets = cuts.map((c) => new Set(c.tensors.map((t) => t.name)));
-  return cuts.filter((b, i) =>
-    !cuts.some(
-      (a, j) =>
-        j !== i &&
-        a.headShare <= b.headShare &&
-        sets[j].size < sets[i].size &&
-        [...sets[j]].every((name) => sets[i].has(name)) &&
-        b.bytes.fp32 - a.bytes.fp32 > a.bytes.fp32,
-    ),
+  return cuts.filter(
+    (b, i) =>
+      !cuts.some(
+        (a, j) =>
+          j !== i &&
+          a.headShare <= b.headShare &&
+          sets[j].size < sets[i].size &&
+          [...sets[j]].every((name) => sets[i].has(name)) &&
+          b.bytes.fp32 - a.bytes.fp32 > a.bytes.fp32,
+      ),
   );
 }
 

@@ -41,7 +41,10 @@ export function extractModel(
     }
     const p = index.producer.get(name);
     if (p === undefined) {
-      throw new ModelError('BAD_CUT', `'${name}' is needed but is neither computed after the cut nor one of its inputs`);
+      throw new ModelError(
+        'BAD_CUT',
+        `'${name}' is needed but is neither computed after the cut nor one of its inputs`,
+      );
     }
     if (keep.has(p)) continue;
     keep.add(p);
@@ -79,4 +82,3 @@ export function extractModel(
   });
   return out;
 }
-

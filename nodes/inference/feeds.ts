@@ -37,10 +37,17 @@ export function syntheticFeeds(
         feeds[name] = new ort.Tensor('bool', new Uint8Array(n), dims);
         break;
       case 'uint8':
-        feeds[name] = new ort.Tensor('uint8', Uint8Array.from({ length: n }, () => Math.floor(random() * 256)), dims);
+        feeds[name] = new ort.Tensor(
+          'uint8',
+          Uint8Array.from({ length: n }, () => Math.floor(random() * 256)),
+          dims,
+        );
         break;
       default:
-        throw new ModelError('UNSUPPORTED_INPUT', `input '${name}' of type ${dtype}: synthetic data not supported; feed it yourself`);
+        throw new ModelError(
+          'UNSUPPORTED_INPUT',
+          `input '${name}' of type ${dtype}: synthetic data not supported; feed it yourself`,
+        );
     }
   }
   return feeds;

@@ -24,15 +24,26 @@ export function generateCnn(options: CnnOptions = {}): Uint8Array {
   const conv = (x: string, name: string, cin: number, cout: number, stride: number): string => {
     const std = Math.sqrt(2 / (cin * 9));
     weights.push(
-      tensorProto(`${name}.w`, 1, [cout, cin, 3, 3], Float32Array.from({ length: cout * cin * 9 }, () => gaussian() * std)),
-      tensorProto(`${name}.b`, 1, [cout], Float32Array.from({ length: cout }, () => gaussian() * 0.01)),
+      tensorProto(
+        `${name}.w`,
+        1,
+        [cout, cin, 3, 3],
+        Float32Array.from({ length: cout * cin * 9 }, () => gaussian() * std),
+      ),
+      tensorProto(
+        `${name}.b`,
+        1,
+        [cout],
+        Float32Array.from({ length: cout }, () => gaussian() * 0.01),
+      ),
     );
     nodes.push(
-      node('Conv', [x, `${name}.w`, `${name}.b`], [`${name}.conv`], [
-        attr('kernel_shape', [3, 3]),
-        attr('pads', [1, 1, 1, 1]),
-        attr('strides', [stride, stride]),
-      ]),
+      node(
+        'Conv',
+        [x, `${name}.w`, `${name}.b`],
+        [`${name}.conv`],
+        [attr('kernel_shape', [3, 3]), attr('pads', [1, 1, 1, 1]), attr('strides', [stride, stride])],
+      ),
     );
     return `${name}.conv`;
   };
@@ -54,7 +65,12 @@ export function generateCnn(options: CnnOptions = {}): Uint8Array {
   x = relu(conv(x, 'down2', 32, 64, 2), 'down2.out');
   nodes.push(node('GlobalAveragePool', [x], ['pool']), node('Flatten', ['pool'], ['flat'], [attr('axis', 1)]));
   weights.push(
-    tensorProto('fc.w', 1, [classes, 64], Float32Array.from({ length: classes * 64 }, () => gaussian() * Math.sqrt(1 / 64))),
+    tensorProto(
+      'fc.w',
+      1,
+      [classes, 64],
+      Float32Array.from({ length: classes * 64 }, () => gaussian() * Math.sqrt(1 / 64)),
+    ),
     tensorProto('fc.b', 1, [classes], new Float32Array(classes)),
   );
   nodes.push(node('Gemm', ['flat', 'fc.w', 'fc.b'], ['logits'], [attr('transB', 1)]));

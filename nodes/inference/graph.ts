@@ -51,7 +51,14 @@ export function indexGraph(graph: GraphProto): GraphIndex {
   return { nodes, constants, producer, consumers, inputs, outputs: graph.output.map((o) => o.name), constantDims };
 }
 
-const NONDETERMINISTIC = new Set(['RandomNormal', 'RandomUniform', 'RandomNormalLike', 'RandomUniformLike', 'Multinomial', 'Bernoulli']);
+const NONDETERMINISTIC = new Set([
+  'RandomNormal',
+  'RandomUniform',
+  'RandomNormalLike',
+  'RandomUniformLike',
+  'Multinomial',
+  'Bernoulli',
+]);
 
 /** ONNX requires topological order; tolerate files that break the rule rather than mis-cut them. */
 function topologicalOrder(nodes: NodeProto[], available: Set<string>): NodeProto[] {

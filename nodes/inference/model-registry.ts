@@ -23,7 +23,9 @@ export function outputsToTensors(outputs: Outputs): Tensor[] {
 }
 
 export function tensorsToFeeds(tensors: Tensor[]): Feeds {
-  return Object.fromEntries(tensors.map((t) => [t.name, new ort.Tensor(t.dtype as 'float32', t.data as Float32Array, t.dims)]));
+  return Object.fromEntries(
+    tensors.map((t) => [t.name, new ort.Tensor(t.dtype as 'float32', t.data as Float32Array, t.dims)]),
+  );
 }
 
 /** The models a robot holds, by hash, with their slicers and (once measured) profiles. */
@@ -64,7 +66,13 @@ export class ModelRegistry {
   }
 
   /** The part after `cut`: the tail, or the whole model for INPUT_CUT. Returns the model outputs. */
-  async runFrom(hash: string, cut: string, precision: Precision, granularity: Int8Granularity, tensors: Tensor[]): Promise<Tensor[]> {
+  async runFrom(
+    hash: string,
+    cut: string,
+    precision: Precision,
+    granularity: Int8Granularity,
+    tensors: Tensor[],
+  ): Promise<Tensor[]> {
     const slicer = this.get(hash);
     if (cut === INPUT_CUT) {
       const expected = slicer.analysis.index.inputs;
@@ -75,7 +83,8 @@ export class ModelRegistry {
       for (const t of tensors) checkModelInput(slicer, t);
       return outputsToTensors(await slicer.runWhole(tensorsToFeeds(tensors)));
     }
-    if (!slicer.analysis.cuts.some((c) => c.id === cut)) throw new RegistryError('UNKNOWN_CUT', `no cut '${cut}' in model ${hash.slice(0, 12)}…`);
+    if (!slicer.analysis.cuts.some((c) => c.id === cut))
+      throw new RegistryError('UNKNOWN_CUT', `no cut '${cut}' in model ${hash.slice(0, 12)}…`);
     return outputsToTensors(await slicer.runTail(cut, precision, tensors, granularity));
   }
 }
@@ -85,10 +94,17 @@ function checkModelInput(slicer: ModelSlicer, t: Tensor): void {
   const info = slicer.analysis.model.graph.input.find((i) => i.name === t.name);
   const declared = info ? declaredType(info) : undefined;
   const dtype = declared ? dtypeFromCode(declared.elemType) : undefined;
-  if (!declared || t.dtype !== dtype) throw new BoundaryError('WRONG_DTYPE', `input '${t.name}' must be ${dtype ?? '?'}, got ${t.dtype}`);
+  if (!declared || t.dtype !== dtype)
+    throw new BoundaryError('WRONG_DTYPE', `input '${t.name}' must be ${dtype ?? '?'}, got ${t.dtype}`);
   const dims = declared.dims;
-  if (dims && (dims.length !== t.dims.length || dims.some((d, k) => typeof d === 'number' && d > 0 && d !== t.dims[k]))) {
-    throw new BoundaryError('WRONG_SHAPE', `input '${t.name}' must be [${dims.join(', ')}], got [${t.dims.join(', ')}]`);
+  if (
+    dims &&
+    (dims.length !== t.dims.length || dims.some((d, k) => typeof d === 'number' && d > 0 && d !== t.dims[k]))
+  ) {
+    throw new BoundaryError(
+      'WRONG_SHAPE',
+      `input '${t.name}' must be [${dims.join(', ')}], got [${t.dims.join(', ')}]`,
+    );
   }
   if (t.dims.some((d) => d === 0)) throw new BoundaryError('WRONG_SHAPE', `input '${t.name}' is empty`);
 }

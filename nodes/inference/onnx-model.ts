@@ -61,7 +61,16 @@ export async function loadModel(path: string): Promise<LoadedModel> {
 }
 
 /** A new single-graph model on the default opset 13 (IR 8): what robomesh generates itself. */
-export function opset13Model(producer: string, graph: { name: string; node: NodeProto[]; input: ValueInfoProto[]; output: ValueInfoProto[]; initializer?: TensorProto[] }): ModelProto {
+export function opset13Model(
+  producer: string,
+  graph: {
+    name: string;
+    node: NodeProto[];
+    input: ValueInfoProto[];
+    output: ValueInfoProto[];
+    initializer?: TensorProto[];
+  },
+): ModelProto {
   return create(ModelProtoSchema, {
     irVersion: 8n,
     producerName: producer,
@@ -84,14 +93,19 @@ export function defaultOpset(model: ModelProto): number {
 export type AttrValue = number | bigint | string | number[] | bigint[] | TensorProto;
 
 export function attr(name: string, value: AttrValue): AttributeProto {
-  if (typeof value === 'bigint') return create(AttributeProtoSchema, { name, type: AttributeProto_AttributeType.INT, i: value });
+  if (typeof value === 'bigint')
+    return create(AttributeProtoSchema, { name, type: AttributeProto_AttributeType.INT, i: value });
   if (typeof value === 'number') {
     return Number.isInteger(value)
       ? create(AttributeProtoSchema, { name, type: AttributeProto_AttributeType.INT, i: BigInt(value) })
       : create(AttributeProtoSchema, { name, type: AttributeProto_AttributeType.FLOAT, f: value });
   }
   if (typeof value === 'string') {
-    return create(AttributeProtoSchema, { name, type: AttributeProto_AttributeType.STRING, s: new TextEncoder().encode(value) });
+    return create(AttributeProtoSchema, {
+      name,
+      type: AttributeProto_AttributeType.STRING,
+      s: new TextEncoder().encode(value),
+    });
   }
   if (Array.isArray(value)) {
     return create(AttributeProtoSchema, {
@@ -108,7 +122,13 @@ export function floatAttr(name: string, value: number): AttributeProto {
   return create(AttributeProtoSchema, { name, type: AttributeProto_AttributeType.FLOAT, f: value });
 }
 
-export function node(opType: string, input: string[], output: string[], attributes: AttributeProto[] = [], name = ''): NodeProto {
+export function node(
+  opType: string,
+  input: string[],
+  output: string[],
+  attributes: AttributeProto[] = [],
+  name = '',
+): NodeProto {
   return create(NodeProtoSchema, { opType, input, output, attribute: attributes, name: name || output[0] });
 }
 

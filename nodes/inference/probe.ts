@@ -29,11 +29,17 @@ export function resolveInputShapes(
     const override = overrides[info.name];
     if (override) {
       if (declared && declared.length !== override.length) {
-        throw new ModelError('BAD_INPUT_SHAPE', `input '${info.name}' has rank ${declared.length}, shape given has ${override.length}`);
+        throw new ModelError(
+          'BAD_INPUT_SHAPE',
+          `input '${info.name}' has rank ${declared.length}, shape given has ${override.length}`,
+        );
       }
       declared?.forEach((d, k) => {
         if (typeof d === 'number' && d > 0 && d !== override[k]) {
-          throw new ModelError('BAD_INPUT_SHAPE', `input '${info.name}' dim ${k} is fixed at ${d}, shape given says ${override[k]}`);
+          throw new ModelError(
+            'BAD_INPUT_SHAPE',
+            `input '${info.name}' dim ${k} is fixed at ${d}, shape given says ${override[k]}`,
+          );
         }
       });
       shapes[info.name] = override;
@@ -121,7 +127,10 @@ export async function symbolicDims(
     const a = shapes.get(name)?.dims;
     const b = other.get(name)?.dims;
     if (!a || !b || a.length !== b.length) continue;
-    out.set(name, a.map((d, k) => (d === b[k] ? d : `${name}:${k}`)));
+    out.set(
+      name,
+      a.map((d, k) => (d === b[k] ? d : `${name}:${k}`)),
+    );
   }
   return out;
 }

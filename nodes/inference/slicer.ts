@@ -24,7 +24,12 @@ export class ModelSlicer {
   ) {}
 
   /** `analyze`: analyzeModel here, or the same work elsewhere (analyzeInChildProcess). */
-  static async open(model: LoadedModel, sessions: SessionCache, options: AnalyzeOptions = {}, analyze: Analyze = analyzeModel): Promise<ModelSlicer> {
+  static async open(
+    model: LoadedModel,
+    sessions: SessionCache,
+    options: AnalyzeOptions = {},
+    analyze: Analyze = analyzeModel,
+  ): Promise<ModelSlicer> {
     return new ModelSlicer(await analyze(model, options), sessions);
   }
 
@@ -77,13 +82,23 @@ export class ModelSlicer {
     return session.run(feeds);
   }
 
-  async runHead(cutId: string, precision: Precision, feeds: Feeds, granularity: Int8Granularity = 'channel'): Promise<Tensor[]> {
+  async runHead(
+    cutId: string,
+    precision: Precision,
+    feeds: Feeds,
+    granularity: Int8Granularity = 'channel',
+  ): Promise<Tensor[]> {
     const split = this.split(cutId, precision, granularity);
     const session = await this.sessions.get(`${this.hash}:${cutId}:${precision}:${granularity}:head`, () => split.head);
     return headOutputsToFrame(split.boundary, await session.run(feeds));
   }
 
-  async runTail(cutId: string, precision: Precision, tensors: Tensor[], granularity: Int8Granularity = 'channel'): Promise<Outputs> {
+  async runTail(
+    cutId: string,
+    precision: Precision,
+    tensors: Tensor[],
+    granularity: Int8Granularity = 'channel',
+  ): Promise<Outputs> {
     const split = this.split(cutId, precision, granularity);
     const feeds = frameToTailFeeds(split.boundary, tensors, this.analysis.dynamic);
     const session = await this.sessions.get(`${this.hash}:${cutId}:${precision}:${granularity}:tail`, () => split.tail);

@@ -17,7 +17,17 @@ import {
 import { type Cut, type CutOptions, findCuts } from './cuts.js';
 import { type BoundaryType, extractModel } from './extract.js';
 import { type GraphIndex, indexGraph } from './graph.js';
-import { type LoadedModel, ModelError, attr, declaredType, node, opset13Model, parseModel, serializeModel, tensorValueInfo } from './onnx-model.js';
+import {
+  type LoadedModel,
+  ModelError,
+  attr,
+  declaredType,
+  node,
+  opset13Model,
+  parseModel,
+  serializeModel,
+  tensorValueInfo,
+} from './onnx-model.js';
 import { type TensorShape, probeShapes, resolveInputShapes, symbolicDims } from './probe.js';
 
 /** A model with its graph index, probed shapes and candidate cuts: computed once per model. */
@@ -47,7 +57,13 @@ export async function analyzeModel(model: LoadedModel, options: AnalyzeOptions =
     .some((i) => (declaredType(i)?.dims ?? ['?']).some((d) => typeof d !== 'number' || d <= 0));
   const cuts = findCuts(index, shapes, options.cuts);
   if (dynamic) {
-    const dims = await symbolicDims(model, index, inputShapes, shapes, cuts.flatMap((c) => c.tensors.map((t) => t.name)));
+    const dims = await symbolicDims(
+      model,
+      index,
+      inputShapes,
+      shapes,
+      cuts.flatMap((c) => c.tensors.map((t) => t.name)),
+    );
     for (const t of cuts.flatMap((c) => c.tensors)) {
       const d = dims.get(t.name);
       if (d) t.dims = d;
@@ -71,7 +87,10 @@ export interface SplitModels {
 export function findCut(analysis: ModelAnalysis, cutId: string): Cut {
   const cut = analysis.cuts.find((c) => c.id === cutId);
   if (!cut) {
-    throw new ModelError('UNKNOWN_CUT', `no cut '${cutId}' in this model (cuts: ${analysis.cuts.map((c) => c.id).join(', ') || 'none'})`);
+    throw new ModelError(
+      'UNKNOWN_CUT',
+      `no cut '${cutId}' in this model (cuts: ${analysis.cuts.map((c) => c.id).join(', ') || 'none'})`,
+    );
   }
   return cut;
 }
@@ -86,7 +105,9 @@ export function buildSplit(
   const cut = findCut(analysis, cutId);
   const { model, index, dynamic } = analysis;
   const names = cut.tensors.map((t) => t.name);
-  const types = new Map<string, BoundaryType>(cut.tensors.map((t) => [t.name, { dtype: t.dtype, dims: dynamic ? t.dims : t.shape }]));
+  const types = new Map<string, BoundaryType>(
+    cut.tensors.map((t) => [t.name, { dtype: t.dtype, dims: dynamic ? t.dims : t.shape }]),
+  );
   // Extraction builds fresh graph containers, so the edits below never reach the source model.
   const head = extractModel(model.proto, index, index.inputs, names, types);
   const tail = extractModel(model.proto, index, names, index.outputs, types);
@@ -147,9 +168,14 @@ function anchorBlockedLayout(tail: ModelProto, specs: BoundarySpec[], dynamic: b
   for (const spec of specs) {
     const dims = declaredDims(spec, dynamic);
     const channels = dims?.[1];
-    if (spec.dtype !== 'float32' || dims?.length !== 4 || typeof channels !== 'number' || channels % block !== 0) continue;
+    if (spec.dtype !== 'float32' || dims?.length !== 4 || typeof channels !== 'number' || channels % block !== 0)
+      continue;
     const isSkip = graph.node.some(
-      (n) => !n.domain && (n.opType === 'Add' || n.opType === 'Sum') && n.input.includes(spec.name) && n.input.every((i) => i === spec.name || blocked(i)),
+      (n) =>
+        !n.domain &&
+        (n.opType === 'Add' || n.opType === 'Sum') &&
+        n.input.includes(spec.name) &&
+        n.input.every((i) => i === spec.name || blocked(i)),
     );
     if (!isSkip) continue;
     const anchored = `${spec.name}${BLOCKED_SUFFIX}`;
@@ -196,9 +222,13 @@ async function probeBlockSize(): Promise<number> {
     });
     await session.release();
     const optimized = parseModel(new Uint8Array(await readFile(path)), 'optimized probe').graph;
-    const pooled = new Set(optimized.node.filter((n) => n.opType === 'MaxPool' && n.domain.endsWith('nchwc')).flatMap((n) => n.input));
+    const pooled = new Set(
+      optimized.node.filter((n) => n.opType === 'MaxPool' && n.domain.endsWith('nchwc')).flatMap((n) => n.input),
+    );
     // A blocked pool reads its input through a ReorderInput; find which width that was.
-    const reordered = new Set(optimized.node.filter((n) => n.output.some((o) => pooled.has(o))).flatMap((n) => n.input));
+    const reordered = new Set(
+      optimized.node.filter((n) => n.output.some((o) => pooled.has(o))).flatMap((n) => n.input),
+    );
     return widths.find((c) => reordered.has(`x${c}`)) ?? 0;
   } finally {
     await rm(path, { force: true });

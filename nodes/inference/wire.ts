@@ -7,14 +7,24 @@ import { type BoundarySpec, declaredDims } from './boundary.js';
 /** A boundary frame that does not match what the tail expects. */
 export class BoundaryError extends RobomeshError {}
 
-const WIRE_DTYPE: Record<BoundarySpec['encoding'], DType | undefined> = { raw: undefined, fp16: 'float16', uint8: 'uint8' };
+const WIRE_DTYPE: Record<BoundarySpec['encoding'], DType | undefined> = {
+  raw: undefined,
+  fp16: 'float16',
+  uint8: 'uint8',
+};
 
 /** Head outputs → frame tensors: one per cut tensor, quantization parameters carried in the frame. */
 export function headOutputsToFrame(boundary: BoundarySpec[], outputs: ort.InferenceSession.OnnxValueMapType): Tensor[] {
   return boundary.map((spec) => {
     const value = outputs[spec.parts[0]] as ort.Tensor | undefined;
-    if (!value || !isDType(value.type)) throw new BoundaryError('MISSING_OUTPUT', `head did not produce '${spec.parts[0]}'`);
-    const tensor: Tensor = { name: spec.name, dtype: value.type, dims: [...value.dims], data: value.data as TensorData };
+    if (!value || !isDType(value.type))
+      throw new BoundaryError('MISSING_OUTPUT', `head did not produce '${spec.parts[0]}'`);
+    const tensor: Tensor = {
+      name: spec.name,
+      dtype: value.type,
+      dims: [...value.dims],
+      data: value.data as TensorData,
+    };
     if (spec.encoding === 'uint8') {
       const scale = outputs[spec.parts[1]] as ort.Tensor;
       const zp = outputs[spec.parts[2]] as ort.Tensor;
@@ -33,19 +43,30 @@ export function headOutputsToFrame(boundary: BoundarySpec[], outputs: ort.Infere
  * dtype and rank it must have, fixed dims equal, quantization as agreed. Anything else is a
  * BoundaryError naming the tensor, never a tail run on a wrong tensor.
  */
-export function frameToTailFeeds(boundary: BoundarySpec[], tensors: Tensor[], dynamic: boolean): Record<string, ort.Tensor> {
+export function frameToTailFeeds(
+  boundary: BoundarySpec[],
+  tensors: Tensor[],
+  dynamic: boolean,
+): Record<string, ort.Tensor> {
   const byName = new Map(tensors.map((t) => [t.name, t]));
   if (byName.size !== boundary.length) {
-    throw new BoundaryError('WRONG_TENSORS', `frame has ${tensors.map((t) => t.name).join(', ')}; the cut needs ${boundary.map((b) => b.name).join(', ')}`);
+    throw new BoundaryError(
+      'WRONG_TENSORS',
+      `frame has ${tensors.map((t) => t.name).join(', ')}; the cut needs ${boundary.map((b) => b.name).join(', ')}`,
+    );
   }
   const feeds: Record<string, ort.Tensor> = {};
   for (const spec of boundary) {
     const t = byName.get(spec.name);
     if (!t) throw new BoundaryError('WRONG_TENSORS', `frame lacks boundary tensor '${spec.name}'`);
     const dtype = WIRE_DTYPE[spec.encoding] ?? spec.dtype;
-    if (t.dtype !== dtype) throw new BoundaryError('WRONG_DTYPE', `'${spec.name}' must be ${dtype}, frame has ${t.dtype}`);
+    if (t.dtype !== dtype)
+      throw new BoundaryError('WRONG_DTYPE', `'${spec.name}' must be ${dtype}, frame has ${t.dtype}`);
     if (t.dims.length !== spec.shape.length) {
-      throw new BoundaryError('WRONG_SHAPE', `'${spec.name}' must have rank ${spec.shape.length}, frame has [${t.dims.join(', ')}]`);
+      throw new BoundaryError(
+        'WRONG_SHAPE',
+        `'${spec.name}' must have rank ${spec.shape.length}, frame has [${t.dims.join(', ')}]`,
+      );
     }
     const fixed = declaredDims(spec, dynamic);
     if (fixed && t.dims.some((d, k) => typeof fixed[k] === 'number' && d !== fixed[k])) {
@@ -56,9 +77,13 @@ export function frameToTailFeeds(boundary: BoundarySpec[], tensors: Tensor[], dy
     if (spec.encoding === 'uint8') {
       const q = t.quant;
       if (!q || q.axis !== spec.axis) {
-        throw new BoundaryError('WRONG_QUANT', `'${spec.name}' must be quantized ${spec.axis === undefined ? 'per tensor' : `along axis ${spec.axis}`}`);
+        throw new BoundaryError(
+          'WRONG_QUANT',
+          `'${spec.name}' must be quantized ${spec.axis === undefined ? 'per tensor' : `along axis ${spec.axis}`}`,
+        );
       }
-      if (q.zeroPoint.some((z) => z < 0 || z > 255)) throw new BoundaryError('WRONG_QUANT', `'${spec.name}' zero point outside uint8`);
+      if (q.zeroPoint.some((z) => z < 0 || z > 255))
+        throw new BoundaryError('WRONG_QUANT', `'${spec.name}' zero point outside uint8`);
       const paramDims = spec.axis === undefined ? [] : [q.scale.length];
       feeds[spec.parts[1]] = new ort.Tensor('float32', q.scale, paramDims);
       feeds[spec.parts[2]] = new ort.Tensor('uint8', Uint8Array.from(q.zeroPoint), paramDims);

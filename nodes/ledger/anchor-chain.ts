@@ -1,4 +1,9 @@
-import { IotaClient, IotaHTTPTransport, type IotaTransport, type IotaTransportRequestOptions } from '@iota/iota-sdk/client';
+import {
+  IotaClient,
+  IotaHTTPTransport,
+  type IotaTransport,
+  type IotaTransportRequestOptions,
+} from '@iota/iota-sdk/client';
 import { RobomeshError } from '../../protocol/errors.js';
 import type { GasRef, SignedTx } from './iota-tx.js';
 
@@ -41,7 +46,9 @@ export class ChainError extends RobomeshError {
 export function timeoutTransport(inner: IotaTransport, timeoutMs: number): IotaTransport {
   return {
     request<T>(input: IotaTransportRequestOptions): Promise<T> {
-      const signal = input.signal ? AbortSignal.any([input.signal, AbortSignal.timeout(timeoutMs)]) : AbortSignal.timeout(timeoutMs);
+      const signal = input.signal
+        ? AbortSignal.any([input.signal, AbortSignal.timeout(timeoutMs)])
+        : AbortSignal.timeout(timeoutMs);
       return inner.request<T>({ ...input, signal });
     },
     subscribe: (input) => inner.subscribe(input),
@@ -59,7 +66,8 @@ function classify(err: unknown, what: string): ChainError {
   if (e.name === 'TimeoutError' || e.name === 'AbortError') return new ChainError('TIMEOUT', text);
   // The SDK raises JsonRpcError (numeric code) when the node answered with an error; busy and
   // transient answers are worth retrying as they are, anything else rejected what we sent.
-  if (typeof e.code === 'number') return new ChainError(e.code === -32604 || e.code === -32050 ? 'UNREACHABLE' : 'REJECTED', text);
+  if (typeof e.code === 'number')
+    return new ChainError(e.code === -32604 || e.code === -32050 ? 'UNREACHABLE' : 'REJECTED', text);
   return new ChainError('UNREACHABLE', text);
 }
 
@@ -72,7 +80,11 @@ interface TxResponse {
 }
 
 const b64ToHex = (v: unknown): string =>
-  Array.isArray(v) ? Buffer.from(v as number[]).toString('hex') : typeof v === 'string' ? Buffer.from(v, 'base64').toString('hex') : '';
+  Array.isArray(v)
+    ? Buffer.from(v as number[]).toString('hex')
+    : typeof v === 'string'
+      ? Buffer.from(v, 'base64').toString('hex')
+      : '';
 
 export class IotaAnchorChain implements AnchorChain {
   constructor(private readonly client: IotaClient) {}
@@ -109,14 +121,20 @@ export class IotaAnchorChain implements AnchorChain {
       throw classify(err, `executing ${tx.digest}`);
     }
     const status = res.effects?.status;
-    if (status?.status !== 'success') throw new ChainError('REJECTED', `transaction ${res.digest} failed: ${status?.error ?? 'no effects returned'}`);
-    if (res.digest !== tx.digest) throw new ChainError('REJECTED', `node answered for ${res.digest}, submitted ${tx.digest}`);
+    if (status?.status !== 'success')
+      throw new ChainError('REJECTED', `transaction ${res.digest} failed: ${status?.error ?? 'no effects returned'}`);
+    if (res.digest !== tx.digest)
+      throw new ChainError('REJECTED', `node answered for ${res.digest}, submitted ${tx.digest}`);
     return { digest: res.digest, gas: res.effects?.gasObject?.reference };
   }
 
   async waitFinal(digest: string, timeoutMs: number): Promise<{ checkpoint: number }> {
     try {
-      const res = (await this.client.waitForTransaction({ digest, timeout: timeoutMs, pollInterval: Math.min(1000, timeoutMs / 4) })) as unknown as TxResponse;
+      const res = (await this.client.waitForTransaction({
+        digest,
+        timeout: timeoutMs,
+        pollInterval: Math.min(1000, timeoutMs / 4),
+      })) as unknown as TxResponse;
       return { checkpoint: Number(res.checkpoint) };
     } catch (err) {
       throw classify(err, `waiting for ${digest}`);
@@ -126,7 +144,10 @@ export class IotaAnchorChain implements AnchorChain {
   async lookup(digest: string): Promise<ChainAnchor | undefined> {
     let res: TxResponse;
     try {
-      res = (await this.client.getTransactionBlock({ digest, options: { showEvents: true, showInput: true } })) as unknown as TxResponse;
+      res = (await this.client.getTransactionBlock({
+        digest,
+        options: { showEvents: true, showInput: true },
+      })) as unknown as TxResponse;
     } catch (err) {
       const c = classify(err, `looking up ${digest}`);
       if (c.code === 'REJECTED') return undefined; // the node does not know this digest
@@ -136,8 +157,18 @@ export class IotaAnchorChain implements AnchorChain {
       .filter((e) => e.type.endsWith('::ledger::Anchored'))
       .map((e) => {
         const j = e.parsedJson as { root?: unknown; count?: unknown; robot?: unknown };
-        return { packageId: e.type.slice(0, -'::ledger::Anchored'.length), root: b64ToHex(j.root), count: Number(j.count), robot: String(j.robot) };
+        return {
+          packageId: e.type.slice(0, -'::ledger::Anchored'.length),
+          root: b64ToHex(j.root),
+          count: Number(j.count),
+          robot: String(j.robot),
+        };
       });
-    return { digest: res.digest, checkpoint: res.checkpoint == null ? undefined : Number(res.checkpoint), sender: res.transaction?.data?.sender, anchors };
+    return {
+      digest: res.digest,
+      checkpoint: res.checkpoint == null ? undefined : Number(res.checkpoint),
+      sender: res.transaction?.data?.sender,
+      anchors,
+    };
   }
 }

@@ -56,22 +56,29 @@ export class SqliteAnchorQueue implements AnchorQueue {
     this.db = new Database(path);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = FULL');
-    this.db.exec('CREATE TABLE IF NOT EXISTS anchor_queue (root TEXT PRIMARY KEY, added INTEGER NOT NULL, item TEXT NOT NULL)');
+    this.db.exec(
+      'CREATE TABLE IF NOT EXISTS anchor_queue (root TEXT PRIMARY KEY, added INTEGER NOT NULL, item TEXT NOT NULL)',
+    );
   }
 
   put(item: QueuedAnchor): void {
     this.db
-      .prepare('INSERT INTO anchor_queue (root, added, item) VALUES (?, ?, ?) ON CONFLICT(root) DO UPDATE SET item = excluded.item')
+      .prepare(
+        'INSERT INTO anchor_queue (root, added, item) VALUES (?, ?, ?) ON CONFLICT(root) DO UPDATE SET item = excluded.item',
+      )
       .run(item.root, Date.now(), JSON.stringify(item));
   }
 
   get(root: Hex): QueuedAnchor | undefined {
-    const row = this.db.prepare('SELECT item FROM anchor_queue WHERE root = ?').get(root) as { item: string } | undefined;
+    const row = this.db.prepare('SELECT item FROM anchor_queue WHERE root = ?').get(root) as
+      { item: string } | undefined;
     return row && (JSON.parse(row.item) as QueuedAnchor);
   }
 
   all(): QueuedAnchor[] {
-    return (this.db.prepare('SELECT item FROM anchor_queue ORDER BY added, root').all() as { item: string }[]).map((r) => JSON.parse(r.item) as QueuedAnchor);
+    return (this.db.prepare('SELECT item FROM anchor_queue ORDER BY added, root').all() as { item: string }[]).map(
+      (r) => JSON.parse(r.item) as QueuedAnchor,
+    );
   }
 
   remove(root: Hex): void {

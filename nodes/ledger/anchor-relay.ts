@@ -86,7 +86,8 @@ export class AnchorRelay {
       if (!addresses.has(tx.sender) || toHex(tx.root) !== toHex(m.root) || tx.count !== m.count) return undefined;
       const hex64 = (v: unknown): boolean => typeof v === 'string' && /^[0-9a-f]{64}$/.test(v);
       if (!Array.isArray(m.heads) || m.heads.length > 64 || !m.heads.every(hex64)) return undefined;
-      if (!Array.isArray(m.results) || !m.results.every((r) => typeof r?.task === 'string' && hex64(r.digest))) return undefined;
+      if (!Array.isArray(m.results) || !m.results.every((r) => typeof r?.task === 'string' && hex64(r.digest)))
+        return undefined;
       if (![m.first, m.last].every(Number.isSafeInteger)) return undefined;
       return {
         root: toHex(m.root),

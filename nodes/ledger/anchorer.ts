@@ -3,7 +3,14 @@ import { type Hex, fromHex } from '../../protocol/log-entry.js';
 import { MerkleTree } from '../../protocol/merkle.js';
 import { type AnchorChain, ChainError } from './anchor-chain.js';
 import type { AnchorQueue, QueuedAnchor } from './anchor-queue.js';
-import { type GasPlan, type IotaDeployment, MAX_RESULTS_PER_ANCHOR, type SignedTx, buildAnchorTx, iotaKeypair } from './iota-tx.js';
+import {
+  type GasPlan,
+  type IotaDeployment,
+  MAX_RESULTS_PER_ANCHOR,
+  type SignedTx,
+  buildAnchorTx,
+  iotaKeypair,
+} from './iota-tx.js';
 import type { Ledger } from './ledger.js';
 
 export interface AnchorerOptions {
@@ -32,7 +39,12 @@ const toB64 = (b: Uint8Array): string => Buffer.from(b).toString('base64');
 const fromB64 = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'base64'));
 
 export const signedOf = (item: QueuedAnchor): SignedTx | undefined =>
-  item.signed && { bytes: fromB64(item.signed.bytes), signature: item.signed.signature, digest: item.signed.digest, sender: item.signed.sender };
+  item.signed && {
+    bytes: fromB64(item.signed.bytes),
+    signature: item.signed.signature,
+    digest: item.signed.digest,
+    sender: item.signed.sender,
+  };
 
 /**
  * Commits Merkle roots of the log on IOTA. `snapshot` queues the log as it stands (signed at
@@ -41,14 +53,27 @@ export const signedOf = (item: QueuedAnchor): SignedTx | undefined =>
  * the next network step, so a crash or partition at any point leaves the anchor queued, and a
  * transaction submitted before a crash is found again by its digest instead of being re-signed.
  */
-export class Anchorer extends EventEmitter<{ relay: [QueuedAnchor]; anchored: [{ root: Hex; tx: string; checkpoint: number }] }> {
+export class Anchorer extends EventEmitter<{
+  relay: [QueuedAnchor];
+  anchored: [{ root: Hex; tx: string; checkpoint: number }];
+}> {
   readonly address: string;
   private gas: GasPlan | undefined;
-  private readonly o: Required<Pick<AnchorerOptions, 'probeTimeoutMs' | 'finalityTimeoutMs' | 'backoffMs' | 'now' | 'gasBudget'>> & AnchorerOptions;
+  private readonly o: Required<
+    Pick<AnchorerOptions, 'probeTimeoutMs' | 'finalityTimeoutMs' | 'backoffMs' | 'now' | 'gasBudget'>
+  > &
+    AnchorerOptions;
 
   constructor(options: AnchorerOptions) {
     super();
-    this.o = { probeTimeoutMs: 3000, finalityTimeoutMs: 60_000, backoffMs: { base: 1000, max: 60_000 }, now: Date.now, gasBudget: 20_000_000n, ...options };
+    this.o = {
+      probeTimeoutMs: 3000,
+      finalityTimeoutMs: 60_000,
+      backoffMs: { base: 1000, max: 60_000 },
+      now: Date.now,
+      gasBudget: 20_000_000n,
+      ...options,
+    };
     this.gas = options.gas;
     this.address = iotaKeypair(options.seed).toIotaAddress();
   }
@@ -87,7 +112,12 @@ export class Anchorer extends EventEmitter<{ relay: [QueuedAnchor]; anchored: [{
     // One transaction per gas coin version: sign offline only if no other of ours holds the coin.
     if (this.gas && !queue.all().some((q) => q.signed && !q.relayed)) {
       const signed = await this.sign(item, this.gas);
-      item.signed = { bytes: toB64(signed.bytes), signature: signed.signature, digest: signed.digest, sender: signed.sender };
+      item.signed = {
+        bytes: toB64(signed.bytes),
+        signature: signed.signature,
+        digest: signed.digest,
+        sender: signed.sender,
+      };
     }
     queue.put(item);
     if (item.signed) this.emit('relay', item);
@@ -96,7 +126,13 @@ export class Anchorer extends EventEmitter<{ relay: [QueuedAnchor]; anchored: [{
 
   /** A peer's signed anchor reached us over the mesh: submit it if we can reach a node. */
   acceptRelay(item: QueuedAnchor): boolean {
-    if (!this.o.chain || !item.signed || this.o.queue.get(item.root) || this.o.ledger.state.anchors.some((a) => a.root === item.root)) return false;
+    if (
+      !this.o.chain ||
+      !item.signed ||
+      this.o.queue.get(item.root) ||
+      this.o.ledger.state.anchors.some((a) => a.root === item.root)
+    )
+      return false;
     this.o.queue.put({ ...item, relayed: true, attempts: 0, notBefore: 0, lastError: undefined });
     return true;
   }
@@ -109,11 +145,13 @@ export class Anchorer extends EventEmitter<{ relay: [QueuedAnchor]; anchored: [{
     const due = queue.all().filter((i) => i.notBefore <= this.o.now());
     if (due.length === 0) return report;
     if (!chain) {
-      for (const i of due) report.waiting.push({ root: i.root, reason: 'no IOTA node configured', retryAt: i.notBefore });
+      for (const i of due)
+        report.waiting.push({ root: i.root, reason: 'no IOTA node configured', retryAt: i.notBefore });
       return report;
     }
     if (!(await chain.probe(this.o.probeTimeoutMs))) {
-      for (const i of due) report.waiting.push(this.defer(i, `IOTA node did not answer within ${this.o.probeTimeoutMs} ms`));
+      for (const i of due)
+        report.waiting.push(this.defer(i, `IOTA node did not answer within ${this.o.probeTimeoutMs} ms`));
       return report;
     }
     for (const item of due) {
@@ -139,7 +177,15 @@ export class Anchorer extends EventEmitter<{ relay: [QueuedAnchor]; anchored: [{
       }
       signed = await this.sign(item, this.gas);
       // Durable before submission: after a crash we look this digest up instead of signing anew.
-      item = { ...item, signed: { bytes: toB64(signed.bytes), signature: signed.signature, digest: signed.digest, sender: signed.sender } };
+      item = {
+        ...item,
+        signed: {
+          bytes: toB64(signed.bytes),
+          signature: signed.signature,
+          digest: signed.digest,
+          sender: signed.sender,
+        },
+      };
       this.o.queue.put(item);
     }
     try {
@@ -157,7 +203,11 @@ export class Anchorer extends EventEmitter<{ relay: [QueuedAnchor]; anchored: [{
     return this.record(item, signed, checkpoint);
   }
 
-  private record(item: QueuedAnchor, signed: SignedTx, checkpoint: number): { root: Hex; tx: string; checkpoint: number } {
+  private record(
+    item: QueuedAnchor,
+    signed: SignedTx,
+    checkpoint: number,
+  ): { root: Hex; tx: string; checkpoint: number } {
     this.o.ledger.append({
       type: 'anchor',
       root: item.root,

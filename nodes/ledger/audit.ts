@@ -53,7 +53,13 @@ export function buildProof(ledger: Ledger, task: string): AuditProof {
   const wanted: Hex[] = [];
   for (const id of all) {
     const p = decoded(id).entry.payload;
-    if (p.type === 'genesis' || p.type === 'admit' || p.type === 'revoke' || (RELEVANT.has(p.type) && 'task' in p && p.task === task)) wanted.push(id);
+    if (
+      p.type === 'genesis' ||
+      p.type === 'admit' ||
+      p.type === 'revoke' ||
+      (RELEVANT.has(p.type) && 'task' in p && p.task === task)
+    )
+      wanted.push(id);
   }
   for (const a of ledger.state.anchors) {
     if (!a.heads.every((h) => ledger.has(h))) continue;
@@ -70,10 +76,15 @@ export function buildProof(ledger: Ledger, task: string): AuditProof {
         const p = tree.prove(position.get(id)!);
         return { index: p.index, siblings: p.siblings.map(toHex) };
       }),
-      decision: t.accepted ? { status: t.status, digest: t.accepted.digest, executors: t.accepted.executors } : { status: t.status },
+      decision: t.accepted
+        ? { status: t.status, digest: t.accepted.digest, executors: t.accepted.executors }
+        : { status: t.status },
     };
   }
-  throw new AuditError('NOT_ANCHORED', `task ${task} is in the log but no anchor covers it yet (${ledger.state.anchors.length} anchor(s) so far)`);
+  throw new AuditError(
+    'NOT_ANCHORED',
+    `task ${task} is in the log but no anchor covers it yet (${ledger.state.anchors.length} anchor(s) so far)`,
+  );
 }
 
 /**
@@ -84,9 +95,12 @@ export async function verifyProof(proof: AuditProof, chain?: AnchorChain): Promi
   const bad = (code: string, why: string): never => {
     throw new AuditError(code, why);
   };
-  if (proof?.format !== 'robomesh-audit-proof/1') bad('BAD_FORMAT', 'not a robomesh audit proof (format robomesh-audit-proof/1)');
-  if (!Array.isArray(proof.entries) || proof.entries.length < 2) bad('BAD_FORMAT', 'a proof holds at least one entry and the anchor');
-  if (!Array.isArray(proof.paths) || proof.paths.length !== proof.entries.length - 1) bad('BAD_FORMAT', 'one Merkle path per entry');
+  if (proof?.format !== 'robomesh-audit-proof/1')
+    bad('BAD_FORMAT', 'not a robomesh audit proof (format robomesh-audit-proof/1)');
+  if (!Array.isArray(proof.entries) || proof.entries.length < 2)
+    bad('BAD_FORMAT', 'a proof holds at least one entry and the anchor');
+  if (!Array.isArray(proof.paths) || proof.paths.length !== proof.entries.length - 1)
+    bad('BAD_FORMAT', 'one Merkle path per entry');
   const entries = proof.entries.map((hex, i) => {
     if (typeof hex !== 'string' || !/^([0-9a-f]{2})+$/.test(hex)) bad('BAD_FORMAT', `entry ${i} is not hex`);
     try {
@@ -103,9 +117,19 @@ export async function verifyProof(proof: AuditProof, chain?: AnchorChain): Promi
   const root = fromHex(anchor.root);
   entries.forEach((d, i) => {
     const path = proof.paths[i];
-    if (!path || !Array.isArray(path.siblings) || !path.siblings.every((s) => typeof s === 'string' && /^[0-9a-f]{64}$/.test(s))) bad('BAD_FORMAT', `path ${i} is malformed`);
-    if (!verifyInclusion(d.id, { index: path.index, count: anchor.count, siblings: path.siblings.map(fromHex) }, root)) {
-      bad('BAD_INCLUSION', `entry ${i} (${d.idHex.slice(0, 12)}…) is not at leaf ${path.index} of the anchored root ${anchor.root.slice(0, 12)}…`);
+    if (
+      !path ||
+      !Array.isArray(path.siblings) ||
+      !path.siblings.every((s) => typeof s === 'string' && /^[0-9a-f]{64}$/.test(s))
+    )
+      bad('BAD_FORMAT', `path ${i} is malformed`);
+    if (
+      !verifyInclusion(d.id, { index: path.index, count: anchor.count, siblings: path.siblings.map(fromHex) }, root)
+    ) {
+      bad(
+        'BAD_INCLUSION',
+        `entry ${i} (${d.idHex.slice(0, 12)}…) is not at leaf ${path.index} of the anchored root ${anchor.root.slice(0, 12)}…`,
+      );
     }
   });
 
@@ -116,16 +140,22 @@ export async function verifyProof(proof: AuditProof, chain?: AnchorChain): Promi
   if (!state.genesis) bad('NO_GENESIS', 'the proof lacks the fleet genesis entry');
   const t = state.tasks.get(proof.task);
   if (!t) return bad('NO_TASK', `the proof does not hold task ${proof.task}`);
-  if (ordered.some((d) => 'task' in d.entry.payload && d.entry.payload.task !== proof.task)) bad('FOREIGN_ENTRY', 'the proof holds entries of another task');
+  if (ordered.some((d) => 'task' in d.entry.payload && d.entry.payload.task !== proof.task))
+    bad('FOREIGN_ENTRY', 'the proof holds entries of another task');
   const claimed = proof.decision;
-  const derived: AuditProof['decision'] = t.accepted ? { status: t.status, digest: t.accepted.digest, executors: t.accepted.executors } : { status: t.status };
+  const derived: AuditProof['decision'] = t.accepted
+    ? { status: t.status, digest: t.accepted.digest, executors: t.accepted.executors }
+    : { status: t.status };
   const same =
     claimed?.status === derived.status &&
     claimed.digest === derived.digest &&
     JSON.stringify(claimed.executors) === JSON.stringify(derived.executors) &&
     Object.keys(claimed).length === Object.keys(derived).length;
   if (!same) {
-    bad('DECISION_MISMATCH', `the proof claims ${JSON.stringify(claimed)} but its entries decide ${JSON.stringify(derived)}`);
+    bad(
+      'DECISION_MISMATCH',
+      `the proof claims ${JSON.stringify(claimed)} but its entries decide ${JSON.stringify(derived)}`,
+    );
   }
 
   // The anchor: signed by a member, its IOTA transaction signed by a member's key and committing this root.
@@ -138,19 +168,25 @@ export async function verifyProof(proof: AuditProof, chain?: AnchorChain): Promi
     if (err instanceof IotaTxError) return bad('BAD_ANCHOR_TX', err.message);
     throw err;
   }
-  if (tx.digest !== anchor.tx) bad('BAD_ANCHOR_TX', `transaction bytes hash to ${tx.digest}, the anchor names ${anchor.tx}`);
-  if (toHex(tx.root) !== anchor.root || tx.count !== anchor.count) bad('BAD_ANCHOR_TX', 'the transaction commits another root or count than the anchor entry');
+  if (tx.digest !== anchor.tx)
+    bad('BAD_ANCHOR_TX', `transaction bytes hash to ${tx.digest}, the anchor names ${anchor.tx}`);
+  if (toHex(tx.root) !== anchor.root || tx.count !== anchor.count)
+    bad('BAD_ANCHOR_TX', 'the transaction commits another root or count than the anchor entry');
   const members = new Map([...state.members].map((m) => [iotaAddressOf(fromHex(m)), m]));
   if (!members.has(tx.sender)) bad('BAD_ANCHOR_TX', `transaction sender ${tx.sender} is not a fleet member's address`);
   const committed = tx.results.find((r) => r.task === proof.task);
-  if (committed && toHex(committed.digest) !== derived.digest) bad('BAD_ANCHOR_TX', 'the transaction commits another digest for this task');
+  if (committed && toHex(committed.digest) !== derived.digest)
+    bad('BAD_ANCHOR_TX', 'the transaction commits another digest for this task');
 
   let live: AuditReport['live'] = { checked: false, reason: 'no IOTA endpoint given' };
   if (chain) {
     const onChain = await chain.lookup(anchor.tx);
     if (!onChain) bad('NOT_ON_CHAIN', `IOTA does not know transaction ${anchor.tx}`);
     if (onChain!.checkpoint === undefined) bad('NOT_FINAL', `transaction ${anchor.tx} is not in a checkpoint yet`);
-    if (!onChain!.anchors.some((a) => a.packageId === tx.packageId && a.root === anchor.root && a.count === anchor.count)) bad('NOT_ON_CHAIN', `transaction ${anchor.tx} emitted no Anchored event for root ${anchor.root}`);
+    if (
+      !onChain!.anchors.some((a) => a.packageId === tx.packageId && a.root === anchor.root && a.count === anchor.count)
+    )
+      bad('NOT_ON_CHAIN', `transaction ${anchor.tx} emitted no Anchored event for root ${anchor.root}`);
     live = { checked: true, checkpoint: onChain!.checkpoint };
   }
   const counted = new Set(t.accepted?.executors ?? []);
@@ -164,9 +200,21 @@ export async function verifyProof(proof: AuditProof, chain?: AnchorChain): Promi
     results: t.results.map((r) => ({ author: r.author, digest: r.digest, id: r.id, counted: counted.has(r.author) })),
     decision: derived,
     merkle: { root: anchor.root, count: anchor.count, entries: entries.length },
-    anchor: { tx: anchor.tx, checkpoint: anchor.checkpoint, sender: tx.sender, by: anchorBy, resultCommitted: committed !== undefined },
+    anchor: {
+      tx: anchor.tx,
+      checkpoint: anchor.checkpoint,
+      sender: tx.sender,
+      by: anchorBy,
+      resultCommitted: committed !== undefined,
+    },
     live,
   };
 }
 
-const toItem = (d: DecodedEntry): LogItem => ({ id: d.idHex, author: toHex(d.entry.author), seq: d.entry.seq, lamport: d.entry.lamport, payload: d.entry.payload });
+const toItem = (d: DecodedEntry): LogItem => ({
+  id: d.idHex,
+  author: toHex(d.entry.author),
+  seq: d.entry.seq,
+  lamport: d.entry.lamport,
+  payload: d.entry.payload,
+});

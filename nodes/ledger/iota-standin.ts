@@ -44,7 +44,11 @@ export class IotaStandIn {
   constructor(readonly packageId: string) {}
 
   fund(owner: string): { objectId: string; version: string; digest: string } {
-    const coin = { objectId: `0x${createHash('sha256').update(`coin:${owner}`).digest('hex')}`, version: 7, digest: fakeDigest(`coin:${owner}:7`) };
+    const coin = {
+      objectId: `0x${createHash('sha256').update(`coin:${owner}`).digest('hex')}`,
+      version: 7,
+      digest: fakeDigest(`coin:${owner}:7`),
+    };
     this.coins.set(owner, coin);
     return { ...coin, version: String(coin.version) };
   }
@@ -112,15 +116,35 @@ export class IotaStandIn {
         return '1000';
       case 'iotax_getCoins': {
         const c = this.coins.get(params[0] as string);
-        const data = c ? [{ coinType: '0x2::iota::IOTA', coinObjectId: c.objectId, version: String(c.version), digest: c.digest, balance: '1000000000', previousTransaction: fakeDigest('genesis') }] : [];
+        const data = c
+          ? [
+              {
+                coinType: '0x2::iota::IOTA',
+                coinObjectId: c.objectId,
+                version: String(c.version),
+                digest: c.digest,
+                balance: '1000000000',
+                previousTransaction: fakeDigest('genesis'),
+              },
+            ]
+          : [];
         return { data, hasNextPage: false, nextCursor: null };
       }
       case 'iota_executeTransactionBlock':
         return this.execute(params[0] as string, (params[1] as string[])[0]);
       case 'iota_getTransactionBlock': {
         const t = this.executed.get(params[0] as string);
-        if (!t) throw new JsonRpcError(`Could not find the referenced transaction [TransactionDigest(${String(params[0])})]`, -32602);
-        return { digest: t.digest, checkpoint: String(t.checkpoint), events: t.events, transaction: { data: { sender: t.sender } } };
+        if (!t)
+          throw new JsonRpcError(
+            `Could not find the referenced transaction [TransactionDigest(${String(params[0])})]`,
+            -32602,
+          );
+        return {
+          digest: t.digest,
+          checkpoint: String(t.checkpoint),
+          events: t.events,
+          transaction: { data: { sender: t.sender } },
+        };
       }
       default:
         throw new JsonRpcError(`Method not found: ${method}`, -32601);
@@ -150,22 +174,36 @@ export class IotaStandIn {
     coin.version++;
     coin.digest = fakeDigest(`coin:${data.sender}:${coin.version}`);
     const ptb = data.kind.ProgrammableTransaction!;
-    const arg = (a: unknown): Uint8Array => new Uint8Array(Buffer.from(ptb.inputs[(a as { Input: number }).Input].Pure!.bytes, 'base64'));
+    const arg = (a: unknown): Uint8Array =>
+      new Uint8Array(Buffer.from(ptb.inputs[(a as { Input: number }).Input].Pure!.bytes, 'base64'));
     const events = ptb.commands.map((c) => {
       const call = c.MoveCall!;
       if (call.function === 'anchor') {
         const root = [...bcs.vector(bcs.u8()).parse(arg(call.arguments[1]))];
         const count = bcs.u64().parse(arg(call.arguments[2]));
-        return { type: `${this.packageId}::ledger::Anchored`, sender: data.sender, parsedJson: { root, count, robot: data.sender } };
+        return {
+          type: `${this.packageId}::ledger::Anchored`,
+          sender: data.sender,
+          parsedJson: { root, count, robot: data.sender },
+        };
       }
       return { type: `${this.packageId}::ledger::ResultCommitted`, sender: data.sender, parsedJson: {} };
     });
-    const t: Executed = { digest, checkpoint: ++this.checkpoint, sender: data.sender, events, gas: { ...coin, version: String(coin.version) } };
+    const t: Executed = {
+      digest,
+      checkpoint: ++this.checkpoint,
+      sender: data.sender,
+      events,
+      gas: { ...coin, version: String(coin.version) },
+    };
     this.executed.set(digest, t);
     return this.effects(t);
   }
 
   private effects(t: Executed): unknown {
-    return { digest: t.digest, effects: { status: { status: 'success' }, gasObject: { owner: { AddressOwner: t.sender }, reference: t.gas } } };
+    return {
+      digest: t.digest,
+      effects: { status: { status: 'success' }, gasObject: { owner: { AddressOwner: t.sender }, reference: t.gas } },
+    };
   }
 }

@@ -54,9 +54,15 @@ export const iotaKeypair = (seed: Uint8Array): Ed25519Keypair => Ed25519Keypair.
 /** The IOTA address of a robot: derived from the same Ed25519 key as its PeerId. */
 export const iotaAddressOf = (publicKey: Uint8Array): string => new Ed25519PublicKey(publicKey).toIotaAddress();
 
-export async function buildAnchorTx(seed: Uint8Array, deployment: IotaDeployment, gas: GasPlan, call: AnchorCall): Promise<SignedTx> {
+export async function buildAnchorTx(
+  seed: Uint8Array,
+  deployment: IotaDeployment,
+  gas: GasPlan,
+  call: AnchorCall,
+): Promise<SignedTx> {
   if (call.root.length !== 32) throw new IotaTxError('BAD_ANCHOR', 'an anchor root is 32 bytes');
-  if (call.results.length > MAX_RESULTS_PER_ANCHOR) throw new IotaTxError('BAD_ANCHOR', `at most ${MAX_RESULTS_PER_ANCHOR} results per anchor`);
+  if (call.results.length > MAX_RESULTS_PER_ANCHOR)
+    throw new IotaTxError('BAD_ANCHOR', `at most ${MAX_RESULTS_PER_ANCHOR} results per anchor`);
   const keypair = iotaKeypair(seed);
   const sender = keypair.toIotaAddress();
   const tx = new Transaction();
@@ -69,12 +75,24 @@ export async function buildAnchorTx(seed: Uint8Array, deployment: IotaDeployment
     tx.sharedObjectRef({ objectId: deployment.registryId, initialSharedVersion: deployment.registryVersion, mutable });
   tx.moveCall({
     target: target('anchor'),
-    arguments: [registry(true), tx.pure.vector('u8', call.root), tx.pure.u64(call.count), tx.pure.u64(call.firstLamport), tx.pure.u64(call.lastLamport), tx.object.clock()],
+    arguments: [
+      registry(true),
+      tx.pure.vector('u8', call.root),
+      tx.pure.u64(call.count),
+      tx.pure.u64(call.firstLamport),
+      tx.pure.u64(call.lastLamport),
+      tx.object.clock(),
+    ],
   });
   for (const r of call.results) {
     tx.moveCall({
       target: target('commit_result'),
-      arguments: [registry(false), tx.pure.vector('u8', new TextEncoder().encode(r.task)), tx.pure.vector('u8', r.digest), tx.pure.vector('u8', call.root)],
+      arguments: [
+        registry(false),
+        tx.pure.vector('u8', new TextEncoder().encode(r.task)),
+        tx.pure.vector('u8', r.digest),
+        tx.pure.vector('u8', call.root),
+      ],
     });
   }
   const bytes = await tx.build();
@@ -124,12 +142,22 @@ export async function readAnchorTx(bytes: Uint8Array, signature: string): Promis
   const results: ReadAnchorTx['results'] = [];
   for (const command of ptb.commands) {
     const call = command.MoveCall;
-    if (!call || call.module !== 'ledger') throw new IotaTxError('BAD_TX', 'unexpected command in an anchor transaction');
+    if (!call || call.module !== 'ledger')
+      throw new IotaTxError('BAD_TX', 'unexpected command in an anchor transaction');
     if (call.function === 'anchor' && !anchor && call.arguments.length === 6) {
       const [, root, count, first, last] = call.arguments;
-      anchor = { packageId: call.package, root: Uint8Array.from(bytesArg(root)), count: u64Arg(count), firstLamport: u64Arg(first), lastLamport: u64Arg(last) };
+      anchor = {
+        packageId: call.package,
+        root: Uint8Array.from(bytesArg(root)),
+        count: u64Arg(count),
+        firstLamport: u64Arg(first),
+        lastLamport: u64Arg(last),
+      };
     } else if (call.function === 'commit_result' && call.arguments.length === 4) {
-      results.push({ task: new TextDecoder().decode(Uint8Array.from(bytesArg(call.arguments[1]))), digest: Uint8Array.from(bytesArg(call.arguments[2])) });
+      results.push({
+        task: new TextDecoder().decode(Uint8Array.from(bytesArg(call.arguments[1]))),
+        digest: Uint8Array.from(bytesArg(call.arguments[2])),
+      });
     } else throw new IotaTxError('BAD_TX', `unexpected call ledger::${call.function}`);
   }
   if (!anchor) throw new IotaTxError('BAD_TX', 'no anchor call in the transaction');

@@ -3,7 +3,23 @@ import * as cbor from '@ipld/dag-cbor';
 import { LedgerFold } from '../../contracts/fold.js';
 import type { FleetState, LogItem } from '../../contracts/fleet-state.js';
 import type { Signer } from '../../protocol/ed25519.js';
-import { type DecodedEntry, type Entry, type EntryDraft, EntryError, type Hex, MAX_BATCH, type Payload, entryId, equalBytes, fromHex, parseEntry, signBatch, toHex, verifyEntries, verifyEntry } from '../../protocol/log-entry.js';
+import {
+  type DecodedEntry,
+  type Entry,
+  type EntryDraft,
+  EntryError,
+  type Hex,
+  MAX_BATCH,
+  type Payload,
+  entryId,
+  equalBytes,
+  fromHex,
+  parseEntry,
+  signBatch,
+  toHex,
+  verifyEntries,
+  verifyEntry,
+} from '../../protocol/log-entry.js';
 import type { LogStore, RangeRow, StoredEntry } from './store.js';
 
 export type IngestStatus = 'added' | 'duplicate' | 'equivocation';
@@ -62,7 +78,11 @@ export class Ledger extends EventEmitter<{ entry: [DecodedEntry, IngestStatus] }
     this.fold.insertMany(
       rows.map((s) => {
         const e = cbor.decode(s.bytes) as Entry;
-        if (e.v !== 2) throw new EntryError('MALFORMED', `the log store holds version ${String(e.v)} entries; this robomesh reads version 2 (move the old data directory away)`);
+        if (e.v !== 2)
+          throw new EntryError(
+            'MALFORMED',
+            `the log store holds version ${String(e.v)} entries; this robomesh reads version 2 (move the old data directory away)`,
+          );
         return this.indexMeta(s, e);
       }),
     );
@@ -96,7 +116,8 @@ export class Ledger extends EventEmitter<{ entry: [DecodedEntry, IngestStatus] }
   ancestry(heads: Hex[]): Hex[] {
     const seen = new Set<Hex>();
     const stack = heads.filter((h) => this.lamports.has(h));
-    if (stack.length !== heads.length) throw new EntryError('MALFORMED', 'ancestry asked for an entry this ledger does not hold');
+    if (stack.length !== heads.length)
+      throw new EntryError('MALFORMED', 'ancestry asked for an entry this ledger does not hold');
     while (stack.length) {
       const id = stack.pop()!;
       if (seen.has(id)) continue;
@@ -120,7 +141,9 @@ export class Ledger extends EventEmitter<{ entry: [DecodedEntry, IngestStatus] }
 
   /** Per author: highest seq and entries held — kept in memory, asked once per sync batch. */
   summary(): Map<Hex, { maxSeq: number; count: number }> {
-    return new Map([...this.maxSeqs].map(([author, maxSeq]) => [author, { maxSeq, count: this.counts.get(author) ?? 0 }]));
+    return new Map(
+      [...this.maxSeqs].map(([author, maxSeq]) => [author, { maxSeq, count: this.counts.get(author) ?? 0 }]),
+    );
   }
 
   /** An author's entries lo ≤ seq ≤ hi: at most `limit`, stopping once their bytes reach `maxBytes`. */
@@ -203,7 +226,9 @@ export class Ledger extends EventEmitter<{ entry: [DecodedEntry, IngestStatus] }
       });
       // Held entries are duplicates whatever their signature: only the new ones are verified.
       // An entry offered again (a sync retrying those whose parents were missing) keeps its verdict.
-      const fresh = parsed.filter((p): p is DecodedEntry => !(p instanceof EntryError) && !this.lamports.has(p.idHex) && !this.verified.has(p));
+      const fresh = parsed.filter(
+        (p): p is DecodedEntry => !(p instanceof EntryError) && !this.lamports.has(p.idHex) && !this.verified.has(p),
+      );
       const refused = new Map<DecodedEntry, EntryError>();
       verifyEntries(fresh).forEach((err, i) => (err ? refused.set(fresh[i], err) : this.verified.add(fresh[i])));
       return parsed.map((p) => {
@@ -235,16 +260,22 @@ export class Ledger extends EventEmitter<{ entry: [DecodedEntry, IngestStatus] }
     const missing = parents.filter((p) => !this.lamports.has(p));
     if (missing.length) throw new MissingParentsError(missing);
     const isGenesis = e.payload.type === 'genesis' && e.seq === 1 && e.parents.length === 0;
-    if (!isGenesis && !this.admitted.has(author)) throw new EntryError('UNKNOWN_AUTHOR', `author ${author.slice(0, 12)}… was never admitted`);
+    if (!isGenesis && !this.admitted.has(author))
+      throw new EntryError('UNKNOWN_AUTHOR', `author ${author.slice(0, 12)}… was never admitted`);
     for (const p of parents) {
-      if (e.lamport <= this.lamports.get(p)!) throw new EntryError('WRONG_CLOCK', `clock ${e.lamport} does not exceed its parents'`);
+      if (e.lamport <= this.lamports.get(p)!)
+        throw new EntryError('WRONG_CLOCK', `clock ${e.lamport} does not exceed its parents'`);
     }
     const maxSeq = this.maxSeqs.get(author) ?? 0;
     if (e.seq > maxSeq + 1) {
       throw new EntryError('WRONG_SEQUENCE', `seq ${e.seq} of ${author.slice(0, 12)}… before seq ${e.seq - 1}`);
     }
     const twins = this.slotHolds(author, e.seq, maxSeq);
-    if (twins >= 2) throw new EntryError('WRONG_SEQUENCE', `slot ${e.seq} of ${author.slice(0, 12)}… already holds equivocation evidence`);
+    if (twins >= 2)
+      throw new EntryError(
+        'WRONG_SEQUENCE',
+        `slot ${e.seq} of ${author.slice(0, 12)}… already holds equivocation evidence`,
+      );
     this.stage(decoded, author, parents);
     return twins > 0 ? 'equivocation' : 'added';
   }
@@ -266,7 +297,14 @@ export class Ledger extends EventEmitter<{ entry: [DecodedEntry, IngestStatus] }
 
   /** Indexes an entry now (later entries of a batch may build on it); stores and folds at commit. */
   private stage(d: DecodedEntry, author = toHex(d.entry.author), parents?: Hex[]): void {
-    const stored: StoredEntry = { id: d.idHex, idBytes: d.id, author, seq: d.entry.seq, lamport: d.entry.lamport, bytes: d.bytes };
+    const stored: StoredEntry = {
+      id: d.idHex,
+      idBytes: d.id,
+      author,
+      seq: d.entry.seq,
+      lamport: d.entry.lamport,
+      bytes: d.bytes,
+    };
     const twin = this.slotHolds(author, stored.seq) > 0;
     if (twin) this.twinSlots.add(`${author}:${stored.seq}`);
     const status: IngestStatus = twin ? 'equivocation' : 'added';

@@ -6,7 +6,18 @@ import * as cbor from '@ipld/dag-cbor';
 import { EntryError, type Hex, MAX_ENTRY_BYTES, isHexKey } from '../../protocol/log-entry.js';
 import type { MeshNode } from '../mesh/host.js';
 import { type Ledger, MissingParentsError } from './ledger.js';
-import { MAX_REPLY_BYTES, MAX_WANT, type PullResult, type Summary, type SyncPeer, decodeRangesReply, encodeRangesReply, pullFrom, servedRanges, servedStart } from './sync.js';
+import {
+  MAX_REPLY_BYTES,
+  MAX_WANT,
+  type PullResult,
+  type Summary,
+  type SyncPeer,
+  decodeRangesReply,
+  encodeRangesReply,
+  pullFrom,
+  servedRanges,
+  servedStart,
+} from './sync.js';
 
 /**
  * 3: `ranges` replies carry entries as a list of their stored bytes, nothing beside them.
@@ -47,7 +58,12 @@ export function decodeLogGossip(data: Uint8Array): Uint8Array[] {
   } catch (err) {
     throw new EntryError('MALFORMED', `log gossip is not DAG-CBOR: ${(err as Error).message}`);
   }
-  if (!Array.isArray(list) || list.length < 1 || list.length > GOSSIP_ENTRIES || !list.every((e) => e instanceof Uint8Array && e.length <= MAX_ENTRY_BYTES)) {
+  if (
+    !Array.isArray(list) ||
+    list.length < 1 ||
+    list.length > GOSSIP_ENTRIES ||
+    !list.every((e) => e instanceof Uint8Array && e.length <= MAX_ENTRY_BYTES)
+  ) {
     throw new EntryError('MALFORMED', 'log gossip is not a list of 1..256 entries');
   }
   return list as Uint8Array[];
@@ -69,7 +85,8 @@ function decodeSummary(data: unknown): Summary {
   for (const pair of data as unknown[]) {
     if (!Array.isArray(pair) || pair.length !== 2 || !isHexKey(pair[0])) return bad();
     const v = pair[1] as { maxSeq?: unknown; count?: unknown } | null;
-    if (typeof v !== 'object' || v === null || !Number.isSafeInteger(v.maxSeq) || !Number.isSafeInteger(v.count)) return bad();
+    if (typeof v !== 'object' || v === null || !Number.isSafeInteger(v.maxSeq) || !Number.isSafeInteger(v.count))
+      return bad();
     const maxSeq = v.maxSeq as number;
     const count = v.count as number;
     if (maxSeq < 0 || count < 0) return bad();
@@ -78,7 +95,8 @@ function decodeSummary(data: unknown): Summary {
   return out;
 }
 
-const encodeSummary = (summary: Summary): Uint8Array => cbor.encode([...summary].map(([author, { maxSeq, count }]) => [author, { maxSeq, count }]));
+const encodeSummary = (summary: Summary): Uint8Array =>
+  cbor.encode([...summary].map(([author, { maxSeq, count }]) => [author, { maxSeq, count }]));
 
 type Request =
   /** Our summary: answered with theirs, then the first batch of what we lack (two messages). */
@@ -131,11 +149,14 @@ export class LogReplicator {
         this.rejected++;
         return TopicValidatorResult.Reject;
       }
-      if (statuses.some((st) => st instanceof MissingParentsError)) void this.syncWith(relayer.toString()).catch(() => undefined);
+      if (statuses.some((st) => st instanceof MissingParentsError))
+        void this.syncWith(relayer.toString()).catch(() => undefined);
       // Nothing new (held entries, or some with parents still to come): not forwarded. A held
       // entry's copy may carry another signature, and must not travel on to robots that would
       // blame the honest relayer for it.
-      return statuses.some((st) => st === 'added' || st === 'equivocation') ? TopicValidatorResult.Accept : TopicValidatorResult.Ignore;
+      return statuses.some((st) => st === 'added' || st === 'equivocation')
+        ? TopicValidatorResult.Accept
+        : TopicValidatorResult.Ignore;
     });
     pubsub.subscribe(topic);
     this.ledger.on('entry', (d) => {
@@ -146,13 +167,20 @@ export class LogReplicator {
         if (this.outbox.length === 1) queueMicrotask(() => this.flush());
       }
     });
-    await this.node.handle(LOG_PROTOCOL, (stream, connection) => void this.serve(stream, connection.remotePeer.toString()), { maxInboundStreams: 8 });
+    await this.node.handle(
+      LOG_PROTOCOL,
+      (stream, connection) => void this.serve(stream, connection.remotePeer.toString()),
+      { maxInboundStreams: 8 },
+    );
     this.node.addEventListener('peer:connect', (evt) => {
       const peer = evt.detail.toString();
       if (this.isMember(peer)) setImmediate(() => void this.syncWith(peer).catch(() => undefined));
     });
     const tick = (): void => {
-      const peers = this.node.getPeers().map((p) => p.toString()).filter((p) => this.isMember(p));
+      const peers = this.node
+        .getPeers()
+        .map((p) => p.toString())
+        .filter((p) => this.isMember(p));
       if (peers.length) void this.syncWith(peers[Math.floor(Math.random() * peers.length)]).catch(() => undefined);
       this.timer = setTimeout(tick, this.antiEntropyMs);
     };
@@ -236,7 +264,10 @@ export class LogReplicator {
     const run = async (req: Request, messages: number): Promise<Uint8Array[][]> => {
       opened ??= this.node
         .dialProtocol(peerIdFromString(peer), LOG_PROTOCOL, { signal: AbortSignal.timeout(10_000) })
-        .then((stream) => ({ stream, lp: lpStream(stream, { maxDataLength: MAX_MESSAGE, maxBufferSize: 2 * MAX_MESSAGE }) }));
+        .then((stream) => ({
+          stream,
+          lp: lpStream(stream, { maxDataLength: MAX_MESSAGE, maxBufferSize: 2 * MAX_MESSAGE }),
+        }));
       const { stream, lp } = await opened;
       try {
         await lp.write(cbor.encode(req));
@@ -273,9 +304,13 @@ export class LogReplicator {
     return {
       start: async (ours, limit) => {
         const [summary, first] = await exchange({ t: 'start', have: [...ours], limit: Math.min(limit, BATCH) }, 2);
-        return { theirs: decodeSummary(cbor.decode(summary.length === 1 ? summary[0] : Buffer.concat(summary))), first: decodeRangesReply(first) };
+        return {
+          theirs: decodeSummary(cbor.decode(summary.length === 1 ? summary[0] : Buffer.concat(summary))),
+          first: decodeRangesReply(first),
+        };
       },
-      ranges: async (want, limit) => decodeRangesReply((await exchange({ t: 'ranges', want, limit: Math.min(limit, BATCH) }, 1))[0]),
+      ranges: async (want, limit) =>
+        decodeRangesReply((await exchange({ t: 'ranges', want, limit: Math.min(limit, BATCH) }, 1))[0]),
       close,
     };
   }
@@ -296,7 +331,8 @@ export class LogReplicator {
           bytes = (await lp.read({ signal: AbortSignal.timeout(served === 0 ? 10_000 : 30_000) })).subarray();
         } catch (err) {
           // The asker closed its side between two requests: the session is over.
-          if (served > 0 && stream.remoteWriteStatus !== 'writable' && (err as Error).name === 'UnexpectedEOFError') break;
+          if (served > 0 && stream.remoteWriteStatus !== 'writable' && (err as Error).name === 'UnexpectedEOFError')
+            break;
           throw err;
         }
         // Each message length-prefixed, in order, in one write.
@@ -320,8 +356,15 @@ export class LogReplicator {
       void this.pullNews();
       return [cbor.encode(true)];
     }
-    if (req?.t === 'ranges' && Array.isArray(req.want) && req.want.length <= MAX_WANT && Number.isSafeInteger(req.limit)) {
-      const valid = req.want.every((w) => typeof w?.author === 'string' && Number.isSafeInteger(w.lo) && Number.isSafeInteger(w.hi));
+    if (
+      req?.t === 'ranges' &&
+      Array.isArray(req.want) &&
+      req.want.length <= MAX_WANT &&
+      Number.isSafeInteger(req.limit)
+    ) {
+      const valid = req.want.every(
+        (w) => typeof w?.author === 'string' && Number.isSafeInteger(w.lo) && Number.isSafeInteger(w.hi),
+      );
       if (!valid) throw new Error('malformed log request');
       return [encodeRangesReply(servedRanges(this.ledger, req.want, Math.min(req.limit, BATCH)))];
     }

@@ -54,10 +54,15 @@ export class SqliteLogStore implements LogStore {
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('wal_autocheckpoint = 0');
     this.db.pragma('synchronous = NORMAL');
-    const old = this.db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('entries', 'log_entries')").get() as { name: string } | undefined;
+    const old = this.db
+      .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('entries', 'log_entries')")
+      .get() as { name: string } | undefined;
     if (old) {
       const version = old.name === 'entries' ? 'log version 1' : 'log version 2, store layout 2';
-      throw new EntryError('MALFORMED', `${path} was written by an older robomesh (${version}); move it away to start a new log`);
+      throw new EntryError(
+        'MALFORMED',
+        `${path} was written by an older robomesh (${version}); move it away to start a new log`,
+      );
     }
     // A rowid table: rows append in arrival order instead of landing at random places in a
     // B-tree keyed by hash (3× faster inserts with ~450-byte rows, measured here).
@@ -66,10 +71,15 @@ export class SqliteLogStore implements LogStore {
       id BLOB NOT NULL, author INTEGER NOT NULL, seq INTEGER NOT NULL, lamport INTEGER NOT NULL, bytes BLOB NOT NULL
     );
     CREATE INDEX IF NOT EXISTS log_rows_by_author ON log_rows(author, seq);`);
-    for (const [n, key] of this.db.prepare('SELECT n, key FROM log_authors').raw().all() as [number, Buffer][]) this.learn(key.toString('hex'), n);
+    for (const [n, key] of this.db.prepare('SELECT n, key FROM log_authors').raw().all() as [number, Buffer][])
+      this.learn(key.toString('hex'), n);
     this.insertRow = this.db.prepare('INSERT INTO log_rows (id, author, seq, lamport, bytes) VALUES (?, ?, ?, ?, ?)');
     this.insertAuthor = this.db.prepare('INSERT INTO log_authors (key) VALUES (?)');
-    this.selectRange = this.db.prepare('SELECT seq, lamport, bytes FROM log_rows WHERE author = ? AND seq BETWEEN ? AND ? ORDER BY seq, rowid LIMIT ?').raw();
+    this.selectRange = this.db
+      .prepare(
+        'SELECT seq, lamport, bytes FROM log_rows WHERE author = ? AND seq BETWEEN ? AND ? ORDER BY seq, rowid LIMIT ?',
+      )
+      .raw();
     this.selectByRowid = this.db.prepare('SELECT id, author, seq, lamport, bytes FROM log_rows WHERE rowid = ?').raw();
     this.insertMany = this.db.transaction((entries: StoredEntry[], added: { ids: Hex[]; authors: Hex[] }) => {
       const rowids = this.rowidMap();
@@ -81,7 +91,13 @@ export class SqliteLogStore implements LogStore {
           this.learn(e.author, n);
           added.authors.push(e.author);
         }
-        const { lastInsertRowid } = this.insertRow.run(e.idBytes ? blob(e.idBytes) : Buffer.from(e.id, 'hex'), n, e.seq, e.lamport, blob(e.bytes));
+        const { lastInsertRowid } = this.insertRow.run(
+          e.idBytes ? blob(e.idBytes) : Buffer.from(e.id, 'hex'),
+          n,
+          e.seq,
+          e.lamport,
+          blob(e.bytes),
+        );
         rowids.set(e.id, Number(lastInsertRowid));
         added.ids.push(e.id);
       }
@@ -145,7 +161,10 @@ export class SqliteLogStore implements LogStore {
   }
 
   all(): StoredEntry[] {
-    const rows = this.db.prepare('SELECT id, author, seq, lamport, bytes, rowid FROM log_rows ORDER BY lamport, id').raw().all() as [...Row, number][];
+    const rows = this.db
+      .prepare('SELECT id, author, seq, lamport, bytes, rowid FROM log_rows ORDER BY lamport, id')
+      .raw()
+      .all() as [...Row, number][];
     const fill = this.rowids === undefined ? (this.rowids = new Map()) : undefined;
     return rows.map((r) => {
       const entry = this.row(r as unknown as Row)!;
@@ -157,7 +176,10 @@ export class SqliteLogStore implements LogStore {
   private rowidMap(): Map<Hex, number> {
     if (this.rowids === undefined) {
       this.rowids = new Map();
-      for (const [id, rowid] of this.db.prepare('SELECT id, rowid FROM log_rows').raw().iterate() as Iterable<[Buffer, number]>) this.rowids.set(id.toString('hex'), rowid);
+      for (const [id, rowid] of this.db.prepare('SELECT id, rowid FROM log_rows').raw().iterate() as Iterable<
+        [Buffer, number]
+      >)
+        this.rowids.set(id.toString('hex'), rowid);
     }
     return this.rowids;
   }

@@ -63,7 +63,9 @@ export class MemoryLogStore implements LogStore {
     return [...this.byId.values()].sort((a, b) => a.lamport - b.lamport || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }
   range(author: Hex, lo: number, hi: number, limit: number, maxBytes = Infinity): StoredEntry[] {
-    const all = (this.byAuthor.get(author) ?? []).filter((e) => e.seq >= lo && e.seq <= hi).sort((a, b) => a.seq - b.seq || (a.id < b.id ? -1 : 1));
+    const all = (this.byAuthor.get(author) ?? [])
+      .filter((e) => e.seq >= lo && e.seq <= hi)
+      .sort((a, b) => a.seq - b.seq || (a.id < b.id ? -1 : 1));
     const out: StoredEntry[] = [];
     let bytes = 0;
     for (const e of all) {

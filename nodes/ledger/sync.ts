@@ -146,7 +146,7 @@ async function pull(ledger: Ledger, peer: SyncPeer, batch: number, maxRounds: nu
     inflight = ask();
     // In slices, yielding between them: the reply to the request just sent (and requests the
     // peer makes of us) flow while we ingest, instead of stalling on a blocked event loop.
-    for (let i = 0; i < got.length; ) {
+    for (let i = 0; i < got.length;) {
       if (i > 0) await new Promise((resolve) => setImmediate(resolve));
       // Slices end where a signed batch starts, so batches are verified whole (verifyEntries).
       let end = Math.min(got.length, i + INGEST_SLICE);
@@ -157,7 +157,11 @@ async function pull(ledger: Ledger, peer: SyncPeer, batch: number, maxRounds: nu
     retryPending();
   }
   retryPending();
-  for (const d of pending) result.rejected.push({ code: 'MISSING_PARENTS', message: `entry still lacks parents after sync (${d.bytes.length} B)` });
+  for (const d of pending)
+    result.rejected.push({
+      code: 'MISSING_PARENTS',
+      message: `entry still lacks parents after sync (${d.bytes.length} B)`,
+    });
   // The contracts refold what this sync brought once it returns (Ledger.bulk): tens of ms with
   // the event loop blocked. A request the peer already sent us (its own sync's next batch)
   // is answered first, or the peer's sync waits the whole refold for it.
@@ -174,10 +178,18 @@ export function localSyncPeer(ledger: Ledger): SyncPeer {
 }
 
 /** The server side of `start`: our summary, and the first batch of what the asker lacks. */
-export function servedStart(ledger: Ledger, theirs: Summary, limit: number, maxBytes = MAX_REPLY_BYTES): { theirs: Summary; first: RangesReply } {
+export function servedStart(
+  ledger: Ledger,
+  theirs: Summary,
+  limit: number,
+  maxBytes = MAX_REPLY_BYTES,
+): { theirs: Summary; first: RangesReply } {
   const summary = ledger.summary();
   const want = wantedFrom(summary, theirs);
-  return { theirs: summary, first: want.length ? servedRanges(ledger, want, limit, maxBytes) : { entries: [], full: false } };
+  return {
+    theirs: summary,
+    first: want.length ? servedRanges(ledger, want, limit, maxBytes) : { entries: [], full: false },
+  };
 }
 
 /**
@@ -318,7 +330,7 @@ export function decodeRangesReply(data: Uint8Array | readonly Uint8Array[]): Ran
       return here.subarray(at - n, at);
     }
     const out = new Uint8Array(n);
-    for (let filled = 0; filled < n; ) {
+    for (let filled = 0; filled < n;) {
       if (at === pieces[piece].length) {
         piece++;
         at = 0;

@@ -1,5 +1,11 @@
 import { EventEmitter } from 'node:events';
-import { type Contribution, type LiarReport, compareTiles, findLiars, mergeTile } from '../../contracts/map-consensus.js';
+import {
+  type Contribution,
+  type LiarReport,
+  compareTiles,
+  findLiars,
+  mergeTile,
+} from '../../contracts/map-consensus.js';
 import { isExcluded } from '../../contracts/fleet-state.js';
 import { type Hex, decodeEntry } from '../../protocol/log-entry.js';
 import { TILE, type TileContribution, TileError, parseTileId, tileDigest } from '../../protocol/map-tile.js';
@@ -63,7 +69,9 @@ export class MapService extends EventEmitter<{ published: [PublishedTile[]]; hel
     const digests = changes.map((c) => tileDigest(c));
     changes.forEach((c, i) => this.held.set(digests[i], c));
     this.changes++;
-    const entries = this.ledger.appendBatch(changes.map((c, i) => ({ type: 'tile', tile: c.tile, version: c.version, digest: digests[i] })));
+    const entries = this.ledger.appendBatch(
+      changes.map((c, i) => ({ type: 'tile', tile: c.tile, version: c.version, digest: digests[i] })),
+    );
     const out = entries.map((e, i) => ({ entry: e.bytes, contribution: changes[i] }));
     for (const d of digests) this.emit('held', d);
     this.emit('published', out);
@@ -106,7 +114,8 @@ export class MapService extends EventEmitter<{ published: [PublishedTile[]]; hel
     // they hash to the same digest. Checked first: the vouch was spent on the first copy, and the
     // fold may still lag the sync that named it.
     if (this.held.has(digest)) return digest;
-    if (!this.wanted().has(digest) && !this.vouched.delete(digest)) throw new TileError('UNKNOWN_TILE', 'no log entry names this tile digest');
+    if (!this.wanted().has(digest) && !this.vouched.delete(digest))
+      throw new TileError('UNKNOWN_TILE', 'no log entry names this tile digest');
     this.changes++;
     this.held.set(digest, c);
     this.emit('held', digest);
@@ -169,7 +178,8 @@ export class MapService extends EventEmitter<{ published: [PublishedTile[]]; hel
   /** Digests the log names, rebuilt only when the log's state has changed. */
   private wanted(): Set<Hex> {
     const version = this.ledger.fold.version;
-    if (this.wantedCache?.version !== version) this.wantedCache = { version, digests: new Set([...this.ledger.state.tiles.values()].map((t) => t.digest)) };
+    if (this.wantedCache?.version !== version)
+      this.wantedCache = { version, digests: new Set([...this.ledger.state.tiles.values()].map((t) => t.digest)) };
     return this.wantedCache.digests;
   }
 

@@ -26,12 +26,21 @@ const packed = new WeakMap<TileContribution, WireTile>();
 
 function pack(c: TileContribution): WireTile {
   let w = packed.get(c);
-  if (!w) packed.set(c, (w = { t: c.tile, v: c.version, c: deflateRawSync(new Uint8Array(c.cells.buffer, c.cells.byteOffset, c.cells.byteLength)) }));
+  if (!w)
+    packed.set(
+      c,
+      (w = {
+        t: c.tile,
+        v: c.version,
+        c: deflateRawSync(new Uint8Array(c.cells.buffer, c.cells.byteOffset, c.cells.byteLength)),
+      }),
+    );
   return w;
 }
 
 function unpack(w: WireTile): TileContribution {
-  if (typeof w?.t !== 'string' || !Number.isSafeInteger(w.v) || !(w.c instanceof Uint8Array)) throw new TileError('BAD_TILE', 'malformed tile message');
+  if (typeof w?.t !== 'string' || !Number.isSafeInteger(w.v) || !(w.c instanceof Uint8Array))
+    throw new TileError('BAD_TILE', 'malformed tile message');
   let raw: Buffer;
   try {
     raw = inflateRawSync(w.c, { maxOutputLength: MAX_CELLS });
@@ -102,7 +111,11 @@ export class MapSync {
       }
       if (digests.length) this.want(propagationSource.toString(), digests);
     });
-    await this.node.handle(TILE_PROTOCOL, (stream, connection) => void this.serve(stream, connection.remotePeer.toString()), { maxInboundStreams: 16 });
+    await this.node.handle(
+      TILE_PROTOCOL,
+      (stream, connection) => void this.serve(stream, connection.remotePeer.toString()),
+      { maxInboundStreams: 16 },
+    );
     this.node.addEventListener('peer:connect', (evt) => {
       const peer = evt.detail.toString();
       if (this.isMember(peer)) setTimeout(() => void this.pull(peer).catch(() => undefined), 100);
@@ -201,7 +214,9 @@ export class MapSync {
   }
 
   private async request(peer: string, want: Hex[], waitMs: number): Promise<number> {
-    const stream = await this.node.dialProtocol(peerIdFromString(peer), TILE_PROTOCOL, { signal: AbortSignal.timeout(10_000) });
+    const stream = await this.node.dialProtocol(peerIdFromString(peer), TILE_PROTOCOL, {
+      signal: AbortSignal.timeout(10_000),
+    });
     const lp = lpStream(stream, { maxDataLength: MAX_WANT * (MAX_CELLS + 256) });
     try {
       await lp.write(cbor.encode({ want, wait: waitMs }));
@@ -232,13 +247,20 @@ export class MapSync {
     const lp = lpStream(stream, { maxDataLength: MAX_WANT * 70 + 64 });
     try {
       if (!this.isMember(peer)) throw new Error('not a fleet member');
-      const req = cbor.decode((await lp.read({ signal: AbortSignal.timeout(10_000) })).subarray()) as { want?: unknown; wait?: unknown };
-      if (!Array.isArray(req?.want) || req.want.length > MAX_WANT || !req.want.every((d) => typeof d === 'string')) throw new Error('malformed tile request');
+      const req = cbor.decode((await lp.read({ signal: AbortSignal.timeout(10_000) })).subarray()) as {
+        want?: unknown;
+        wait?: unknown;
+      };
+      if (!Array.isArray(req?.want) || req.want.length > MAX_WANT || !req.want.every((d) => typeof d === 'string'))
+        throw new Error('malformed tile request');
       const want = req.want as Hex[];
       // Asked for cells we heard of but are still fetching: answer once they are here.
       const wait = typeof req.wait === 'number' && req.wait > 0 ? Math.min(req.wait, MAX_WAIT_MS) : 0;
       if (wait > 0) await this.service.waitFor(want, wait);
-      const out = want.map((d) => this.service.get(d)).filter((c): c is TileContribution => c !== undefined).map(pack);
+      const out = want
+        .map((d) => this.service.get(d))
+        .filter((c): c is TileContribution => c !== undefined)
+        .map(pack);
       const data = cbor.encode(out);
       this.bytesOut += data.length;
       await lp.write(data);

@@ -49,11 +49,24 @@ export class MappingFleet {
     const plan = floorPlan(options.plan ?? 'builtin:office');
     const n = options.robots ?? 8;
     this.world = plan.world;
-    this.sim = new WorldSimulator({ world: plan.world, robots: defaultRobots(plan, n), seed: options.seed, scanEvery: 5, maxTime: options.maxTime ?? 900 });
-    this.signers = Array.from({ length: n }, (_, i) => signerFromSeed(new Uint8Array(32).map((_, k) => (options.seed * 131 + i * 17 + k * 7 + 3) & 0xff)));
+    this.sim = new WorldSimulator({
+      world: plan.world,
+      robots: defaultRobots(plan, n),
+      seed: options.seed,
+      scanEvery: 5,
+      maxTime: options.maxTime ?? 900,
+    });
+    this.signers = Array.from({ length: n }, (_, i) =>
+      signerFromSeed(new Uint8Array(32).map((_, k) => (options.seed * 131 + i * 17 + k * 7 + 3) & 0xff)),
+    );
     this.keys = this.signers.map((s) => toHex(s.publicKey));
     const ledgers = this.signers.map((s) => new Ledger(new MemoryLogStore(), s));
-    const genesis = ledgers[0].append({ type: 'genesis', fleet: 'mapping', members: this.keys, admins: [this.keys[0]] });
+    const genesis = ledgers[0].append({
+      type: 'genesis',
+      fleet: 'mapping',
+      members: this.keys,
+      admins: [this.keys[0]],
+    });
     for (const l of ledgers.slice(1)) l.ingest(genesis.bytes);
     const frame = { resolution: plan.world.resolution, origin: plan.world.origin };
     this.services = ledgers.map((l) => new MapService(l, frame));
@@ -73,7 +86,12 @@ export class MappingFleet {
     for (const [i, s] of this.sim.step().entries()) {
       if (!s.scan) continue;
       const m = this.services[i];
-      const pose = this.poses === 'true' ? s.truePose : this.poses === 'odometry' ? s.odomPose : this.localizers[i].update(s.odomPose, s.scan, m.grid);
+      const pose =
+        this.poses === 'true'
+          ? s.truePose
+          : this.poses === 'odometry'
+            ? s.odomPose
+            : this.localizers[i].update(s.odomPose, s.scan, m.grid);
       m.insert(pose, s.scan, this.stride);
     }
     if (this.sim.time - this.lastPublish < this.publishEvery && !this.sim.done) return undefined;
@@ -104,7 +122,8 @@ export class MappingFleet {
   }
 
   deliverAll(out: PublishedTile[][], to: number[] = this.services.map((_, i) => i)): void {
-    for (const [from, published] of out.entries()) for (const i of to) if (i !== from) deliver(this.services[i], published);
+    for (const [from, published] of out.entries())
+      for (const i of to) if (i !== from) deliver(this.services[i], published);
   }
 
   /** Log entries and cells `to` lacks, pulled from `from` (anti-entropy after a partition). */

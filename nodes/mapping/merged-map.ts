@@ -18,7 +18,15 @@ export interface DenseMap {
 
 export function assemble(tiles: Map<string, Int8Array>, frame: MapFrame): DenseMap {
   const ids = [...tiles.keys()].map(parseTileId);
-  if (ids.length === 0) return { width: 0, height: 0, resolution: frame.resolution, origin: { ...frame.origin }, cell0: { cx: 0, cy: 0 }, states: new Int8Array(0) };
+  if (ids.length === 0)
+    return {
+      width: 0,
+      height: 0,
+      resolution: frame.resolution,
+      origin: { ...frame.origin },
+      cell0: { cx: 0, cy: 0 },
+      states: new Int8Array(0),
+    };
   const tx0 = Math.min(...ids.map((t) => t.tx));
   const ty0 = Math.min(...ids.map((t) => t.ty));
   const width = (Math.max(...ids.map((t) => t.tx)) - tx0 + 1) * TILE;
@@ -26,10 +34,18 @@ export function assemble(tiles: Map<string, Int8Array>, frame: MapFrame): DenseM
   const states = new Int8Array(width * height);
   for (const [id, cells] of tiles) {
     const { tx, ty } = parseTileId(id);
-    for (let y = 0; y < TILE; y++) states.set(cells.subarray(y * TILE, (y + 1) * TILE), ((ty - ty0) * TILE + y) * width + (tx - tx0) * TILE);
+    for (let y = 0; y < TILE; y++)
+      states.set(cells.subarray(y * TILE, (y + 1) * TILE), ((ty - ty0) * TILE + y) * width + (tx - tx0) * TILE);
   }
   const cell0 = { cx: tx0 * TILE, cy: ty0 * TILE };
-  return { width, height, resolution: frame.resolution, origin: { x: frame.origin.x + cell0.cx * frame.resolution, y: frame.origin.y + cell0.cy * frame.resolution }, cell0, states };
+  return {
+    width,
+    height,
+    resolution: frame.resolution,
+    origin: { x: frame.origin.x + cell0.cx * frame.resolution, y: frame.origin.y + cell0.cy * frame.resolution },
+    cell0,
+    states,
+  };
 }
 
 /** Equal on two robots exactly when their merged maps are equal. */
@@ -73,7 +89,12 @@ export function mapQuality(map: DenseMap, world: GridWorld): MapQuality {
       if (!truth && s === -1) freeKnown++;
     }
   }
-  return { accuracy: known ? correct / known : 0, iou: either ? both / either : 0, known, coverage: freeTotal ? freeKnown / freeTotal : 0 };
+  return {
+    accuracy: known ? correct / known : 0,
+    iou: either ? both / either : 0,
+    known,
+    coverage: freeTotal ? freeKnown / freeTotal : 0,
+  };
 }
 
 /** map_server's trinary image: 0 occupied, 254 free, 205 unknown; the top image row is the highest y. */
@@ -107,7 +128,14 @@ export function toMapYaml(map: DenseMap, image: string): string {
 }
 
 export function toPng(map: DenseMap): Buffer {
-  const png = new PNG({ width: Math.max(1, map.width), height: Math.max(1, map.height), colorType: 0, inputColorType: 0, bitDepth: 8, inputHasAlpha: false });
+  const png = new PNG({
+    width: Math.max(1, map.width),
+    height: Math.max(1, map.height),
+    colorType: 0,
+    inputColorType: 0,
+    bitDepth: 8,
+    inputHasAlpha: false,
+  });
   png.data = Buffer.from(grey(map));
   return PNG.sync.write(png, { colorType: 0, inputColorType: 0, inputHasAlpha: false });
 }
@@ -120,7 +148,10 @@ export interface OccupancyGridMsg {
     resolution: number;
     width: number;
     height: number;
-    origin: { position: { x: number; y: number; z: number }; orientation: { x: number; y: number; z: number; w: number } };
+    origin: {
+      position: { x: number; y: number; z: number };
+      orientation: { x: number; y: number; z: number; w: number };
+    };
   };
   data: Int8Array;
 }

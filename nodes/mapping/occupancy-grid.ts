@@ -79,7 +79,10 @@ export class LogOddsGrid {
   }
 
   cellOf(x: number, y: number): { cx: number; cy: number } {
-    return { cx: Math.floor((x - this.frame.origin.x) / this.frame.resolution), cy: Math.floor((y - this.frame.origin.y) / this.frame.resolution) };
+    return {
+      cx: Math.floor((x - this.frame.origin.x) / this.frame.resolution),
+      cy: Math.floor((y - this.frame.origin.y) / this.frame.resolution),
+    };
   }
 
   /** Inserts one scan taken at `pose` (the lidar at the robot's centre); `stride` skips beams. */

@@ -52,7 +52,8 @@ export class ScanMatchingLocalizer {
     for (let i = 0; i < scan.ranges.length; i += stride) {
       const r = scan.ranges[i];
       // Endpoints half a cell past the surface, where the grid marks the obstacle.
-      if (Number.isFinite(r) && r >= scan.rangeMin && r <= scan.rangeMax) beams.push({ angle: scan.angleMin + i * scan.angleIncrement, range: r + grid.frame.resolution / 2 });
+      if (Number.isFinite(r) && r >= scan.rangeMin && r <= scan.rangeMax)
+        beams.push({ angle: scan.angleMin + i * scan.angleIncrement, range: r + grid.frame.resolution / 2 });
     }
     if (beams.length < 10) return guess;
     // A beam's endpoint offset depends on the heading only: computed once per heading tried,
@@ -72,7 +73,8 @@ export class ScanMatchingLocalizer {
     // worth to move far, or thin walls (seen from both sides) drag the pose across themselves.
     const sigmaT = 0.03;
     const sigmaR = (1 * Math.PI) / 180;
-    const prior = (p: Pose): number => 2 * (((p.x - guess.x) ** 2 + (p.y - guess.y) ** 2) / sigmaT ** 2 + (p.theta - guess.theta) ** 2 / sigmaR ** 2);
+    const prior = (p: Pose): number =>
+      2 * (((p.x - guess.x) ** 2 + (p.y - guess.y) ** 2) / sigmaT ** 2 + (p.theta - guess.theta) ** 2 / sigmaR ** 2);
     let best = guess;
     let bestScore = score(guess);
     const res = grid.frame.resolution;
@@ -105,7 +107,8 @@ function offsets(steps: number, angleSteps: number): [number, number, number][] 
   let list = offsetCache.get(key);
   if (!list) {
     list = [];
-    for (let k = -angleSteps; k <= angleSteps; k++) for (let i = -steps; i <= steps; i++) for (let j = -steps; j <= steps; j++) list.push([i, j, k]);
+    for (let k = -angleSteps; k <= angleSteps; k++)
+      for (let i = -steps; i <= steps; i++) for (let j = -steps; j <= steps; j++) list.push([i, j, k]);
     list.sort((a, b) => a[0] ** 2 + a[1] ** 2 + a[2] ** 2 - (b[0] ** 2 + b[1] ** 2 + b[2] ** 2));
     offsetCache.set(key, list);
   }

@@ -2,7 +2,10 @@ import { Socket } from 'node:net';
 import type { MessageStream } from '@libp2p/interface';
 
 type SendData = (data: Parameters<Send>[0]) => ReturnType<Send>;
-type Send = (data: { byteLength: number; [Symbol.iterator](): Iterator<Uint8Array> }) => { sentBytes: number; canSendMore: boolean };
+type Send = (data: { byteLength: number; [Symbol.iterator](): Iterator<Uint8Array> }) => {
+  sentBytes: number;
+  canSendMore: boolean;
+};
 
 /**
  * Makes a TCP connection write what it is handed in one tick with one system call.

@@ -13,7 +13,10 @@ export class FleetGater implements ConnectionGater {
   private readonly order: Map<string, number>;
   private readonly chordCache = new Map<string, boolean>();
 
-  constructor(members: Iterable<string>, private readonly self: string) {
+  constructor(
+    members: Iterable<string>,
+    private readonly self: string,
+  ) {
     this.members = new Set(members);
     this.order = new Map([...this.members].map((m, i) => [m, i]));
   }

@@ -17,7 +17,12 @@ import { FleetGater } from './gater.js';
 import type { RobotIdentity } from './identity.js';
 import type { LinkShaper } from './link-shaper.js';
 
-const silent: Logger = Object.assign((): void => undefined, { enabled: false, error: (): void => undefined, trace: (): void => undefined, newScope: (): Logger => silent });
+const silent: Logger = Object.assign((): void => undefined, {
+  enabled: false,
+  error: (): void => undefined,
+  trace: (): void => undefined,
+  newScope: (): Logger => silent,
+});
 
 /**
  * libp2p's default logger builds a few `debug` instances for every stream it opens (each asking
@@ -187,7 +192,10 @@ export async function createMeshHost(options: MeshOptions): Promise<MeshHost> {
     if (!addrs || dialing.has(peer) || stopped) return;
     dialing.add(peer);
     try {
-      await node.dial(addrs.map((a) => multiaddr(a)), { signal: AbortSignal.timeout(3000) });
+      await node.dial(
+        addrs.map((a) => multiaddr(a)),
+        { signal: AbortSignal.timeout(3000) },
+      );
       await tagFleet(peer);
     } catch {
       // unreachable now: the redial loop tries again, for as long as the partition lasts
@@ -224,7 +232,9 @@ export async function createMeshHost(options: MeshOptions): Promise<MeshHost> {
 
   if (options.linkShaper) {
     const shaper = options.linkShaper;
-    node.addEventListener('connection:open', (evt) => shaper.bind(evt.detail.remoteAddr, evt.detail.remotePeer.toString()));
+    node.addEventListener('connection:open', (evt) =>
+      shaper.bind(evt.detail.remoteAddr, evt.detail.remotePeer.toString()),
+    );
   }
   node.addEventListener('peer:connect', (evt) => {
     const peer = evt.detail.toString();
@@ -239,7 +249,11 @@ export async function createMeshHost(options: MeshOptions): Promise<MeshHost> {
   node.addEventListener('peer:discovery', (evt) => {
     const peer = evt.detail.id.toString();
     if (!gater.isMember(peer) || peer === self || evt.detail.multiaddrs.length === 0) return;
-    if (!known.has(peer)) known.set(peer, evt.detail.multiaddrs.map((a) => `${a.toString()}/p2p/${peer}`));
+    if (!known.has(peer))
+      known.set(
+        peer,
+        evt.detail.multiaddrs.map((a) => `${a.toString()}/p2p/${peer}`),
+      );
     if (bounded ? !wanted().has(peer) || !dialsFirst(peer) : self > peer) return;
     if (stopped || !gater.admits(peer) || node.getConnections(evt.detail.id).length > 0) return;
     void node
@@ -262,7 +276,8 @@ export async function createMeshHost(options: MeshOptions): Promise<MeshHost> {
     gater,
     peerId: self,
     addresses: () => node.getMultiaddrs().map((a) => a.toString()),
-    connectedPeers: () => [...new Set(node.getConnections().map((c) => c.remotePeer.toString()))].filter((p) => gater.isMember(p)),
+    connectedPeers: () =>
+      [...new Set(node.getConnections().map((c) => c.remotePeer.toString()))].filter((p) => gater.isMember(p)),
     async partition(peers) {
       gater.partition(peers);
       await Promise.all(peers.map((p) => node.hangUp(peerIdFromString(p)).catch(() => undefined)));
@@ -274,7 +289,8 @@ export async function createMeshHost(options: MeshOptions): Promise<MeshHost> {
       const healed = peers ? new Set(peers) : undefined;
       const connected = connectedNow();
       for (const peer of wanted()) {
-        if ((!healed || healed.has(peer)) && !connected.has(peer) && gater.admits(peer) && dialsFirst(peer)) void dial(peer);
+        if ((!healed || healed.has(peer)) && !connected.has(peer) && gater.admits(peer) && dialsFirst(peer))
+          void dial(peer);
       }
     },
     async addPeerAddresses(peer, addrs) {

@@ -34,7 +34,8 @@ interface PooledStream {
 }
 
 let counter = 0;
-const newId = (): string => `${Date.now().toString(36)}-${(counter++).toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+const newId = (): string =>
+  `${Date.now().toString(36)}-${(counter++).toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
 
 /**
  * Sends tails to peers over `/robomesh/infer/1.0.0`, reusing idle streams (a new stream costs
@@ -50,7 +51,13 @@ export class InferClient {
     private readonly maxFrameBytes = DEFAULT_FRAME_LIMITS.maxFrameBytes,
   ) {}
 
-  async infer(peer: string, task: RemoteTask, tensors: Tensor[], budgetMs: number, signal?: AbortSignal): Promise<RemoteResult> {
+  async infer(
+    peer: string,
+    task: RemoteTask,
+    tensors: Tensor[],
+    budgetMs: number,
+    signal?: AbortSignal,
+  ): Promise<RemoteResult> {
     const t0 = performance.now();
     const deadline = AbortSignal.timeout(Math.max(1, Math.ceil(budgetMs)));
     const abort = signal ? AbortSignal.any([deadline, signal]) : deadline;
@@ -87,7 +94,13 @@ export class InferClient {
       }
       this.release(peer, pooled);
       pooled = undefined;
-      return { outputs, computeMs: header.computeMs, elapsedMs: performance.now() - t0, sentBytes: bytes, receivedBytes: body.length };
+      return {
+        outputs,
+        computeMs: header.computeMs,
+        elapsedMs: performance.now() - t0,
+        sentBytes: bytes,
+        receivedBytes: body.length,
+      };
     } catch (err) {
       pooled?.stream.abort(err instanceof Error ? err : new Error(String(err)));
       if (deadline.aborted) throw new InferError('DEADLINE', `${peer} did not answer within ${budgetMs.toFixed(0)} ms`);

@@ -2,7 +2,14 @@ import { EventEmitter } from 'node:events';
 import type { Connection, Stream } from '@libp2p/interface';
 import { lpStream } from '@libp2p/utils';
 import { FrameError, RobomeshError } from '../../protocol/errors.js';
-import { CHUNK_BYTES, INFER_PROTOCOL, type InferErrorCode, InferProtocolError, type InferRequest, MAX_MESSAGE_BYTES } from '../../protocol/infer-messages.js';
+import {
+  CHUNK_BYTES,
+  INFER_PROTOCOL,
+  type InferErrorCode,
+  InferProtocolError,
+  type InferRequest,
+  MAX_MESSAGE_BYTES,
+} from '../../protocol/infer-messages.js';
 import { DEFAULT_FRAME_LIMITS, type Tensor, decodeFrame, encodeFrame } from '../../protocol/tensor-frame.js';
 import type { ModelRegistry } from '../inference/model-registry.js';
 import { BoundaryError } from '../inference/wire.js';
@@ -22,7 +29,10 @@ export interface InferServiceOptions {
  * stream carries any number of requests in turn. Malformed input gets a typed error reply,
  * then the stream is reset and the sender penalised; the robot goes on serving everyone else.
  */
-export class InferService extends EventEmitter<{ request: [peer: string, request: InferRequest]; served: [peer: string, request: InferRequest, outputs: Tensor[]] }> {
+export class InferService extends EventEmitter<{
+  request: [peer: string, request: InferRequest];
+  served: [peer: string, request: InferRequest, outputs: Tensor[]];
+}> {
   readonly queue: WorkQueue;
   private readonly maxFrameBytes: number;
   served = 0;
@@ -84,7 +94,13 @@ export class InferService extends EventEmitter<{ request: [peer: string, request
       this.reputation.penalise(peer, `malformed request stream: ${(err as Error).message}`);
       try {
         const code: InferErrorCode = 'BAD_FRAME';
-        await writeMessage(lp, stream, { t: 'err', id, code, message: (err as Error).message }, undefined, AbortSignal.timeout(1000));
+        await writeMessage(
+          lp,
+          stream,
+          { t: 'err', id, code, message: (err as Error).message },
+          undefined,
+          AbortSignal.timeout(1000),
+        );
       } catch {
         // the stream may already be gone
       }
@@ -97,7 +113,13 @@ export class InferService extends EventEmitter<{ request: [peer: string, request
     frame: Uint8Array,
     received: number,
     cancelled: AbortSignal,
-  ): Promise<{ header: Parameters<typeof writeMessage>[2]; frame?: Uint8Array; outputs?: Tensor[]; fatal?: boolean; reason?: string }> {
+  ): Promise<{
+    header: Parameters<typeof writeMessage>[2];
+    frame?: Uint8Array;
+    outputs?: Tensor[];
+    fatal?: boolean;
+    reason?: string;
+  }> {
     const error = (code: InferErrorCode, message: string, fatal = false) => ({
       header: { t: 'err' as const, id: req.id, code, message },
       fatal,
@@ -124,7 +146,9 @@ export class InferService extends EventEmitter<{ request: [peer: string, request
     } catch (err) {
       if (err instanceof BoundaryError) return error('BAD_TENSORS', err.message, true);
       if (err instanceof RobomeshError) {
-        const code = (['UNKNOWN_CUT', 'DEADLINE', 'OVERLOADED'].includes(err.code) ? err.code : 'INTERNAL') as InferErrorCode;
+        const code = (
+          ['UNKNOWN_CUT', 'DEADLINE', 'OVERLOADED'].includes(err.code) ? err.code : 'INTERNAL'
+        ) as InferErrorCode;
         return error(code, err.message);
       }
       return error('INTERNAL', (err as Error).message);
@@ -134,7 +158,13 @@ export class InferService extends EventEmitter<{ request: [peer: string, request
     this.served++;
     this.bytesOut += bytes.length;
     return {
-      header: { t: 'res', id: req.id, computeMs: outputs.computeMs, chunks: Math.ceil(bytes.length / CHUNK_BYTES), bytes: bytes.length },
+      header: {
+        t: 'res',
+        id: req.id,
+        computeMs: outputs.computeMs,
+        chunks: Math.ceil(bytes.length / CHUNK_BYTES),
+        bytes: bytes.length,
+      },
       frame: bytes,
       outputs: outputs.out,
     };

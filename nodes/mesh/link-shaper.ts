@@ -1,4 +1,10 @@
-import type { AbortOptions, ConnectionProtector, MessageStream, StreamCloseEvent, StreamMessageEvent } from '@libp2p/interface';
+import type {
+  AbortOptions,
+  ConnectionProtector,
+  MessageStream,
+  StreamCloseEvent,
+  StreamMessageEvent,
+} from '@libp2p/interface';
 import { AbstractMessageStream, type SendResult } from '@libp2p/utils';
 import type { Multiaddr } from '@multiformats/multiaddr';
 
@@ -13,7 +19,12 @@ type Bytes = Parameters<AbstractMessageStream['sendData']>[0];
 /** Bytes released to the socket at once: small enough that pacing stays smooth at 1 Mbit/s (16 ms). */
 const PIECE_BYTES = 2048;
 
-const addressKey = (addr: Multiaddr): string => addr.getComponents().filter((c) => c.name !== 'p2p').map((c) => `${c.name}/${c.value ?? ''}`).join('/');
+const addressKey = (addr: Multiaddr): string =>
+  addr
+    .getComponents()
+    .filter((c) => c.name !== 'p2p')
+    .map((c) => `${c.name}/${c.value ?? ''}`)
+    .join('/');
 
 /**
  * Shapes what this robot sends to chosen peers (rate and latency), below encryption so every
@@ -32,7 +43,8 @@ export class LinkShaper {
   private readonly live = new Set<ShapedStream>();
 
   set(peer: string, shape: LinkShape | null): void {
-    if (shape) this.shapes.set(peer, { bytesPerSecond: Math.max(1, shape.bytesPerSecond), delayMs: Math.max(0, shape.delayMs) });
+    if (shape)
+      this.shapes.set(peer, { bytesPerSecond: Math.max(1, shape.bytesPerSecond), delayMs: Math.max(0, shape.delayMs) });
     else this.shapes.delete(peer);
   }
 
@@ -59,14 +71,19 @@ export class LinkShaper {
   protector(): ConnectionProtector {
     return {
       protect: async (connection: MessageStream & { remoteAddr?: Multiaddr }) => {
-        const peer = connection.remoteAddr?.getComponents().filter((c) => c.name === 'p2p').at(-1)?.value;
+        const peer = connection.remoteAddr
+          ?.getComponents()
+          .filter((c) => c.name === 'p2p')
+          .at(-1)?.value;
         const stream = new ShapedStream(connection, this, peer);
         this.live.add(stream);
         connection.addEventListener('close', () => this.live.delete(stream), { once: true });
         if (peer === undefined && connection.remoteAddr) {
           const key = addressKey(connection.remoteAddr);
           this.unbound.set(key, stream);
-          connection.addEventListener('close', () => this.unbound.get(key) === stream && this.unbound.delete(key), { once: true });
+          connection.addEventListener('close', () => this.unbound.get(key) === stream && this.unbound.delete(key), {
+            once: true,
+          });
         }
         return stream;
       },
@@ -103,7 +120,12 @@ class ShapedStream extends AbstractMessageStream {
     private readonly shaper: LinkShaper,
     public peer: string | undefined,
   ) {
-    super({ log: inner.log, inactivityTimeout: inner.inactivityTimeout, maxReadBufferLength: inner.maxReadBufferLength, direction: inner.direction });
+    super({
+      log: inner.log,
+      inactivityTimeout: inner.inactivityTimeout,
+      maxReadBufferLength: inner.maxReadBufferLength,
+      direction: inner.direction,
+    });
     inner.addEventListener('message', (evt: StreamMessageEvent) => this.onData(evt.data));
     inner.addEventListener('close', (evt: StreamCloseEvent) => {
       this.discard();

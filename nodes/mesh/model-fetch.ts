@@ -29,7 +29,8 @@ export async function serveModels(node: MeshNode, bytesOf: (hash: string) => Uin
         await lp.write(size);
         // One noise message per piece: a 1 MiB message went out as one yamux frame of the whole
         // window, stop-and-wait per window (see SEND_PIECE_BYTES).
-        for (let o = 0; bytes && o < bytes.length; o += SEND_PIECE_BYTES) await lp.write(bytes.subarray(o, o + SEND_PIECE_BYTES));
+        for (let o = 0; bytes && o < bytes.length; o += SEND_PIECE_BYTES)
+          await lp.write(bytes.subarray(o, o + SEND_PIECE_BYTES));
         await stream.close();
       } catch (err) {
         stream.abort(err as Error);
@@ -50,7 +51,7 @@ export async function fetchModel(node: MeshNode, peer: string, hash: string, tim
     if (size === 0) throw new ModelFetchError('NOT_HELD', `${peer} does not hold model ${hash.slice(0, 12)}…`);
     if (size > MAX_MODEL_BYTES) throw new ModelFetchError('TOO_LARGE', `${peer} offers a ${size}-byte model`);
     const bytes = new Uint8Array(size);
-    for (let o = 0; o < size; ) {
+    for (let o = 0; o < size;) {
       const part = (await lp.read({ signal })).subarray();
       if (o + part.length > size) throw new ModelFetchError('BAD_MODEL', `${peer} sent more than ${size} bytes`);
       bytes.set(part, o);
@@ -58,7 +59,11 @@ export async function fetchModel(node: MeshNode, peer: string, hash: string, tim
     }
     await stream.close();
     const got = createHash('sha256').update(bytes).digest('hex');
-    if (got !== hash) throw new ModelFetchError('HASH_MISMATCH', `${peer} sent bytes hashing to ${got.slice(0, 12)}…, not ${hash.slice(0, 12)}…`);
+    if (got !== hash)
+      throw new ModelFetchError(
+        'HASH_MISMATCH',
+        `${peer} sent bytes hashing to ${got.slice(0, 12)}…, not ${hash.slice(0, 12)}…`,
+      );
     return bytes;
   } catch (err) {
     stream.abort(err as Error);

@@ -1,6 +1,13 @@
 import type { Stream } from '@libp2p/interface';
 import type { LengthPrefixedStream } from '@libp2p/utils';
-import { CHUNK_BYTES, CHUNK_KIND, type InferHeader, decodeHeader, encodeHeader, expectChunk } from '../../protocol/infer-messages.js';
+import {
+  CHUNK_BYTES,
+  CHUNK_KIND,
+  type InferHeader,
+  decodeHeader,
+  encodeHeader,
+  expectChunk,
+} from '../../protocol/infer-messages.js';
 
 /**
  * Largest piece of a frame handed to the stream at once: one yamux frame (12-byte header) then
@@ -15,7 +22,11 @@ import { CHUNK_BYTES, CHUNK_KIND, type InferHeader, decodeHeader, encodeHeader, 
 export const SEND_PIECE_BYTES = 65_519 - 12;
 
 /** Reads one header message, or null when the remote closed the stream cleanly between requests. */
-export async function readHeader(lp: LengthPrefixedStream, maxFrameBytes: number, signal?: AbortSignal): Promise<InferHeader | null> {
+export async function readHeader(
+  lp: LengthPrefixedStream,
+  maxFrameBytes: number,
+  signal?: AbortSignal,
+): Promise<InferHeader | null> {
   let message;
   try {
     message = await lp.read({ signal });
@@ -27,13 +38,19 @@ export async function readHeader(lp: LengthPrefixedStream, maxFrameBytes: number
 }
 
 /** Reads `chunks` frame chunks into one buffer of exactly `bytes` (one copy, into its final place). */
-export async function readFrame(lp: LengthPrefixedStream, chunks: number, bytes: number, signal?: AbortSignal): Promise<Uint8Array> {
+export async function readFrame(
+  lp: LengthPrefixedStream,
+  chunks: number,
+  bytes: number,
+  signal?: AbortSignal,
+): Promise<Uint8Array> {
   const frame = new Uint8Array(bytes);
   let offset = 0;
   for (let i = 0; i < chunks; i++) {
     const message = await lp.read({ signal });
     expectChunk(message.byteLength > 0 ? message.get(0) : undefined);
-    if (offset + message.byteLength - 1 > bytes) throw new RangeError(`frame chunks exceed the announced ${bytes} bytes`);
+    if (offset + message.byteLength - 1 > bytes)
+      throw new RangeError(`frame chunks exceed the announced ${bytes} bytes`);
     // The message arrives as many buffers: copy each straight to its place, never joined first.
     for (const part of message.sublist(1)) {
       frame.set(part, offset);
@@ -79,7 +96,7 @@ export async function writeMessage(
   for (let o = 0; o < total; o += CHUNK_BYTES) {
     const length = Math.min(CHUNK_BYTES, total - o);
     await send(stream, Uint8Array.from([...varint(1 + length), CHUNK_KIND]), signal);
-    for (let left = length; left > 0; ) {
+    for (let left = length; left > 0;) {
       while (at === frame[piece].length) {
         piece++;
         at = 0;

@@ -17,7 +17,8 @@ export class WorkQueue {
 
   async run<T>(job: () => Promise<T>): Promise<T> {
     if (this.running >= this.concurrency) {
-      if (this.waiting.length >= this.maxBacklog) throw new RobomeshError('OVERLOADED', `backlog of ${this.maxBacklog} full`);
+      if (this.waiting.length >= this.maxBacklog)
+        throw new RobomeshError('OVERLOADED', `backlog of ${this.maxBacklog} full`);
       await new Promise<void>((resolve) => this.waiting.push(resolve));
     } else {
       this.running++;

@@ -75,7 +75,14 @@ export interface RobotConfig {
    */
   /** Collaborative mapping (needs `ledger`): tile contributions logged and synced over the mesh. */
   mapping?: { frame: MapFrame; syncMs?: number };
-  anchor?: { deployment: IotaDeployment; queue: AnchorQueue; chain?: AnchorChain; gas?: GasPlan; everyMs?: number; relayRepublishMs?: number };
+  anchor?: {
+    deployment: IotaDeployment;
+    queue: AnchorQueue;
+    chain?: AnchorChain;
+    gas?: GasPlan;
+    everyMs?: number;
+    relayRepublishMs?: number;
+  };
 }
 
 /**
@@ -124,7 +131,12 @@ export class Robot {
       const key = profileKey(slicer, 'fp32', config.threads ?? 1);
       let profile = await store.load(slicer.hash, key);
       if (!profile) {
-        profile = await profileInChildProcess(slicer, { runs: config.profileRuns ?? 5, warmup: 1, precision: 'fp32', threads: config.threads ?? 1 });
+        profile = await profileInChildProcess(slicer, {
+          runs: config.profileRuns ?? 5,
+          warmup: 1,
+          precision: 'fp32',
+          threads: config.threads ?? 1,
+        });
         await store.save(profile);
       }
       models.setProfile(profile);
@@ -162,7 +174,9 @@ export class Robot {
         queue: service.queue.length,
         models: models.hashes().flatMap((hash) => {
           const p = models.profile(hash);
-          return p ? [{ hash, wholeMs: p.wholeMs, tailMs: Object.fromEntries(p.cuts.map((c) => [c.id, c.tailMs])) }] : [];
+          return p
+            ? [{ hash, wholeMs: p.wholeMs, tailMs: Object.fromEntries(p.cuts.map((c) => [c.id, c.tailMs])) }]
+            : [];
         }),
       }),
       config.advertPeriodMs ?? 1000,
@@ -184,7 +198,13 @@ export class Robot {
     if (config.ledger) {
       ledger = new Ledger(config.ledger.store, signerFromSeed(identity.seed));
       ledger.ingest(config.ledger.genesis);
-      replicator = new LogReplicator(host.node, ledger, config.fleet.name, (p) => host.gater.admits(p), config.ledger.antiEntropyMs);
+      replicator = new LogReplicator(
+        host.node,
+        ledger,
+        config.fleet.name,
+        (p) => host.gater.admits(p),
+        config.ledger.antiEntropyMs,
+      );
       await replicator.start();
     }
     let anchorer: Anchorer | undefined;
@@ -192,7 +212,13 @@ export class Robot {
     if (config.anchor && ledger) {
       const { deployment, queue, chain, gas } = config.anchor;
       anchorer = new Anchorer({ ledger, seed: identity.seed, deployment, queue, chain, gas });
-      relay = new AnchorRelay(host.node, anchorer, config.fleet.name, () => ledger.state.members, config.anchor.relayRepublishMs);
+      relay = new AnchorRelay(
+        host.node,
+        anchorer,
+        config.fleet.name,
+        () => ledger.state.members,
+        config.anchor.relayRepublishMs,
+      );
       relay.start();
     }
     let map: MapService | undefined;
@@ -202,7 +228,24 @@ export class Robot {
       mapSync = new MapSync(host.node, map, config.fleet.name, (p) => host.gater.admits(p), config.mapping.syncMs);
       await mapSync.start();
     }
-    const robot = new Robot(config.name, host, models, service, client, adverts, links, reputation, scheduler, addModel, ledger, replicator, anchorer, relay, map, mapSync);
+    const robot = new Robot(
+      config.name,
+      host,
+      models,
+      service,
+      client,
+      adverts,
+      links,
+      reputation,
+      scheduler,
+      addModel,
+      ledger,
+      replicator,
+      anchorer,
+      relay,
+      map,
+      mapSync,
+    );
     if (mapSync) robot.onStop(() => mapSync.stop());
     if (anchorer) {
       robot.onStop(() => relay!.stop());
@@ -239,7 +282,8 @@ export class Robot {
   }
 
   private sampleRtt(): void {
-    for (const c of this.host.node.getConnections()) if (c.rtt !== undefined) this.links.recordRtt(c.remotePeer.toString(), c.rtt);
+    for (const c of this.host.node.getConnections())
+      if (c.rtt !== undefined) this.links.recordRtt(c.remotePeer.toString(), c.rtt);
   }
 
   /** When nothing is queued, measure links that carried no transfer recently with a 256 KiB probe. */
@@ -274,12 +318,29 @@ export class Robot {
    * the task and its assignment, runs it on all k, and lets their logged results decide (the
    * quorum contract, on every robot). Returns the task id and the run's outcome.
    */
-  async inferTask(model: string, inputs: Tensor[], k = 2, options: { deadlineMs?: number; precisions?: Precision[] } = {}) {
+  async inferTask(
+    model: string,
+    inputs: Tensor[],
+    k = 2,
+    options: { deadlineMs?: number; precisions?: Precision[] } = {},
+  ) {
     if (!this.ledger) throw new RobomeshError('NO_LEDGER', 'this robot runs without a log');
     const ranked = this.scheduler.plans(model, inputs, options.precisions);
-    const choice = ranked.find((p) => p.kind !== 'local' && new Set(ranked.filter((q) => q.kind === p.kind && q.cut === p.cut && q.precision === p.precision).map((q) => q.peer)).size >= k);
+    const choice = ranked.find(
+      (p) =>
+        p.kind !== 'local' &&
+        new Set(
+          ranked.filter((q) => q.kind === p.kind && q.cut === p.cut && q.precision === p.precision).map((q) => q.peer),
+        ).size >= k,
+    );
     if (!choice) throw new RobomeshError('NO_EXECUTORS', `fewer than ${k} peers can run model ${model.slice(0, 12)}…`);
-    const peers = [...new Set(ranked.filter((q) => q.kind === choice.kind && q.cut === choice.cut && q.precision === choice.precision).map((q) => q.peer!))].slice(0, k);
+    const peers = [
+      ...new Set(
+        ranked
+          .filter((q) => q.kind === choice.kind && q.cut === choice.cut && q.precision === choice.precision)
+          .map((q) => q.peer!),
+      ),
+    ].slice(0, k);
     const task = `${this.name}-${Date.now().toString(36)}-${(this.tasks++).toString(36)}`;
     const input = createHash('sha256').update(encodeFrame(inputs)).digest('hex');
     this.ledger.appendBatch([
@@ -297,7 +358,11 @@ export class Robot {
   }
 
   /** Run a model on an input, split as the scheduler decides. */
-  infer(model: string, inputs: Parameters<Scheduler['infer']>[1], options?: Parameters<Scheduler['infer']>[2] & { precisions?: Precision[] }) {
+  infer(
+    model: string,
+    inputs: Parameters<Scheduler['infer']>[1],
+    options?: Parameters<Scheduler['infer']>[2] & { precisions?: Precision[] },
+  ) {
     return this.scheduler.infer(model, inputs, options);
   }
 

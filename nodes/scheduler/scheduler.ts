@@ -87,23 +87,24 @@ export class Scheduler extends EventEmitter<{ decision: [Decision] }> {
     const { models, queue, links } = this.deps;
     const slicer = models.get(model);
     const profile = models.profile(model);
-    if (!profile) throw new RobomeshError('NOT_PROFILED', `model ${model.slice(0, 12)}… has no profile on this robot yet`);
+    if (!profile)
+      throw new RobomeshError('NOT_PROFILED', `model ${model.slice(0, 12)}… has no profile on this robot yet`);
     const headMs = new Map(profile.cuts.map((c) => [c.id, c.headMs]));
     const seen = (key: string, fallback: number): number => this.observed.get(key) ?? fallback;
     const outputBytes = slicer.analysis.index.outputs.reduce((sum, name) => {
       const s = slicer.analysis.shapes.get(name);
       return sum + (s ? elementCount(s.dims) * DTYPES[s.dtype].bytes : 0);
     }, 0);
-    const offers: PeerOffer[] = this.deps
-      .peers()
-      .flatMap((p) => {
-        const m = p.models.find((x) => x.hash === model);
-        if (!m) return [];
-        const link = links.get(p.robot);
-        const tailMs = Object.fromEntries(Object.entries(m.tailMs).map(([cut, ms]) => [cut, seen(`tail:${p.robot}:${model}:${cut}`, ms)]));
-        const wholeMs = seen(`tail:${p.robot}:${model}:${INPUT_CUT}`, m.wholeMs);
-        return [{ peer: p.robot, bandwidth: link.bandwidth, rttMs: link.rttMs, queue: p.queue, wholeMs, tailMs }];
-      });
+    const offers: PeerOffer[] = this.deps.peers().flatMap((p) => {
+      const m = p.models.find((x) => x.hash === model);
+      if (!m) return [];
+      const link = links.get(p.robot);
+      const tailMs = Object.fromEntries(
+        Object.entries(m.tailMs).map(([cut, ms]) => [cut, seen(`tail:${p.robot}:${model}:${cut}`, ms)]),
+      );
+      const wholeMs = seen(`tail:${p.robot}:${model}:${INPUT_CUT}`, m.wholeMs);
+      return [{ peer: p.robot, bandwidth: link.bandwidth, rttMs: link.rttMs, queue: p.queue, wholeMs, tailMs }];
+    });
     return rankPlans({
       localWholeMs: seen(`whole:${model}`, profile.wholeMs),
       localQueue: queue.length,
@@ -111,7 +112,14 @@ export class Scheduler extends EventEmitter<{ decision: [Decision] }> {
       outputBytes,
       cuts: slicer.analysis.cuts
         .filter((c) => headMs.has(c.id))
-        .map((c) => ({ id: c.id, bytes: c.bytes, headMs: headMs.get(c.id)!, headMsAt: Object.fromEntries(precisions.map((p) => [p, seen(`head:${model}:${c.id}:${p}`, headMs.get(c.id)!)])) })),
+        .map((c) => ({
+          id: c.id,
+          bytes: c.bytes,
+          headMs: headMs.get(c.id)!,
+          headMsAt: Object.fromEntries(
+            precisions.map((p) => [p, seen(`head:${model}:${c.id}:${p}`, headMs.get(c.id)!)]),
+          ),
+        })),
       peers: offers,
       precisions,
     });
@@ -127,7 +135,9 @@ export class Scheduler extends EventEmitter<{ decision: [Decision] }> {
     const start = performance.now();
     const deadline = start + (options.deadlineMs ?? 10_000);
     const allowed = options.executors ? new Set(options.executors) : undefined;
-    const ranked = this.plans(model, inputs, options.precisions).filter((p) => !allowed || !p.peer || allowed.has(p.peer));
+    const ranked = this.plans(model, inputs, options.precisions).filter(
+      (p) => !allowed || !p.peer || allowed.has(p.peer),
+    );
     const plan = pick(ranked, options.force);
     const failovers: Decision['failovers'] = [];
     const timings: Decision['timings'] = {};
@@ -165,7 +175,14 @@ export class Scheduler extends EventEmitter<{ decision: [Decision] }> {
     if (plan.kind === 'split') timings.headMs = performance.now() - headStart;
     const localTailMs = this.localTailMs(model, cut);
     const k = Math.max(1, options.redundancy ?? 1);
-    const executors = [plan.peer!, ...ranked.filter((p) => p.kind === plan.kind && p.cut === cut && p.precision === precision && p.peer && p.peer !== plan.peer).map((p) => p.peer!)];
+    const executors = [
+      plan.peer!,
+      ...ranked
+        .filter(
+          (p) => p.kind === plan.kind && p.cut === cut && p.precision === precision && p.peer && p.peer !== plan.peer,
+        )
+        .map((p) => p.peer!),
+    ];
     const askRemote = async (peer: string, predicted: Plan | undefined): Promise<RemoteResult> => {
       const remaining = deadline - performance.now() - localTailMs;
       const expected = predicted ? predicted.predictedMs - predicted.breakdown.headMs : remaining;
@@ -173,7 +190,12 @@ export class Scheduler extends EventEmitter<{ decision: [Decision] }> {
       if (budget <= 0) throw new RobomeshError('DEADLINE', 'no time left for a remote run');
       let result: RemoteResult;
       try {
-        result = await this.deps.client.infer(peer, { model, cut, precision, granularity: 'channel', task: options.task }, boundary, budget);
+        result = await this.deps.client.infer(
+          peer,
+          { model, cut, precision, granularity: 'channel', task: options.task },
+          boundary,
+          budget,
+        );
       } catch (err) {
         // A stall tells us something too: the link moved less than these bytes in `budget` ms.
         // Without this sample a link that got slower would never be learnt (every slow transfer
@@ -185,12 +207,17 @@ export class Scheduler extends EventEmitter<{ decision: [Decision] }> {
         }
         throw err;
       }
-      this.deps.links.recordTransfer(peer, result.sentBytes + result.receivedBytes, result.elapsedMs - result.computeMs);
+      this.deps.links.recordTransfer(
+        peer,
+        result.sentBytes + result.receivedBytes,
+        result.elapsedMs - result.computeMs,
+      );
       timings.remoteMs = result.elapsedMs;
       timings.remoteComputeMs = result.computeMs;
       return result;
     };
-    const predictedFor = (peer: string): Plan | undefined => ranked.find((p) => p.peer === peer && p.cut === cut && p.precision === precision);
+    const predictedFor = (peer: string): Plan | undefined =>
+      ranked.find((p) => p.peer === peer && p.cut === cut && p.precision === precision);
 
     if (k > 1) {
       const chosen = executors.slice(0, k);
@@ -240,7 +267,9 @@ export class Scheduler extends EventEmitter<{ decision: [Decision] }> {
 
   private runLocal(model: string, cut: string, precision: Precision, tensors: Tensor[]): Promise<Tensor[]> {
     if (cut === INPUT_CUT) {
-      return this.deps.queue.run(async () => outputsToTensors(await this.deps.models.get(model).runWhole(tensorsToFeeds(tensors))));
+      return this.deps.queue.run(async () =>
+        outputsToTensors(await this.deps.models.get(model).runWhole(tensorsToFeeds(tensors))),
+      );
     }
     return this.deps.queue.run(() => this.deps.models.runFrom(model, cut, precision, 'channel', tensors));
   }

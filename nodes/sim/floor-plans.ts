@@ -47,7 +47,16 @@ function roomVisits(room: Room): Point[] {
   const nearBottom = room.door.y < (room.y0 + room.y1) / 2;
   const near = nearBottom ? room.y0 + 0.9 : room.y1 - 0.9;
   const far = nearBottom ? room.y1 - 0.9 : room.y0 + 0.9;
-  return [outside, inside, { x: cx - 1.1, y: near }, { x: cx - 1.1, y: far }, { x: cx + 1.1, y: far }, { x: cx + 1.1, y: near }, inside, outside];
+  return [
+    outside,
+    inside,
+    { x: cx - 1.1, y: near },
+    { x: cx - 1.1, y: far },
+    { x: cx + 1.1, y: far },
+    { x: cx + 1.1, y: near },
+    inside,
+    outside,
+  ];
 }
 
 /**
@@ -59,7 +68,13 @@ function office(): Sketch {
   const b = new PlanBuilder('builtin:office', 20, 20).border(WALL);
   for (const y of [9, 11]) b.line(0, y, 9, y, WALL).line(11, y, 20, y, WALL);
   for (const x of [9, 11]) b.line(x, 0, x, 9, WALL).line(x, 11, x, 20, WALL);
-  for (const [x, y0, y1] of [[4.5, 0, 9], [15.5, 0, 9], [4.5, 11, 20], [15.5, 11, 20]]) b.line(x, y0, x, y1, WALL);
+  for (const [x, y0, y1] of [
+    [4.5, 0, 9],
+    [15.5, 0, 9],
+    [4.5, 11, 20],
+    [15.5, 11, 20],
+  ])
+    b.line(x, y0, x, y1, WALL);
   const rooms: Room[] = [];
   for (const top of [false, true]) {
     const y0 = top ? 11 + WALL / 2 : WALL;
@@ -100,7 +115,16 @@ function office(): Sketch {
     { x: 10, y: 16.5, theta: -Math.PI / 2 },
   ];
   const roomOf = [0, 4, 3, 7, 1, 2, 5, 6];
-  const finish: (Point | undefined)[] = [{ x: 8, y: 10 }, undefined, { x: 12, y: 10 }, undefined, { x: 10, y: 8 }, undefined, { x: 10, y: 12 }, undefined];
+  const finish: (Point | undefined)[] = [
+    { x: 8, y: 10 },
+    undefined,
+    { x: 12, y: 10 },
+    undefined,
+    { x: 10, y: 8 },
+    undefined,
+    { x: 10, y: 12 },
+    undefined,
+  ];
   const visits = roomOf.map((r, i) => [...roomVisits(rooms[r]), ...(finish[i] ? [finish[i]] : [])]);
   return { builder: b, starts, visits };
 }
@@ -124,7 +148,12 @@ function warehouse(): Sketch {
     { x, y: 18.4 },
     { x: aisles[Math.min(i + 1, aisles.length - 1)], y: 18.4 },
   ]);
-  visits.push([{ x: 19, y: 10 }, { x: 1.2, y: 10 }, { x: 1.2, y: 18.8 }, { x: 8, y: 18.8 }]);
+  visits.push([
+    { x: 19, y: 10 },
+    { x: 1.2, y: 10 },
+    { x: 1.2, y: 18.8 },
+    { x: 8, y: 18.8 },
+  ]);
   return { builder: b, starts, visits };
 }
 
@@ -145,9 +174,22 @@ function small(): Sketch {
     { x: 7.0, y: 7.0, theta: Math.PI },
   ];
   const tour: Point[] = [
-    { x: 1, y: 1 }, { x: 3, y: 1 }, { x: 3, y: 3 }, { x: 1, y: 3 }, { x: 3.2, y: 4.6 }, { x: 1, y: 5 },
-    { x: 1, y: 7 }, { x: 3, y: 7 }, { x: 5, y: 7 }, { x: 7, y: 7 }, { x: 7, y: 5 }, { x: 5, y: 4.5 },
-    { x: 7, y: 3.5 }, { x: 7, y: 1 }, { x: 5, y: 1 }, { x: 4.7, y: 3.2 },
+    { x: 1, y: 1 },
+    { x: 3, y: 1 },
+    { x: 3, y: 3 },
+    { x: 1, y: 3 },
+    { x: 3.2, y: 4.6 },
+    { x: 1, y: 5 },
+    { x: 1, y: 7 },
+    { x: 3, y: 7 },
+    { x: 5, y: 7 },
+    { x: 7, y: 7 },
+    { x: 7, y: 5 },
+    { x: 5, y: 4.5 },
+    { x: 7, y: 3.5 },
+    { x: 7, y: 1 },
+    { x: 5, y: 1 },
+    { x: 4.7, y: 3.2 },
   ];
   const visits = starts.map((_, i) => Array.from({ length: 6 }, (_, k) => tour[(2 * i + 1 + k) % tour.length]));
   return { builder: b, starts, visits };
@@ -168,7 +210,10 @@ export function isFloorPlanName(name: string): name is FloorPlanName {
 /** A built-in floor plan by name; built once, then shared (do not modify it). */
 export function floorPlan(name: string): FloorPlan {
   if (!isFloorPlanName(name)) {
-    throw new RobomeshError('UNKNOWN_FLOOR_PLAN', `unknown floor plan ${JSON.stringify(name)}; built-in: ${FLOOR_PLAN_NAMES.join(', ')}`);
+    throw new RobomeshError(
+      'UNKNOWN_FLOOR_PLAN',
+      `unknown floor plan ${JSON.stringify(name)}; built-in: ${FLOOR_PLAN_NAMES.join(', ')}`,
+    );
   }
   let plan = cache.get(name);
   if (!plan) {
@@ -181,9 +226,16 @@ export function floorPlan(name: string): FloorPlan {
 }
 
 /** The first `count` robots of a plan, named r0, r1, …, on their default routes or exploring. */
-export function defaultRobots(plan: FloorPlan, count = plan.starts.length, mode: 'route' | 'frontier' = 'route'): SimRobotSpec[] {
+export function defaultRobots(
+  plan: FloorPlan,
+  count = plan.starts.length,
+  mode: 'route' | 'frontier' = 'route',
+): SimRobotSpec[] {
   if (!Number.isInteger(count) || count < 1 || count > plan.starts.length) {
-    throw new RobomeshError('BAD_SIM_CONFIG', `${plan.world.name} has start poses for 1..${plan.starts.length} robots, not ${count}`);
+    throw new RobomeshError(
+      'BAD_SIM_CONFIG',
+      `${plan.world.name} has start poses for 1..${plan.starts.length} robots, not ${count}`,
+    );
   }
   return plan.starts.slice(0, count).map((start, i) => ({
     name: `r${i}`,

@@ -156,7 +156,11 @@ export class FrontierExplorer {
     const start = this.cellAt(pose);
     const isGoal = (cell: number): boolean => this.banned[cell] === 0 && this.isFrontier(cell);
     const search = (near: (cell: number) => boolean): number[] | null =>
-      this.bfs.search(start, (cell, depth) => this.safe(cell) || isGoal(cell) || (depth <= this.escape && near(cell)), isGoal);
+      this.bfs.search(
+        start,
+        (cell, depth) => this.safe(cell) || isGoal(cell) || (depth <= this.escape && near(cell)),
+        isGoal,
+      );
     const path = search(this.nearStart(start, true)) ?? search(this.nearStart(start));
     this.plannedAt = time;
     if (!path) {
@@ -178,7 +182,11 @@ export class FrontierExplorer {
     const col = cell % width;
     const row = (cell - col) / width;
     for (let r = Math.max(0, row - BAN_RADIUS); r <= Math.min(height - 1, row + BAN_RADIUS); r++) {
-      this.banned.fill(1, r * width + Math.max(0, col - BAN_RADIUS), r * width + Math.min(width - 1, col + BAN_RADIUS) + 1);
+      this.banned.fill(
+        1,
+        r * width + Math.max(0, col - BAN_RADIUS),
+        r * width + Math.min(width - 1, col + BAN_RADIUS) + 1,
+      );
     }
   }
 }

@@ -67,7 +67,11 @@ export class GridBfs {
    * null. `passable` gets the step count at which the search would enter the cell; diagonal
    * steps are allowed only when both cells they cut past are passable too.
    */
-  search(start: number, passable: (cell: number, depth: number) => boolean, isGoal: (cell: number) => boolean): number[] | null {
+  search(
+    start: number,
+    passable: (cell: number, depth: number) => boolean,
+    isGoal: (cell: number) => boolean,
+  ): number[] | null {
     const { width, height, parent, depth, stamp, queue } = this;
     const gen = ++this.generation;
     stamp[start] = gen;

@@ -1,7 +1,20 @@
-export { type FloorPlan, type FloorPlanName, FLOOR_PLAN_NAMES, defaultRobots, floorPlan, isFloorPlanName } from './floor-plans.js';
+export {
+  type FloorPlan,
+  type FloorPlanName,
+  FLOOR_PLAN_NAMES,
+  defaultRobots,
+  floorPlan,
+  isFloorPlanName,
+} from './floor-plans.js';
 export { type LaserScan, type LidarConfig, LDS_01, angleIncrement, lidarConfig, scan } from './lidar.js';
 export { loadWorld } from './load-world.js';
-export { type MapServerMetadata, decodeMapImage, loadMapServerMap, parseMapYaml, worldFromImage } from './map-server.js';
+export {
+  type MapServerMetadata,
+  decodeMapImage,
+  loadMapServerMap,
+  parseMapYaml,
+  worldFromImage,
+} from './map-server.js';
 export { DEFAULT_ODOMETRY_NOISE, Odometry, type OdometryNoise } from './odometry.js';
 export { type GrayImage, decodePnm } from './pnm.js';
 export { type Pose, advancePose, normalizeAngle } from './pose.js';

@@ -41,9 +41,11 @@ export function lidarConfig(overrides: Partial<LidarConfig> = {}): LidarConfig {
     throw new RobomeshError('BAD_SIM_CONFIG', `lidar: ${what}`);
   };
   if (!Number.isInteger(c.beams) || c.beams < 1) bad(`beams must be a positive integer, got ${c.beams}`);
-  if (!Number.isFinite(c.angleMin) || !Number.isFinite(c.angleMax) || c.angleMax < c.angleMin) bad('need finite angleMin ≤ angleMax');
+  if (!Number.isFinite(c.angleMin) || !Number.isFinite(c.angleMax) || c.angleMax < c.angleMin)
+    bad('need finite angleMin ≤ angleMax');
   if (c.beams > 1 && c.angleMax === c.angleMin) bad('several beams need angleMax > angleMin');
-  if (!(c.rangeMin >= 0) || !(c.rangeMax > c.rangeMin) || !Number.isFinite(c.rangeMax)) bad('need 0 ≤ rangeMin < rangeMax < ∞');
+  if (!(c.rangeMin >= 0) || !(c.rangeMax > c.rangeMin) || !Number.isFinite(c.rangeMax))
+    bad('need 0 ≤ rangeMin < rangeMax < ∞');
   if (!(c.noiseStd >= 0) || !Number.isFinite(c.noiseStd)) bad(`noiseStd must be ≥ 0, got ${c.noiseStd}`);
   return c;
 }

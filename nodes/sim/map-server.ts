@@ -41,19 +41,25 @@ export function parseMapYaml(text: string, source: string): MapServerMetadata {
   const resolution = num('resolution');
   if (resolution <= 0) fail(`resolution must be positive, got ${resolution}`);
   const origin = d.origin;
-  if (!Array.isArray(origin) || (origin.length !== 2 && origin.length !== 3) || !origin.every((v) => typeof v === 'number' && Number.isFinite(v))) {
+  if (
+    !Array.isArray(origin) ||
+    (origin.length !== 2 && origin.length !== 3) ||
+    !origin.every((v) => typeof v === 'number' && Number.isFinite(v))
+  ) {
     fail(`origin must be [x, y, yaw], got ${JSON.stringify(origin)}`);
   }
   const o = origin as number[];
   const negate = d.negate ?? 0;
-  if (negate !== 0 && negate !== 1 && typeof negate !== 'boolean') fail(`negate must be 0 or 1, got ${JSON.stringify(negate)}`);
+  if (negate !== 0 && negate !== 1 && typeof negate !== 'boolean')
+    fail(`negate must be 0 or 1, got ${JSON.stringify(negate)}`);
   const occupiedThresh = num('occupied_thresh', 0.65);
   const freeThresh = num('free_thresh', 0.196);
   if (!(freeThresh >= 0 && freeThresh <= occupiedThresh && occupiedThresh <= 1)) {
     fail(`need 0 ≤ free_thresh ≤ occupied_thresh ≤ 1, got ${freeThresh} and ${occupiedThresh}`);
   }
   const mode = d.mode ?? 'trinary';
-  if (mode !== 'trinary' && mode !== 'scale' && mode !== 'raw') fail(`mode must be trinary, scale or raw, got ${JSON.stringify(mode)}`);
+  if (mode !== 'trinary' && mode !== 'scale' && mode !== 'raw')
+    fail(`mode must be trinary, scale or raw, got ${JSON.stringify(mode)}`);
   return {
     image: d.image as string,
     resolution,
@@ -80,7 +86,8 @@ export function decodeMapImage(bytes: Uint8Array, source: string): GrayImage {
     throw new RobomeshError('BAD_MAP_IMAGE', `${source}: unreadable PNG: ${(err as Error).message}`);
   }
   const { width, height, data } = png;
-  if (width * height > MAX_IMAGE_PIXELS) throw new RobomeshError('BAD_MAP_IMAGE', `${source}: ${width}×${height} is too large`);
+  if (width * height > MAX_IMAGE_PIXELS)
+    throw new RobomeshError('BAD_MAP_IMAGE', `${source}: ${width}×${height} is too large`);
   const pixels = new Uint8Array(width * height);
   for (let p = 0; p < pixels.length; p++) pixels[p] = Math.round((data[4 * p] + data[4 * p + 1] + data[4 * p + 2]) / 3);
   return { width, height, pixels };

@@ -41,7 +41,8 @@ export class Odometry {
   ) {
     this.noise = { ...DEFAULT_ODOMETRY_NOISE, ...noise };
     for (const [k, v] of Object.entries(this.noise)) {
-      if (!(v >= 0) || !Number.isFinite(v)) throw new RobomeshError('BAD_SIM_CONFIG', `odometry: ${k} must be ≥ 0, got ${v}`);
+      if (!(v >= 0) || !Number.isFinite(v))
+        throw new RobomeshError('BAD_SIM_CONFIG', `odometry: ${k} must be ≥ 0, got ${v}`);
     }
     this.current = { ...start };
     this.transScale = 1 + this.noise.translationBias * gauss();
@@ -59,7 +60,9 @@ export class Odometry {
     const t = Math.abs(dTrans);
     const measuredTrans = dTrans * this.transScale + n.translation * Math.sqrt(t) * this.gauss();
     const measuredRot =
-      dRot * this.rotScale + n.rotation * Math.sqrt(Math.abs(dRot)) * this.gauss() + n.rotationPerMeter * Math.sqrt(t) * this.gauss();
+      dRot * this.rotScale +
+      n.rotation * Math.sqrt(Math.abs(dRot)) * this.gauss() +
+      n.rotationPerMeter * Math.sqrt(t) * this.gauss();
     this.current = advancePose(this.current, measuredTrans, measuredRot);
   }
 }

@@ -37,7 +37,10 @@ export class PlanBuilder {
   border(thickness: number): this {
     const w = this.width * this.resolution;
     const h = this.height * this.resolution;
-    return this.wall(0, 0, w, thickness).wall(0, h - thickness, w, h).wall(0, 0, thickness, h).wall(w - thickness, 0, w, h);
+    return this.wall(0, 0, w, thickness)
+      .wall(0, h - thickness, w, h)
+      .wall(0, 0, thickness, h)
+      .wall(w - thickness, 0, w, h);
   }
 
   build(): GridWorld {

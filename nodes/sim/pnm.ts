@@ -10,7 +10,8 @@ export interface GrayImage {
 /** Larger than any map a robot fleet needs (100 m at 1 cm) and small enough not to exhaust memory. */
 export const MAX_IMAGE_PIXELS = 10_000 * 10_000;
 
-const isSpace = (b: number): boolean => b === 0x20 || b === 0x09 || b === 0x0a || b === 0x0d || b === 0x0b || b === 0x0c;
+const isSpace = (b: number): boolean =>
+  b === 0x20 || b === 0x09 || b === 0x0a || b === 0x0d || b === 0x0b || b === 0x0c;
 
 /**
  * Netpbm grey or colour maps: P2 and P5 (grey), P3 and P6 (colour, averaged to grey), any maxval
@@ -22,7 +23,10 @@ export function decodePnm(bytes: Uint8Array, source: string): GrayImage {
   };
   const kind = bytes.length >= 2 && bytes[0] === 0x50 ? String.fromCharCode(bytes[1]) : '';
   if (!['2', '3', '5', '6'].includes(kind)) {
-    fail('BAD_MAP_IMAGE', `not a PGM/PPM image (magic ${JSON.stringify(String.fromCharCode(...bytes.subarray(0, 2)))}, expected P5, P2, P6 or P3)`);
+    fail(
+      'BAD_MAP_IMAGE',
+      `not a PGM/PPM image (magic ${JSON.stringify(String.fromCharCode(...bytes.subarray(0, 2)))}, expected P5, P2, P6 or P3)`,
+    );
   }
   const channels = kind === '3' || kind === '6' ? 3 : 1;
   let pos = 2;
@@ -43,12 +47,14 @@ export function decodePnm(bytes: Uint8Array, source: string): GrayImage {
   const integer = (what: string, min: number, max: number): number => {
     const t = token(what);
     const v = /^\d+$/.test(t) ? Number(t) : NaN;
-    if (!(v >= min && v <= max)) fail('BAD_MAP_IMAGE', `bad ${what} ${JSON.stringify(t)} (expected an integer in ${min}..${max})`);
+    if (!(v >= min && v <= max))
+      fail('BAD_MAP_IMAGE', `bad ${what} ${JSON.stringify(t)} (expected an integer in ${min}..${max})`);
     return v;
   };
   const width = integer('width', 1, MAX_IMAGE_PIXELS);
   const height = integer('height', 1, MAX_IMAGE_PIXELS);
-  if (width * height > MAX_IMAGE_PIXELS) fail('BAD_MAP_IMAGE', `${width}×${height} is larger than ${MAX_IMAGE_PIXELS} pixels`);
+  if (width * height > MAX_IMAGE_PIXELS)
+    fail('BAD_MAP_IMAGE', `${width}×${height} is larger than ${MAX_IMAGE_PIXELS} pixels`);
   const maxval = integer('maxval', 1, 65535);
   const samples = width * height * channels;
   const raw = new Uint16Array(samples);
@@ -57,15 +63,19 @@ export function decodePnm(bytes: Uint8Array, source: string): GrayImage {
     pos++;
     const wide = maxval > 255;
     const need = samples * (wide ? 2 : 1);
-    if (bytes.length - pos < need) fail('MAP_TRUNCATED', `pixel data truncated: ${bytes.length - pos} of ${need} bytes for ${width}×${height}`);
-    for (let i = 0; i < samples; i++) raw[i] = wide ? (bytes[pos + 2 * i] << 8) | bytes[pos + 2 * i + 1] : bytes[pos + i];
+    if (bytes.length - pos < need)
+      fail('MAP_TRUNCATED', `pixel data truncated: ${bytes.length - pos} of ${need} bytes for ${width}×${height}`);
+    for (let i = 0; i < samples; i++)
+      raw[i] = wide ? (bytes[pos + 2 * i] << 8) | bytes[pos + 2 * i + 1] : bytes[pos + i];
   } else {
     for (let i = 0; i < samples; i++) {
       skipSpace();
-      if (pos >= bytes.length) fail('MAP_TRUNCATED', `pixel data truncated: ${i} of ${samples} values for ${width}×${height}`);
+      if (pos >= bytes.length)
+        fail('MAP_TRUNCATED', `pixel data truncated: ${i} of ${samples} values for ${width}×${height}`);
       let v = 0;
       const begin = pos;
-      while (pos < bytes.length && bytes[pos] >= 0x30 && bytes[pos] <= 0x39 && v <= maxval) v = v * 10 + bytes[pos++] - 0x30;
+      while (pos < bytes.length && bytes[pos] >= 0x30 && bytes[pos] <= 0x39 && v <= maxval)
+        v = v * 10 + bytes[pos++] - 0x30;
       if (pos === begin || (pos < bytes.length && !isSpace(bytes[pos]) && bytes[pos] !== 0x23)) {
         fail('BAD_MAP_IMAGE', `pixel value ${i} is not a number ≤ maxval ${maxval}`);
       }

@@ -66,13 +66,15 @@ export function castRay(
       tMaxX += tDeltaX;
       col += stepX;
       i += stepX;
-      if (col < 0 || col >= width) return t > tLimit ? { range: Infinity, cell: -1 } : { range: t * resolution, cell: -1 };
+      if (col < 0 || col >= width)
+        return t > tLimit ? { range: Infinity, cell: -1 } : { range: t * resolution, cell: -1 };
     } else {
       t = tMaxY;
       tMaxY += tDeltaY;
       row += stepY;
       i += stepI;
-      if (row < 0 || row >= height) return t > tLimit ? { range: Infinity, cell: -1 } : { range: t * resolution, cell: -1 };
+      if (row < 0 || row >= height)
+        return t > tLimit ? { range: Infinity, cell: -1 } : { range: t * resolution, cell: -1 };
     }
     if (t > tLimit) return { range: Infinity, cell: -1 };
     if (occupied[i] === 1) return { range: t * resolution, cell: i };
@@ -83,12 +85,7 @@ export function castRay(
  * Every cell the straight segment between two cell centres passes through (supercover up to
  * exact corner crossings), in order; stops early and returns false as soon as `pass` rejects one.
  */
-export function segmentClear(
-  width: number,
-  a: number,
-  b: number,
-  pass: (cell: number) => boolean,
-): boolean {
+export function segmentClear(width: number, a: number, b: number, pass: (cell: number) => boolean): boolean {
   let col = a % width;
   let row = (a - col) / width;
   const bCol = b % width;

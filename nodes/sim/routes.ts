@@ -27,7 +27,12 @@ export function blockedCells(world: GridWorld, clearance = ROBOT_RADIUS + PLANNI
  * straight segments that keep the clearance. Visits that cannot be reached are left out.
  * Each waypoint's theta is the heading of the segment that arrives at it.
  */
-export function planRoute(world: GridWorld, start: Pose, visits: { x: number; y: number }[], clearance?: number): Pose[] {
+export function planRoute(
+  world: GridWorld,
+  start: Pose,
+  visits: { x: number; y: number }[],
+  clearance?: number,
+): Pose[] {
   const blocked = blockedCells(world, clearance);
   const { width, height } = world;
   const bfs = new GridBfs(width, height);
@@ -47,7 +52,11 @@ export function planRoute(world: GridWorld, start: Pose, visits: { x: number; y:
     const target = bfs.search(wanted, () => true, free)?.at(-1);
     if (target === undefined) continue;
     // Walls may be crossed only within the first few steps, to leave a start that hugs one.
-    const path = bfs.search(at, (cell, depth) => free(cell) || (depth <= escape && world.occupied[cell] === 0), (cell) => cell === target);
+    const path = bfs.search(
+      at,
+      (cell, depth) => free(cell) || (depth <= escape && world.occupied[cell] === 0),
+      (cell) => cell === target,
+    );
     if (!path || path.length < 2) continue;
     for (const cell of simplifyPath(width, path, free)) {
       const col = cell % width;

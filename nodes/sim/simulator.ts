@@ -83,7 +83,8 @@ export class WorldSimulator {
     this.limits = { ...BURGER, ...options.motion };
     this.lidar = lidarConfig(options.lidar);
     if (!(this.dt > 0) || !Number.isFinite(this.dt)) bad(`dt must be a positive number of seconds, got ${this.dt}`);
-    if (!Number.isInteger(this.scanEvery) || this.scanEvery < 1) bad(`scanEvery must be a positive integer, got ${this.scanEvery}`);
+    if (!Number.isInteger(this.scanEvery) || this.scanEvery < 1)
+      bad(`scanEvery must be a positive integer, got ${this.scanEvery}`);
     if (!(this.maxTime > 0)) bad(`maxTime must be positive, got ${this.maxTime}`);
     if (!(this.radius >= 0) || !Number.isFinite(this.radius)) bad(`robotRadius must be ≥ 0, got ${this.radius}`);
     if (!(this.limits.maxSpeed > 0) || !(this.limits.maxTurnRate > 0)) bad('motion limits must be positive');
@@ -99,7 +100,13 @@ export class WorldSimulator {
         bad(`robot ${spec.name}: start (${start.x}, ${start.y}) is not in free space of ${world.name}`);
       }
       const gauss = gaussian(streamFor(seed, i));
-      const robot: Robot = { name: spec.name, pose: { ...start }, odometry: new Odometry(start, gauss, options.odometry), gauss, done: false };
+      const robot: Robot = {
+        name: spec.name,
+        pose: { ...start },
+        odometry: new Odometry(start, gauss, options.odometry),
+        gauss,
+        done: false,
+      };
       if (spec.route === 'frontier') {
         robot.explorer = new FrontierExplorer(world, this.radius, this.radius + PLANNING_MARGIN, this.limits);
         scan(world, robot.pose, this.lidar, () => 0, robot.explorer.observe);
@@ -150,7 +157,9 @@ export class WorldSimulator {
   }
 
   private move(robot: Robot, time: number): void {
-    const cmd: Command | null = robot.explorer ? robot.explorer.command(robot.pose, time, this.dt) : robot.follower!.command(robot.pose, this.dt);
+    const cmd: Command | null = robot.explorer
+      ? robot.explorer.command(robot.pose, time, this.dt)
+      : robot.follower!.command(robot.pose, this.dt);
     if (!cmd) {
       robot.done = true;
       return;

@@ -92,7 +92,13 @@ export function occupiedUnderDisc(world: GridWorld, x: number, y: number, radius
 }
 
 /** Calls `stop` for each cell overlapping the disc until it returns true; returns whether none did. */
-function forEachCellUnderDisc(world: GridWorld, x: number, y: number, radius: number, stop: (col: number, row: number) => boolean): boolean {
+function forEachCellUnderDisc(
+  world: GridWorld,
+  x: number,
+  y: number,
+  radius: number,
+  stop: (col: number, row: number) => boolean,
+): boolean {
   const res = world.resolution;
   const gx = (x - world.origin.x) / res;
   const gy = (y - world.origin.y) / res;

@@ -51,7 +51,8 @@ export function hasMallocTunables(tunables: MallocTunables, env: NodeJS.ProcessE
   return Object.keys(tunables).every((k) => set.has(k));
 }
 
-export const robotProcessEnv = (base?: NodeJS.ProcessEnv): NodeJS.ProcessEnv => withMallocTunables(ROBOT_MALLOC_TUNABLES, base);
+export const robotProcessEnv = (base?: NodeJS.ProcessEnv): NodeJS.ProcessEnv =>
+  withMallocTunables(ROBOT_MALLOC_TUNABLES, base);
 
 /**
  * Runs this script again, in a child process whose env has `tunables`, unless this process has
@@ -60,7 +61,10 @@ export const robotProcessEnv = (base?: NodeJS.ProcessEnv): NodeJS.ProcessEnv => 
  */
 export function reexecWithMallocTunables(tunables: MallocTunables): boolean {
   if (process.env.BENCH_MALLOC === 'default' || hasMallocTunables(tunables)) return false;
-  const child = spawnSync(process.execPath, [...process.execArgv, ...process.argv.slice(1)], { stdio: 'inherit', env: withMallocTunables(tunables) });
+  const child = spawnSync(process.execPath, [...process.execArgv, ...process.argv.slice(1)], {
+    stdio: 'inherit',
+    env: withMallocTunables(tunables),
+  });
   process.exitCode = child.status ?? 1;
   return true;
 }

@@ -8,7 +8,13 @@ const path = process.argv[2];
 const signer = signerFromSeed(new Uint8Array(32).fill(5));
 const ledger = new Ledger(new SqliteLogStore(path), signer);
 const me = toHex(signer.publicKey);
-if (ledger.size === 0) ledger.ingest(signEntry({ seq: 1, lamport: 1, parents: [], payload: { type: 'genesis', fleet: 'crash', members: [me], admins: [me] } }, signer).bytes);
+if (ledger.size === 0)
+  ledger.ingest(
+    signEntry(
+      { seq: 1, lamport: 1, parents: [], payload: { type: 'genesis', fleet: 'crash', members: [me], admins: [me] } },
+      signer,
+    ).bytes,
+  );
 process.stdout.write(`ready ${ledger.size}\n`);
 for (let i = 0; ; i++) {
   const e = ledger.append({ type: 'claim', task: `c${ledger.size}-${i}` });

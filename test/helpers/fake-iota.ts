@@ -5,7 +5,11 @@ import { Ledger } from '../../nodes/ledger/ledger.js';
 import { type LogStore, MemoryLogStore } from '../../nodes/ledger/store.js';
 
 export { IotaStandIn as FakeIotaNode };
-export const DEPLOYMENT: IotaDeployment = { packageId: `0x${'ab'.repeat(32)}`, registryId: `0x${'22'.repeat(32)}`, registryVersion: 3 };
+export const DEPLOYMENT: IotaDeployment = {
+  packageId: `0x${'ab'.repeat(32)}`,
+  registryId: `0x${'22'.repeat(32)}`,
+  registryVersion: 3,
+};
 export const robotSeed = (i: number): Uint8Array => new Uint8Array(32).map((_, k) => (k * 7 + i * 31 + 1) & 0xff);
 
 /** A robot's ledger holding a genesis (it is the admin) and a few entries to anchor. */
@@ -17,4 +21,3 @@ export function robotLedger(store: LogStore = new MemoryLogStore(), seed = robot
   }
   return ledger;
 }
-

@@ -17,7 +17,10 @@ export function testIdentities(n: number, offset = 0): Promise<RobotIdentity[]> 
 /** The genesis entry of a test fleet 'test': every identity a member, the first one the admin. */
 export function testGenesis(identities: RobotIdentity[]): Uint8Array {
   const members = identities.map((i) => toHex(i.privateKey.publicKey.raw));
-  return signEntry({ seq: 1, lamport: 1, parents: [], payload: { type: 'genesis', fleet: 'test', members, admins: [members[0]] } }, signerFromSeed(identities[0].seed)).bytes;
+  return signEntry(
+    { seq: 1, lamport: 1, parents: [], payload: { type: 'genesis', fleet: 'test', members, admins: [members[0]] } },
+    signerFromSeed(identities[0].seed),
+  ).bytes;
 }
 
 let cacheDir: Promise<string> | undefined;
@@ -54,7 +57,10 @@ export async function startFleet(
     );
   }
   await waitFor(
-    () => robots.every((r) => r.host.connectedPeers().length === robots.length - 1 && r.adverts.fresh().length === robots.length - 1),
+    () =>
+      robots.every(
+        (r) => r.host.connectedPeers().length === robots.length - 1 && r.adverts.fresh().length === robots.length - 1,
+      ),
     'a full mesh with adverts',
     30_000,
   );

@@ -8,7 +8,13 @@ import { SqliteLogStore } from '../../nodes/ledger/sqlite-store.js';
  */
 const [path, count, first] = [process.argv[2], Number(process.argv[3]), Number(process.argv[4] ?? 1)];
 const store = new SqliteLogStore(path);
-const entry = (i: number) => ({ id: i.toString(16).padStart(64, '0'), author: 'cd'.repeat(32), seq: i, lamport: i, bytes: new Uint8Array(300).fill(i) });
+const entry = (i: number) => ({
+  id: i.toString(16).padStart(64, '0'),
+  author: 'cd'.repeat(32),
+  seq: i,
+  lamport: i,
+  bytes: new Uint8Array(300).fill(i),
+});
 // A durable put first: right after opening is where a setting applied at the wrong moment shows.
 for (let i = first; i < first + count; i++) {
   const durable = (i - first) % 2 === 0;

@@ -21,7 +21,9 @@ const host = await createMeshHost({
   redialMs: 250,
 });
 const { node } = host;
-node.addEventListener('peer:discovery', (evt) => out('discovered', { peer: evt.detail.id.toString(), addrs: evt.detail.multiaddrs.map(String) }));
+node.addEventListener('peer:discovery', (evt) =>
+  out('discovered', { peer: evt.detail.id.toString(), addrs: evt.detail.multiaddrs.map(String) }),
+);
 node.addEventListener('peer:connect', (evt) => out('connected', { peer: evt.detail.toString() }));
 out('ready', { peerId: host.peerId, addrs: host.addresses() });
 
@@ -37,12 +39,18 @@ for await (const line of createInterface({ input: process.stdin })) {
   const [cmd, arg] = line.split(' ');
   if (cmd === 'dial') {
     try {
-      const stream = await node.dialProtocol(peerIdFromString(arg), '/ipfs/ping/1.0.0', { signal: AbortSignal.timeout(5000) });
+      const stream = await node.dialProtocol(peerIdFromString(arg), '/ipfs/ping/1.0.0', {
+        signal: AbortSignal.timeout(5000),
+      });
       stream.abort(new Error('only a probe'));
       out('dial', { peer: arg, ok: true });
     } catch (err) {
       // Stream helpers reject with the 'close' Event itself when the remote hangs up mid-negotiation.
-      out('dial', { peer: arg, ok: false, error: err instanceof Error ? err.message : `stream ${(err as Event).type}` });
+      out('dial', {
+        peer: arg,
+        ok: false,
+        error: err instanceof Error ? err.message : `stream ${(err as Event).type}`,
+      });
     }
   } else if (cmd === 'conns') {
     out('conns', { peers: node.getConnections().map((c) => c.remotePeer.toString()) });

@@ -19,7 +19,11 @@ export function slicerFor(name: 'ocr-det' | 'ocr-cls' | 'cnn'): Promise<ModelSli
 }
 
 /** Text-like images: real work for the OCR models (a batch for the classifier), varied input for the CNN. */
-export function inputsFor(slicer: ModelSlicer, name: 'ocr-det' | 'ocr-cls' | 'cnn', seed: number): Record<string, ort.Tensor> {
+export function inputsFor(
+  slicer: ModelSlicer,
+  name: 'ocr-det' | 'ocr-cls' | 'cnn',
+  seed: number,
+): Record<string, ort.Tensor> {
   const { analysis } = slicer;
   const [input] = analysis.index.inputs;
   const [, c, h, w] = analysis.inputShapes[input];

@@ -39,7 +39,7 @@ world: builtin:warehouse
 seed: 3
 duration: 40
 sim_speed: ${SIM_SPEED}
-workload: { every: ${TASK_EVERY}, k: 2, model: ${TASK_EVERY > 0 ? 'builtin:cnn' : 'none'} }
+workload: { every: ${TASK_EVERY}, f: 1, model: ${TASK_EVERY > 0 ? 'builtin:cnn' : 'none'} }
 anchor_every: 0
 events:
   - { at: 12, partition: [[${half.slice(0, n / 2).join(', ')}], [${half.slice(n / 2).join(', ')}]] }

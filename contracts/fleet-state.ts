@@ -1,4 +1,16 @@
 import type { Hex, Payload } from '../protocol/log-entry.js';
+import {
+  type TaskContext,
+  type TaskState,
+  REPUTATION,
+  addResult,
+  assignTask,
+  cloneTask,
+  postTask,
+  reevaluate,
+} from './tasks.js';
+
+export { REPUTATION, type TaskState };
 
 /**
  * The fleet's decisions as a pure, deterministic fold over the log's total order. Two robots
@@ -10,41 +22,6 @@ export interface LogItem {
   seq: number;
   lamport: number;
   payload: Payload;
-}
-
-export interface Assignment {
-  id: Hex;
-  by: Hex;
-  lamport: number;
-  executors: Hex[];
-}
-
-export interface ResultRecord {
-  id: Hex;
-  author: Hex;
-  lamport: number;
-  digest: Hex;
-  values: number[];
-}
-
-export interface TaskState {
-  task: string;
-  poster: Hex;
-  postedId: Hex;
-  postedAt: number;
-  model: Hex;
-  input: Hex;
-  k: number;
-  timeout: number;
-  /** The assignment in force: the first in log order, or a reassignment made after a timeout. */
-  assignment?: Assignment;
-  /** Assignments that lost (made concurrently in another partition, or replaced): kept on record. */
-  superseded: Assignment[];
-  claims: Hex[];
-  /** Every result posted, counted or not (the losing side's work stays on record). */
-  results: ResultRecord[];
-  status: 'open' | 'assigned' | 'accepted';
-  accepted?: { digest: Hex; values: number[]; executors: Hex[]; at: Hex };
 }
 
 export interface FleetState {
@@ -72,18 +49,6 @@ export interface FleetState {
   applied: number;
 }
 
-export const REPUTATION = {
-  equivocation: -100,
-  losingResult: -10,
-  acceptedResult: 1,
-  flaggedMap: -100,
-  /** At or below this a robot is excluded from assignments and quorums. */
-  excludeAt: -50,
-};
-
-/** Values (fixed point, 1e-6 units) agree when every pair differs by at most this: 1e-3. */
-export const RESULT_TOLERANCE = 1000;
-
 export function emptyState(): FleetState {
   return {
     members: new Set(),
@@ -106,12 +71,7 @@ export function cloneState(s: FleetState): FleetState {
     ...s,
     members: new Set(s.members),
     admins: new Set(s.admins),
-    tasks: new Map(
-      [...s.tasks].map(([k, t]) => [
-        k,
-        { ...t, superseded: [...t.superseded], claims: [...t.claims], results: [...t.results] },
-      ]),
-    ),
+    tasks: new Map([...s.tasks].map(([k, t]) => [k, cloneTask(t)])),
     reputation: new Map(s.reputation),
     slots: new Map([...s.slots].map(([author, ids]) => [author, ids.slice()])),
     equivocations: [...s.equivocations],
@@ -128,17 +88,30 @@ export const isExcluded = (s: FleetState, robot: Hex): boolean =>
 
 export const flagQuorum = (s: FleetState): number => Math.floor((s.members.size - 1) / 3) + 1;
 
-const bump = (s: FleetState, robot: Hex, delta: number): void =>
-  void s.reputation.set(robot, (s.reputation.get(robot) ?? 0) + delta);
+/** Robots whose eligibility changed while applying the current entry (excluded, admitted, revoked). */
+let eligibilityChanged = false;
 
-export function agree(a: ResultRecord, b: ResultRecord): boolean {
-  if (a.digest === b.digest) return true;
-  if (a.values.length === 0 || a.values.length !== b.values.length) return false;
-  return a.values.every((v, i) => Math.abs(v - b.values[i]) <= RESULT_TOLERANCE);
-}
+const bump = (s: FleetState, robot: Hex, delta: number): void => {
+  const before = isExcluded(s, robot);
+  s.reputation.set(robot, (s.reputation.get(robot) ?? 0) + delta);
+  if (isExcluded(s, robot) !== before) eligibilityChanged = true;
+};
 
 /** Applies one entry (the next in total order) to the state, in place. */
 export function apply(s: FleetState, e: LogItem): void {
+  eligibilityChanged = false;
+  applyEntry(s, e);
+  // Who may execute changed: undecided tasks are judged again (one may now have enough eligible
+  // executors assigned, or lose a result that counted). Rare, and bounded by the members: each
+  // pass can only exclude more robots.
+  for (let pass = 0; eligibilityChanged && pass <= s.members.size + 1; pass++) {
+    eligibilityChanged = false;
+    const ctx = taskContext(s);
+    for (const t of s.tasks.values()) reevaluate(ctx, t, e.id);
+  }
+}
+
+function applyEntry(s: FleetState, e: LogItem): void {
   s.applied++;
   const ignore = (reason: string): void => void s.ignored.push({ id: e.id, reason });
   let ids = s.slots.get(e.author);
@@ -166,6 +139,7 @@ export function apply(s: FleetState, e: LogItem): void {
     case 'admit':
     case 'revoke':
       if (!s.admins.has(e.author)) return ignore('only admins change membership');
+      eligibilityChanged = true;
       if (p.type === 'admit') s.members.add(p.member);
       else {
         s.members.delete(p.member);
@@ -175,54 +149,33 @@ export function apply(s: FleetState, e: LogItem): void {
     case 'task': {
       if (isExcluded(s, e.author)) return ignore('author excluded');
       if (s.tasks.has(p.task)) return ignore('task id taken');
-      s.tasks.set(p.task, {
-        task: p.task,
-        poster: e.author,
-        postedId: e.id,
-        postedAt: e.lamport,
-        model: p.model,
-        input: p.input,
-        k: p.k,
-        timeout: p.timeout,
-        superseded: [],
-        claims: [],
-        results: [],
-        status: 'open',
-      });
+      const posted = postTask(e, p);
+      if ('ignored' in posted) return ignore(posted.ignored);
+      s.tasks.set(p.task, posted.task);
       return;
     }
     case 'assign': {
       const t = s.tasks.get(p.task);
       if (!t) return ignore('unknown task');
-      if (e.author !== t.poster && !s.admins.has(e.author)) return ignore('only the poster or an admin assigns');
-      if (p.executors.some((x) => !s.members.has(x) || isExcluded(s, x))) return ignore('executor not eligible');
-      if (new Set(p.executors).size < t.k) return ignore(`needs ${t.k} distinct executors`);
-      const a: Assignment = { id: e.id, by: e.author, lamport: e.lamport, executors: [...p.executors].sort() };
-      if (t.status === 'accepted') {
-        t.superseded.push(a);
-        return;
-      }
-      // First assignment in log order wins; a later one replaces it only after the timeout.
-      if (!t.assignment) t.assignment = a;
-      else if (e.lamport > t.assignment.lamport + t.timeout) {
-        t.superseded.push(t.assignment);
-        t.assignment = a;
-      } else t.superseded.push(a);
-      t.status = 'assigned';
-      tryQuorum(s, t, e.id);
+      const why = assignTask(taskContext(s), t, e, p.executors);
+      if (why) ignore(why);
       return;
     }
-    case 'claim': {
-      const t = s.tasks.get(p.task);
-      if (!t) return ignore('unknown task');
-      if (!t.claims.includes(e.author)) t.claims.push(e.author);
+    case 'claim':
+      // Claims decide nothing (assignments do); one naming no task is recorded as ignored.
+      if (!s.tasks.has(p.task)) ignore('unknown task');
       return;
-    }
     case 'result': {
       const t = s.tasks.get(p.task);
       if (!t) return ignore('unknown task');
-      t.results.push({ id: e.id, author: e.author, lamport: e.lamport, digest: p.digest, values: p.values });
-      tryQuorum(s, t, e.id);
+      addResult(taskContext(s), t, {
+        id: e.id,
+        author: e.author,
+        lamport: e.lamport,
+        digest: p.digest,
+        // A plain copy: a parsed entry's bytes may be a Buffer view, which serialises differently.
+        fingerprint: Uint8Array.from(p.fingerprint),
+      });
       return;
     }
     case 'tile': {
@@ -259,31 +212,15 @@ export function apply(s: FleetState, e: LogItem): void {
   }
 }
 
-/**
- * A result is accepted when k results from distinct, eligible executors of the assignment in
- * force agree (same digest, or every value within RESULT_TOLERANCE). Executors whose results
- * disagree with the accepted one lose reputation; agreeing ones gain a little.
- */
-function tryQuorum(s: FleetState, t: TaskState, at: Hex): void {
-  if (t.status !== 'assigned' || !t.assignment) return;
-  const executors = new Set(t.assignment.executors);
-  const counted = new Map<Hex, ResultRecord>();
-  for (const r of t.results) {
-    if (executors.has(r.author) && !isExcluded(s, r.author) && !counted.has(r.author)) counted.set(r.author, r);
-  }
-  for (const candidate of counted.values()) {
-    const agreeing = [...counted.values()].filter((r) => agree(candidate, r));
-    if (agreeing.length >= t.k) {
-      t.status = 'accepted';
-      t.accepted = {
-        digest: candidate.digest,
-        values: candidate.values,
-        executors: agreeing.map((r) => r.author).sort(),
-        at,
-      };
-      for (const r of counted.values())
-        bump(s, r.author, agree(candidate, r) ? REPUTATION.acceptedResult : REPUTATION.losingResult);
-      return;
-    }
-  }
-}
+/** The task contract's view of the fleet (members, admins, reputation). */
+export const taskContext = (s: FleetState): TaskContext => ({
+  members: s.members,
+  eligibleCount: () => {
+    let n = 0;
+    for (const m of s.members) if (!isExcluded(s, m)) n++;
+    return n;
+  },
+  admins: s.admins,
+  isExcluded: (robot) => isExcluded(s, robot),
+  bump: (robot, delta) => bump(s, robot, delta),
+});

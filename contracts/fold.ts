@@ -147,5 +147,7 @@ export function stateHash(s: FleetState): Hex {
     ignored: s.ignored,
     applied: s.applied,
   };
-  return createHash('sha256').update(JSON.stringify(canonical)).digest('hex');
+  const bytesAsHex = (_key: string, v: unknown): unknown =>
+    v instanceof Uint8Array ? Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('hex') : v;
+  return createHash('sha256').update(JSON.stringify(canonical, bytesAsHex)).digest('hex');
 }

@@ -27,7 +27,13 @@ export interface CapabilityAdvert {
   queue: number;
 }
 
-export class AdvertError extends RobomeshError {}
+export type AdvertErrorCode = 'FORGED' | 'MALFORMED' | 'TOO_LARGE';
+
+export class AdvertError extends RobomeshError<AdvertErrorCode> {
+  constructor(code: AdvertErrorCode, message: string, options?: ErrorOptions) {
+    super(code, message, options);
+  }
+}
 
 export const ADVERT_LIMITS = { maxBytes: 64 * 1024, maxModels: 32, maxCuts: 512 };
 

@@ -1,10 +1,15 @@
-/** Base of every error robomesh raises on purpose: callers switch on `code`, never on message text. */
-export class RobomeshError extends Error {
-  constructor(
-    readonly code: string,
+/**
+ * Base of every error robomesh raises on purpose: callers switch on `code`, never on message text.
+ * Abstract, so each subsystem throws its own class with its own closed list of codes (the compiler
+ * refuses a `new RobomeshError(...)` with an ad-hoc code).
+ */
+export abstract class RobomeshError<C extends string = string> extends Error {
+  protected constructor(
+    readonly code: C,
     message: string,
+    options?: ErrorOptions,
   ) {
-    super(message);
+    super(message, options);
     this.name = new.target.name;
   }
 }
@@ -23,11 +28,27 @@ export type FrameErrorCode =
   | 'TRAILING_BYTES';
 
 /** A tensor frame that cannot be encoded or decoded. */
-export class FrameError extends RobomeshError {
-  constructor(
-    override readonly code: FrameErrorCode,
-    message: string,
-  ) {
+export class FrameError extends RobomeshError<FrameErrorCode> {
+  constructor(code: FrameErrorCode, message: string) {
+    super(code, message);
+  }
+}
+
+export type EntryErrorCode =
+  | 'MALFORMED'
+  | 'OVERSIZE'
+  | 'BAD_SIGNATURE'
+  | 'UNKNOWN_AUTHOR'
+  | 'WRONG_SEQUENCE'
+  | 'WRONG_CLOCK'
+  /** Its parents are not held yet: fetch them (sync) and offer the entry again. */
+  | 'MISSING_PARENTS'
+  /** A signing operation without a key, or a store that is not this identity's. */
+  | 'NO_SIGNER';
+
+/** A log entry that is malformed, forged or out of place. */
+export class EntryError extends RobomeshError<EntryErrorCode> {
+  constructor(code: EntryErrorCode, message: string) {
     super(code, message);
   }
 }

@@ -8,7 +8,7 @@ import { RobomeshError } from './errors.js';
  * in smaller pieces (nodes/mesh/tensor-io.ts), so the muxer's frames stay small and pings and
  * other streams interleave with a multi-megabyte tensor instead of queueing behind it.
  */
-export const INFER_PROTOCOL = '/robomesh/infer/1.0.0';
+export const INFER_PROTOCOL = '/robomesh/infer/2.0.0';
 export const CHUNK_BYTES = 1024 * 1024;
 export const MAX_MESSAGE_BYTES = CHUNK_BYTES + 16;
 const HEADER = 1;
@@ -29,8 +29,18 @@ export interface InferRequest {
   budgetMs: number;
   chunks: number;
   bytes: number;
-  /** Set when the run is a task of the replicated log: the executor records its result there. */
+  /**
+   * Set when the run is a task of the replicated log. The executor serves it only when the
+   * connection is authenticated as the task's poster, the log assigns the task to the executor,
+   * model, cut and precision are the task's and the frame's sha256 is the task's `input` (the
+   * poster's commitment, logged before anyone runs it); then it records its result in the log.
+   */
   task?: string;
+  /**
+   * The task's signed entries (the task and the assignment naming this executor), base64: the
+   * executor ingests them first, so a request never waits for them to arrive by gossip.
+   */
+  entries?: string[];
 }
 
 export interface InferResponse {
@@ -39,10 +49,35 @@ export interface InferResponse {
   computeMs: number;
   chunks: number;
   bytes: number;
+  /** For a task: the executor's signed result entry (base64), whose digest is the frame's sha256. */
+  entry?: string;
 }
 
 export type InferErrorCode =
-  'UNKNOWN_MODEL' | 'UNKNOWN_CUT' | 'BAD_FRAME' | 'BAD_TENSORS' | 'DEADLINE' | 'OVERLOADED' | 'INTERNAL';
+  | 'UNKNOWN_MODEL'
+  | 'UNKNOWN_CUT'
+  | 'BAD_FRAME'
+  | 'BAD_TENSORS'
+  | 'DEADLINE'
+  | 'OVERLOADED'
+  | 'INTERNAL'
+  /** The task is not in the executor's log (and its entries did not come with the request). */
+  | 'UNKNOWN_TASK'
+  /** The connection is not authenticated as the task's poster. */
+  | 'NOT_AUTHORISED'
+  /** The log does not assign the task to this executor. */
+  | 'NOT_ASSIGNED'
+  /** Model, cut or precision differ from the task's. */
+  | 'TASK_MISMATCH'
+  /** The frame is not the one the poster committed to (its sha256 or size differ). */
+  | 'INPUT_MISMATCH'
+  /** The task is decided already: nothing to run. */
+  | 'TASK_DECIDED';
+
+/** Signed entries a request may carry, and how large each may be once decoded. */
+export const MAX_REQUEST_ENTRIES = 4;
+const MAX_ENTRY_BASE64 = Math.ceil((16 * 1024) / 3) * 4;
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 
 export interface InferErrorReply {
   t: 'err';
@@ -53,7 +88,13 @@ export interface InferErrorReply {
 
 export type InferHeader = InferRequest | InferResponse | InferErrorReply;
 
-export class InferProtocolError extends RobomeshError {}
+export type InferProtocolErrorCode = 'BAD_MESSAGE';
+
+export class InferProtocolError extends RobomeshError<InferProtocolErrorCode> {
+  constructor(code: InferProtocolErrorCode, message: string, options?: ErrorOptions) {
+    super(code, message, options);
+  }
+}
 
 export function encodeHeader(header: InferHeader): Uint8Array {
   const json = new TextEncoder().encode(JSON.stringify(header));
@@ -102,10 +143,16 @@ export function decodeHeader(message: Uint8Array, maxFrameBytes: number): InferH
       if (typeof h.budgetMs !== 'number' || !(h.budgetMs > 0) || h.budgetMs > 600_000) fail('budget out of range');
       if (h.task !== undefined && (typeof h.task !== 'string' || !/^[A-Za-z0-9_.:-]{1,80}$/.test(h.task)))
         fail('bad task id');
+      if (h.entries !== undefined) {
+        if (h.task === undefined) fail('entries without a task');
+        if (!Array.isArray(h.entries) || h.entries.length > MAX_REQUEST_ENTRIES || !h.entries.every(isEntryBase64))
+          fail(`entries must be at most ${MAX_REQUEST_ENTRIES} base64 entries`);
+      }
       checkBody();
       return h as unknown as InferRequest;
     case 'res':
       if (typeof h.computeMs !== 'number' || !(h.computeMs >= 0)) fail('bad computeMs');
+      if (h.entry !== undefined && !isEntryBase64(h.entry)) fail('entry must be one base64 entry');
       checkBody();
       return h as unknown as InferResponse;
     case 'err':
@@ -119,4 +166,8 @@ export function decodeHeader(message: Uint8Array, maxFrameBytes: number): InferH
     default:
       return fail(`unknown header type ${String(h.t)}`);
   }
+}
+
+function isEntryBase64(v: unknown): v is string {
+  return typeof v === 'string' && v.length > 0 && v.length <= MAX_ENTRY_BASE64 && BASE64.test(v);
 }

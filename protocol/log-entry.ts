@@ -1,9 +1,13 @@
 import * as cbor from '@ipld/dag-cbor';
+import { type Hex, compareBytes, equalBytes, fromHex, isHexKey, sha256, toHex } from './bytes.js';
+import { CborError, Reader, type Spans } from './canonical-cbor.js';
 import { type Signer, verifySignature } from './ed25519.js';
-import { RobomeshError } from './errors.js';
-import { MerkleTree, digest, equalBytes, rootFromInclusion } from './merkle.js';
+import { EntryError, type EntryErrorCode } from './errors.js';
+import { type Payload, type PayloadType, checkPayload } from './log-payloads.js';
+import { MerkleTree, rootFromInclusion } from './merkle.js';
 
-export { equalBytes };
+export { type Hex, type Payload, type PayloadType, EntryError, type EntryErrorCode };
+export { compareBytes, equalBytes, fromHex, isHexKey, sha256, toHex };
 
 /**
  * Entries of the signed, replicated log. Canonical bytes are DAG-CBOR (deterministic map order,
@@ -17,36 +21,6 @@ export { equalBytes };
  * verifier that has seen the batch's signature once checks the rest with hashes only, which
  * makes catching up after a partition cost one Ed25519 verification per batch, not per entry.
  */
-export type Hex = string;
-
-export type Payload =
-  | { type: 'genesis'; fleet: string; members: Hex[]; admins: Hex[] }
-  | { type: 'admit'; member: Hex }
-  | { type: 'revoke'; member: Hex }
-  | { type: 'task'; task: string; model: Hex; input: Hex; k: number; timeout: number }
-  | { type: 'assign'; task: string; executors: Hex[] }
-  | { type: 'claim'; task: string }
-  | { type: 'result'; task: string; digest: Hex; values: number[] }
-  | { type: 'tile'; tile: string; version: number; digest: Hex }
-  /** The author found `robot`'s map contributions in conflict with most peers' (evidence: tile digests). */
-  | { type: 'flag'; robot: Hex; evidence: Hex[] }
-  /**
-   * A Merkle root over every entry reachable from `heads` (sorted by lamport, id), committed on
-   * IOTA in transaction `tx` (its signed bytes and signature kept here so anyone can check it
-   * offline) and final at `checkpoint`.
-   */
-  | {
-      type: 'anchor';
-      root: Hex;
-      count: number;
-      heads: Hex[];
-      tx: string;
-      checkpoint: number;
-      txBytes: Uint8Array;
-      txSig: string;
-    };
-
-export type PayloadType = Payload['type'];
 
 export interface UnsignedEntry {
   v: 2;
@@ -75,18 +49,6 @@ export interface DecodedEntry {
   bytes: Uint8Array;
 }
 
-export type EntryErrorCode =
-  'MALFORMED' | 'OVERSIZE' | 'BAD_SIGNATURE' | 'UNKNOWN_AUTHOR' | 'WRONG_SEQUENCE' | 'WRONG_CLOCK';
-
-export class EntryError extends RobomeshError {
-  constructor(
-    override readonly code: EntryErrorCode,
-    message: string,
-  ) {
-    super(code, message);
-  }
-}
-
 export const MAX_ENTRY_BYTES = 16 * 1024;
 /** Largest number of entries one signature may cover (a path of at most 12 hashes). */
 export const MAX_BATCH = 4096;
@@ -95,12 +57,6 @@ const ROOT_DOMAIN = new TextEncoder().encode('robomesh-log-v2-batch\n');
 /** Where parseEntry assembles content bytes to hash (synchronously, so one buffer serves all). */
 const contentScratch = new Uint8Array(DOMAIN.length + MAX_ENTRY_BYTES);
 contentScratch.set(DOMAIN);
-const HEX64 = /^[0-9a-f]{64}$/;
-const TASK_ID = /^[A-Za-z0-9_.:-]{1,80}$/;
-
-export const toHex = (b: Uint8Array): Hex => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
-export const fromHex = (h: Hex): Uint8Array => new Uint8Array(Buffer.from(h, 'hex'));
-export const sha256 = digest;
 
 function contentBytes(u: UnsignedEntry): Uint8Array {
   const body = cbor.encode(u);
@@ -117,10 +73,6 @@ function rootMessage(root: Uint8Array, count: number): Uint8Array {
   new DataView(out.buffer).setUint32(ROOT_DOMAIN.length, count);
   out.set(root, ROOT_DOMAIN.length + 4);
   return out;
-}
-
-export function compareBytes(a: Uint8Array, b: Uint8Array): number {
-  return Buffer.compare(a, b);
 }
 
 export type EntryDraft = Omit<UnsignedEntry, 'v' | 'author'>;
@@ -195,12 +147,18 @@ export function decodeEntry(bytes: Uint8Array): DecodedEntry {
 export function parseEntry(bytes: Uint8Array): DecodedEntry {
   if (bytes.length > MAX_ENTRY_BYTES)
     throw new EntryError('OVERSIZE', `entry of ${bytes.length} bytes exceeds ${MAX_ENTRY_BYTES}`);
-  const r = new Reader(bytes);
-  const pairs = r.head();
-  if (r.major !== 5) fail('entry is not a map');
   const spans: Spans = {};
-  const e = r.map(pairs, 0, spans) as unknown as Entry;
-  if (r.pos !== bytes.length) fail('bytes after the entry');
+  let e: Entry;
+  try {
+    const r = new Reader(bytes);
+    const pairs = r.head();
+    if (r.major !== 5) fail('entry is not a map');
+    e = r.map(pairs, 0, spans) as unknown as Entry;
+    if (r.pos !== bytes.length) fail('bytes after the entry');
+  } catch (err) {
+    if (err instanceof CborError) fail(err.message);
+    throw err;
+  }
   if (!hasExactly(e, ENTRY_FIELDS))
     throw new EntryError('MALFORMED', `unexpected fields: ${Object.keys(e).sort().join(',')}`);
   if (!(e.sig instanceof Uint8Array) || e.sig.length !== 64)
@@ -308,8 +266,6 @@ function hasExactly(o: object, fields: readonly string[]): boolean {
 
 const uint = (v: unknown, max = Number.MAX_SAFE_INTEGER): boolean =>
   Number.isSafeInteger(v) && (v as number) >= 0 && (v as number) <= max;
-/** A 64-character lowercase hex string: an author key or an entry id as the log writes them. */
-export const isHexKey = (v: unknown): v is Hex => typeof v === 'string' && HEX64.test(v);
 
 function checkBatch(b: Entry['batch']): void {
   if (typeof b !== 'object' || b === null || !hasExactly(b, BATCH_FIELDS))
@@ -332,227 +288,4 @@ function checkShape(u: UnsignedEntry): void {
     if (i > 0 && compareBytes(u.parents[i - 1], p) >= 0) fail('parents must be sorted and distinct');
   }
   checkPayload(u.payload);
-}
-
-function checkPayload(p: Payload): void {
-  if (typeof p !== 'object' || p === null) fail('payload is not a map');
-  const exact = (...fields: string[]): void => {
-    if (Object.keys(p).length === fields.length + 1 && fields.every((f) => Object.hasOwn(p, f))) return;
-    fail(
-      `${p.type} payload has fields ${Object.keys(p).sort().join(',')}, expected ${['type', ...fields].sort().join(',')}`,
-    );
-  };
-  switch (p.type) {
-    case 'genesis':
-      exact('fleet', 'members', 'admins');
-      if (typeof p.fleet !== 'string' || p.fleet.length === 0 || p.fleet.length > 64) fail('bad fleet name');
-      if (!Array.isArray(p.members) || p.members.length > 1000 || !p.members.every(isHexKey))
-        fail('members must be hex keys');
-      if (!Array.isArray(p.admins) || p.admins.length > 100 || !p.admins.every(isHexKey))
-        fail('admins must be hex keys');
-      return;
-    case 'admit':
-    case 'revoke':
-      exact('member');
-      if (!isHexKey(p.member)) fail('member must be a hex key');
-      return;
-    case 'task':
-      exact('task', 'model', 'input', 'k', 'timeout');
-      if (typeof p.task !== 'string' || !TASK_ID.test(p.task)) fail('bad task id');
-      if (!isHexKey(p.model) || !isHexKey(p.input)) fail('model and input must be sha256 hex');
-      if (!uint(p.k, 16) || p.k < 1) fail('k must be 1..16');
-      if (!uint(p.timeout, 1_000_000) || p.timeout < 1) fail('timeout must be a positive clock span');
-      return;
-    case 'assign':
-      exact('task', 'executors');
-      if (typeof p.task !== 'string' || !TASK_ID.test(p.task)) fail('bad task id');
-      if (
-        !Array.isArray(p.executors) ||
-        p.executors.length < 1 ||
-        p.executors.length > 16 ||
-        !p.executors.every(isHexKey)
-      )
-        fail('bad executors');
-      return;
-    case 'claim':
-      exact('task');
-      if (typeof p.task !== 'string' || !TASK_ID.test(p.task)) fail('bad task id');
-      return;
-    case 'result':
-      exact('task', 'digest', 'values');
-      if (typeof p.task !== 'string' || !TASK_ID.test(p.task)) fail('bad task id');
-      if (!isHexKey(p.digest)) fail('digest must be sha256 hex');
-      // Integers (fixed point, 1e-6 units) keep the bytes canonical: DAG-CBOR floats are not compared reliably.
-      if (!Array.isArray(p.values) || p.values.length > 64 || !p.values.every((v) => Number.isSafeInteger(v)))
-        fail('values must be ≤ 64 integers');
-      return;
-    case 'tile':
-      exact('tile', 'version', 'digest');
-      if (typeof p.tile !== 'string' || !TASK_ID.test(p.tile)) fail('bad tile id');
-      if (!uint(p.version) || !isHexKey(p.digest)) fail('bad tile version or digest');
-      return;
-    case 'flag':
-      exact('robot', 'evidence');
-      if (!isHexKey(p.robot)) fail('flag robot must be a hex key');
-      if (!Array.isArray(p.evidence) || p.evidence.length > 64 || !p.evidence.every(isHexKey))
-        fail('flag evidence must be ≤ 64 digests');
-      return;
-    case 'anchor':
-      exact('root', 'count', 'heads', 'tx', 'checkpoint', 'txBytes', 'txSig');
-      if (!isHexKey(p.root) || !uint(p.count) || p.count < 1 || !uint(p.checkpoint)) fail('bad anchor');
-      if (!Array.isArray(p.heads) || p.heads.length < 1 || p.heads.length > 64 || !p.heads.every(isHexKey))
-        fail('anchor heads must be 1..64 ids');
-      if (typeof p.tx !== 'string' || p.tx.length === 0 || p.tx.length > 128) fail('bad anchor tx');
-      if (!(p.txBytes instanceof Uint8Array) || p.txBytes.length > 8192) fail('anchor txBytes must be ≤ 8 KiB');
-      if (typeof p.txSig !== 'string' || p.txSig.length > 256) fail('bad anchor txSig');
-      return;
-    default:
-      fail(`unknown payload type ${String((p as { type?: unknown }).type)}`);
-  }
-}
-
-/**
- * Strict decoder for the DAG-CBOR subset entries use (unsigned and negative integers within the
- * safe range, byte and text strings, lists, maps with text keys): definite lengths, minimal
- * integer and length headers, map keys in DAG-CBOR order (length, then bytes) without
- * duplicates, valid UTF-8, nothing after the item. Accepting exactly the canonical encodings of
- * such values, it replaces decode + re-encode + compare; anything outside the subset (floats,
- * tags, booleans, null) is no valid entry field and is refused. Ours rather than @ipld/dag-cbor's
- * decoder because that one neither reports where `sig` and `batch` sit (the id is a hash of the
- * bytes without them) nor proves an encoding canonical without encoding it again: ~30 µs an
- * entry against ~5 µs, most of a heal's CPU. @ipld/dag-cbor still writes every entry.
- */
-type Spans = { sig?: [number, number]; batch?: [number, number] };
-const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
-const MAX_DEPTH = 8;
-
-class Reader {
-  pos = 0;
-  constructor(readonly b: Uint8Array) {}
-
-  /** Major type of the header head() read last. */
-  major = 0;
-
-  /** Reads a header; returns its value (its major type is left in `major`: no pair allocated per header). */
-  head(): number {
-    const b = this.b;
-    if (this.pos >= b.length) fail('CBOR ends early');
-    const first = b[this.pos++];
-    const major = (this.major = first >> 5);
-    const info = first & 31;
-    if (major === 7) fail('floats and simple values are not entry fields');
-    if (info < 24) return info;
-    let v: number;
-    let min: number;
-    if (info === 24) {
-      v = this.byte();
-      min = 24;
-    } else if (info === 25) {
-      v = (this.byte() << 8) | this.byte();
-      min = 0x100;
-    } else if (info === 26) {
-      v = ((this.byte() << 24) >>> 0) + ((this.byte() << 16) | (this.byte() << 8) | this.byte());
-      min = 0x10000;
-    } else if (info === 27) {
-      const hi = ((this.byte() << 24) >>> 0) + ((this.byte() << 16) | (this.byte() << 8) | this.byte());
-      const lo = ((this.byte() << 24) >>> 0) + ((this.byte() << 16) | (this.byte() << 8) | this.byte());
-      if (hi > 0x1fffff) fail('integer beyond the safe range');
-      v = hi * 0x100000000 + lo;
-      min = 0x100000000;
-    } else return fail('indefinite or reserved CBOR length');
-    if (v < min) fail('CBOR integer or length not in its shortest form');
-    return v;
-  }
-
-  byte(): number {
-    if (this.pos >= this.b.length) fail('CBOR ends early');
-    return this.b[this.pos++];
-  }
-
-  /**
-   * The next `n` bytes as their own Uint8Array: a copy of a plain Uint8Array, but a view when the
-   * input is a Buffer (Buffer#slice shares memory, as `DecodedEntry.bytes` does anyway).
-   */
-  copy(n: number): Uint8Array {
-    if (n > this.b.length - this.pos) fail('CBOR ends early');
-    const out = this.b.slice(this.pos, this.pos + n);
-    this.pos += n;
-    return out;
-  }
-
-  item(depth: number): unknown {
-    if (depth > MAX_DEPTH) fail('CBOR nested too deep');
-    const v = this.head();
-    switch (this.major) {
-      case 0:
-        return v;
-      case 1:
-        if (v >= Number.MAX_SAFE_INTEGER) fail('integer beyond the safe range');
-        return -1 - v;
-      case 2:
-        return this.copy(v);
-      case 3: {
-        const at = this.pos;
-        if (v > this.b.length - at) fail('CBOR ends early');
-        this.pos += v;
-        return text(this.b, at, v);
-      }
-      case 4: {
-        if (v > this.b.length - this.pos) fail('CBOR ends early');
-        const out: unknown[] = new Array(v);
-        for (let i = 0; i < v; i++) out[i] = this.item(depth + 1);
-        return out;
-      }
-      case 5:
-        return this.map(v, depth);
-      default:
-        return fail('CBOR tags are not entry fields');
-    }
-  }
-
-  /** A map of `n` pairs; `spans` (if given) receives the [start, end) offsets of the `sig` and `batch` pairs. */
-  map(n: number, depth: number, spans?: Spans): Record<string, unknown> {
-    if (n > this.b.length - this.pos) fail('CBOR ends early');
-    const b = this.b;
-    const out: Record<string, unknown> = {};
-    let prevAt = 0;
-    let prevLen = -1;
-    for (let i = 0; i < n; i++) {
-      const start = this.pos;
-      const len = this.head();
-      if (this.major !== 3) fail('map keys must be text');
-      const at = this.pos;
-      if (len > b.length - at) fail('CBOR ends early');
-      this.pos += len;
-      if (prevLen > len) fail('map keys not in canonical order');
-      if (prevLen === len) {
-        let k = 0;
-        while (k < len && b[prevAt + k] === b[at + k]) k++;
-        if (k === len || b[prevAt + k] > b[at + k]) fail('map keys not in canonical order');
-      }
-      prevAt = at;
-      prevLen = len;
-      const key = text(b, at, len);
-      if (key === '__proto__') fail('map key __proto__');
-      out[key] = this.item(depth + 1);
-      if (spans && (key === 'sig' || key === 'batch')) spans[key] = [start, this.pos];
-    }
-    return out;
-  }
-}
-
-function text(b: Uint8Array, at: number, len: number): string {
-  let out = '';
-  for (let i = at; i < at + len; i++) {
-    const c = b[i];
-    if (c >= 0x80) {
-      try {
-        return utf8.decode(b.subarray(at, at + len));
-      } catch {
-        return fail('text is not valid UTF-8');
-      }
-    }
-    out += String.fromCharCode(c);
-  }
-  return out;
 }

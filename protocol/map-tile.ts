@@ -21,7 +21,13 @@ export interface TileContribution {
   cells: Int8Array;
 }
 
-export class TileError extends RobomeshError {}
+export type TileErrorCode = 'BAD_TILE' | 'TILE_MISMATCH' | 'UNKNOWN_TILE';
+
+export class TileError extends RobomeshError<TileErrorCode> {
+  constructor(code: TileErrorCode, message: string, options?: ErrorOptions) {
+    super(code, message, options);
+  }
+}
 
 const TILE_ID = /^(-?\d{1,6})_(-?\d{1,6})$/;
 

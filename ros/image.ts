@@ -1,4 +1,4 @@
-import { RobomeshError } from '../protocol/errors.js';
+import { RosError } from './errors.js';
 import type { Tensor } from '../protocol/tensor-frame.js';
 
 const MEAN = [0.485, 0.456, 0.406];
@@ -15,10 +15,9 @@ export interface RosImage {
 /** sensor_msgs/Image (rgb8, bgr8, mono8) → NCHW float32 normalised with ImageNet statistics (PaddleOCR's input). */
 export function imageToTensor(img: RosImage, name = 'x'): Tensor {
   const channels = img.encoding === 'mono8' ? 1 : img.encoding === 'rgb8' || img.encoding === 'bgr8' ? 3 : 0;
-  if (!channels)
-    throw new RobomeshError('BAD_IMAGE', `image encoding ${img.encoding} not supported (rgb8, bgr8, mono8)`);
+  if (!channels) throw new RosError('BAD_IMAGE', `image encoding ${img.encoding} not supported (rgb8, bgr8, mono8)`);
   if (img.step < img.width * channels || img.data.length < img.step * img.height)
-    throw new RobomeshError(
+    throw new RosError(
       'BAD_IMAGE',
       `image ${img.width}×${img.height} ${img.encoding}: ${img.data.length} bytes with step ${img.step} is too short`,
     );

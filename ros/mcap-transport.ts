@@ -1,7 +1,7 @@
 import { open } from 'node:fs/promises';
 import { McapIndexedReader, McapWriter } from '@mcap/core';
 import { FileHandleReadable, FileHandleWritable } from '@mcap/nodejs';
-import { RobomeshError } from '../protocol/errors.js';
+import { RosError } from './errors.js';
 import { type CdrCodec, type RosPublisher, type RosTransport, fullType } from './transport.js';
 
 /**
@@ -81,14 +81,14 @@ export class McapTransport implements RosTransport {
     try {
       handle = await open(path, 'r');
     } catch (err) {
-      throw new RobomeshError('BAG_UNREADABLE', `cannot open bag ${path}: ${(err as Error).message}`);
+      throw new RosError('BAG_UNREADABLE', `cannot open bag ${path}: ${(err as Error).message}`);
     }
     try {
       let reader: McapIndexedReader;
       try {
         reader = await McapIndexedReader.Initialize({ readable: new FileHandleReadable(handle) });
       } catch (err) {
-        throw new RobomeshError('BAG_UNREADABLE', `${path} is not an indexed MCAP file: ${(err as Error).message}`);
+        throw new RosError('BAG_UNREADABLE', `${path} is not an indexed MCAP file: ${(err as Error).message}`);
       }
       const total = Number(reader.statistics?.messageCount ?? 0n);
       let played = 0;
@@ -100,7 +100,7 @@ export class McapTransport implements RosTransport {
         this.record(channel.topic, schema.name, m.data);
         for (const h of this.handlers.get(channel.topic) ?? []) {
           if (fullType(schema.name) !== h.type)
-            throw new RobomeshError(
+            throw new RosError(
               'BAG_TYPE_MISMATCH',
               `${channel.topic} carries ${schema.name}, the node expects ${h.type}`,
             );

@@ -100,7 +100,13 @@ export const PARAMETERS: { name: string; kind: Kind; default: string | number | 
   },
 ];
 
-export class ParamError extends RobomeshError {}
+export type ParamErrorCode = 'BAD_CONFIG' | 'BAD_PARAMETER' | 'UNKNOWN_PARAMETER';
+
+export class ParamError extends RobomeshError<ParamErrorCode> {
+  constructor(code: ParamErrorCode, message: string, options?: ErrorOptions) {
+    super(code, message, options);
+  }
+}
 
 function check(name: string, kind: Kind, value: unknown): string | number | string[] {
   const bad = (want: string): never => {

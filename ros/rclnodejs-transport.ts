@@ -1,4 +1,4 @@
-import { RobomeshError } from '../protocol/errors.js';
+import { RosError } from './errors.js';
 import { type CdrCodec, type ParamSpec, type RosPublisher, type RosTransport, fullType } from './transport.js';
 
 /** The part of rclnodejs we use (its own types exist only after `generate-ros-messages`). */
@@ -35,7 +35,7 @@ export async function loadRclnodejs(
   load: () => Promise<unknown> = () => import('rclnodejs' as string),
 ): Promise<RclModule> {
   if (!rosIsSourced(env))
-    throw new RobomeshError(
+    throw new RosError(
       'ROS_NOT_SOURCED',
       'ROS 2 is not sourced (ROS_DISTRO and AMENT_PREFIX_PATH unset): source /opt/ros/<distro>/setup.bash, or replay a bag with --replay',
     );
@@ -43,7 +43,7 @@ export async function loadRclnodejs(
     const mod = (await load()) as { default?: RclModule } & RclModule;
     return mod.default ?? mod;
   } catch (err) {
-    throw new RobomeshError(
+    throw new RosError(
       'RCLNODEJS_UNAVAILABLE',
       `rclnodejs failed to load with ROS ${env.ROS_DISTRO}: ${(err as Error).message} (npm rebuild rclnodejs with ROS sourced)`,
     );

@@ -2,6 +2,7 @@
 import { constants } from 'node:fs';
 import { access } from 'node:fs/promises';
 import { RobomeshError } from '../protocol/errors.js';
+import { RosError } from './errors.js';
 import { codec } from './messages.js';
 import { McapTransport } from './mcap-transport.js';
 import { PARAMETERS, flattenParams, loadRobotParams, resolveParams } from './params.js';
@@ -26,7 +27,7 @@ function option(argv: string[], name: string): string | undefined {
   const i = argv.indexOf(name);
   if (i < 0) return undefined;
   const v = argv[i + 1];
-  if (!v || v.startsWith('--')) throw new RobomeshError('USAGE', `${name} needs a value\n${USAGE}`);
+  if (!v || v.startsWith('--')) throw new RosError('USAGE', `${name} needs a value\n${USAGE}`);
   return v;
 }
 
@@ -42,11 +43,11 @@ async function main(argv: string[]): Promise<void> {
     try {
       await access(replay, constants.R_OK);
     } catch {
-      throw new RobomeshError('BAG_UNREADABLE', `cannot open bag ${replay}: no such readable file`);
+      throw new RosError('BAG_UNREADABLE', `cannot open bag ${replay}: no such readable file`);
     }
   }
   if (!replay && !rosIsSourced())
-    throw new RobomeshError(
+    throw new RosError(
       'ROS_NOT_SOURCED',
       `ROS 2 is not sourced: source /opt/ros/<distro>/setup.bash, or replay a bag without ROS\n${USAGE}`,
     );

@@ -1,12 +1,11 @@
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { signerFromSeed } from '../protocol/ed25519.js';
-import { RobomeshError } from '../protocol/errors.js';
+import { RosError } from './errors.js';
 import { signEntry, toHex } from '../protocol/log-entry.js';
 import { builtinInputShape } from '../nodes/inference/bundled-models.js';
 import { SqliteLogStore } from '../nodes/ledger/sqlite-store.js';
 import { loadOrCreateIdentity } from '../nodes/mesh/identity.js';
-import { Robot } from '../nodes/robot/robot.js';
+import { Robot, robotPaths } from '../nodes/robot/robot.js';
 import { SqliteAnchorQueue } from '../nodes/ledger/anchor-queue.js';
 import { anchorSettings } from '../nodes/ledger/anchor-settings.js';
 import type { RobotParams } from './params.js';
@@ -19,7 +18,7 @@ function anchorFor(params: RobotParams) {
     registryId: i.registry_id || undefined,
     registryVersion: i.registry_version || undefined,
   });
-  return settings && { ...settings, queue: new SqliteAnchorQueue(join(params.data_dir, 'anchors.db')) };
+  return settings && { ...settings, queue: new SqliteAnchorQueue(robotPaths(params.data_dir).anchors) };
 }
 
 /** The fleet's genesis: from `fleet.genesis_file`, or a fleet of one this robot administers. */
@@ -28,17 +27,14 @@ function genesisFor(params: RobotParams, seed: Uint8Array): Uint8Array {
     try {
       return new Uint8Array(readFileSync(params.fleet.genesis_file));
     } catch (err) {
-      throw new RobomeshError(
+      throw new RosError(
         'BAD_CONFIG',
         `fleet.genesis_file: cannot read ${params.fleet.genesis_file}: ${(err as Error).message}`,
       );
     }
   }
   if (params.fleet.members.length > 0)
-    throw new RobomeshError(
-      'BAD_CONFIG',
-      "fleet.members is set: give the fleet's signed genesis as fleet.genesis_file",
-    );
+    throw new RosError('BAD_CONFIG', "fleet.members is set: give the fleet's signed genesis as fleet.genesis_file");
   const signer = signerFromSeed(seed);
   const me = toHex(signer.publicKey);
   return signEntry(
@@ -57,7 +53,7 @@ export async function startRobot(
   params: RobotParams,
   extra: Partial<Parameters<typeof Robot.start>[0]> = {},
 ): Promise<Robot> {
-  const identity = await loadOrCreateIdentity(join(params.data_dir, 'identity.key'));
+  const identity = await loadOrCreateIdentity(robotPaths(params.data_dir).identity);
   return Robot.start({
     name: params.robot_name,
     identity,
@@ -70,7 +66,7 @@ export async function startRobot(
     listen: params.fleet.listen,
     models: params.models.map((arg) => ({ arg, inputShape: builtinInputShape(arg) })),
     ledger: {
-      store: new SqliteLogStore(join(params.data_dir, 'ledger.db')),
+      store: new SqliteLogStore(robotPaths(params.data_dir).log),
       genesis: genesisFor(params, identity.seed),
     },
     anchor: anchorFor(params),

@@ -1,7 +1,13 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
 import { RobomeshError } from '../../protocol/errors.js';
-import { auditExportCommand, auditResultCommand, auditVerifyCommand } from './audit.js';
+import {
+  DEFAULT_STORE,
+  auditExportCommand,
+  auditResultCommand,
+  auditTasksCommand,
+  auditVerifyCommand,
+} from './audit.js';
 import { demoCommand } from './demo.js';
 import { fleetCommand, parsePlacement } from './fleet.js';
 import { meshDemoCommand } from './mesh-demo.js';
@@ -85,10 +91,19 @@ const audit = program
   .description('check the chain of evidence for a result: entries, signatures, quorum, Merkle proof, IOTA anchor');
 const rpcOption = ['--rpc <url>', 'IOTA JSON-RPC endpoint to check the anchor live (default $IOTA_RPC_URL)'] as const;
 audit
+  .command('tasks')
+  .description("list the tasks in a robot's log store with their state")
+  .option('--store <path>', "the robot's log store (SQLite)", DEFAULT_STORE)
+  .option('--state <s>', 'only tasks in this state: open, assigned, provisional, final, overturned')
+  .option('--robot <key>', 'only tasks this robot posted or executes (a prefix of its key)')
+  .option('--model <hash>', 'only tasks of this model (a prefix of its hash)')
+  .option('--json', 'print JSON')
+  .action(auditTasksCommand);
+audit
   .command('result')
-  .description("verify and print the evidence for one task from a robot's log store")
-  .argument('<task>', 'task id')
-  .option('--store <path>', "the robot's log store (SQLite)", 'robomesh-data/ledger.db')
+  .description('print every assignment and result of one task, its decision and why, and check its anchor')
+  .argument('<task>', 'task id (robomesh audit tasks lists them)')
+  .option('--store <path>', "the robot's log store (SQLite)", DEFAULT_STORE)
   .option('--json', 'print the report as JSON')
   .option(...rpcOption)
   .action(auditResultCommand);
@@ -96,7 +111,7 @@ audit
   .command('export')
   .description('write a self-contained proof file for one task')
   .argument('<task>', 'task id')
-  .option('--store <path>', "the robot's log store (SQLite)", 'robomesh-data/ledger.db')
+  .option('--store <path>', "the robot's log store (SQLite)", DEFAULT_STORE)
   .requiredOption('--out <file>', 'where to write the proof (JSON)')
   .action(auditExportCommand);
 audit

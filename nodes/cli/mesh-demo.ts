@@ -11,7 +11,7 @@ import { SqliteAnchorQueue } from '../ledger/anchor-queue.js';
 import { anchorSettingsFromEnv } from '../ledger/anchor-settings.js';
 import { SqliteLogStore } from '../ledger/sqlite-store.js';
 import { loadOrCreateIdentity } from '../mesh/identity.js';
-import { Robot } from '../robot/robot.js';
+import { Robot, robotPaths } from '../robot/robot.js';
 import type { Decision } from '../scheduler/scheduler.js';
 
 export interface FleetArgs {
@@ -45,7 +45,7 @@ export async function meshDemoCommand(args: FleetArgs): Promise<void> {
   const dir = args.dataDir ?? (await mkdtemp(join(tmpdir(), 'robomesh-fleet-')));
   const n = Math.max(2, args.robots);
   const identities = await Promise.all(
-    Array.from({ length: n }, (_, i) => loadOrCreateIdentity(join(dir, `r${i}`, 'identity.key'))),
+    Array.from({ length: n }, (_, i) => loadOrCreateIdentity(robotPaths(join(dir, `r${i}`)).identity)),
   );
   const members = identities.map((i) => i.peerId.toString());
   const names = new Map(members.map((m, i) => [m, `r${i}`]));
@@ -78,13 +78,13 @@ export async function meshDemoCommand(args: FleetArgs): Promise<void> {
         profileRuns: 3,
         advertPeriodMs: 500,
         ledger: {
-          store: new SqliteLogStore(join(dir, `r${i}`, 'log.sqlite')),
+          store: new SqliteLogStore(robotPaths(join(dir, `r${i}`)).log),
           genesis: genesis.bytes,
           antiEntropyMs: 2000,
         },
         anchor: anchoring && {
           ...anchoring,
-          queue: new SqliteAnchorQueue(join(dir, `r${i}`, 'anchors.sqlite')),
+          queue: new SqliteAnchorQueue(robotPaths(join(dir, `r${i}`)).anchors),
           everyMs: 20_000,
         },
       }),
@@ -116,23 +116,23 @@ export async function meshDemoCommand(args: FleetArgs): Promise<void> {
   await phase('1. healthy mesh: each robot runs the detector where the scheduler predicts it is fastest', per);
 
   const logged = async (title: string): Promise<void> => {
-    const { task, outcome } = await robots[0].inferTask(hash, image(500 + decisions.length), 2, { deadlineMs: 10_000 });
-    decisions.push(outcome.decision);
+    const outcome = await robots[0].inferTask(hash, image(500 + decisions.length), { f: 1, deadlineMs: 10_000 });
+    const { task } = outcome;
     const waitUntil = Date.now() + 10_000;
-    while (!robots.every((r) => r.ledger!.state.tasks.get(task)?.status === 'accepted') && Date.now() < waitUntil)
-      await new Promise((r) => setTimeout(r, 50));
-    const t = robots[0].ledger!.state.tasks.get(task);
-    const by = (t?.accepted?.executors ?? []).map(
+    const settled = (r: Robot): boolean => r.ledger!.state.tasks.get(task)?.status === outcome.status;
+    while (!robots.every(settled) && Date.now() < waitUntil) await new Promise((r) => setTimeout(r, 50));
+    const by = (outcome.decision?.executors ?? []).map(
       (k) => names.get(identities[keys.indexOf(k)]?.peerId.toString() ?? '') ?? k.slice(0, 8),
     );
     log(
-      `  ${title}: task ${task} ran on ${outcome.results.map((r) => names.get(r.executor)).join(' and ')}; ` +
-        (t?.status === 'accepted'
-          ? `quorum of ${by.join(' + ')} accepted on all ${n} logs`
-          : `no quorum yet (${t?.status ?? 'unknown'})`),
+      `  ${title}: task ${task} (${outcome.plan.kind} at ${outcome.plan.cut}) ran on ` +
+        `${outcome.plan.executors.map((e) => names.get(e)).join(', ')} in ${outcome.elapsedMs.toFixed(0)} ms; ` +
+        (outcome.decision
+          ? `${outcome.status}: ${by.join(' + ')} agree, on all ${n} logs: ${robots.every(settled)}`
+          : `no decision yet (${outcome.status})`),
     );
   };
-  log('\n1b. logged tasks: two executors each, the quorum contract decides on every robot');
+  log('\n1b. a logged task (f = 1): three executors, two agreeing results decide it on every robot');
   await logged('r0');
 
   log('\n2. partition: r0 and r1 lose radio contact');
@@ -186,7 +186,7 @@ export async function meshDemoCommand(args: FleetArgs): Promise<void> {
   const hashes = new Set(robots.map((r) => r.ledger!.stateHash()));
   log(
     `  log: ${robots[0].ledger!.size} entries on every robot, ${hashes.size === 1 ? 'one state hash' : 'DIVERGENT states'}; ` +
-      `equivocations ${robots[0].ledger!.state.equivocations.length}, tasks accepted ${[...robots[0].ledger!.state.tasks.values()].filter((t) => t.status === 'accepted').length}`,
+      `equivocations ${robots[0].ledger!.state.equivocations.length}, tasks final ${[...robots[0].ledger!.state.tasks.values()].filter((t) => t.status === 'final').length}`,
   );
   log("  (all robots share this machine's CPU, so a remote tail is rarely faster than a local run here;");
   log("   `npm run bench:split` throttles the requester's CPU and shapes links to show where splitting wins)");

@@ -307,6 +307,11 @@ export function dashboardClient(): void {
     showPartition(view);
     drawLog(view);
     drawLatency(view);
+    const t = view.tasks;
+    if (t)
+      byId<HTMLElement>('task-decisions').textContent =
+        `logged tasks: ${t.final} final, ${t.provisional} provisional, ${t.overturned} overturned, ` +
+        `${t.assigned + t.open} undecided`;
   }
 
   const status = byId<HTMLElement>('status');

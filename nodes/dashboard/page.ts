@@ -60,7 +60,8 @@ export const DASHBOARD_HTML = `<!doctype html>
 <section><h2>Merged map</h2><canvas id="map-canvas" data-map-cells="0" width="480" height="120"></canvas></section>
 <section><h2>Mesh</h2><svg id="mesh-graph" viewBox="0 0 400 300" role="img" aria-label="mesh graph"></svg></section>
 <section><h2>Log</h2><ol id="log-feed"></ol></section>
-<section><h2>Inference latency</h2><svg id="latency-plot" viewBox="0 0 400 200" role="img" aria-label="latency plot"></svg><div id="latency-legend"></div><div id="plan-breakdown"></div></section>
+<section><h2>Inference latency</h2><svg id="latency-plot" viewBox="0 0 400 200" role="img" aria-label="latency plot"></svg><div id="latency-legend"></div><div id="plan-breakdown"></div>
+<p id="task-decisions">logged tasks: none yet</p></section>
 </main>
 <script>(${dashboardClient.toString()})();</script>
 </body>

@@ -1,3 +1,4 @@
+import { countTasks } from '../../contracts/tasks.js';
 import { EventEmitter } from 'node:events';
 import { publicKeyFromRaw } from '@libp2p/crypto/keys';
 import { peerIdFromPublicKey, peerIdFromString } from '@libp2p/peer-id';
@@ -57,7 +58,7 @@ export class RobotViewSource extends EventEmitter<{ update: [FleetView] }> imple
   private readonly t0 = Date.now();
   private readonly feed: LogLine[] = [];
   private readonly latency: FleetView['latency'] = [];
-  private readonly announced = new Set<string>();
+  private readonly announced = new Map<string, string>();
   private readonly keyToPeer = new Map<Hex, string | null>();
   private readonly names: Map<string, string>;
   private lastFoldVersion = -1;
@@ -83,7 +84,7 @@ export class RobotViewSource extends EventEmitter<{ update: [FleetView] }> imple
       // What the log already held at start: the newest lines, at time 0.
       const items = ledger.fold.items();
       for (const item of items.slice(-LOG_FEED_LIMIT)) this.pushLine(0, item.author, item.payload, 'added');
-      for (const t of ledger.state.tasks.values()) if (t.status === 'accepted') this.announced.add(t.task);
+      for (const t of ledger.state.tasks.values()) this.announced.set(t.task, t.status);
       this.lastFoldVersion = ledger.fold.version;
       const onEntry = (d: DecodedEntry, status: IngestStatus): void => {
         this.pushLine(Date.now() - this.t0, toHex(d.entry.author), d.entry.payload, status);
@@ -171,6 +172,7 @@ export class RobotViewSource extends EventEmitter<{ update: [FleetView] }> imple
       log: [...this.feed],
       latency: [...this.latency],
       map: this.mapNow(),
+      tasks: state && countTasks(state.tasks.values()),
     };
   }
 
@@ -259,7 +261,7 @@ export class RobotViewSource extends EventEmitter<{ update: [FleetView] }> imple
       case 'revoke':
         return this.authorName(p.member);
       case 'task':
-        return `${p.task} model ${short(p.model)} k=${p.k}`;
+        return `${p.task} model ${short(p.model)} f=${p.f}`;
       case 'assign':
         return `${p.task} → ${p.executors.map((x) => this.authorName(x)).join(' ')}`;
       case 'claim':
@@ -275,20 +277,22 @@ export class RobotViewSource extends EventEmitter<{ update: [FleetView] }> imple
     }
   }
 
-  /** A line per task whose quorum the log has accepted since the last look. */
+  /** A line per task that became provisional, final or overturned since the last look. */
   private checkQuorums(): void {
     const ledger = this.robot.ledger;
     if (!ledger || ledger.fold.version === this.lastFoldVersion) return;
     this.lastFoldVersion = ledger.fold.version;
     const at = Date.now() - this.t0;
     for (const t of ledger.state.tasks.values()) {
-      if (t.status !== 'accepted' || !t.accepted || this.announced.has(t.task)) continue;
-      this.announced.add(t.task);
+      const answer = t.decision ?? t.provisional;
+      if (!answer || this.announced.get(t.task) === t.status) continue;
+      this.announced.set(t.task, t.status);
+      const by = answer.executors.map((x) => this.authorName(x)).join(' ');
       this.push({
         at,
         robot: this.authorName(t.poster),
         kind: 'quorum',
-        detail: `${t.task} accepted: ${t.accepted.executors.map((x) => this.authorName(x)).join(' ')} agree on ${short(t.accepted.digest)}`,
+        detail: `${t.task} ${t.status}: ${by} agree on ${short(answer.digest)}`,
       });
     }
   }

@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { RobomeshError } from '../../protocol/errors.js';
+import { DashboardError } from './errors.js';
 import { toPng } from '../mapping/merged-map.js';
 import { DASHBOARD_HTML } from './page.js';
 import { Broadcaster, sseEvent } from './sse.js';
@@ -98,7 +98,7 @@ export async function startDashboard(
   } catch (err) {
     source.off('update', onUpdate);
     broadcaster.close();
-    throw new RobomeshError(
+    throw new DashboardError(
       'DASHBOARD_LISTEN',
       `dashboard cannot listen on ${host}:${port}: ${err instanceof Error ? err.message : String(err)}`,
     );

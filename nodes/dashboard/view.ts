@@ -1,5 +1,5 @@
 import type { EventEmitter } from 'node:events';
-import { RobomeshError } from '../../protocol/errors.js';
+import { DashboardError } from './errors.js';
 import type { DenseMap } from '../mapping/merged-map.js';
 
 export interface RobotView {
@@ -54,6 +54,8 @@ export interface FleetView {
   log: LogLine[];
   latency: LatencySample[];
   map?: MapView;
+  /** Logged tasks by state, in this robot's log (the fleet's: its first robot's). */
+  tasks?: { open: number; assigned: number; provisional: number; final: number; overturned: number };
 }
 
 export interface FleetViewSource extends EventEmitter<{ update: [FleetView] }> {
@@ -79,7 +81,7 @@ export function mapView(map: Pick<DenseMap, 'width' | 'height' | 'resolution' | 
 export function decodeStates(map: MapView): Int8Array {
   const bytes = Buffer.from(map.states, 'base64');
   if (bytes.length !== map.width * map.height) {
-    throw new RobomeshError(
+    throw new DashboardError(
       'BAD_MAP_VIEW',
       `map view has ${bytes.length} cells, expected ${map.width} × ${map.height}`,
     );

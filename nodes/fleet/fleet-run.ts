@@ -1,5 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { join } from 'node:path';
+import type { TaskStatus } from '../../contracts/tasks.js';
+import { robotPaths } from '../robot/robot.js';
 import { signerFromSeed } from '../../protocol/ed25519.js';
 import { signEntry, toHex } from '../../protocol/log-entry.js';
 import { IotaAnchorChain, iotaClientFor } from '../ledger/anchor-chain.js';
@@ -14,7 +16,7 @@ import { identityFromSeed } from '../mesh/identity.js';
 import { floorPlan } from '../sim/floor-plans.js';
 import type { FleetView, FleetViewSource } from '../dashboard/view.js';
 import { ChildRobot, InProcessRobot, type RobotHandle, RobotProcess } from './robot-handle.js';
-import type { RobotStatus, RuntimeInit } from './robot-runtime.js';
+import { type RobotStatus, type RuntimeInit, type TaskReply, countTasks } from './robot-runtime.js';
 import type { Scenario } from './scenario.js';
 
 /**
@@ -58,6 +60,8 @@ export interface FleetReport {
     errors: string[];
     latencyMs: { p50: number; p90: number; p99: number; max: number };
     plans: Record<string, number>;
+    /** The tasks in r0's log at the end, by state (every robot's log decides the same). */
+    decisions: Record<TaskStatus, number>;
   };
   /** Per heal: ms until every robot held every entry written anywhere before it (and the tiles they name). */
   heals: {
@@ -183,6 +187,7 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
     return {
       time: Date.now() - this.t0,
       phase: this.phase,
+      tasks: robots.find((r) => r.tasks)?.tasks,
       robots: this.handles.map((h) => {
         const s = this.statuses.get(h.name);
         return {
@@ -405,7 +410,7 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
     const start = Date.now();
     const events = [...sc.events];
     const heals: FleetReport['heals'] = [];
-    const tasks: Promise<{ task?: string; error?: string; plan?: string; ms?: number }>[] = [];
+    const tasks: Promise<TaskReply>[] = [];
     const liars = new Set<string>();
     // On their own clock: the loop below waits on polls and heals, which take seconds in a large fleet.
     let taskSeed = 0;
@@ -415,10 +420,7 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
       if (!h) return;
       tasks.push(
         h
-          .request<{ task?: string; error?: string; plan?: string; ms?: number }>(
-            { cmd: 'task', seed: 1000 + taskSeed++, k: sc.workload.k },
-            60_000,
-          )
+          .request<TaskReply>({ cmd: 'task', seed: 1000 + taskSeed++, f: sc.workload.f }, 60_000)
           .catch((err: Error) => ({ error: err.message })),
       );
     };
@@ -568,12 +570,14 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
     await Promise.all(this.handles.map((h) => h.stop().catch(() => undefined)));
     let audit: FleetReport['audit'] = null;
     let anchors: number;
-    const store = new SqliteLogStore(join(this.o.dataDir, 'r0', 'log.sqlite'));
+    let decisions: FleetReport['inference']['decisions'];
+    const store = new SqliteLogStore(robotPaths(join(this.o.dataDir, 'r0')).log);
     try {
       const ledger = new Ledger(store);
       anchors = ledger.state.anchors.length;
-      const accepted = [...ledger.state.tasks.values()].filter((t) => t.status === 'accepted').map((t) => t.task);
-      for (const task of accepted) {
+      decisions = countTasks(ledger.state.tasks.values());
+      const final = [...ledger.state.tasks.values()].filter((t) => t.status === 'final').map((t) => t.task);
+      for (const task of final) {
         try {
           const proof = buildProof(ledger, task);
           const rpc = anchorOn.match(/at (http\S+)/)?.[1];
@@ -606,6 +610,7 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
           max: Math.max(0, ...ms),
         },
         plans,
+        decisions: decisions!,
       },
       heals,
       map: { ...quality, tiles: map ? (map.width * map.height) / 4096 : 0 },

@@ -23,6 +23,10 @@ export function reportMarkdown(r: FleetReport): string {
     '',
     ...(r.inference.errors.length ? ['', `Failures: ${r.inference.errors.join('; ')}`] : []),
     '',
+    `Logged task decisions in r0's log at the end: ${r.inference.decisions.final} final, ` +
+      `${r.inference.decisions.provisional} provisional, ${r.inference.decisions.overturned} overturned, ` +
+      `${r.inference.decisions.assigned + r.inference.decisions.open} undecided.`,
+    '',
     '## Partitions',
     '',
     r.heals.length ? '| heal at (s) | logs and maps converged after |\n|---|---|' : 'No partition in this scenario.',
@@ -55,10 +59,10 @@ export function reportMarkdown(r: FleetReport): string {
     `Anchored on ${r.anchoring.on}: ${r.anchoring.anchors} anchor(s) in r0's log.`,
     '',
     a?.report
-      ? `Task \`${a.task}\` audited end to end: assigned to ${a.report.assignment?.executors.length ?? 0} executors, ${a.report.results.length} results with verified signatures, quorum ${a.report.decision.status} (digest ${a.report.decision.digest?.slice(0, 12)}…), ${a.report.merkle.entries} entries proven in Merkle root ${a.report.merkle.root.slice(0, 12)}… over ${a.report.merkle.count}, anchor tx ${a.report.anchor.tx} ${a.report.live.checked ? `checked on the node (checkpoint ${a.report.live.checkpoint})` : 'not verified live'}.`
+      ? `Task \`${a.task}\` audited end to end: assigned to ${a.report.assignments.reduce((n, x) => n + x.added.length, 0)} executors, ${a.report.results.length} results with verified signatures, decision ${a.report.decision.status} (digest ${a.report.decision.digest?.slice(0, 12)}…), ${a.report.merkle.entries} entries proven in Merkle root ${a.report.merkle.root.slice(0, 12)}… over ${a.report.merkle.count}, anchor tx ${a.report.anchor.tx} ${a.report.live.checked ? `checked on the node (checkpoint ${a.report.live.checkpoint})` : 'not verified live'}.`
       : a
         ? `Audit of task \`${a.task}\` failed: ${a.error}`
-        : 'No accepted task to audit.',
+        : 'No final task to audit.',
     '',
     '## Resources',
     '',

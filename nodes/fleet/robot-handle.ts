@@ -1,6 +1,6 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { RobomeshError } from '../../protocol/errors.js';
+import { FleetError } from './errors.js';
 import { robotProcessEnv } from '../util/malloc-tunables.js';
 import { type Command, RobotRuntime, type RuntimeInit } from './robot-runtime.js';
 
@@ -31,7 +31,7 @@ export class InProcessRobot implements RobotHandle {
   }
 
   async request<T>(c: Command): Promise<T> {
-    if (!this.runtime) throw new RobomeshError('ROBOT_DOWN', `${this.name} is not running`);
+    if (!this.runtime) throw new FleetError('ROBOT_DOWN', `${this.name} is not running`);
     return (await this.runtime.handle(c)) as T;
   }
 
@@ -88,7 +88,7 @@ export class RobotProcess {
 
   /** Places a robot on this process (forking it on the first). */
   attach(robot: ChildRobot): void {
-    if (this.exit) throw new RobomeshError('ROBOT_DOWN', `${robot.name}: ${this.describe()}`);
+    if (this.exit) throw new FleetError('ROBOT_DOWN', `${robot.name}: ${this.describe()}`);
     this.robots.set(robot.name, robot);
     if (!this.child) this.spawn();
   }
@@ -113,7 +113,7 @@ export class RobotProcess {
       this.waiting.delete(m.id);
       clearTimeout(w.timer);
       if (m.ok) w.resolve(m.result);
-      else w.reject(new RobomeshError('ROBOT_ERROR', `${w.robot}: ${m.error}`));
+      else w.reject(new FleetError('ROBOT_ERROR', `${w.robot}: ${m.error}`));
     });
     // Sending to a process that just died reports through the send callback; nothing else may throw here.
     child.on('error', () => undefined);
@@ -123,7 +123,7 @@ export class RobotProcess {
       for (const [id, w] of this.waiting) {
         clearTimeout(w.timer);
         this.waiting.delete(id);
-        w.reject(new RobomeshError('ROBOT_DOWN', `${w.robot} is down: ${this.describe()}`));
+        w.reject(new FleetError('ROBOT_DOWN', `${w.robot} is down: ${this.describe()}`));
       }
     });
   }
@@ -131,19 +131,19 @@ export class RobotProcess {
   send<T>(robot: string, payload: object, timeoutMs: number): Promise<T> {
     const child = this.child;
     if (!child?.connected || this.exit)
-      return Promise.reject(new RobomeshError('ROBOT_DOWN', `${robot} is not running: ${this.describe()}`));
+      return Promise.reject(new FleetError('ROBOT_DOWN', `${robot} is not running: ${this.describe()}`));
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.waiting.delete(id);
-        reject(new RobomeshError('ROBOT_TIMEOUT', `${robot} did not answer within ${timeoutMs} ms`));
+        reject(new FleetError('ROBOT_TIMEOUT', `${robot} did not answer within ${timeoutMs} ms`));
       }, timeoutMs);
       this.waiting.set(id, { robot, resolve: resolve as (v: unknown) => void, reject, timer });
       child.send({ id, robot, ...payload }, (err) => {
         if (!err || !this.waiting.has(id)) return;
         this.waiting.delete(id);
         clearTimeout(timer);
-        reject(new RobomeshError('ROBOT_DOWN', `${robot} is down: ${this.describe()} (${err.message})`));
+        reject(new FleetError('ROBOT_DOWN', `${robot} is down: ${this.describe()} (${err.message})`));
       });
     });
   }

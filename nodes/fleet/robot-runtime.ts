@@ -1,5 +1,7 @@
-import { join } from 'node:path';
 import { isExcluded } from '../../contracts/fleet-state.js';
+import { type TaskStatus, countTasks } from '../../contracts/tasks.js';
+
+export { countTasks };
 import { signerFromSeed } from '../../protocol/ed25519.js';
 import { signEntry } from '../../protocol/log-entry.js';
 import { decodeFrame, encodeFrame } from '../../protocol/tensor-frame.js';
@@ -13,11 +15,24 @@ import { SqliteLogStore } from '../ledger/sqlite-store.js';
 import { ScanMatchingLocalizer } from '../mapping/scan-matcher.js';
 import { identityFromSeed } from '../mesh/identity.js';
 import { type LinkShape, LinkShaper } from '../mesh/link-shaper.js';
-import { Robot } from '../robot/robot.js';
+import { Robot, robotPaths } from '../robot/robot.js';
+import { lie } from '../tasks/faults.js';
 import { defaultRobots, floorPlan } from '../sim/floor-plans.js';
 import type { Pose } from '../sim/pose.js';
 import { WorldSimulator } from '../sim/simulator.js';
 import type { Fault } from './scenario.js';
+
+/** What a robot answers to a `task` command. */
+export interface TaskReply {
+  task?: string;
+  status?: TaskStatus;
+  plan?: string;
+  ms?: number;
+  executors?: string[];
+  reassigned?: number;
+  error?: string;
+  skipped?: string;
+}
 
 /** Everything a robot process needs to start (JSON: it crosses the IPC channel). */
 export interface RuntimeInit {
@@ -51,7 +66,7 @@ export type Command =
   /** Pace and delay what this robot sends to these peers (null lifts it); `clear` lifts all first. */
   | { cmd: 'shape'; clear?: boolean; links: { peer: string; shape: LinkShape | null }[] }
   | { cmd: 'fault'; fault: Fault }
-  | { cmd: 'task'; seed: number; k: number }
+  | { cmd: 'task'; seed: number; f: number }
   | { cmd: 'stop' };
 
 export interface RobotStatus {
@@ -80,7 +95,8 @@ export interface RobotStatus {
   links: { peer: string; bandwidthBps: number; rttMs: number; shapedBps: number }[];
   events: { at: number; kind: string; detail: string }[];
   latencies: { at: number; ms: number; plan: string }[];
-  tasksAccepted: string[];
+  /** Logged tasks in this robot's log, by state. */
+  tasks: Record<TaskStatus, number>;
   rss: number;
   cpuMs: number;
   bytes: { tilesOut: number; tilesIn: number; logOut: number; tensorsOut: number };
@@ -143,7 +159,7 @@ export class RobotRuntime {
     const plan = floorPlan(init.sim.world);
     const anchor = init.anchor && {
       deployment: init.anchor.deployment,
-      queue: new SqliteAnchorQueue(join(init.dataDir, 'anchors.sqlite')),
+      queue: new SqliteAnchorQueue(robotPaths(init.dataDir).anchors),
       chain: new IotaAnchorChain(iotaClientFor(init.anchor.rpcUrl, 5000)),
       everyMs: init.anchor.everyMs,
     };
@@ -163,7 +179,7 @@ export class RobotRuntime {
       meshDegree: init.meshDegree,
       probeIntervalMs: 10_000,
       ledger: {
-        store: new SqliteLogStore(join(init.dataDir, 'log.sqlite')),
+        store: new SqliteLogStore(robotPaths(init.dataDir).log),
         genesis: new Uint8Array(Buffer.from(init.fleet.genesis, 'base64')),
         antiEntropyMs: 2000,
       },
@@ -247,7 +263,7 @@ export class RobotRuntime {
         this.fault(c.fault);
         return { ok: true };
       case 'task':
-        return this.task(c.seed, c.k);
+        return this.task(c.seed, c.f);
       case 'stop':
         await this.stop();
         return { ok: true };
@@ -289,7 +305,7 @@ export class RobotRuntime {
       }),
       events: this.events.splice(0),
       latencies: this.latencies.splice(0),
-      tasksAccepted: [...state.tasks.values()].filter((t) => t.status === 'accepted').map((t) => t.task),
+      tasks: countTasks(state.tasks.values()),
       rss: process.memoryUsage().rss,
       cpuMs: process.cpuUsage().user / 1000 + process.cpuUsage().system / 1000,
       bytes: {
@@ -301,23 +317,21 @@ export class RobotRuntime {
     };
   }
 
-  private async task(seed: number, k: number): Promise<unknown> {
+  private async task(seed: number, f: number): Promise<TaskReply> {
     const model = this.robot.models.hashes()[0];
     if (!model) return { skipped: 'no model' };
     const [name, shape] = Object.entries(builtinInputShape(this.init.model!) ?? { x: [1, 3, 320, 320] })[0];
     const image = [{ name, dtype: 'float32' as const, dims: shape, data: textLikeImage(shape[2], shape[3], seed) }];
     try {
-      const { task, outcome } = await this.robot.inferTask(model, image, k, { deadlineMs: 15_000 });
-      this.latencies.push({
-        at: Date.now() - this.started,
-        ms: outcome.decision.actualMs,
-        plan: outcome.decision.plan.kind,
-      });
+      const outcome = await this.robot.inferTask(model, image, { f, deadlineMs: 15_000 });
+      this.latencies.push({ at: Date.now() - this.started, ms: outcome.elapsedMs, plan: outcome.plan.kind });
       return {
-        task,
-        plan: outcome.decision.plan.kind,
-        ms: outcome.decision.actualMs,
-        executors: outcome.results.map((x) => x.executor),
+        task: outcome.task,
+        status: outcome.status,
+        plan: outcome.plan.kind,
+        ms: outcome.elapsedMs,
+        executors: outcome.plan.executors,
+        reassigned: outcome.reassigned,
       };
     } catch (err) {
       return { error: (err as Error).message };
@@ -328,13 +342,15 @@ export class RobotRuntime {
     const r = this.robot;
     switch (f.type) {
       case 'wrong-results':
-        // Valid frames, wrong numbers: the quorum contract has to catch it.
+        // Valid frames, wrong numbers, signed in the log: the task contract has to catch it.
+        r.taskExecutor!.misbehave = lie('wrong');
         r.service.tamper = (_req, out) =>
           encodeFrame(
             decodeFrame(out).map((t) => ({ ...t, data: (t.data as Float32Array).map((v) => v * 0.5 + 0.25) })),
           );
         return;
       case 'garbage-tensors':
+        r.taskExecutor!.misbehave = lie('garbage');
         r.service.tamper = (_req, out) => out.slice().fill(0xab, 0, Math.min(out.length, 64));
         return;
       case 'fake-walls':

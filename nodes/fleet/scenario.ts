@@ -34,13 +34,20 @@ export interface Scenario {
   /** Simulated seconds per wall second. */
   simSpeed: number;
   /** Seconds between logged inference tasks (each on k executors), 0 = none. */
-  workload: { every: number; k: number; model: string | null };
+  /** A logged task every `every` seconds, surviving `f` lying executors (2f + 1 assigned). */
+  workload: { every: number; f: number; model: string | null };
   /** Seconds between anchors on the IOTA stand-in (or a real node when IOTA_* is set). */
   anchorEvery: number;
   events: ScenarioEvent[];
 }
 
-export class ScenarioError extends RobomeshError {}
+export type ScenarioErrorCode = 'BAD_SCENARIO';
+
+export class ScenarioError extends RobomeshError<ScenarioErrorCode> {
+  constructor(code: ScenarioErrorCode, message: string, options?: ErrorOptions) {
+    super(code, message, options);
+  }
+}
 
 export const FAULT_TYPES = ['wrong-results', 'garbage-tensors', 'fake-walls', 'equivocate', 'forge'] as const;
 
@@ -51,7 +58,7 @@ world: builtin:small
 seed: 7
 duration: 60
 sim_speed: 2
-workload: { every: 4, k: 2, model: builtin:ocr-det }
+workload: { every: 4, f: 1, model: builtin:ocr-det }
 anchor_every: 15
 events:
   - { at: 12, partition: [[r0, r1], [r2, r3]] }
@@ -195,7 +202,10 @@ export function parseScenario(text: string, source = 'scenario'): Scenario {
     simSpeed: num(doc.sim_speed ?? 4, 'sim_speed', 0.1),
     workload: {
       every: num(w.every ?? 4, 'workload.every'),
-      k: num(w.k ?? 2, 'workload.k', 1),
+      f:
+        w.k !== undefined
+          ? fail('workload.k', 'tasks now state f, the lying executors they survive (2f + 1 run each): use f')
+          : Math.min(4, Math.floor(num(w.f ?? 1, 'workload.f'))),
       model: w.model === null || w.model === 'none' ? null : typeof w.model === 'string' ? w.model : 'builtin:ocr-det',
     },
     anchorEvery: num(doc.anchor_every ?? 15, 'anchor_every'),

@@ -2,7 +2,7 @@ import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { RobomeshError } from '../../protocol/errors.js';
 import { indexGraph } from './graph.js';
-import { type LoadedModel, ModelError } from './onnx-model.js';
+import { type LoadedModel, ModelError, type ModelErrorCode } from './onnx-model.js';
 import { type ModelProfile, type ProfileOptions, profileKey } from './profiler.js';
 import type { ModelSlicer } from './slicer.js';
 import type { AnalyzeOptions, ModelAnalysis } from './split.js';
@@ -37,7 +37,13 @@ type ChildMessage =
   | { profile: ModelProfile }
   | { error: string; code?: string };
 
-export class ProfileError extends RobomeshError {}
+export type ProfileErrorCode = 'PROFILE_FAILED';
+
+export class ProfileError extends RobomeshError<ProfileErrorCode> {
+  constructor(code: ProfileErrorCode, message: string, options?: ErrorOptions) {
+    super(code, message, options);
+  }
+}
 
 /** The child's failure: its error's code and message, or why there was no answer. */
 class ChildFailure {
@@ -98,7 +104,7 @@ export async function analyzeInChildProcess(
     );
   } catch (err) {
     if (!(err instanceof ChildFailure)) throw err;
-    throw new ModelError(err.code ?? 'ANALYSIS_FAILED', err.message);
+    throw new ModelError((err.code as ModelErrorCode | undefined) ?? 'ANALYSIS_FAILED', err.message);
   }
   if (!('analysis' in reply)) throw new ModelError('ANALYSIS_FAILED', 'the analysing process answered something else');
   return withModel(model, reply.analysis);

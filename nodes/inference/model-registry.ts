@@ -12,7 +12,13 @@ import { BoundaryError } from './wire.js';
 /** The cut id meaning "no head": the model input itself is shipped (full offload). */
 export const INPUT_CUT = 'input';
 
-export class RegistryError extends RobomeshError {}
+export type RegistryErrorCode = 'UNKNOWN_CUT' | 'UNKNOWN_MODEL' | 'UNSUPPORTED_OUTPUT';
+
+export class RegistryError extends RobomeshError<RegistryErrorCode> {
+  constructor(code: RegistryErrorCode, message: string, options?: ErrorOptions) {
+    super(code, message, options);
+  }
+}
 
 export function outputsToTensors(outputs: Outputs): Tensor[] {
   return Object.entries(outputs).map(([name, value]) => {

@@ -23,7 +23,22 @@ import {
 } from 'onnx-buf';
 import { RobomeshError } from '../../protocol/errors.js';
 
-export class ModelError extends RobomeshError {}
+export type ModelErrorCode =
+  | 'ANALYSIS_FAILED'
+  | 'BAD_CUT'
+  | 'BAD_INPUT_SHAPE'
+  | 'BAD_MODEL'
+  | 'BAD_OPTIONS'
+  | 'MODEL_NOT_FOUND'
+  | 'UNKNOWN_CUT'
+  | 'UNSUPPORTED_INPUT'
+  | 'UNSUPPORTED_OPSET';
+
+export class ModelError extends RobomeshError<ModelErrorCode> {
+  constructor(code: ModelErrorCode, message: string, options?: ErrorOptions) {
+    super(code, message, options);
+  }
+}
 
 export interface LoadedModel {
   proto: ModelProto;

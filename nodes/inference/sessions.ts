@@ -3,6 +3,8 @@ import ort from 'onnxruntime-node';
 export interface SessionSettings {
   /** Intra-op threads per session; 0 lets ORT decide. Pin it when comparing timings. */
   threads: number;
+  /** ORT graph optimisation level (default 'all'); other levels pick other kernels and fusions. */
+  optimization?: 'disabled' | 'basic' | 'extended' | 'all';
 }
 
 export const DEFAULT_SESSION_SETTINGS: SessionSettings = { threads: 0 };
@@ -28,7 +30,7 @@ export class SessionCache {
       return session;
     }
     session = ort.InferenceSession.create(bytes(), {
-      graphOptimizationLevel: 'all',
+      graphOptimizationLevel: this.settings.optimization ?? 'all',
       executionMode: 'sequential',
       ...(this.settings.threads > 0 ? { intraOpNumThreads: this.settings.threads, interOpNumThreads: 1 } : {}),
     });

@@ -5,7 +5,13 @@ import type { Tensor } from '../../protocol/tensor-frame.js';
 import { type BoundarySpec, declaredDims } from './boundary.js';
 
 /** A boundary frame that does not match what the tail expects. */
-export class BoundaryError extends RobomeshError {}
+export type BoundaryErrorCode = 'MISSING_OUTPUT' | 'WRONG_DTYPE' | 'WRONG_QUANT' | 'WRONG_SHAPE' | 'WRONG_TENSORS';
+
+export class BoundaryError extends RobomeshError<BoundaryErrorCode> {
+  constructor(code: BoundaryErrorCode, message: string, options?: ErrorOptions) {
+    super(code, message, options);
+  }
+}
 
 const WIRE_DTYPE: Record<BoundarySpec['encoding'], DType | undefined> = {
   raw: undefined,

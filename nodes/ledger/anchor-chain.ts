@@ -33,11 +33,8 @@ export interface ChainAnchor {
 
 export type ChainErrorCode = 'UNREACHABLE' | 'REJECTED' | 'TIMEOUT';
 
-export class ChainError extends RobomeshError {
-  constructor(
-    override readonly code: ChainErrorCode,
-    message: string,
-  ) {
+export class ChainError extends RobomeshError<ChainErrorCode> {
+  constructor(code: ChainErrorCode, message: string) {
     super(code, message);
   }
 }

@@ -2,6 +2,8 @@ import { TopicValidatorResult } from '@libp2p/gossipsub';
 import * as cbor from '@ipld/dag-cbor';
 import { type Hex, fromHex, toHex } from '../../protocol/log-entry.js';
 import type { MeshNode } from '../mesh/host.js';
+import type { Logger } from '../util/logger.js';
+import type { Startable } from '../util/service.js';
 import type { QueuedAnchor } from './anchor-queue.js';
 import type { Anchorer } from './anchorer.js';
 import { iotaAddressOf, readAnchorTx } from './iota-tx.js';
@@ -26,20 +28,34 @@ interface RelayMessage {
  * validator rejects it and the sender's score falls). Gossip in a partition is lost, so robots
  * re-publish what is still queued every `republishMs`.
  */
-export class AnchorRelay {
+export interface AnchorRelayComponents {
+  node: MeshNode;
+  anchorer: Anchorer;
+  /** The fleet's members now (keys): only their signed transactions are relayed. */
+  members: () => Iterable<Hex>;
+  logger: Logger;
+}
+
+export class AnchorRelay implements Startable {
   private timer: NodeJS.Timeout | undefined;
   rejected = 0;
+  private readonly onRelay = (item: QueuedAnchor): void => void this.publish(item);
 
   constructor(
-    private readonly node: MeshNode,
-    private readonly anchorer: Anchorer,
-    private readonly fleet: string,
-    private readonly members: () => Iterable<Hex>,
-    private readonly republishMs = 10_000,
+    private readonly components: AnchorRelayComponents,
+    private readonly init: { fleet: string; republishMs?: number },
   ) {}
 
+  private get node(): MeshNode {
+    return this.components.node;
+  }
+
+  private get anchorer(): Anchorer {
+    return this.components.anchorer;
+  }
+
   start(): void {
-    const topic = anchorRelayTopic(this.fleet);
+    const topic = anchorRelayTopic(this.init.fleet);
     const pubsub = this.node.services.pubsub;
     pubsub.topicValidators.set(topic, async (_from, msg) => {
       const item = await this.check(msg.data);
@@ -51,16 +67,20 @@ export class AnchorRelay {
       return TopicValidatorResult.Accept;
     });
     pubsub.subscribe(topic);
-    this.anchorer.on('relay', (item) => void this.publish(item));
+    this.anchorer.on('relay', this.onRelay);
     const tick = (): void => {
       for (const item of this.anchorer.queued) if (item.signed && !item.relayed) void this.publish(item);
-      this.timer = setTimeout(tick, this.republishMs);
+      this.timer = setTimeout(tick, this.init.republishMs ?? 10_000);
     };
-    this.timer = setTimeout(tick, this.republishMs);
+    this.timer = setTimeout(tick, this.init.republishMs ?? 10_000);
   }
 
   stop(): void {
     clearTimeout(this.timer);
+    const topic = anchorRelayTopic(this.init.fleet);
+    this.node.services.pubsub.topicValidators.delete(topic);
+    this.node.services.pubsub.unsubscribe(topic);
+    this.anchorer.off('relay', this.onRelay);
   }
 
   private async publish(item: QueuedAnchor): Promise<void> {
@@ -75,14 +95,17 @@ export class AnchorRelay {
       tx: new Uint8Array(Buffer.from(item.signed.bytes, 'base64')),
       sig: item.signed.signature,
     };
-    await this.node.services.pubsub.publish(anchorRelayTopic(this.fleet), cbor.encode(msg)).catch(() => undefined);
+    // Nobody subscribed yet (alone, or partitioned): the republish tick tries again.
+    await this.node.services.pubsub
+      .publish(anchorRelayTopic(this.init.fleet), cbor.encode(msg))
+      .catch((err) => this.components.logger('anchor relay publish failed: %s', (err as Error).message));
   }
 
   private async check(data: Uint8Array): Promise<QueuedAnchor | undefined> {
     try {
       const m = cbor.decode(data) as RelayMessage;
       const tx = await readAnchorTx(m.tx, m.sig);
-      const addresses = new Set([...this.members()].map((k) => iotaAddressOf(fromHex(k))));
+      const addresses = new Set([...this.components.members()].map((k) => iotaAddressOf(fromHex(k))));
       if (!addresses.has(tx.sender) || toHex(tx.root) !== toHex(m.root) || tx.count !== m.count) return undefined;
       const hex64 = (v: unknown): boolean => typeof v === 'string' && /^[0-9a-f]{64}$/.test(v);
       if (!Array.isArray(m.heads) || m.heads.length > 64 || !m.heads.every(hex64)) return undefined;
@@ -101,7 +124,8 @@ export class AnchorRelay {
         attempts: 0,
         notBefore: 0,
       };
-    } catch {
+    } catch (err) {
+      this.components.logger('relayed anchor refused: %s', (err as Error).message);
       return undefined;
     }
   }

@@ -2,6 +2,13 @@ import { RobomeshError } from '../../protocol/errors.js';
 import { type AnchorChain, IotaAnchorChain, iotaClientFor } from './anchor-chain.js';
 import type { IotaDeployment } from './iota-tx.js';
 
+/** IOTA settings that cannot work together. */
+export class AnchorConfigError extends RobomeshError<'BAD_CONFIG'> {
+  constructor(message: string) {
+    super('BAD_CONFIG', message);
+  }
+}
+
 export interface AnchorSettings {
   rpcUrl?: string;
   packageId?: string;
@@ -19,22 +26,17 @@ const OBJECT_ID = /^0x[0-9a-fA-F]{1,64}$/;
 export function anchorSettings(s: AnchorSettings): { deployment: IotaDeployment; chain?: AnchorChain } | undefined {
   if (!s.packageId && !s.registryId) {
     if (s.rpcUrl)
-      throw new RobomeshError(
-        'BAD_CONFIG',
+      throw new AnchorConfigError(
         'an IOTA RPC URL is set but not the robot_ledger package id and registry id (iota.package_id, iota.registry_id; IOTA_PACKAGE_ID, IOTA_REGISTRY_ID)',
       );
     return undefined;
   }
   if (!s.packageId || !OBJECT_ID.test(s.packageId))
-    throw new RobomeshError('BAD_CONFIG', `iota.package_id: ${JSON.stringify(s.packageId)} is not an object id (0x…)`);
+    throw new AnchorConfigError(`iota.package_id: ${JSON.stringify(s.packageId)} is not an object id (0x…)`);
   if (!s.registryId || !OBJECT_ID.test(s.registryId))
-    throw new RobomeshError(
-      'BAD_CONFIG',
-      `iota.registry_id: ${JSON.stringify(s.registryId)} is not an object id (0x…)`,
-    );
+    throw new AnchorConfigError(`iota.registry_id: ${JSON.stringify(s.registryId)} is not an object id (0x…)`);
   if (!Number.isSafeInteger(s.registryVersion) || s.registryVersion! < 1)
-    throw new RobomeshError(
-      'BAD_CONFIG',
+    throw new AnchorConfigError(
       "iota.registry_version: the Registry's initial shared version (a positive integer) is required",
     );
   const deployment = { packageId: s.packageId, registryId: s.registryId, registryVersion: s.registryVersion! };

@@ -94,10 +94,11 @@ export class Anchorer extends EventEmitter<{
     const previous = anchors.length ? new Set(ledger.ancestry(anchors[anchors.length - 1].heads)) : new Set<Hex>();
     const inRange = new Set(ids);
     const results = [...ledger.state.tasks.values()]
-      .filter((t) => t.accepted && inRange.has(t.accepted.at) && !previous.has(t.accepted.at))
+      // Final decisions only: a provisional answer may still be overturned.
+      .filter((t) => t.decision && inRange.has(t.decision.at) && !previous.has(t.decision.at))
       .sort((a, b) => (a.task < b.task ? -1 : 1))
       .slice(0, MAX_RESULTS_PER_ANCHOR)
-      .map((t) => ({ task: t.task, digest: t.accepted!.digest }));
+      .map((t) => ({ task: t.task, digest: t.decision!.digest }));
     const item: QueuedAnchor = {
       root,
       count: ids.length,

@@ -1,4 +1,12 @@
-import { type FleetState, type LogItem, apply, emptyState } from '../../contracts/fleet-state.js';
+import { type FleetState, type LogItem, apply, emptyState, taskContext } from '../../contracts/fleet-state.js';
+import {
+  type TaskState,
+  type TaskStatus,
+  countedResults,
+  assignedForFinal,
+  quorumSize,
+  resultsAgree,
+} from '../../contracts/tasks.js';
 import { RobomeshError } from '../../protocol/errors.js';
 import { type DecodedEntry, EntryError, type Hex, decodeEntry, fromHex, toHex } from '../../protocol/log-entry.js';
 import { MerkleTree, verifyInclusion } from '../../protocol/merkle.js';
@@ -13,25 +21,99 @@ import type { Ledger } from './ledger.js';
  * this file alone; an IOTA endpoint adds the check that the transaction is final on chain.
  */
 export interface AuditProof {
-  format: 'robomesh-audit-proof/1';
+  format: 'robomesh-audit-proof/2';
   task: string;
   /** Hex of each entry's canonical bytes; the anchor entry last. */
   entries: string[];
   /** For every entry but the anchor, in the same order: its leaf index and sibling hashes. */
   paths: { index: number; siblings: string[] }[];
-  decision: { status: 'open' | 'assigned' | 'accepted'; digest?: Hex; executors?: Hex[] };
+  decision: ProofDecision;
 }
 
-export class AuditError extends RobomeshError {}
+/** What a proof claims its entries decide: the task's state, its answer and who agreed. */
+export interface ProofDecision {
+  status: TaskStatus;
+  digest?: Hex;
+  executors?: Hex[];
+  /** The provisional answer, when there was one (an overturned task shows both). */
+  provisional?: { digest: Hex; executors: Hex[] };
+}
+
+export function decisionOf(t: TaskState): ProofDecision {
+  const answer = t.decision ?? t.provisional;
+  return {
+    status: t.status,
+    ...(answer ? { digest: answer.digest, executors: answer.executors } : {}),
+    ...(t.decision && t.provisional
+      ? { provisional: { digest: t.provisional.digest, executors: t.provisional.executors } }
+      : {}),
+  };
+}
+
+/** Why a task is in its state, in words (for `audit result`). */
+export function explainTask(state: FleetState, t: TaskState): string {
+  const n = assignedForFinal(taskContext(state), t);
+  const q = quorumSize(t.f);
+  const counted = countedResults(taskContext(state), t);
+  switch (t.status) {
+    case 'open':
+      return 'posted, nobody assigned yet';
+    case 'assigned': {
+      let best = 0;
+      for (const c of counted) best = Math.max(best, counted.filter((r) => resultsAgree(c, r)).length);
+      return `${t.executors.length} executor(s) assigned, ${counted.length} counted result(s); at most ${best} agree, ${q} needed`;
+    }
+    case 'provisional':
+      return `provisional: only ${t.executors.length} executor(s) assigned (a final decision needs ${n}); the answer is ${
+        t.provisional!.executors.length >= q
+          ? `${t.provisional!.executors.length} agreeing results`
+          : "the poster's own run"
+      }`;
+    case 'final':
+      return `final: ${t.decision!.executors.length} of ${t.decision!.assigned} assigned executors agree (f = ${t.f}: ${q} agreeing of at least ${n} assigned)`;
+    case 'overturned':
+      return `overturned: the final answer (${t.decision!.executors.length} agreeing of ${t.decision!.assigned} assigned) disagrees with the provisional one taken with ${t.provisional!.assigned} assigned`;
+  }
+}
+
+export type AuditErrorCode =
+  | 'BAD_ANCHOR'
+  | 'BAD_ANCHOR_TX'
+  | 'BAD_FORMAT'
+  | 'BAD_INCLUSION'
+  | 'DECISION_MISMATCH'
+  | 'ENTRY_BAD_SIGNATURE'
+  | 'ENTRY_MALFORMED'
+  | 'ENTRY_MISSING_PARENTS'
+  | 'ENTRY_NO_SIGNER'
+  | 'ENTRY_OVERSIZE'
+  | 'ENTRY_UNKNOWN_AUTHOR'
+  | 'ENTRY_WRONG_CLOCK'
+  | 'ENTRY_WRONG_SEQUENCE'
+  | 'FOREIGN_ENTRY'
+  | 'NOT_ANCHORED'
+  | 'NOT_FINAL'
+  | 'NOT_ON_CHAIN'
+  | 'NO_GENESIS'
+  | 'NO_TASK'
+  | 'UNKNOWN_TASK';
+
+export class AuditError extends RobomeshError<AuditErrorCode> {
+  constructor(code: AuditErrorCode, message: string, options?: ErrorOptions) {
+    super(code, message, options);
+  }
+}
 
 export interface AuditReport {
   task: string;
   fleet: string;
   poster: Hex;
-  assignment?: { by: Hex; executors: Hex[]; id: Hex };
-  superseded: { by: Hex; executors: Hex[]; id: Hex }[];
-  results: { author: Hex; digest: Hex; id: Hex; counted: boolean }[];
-  decision: AuditProof['decision'];
+  f: number;
+  assignments: { by: Hex; added: Hex[]; id: Hex; kind: 'poster' | 'volunteer' }[];
+  /** Every result: counted or not, and whether it agrees with the answer (final, else provisional). */
+  results: { author: Hex; digest: Hex; id: Hex; counted: boolean; agrees?: boolean }[];
+  decision: ProofDecision;
+  why: string;
   merkle: { root: Hex; count: number; entries: number };
   anchor: { tx: string; checkpoint: number; sender: string; by: Hex; resultCommitted: boolean };
   live: { checked: false; reason: string } | { checked: true; checkpoint?: number };
@@ -69,16 +151,14 @@ export function buildProof(ledger: Ledger, task: string): AuditProof {
     const tree = new MerkleTree(ids.map(fromHex));
     const position = new Map(ids.map((id, i) => [id, i]));
     return {
-      format: 'robomesh-audit-proof/1',
+      format: 'robomesh-audit-proof/2',
       task,
       entries: [...wanted.map((id) => toHex(decoded(id).bytes)), toHex(ledger.get(a.id)!)],
       paths: wanted.map((id) => {
         const p = tree.prove(position.get(id)!);
         return { index: p.index, siblings: p.siblings.map(toHex) };
       }),
-      decision: t.accepted
-        ? { status: t.status, digest: t.accepted.digest, executors: t.accepted.executors }
-        : { status: t.status },
+      decision: decisionOf(t),
     };
   }
   throw new AuditError(
@@ -92,11 +172,11 @@ export function buildProof(ledger: Ledger, task: string): AuditProof {
  * also checks the anchor transaction is final and emitted this root.
  */
 export async function verifyProof(proof: AuditProof, chain?: AnchorChain): Promise<AuditReport> {
-  const bad = (code: string, why: string): never => {
+  const bad = (code: AuditErrorCode, why: string): never => {
     throw new AuditError(code, why);
   };
-  if (proof?.format !== 'robomesh-audit-proof/1')
-    bad('BAD_FORMAT', 'not a robomesh audit proof (format robomesh-audit-proof/1)');
+  if (proof?.format !== 'robomesh-audit-proof/2')
+    bad('BAD_FORMAT', 'not a robomesh audit proof (format robomesh-audit-proof/2)');
   if (!Array.isArray(proof.entries) || proof.entries.length < 2)
     bad('BAD_FORMAT', 'a proof holds at least one entry and the anchor');
   if (!Array.isArray(proof.paths) || proof.paths.length !== proof.entries.length - 1)
@@ -106,7 +186,7 @@ export async function verifyProof(proof: AuditProof, chain?: AnchorChain): Promi
     try {
       return decodeEntry(fromHex(hex));
     } catch (err) {
-      if (err instanceof EntryError) return bad(`ENTRY_${err.code}`, `entry ${i}: ${err.message}`);
+      if (err instanceof EntryError) return bad(`ENTRY_${err.code}` as AuditErrorCode, `entry ${i}: ${err.message}`);
       throw err;
     }
   });
@@ -143,14 +223,8 @@ export async function verifyProof(proof: AuditProof, chain?: AnchorChain): Promi
   if (ordered.some((d) => 'task' in d.entry.payload && d.entry.payload.task !== proof.task))
     bad('FOREIGN_ENTRY', 'the proof holds entries of another task');
   const claimed = proof.decision;
-  const derived: AuditProof['decision'] = t.accepted
-    ? { status: t.status, digest: t.accepted.digest, executors: t.accepted.executors }
-    : { status: t.status };
-  const same =
-    claimed?.status === derived.status &&
-    claimed.digest === derived.digest &&
-    JSON.stringify(claimed.executors) === JSON.stringify(derived.executors) &&
-    Object.keys(claimed).length === Object.keys(derived).length;
+  const derived = decisionOf(t);
+  const same = sameDecision(claimed, derived);
   if (!same) {
     bad(
       'DECISION_MISMATCH',
@@ -189,16 +263,8 @@ export async function verifyProof(proof: AuditProof, chain?: AnchorChain): Promi
       bad('NOT_ON_CHAIN', `transaction ${anchor.tx} emitted no Anchored event for root ${anchor.root}`);
     live = { checked: true, checkpoint: onChain!.checkpoint };
   }
-  const counted = new Set(t.accepted?.executors ?? []);
-  const brief = (a: { by: Hex; executors: Hex[]; id: Hex }) => ({ by: a.by, executors: a.executors, id: a.id });
   return {
-    task: proof.task,
-    fleet: state.fleet!,
-    poster: t.poster,
-    assignment: t.assignment && brief(t.assignment),
-    superseded: t.superseded.map(brief),
-    results: t.results.map((r) => ({ author: r.author, digest: r.digest, id: r.id, counted: counted.has(r.author) })),
-    decision: derived,
+    ...taskEvidence(state, t),
     merkle: { root: anchor.root, count: anchor.count, entries: entries.length },
     anchor: {
       tx: anchor.tx,
@@ -218,3 +284,36 @@ const toItem = (d: DecodedEntry): LogItem => ({
   lamport: d.entry.lamport,
   payload: d.entry.payload,
 });
+
+/** The task's part of an audit report: who was assigned, every result, the decision and why. */
+export function taskEvidence(state: FleetState, t: TaskState): Omit<AuditReport, 'merkle' | 'anchor' | 'live'> {
+  const counted = new Set(countedResults(taskContext(state), t).map((r) => r.id));
+  const answer = t.decision ?? t.provisional;
+  return {
+    task: t.task,
+    fleet: state.fleet!,
+    poster: t.poster,
+    f: t.f,
+    assignments: t.assignments.map((a) => ({ by: a.by, added: a.added, id: a.id, kind: a.kind })),
+    results: t.results.map((r) => ({
+      author: r.author,
+      digest: r.digest,
+      id: r.id,
+      counted: counted.has(r.id),
+      ...(answer ? { agrees: resultsAgree(answer, r) } : {}),
+    })),
+    decision: decisionOf(t),
+    why: explainTask(state, t),
+  };
+}
+
+function sameDecision(a: ProofDecision | undefined, b: ProofDecision): boolean {
+  const list = (x: Hex[] | undefined): string => (x ?? []).join(',');
+  return (
+    a?.status === b.status &&
+    a.digest === b.digest &&
+    list(a.executors) === list(b.executors) &&
+    a.provisional?.digest === b.provisional?.digest &&
+    list(a.provisional?.executors) === list(b.provisional?.executors)
+  );
+}

@@ -45,7 +45,13 @@ export interface SignedTx {
   sender: string;
 }
 
-export class IotaTxError extends RobomeshError {}
+export type IotaTxErrorCode = 'BAD_ANCHOR' | 'BAD_TX' | 'BAD_TX_SIGNATURE';
+
+export class IotaTxError extends RobomeshError<IotaTxErrorCode> {
+  constructor(code: IotaTxErrorCode, message: string, options?: ErrorOptions) {
+    super(code, message, options);
+  }
+}
 
 export const MAX_RESULTS_PER_ANCHOR = 32;
 

@@ -27,7 +27,7 @@ export type IngestStatus = 'added' | 'duplicate' | 'equivocation';
 /** Parents not held yet: fetch them (sync) and offer the entry again. */
 export class MissingParentsError extends EntryError {
   constructor(readonly missing: Hex[]) {
-    super('MALFORMED', `${missing.length} parent(s) not held yet`);
+    super('MISSING_PARENTS', `${missing.length} parent(s) not held yet`);
   }
 }
 
@@ -39,7 +39,7 @@ const MAX_PARENTS = 16;
  * Ingestion decides only from the entry and its ancestors, never from timing, so every
  * replica accepts the same entries.
  */
-export class Ledger extends EventEmitter<{ entry: [DecodedEntry, IngestStatus] }> {
+export class Ledger extends EventEmitter<{ entry: [DecodedEntry, IngestStatus]; folded: [] }> {
   readonly fold = new LedgerFold();
   private readonly headSet = new Set<Hex>();
   private readonly lamports = new Map<Hex, number>();
@@ -102,6 +102,29 @@ export class Ledger extends EventEmitter<{ entry: [DecodedEntry, IngestStatus] }
 
   stateHash(): Hex {
     return this.fold.stateHash();
+  }
+
+  /** Resolves once `ready(state)` holds, checked now and after every fold; rejects when `signal` aborts. */
+  until(ready: (state: FleetState) => boolean, signal: AbortSignal): Promise<void> {
+    if (ready(this.state)) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const check = (): void => {
+        if (!ready(this.state)) return;
+        done();
+        resolve();
+      };
+      const abort = (): void => {
+        done();
+        reject(signal.reason);
+      };
+      const done = (): void => {
+        this.off('folded', check);
+        signal.removeEventListener('abort', abort);
+      };
+      if (signal.aborted) return abort();
+      this.on('folded', check);
+      signal.addEventListener('abort', abort, { once: true });
+    });
   }
 
   heads(): Hex[] {
@@ -325,6 +348,7 @@ export class Ledger extends EventEmitter<{ entry: [DecodedEntry, IngestStatus] }
     if (this.bulkDepth > 0) this.unfolded.push(...batch.map((b) => b.item));
     else this.fold.insertMany(batch.map((b) => b.item));
     for (const b of batch) this.emit('entry', b.decoded, b.status);
+    if (this.bulkDepth === 0) this.emit('folded');
   }
 
   /**
@@ -340,6 +364,7 @@ export class Ledger extends EventEmitter<{ entry: [DecodedEntry, IngestStatus] }
     } finally {
       if (--this.bulkDepth === 0 || Date.now() - this.unfoldedSince >= 1000) {
         this.fold.insertMany(this.unfolded.splice(0));
+        this.emit('folded');
         this.unfoldedSince = Date.now();
       }
     }

@@ -1,10 +1,12 @@
 import { TopicValidatorResult } from '@libp2p/gossipsub';
-import type { Stream } from '@libp2p/interface';
+import type { PeerId, Stream } from '@libp2p/interface';
 import { peerIdFromString } from '@libp2p/peer-id';
 import { lpStream } from '@libp2p/utils';
 import * as cbor from '@ipld/dag-cbor';
-import { EntryError, type Hex, MAX_ENTRY_BYTES, isHexKey } from '../../protocol/log-entry.js';
+import { type DecodedEntry, EntryError, type Hex, MAX_ENTRY_BYTES, isHexKey } from '../../protocol/log-entry.js';
 import type { MeshNode } from '../mesh/host.js';
+import type { Logger } from '../util/logger.js';
+import type { Startable } from '../util/service.js';
 import { type Ledger, MissingParentsError } from './ledger.js';
 import {
   MAX_REPLY_BYTES,
@@ -114,8 +116,28 @@ type Request =
  * after a heal, entries cross a bounded mesh at the speed of its links rather than one
  * anti-entropy period per hop. Robots that add nothing tell no one, so the wave stops.
  */
-export class LogReplicator {
+export interface LogReplicatorComponents {
+  node: MeshNode;
+  ledger: Ledger;
+  /** Whether a peer is a fleet member now (only members are synced with). */
+  isMember: (peer: string) => boolean;
+  logger: Logger;
+}
+
+export interface LogReplicatorInit {
+  fleet: string;
+  /** A sync with a random member this often (default 5 s), besides every (re)connection. */
+  antiEntropyMs?: number;
+}
+
+export class LogReplicator implements Startable {
   private timer: NodeJS.Timeout | undefined;
+  private readonly node: MeshNode;
+  private readonly ledger: Ledger;
+  private readonly fleet: string;
+  private readonly isMember: (peer: string) => boolean;
+  private readonly antiEntropyMs: number;
+  private readonly log: Logger;
   private readonly syncing = new Map<string, Promise<PullResult>>();
   rejected = 0;
   /** Bytes of our own entries published on gossip (one copy; gossipsub's fan-out not counted). */
@@ -125,13 +147,32 @@ export class LogReplicator {
   private readonly newsFrom = new Set<string>();
   private newsPulling = false;
 
-  constructor(
-    private readonly node: MeshNode,
-    private readonly ledger: Ledger,
-    private readonly fleet: string,
-    private readonly isMember: (peer: string) => boolean,
-    private readonly antiEntropyMs = 5000,
-  ) {}
+  constructor(components: LogReplicatorComponents, init: LogReplicatorInit) {
+    this.node = components.node;
+    this.ledger = components.ledger;
+    this.isMember = components.isMember;
+    this.log = components.logger;
+    this.fleet = init.fleet;
+    this.antiEntropyMs = init.antiEntropyMs ?? 5000;
+  }
+
+  private readonly onEntry = (d: DecodedEntry): void => {
+    if (!this.ledger.isOwn(d)) return;
+    // Entries appended together (a batch, or within one tick) go out as one message: every
+    // gossip message costs a socket write per peer and a yamux window update back.
+    this.outbox.push(d.bytes);
+    if (this.outbox.length === 1) queueMicrotask(() => this.flush());
+  };
+
+  private readonly onConnect = (evt: CustomEvent<PeerId>): void => {
+    const peer = evt.detail.toString();
+    if (this.isMember(peer)) setImmediate(() => this.syncInBackground(peer));
+  };
+
+  /** A sync nobody waits for: its failure (a peer gone mid-way) is logged, the next one retries. */
+  private syncInBackground(peer: string): void {
+    this.syncWith(peer).catch((err) => this.log('sync with %s failed: %s', peer, (err as Error).message));
+  }
 
   async start(): Promise<void> {
     const topic = logTopic(this.fleet);
@@ -149,8 +190,7 @@ export class LogReplicator {
         this.rejected++;
         return TopicValidatorResult.Reject;
       }
-      if (statuses.some((st) => st instanceof MissingParentsError))
-        void this.syncWith(relayer.toString()).catch(() => undefined);
+      if (statuses.some((st) => st instanceof MissingParentsError)) this.syncInBackground(relayer.toString());
       // Nothing new (held entries, or some with parents still to come): not forwarded. A held
       // entry's copy may carry another signature, and must not travel on to robots that would
       // blame the honest relayer for it.
@@ -159,36 +199,32 @@ export class LogReplicator {
         : TopicValidatorResult.Ignore;
     });
     pubsub.subscribe(topic);
-    this.ledger.on('entry', (d) => {
-      if (this.ledger.isOwn(d)) {
-        // Entries appended together (a batch, or within one tick) go out as one message: every
-        // gossip message costs a socket write per peer and a yamux window update back.
-        this.outbox.push(d.bytes);
-        if (this.outbox.length === 1) queueMicrotask(() => this.flush());
-      }
-    });
+    this.ledger.on('entry', this.onEntry);
     await this.node.handle(
       LOG_PROTOCOL,
       (stream, connection) => void this.serve(stream, connection.remotePeer.toString()),
       { maxInboundStreams: 8 },
     );
-    this.node.addEventListener('peer:connect', (evt) => {
-      const peer = evt.detail.toString();
-      if (this.isMember(peer)) setImmediate(() => void this.syncWith(peer).catch(() => undefined));
-    });
+    this.node.addEventListener('peer:connect', this.onConnect);
     const tick = (): void => {
       const peers = this.node
         .getPeers()
         .map((p) => p.toString())
         .filter((p) => this.isMember(p));
-      if (peers.length) void this.syncWith(peers[Math.floor(Math.random() * peers.length)]).catch(() => undefined);
+      if (peers.length) this.syncInBackground(peers[Math.floor(Math.random() * peers.length)]);
       this.timer = setTimeout(tick, this.antiEntropyMs);
     };
     this.timer = setTimeout(tick, this.antiEntropyMs);
   }
 
-  stop(): void {
+  async stop(): Promise<void> {
     clearTimeout(this.timer);
+    const pubsub = this.node.services.pubsub;
+    pubsub.topicValidators.delete(logTopic(this.fleet));
+    pubsub.unsubscribe(logTopic(this.fleet));
+    this.ledger.off('entry', this.onEntry);
+    this.node.removeEventListener('peer:connect', this.onConnect);
+    await this.node.unhandle(LOG_PROTOCOL);
   }
 
   private flush(): void {
@@ -199,7 +235,8 @@ export class LogReplicator {
     if (pubsub.getSubscribers(topic).length === 0) return;
     for (const message of packLogGossip(list)) {
       this.bytesPublished += message.length;
-      void pubsub.publish(topic, message).catch(() => undefined);
+      // A publish that finds no peer in the mesh yet: anti-entropy hands the entries over.
+      pubsub.publish(topic, message).catch((err) => this.log('gossip publish failed: %s', (err as Error).message));
     }
   }
 
@@ -222,7 +259,7 @@ export class LogReplicator {
     const peers = new Set(this.node.getPeers().map((p) => p.toString()));
     for (const peer of peers) {
       if (peer === source || !this.isMember(peer)) continue;
-      void this.ask(peer, { t: 'news' }).catch(() => undefined);
+      this.ask(peer, { t: 'news' }).catch((err) => this.log('news to %s failed: %s', peer, (err as Error).message));
     }
   }
 
@@ -233,7 +270,9 @@ export class LogReplicator {
       while (this.newsFrom.size > 0) {
         const [peer] = this.newsFrom;
         this.newsFrom.delete(peer);
-        await this.syncWith(peer).catch(() => undefined);
+        await this.syncWith(peer).catch((err) =>
+          this.log('news pull from %s failed: %s', peer, (err as Error).message),
+        );
       }
     } finally {
       this.newsPulling = false;
@@ -287,13 +326,16 @@ export class LogReplicator {
           () => run(req, messages),
           () => run(req, messages),
         );
+        // Only the order matters here: the caller of `result` hears its failure.
         previous = result.catch(() => undefined);
         return result;
       },
       close: () => {
         if (done) return;
         done = true;
-        void opened?.then(({ stream }) => stream.close()).catch(() => undefined);
+        opened
+          ?.then(({ stream }) => stream.close())
+          .catch((err) => this.log('closing the sync stream to %s: %s', peer, (err as Error).message));
       },
     };
   }

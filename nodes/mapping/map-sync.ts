@@ -1,12 +1,15 @@
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
-import type { Stream } from '@libp2p/interface';
+import type { GossipsubMessage } from '@libp2p/gossipsub';
+import type { PeerId, Stream } from '@libp2p/interface';
 import { peerIdFromString } from '@libp2p/peer-id';
 import { lpStream } from '@libp2p/utils';
 import * as cbor from '@ipld/dag-cbor';
-import { type Hex, parseEntry } from '../../protocol/log-entry.js';
+import { type DecodedEntry, type Hex, parseEntry } from '../../protocol/log-entry.js';
 import { TILE, type TileContribution, TileError } from '../../protocol/map-tile.js';
 import { decodeLogGossip, logTopic } from '../ledger/replication.js';
 import type { MeshNode } from '../mesh/host.js';
+import type { Logger } from '../util/logger.js';
+import type { Startable } from '../util/service.js';
 import type { MapService, PublishedTile } from './map-service.js';
 
 export const TILE_PROTOCOL = '/robomesh/tiles/3.0.0';
@@ -64,8 +67,21 @@ export const gossipMessage = (p: PublishedTile): Uint8Array => cbor.encode({ ...
  * after log sync brings such entries, and every `syncMs`. Cells are content-addressed: whoever
  * serves them, they must hash to the signed digest.
  */
-export class MapSync {
+export interface MapSyncComponents {
+  node: MeshNode;
+  map: MapService;
+  isMember: (peer: string) => boolean;
+  logger: Logger;
+}
+
+export class MapSync implements Startable {
   private timer: NodeJS.Timeout | undefined;
+  private readonly node: MeshNode;
+  private readonly service: MapService;
+  private readonly isMember: (peer: string) => boolean;
+  private readonly fleet: string;
+  private readonly syncMs: number;
+  private readonly log: Logger;
   private stopped = false;
   rejected = 0;
   /** Contributions fetched by pull (every contribution that is not our own arrives this way). */
@@ -82,44 +98,59 @@ export class MapSync {
   private readonly arrived = new Set<Hex>();
   private arrivedTimer: NodeJS.Timeout | undefined;
 
-  constructor(
-    private readonly node: MeshNode,
-    private readonly service: MapService,
-    private readonly fleet: string,
-    private readonly isMember: (peer: string) => boolean,
-    private readonly syncMs = 2000,
-  ) {}
+  constructor(components: MapSyncComponents, init: { fleet: string; syncMs?: number }) {
+    this.node = components.node;
+    this.service = components.map;
+    this.isMember = components.isMember;
+    this.log = components.logger;
+    this.fleet = init.fleet;
+    this.syncMs = init.syncMs ?? 2000;
+  }
+
+  /** A pull nobody waits for: a failure (the neighbour went away) is logged; the tick retries. */
+  private pullInBackground(peer: string): Promise<number> {
+    return this.pull(peer).catch((err) => {
+      this.log('tile pull from %s failed: %s', peer, (err as Error).message);
+      return 0;
+    });
+  }
+
+  private readonly onConnect = (evt: CustomEvent<PeerId>): void => {
+    const peer = evt.detail.toString();
+    if (this.isMember(peer)) setTimeout(() => void this.pullInBackground(peer), 100);
+  };
+
+  private readonly onGossip = (evt: CustomEvent<GossipsubMessage>): void => {
+    const log = logTopic(this.fleet);
+    const { propagationSource, msg } = evt.detail;
+    if (msg.topic !== log) return;
+    const digests: Hex[] = [];
+    try {
+      for (const bytes of decodeLogGossip(msg.data)) {
+        const d = parseEntry(bytes);
+        const p = d.entry.payload;
+        // The log's validator has just checked and stored what it could of this message.
+        if (p.type === 'tile' && this.service.ledger.has(d.idHex)) {
+          this.service.vouch(p.digest);
+          digests.push(p.digest);
+        }
+      }
+    } catch {
+      return; // the log's validator rejected this message already (and penalised its sender)
+    }
+    if (digests.length) this.want(propagationSource.toString(), digests);
+  };
+
+  private onEntry: ((d: DecodedEntry) => void) | undefined;
 
   async start(): Promise<void> {
-    const log = logTopic(this.fleet);
-    this.node.services.pubsub.addEventListener('gossipsub:message', (evt) => {
-      const { propagationSource, msg } = evt.detail;
-      if (msg.topic !== log) return;
-      const digests: Hex[] = [];
-      try {
-        for (const bytes of decodeLogGossip(msg.data)) {
-          const d = parseEntry(bytes);
-          const p = d.entry.payload;
-          // The log's validator has just checked and stored what it could of this message.
-          if (p.type === 'tile' && this.service.ledger.has(d.idHex)) {
-            this.service.vouch(p.digest);
-            digests.push(p.digest);
-          }
-        }
-      } catch {
-        return;
-      }
-      if (digests.length) this.want(propagationSource.toString(), digests);
-    });
+    this.node.services.pubsub.addEventListener('gossipsub:message', this.onGossip);
     await this.node.handle(
       TILE_PROTOCOL,
       (stream, connection) => void this.serve(stream, connection.remotePeer.toString()),
       { maxInboundStreams: 16 },
     );
-    this.node.addEventListener('peer:connect', (evt) => {
-      const peer = evt.detail.toString();
-      if (this.isMember(peer)) setTimeout(() => void this.pull(peer).catch(() => undefined), 100);
-    });
+    this.node.addEventListener('peer:connect', this.onConnect);
     let running = false;
     const tick = async (): Promise<void> => {
       if (running || this.stopped) return;
@@ -134,7 +165,7 @@ export class MapSync {
         .sort(() => Math.random() - 0.5);
       for (const peer of peers) {
         if (this.stopped || this.service.missing().length === 0) break;
-        await this.pull(peer).catch(() => 0);
+        await this.pullInBackground(peer);
       }
       running = false;
       if (!this.stopped) this.timer = setTimeout(() => void tick(), this.syncMs);
@@ -142,7 +173,7 @@ export class MapSync {
     this.timer = setTimeout(() => void tick(), this.syncMs);
     // A tile entry arriving by log sync (not gossip) names cells we lack: fetch them soon. Gossip
     // delivers its entries just before naming their relayer, so the check waits a moment.
-    this.service.ledger.on('entry', (d) => {
+    this.onEntry = (d) => {
       const p = d.entry.payload;
       if (p.type !== 'tile' || this.service.has(p.digest)) return;
       this.arrived.add(p.digest);
@@ -155,13 +186,18 @@ export class MapSync {
           this.timer = setTimeout(() => void tick(), 100);
         }
       }, 100);
-    });
+    };
+    this.service.ledger.on('entry', this.onEntry);
   }
 
-  stop(): void {
+  async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
     clearTimeout(this.arrivedTimer);
+    this.node.services.pubsub.removeEventListener('gossipsub:message', this.onGossip);
+    this.node.removeEventListener('peer:connect', this.onConnect);
+    if (this.onEntry) this.service.ledger.off('entry', this.onEntry);
+    await this.node.unhandle(TILE_PROTOCOL);
   }
 
   /** Queues digests we lack for the neighbour that relayed their entries; one request per neighbour at a time. */

@@ -1,3 +1,4 @@
+import type { Startable } from '../util/service.js';
 import { TopicValidatorResult } from '@libp2p/gossipsub';
 import { peerIdFromString } from '@libp2p/peer-id';
 import { type CapabilityAdvert, decodeAdvert, encodeAdvert } from '../../protocol/adverts.js';
@@ -32,20 +33,33 @@ export function peerKey(peer: string): Uint8Array | undefined {
  * latest valid advert of every peer. Malformed adverts, or adverts signed by someone other than
  * the robot they name, are Rejected: gossipsub lowers the sender's score and stops relaying it.
  */
-export class AdvertBoard {
+export interface AdvertBoardComponents {
+  node: MeshNode;
+  signer: Signer;
+  /** What this robot advertises now (queue length, models and their times). */
+  current: () => Omit<CapabilityAdvert, 'v' | 'robot' | 'seq'>;
+}
+
+export class AdvertBoard implements Startable {
   private readonly peers = new Map<string, PeerCapability>();
   /** Starts from the clock so a restarted robot's adverts are newer than its last ones. */
   private seq = Date.now();
   private timer: NodeJS.Timeout | undefined;
   rejected = 0;
 
-  constructor(
-    private readonly node: MeshNode,
-    private readonly signer: Signer,
-    private readonly fleet: string,
-    private readonly current: () => Omit<CapabilityAdvert, 'v' | 'robot' | 'seq'>,
-    private readonly periodMs = 2000,
-  ) {}
+  private readonly node: MeshNode;
+  private readonly signer: Signer;
+  private readonly current: () => Omit<CapabilityAdvert, 'v' | 'robot' | 'seq'>;
+  private readonly fleet: string;
+  private readonly periodMs: number;
+
+  constructor(components: AdvertBoardComponents, init: { fleet: string; periodMs?: number }) {
+    this.node = components.node;
+    this.signer = components.signer;
+    this.current = components.current;
+    this.fleet = init.fleet;
+    this.periodMs = init.periodMs ?? 2000;
+  }
 
   start(): void {
     const topic = advertTopic(this.fleet);
@@ -100,6 +114,7 @@ export class AdvertBoard {
 
   stop(): void {
     clearTimeout(this.timer);
+    this.node.services.pubsub.topicValidators.delete(advertTopic(this.fleet));
     this.node.services.pubsub.unsubscribe(advertTopic(this.fleet));
   }
 }

@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, open, readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { generateKeyPairFromSeed } from '@libp2p/crypto/keys';
+import { generateKeyPairFromSeed, publicKeyFromRaw } from '@libp2p/crypto/keys';
 import type { Ed25519PrivateKey, PeerId } from '@libp2p/interface';
-import { peerIdFromPrivateKey } from '@libp2p/peer-id';
+import { peerIdFromPrivateKey, peerIdFromPublicKey, peerIdFromString } from '@libp2p/peer-id';
+import { fromHex, toHex } from '../../protocol/bytes.js';
 import { RobomeshError } from '../../protocol/errors.js';
 
 /**
@@ -16,9 +17,27 @@ export interface RobotIdentity {
   peerId: PeerId;
 }
 
-export class IdentityError extends RobomeshError {}
+export type IdentityErrorCode = 'BAD_KEY' | 'KEY_UNREADABLE';
+
+export class IdentityError extends RobomeshError<IdentityErrorCode> {
+  constructor(code: IdentityErrorCode, message: string, options?: ErrorOptions) {
+    super(code, message, options);
+  }
+}
 
 const KIND = 'robomesh-ed25519-seed';
+
+/** A member's log key (hex of its raw Ed25519 public key) from its PeerId string. */
+export function keyOfPeer(peerId: string): string {
+  const key = peerIdFromString(peerId).publicKey;
+  if (!key) throw new IdentityError('BAD_KEY', `peer ${peerId} does not carry its public key`);
+  return toHex(key.raw);
+}
+
+/** The PeerId string of a member's log key. */
+export function peerOfKey(key: string): string {
+  return peerIdFromPublicKey(publicKeyFromRaw(fromHex(key))).toString();
+}
 
 export async function identityFromSeed(seed: Uint8Array): Promise<RobotIdentity> {
   if (seed.length !== 32) throw new IdentityError('BAD_KEY', `an Ed25519 seed is 32 bytes, got ${seed.length}`);

@@ -2,14 +2,28 @@ import type { Stream } from '@libp2p/interface';
 import { peerIdFromString } from '@libp2p/peer-id';
 import { type LengthPrefixedStream, lpStream } from '@libp2p/utils';
 import { FrameError, RobomeshError } from '../../protocol/errors.js';
-import { CHUNK_BYTES, INFER_PROTOCOL, type InferRequest, MAX_MESSAGE_BYTES } from '../../protocol/infer-messages.js';
+import {
+  CHUNK_BYTES,
+  INFER_PROTOCOL,
+  type InferErrorCode as RemoteErrorCode,
+  type InferRequest,
+  MAX_MESSAGE_BYTES,
+} from '../../protocol/infer-messages.js';
 import { DEFAULT_FRAME_LIMITS, type Tensor, decodeFrame, encodeFrameChunks } from '../../protocol/tensor-frame.js';
 import type { MeshNode } from './host.js';
 import type { PeerReputation } from './reputation.js';
 import { readFrame, readHeader, writeMessage } from './tensor-io.js';
 
 /** A remote run that did not give a usable result; `code` says why (remote codes pass through). */
-export class InferError extends RobomeshError {}
+/** Local failures, and the codes an executor's error reply carries (passed through). */
+export type InferClientErrorCode =
+  'BAD_REPLY' | 'CANCELLED' | 'DEADLINE' | 'STREAM_CLOSED' | 'UNREACHABLE' | 'WRONG_REPLY' | RemoteErrorCode;
+
+export class InferError extends RobomeshError<InferClientErrorCode> {
+  constructor(code: InferClientErrorCode, message: string, options?: ErrorOptions) {
+    super(code, message, options);
+  }
+}
 
 export interface RemoteTask {
   model: string;
@@ -17,10 +31,16 @@ export interface RemoteTask {
   precision: InferRequest['precision'];
   granularity: InferRequest['granularity'];
   task?: string;
+  /** The task's signed entries (base64), carried so the executor need not wait for gossip. */
+  entries?: string[];
 }
 
 export interface RemoteResult {
   outputs: Tensor[];
+  /** The output frame as received (a task's result entry records its sha256). */
+  frame: Uint8Array;
+  /** For a task: the executor's signed result entry. */
+  entry?: Uint8Array;
   /** Time the executor spent computing, as it reports. */
   computeMs: number;
   elapsedMs: number;
@@ -96,6 +116,8 @@ export class InferClient {
       pooled = undefined;
       return {
         outputs,
+        frame: body,
+        entry: header.entry === undefined ? undefined : new Uint8Array(Buffer.from(header.entry, 'base64')),
         computeMs: header.computeMs,
         elapsedMs: performance.now() - t0,
         sentBytes: bytes,

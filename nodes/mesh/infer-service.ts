@@ -1,11 +1,12 @@
 import { EventEmitter } from 'node:events';
 import type { Connection, Stream } from '@libp2p/interface';
-import { lpStream } from '@libp2p/utils';
+import { type LengthPrefixedStream, lpStream } from '@libp2p/utils';
 import { FrameError, RobomeshError } from '../../protocol/errors.js';
 import {
   CHUNK_BYTES,
   INFER_PROTOCOL,
   type InferErrorCode,
+  type InferErrorReply,
   InferProtocolError,
   type InferRequest,
   MAX_MESSAGE_BYTES,
@@ -13,59 +14,90 @@ import {
 import { DEFAULT_FRAME_LIMITS, type Tensor, decodeFrame, encodeFrame } from '../../protocol/tensor-frame.js';
 import type { ModelRegistry } from '../inference/model-registry.js';
 import { BoundaryError } from '../inference/wire.js';
+import type { Logger } from '../util/logger.js';
+import type { Startable } from '../util/service.js';
 import type { MeshNode } from './host.js';
 import type { PeerReputation } from './reputation.js';
-import { readFrame, readHeader, writeMessage } from './tensor-io.js';
-import { WorkQueue } from './work-queue.js';
+import { readFrame, readHeader, skipFrame, writeMessage } from './tensor-io.js';
+import { WorkError, type WorkQueue } from './work-queue.js';
 
-export interface InferServiceOptions {
+export interface InferServiceInit {
   maxFrameBytes?: number;
-  /** Requests accepted but not finished beyond this are refused with OVERLOADED. */
-  maxQueue?: number;
 }
 
 /**
- * Serves `/robomesh/infer/1.0.0`: runs the tail of a held model on a frame a peer sends. A
- * stream carries any number of requests in turn. Malformed input gets a typed error reply,
- * then the stream is reset and the sender penalised; the robot goes on serving everyone else.
+ * Where requests for logged tasks go (nodes/tasks implements it): `admit` refuses, by throwing a
+ * RobomeshError whose code is an InferErrorCode, any request its poster did not authorise; `serve`
+ * checks the frame against the task's commitment, runs it once and logs the result.
  */
-export class InferService extends EventEmitter<{
-  request: [peer: string, request: InferRequest];
-  served: [peer: string, request: InferRequest, outputs: Tensor[]];
-}> {
-  readonly queue: WorkQueue;
+export interface TaskGate<Admitted = unknown> {
+  admit(peer: string, request: InferRequest, signal: AbortSignal): Promise<Admitted>;
+  serve(admitted: Admitted, frame: Uint8Array): Promise<{ frame: Uint8Array; entry: Uint8Array; computeMs: number }>;
+}
+
+export interface InferServiceComponents {
+  node: MeshNode;
+  models: ModelRegistry;
+  queue: WorkQueue;
+  reputation: PeerReputation;
+  tasks?: TaskGate;
+  logger: Logger;
+}
+
+type Reply = {
+  header: Parameters<typeof writeMessage>[2];
+  frame?: Uint8Array;
+  outputs?: Tensor[];
+  fatal?: boolean;
+  reason?: string;
+};
+
+/** Refusals that say the requester tried something its task does not allow. */
+const MISBEHAVIOUR: ReadonlySet<string> = new Set(['NOT_AUTHORISED', 'INPUT_MISMATCH', 'TASK_MISMATCH']);
+
+/**
+ * Serves INFER_PROTOCOL: runs the tail of a held model on a frame a peer sends. A stream carries
+ * any number of requests in turn. Malformed input gets a typed error reply, then the stream is
+ * reset and the sender penalised; a refused task request gets a typed error and the stream goes on.
+ */
+export class InferService
+  extends EventEmitter<{ request: [peer: string, request: InferRequest] }>
+  implements Startable
+{
   private readonly maxFrameBytes: number;
   served = 0;
   /**
-   * Fault injection for scenarios and tests: rewrites the output frame before it is sent
-   * (a Byzantine robot answering garbage). Never set in normal operation.
+   * Fault injection for scenarios and tests: rewrites the output frame of a request that is not a
+   * logged task before it is sent (a robot answering garbage). Never set in normal operation.
    */
   tamper: ((request: InferRequest, outputs: Uint8Array) => Uint8Array) | undefined;
   /** Output tensor bytes served to peers. */
   bytesOut = 0;
 
   constructor(
-    private readonly node: MeshNode,
-    private readonly models: ModelRegistry,
-    private readonly reputation: PeerReputation,
-    private readonly options: InferServiceOptions = {},
+    private readonly components: InferServiceComponents,
+    init: InferServiceInit = {},
   ) {
     super();
-    this.maxFrameBytes = options.maxFrameBytes ?? DEFAULT_FRAME_LIMITS.maxFrameBytes;
-    this.queue = new WorkQueue(1, options.maxQueue ?? 16);
+    this.maxFrameBytes = init.maxFrameBytes ?? DEFAULT_FRAME_LIMITS.maxFrameBytes;
+  }
+
+  get queue(): WorkQueue {
+    return this.components.queue;
   }
 
   async start(): Promise<void> {
-    await this.node.handle(INFER_PROTOCOL, (stream, connection) => void this.serve(stream, connection), {
+    await this.components.node.handle(INFER_PROTOCOL, (stream, connection) => void this.serve(stream, connection), {
       maxInboundStreams: 32,
     });
   }
 
   async stop(): Promise<void> {
-    await this.node.unhandle(INFER_PROTOCOL);
+    await this.components.node.unhandle(INFER_PROTOCOL);
   }
 
   private async serve(stream: Stream, connection: Connection): Promise<void> {
+    const { reputation, logger: log } = this.components;
     const peer = connection.remotePeer.toString();
     const lp = lpStream(stream, { maxDataLength: MAX_MESSAGE_BYTES, maxBufferSize: 4 * MAX_MESSAGE_BYTES });
     const closed = new AbortController();
@@ -79,19 +111,20 @@ export class InferService extends EventEmitter<{
         id = header.id;
         const received = performance.now();
         this.emit('request', peer, header);
-        const frame = await readFrame(lp, header.chunks, header.bytes);
-        const reply = await this.answer(header, frame, received, closed.signal);
-        if (reply.outputs) this.emit('served', peer, header, reply.outputs);
+        const reply = header.task
+          ? await this.answerTask(lp, peer, header, received, closed.signal)
+          : await this.answer(header, await readFrame(lp, header.chunks, header.bytes), received, closed.signal);
         await writeMessage(lp, stream, reply.header, reply.frame && [reply.frame]);
         if (reply.fatal) {
-          this.reputation.penalise(peer, `${reply.header.t === 'err' ? reply.header.code : ''}: ${reply.reason}`);
+          reputation.penalise(peer, `${reply.header.t === 'err' ? reply.header.code : ''}: ${reply.reason}`);
           stream.abort(new Error(reply.reason));
           return;
         }
       }
     } catch (err) {
       if (closed.signal.aborted) return; // the requester gave up or went away: nothing to answer
-      this.reputation.penalise(peer, `malformed request stream: ${(err as Error).message}`);
+      reputation.penalise(peer, `malformed request stream: ${(err as Error).message}`);
+      log('request stream from %s reset: %s', peer, (err as Error).message);
       try {
         const code: InferErrorCode = 'BAD_FRAME';
         await writeMessage(
@@ -102,56 +135,91 @@ export class InferService extends EventEmitter<{
           AbortSignal.timeout(1000),
         );
       } catch {
-        // the stream may already be gone
+        // The stream may already be gone: the reset below is all that is left to do.
       }
       stream.abort(err as Error);
     }
   }
 
-  private async answer(
+  /** A logged task: authorised before its frame is read; a refusal skips the frame and answers. */
+  private async answerTask(
+    lp: LengthPrefixedStream,
+    peer: string,
     req: InferRequest,
-    frame: Uint8Array,
     received: number,
     cancelled: AbortSignal,
-  ): Promise<{
-    header: Parameters<typeof writeMessage>[2];
-    frame?: Uint8Array;
-    outputs?: Tensor[];
-    fatal?: boolean;
-    reason?: string;
-  }> {
-    const error = (code: InferErrorCode, message: string, fatal = false) => ({
-      header: { t: 'err' as const, id: req.id, code, message },
-      fatal,
-      reason: message,
-    });
-    if (!this.models.has(req.model)) return error('UNKNOWN_MODEL', `model ${req.model.slice(0, 12)}… is not held here`);
+  ): Promise<Reply> {
+    const { tasks, reputation } = this.components;
+    const budget = AbortSignal.any([cancelled, AbortSignal.timeout(req.budgetMs)]);
+    const refuse = async (err: unknown, frameRead: boolean): Promise<Reply> => {
+      this.components.logger('task request %s from %s refused: %s', req.task, peer, (err as Error).message);
+      if (!(err instanceof RobomeshError)) throw err;
+      if (!frameRead) await skipFrame(lp, req.chunks, req.bytes, budget);
+      if (MISBEHAVIOUR.has(err.code)) reputation.penalise(peer, `task request refused: ${err.message}`);
+      return error(req, err.code as InferErrorCode, err.message);
+    };
+    if (!tasks) {
+      await skipFrame(lp, req.chunks, req.bytes, budget);
+      return error(req, 'UNKNOWN_TASK', 'this robot keeps no log');
+    }
+    let admitted: unknown;
+    try {
+      admitted = await tasks.admit(peer, req, budget);
+    } catch (err) {
+      return refuse(err, false);
+    }
+    const frame = await readFrame(lp, req.chunks, req.bytes, budget);
+    try {
+      const run = await tasks.serve(admitted, frame);
+      this.served++;
+      this.bytesOut += run.frame.length;
+      return {
+        header: {
+          t: 'res',
+          id: req.id,
+          computeMs: run.computeMs,
+          chunks: Math.ceil(run.frame.length / CHUNK_BYTES),
+          bytes: run.frame.length,
+          entry: Buffer.from(run.entry).toString('base64'),
+        },
+        frame: run.frame,
+      };
+    } catch (err) {
+      if (err instanceof BoundaryError) return error(req, 'BAD_TENSORS', err.message, true);
+      if (performance.now() - received > req.budgetMs) return error(req, 'DEADLINE', 'the task ran past its budget');
+      return refuse(err, true);
+    }
+  }
+
+  private async answer(req: InferRequest, frame: Uint8Array, received: number, cancelled: AbortSignal): Promise<Reply> {
+    const { models, queue } = this.components;
+    if (!models.has(req.model)) return error(req, 'UNKNOWN_MODEL', `model ${req.model.slice(0, 12)}… is not held here`);
     let tensors;
     try {
       tensors = decodeFrame(frame, { ...DEFAULT_FRAME_LIMITS, maxFrameBytes: this.maxFrameBytes });
     } catch (err) {
-      if (err instanceof FrameError) return error('BAD_FRAME', err.message, true);
+      if (err instanceof FrameError) return error(req, 'BAD_FRAME', err.message, true);
       throw err;
     }
     const deadline = received + req.budgetMs;
     let outputs;
     try {
-      outputs = await this.queue.run(async () => {
-        if (cancelled.aborted) throw new RobomeshError('CANCELLED', 'requester went away');
-        if (performance.now() > deadline) throw new RobomeshError('DEADLINE', 'deadline passed while queued');
+      outputs = await queue.run(async () => {
+        if (cancelled.aborted) throw new WorkError('CANCELLED', 'requester went away');
+        if (performance.now() > deadline) throw new WorkError('DEADLINE', 'deadline passed while queued');
         const t0 = performance.now();
-        const out = await this.models.runFrom(req.model, req.cut, req.precision, req.granularity, tensors);
+        const out = await models.runFrom(req.model, req.cut, req.precision, req.granularity, tensors);
         return { out, computeMs: performance.now() - t0 };
       });
     } catch (err) {
-      if (err instanceof BoundaryError) return error('BAD_TENSORS', err.message, true);
+      if (err instanceof BoundaryError) return error(req, 'BAD_TENSORS', err.message, true);
       if (err instanceof RobomeshError) {
         const code = (
           ['UNKNOWN_CUT', 'DEADLINE', 'OVERLOADED'].includes(err.code) ? err.code : 'INTERNAL'
         ) as InferErrorCode;
-        return error(code, err.message);
+        return error(req, code, err.message);
       }
-      return error('INTERNAL', (err as Error).message);
+      return error(req, 'INTERNAL', (err as Error).message);
     }
     let bytes = encodeFrame(outputs.out);
     if (this.tamper) bytes = this.tamper(req, bytes);
@@ -169,4 +237,9 @@ export class InferService extends EventEmitter<{
       outputs: outputs.out,
     };
   }
+}
+
+function error(req: InferRequest, code: InferErrorCode, message: string, fatal = false): Reply {
+  const header: InferErrorReply = { t: 'err', id: req.id, code, message };
+  return { header, fatal, reason: message };
 }

@@ -1,3 +1,4 @@
+import type { Startable } from '../util/service.js';
 import { peerIdFromString } from '@libp2p/peer-id';
 import { lpStream } from '@libp2p/utils';
 import type { MeshNode } from './host.js';
@@ -6,7 +7,19 @@ export const PROBE_PROTOCOL = '/robomesh/probe/1.0.0';
 const MAX_PROBE = 4 * 1024 * 1024;
 
 /** Answers bandwidth probes: reads one message, replies with its length. */
-export async function handleProbes(node: MeshNode): Promise<void> {
+export class ProbeService implements Startable {
+  constructor(private readonly components: { node: MeshNode }) {}
+
+  start(): Promise<void> {
+    return handleProbes(this.components.node);
+  }
+
+  stop(): Promise<void> {
+    return this.components.node.unhandle(PROBE_PROTOCOL);
+  }
+}
+
+async function handleProbes(node: MeshNode): Promise<void> {
   await node.handle(
     PROBE_PROTOCOL,
     async (stream) => {

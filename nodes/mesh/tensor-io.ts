@@ -61,6 +61,23 @@ export async function readFrame(
   return frame;
 }
 
+/** Reads and drops the `chunks` frame chunks of a request that was refused (the stream goes on). */
+export async function skipFrame(
+  lp: LengthPrefixedStream,
+  chunks: number,
+  bytes: number,
+  signal?: AbortSignal,
+): Promise<void> {
+  let seen = 0;
+  for (let i = 0; i < chunks; i++) {
+    const message = await lp.read({ signal });
+    expectChunk(message.byteLength > 0 ? message.get(0) : undefined);
+    seen += message.byteLength - 1;
+    if (seen > bytes) throw new RangeError(`frame chunks exceed the announced ${bytes} bytes`);
+  }
+  if (seen !== bytes) throw new RangeError(`frame chunks hold ${seen} bytes, ${bytes} announced`);
+}
+
 /** Unsigned varint, the length prefix of lpStream's messages. */
 function varint(n: number): number[] {
   const out: number[] = [];

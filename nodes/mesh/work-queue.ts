@@ -1,5 +1,14 @@
 import { RobomeshError } from '../../protocol/errors.js';
 
+/** Work refused or abandoned by a robot's queue. */
+export type WorkErrorCode = 'OVERLOADED' | 'DEADLINE' | 'CANCELLED';
+
+export class WorkError extends RobomeshError<WorkErrorCode> {
+  constructor(code: WorkErrorCode, message: string) {
+    super(code, message);
+  }
+}
+
 /** Runs jobs with bounded concurrency and a bounded backlog; beyond it, OVERLOADED at once. */
 export class WorkQueue {
   private running = 0;
@@ -18,7 +27,7 @@ export class WorkQueue {
   async run<T>(job: () => Promise<T>): Promise<T> {
     if (this.running >= this.concurrency) {
       if (this.waiting.length >= this.maxBacklog)
-        throw new RobomeshError('OVERLOADED', `backlog of ${this.maxBacklog} full`);
+        throw new WorkError('OVERLOADED', `backlog of ${this.maxBacklog} full`);
       await new Promise<void>((resolve) => this.waiting.push(resolve));
     } else {
       this.running++;

@@ -1,40 +1,52 @@
 import { join } from 'node:path';
+import { signerFromSeed } from '../../protocol/ed25519.js';
+import type { Tensor } from '../../protocol/tensor-frame.js';
 import type { Precision } from '../inference/boundary.js';
 import { loadModelArg } from '../inference/bundled-models.js';
+import { analyzeInChildProcess, profileInChildProcess } from '../inference/child-work.js';
 import { ModelRegistry } from '../inference/model-registry.js';
 import { type LoadedModel, parseModel } from '../inference/onnx-model.js';
-import { analyzeInChildProcess, profileInChildProcess } from '../inference/child-work.js';
 import { ProfileStore, defaultCacheDir, profileKey } from '../inference/profiler.js';
 import { SessionCache } from '../inference/sessions.js';
-import { AdvertBoard, advertTopic } from '../mesh/adverts.js';
-import { type MeshHost, createMeshHost } from '../mesh/host.js';
-import type { LinkShaper } from '../mesh/link-shaper.js';
-import { type RobotIdentity, loadOrCreateIdentity } from '../mesh/identity.js';
-import { InferClient } from '../mesh/infer-client.js';
-import { type InferServiceOptions, InferService } from '../mesh/infer-service.js';
-import { fetchModel, serveModels } from '../mesh/model-fetch.js';
-import { handleProbes, probe } from '../mesh/probe.js';
-import { PeerReputation } from '../mesh/reputation.js';
-import { createHash } from 'node:crypto';
-import { peerIdFromString } from '@libp2p/peer-id';
-import { signerFromSeed } from '../../protocol/ed25519.js';
-import { RobomeshError } from '../../protocol/errors.js';
-import { toHex } from '../../protocol/log-entry.js';
-import { resultDigest } from '../../protocol/result-summary.js';
-import { type Tensor, encodeFrame } from '../../protocol/tensor-frame.js';
-import { Ledger } from '../ledger/ledger.js';
 import type { AnchorChain } from '../ledger/anchor-chain.js';
 import type { AnchorQueue } from '../ledger/anchor-queue.js';
 import { AnchorRelay, anchorRelayTopic } from '../ledger/anchor-relay.js';
 import { Anchorer } from '../ledger/anchorer.js';
 import type { GasPlan, IotaDeployment } from '../ledger/iota-tx.js';
+import { Ledger } from '../ledger/ledger.js';
 import { LogReplicator, logTopic } from '../ledger/replication.js';
+import type { LogStore } from '../ledger/store.js';
 import { MapService } from '../mapping/map-service.js';
 import { MapSync } from '../mapping/map-sync.js';
 import type { MapFrame } from '../mapping/occupancy-grid.js';
-import type { LogStore } from '../ledger/store.js';
+import { AdvertBoard, advertTopic } from '../mesh/adverts.js';
+import { BlobService, fetchBlob } from '../mesh/blob-fetch.js';
+import { type MeshHost, createMeshHost } from '../mesh/host.js';
+import { type RobotIdentity, loadOrCreateIdentity } from '../mesh/identity.js';
+import { InferClient } from '../mesh/infer-client.js';
+import { InferService, type InferServiceInit } from '../mesh/infer-service.js';
+import type { LinkShaper } from '../mesh/link-shaper.js';
+import { ProbeService, probe } from '../mesh/probe.js';
+import { PeerReputation } from '../mesh/reputation.js';
+import { WorkQueue } from '../mesh/work-queue.js';
 import { LinkEstimator } from '../scheduler/links.js';
 import { Scheduler } from '../scheduler/scheduler.js';
+import { type BlobStore, FileBlobStore } from '../tasks/blob-store.js';
+import { TaskExecutor } from '../tasks/task-executor.js';
+import { type TaskOptions, type TaskOutcome, TaskRequester } from '../tasks/task-requester.js';
+import { componentLogger } from '../util/logger.js';
+import { type Startable, Timers } from '../util/service.js';
+import { RobotError } from './errors.js';
+
+/** The files a robot keeps in its data folder: one place names them for every caller. */
+export function robotPaths(dataDir: string) {
+  return {
+    identity: join(dataDir, 'identity.key'),
+    log: join(dataDir, 'log.sqlite'),
+    anchors: join(dataDir, 'anchors.sqlite'),
+    blobs: join(dataDir, 'blobs'),
+  };
+}
 
 export interface RobotConfig {
   name: string;
@@ -55,7 +67,7 @@ export interface RobotConfig {
   linkShaper?: LinkShaper;
   /** libp2p's own reconnect attempts before it gives up (our redial loop never does). */
   reconnectRetries?: number;
-  /** Keep about this many connections (ring neighbours and random chords) instead of one to every member: large fleets. */
+  /** Keep about this many connections (ring neighbours, random chords) instead of one to every member. */
   meshDegree?: number;
   advertPeriodMs?: number;
   /**
@@ -65,16 +77,21 @@ export interface RobotConfig {
   prewarm?: 'head' | 'tail' | 'both';
   /** Idle bandwidth probes of links with no recent transfer; 0 disables. */
   probeIntervalMs?: number;
-  service?: InferServiceOptions;
+  service?: InferServiceInit & { maxQueue?: number };
   /** The replicated log: its store and the fleet's genesis entry (bytes). Absent: no log. */
   ledger?: { store: LogStore; genesis: Uint8Array; antiEntropyMs?: number };
+  /**
+   * Logged tasks (needs `ledger`): where task inputs are kept (default: `blobs/` in the data
+   * folder), and the stewarding pace.
+   */
+  tasks?: { blobs?: BlobStore; pushGraceMs?: number; volunteerDelayMs?: number; tickMs?: number };
+  /** Collaborative mapping (needs `ledger`): tile contributions logged and synced over the mesh. */
+  mapping?: { frame: MapFrame; syncMs?: number };
   /**
    * Anchoring of the log on IOTA (needs `ledger`): every `everyMs` the log is snapshotted into a
    * queued anchor and the queue flushed. Without `chain` (no node) anchors signed with a known
    * `gas` coin are relayed over the mesh for a peer with a node to submit.
    */
-  /** Collaborative mapping (needs `ledger`): tile contributions logged and synced over the mesh. */
-  mapping?: { frame: MapFrame; syncMs?: number };
   anchor?: {
     deployment: IotaDeployment;
     queue: AnchorQueue;
@@ -85,51 +102,113 @@ export interface RobotConfig {
   };
 }
 
+/** Everything a robot is made of; present parts depend on its config (log, tasks, map, anchoring). */
+export interface RobotComponents {
+  name: string;
+  host: MeshHost;
+  models: ModelRegistry;
+  queue: WorkQueue;
+  service: InferService;
+  client: InferClient;
+  adverts: AdvertBoard;
+  links: LinkEstimator;
+  reputation: PeerReputation;
+  scheduler: Scheduler;
+  ledger?: Ledger;
+  replicator?: LogReplicator;
+  taskExecutor?: TaskExecutor;
+  tasks?: TaskRequester;
+  anchorer?: Anchorer;
+  anchorRelay?: AnchorRelay;
+  map?: MapService;
+  mapSync?: MapSync;
+}
+
 /**
- * One robot: mesh host, models, inference service and client, adverts, link estimates and the
- * scheduler, wired together. The composition root for `robomesh robot` and for tests.
+ * One robot: mesh host, models, inference service and client, adverts, link estimates, the
+ * scheduler, and (with a log) task execution, mapping and anchoring. The composition root for
+ * `robomesh robot`, the fleet and tests: services start in order and stop in reverse; a start
+ * that fails part-way stops what it started and releases the host before rethrowing.
  */
 export class Robot {
-  private timers: NodeJS.Timeout[] = [];
+  private readonly timers = new Timers();
+  private readonly log = componentLogger('robot');
 
   private constructor(
-    readonly name: string,
-    readonly host: MeshHost,
-    readonly models: ModelRegistry,
-    readonly service: InferService,
-    readonly client: InferClient,
-    readonly adverts: AdvertBoard,
-    readonly links: LinkEstimator,
-    readonly reputation: PeerReputation,
-    readonly scheduler: Scheduler,
+    private readonly parts: RobotComponents,
+    private readonly services: Startable[],
     /** Registers a model and loads or measures its profile. */
     private readonly addModel: (model: LoadedModel, inputShape?: Record<string, number[]>) => Promise<void>,
-    readonly ledger?: Ledger,
-    readonly replicator?: LogReplicator,
-    readonly anchorer?: Anchorer,
-    readonly anchorRelay?: AnchorRelay,
-    readonly map?: MapService,
-    readonly mapSync?: MapSync,
   ) {}
 
-  private tasks = 0;
-
+  get name(): string {
+    return this.parts.name;
+  }
+  get host(): MeshHost {
+    return this.parts.host;
+  }
+  get models(): ModelRegistry {
+    return this.parts.models;
+  }
+  get service(): InferService {
+    return this.parts.service;
+  }
+  get client(): InferClient {
+    return this.parts.client;
+  }
+  get adverts(): AdvertBoard {
+    return this.parts.adverts;
+  }
+  get links(): LinkEstimator {
+    return this.parts.links;
+  }
+  get reputation(): PeerReputation {
+    return this.parts.reputation;
+  }
+  get scheduler(): Scheduler {
+    return this.parts.scheduler;
+  }
+  get ledger(): Ledger | undefined {
+    return this.parts.ledger;
+  }
+  get replicator(): LogReplicator | undefined {
+    return this.parts.replicator;
+  }
+  get taskExecutor(): TaskExecutor | undefined {
+    return this.parts.taskExecutor;
+  }
+  get tasks(): TaskRequester | undefined {
+    return this.parts.tasks;
+  }
+  get anchorer(): Anchorer | undefined {
+    return this.parts.anchorer;
+  }
+  get anchorRelay(): AnchorRelay | undefined {
+    return this.parts.anchorRelay;
+  }
+  get map(): MapService | undefined {
+    return this.parts.map;
+  }
+  get mapSync(): MapSync | undefined {
+    return this.parts.mapSync;
+  }
   get peerId(): string {
     return this.host.peerId;
   }
 
   static async start(config: RobotConfig): Promise<Robot> {
     const dataDir = config.dataDir ?? join(defaultCacheDir(), 'robots', config.name);
-    const identity = config.identity ?? (await loadOrCreateIdentity(config.keyFile ?? join(dataDir, 'identity.key')));
+    const paths = robotPaths(dataDir);
+    const identity = config.identity ?? (await loadOrCreateIdentity(config.keyFile ?? paths.identity));
     // Each session holds its model's weights and activation arena (the detector's: ~17 MB): a
     // robot keeps the parts it served last, not every cut and precision it ever ran.
     const sessions = new SessionCache({ threads: config.threads ?? 1 }, 24);
     const models = new ModelRegistry(sessions);
-    const store = new ProfileStore(config.cacheDir ? join(config.cacheDir, 'profiles') : undefined);
+    const profiles = new ProfileStore(config.cacheDir ? join(config.cacheDir, 'profiles') : undefined);
     const addModel = async (model: LoadedModel, inputShape?: Record<string, number[]>): Promise<void> => {
       const slicer = await models.add(model, inputShape, analyzeInChildProcess);
       const key = profileKey(slicer, 'fp32', config.threads ?? 1);
-      let profile = await store.load(slicer.hash, key);
+      let profile = await profiles.load(slicer.hash, key);
       if (!profile) {
         profile = await profileInChildProcess(slicer, {
           runs: config.profileRuns ?? 5,
@@ -137,7 +216,7 @@ export class Robot {
           precision: 'fp32',
           threads: config.threads ?? 1,
         });
-        await store.save(profile);
+        await profiles.save(profile);
       }
       models.setProfile(profile);
     };
@@ -157,128 +236,47 @@ export class Robot {
       linkShaper: config.linkShaper,
       topics: [advertTopic(config.fleet.name), logTopic(config.fleet.name), anchorRelayTopic(config.fleet.name)],
     });
-    const links = new LinkEstimator();
-    const reputation = new PeerReputation((peer) => {
-      void host.partition([peer]);
-    });
-    const service = new InferService(host.node, models, reputation, config.service);
-    await service.start();
-    await handleProbes(host.node);
-    await serveModels(host.node, (hash) => (models.has(hash) ? models.get(hash).analysis.model.bytes : undefined));
-    const client = new InferClient(host.node, reputation);
-    const adverts = new AdvertBoard(
-      host.node,
-      signerFromSeed(identity.seed),
-      config.fleet.name,
-      () => ({
-        queue: service.queue.length,
-        models: models.hashes().flatMap((hash) => {
-          const p = models.profile(hash);
-          return p
-            ? [{ hash, wholeMs: p.wholeMs, tailMs: Object.fromEntries(p.cuts.map((c) => [c.id, c.tailMs])) }]
-            : [];
-        }),
-      }),
-      config.advertPeriodMs ?? 1000,
-    );
-    adverts.start();
-    const scheduler = new Scheduler({
-      self: host.peerId,
-      models,
-      queue: service.queue,
-      client,
-      links,
-      peers: () => {
-        const connected = new Set(host.connectedPeers());
-        return adverts.fresh().filter((a) => connected.has(a.robot) && !reputation.isIsolated(a.robot));
-      },
-    });
-    let ledger: Ledger | undefined;
-    let replicator: LogReplicator | undefined;
-    if (config.ledger) {
-      ledger = new Ledger(config.ledger.store, signerFromSeed(identity.seed));
-      ledger.ingest(config.ledger.genesis);
-      replicator = new LogReplicator(
-        host.node,
-        ledger,
-        config.fleet.name,
-        (p) => host.gater.admits(p),
-        config.ledger.antiEntropyMs,
-      );
-      await replicator.start();
+    const started: Startable[] = [];
+    try {
+      const parts = await assemble(config, host, models, identity, paths, started);
+      const robot = new Robot(parts, started, addModel);
+      robot.startTimers(config);
+      return robot;
+    } catch (err) {
+      // The start's error is the one to report; a stop failing on top of it is only logged.
+      const log = componentLogger('robot');
+      for (const service of started.reverse())
+        await Promise.resolve(service.stop()).catch((e) => log.error('stopping after a failed start: %s', e));
+      await host.stop();
+      await sessions.close();
+      config.ledger?.store.close();
+      throw err;
     }
-    let anchorer: Anchorer | undefined;
-    let relay: AnchorRelay | undefined;
-    if (config.anchor && ledger) {
-      const { deployment, queue, chain, gas } = config.anchor;
-      anchorer = new Anchorer({ ledger, seed: identity.seed, deployment, queue, chain, gas });
-      relay = new AnchorRelay(
-        host.node,
-        anchorer,
-        config.fleet.name,
-        () => ledger.state.members,
-        config.anchor.relayRepublishMs,
-      );
-      relay.start();
-    }
-    let map: MapService | undefined;
-    let mapSync: MapSync | undefined;
-    if (config.mapping && ledger) {
-      map = new MapService(ledger, config.mapping.frame);
-      mapSync = new MapSync(host.node, map, config.fleet.name, (p) => host.gater.admits(p), config.mapping.syncMs);
-      await mapSync.start();
-    }
-    const robot = new Robot(
-      config.name,
-      host,
-      models,
-      service,
-      client,
-      adverts,
-      links,
-      reputation,
-      scheduler,
-      addModel,
-      ledger,
-      replicator,
-      anchorer,
-      relay,
-      map,
-      mapSync,
-    );
-    if (mapSync) robot.onStop(() => mapSync.stop());
+  }
+
+  private startTimers(config: RobotConfig): void {
+    const onError = (what: string) => (err: unknown) => this.log.error('%s failed: %s', what, err);
+    const { anchorer } = this.parts;
     if (anchorer) {
-      robot.onStop(() => relay!.stop());
       let busy = false;
-      robot.every(config.anchor!.everyMs ?? 30_000, async () => {
-        if (busy) return;
-        busy = true;
-        try {
-          await anchorer.snapshot();
-          await anchorer.flush();
-        } finally {
-          busy = false;
-        }
-      });
+      this.timers.every(
+        config.anchor!.everyMs ?? 30_000,
+        async () => {
+          if (busy) return;
+          busy = true;
+          try {
+            await anchorer.snapshot();
+            await anchorer.flush();
+          } finally {
+            busy = false;
+          }
+        },
+        onError('anchoring'),
+      );
     }
-    // An executor records what it computed for a logged task; the quorum contract compares.
-    service.on('served', (_peer, request, outputs) => {
-      if (ledger && request.task) ledger.append({ type: 'result', task: request.task, ...resultDigest(outputs) });
-    });
-    robot.every(1000, () => robot.sampleRtt());
-    if ((config.probeIntervalMs ?? 5000) > 0) robot.every(config.probeIntervalMs ?? 5000, () => robot.probeIdleLinks());
-    return robot;
-  }
-
-  private readonly stoppers: (() => void)[] = [];
-  private onStop(fn: () => void): void {
-    this.stoppers.push(fn);
-  }
-
-  private every(ms: number, fn: () => void | Promise<void>): void {
-    const t = setInterval(() => void Promise.resolve(fn()).catch(() => undefined), ms);
-    t.unref();
-    this.timers.push(t);
+    this.timers.every(1000, () => this.sampleRtt(), onError('rtt sampling'));
+    const probeEvery = config.probeIntervalMs ?? 5000;
+    if (probeEvery > 0) this.timers.every(probeEvery, () => this.probeIdleLinks(), onError('link probing'));
   }
 
   private sampleRtt(): void {
@@ -288,7 +286,7 @@ export class Robot {
 
   /** When nothing is queued, measure links that carried no transfer recently with a 256 KiB probe. */
   async probeIdleLinks(): Promise<void> {
-    if (this.service.queue.length > 0) return;
+    if (this.parts.queue.length > 0) return;
     for (const peer of this.links.stale(this.host.connectedPeers(), 10_000)) {
       const bytes = 256 * 1024;
       // The round trip stays in: on a fast link it is most of the time, and the planner adds
@@ -303,7 +301,7 @@ export class Robot {
     let lastError: unknown = new Error(`no peer advertises model ${hash.slice(0, 12)}…`);
     for (const h of holders) {
       try {
-        const bytes = await fetchModel(this.host.node, h.robot, hash);
+        const bytes = await fetchBlob(this.host.node, h.robot, hash);
         await this.addModel(parseModel(bytes, `model from ${h.robot}`), inputShape);
         return;
       } catch (err) {
@@ -314,47 +312,13 @@ export class Robot {
   }
 
   /**
-   * A task recorded in the log: picks the best plan that k distinct peers can execute, posts
-   * the task and its assignment, runs it on all k, and lets their logged results decide (the
-   * quorum contract, on every robot). Returns the task id and the run's outcome.
+   * A task recorded in the log, decided by the task contract on every robot: 2f + 1 executors,
+   * f + 1 agreeing results (nodes/tasks/task-requester.ts). Resolves with the outcome once decided,
+   * provisional, or at the deadline.
    */
-  async inferTask(
-    model: string,
-    inputs: Tensor[],
-    k = 2,
-    options: { deadlineMs?: number; precisions?: Precision[] } = {},
-  ) {
-    if (!this.ledger) throw new RobomeshError('NO_LEDGER', 'this robot runs without a log');
-    const ranked = this.scheduler.plans(model, inputs, options.precisions);
-    const choice = ranked.find(
-      (p) =>
-        p.kind !== 'local' &&
-        new Set(
-          ranked.filter((q) => q.kind === p.kind && q.cut === p.cut && q.precision === p.precision).map((q) => q.peer),
-        ).size >= k,
-    );
-    if (!choice) throw new RobomeshError('NO_EXECUTORS', `fewer than ${k} peers can run model ${model.slice(0, 12)}…`);
-    const peers = [
-      ...new Set(
-        ranked
-          .filter((q) => q.kind === choice.kind && q.cut === choice.cut && q.precision === choice.precision)
-          .map((q) => q.peer!),
-      ),
-    ].slice(0, k);
-    const task = `${this.name}-${Date.now().toString(36)}-${(this.tasks++).toString(36)}`;
-    const input = createHash('sha256').update(encodeFrame(inputs)).digest('hex');
-    this.ledger.appendBatch([
-      { type: 'task', task, model, input, k, timeout: 1000 },
-      { type: 'assign', task, executors: peers.map((p) => toHex(peerIdFromString(p).publicKey!.raw)) },
-    ]);
-    const outcome = await this.scheduler.infer(model, inputs, {
-      redundancy: k,
-      task,
-      executors: peers,
-      deadlineMs: options.deadlineMs,
-      force: { kind: choice.kind, cut: choice.cut, precision: choice.precision },
-    });
-    return { task, outcome };
+  inferTask(model: string, inputs: Tensor[], options: TaskOptions = {}): Promise<TaskOutcome> {
+    if (!this.parts.tasks) throw new RobotError('NO_LEDGER', 'this robot runs without a log');
+    return this.parts.tasks.infer(model, inputs, options);
   }
 
   /** Run a model on an input, split as the scheduler decides. */
@@ -367,12 +331,182 @@ export class Robot {
   }
 
   async stop(): Promise<void> {
-    for (const t of this.timers) clearInterval(t);
-    for (const stop of this.stoppers) stop();
-    this.replicator?.stop();
-    this.adverts.stop();
+    this.timers.clear();
+    for (const service of [...this.services].reverse()) {
+      try {
+        await service.stop();
+      } catch (err) {
+        this.log.error('stopping a service of %s: %s', this.name, err);
+      }
+    }
     await this.host.stop();
     await this.models.sessions.close();
     this.ledger?.store.close();
   }
+}
+
+/** Builds and starts a robot's services in order, recording each in `started` as it starts. */
+async function assemble(
+  config: RobotConfig,
+  host: MeshHost,
+  models: ModelRegistry,
+  identity: RobotIdentity,
+  paths: ReturnType<typeof robotPaths>,
+  started: Startable[],
+): Promise<RobotComponents> {
+  const run = async <S extends Startable>(service: S): Promise<S> => {
+    await service.start();
+    started.push(service);
+    return service;
+  };
+  const fleet = config.fleet.name;
+  const node = host.node;
+  const isMember = (peer: string): boolean => host.gater.admits(peer);
+  const queue = new WorkQueue(1, config.service?.maxQueue ?? 16);
+  const links = new LinkEstimator();
+  const reputation = new PeerReputation((peer) => {
+    void host.partition([peer]);
+  });
+  const client = new InferClient(node, reputation);
+
+  let ledger: Ledger | undefined;
+  let replicator: LogReplicator | undefined;
+  let taskExecutor: TaskExecutor | undefined;
+  let blobs: BlobStore | undefined;
+  if (config.ledger) {
+    ledger = new Ledger(config.ledger.store, signerFromSeed(identity.seed));
+    ledger.ingest(config.ledger.genesis);
+    replicator = await run(
+      new LogReplicator(
+        { node, ledger, isMember, logger: componentLogger('log') },
+        { fleet, antiEntropyMs: config.ledger.antiEntropyMs },
+      ),
+    );
+    blobs = config.tasks?.blobs ?? new FileBlobStore(paths.blobs);
+    const sync = replicator;
+    taskExecutor = await run(
+      new TaskExecutor(
+        {
+          ledger,
+          blobs,
+          models,
+          queue,
+          node,
+          syncWith: (peer) => sync.syncWith(peer),
+          connectedPeers: () => host.connectedPeers(),
+          logger: componentLogger('tasks'),
+        },
+        { pushGraceMs: config.tasks?.pushGraceMs, tickMs: config.tasks?.tickMs },
+      ),
+    );
+  }
+  const service = await run(
+    new InferService(
+      { node, models, queue, reputation, tasks: taskExecutor, logger: componentLogger('infer') },
+      config.service,
+    ),
+  );
+  await run(new ProbeService({ node }));
+  const taskBlobs = blobs;
+  await run(
+    new BlobService({
+      node,
+      bytesOf: async (digest) =>
+        models.has(digest) ? models.get(digest).analysis.model.bytes : await taskBlobs?.get(digest),
+      logger: componentLogger('blobs'),
+    }),
+  );
+  const adverts = await run(
+    new AdvertBoard(
+      {
+        node,
+        signer: signerFromSeed(identity.seed),
+        current: () => ({
+          queue: queue.length,
+          models: models.hashes().flatMap((hash) => {
+            const p = models.profile(hash);
+            return p
+              ? [{ hash, wholeMs: p.wholeMs, tailMs: Object.fromEntries(p.cuts.map((c) => [c.id, c.tailMs])) }]
+              : [];
+          }),
+        }),
+      },
+      { fleet, periodMs: config.advertPeriodMs ?? 1000 },
+    ),
+  );
+  const goodPeers = () => {
+    const connected = new Set(host.connectedPeers());
+    return adverts.fresh().filter((a) => connected.has(a.robot) && !reputation.isIsolated(a.robot));
+  };
+  const scheduler = new Scheduler({ self: host.peerId, models, queue, client, links, peers: goodPeers });
+
+  let tasks: TaskRequester | undefined;
+  if (ledger && taskExecutor && blobs && replicator) {
+    const sync = replicator;
+    tasks = await run(
+      new TaskRequester(
+        {
+          ledger,
+          blobs,
+          models,
+          queue,
+          scheduler,
+          client,
+          links,
+          executor: taskExecutor,
+          reputation,
+          self: host.peerId,
+          capablePeers: (model) =>
+            goodPeers()
+              .filter((a) => a.models.some((m) => m.hash === model))
+              .map((a) => a.robot),
+          syncWith: (peer) => sync.syncWith(peer),
+          logger: componentLogger('tasks'),
+        },
+        { tickMs: config.tasks?.tickMs, volunteerDelayMs: config.tasks?.volunteerDelayMs },
+      ),
+    );
+  }
+
+  let anchorer: Anchorer | undefined;
+  let anchorRelay: AnchorRelay | undefined;
+  if (config.anchor && ledger) {
+    const { deployment, queue: anchorQueue, chain, gas } = config.anchor;
+    const log = ledger;
+    anchorer = new Anchorer({ ledger, seed: identity.seed, deployment, queue: anchorQueue, chain, gas });
+    anchorRelay = await run(
+      new AnchorRelay(
+        { node, anchorer, members: () => log.state.members, logger: componentLogger('anchor') },
+        { fleet, republishMs: config.anchor.relayRepublishMs },
+      ),
+    );
+  }
+  let map: MapService | undefined;
+  let mapSync: MapSync | undefined;
+  if (config.mapping && ledger) {
+    map = new MapService(ledger, config.mapping.frame);
+    mapSync = await run(
+      new MapSync({ node, map, isMember, logger: componentLogger('map') }, { fleet, syncMs: config.mapping.syncMs }),
+    );
+  }
+  return {
+    name: config.name,
+    host,
+    models,
+    queue,
+    service,
+    client,
+    adverts,
+    links,
+    reputation,
+    scheduler,
+    ledger,
+    replicator,
+    taskExecutor,
+    tasks,
+    anchorer,
+    anchorRelay,
+    map,
+    mapSync,
+  };
 }

@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { DTYPES } from '../../protocol/dtypes.js';
-import { RobomeshError } from '../../protocol/errors.js';
+import type { RobomeshError } from '../../protocol/errors.js';
+import { SchedulerError } from './errors.js';
 import { type Tensor, elementCount } from '../../protocol/tensor-frame.js';
 import type { Precision } from '../inference/boundary.js';
 import { INPUT_CUT, type ModelRegistry, outputsToTensors, tensorsToFeeds } from '../inference/model-registry.js';
@@ -14,11 +15,7 @@ export interface InferOptions {
   /** The request must complete within this many ms (default 10 s). */
   deadlineMs?: number;
   precisions?: Precision[];
-  /** Run the remote part on this many executors and return every result (Byzantine checking). */
-  redundancy?: number;
-  /** The log task this run serves: executors record their results under it. */
-  task?: string;
-  /** Only these peers may execute (the task's assignment). */
+  /** Only these peers may execute. */
   executors?: string[];
   /** Force a plan kind (benchmarks compare static choices with the scheduler's). */
   force?: { kind: Plan['kind']; cut?: string; precision?: Precision; peer?: string };
@@ -46,7 +43,7 @@ export interface Decision {
 export interface InferOutcome {
   outputs: Tensor[];
   decision: Decision;
-  /** With redundancy k: one entry per executor asked. */
+  /** The executor that answered (one entry). */
   results: ExecutorResult[];
 }
 
@@ -88,7 +85,7 @@ export class Scheduler extends EventEmitter<{ decision: [Decision] }> {
     const slicer = models.get(model);
     const profile = models.profile(model);
     if (!profile)
-      throw new RobomeshError('NOT_PROFILED', `model ${model.slice(0, 12)}… has no profile on this robot yet`);
+      throw new SchedulerError('NOT_PROFILED', `model ${model.slice(0, 12)}… has no profile on this robot yet`);
     const headMs = new Map(profile.cuts.map((c) => [c.id, c.headMs]));
     const seen = (key: string, fallback: number): number => this.observed.get(key) ?? fallback;
     const outputBytes = slicer.analysis.index.outputs.reduce((sum, name) => {
@@ -174,7 +171,6 @@ export class Scheduler extends EventEmitter<{ decision: [Decision] }> {
     const boundary = plan.kind === 'split' ? await this.runHead(model, cut, precision, inputs) : inputs;
     if (plan.kind === 'split') timings.headMs = performance.now() - headStart;
     const localTailMs = this.localTailMs(model, cut);
-    const k = Math.max(1, options.redundancy ?? 1);
     const executors = [
       plan.peer!,
       ...ranked
@@ -187,12 +183,12 @@ export class Scheduler extends EventEmitter<{ decision: [Decision] }> {
       const remaining = deadline - performance.now() - localTailMs;
       const expected = predicted ? predicted.predictedMs - predicted.breakdown.headMs : remaining;
       const budget = Math.min(remaining, expected * STALL_FACTOR + STALL_MARGIN_MS);
-      if (budget <= 0) throw new RobomeshError('DEADLINE', 'no time left for a remote run');
+      if (budget <= 0) throw new SchedulerError('DEADLINE', 'no time left for a remote run');
       let result: RemoteResult;
       try {
         result = await this.deps.client.infer(
           peer,
-          { model, cut, precision, granularity: 'channel', task: options.task },
+          { model, cut, precision, granularity: 'channel' },
           boundary,
           budget,
         );
@@ -218,27 +214,6 @@ export class Scheduler extends EventEmitter<{ decision: [Decision] }> {
     };
     const predictedFor = (peer: string): Plan | undefined =>
       ranked.find((p) => p.peer === peer && p.cut === cut && p.precision === precision);
-
-    if (k > 1) {
-      const chosen = executors.slice(0, k);
-      const results: ExecutorResult[] = await Promise.all(
-        chosen.map(async (peer) => {
-          try {
-            return { executor: peer, outputs: (await askRemote(peer, predictedFor(peer))).outputs };
-          } catch (err) {
-            failovers.push({ peer, code: (err as RobomeshError).code ?? 'ERROR', message: (err as Error).message });
-            return { executor: peer, error: (err as Error).message };
-          }
-        }),
-      );
-      if (chosen.length < k) {
-        // Fewer peers than asked: this robot is one more executor.
-        results.push({ executor: this.deps.self, outputs: await this.runLocal(model, cut, precision, boundary) });
-      }
-      const first = results.find((r) => r.outputs);
-      const outputs = first?.outputs ?? (await this.runLocal(model, cut, precision, boundary));
-      return finish(first?.executor ?? this.deps.self, outputs, results);
-    }
 
     for (const peer of executors) {
       if (deadline - performance.now() <= localTailMs) break;
@@ -284,6 +259,6 @@ function pick(ranked: Plan[], force: InferOptions['force']): Plan {
       (force.precision === undefined || p.precision === force.precision) &&
       (force.peer === undefined || p.peer === force.peer),
   );
-  if (!match) throw new RobomeshError('NO_SUCH_PLAN', `no ${force.kind} plan matches ${JSON.stringify(force)}`);
+  if (!match) throw new SchedulerError('NO_SUCH_PLAN', `no ${force.kind} plan matches ${JSON.stringify(force)}`);
   return match;
 }

@@ -1,4 +1,4 @@
-import { RobomeshError } from '../../protocol/errors.js';
+import { SimError } from './errors.js';
 import { PlanBuilder } from './plan-builder.js';
 import type { Pose } from './pose.js';
 import { planRoute } from './routes.js';
@@ -210,7 +210,7 @@ export function isFloorPlanName(name: string): name is FloorPlanName {
 /** A built-in floor plan by name; built once, then shared (do not modify it). */
 export function floorPlan(name: string): FloorPlan {
   if (!isFloorPlanName(name)) {
-    throw new RobomeshError(
+    throw new SimError(
       'UNKNOWN_FLOOR_PLAN',
       `unknown floor plan ${JSON.stringify(name)}; built-in: ${FLOOR_PLAN_NAMES.join(', ')}`,
     );
@@ -232,7 +232,7 @@ export function defaultRobots(
   mode: 'route' | 'frontier' = 'route',
 ): SimRobotSpec[] {
   if (!Number.isInteger(count) || count < 1 || count > plan.starts.length) {
-    throw new RobomeshError(
+    throw new SimError(
       'BAD_SIM_CONFIG',
       `${plan.world.name} has start poses for 1..${plan.starts.length} robots, not ${count}`,
     );

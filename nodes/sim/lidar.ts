@@ -1,4 +1,4 @@
-import { RobomeshError } from '../../protocol/errors.js';
+import { SimError } from './errors.js';
 import type { Pose } from './pose.js';
 import { castRay } from './ray-cast.js';
 import type { GridWorld } from './world.js';
@@ -38,7 +38,7 @@ export const LDS_01: LidarConfig = {
 export function lidarConfig(overrides: Partial<LidarConfig> = {}): LidarConfig {
   const c = { ...LDS_01, ...overrides };
   const bad = (what: string): never => {
-    throw new RobomeshError('BAD_SIM_CONFIG', `lidar: ${what}`);
+    throw new SimError('BAD_SIM_CONFIG', `lidar: ${what}`);
   };
   if (!Number.isInteger(c.beams) || c.beams < 1) bad(`beams must be a positive integer, got ${c.beams}`);
   if (!Number.isFinite(c.angleMin) || !Number.isFinite(c.angleMax) || c.angleMax < c.angleMin)

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { PNG } from 'pngjs';
 import { parse as parseYaml } from 'yaml';
-import { RobomeshError } from '../../protocol/errors.js';
+import { SimError, type SimErrorCode } from './errors.js';
 import { type GrayImage, MAX_IMAGE_PIXELS, decodePnm } from './pnm.js';
 import { type GridWorld, createWorld } from './world.js';
 
@@ -21,7 +21,7 @@ export interface MapServerMetadata {
 
 export function parseMapYaml(text: string, source: string): MapServerMetadata {
   const fail = (what: string): never => {
-    throw new RobomeshError('BAD_MAP_YAML', `${source}: ${what}`);
+    throw new SimError('BAD_MAP_YAML', `${source}: ${what}`);
   };
   let doc: unknown;
   try {
@@ -77,17 +77,17 @@ const PNG_SIGNATURE = [0x89, 0x50, 0x4e, 0x47];
 export function decodeMapImage(bytes: Uint8Array, source: string): GrayImage {
   if (bytes.length >= 2 && bytes[0] === 0x50 && bytes[1] >= 0x31 && bytes[1] <= 0x39) return decodePnm(bytes, source);
   if (!PNG_SIGNATURE.every((b, i) => bytes[i] === b)) {
-    throw new RobomeshError('BAD_MAP_IMAGE', `${source}: not a PGM or PNG image`);
+    throw new SimError('BAD_MAP_IMAGE', `${source}: not a PGM or PNG image`);
   }
   let png: PNG;
   try {
     png = PNG.sync.read(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length));
   } catch (err) {
-    throw new RobomeshError('BAD_MAP_IMAGE', `${source}: unreadable PNG: ${(err as Error).message}`);
+    throw new SimError('BAD_MAP_IMAGE', `${source}: unreadable PNG: ${(err as Error).message}`);
   }
   const { width, height, data } = png;
   if (width * height > MAX_IMAGE_PIXELS)
-    throw new RobomeshError('BAD_MAP_IMAGE', `${source}: ${width}×${height} is too large`);
+    throw new SimError('BAD_MAP_IMAGE', `${source}: ${width}×${height} is too large`);
   const pixels = new Uint8Array(width * height);
   for (let p = 0; p < pixels.length; p++) pixels[p] = Math.round((data[4 * p] + data[4 * p + 1] + data[4 * p + 2]) / 3);
   return { width, height, pixels };
@@ -124,12 +124,12 @@ export function worldFromImage(image: GrayImage, meta: MapServerMetadata, name: 
   return world;
 }
 
-async function read(path: string, code: string, what: string): Promise<Buffer> {
+async function read(path: string, code: SimErrorCode, what: string): Promise<Buffer> {
   try {
     return await readFile(path);
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
-    throw new RobomeshError(code, `${what} ${path}: ${e.code === 'ENOENT' ? 'no such file' : e.message}`);
+    throw new SimError(code, `${what} ${path}: ${e.code === 'ENOENT' ? 'no such file' : e.message}`);
   }
 }
 

@@ -1,4 +1,4 @@
-import { RobomeshError } from '../../protocol/errors.js';
+import { SimError } from './errors.js';
 import { type Pose, advancePose } from './pose.js';
 
 /**
@@ -42,7 +42,7 @@ export class Odometry {
     this.noise = { ...DEFAULT_ODOMETRY_NOISE, ...noise };
     for (const [k, v] of Object.entries(this.noise)) {
       if (!(v >= 0) || !Number.isFinite(v))
-        throw new RobomeshError('BAD_SIM_CONFIG', `odometry: ${k} must be ≥ 0, got ${v}`);
+        throw new SimError('BAD_SIM_CONFIG', `odometry: ${k} must be ≥ 0, got ${v}`);
     }
     this.current = { ...start };
     this.transScale = 1 + this.noise.translationBias * gauss();

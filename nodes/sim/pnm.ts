@@ -1,4 +1,4 @@
-import { RobomeshError } from '../../protocol/errors.js';
+import { SimError, type SimErrorCode } from './errors.js';
 
 /** An 8-bit grey image, row 0 at the top as stored in image files. */
 export interface GrayImage {
@@ -18,8 +18,8 @@ const isSpace = (b: number): boolean =>
  * up to 65535, scaled to 0–255 as image loaders do.
  */
 export function decodePnm(bytes: Uint8Array, source: string): GrayImage {
-  const fail = (code: string, what: string): never => {
-    throw new RobomeshError(code, `${source}: ${what}`);
+  const fail = (code: SimErrorCode, what: string): never => {
+    throw new SimError(code, `${source}: ${what}`);
   };
   const kind = bytes.length >= 2 && bytes[0] === 0x50 ? String.fromCharCode(bytes[1]) : '';
   if (!['2', '3', '5', '6'].includes(kind)) {

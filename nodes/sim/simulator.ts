@@ -1,4 +1,4 @@
-import { RobomeshError } from '../../protocol/errors.js';
+import { SimError } from './errors.js';
 import { FrontierExplorer } from './frontier-explorer.js';
 import { type LaserScan, type LidarConfig, lidarConfig, scan } from './lidar.js';
 import { Odometry, type OdometryNoise } from './odometry.js';
@@ -73,7 +73,7 @@ export class WorldSimulator {
 
   constructor(options: SimulatorOptions) {
     const bad = (what: string): never => {
-      throw new RobomeshError('BAD_SIM_CONFIG', `simulator: ${what}`);
+      throw new SimError('BAD_SIM_CONFIG', `simulator: ${what}`);
     };
     const { world, robots, seed } = options;
     this.dt = options.dt ?? 0.1;

@@ -1,4 +1,4 @@
-import { RobomeshError } from '../../protocol/errors.js';
+import { SimError } from './errors.js';
 
 /** Ground truth occupancy on a regular grid. Treat as immutable: built-in worlds are shared. */
 export interface GridWorld {
@@ -29,16 +29,16 @@ export function createWorld(
   occupied: Uint8Array = new Uint8Array(width * height),
 ): GridWorld {
   if (!Number.isInteger(width) || !Number.isInteger(height) || width <= 0 || height <= 0) {
-    throw new RobomeshError('BAD_WORLD', `world ${name}: size must be positive integers, got ${width}×${height}`);
+    throw new SimError('BAD_WORLD', `world ${name}: size must be positive integers, got ${width}×${height}`);
   }
   if (!(resolution > 0) || !Number.isFinite(resolution)) {
-    throw new RobomeshError('BAD_WORLD', `world ${name}: resolution must be a positive number, got ${resolution}`);
+    throw new SimError('BAD_WORLD', `world ${name}: resolution must be a positive number, got ${resolution}`);
   }
   if (!Number.isFinite(origin.x) || !Number.isFinite(origin.y)) {
-    throw new RobomeshError('BAD_WORLD', `world ${name}: origin must be finite`);
+    throw new SimError('BAD_WORLD', `world ${name}: origin must be finite`);
   }
   if (occupied.length !== width * height) {
-    throw new RobomeshError('BAD_WORLD', `world ${name}: ${occupied.length} cells for ${width}×${height}`);
+    throw new SimError('BAD_WORLD', `world ${name}: ${occupied.length} cells for ${width}×${height}`);
   }
   return { name, width, height, resolution, origin: { ...origin }, occupied };
 }

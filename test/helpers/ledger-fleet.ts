@@ -3,6 +3,7 @@ import { type Payload, toHex } from '../../protocol/log-entry.js';
 import { Ledger } from '../../nodes/ledger/ledger.js';
 import { MemoryLogStore } from '../../nodes/ledger/store.js';
 import { prng } from '../../nodes/util/prng.js';
+import { resultPayload, taskPayload } from './tasks.js';
 
 export function signers(n: number, salt = 1): Signer[] {
   return Array.from({ length: n }, (_, i) =>
@@ -38,14 +39,7 @@ export function randomPayload(
   const pick = <T>(xs: T[]): T => xs[Math.floor(random() * xs.length)];
   const r = random();
   if (tasks.length === 0 || r < 0.25) {
-    return {
-      type: 'task',
-      task: `t${counter.n++}`,
-      model: 'a'.repeat(64),
-      input: hex(random),
-      k: 1 + Math.floor(random() * 2),
-      timeout: 5 + Math.floor(random() * 10),
-    };
+    return taskPayload(`t${counter.n++}`, { input: hex(random), f: Math.floor(random() * 2) });
   }
   const task = pick(tasks);
   if (r < 0.45) {
@@ -55,12 +49,7 @@ export function randomPayload(
   if (r < 0.8) {
     // Two possible answers, close values: quorums form, sometimes disagree.
     const good = random() < 0.8;
-    return {
-      type: 'result',
-      task,
-      digest: good ? 'b'.repeat(64) : 'c'.repeat(64),
-      values: [good ? 1_000_000 : 2_000_000],
-    };
+    return resultPayload(task, good ? 1 : 2, random() * 1e-6);
   }
   if (r < 0.9) return { type: 'claim', task };
   return {

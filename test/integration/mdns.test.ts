@@ -1,0 +1,198 @@
+import assert from 'node:assert/strict';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { testIdentities } from '../helpers/fleet.js';
+
+/**
+ * mDNS discovery between robots on different hosts: two network namespaces joined by a veth
+ * pair (created inside the namespaces, so no real interface ever carries the multicast), with a
+ * 224.0.0.0/4 route on each end. Robots run as child processes (`ip netns exec`) with mDNS on and
+ * no bootstrap list. Needs root and iproute2; skipped otherwise.
+ */
+const NS = [`rmmdns-${process.pid}-a`, `rmmdns-${process.pid}-b`];
+const DEV = ['rmmdns-a', 'rmmdns-b'];
+const IP = ['10.79.0.1', '10.79.0.2'];
+const CHILD = fileURLToPath(new URL('../helpers/mdns-robot.js', import.meta.url));
+
+const ip = (...args: string[]): string =>
+  execFileSync('ip', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+
+function whyNot(): string | undefined {
+  if (process.platform !== 'linux') return 'network namespaces are Linux-only';
+  if (process.getuid?.() !== 0) return 'needs root to create network namespaces (ip netns)';
+  try {
+    ip('-V');
+  } catch {
+    return 'iproute2 (`ip`) is not installed';
+  }
+  return undefined;
+}
+
+function teardown(): void {
+  for (const ns of NS) {
+    try {
+      ip('netns', 'del', ns);
+    } catch {
+      // not there
+    }
+  }
+}
+
+function setup(): void {
+  teardown();
+  ip('netns', 'add', NS[0]);
+  ip('netns', 'add', NS[1]);
+  // Both ends are created straight inside the namespaces: the host's own interfaces stay untouched.
+  ip('-n', NS[0], 'link', 'add', DEV[0], 'type', 'veth', 'peer', 'name', DEV[1], 'netns', NS[1]);
+  for (const k of [0, 1]) {
+    ip('-n', NS[k], 'addr', 'add', `${IP[k]}/24`, 'dev', DEV[k]);
+    ip('-n', NS[k], 'link', 'set', DEV[k], 'multicast', 'on', 'up');
+    ip('-n', NS[k], 'link', 'set', 'lo', 'up');
+    ip('-n', NS[k], 'route', 'add', '224.0.0.0/4', 'dev', DEV[k]);
+  }
+}
+
+interface Line {
+  tag: string;
+  value: Record<string, unknown>;
+}
+
+/** A robot process; `until` waits (bounded) for an event line, including ones already printed. */
+class Child {
+  readonly lines: Line[] = [];
+  private readonly waiters = new Set<() => void>();
+  private exited = false;
+  readonly stderr: string[] = [];
+
+  constructor(
+    readonly name: string,
+    readonly proc: ChildProcess,
+  ) {
+    createInterface({ input: proc.stdout! }).on('line', (line) => {
+      const at = line.indexOf(' ');
+      try {
+        this.lines.push({ tag: line.slice(0, at), value: JSON.parse(line.slice(at + 1)) as Record<string, unknown> });
+      } catch {
+        return;
+      }
+      for (const w of this.waiters) w();
+    });
+    proc.stderr!.on('data', (d: Buffer) => this.stderr.push(d.toString()));
+    proc.on('exit', () => {
+      this.exited = true;
+      for (const w of this.waiters) w();
+    });
+  }
+
+  until(what: string, match: (l: Line) => boolean, timeoutMs: number): Promise<Line> {
+    return new Promise((resolve, reject) => {
+      const check = (): void => {
+        const hit = this.lines.find(match);
+        if (hit) return done(() => resolve(hit));
+        if (this.exited)
+          done(() => reject(new Error(`${this.name} exited before ${what}: ${this.stderr.join('').slice(-2000)}`)));
+      };
+      const timer = setTimeout(
+        () => done(() => reject(new Error(`${this.name}: no ${what} within ${timeoutMs} ms`))),
+        timeoutMs,
+      );
+      const done = (settle: () => void): void => {
+        clearTimeout(timer);
+        this.waiters.delete(check);
+        settle();
+      };
+      this.waiters.add(check);
+      check();
+    });
+  }
+
+  send(line: string): void {
+    this.proc.stdin!.write(`${line}\n`);
+  }
+
+  async stop(): Promise<void> {
+    if (this.exited) return;
+    const gone = new Promise<void>((resolve) => this.proc.once('exit', () => resolve()));
+    this.proc.stdin!.end();
+    this.proc.kill('SIGTERM');
+    const timer = setTimeout(() => this.proc.kill('SIGKILL'), 5000);
+    await gone;
+    clearTimeout(timer);
+  }
+}
+
+describe('mDNS discovery (robots in two network namespaces, no bootstrap)', function () {
+  this.timeout(60_000);
+  const children: Child[] = [];
+  let created = false;
+
+  before(function () {
+    const reason = whyNot();
+    if (reason) {
+      process.stderr.write(`      (skipped: ${reason})\n`);
+      this.skip();
+    }
+    created = true;
+    setup();
+  });
+
+  after(async () => {
+    // Children first: a namespace stays alive while a process still runs in it.
+    await Promise.all(children.map((c) => c.stop().catch(() => undefined)));
+    if (created) teardown();
+  });
+
+  const start = (name: string, ns: number, seed: Uint8Array, members: string[]): Child => {
+    const argv = [
+      'netns',
+      'exec',
+      NS[ns],
+      process.execPath,
+      CHILD,
+      Buffer.from(seed).toString('hex'),
+      members.join(','),
+      `/ip4/${IP[ns]}/tcp/0`,
+    ];
+    const child = new Child(name, spawn('ip', argv, { stdio: ['pipe', 'pipe', 'pipe'] }));
+    children.push(child);
+    return child;
+  };
+
+  it('two fleet robots find and connect to each other by mDNS alone; a stranger announced by mDNS is refused', async () => {
+    const [a, b, stranger] = await testIdentities(3, 120);
+    const fleet = [a, b].map((i) => i.peerId.toString());
+    const [idA, idB] = fleet;
+    const idS = stranger.peerId.toString();
+    const robotA = start('robot A', 0, a.seed, fleet);
+    const robotB = start('robot B', 1, b.seed, fleet);
+    // The stranger (next to B) believes it belongs to the fleet; the fleet's list does not name it.
+    const robotS = start('stranger', 1, stranger.seed, [...fleet, idS]);
+    await Promise.all([robotA, robotB, robotS].map((r) => r.until('ready', (l) => l.tag === 'ready', 20_000)));
+
+    const connected = (peer: string) => (l: Line) => l.tag === 'connected' && l.value.peer === peer;
+    const discovered = (peer: string) => (l: Line) => l.tag === 'discovered' && l.value.peer === peer;
+    // No bootstrap list and no other discovery: an address for the first dial can only come from mDNS.
+    await robotA.until('a connection to B', connected(idB), 20_000);
+    await robotB.until('a connection to A', connected(idA), 20_000);
+    const seen = await robotA.until('B discovered', discovered(idB), 20_000);
+    assert.ok(
+      (seen.value.addrs as string[]).some((addr) => addr.startsWith(`/ip4/${IP[1]}/tcp/`)),
+      JSON.stringify(seen.value),
+    );
+
+    // The stranger's announcement reached A, and A's announcement reached the stranger...
+    await robotA.until('the stranger discovered', discovered(idS), 20_000);
+    await robotS.until('A discovered', discovered(idA), 20_000);
+    // ...yet when it dials A at the address mDNS gave it, A's gater refuses it.
+    robotS.send(`dial ${idA}`);
+    const dial = await robotS.until('its dial result', (l) => l.tag === 'dial' && l.value.peer === idA, 20_000);
+    assert.equal(dial.value.ok, false, 'the stranger opened a stream on A');
+    robotA.send('conns');
+    const conns = await robotA.until('its connection list', (l) => l.tag === 'conns', 10_000);
+    const peers = conns.value.peers as string[];
+    assert.ok(peers.includes(idB), 'A is still connected to B');
+    assert.ok(!peers.includes(idS), 'A holds no connection to the stranger');
+    assert.ok(!robotA.lines.some(connected(idS)), 'A never connected to the stranger');
+  });
+});

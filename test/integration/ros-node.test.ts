@@ -1,0 +1,247 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtemp, open, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { McapIndexedReader } from '@mcap/core';
+import { FileHandleReadable } from '@mcap/nodejs';
+import { type DenseMap, mapQuality } from '../../nodes/mapping/merged-map.js';
+import { floorPlan } from '../../nodes/sim/index.js';
+import { McapTransport } from '../../ros/mcap-transport.js';
+import { codec } from '../../ros/messages.js';
+import { PARAMETERS, resolveParams } from '../../ros/params.js';
+import { type RclModule, RclnodejsTransport, loadRclnodejs } from '../../ros/rclnodejs-transport.js';
+import { RobotRosNode } from '../../ros/robot-ros-node.js';
+import { startRobot } from '../../ros/robot-setup.js';
+import { writeSimBag } from '../../ros/sim-bag.js';
+import { sharedCache } from '../helpers/fleet.js';
+
+const NODE = fileURLToPath(new URL('../../ros/robot-node.js', import.meta.url));
+
+async function readBag(path: string): Promise<Map<string, { type: string; messages: unknown[] }>> {
+  const handle = await open(path, 'r');
+  try {
+    const reader = await McapIndexedReader.Initialize({ readable: new FileHandleReadable(handle) });
+    assert.equal(reader.header.profile, 'ros2');
+    const topics = new Map<string, { type: string; messages: unknown[] }>();
+    for await (const m of reader.readMessages()) {
+      const channel = reader.channelsById.get(m.channelId)!;
+      const schema = reader.schemasById.get(channel.schemaId)!;
+      assert.equal(schema.encoding, 'ros2msg');
+      assert.equal(channel.messageEncoding, 'cdr');
+      const t = topics.get(channel.topic) ?? { type: schema.name, messages: [] };
+      t.messages.push(codec.decode(schema.name, m.data));
+      topics.set(channel.topic, t);
+    }
+    return topics;
+  } finally {
+    await handle.close();
+  }
+}
+
+describe('ROS edge without ROS: a simulated bag replayed through a robot node', function () {
+  this.timeout(180_000);
+  let dir: string;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'rm-ros-'));
+  });
+  after(() => rm(dir, { recursive: true, force: true }));
+
+  it('lidar, odometry and camera in; inference results, split decisions, ledger events and a merged map out, in a bag @mcap/core reads', async () => {
+    const input = join(dir, 'sim.mcap');
+    const counts = await writeSimBag(input, codec, { plan: 'builtin:small', seconds: 40, seed: 3, cameraEvery: 10 });
+    assert.ok(
+      counts['/scan'] > 50 && counts['/camera/image_raw'] === 5,
+      `frames at 0, 10, 20, 30, 40 s: ${JSON.stringify(counts)}`,
+    );
+
+    const params = resolveParams([
+      {
+        robot_name: 'r1',
+        data_dir: join(dir, 'r1'),
+        'map.publish_period': 5,
+        'fleet.listen': ['/ip4/127.0.0.1/tcp/0'],
+      },
+    ]);
+    const output = join(dir, 'out.mcap');
+    const transport = await McapTransport.create(codec, output);
+    const robot = await startRobot(params, {
+      cacheDir: await sharedCache(),
+      profileRuns: 2,
+      advertPeriodMs: 500,
+      probeIntervalMs: 0,
+    });
+    const node = new RobotRosNode(robot, transport, params);
+    const played = await transport.replay(input);
+    node.publishMap();
+    node.close();
+    await transport.close();
+    await robot.stop();
+    assert.equal(played, counts['/scan'] + counts['/odom'] + counts['/camera/image_raw']);
+
+    const bag = await readBag(output);
+    assert.equal(bag.get('/scan')?.messages.length, counts['/scan'], 'inputs recorded too');
+    const results = bag.get('/robomesh/inference')!;
+    assert.equal(results.type, 'robomesh_msgs/msg/InferenceResult');
+    assert.equal(results.messages.length, 5, 'one result per camera frame');
+    const r = results.messages[0] as { plan: string; digest: Uint8Array; summary: Float32Array; latency_ms: number };
+    assert.equal(r.plan, 'local', 'a robot alone runs everything locally');
+    assert.equal(r.digest.length, 32);
+    assert.ok(r.latency_ms > 0);
+    assert.equal(bag.get('/robomesh/split_decisions')!.messages.length, 5);
+    assert.ok(
+      bag.get('/robomesh/ledger')!.messages.some((m) => (m as { kind: string }).kind === 'tile'),
+      'tile contributions logged',
+    );
+    assert.ok(bag.get('/diagnostics')!.messages.length > 0);
+
+    const maps = bag.get('/map')!;
+    assert.equal(maps.type, 'nav_msgs/msg/OccupancyGrid');
+    const last = maps.messages[maps.messages.length - 1] as {
+      info: { width: number; height: number; resolution: number; origin: { position: { x: number; y: number } } };
+      data: Int8Array;
+    };
+    const world = floorPlan('builtin:small').world;
+    const dense: DenseMap = {
+      width: last.info.width,
+      height: last.info.height,
+      resolution: last.info.resolution,
+      origin: { x: last.info.origin.position.x, y: last.info.origin.position.y },
+      cell0: {
+        cx: Math.round((last.info.origin.position.x - world.origin.x) / world.resolution),
+        cy: Math.round((last.info.origin.position.y - world.origin.y) / world.resolution),
+      },
+      states: Int8Array.from(last.data, (v) => (v === 100 ? 1 : v === 0 ? -1 : 0)),
+    };
+    const q = mapQuality(dense, world);
+    console.log(
+      `      replayed ${played} messages; map from the output bag: accuracy ${(q.accuracy * 100).toFixed(1)} %, coverage ${(q.coverage * 100).toFixed(1)} %`,
+    );
+    assert.ok(q.accuracy > 0.9, `accuracy ${q.accuracy}`);
+  });
+
+  it('the entry point refuses clearly: no ROS and no bag, a missing bag, a bad parameter', async () => {
+    const run = (args: string[]): Promise<{ code: number; stderr: string }> =>
+      new Promise((resolve) => {
+        const env = { ...process.env };
+        delete env.ROS_DISTRO;
+        delete env.AMENT_PREFIX_PATH;
+        execFile(process.execPath, [NODE, ...args], { env, timeout: 60_000 }, (err, _out, stderr) =>
+          resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stderr }),
+        );
+      });
+    const noRos = await run(['--ros-args', '-p', `data_dir:=${join(dir, 'x')}`]);
+    assert.equal(noRos.code, 2);
+    assert.match(noRos.stderr, /ROS 2 is not sourced/);
+    const missing = await run(['--replay', join(dir, 'nope.mcap'), '--ros-args', '-p', `data_dir:=${join(dir, 'y')}`]);
+    assert.equal(missing.code, 2);
+    assert.match(missing.stderr, /cannot open bag/);
+    const bad = await run(['--ros-args', '-p', 'map.resolution:=fine']);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /map.resolution/);
+  });
+});
+
+describe('rclnodejs transport against a stand-in module', () => {
+  function standIn() {
+    const published: { topic: string; type: string; data: Buffer | object }[] = [];
+    const subscriptions: { topic: string; type: string; options: object; cb: (m: Buffer) => void }[] = [];
+    const calls: string[] = [];
+    const declared = new Map<string, unknown>();
+    const rcl: RclModule = {
+      Parameter: class {
+        constructor(
+          readonly name: string,
+          readonly type: number,
+          readonly value: unknown,
+        ) {}
+      },
+      ParameterType: { PARAMETER_STRING: 4, PARAMETER_STRING_ARRAY: 9, PARAMETER_DOUBLE: 3, PARAMETER_INTEGER: 2 },
+      init: async (_c, options) => void calls.push(`init ${JSON.stringify((options as { argv: string[] }).argv)}`),
+      createNode: (name, ns) => {
+        calls.push(`node ${name} ${ns}`);
+        return {
+          createPublisher: (type, topic) => ({ publish: (data) => void published.push({ topic, type, data }) }),
+          createSubscription: (type, topic, options, cb) => subscriptions.push({ topic, type, options, cb }),
+          now: () => ({ nanoseconds: 1234n }),
+          declareParameter: (p) => void declared.set((p as { name: string }).name, p),
+          // rcl's view: an override from the launch file for one parameter, defaults for the rest.
+          getParameter: (name) => ({
+            value: name === 'topics.scan' ? 'front/scan' : (declared.get(name) as { value: unknown }).value,
+          }),
+          destroy: () => void calls.push('destroy'),
+        };
+      },
+      spin: () => void calls.push('spin'),
+      shutdown: () => void calls.push('shutdown'),
+    };
+    return { rcl, published, subscriptions, calls, declared };
+  }
+
+  it('is loaded only when ROS 2 is sourced, with a clear error otherwise', async () => {
+    let loads = 0;
+    const loader = async () => {
+      loads++;
+      return standIn().rcl;
+    };
+    await assert.rejects(loadRclnodejs({}, loader), /ROS 2 is not sourced/);
+    assert.equal(loads, 0, 'never imported without ROS');
+    const env = { ROS_DISTRO: 'jazzy', AMENT_PREFIX_PATH: '/opt/ros/jazzy' };
+    assert.ok(await loadRclnodejs(env, loader));
+    await assert.rejects(
+      loadRclnodejs(env, () => Promise.reject(new Error('Cannot find module build/Release/rclnodejs.node'))),
+      /rclnodejs failed to load with ROS jazzy/,
+    );
+  });
+
+  it('publishes our CDR bytes, decodes raw subscriptions, drops malformed ones, passes ROS args to rcl', async () => {
+    const s = standIn();
+    const transport = await RclnodejsTransport.create(codec, 'r1', '/fleet', s.rcl, [
+      'node',
+      'robot-node.js',
+      '--ros-args',
+      '-p',
+      'robot_name:=r1',
+    ]);
+    assert.deepEqual(s.calls.slice(0, 3), [
+      'init ["node","robot-node.js","--ros-args","-p","robot_name:=r1"]',
+      'node r1 /fleet',
+      'spin',
+    ]);
+    const odom = {
+      header: { stamp: { sec: 3, nanosec: 5 }, frame_id: 'map' },
+      child_frame_id: 'base',
+      pose: {
+        pose: { position: { x: 1, y: 2, z: 0 }, orientation: { x: 0, y: 0, z: 0, w: 1 } },
+        covariance: new Float64Array(36),
+      },
+      twist: {
+        twist: { linear: { x: 0, y: 0, z: 0 }, angular: { x: 0, y: 0, z: 0 } },
+        covariance: new Float64Array(36),
+      },
+    };
+    transport.publisher('odom', 'nav_msgs/Odometry').publish(odom);
+    assert.equal(s.published[0].type, 'nav_msgs/msg/Odometry');
+    assert.deepEqual(new Uint8Array(s.published[0].data as Buffer), codec.encode('nav_msgs/msg/Odometry', odom));
+
+    const got: unknown[] = [];
+    const unsubscribe = transport.subscribe('odom', 'nav_msgs/msg/Odometry', (m) => void got.push(m));
+    assert.deepEqual(s.subscriptions[0].options, { isRaw: true });
+    s.subscriptions[0].cb(Buffer.from(codec.encode('nav_msgs/msg/Odometry', odom)));
+    s.subscriptions[0].cb(Buffer.from([0, 1, 0, 0, 7]));
+    assert.equal(got.length, 1, 'the malformed message was dropped, not delivered');
+    assert.equal((got[0] as typeof odom).pose.pose.position.y, 2);
+    unsubscribe();
+    s.subscriptions[0].cb(Buffer.from(codec.encode('nav_msgs/msg/Odometry', odom)));
+    assert.equal(got.length, 1);
+    assert.equal(transport.now(), 1234n);
+    const values = transport.parameters(PARAMETERS);
+    assert.equal(s.declared.size, PARAMETERS.length, 'every parameter declared');
+    assert.equal(values['topics.scan'], 'front/scan', "rcl's value comes back");
+    assert.equal(values['iota.registry_version'], 0, 'integers come back as numbers');
+    assert.equal(resolveParams([values]).topics.scan, 'front/scan');
+    await transport.close();
+    assert.deepEqual(s.calls.slice(-2), ['destroy', 'shutdown']);
+  });
+});

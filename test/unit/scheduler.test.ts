@@ -1,0 +1,163 @@
+import assert from 'node:assert/strict';
+import { AdvertError, decodeAdvert, encodeAdvert } from '../../protocol/adverts.js';
+import { signerFromSeed } from '../../protocol/ed25519.js';
+import { InferProtocolError, decodeHeader, encodeHeader } from '../../protocol/infer-messages.js';
+import { LinkEstimator } from '../../nodes/scheduler/links.js';
+import { type PlanInput, rankPlans } from '../../nodes/scheduler/planner.js';
+
+const base = (over: Partial<PlanInput> = {}): PlanInput => ({
+  localWholeMs: 300,
+  localQueue: 0,
+  inputBytes: 4_000_000,
+  outputBytes: 40_000,
+  cuts: [
+    { id: 'early', bytes: { fp32: 8_000_000, fp16: 4_000_000, int8: 2_000_000 }, headMs: 5 },
+    { id: 'mid', bytes: { fp32: 400_000, fp16: 200_000, int8: 100_000 }, headMs: 30 },
+  ],
+  peers: [{ peer: 'p', bandwidth: 1000, rttMs: 5, queue: 0, wholeMs: 20, tailMs: { early: 19, mid: 14 } }],
+  precisions: ['fp32', 'fp16', 'int8'],
+  ...over,
+});
+
+describe('planner', () => {
+  it('keeps work local when the link is slow', () => {
+    const best = rankPlans(base({ peers: [{ ...base().peers[0], bandwidth: 10 }] }))[0];
+    assert.equal(best.kind, 'local');
+  });
+  it('offloads everything over a very fast link to a much faster peer', () => {
+    const best = rankPlans(base({ peers: [{ ...base().peers[0], bandwidth: 1_000_000 }] }))[0];
+    assert.equal(best.kind, 'offload');
+  });
+  it('splits at the small cut, at int8, over a medium link', () => {
+    const [best] = rankPlans(base());
+    assert.deepEqual([best.kind, best.cut, best.precision], ['split', 'mid', 'int8']);
+    // 30 head + 100000 B / 1000 B/ms + 40000/1000 back + 5 rtt + 14 tail
+    assert.equal(best.predictedMs, 30 + 100 + 40 + 5 + 14);
+  });
+  it('avoids a peer with a long queue', () => {
+    const busy = { ...base().peers[0], peer: 'busy', queue: 50 };
+    const ranked = rankPlans(base({ peers: [busy] }));
+    assert.equal(ranked[0].kind, 'local');
+  });
+  it('ranks every (cut, peer, precision) plus local and offload, fastest first', () => {
+    const ranked = rankPlans(base());
+    assert.equal(ranked.length, 1 + 1 + 2 * 3);
+    for (let i = 1; i < ranked.length; i++) assert.ok(ranked[i - 1].predictedMs <= ranked[i].predictedMs);
+  });
+});
+
+describe('link estimator', () => {
+  it('averages bandwidth over transfers (EWMA) and ignores tiny ones', () => {
+    const links = new LinkEstimator(1000, 0.5, 0.5);
+    links.recordTransfer('p', 100, 1);
+    assert.equal(links.get('p').samples, 0);
+    links.recordTransfer('p', 1_000_000, 100);
+    assert.equal(links.get('p').bandwidth, 10_000);
+    links.recordTransfer('p', 1_000_000, 1000);
+    assert.equal(links.get('p').bandwidth, 5_500);
+    links.recordRtt('p', 4);
+    assert.equal(links.get('p').rttMs, 1 + 0.5 * (4 - 1));
+    assert.deepEqual(links.stale(['p', 'q'], 60_000), ['q']);
+  });
+  it('learns a link that got slower faster than one that got faster', () => {
+    const links = new LinkEstimator(1000, 0.3, 0.7);
+    links.recordTransfer('p', 1_000_000, 10); // 100,000 B/ms
+    links.recordTransfer('p', 1_000_000, 1000); // the link drops to 1,000 B/ms
+    assert.equal(links.get('p').bandwidth, 100_000 + 0.7 * (1_000 - 100_000));
+    const low = links.get('p').bandwidth;
+    links.recordTransfer('p', 1_000_000, 10); // and comes back
+    assert.equal(links.get('p').bandwidth, low + 0.3 * (100_000 - low));
+  });
+});
+
+describe('capability adverts', () => {
+  const signer = signerFromSeed(new Uint8Array(32).fill(5));
+  const other = signerFromSeed(new Uint8Array(32).fill(6));
+  const robot = '12D3KooWSbmRDNRBMeufFMWpC9wwPrZVjVTLKuX2vhmn17NeZ828';
+  const keyOf = (r: string): Uint8Array | undefined => (r === robot ? signer.publicKey : undefined);
+  const good = {
+    v: 2 as const,
+    robot,
+    seq: 3,
+    queue: 1,
+    models: [{ hash: 'a'.repeat(64), wholeMs: 12.5, tailMs: { c1: 3 } }],
+  };
+  it('round-trips, signed by the robot it names', () => {
+    assert.deepEqual(decodeAdvert(encodeAdvert(good, signer), keyOf), good);
+  });
+  it('rejects forged adverts: another key, an unknown robot, a changed byte', () => {
+    const forged = (bytes: Uint8Array, keys = keyOf): void => {
+      assert.throws(
+        () => decodeAdvert(bytes, keys),
+        (e: unknown) => e instanceof AdvertError && e.code === 'FORGED',
+      );
+    };
+    forged(encodeAdvert(good, other));
+    forged(encodeAdvert(good, signer), () => undefined);
+    const bytes = encodeAdvert(good, signer);
+    bytes[bytes.length - 3] ^= 1; // inside the JSON, still valid JSON: the queue or a time changes
+    assert.throws(() => decodeAdvert(bytes, keyOf), AdvertError);
+    const sig = encodeAdvert(good, signer);
+    sig[5] ^= 1;
+    forged(sig);
+  });
+  it('rejects malformed adverts with AdvertError', () => {
+    const bad: unknown[] = [
+      'not json',
+      { ...good, v: 1 },
+      { ...good, robot: 'x' },
+      { ...good, seq: -1 },
+      { ...good, queue: 1.5 },
+      { ...good, models: 'x' },
+      { ...good, models: [{ ...good.models[0], hash: 'zz' }] },
+      { ...good, models: [{ ...good.models[0], wholeMs: -1 }] },
+      { ...good, models: [{ ...good.models[0], tailMs: { 'bad id!': 1 } }] },
+      { ...good, models: [{ ...good.models[0], tailMs: { c1: Number.MAX_VALUE } }] },
+      { ...good, models: Array.from({ length: 33 }, () => good.models[0]) },
+    ];
+    for (const b of bad) {
+      const json = new TextEncoder().encode(typeof b === 'string' ? b : JSON.stringify(b));
+      const bytes = new Uint8Array(64 + json.length);
+      bytes.set(json, 64);
+      assert.throws(
+        () => decodeAdvert(bytes, keyOf),
+        (e: unknown) => e instanceof AdvertError && e.code === 'MALFORMED',
+        JSON.stringify(b).slice(0, 80),
+      );
+    }
+    assert.throws(() => decodeAdvert(new Uint8Array(70_000), keyOf), AdvertError);
+    assert.throws(() => decodeAdvert(new Uint8Array(10), keyOf), AdvertError);
+  });
+});
+
+describe('infer protocol headers', () => {
+  const req = {
+    t: 'req' as const,
+    id: 'r1',
+    model: 'b'.repeat(64),
+    cut: 'c3',
+    precision: 'int8' as const,
+    granularity: 'channel' as const,
+    budgetMs: 500,
+    chunks: 3,
+    bytes: 2_500_000,
+  };
+  it('round-trips a request', () => {
+    assert.deepEqual(decodeHeader(encodeHeader(req), 1 << 28), req);
+  });
+  it('rejects bad headers with InferProtocolError', () => {
+    const bad = [
+      { ...req, chunks: 2 },
+      { ...req, bytes: 1 << 29 },
+      { ...req, model: 'x' },
+      { ...req, precision: 'int4' },
+      { ...req, budgetMs: 0 },
+      { ...req, id: '../../etc' },
+      { ...req, t: 'hello' },
+    ];
+    for (const b of bad)
+      assert.throws(() => decodeHeader(encodeHeader(b as typeof req), 1 << 28), InferProtocolError, JSON.stringify(b));
+    assert.throws(() => decodeHeader(Uint8Array.of(2, 1, 2), 100), InferProtocolError);
+    assert.throws(() => decodeHeader(Uint8Array.of(1, 0xff, 0xfe), 100), InferProtocolError);
+  });
+});

@@ -1,0 +1,255 @@
+import assert from 'node:assert/strict';
+import ort from 'onnxruntime-node';
+import { decodeFrame, encodeFrame } from '../../protocol/tensor-frame.js';
+import { PRECISIONS, type Int8Granularity, type Precision } from '../../nodes/inference/boundary.js';
+import { BoundaryError } from '../../nodes/inference/wire.js';
+import type { ModelSlicer } from '../../nodes/inference/slicer.js';
+import { parseModel } from '../../nodes/inference/onnx-model.js';
+import { inputsFor, sessions, slicerFor } from '../helpers/models.js';
+
+type Name = 'ocr-det' | 'ocr-cls' | 'cnn';
+
+async function splitOutput(
+  slicer: ModelSlicer,
+  cutId: string,
+  precision: Precision,
+  feeds: Record<string, ort.Tensor>,
+  g: Int8Granularity = 'channel',
+): Promise<Float32Array> {
+  // Through the wire codec exactly as between robots: head → frame bytes → decode → tail.
+  const frame = encodeFrame(await slicer.runHead(cutId, precision, feeds, g));
+  const out = await slicer.runTail(cutId, precision, decodeFrame(frame), g);
+  return out[slicer.analysis.index.outputs[0]].data as Float32Array;
+}
+
+const maxAbsDiff = (a: Float32Array, b: Float32Array): number => {
+  assert.equal(a.length, b.length);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+};
+
+/**
+ * Share of rows (length `classes`) whose argmax agrees, over the rows where the whole model is
+ * decided (top-2 margin ≥ MIN_MARGIN, in probability, or as a share of the row's range for raw
+ * logits): a 0.494/0.506 coin flip may flip under any rounding.
+ */
+function argmaxAgreement(a: Float32Array, b: Float32Array, classes: number, relativeMargin: boolean): number {
+  let same = 0;
+  let decided = 0;
+  for (let r = 0; r < a.length / classes; r++) {
+    const row = Array.from(a.subarray(r * classes, (r + 1) * classes));
+    const other = Array.from(b.subarray(r * classes, (r + 1) * classes));
+    const sorted = [...row].sort((x, y) => y - x);
+    const scale = relativeMargin ? sorted[0] - sorted[sorted.length - 1] : 1;
+    if (sorted[0] - sorted[1] < MIN_MARGIN * scale) continue;
+    decided++;
+    if (row.indexOf(sorted[0]) === other.indexOf(Math.max(...other))) same++;
+  }
+  assert.ok(decided > 0, 'no decided rows to compare');
+  return same / decided;
+}
+
+/** Share of pixels on the same side of PaddleOCR's 0.3 text threshold. */
+function maskAgreement(a: Float32Array, b: Float32Array): number {
+  let same = 0;
+  for (let i = 0; i < a.length; i++) if (a[i] > 0.3 === b[i] > 0.3) same++;
+  return same / a.length;
+}
+
+// Stated tolerances (README, "Slicing"): fp32 within 1e-4 absolute; fp16/int8 judged by the
+// decision the model makes: argmax (classifiers) or text-mask pixels (detector).
+const FP32_TOLERANCE = 1e-4;
+const MIN_MASK_AGREEMENT: Record<Precision, number> = { fp32: 1, fp16: 0.999, int8: 0.99 };
+const MIN_ARGMAX_AGREEMENT = 1;
+const MIN_MARGIN = 0.05;
+/** Classifier probabilities (softmax) may move at most this much at fp16/int8. */
+const MAX_PROBABILITY_SHIFT: Record<Int8Granularity, number> = { channel: 0.02, tensor: 0.1 };
+
+for (const name of ['cnn', 'ocr-cls', 'ocr-det'] as Name[]) {
+  describe(`slicing builtin:${name}`, () => {
+    let slicer: ModelSlicer;
+    let feeds: Record<string, ort.Tensor>;
+    let whole: Float32Array;
+    // The CNN takes batch 1: judge its decisions over several inputs, concatenated.
+    const samples = name === 'cnn' ? 16 : 1;
+    let feedSets: Record<string, ort.Tensor>[];
+    let wholeAll: Float32Array;
+    const runAll = async (run: (f: Record<string, ort.Tensor>) => Promise<Float32Array>): Promise<Float32Array> => {
+      const parts: number[] = [];
+      for (const f of feedSets) parts.push(...(await run(f)));
+      return Float32Array.from(parts);
+    };
+    before(async () => {
+      slicer = await slicerFor(name);
+      feedSets = Array.from({ length: samples }, (_, k) => inputsFor(slicer, name, 11 + k));
+      feeds = feedSets[0];
+      const output = slicer.analysis.index.outputs[0];
+      whole = (await slicer.runWhole(feeds))[output].data as Float32Array;
+      wholeAll = await runAll(async (f) => (await slicer.runWhole(f))[output].data as Float32Array);
+    });
+
+    it('finds single- and block-boundary cuts with bytes and compute share', () => {
+      const { cuts } = slicer.analysis;
+      assert.ok(cuts.length >= 5, `only ${cuts.length} cuts`);
+      for (const c of cuts) {
+        assert.ok(c.headShare > 0 && c.headShare <= 1);
+        assert.ok(c.bytes.fp16 <= c.bytes.fp32);
+        // Below 1 KiB the per-channel scales outweigh the saving; above it int8 must pay off.
+        if (c.bytes.fp32 > 1024) assert.ok(c.bytes.int8 < c.bytes.fp16, `cut ${c.id}: ${JSON.stringify(c.bytes)}`);
+        assert.ok(c.tensors.length >= 1 && c.tensors.length <= 4);
+      }
+      const shares = cuts.map((c) => c.headShare);
+      assert.deepEqual(
+        shares,
+        [...shares].sort((a, b) => a - b),
+        'cuts are in compute order',
+      );
+    });
+
+    it('every cut at fp32: head → frame → tail equals the whole model', async () => {
+      for (const cut of slicer.analysis.cuts) {
+        const out = await splitOutput(slicer, cut.id, 'fp32', feeds);
+        const diff = maxAbsDiff(whole, out);
+        assert.ok(diff <= FP32_TOLERANCE, `cut ${cut.id}: max |Δ| ${diff}`);
+      }
+    });
+
+    for (const precision of ['fp16', 'int8'] as Precision[]) {
+      for (const granularity of (precision === 'int8' ? ['channel', 'tensor'] : ['channel']) as Int8Granularity[]) {
+        it(`every cut at ${precision}${precision === 'int8' ? ` per ${granularity}` : ''}: the model decides the same`, async () => {
+          for (const cut of slicer.analysis.cuts) {
+            const out = await runAll((f) => splitOutput(slicer, cut.id, precision, f, granularity));
+            const whole = wholeAll;
+            if (name === 'ocr-det') {
+              const agree = maskAgreement(whole, out);
+              assert.ok(agree >= MIN_MASK_AGREEMENT[precision], `cut ${cut.id}: mask agreement ${agree}`);
+            } else {
+              const classes = name === 'cnn' ? 10 : 2;
+              const agree = argmaxAgreement(whole, out, classes, name === 'cnn');
+              assert.ok(agree >= MIN_ARGMAX_AGREEMENT, `cut ${cut.id}: argmax agreement ${agree}`);
+              if (name === 'ocr-cls') {
+                const shift = maxAbsDiff(whole, out);
+                assert.ok(shift <= MAX_PROBABILITY_SHIFT[granularity], `cut ${cut.id}: probability moved ${shift}`);
+              }
+            }
+          }
+        });
+      }
+    }
+
+    it('int8 frames are about a quarter of fp32 and fp16 half', async () => {
+      const cut = slicer.analysis.cuts[Math.floor(slicer.analysis.cuts.length / 2)];
+      const sizes = await Promise.all(
+        PRECISIONS.map(async (p) => encodeFrame(await slicer.runHead(cut.id, p, feeds)).length),
+      );
+      assert.ok(sizes[1] < 0.52 * sizes[0], `fp16 ${sizes[1]} vs fp32 ${sizes[0]}`);
+      assert.ok(sizes[2] < 0.27 * sizes[0], `int8 ${sizes[2]} vs fp32 ${sizes[0]}`);
+    });
+  });
+}
+
+describe('boundary checks at the tail', () => {
+  it('rejects wrong names, dtypes, ranks, shapes and quantization with BoundaryError', async () => {
+    const slicer = await slicerFor('cnn');
+    const feeds = inputsFor(slicer, 'cnn', 2);
+    const cut = slicer.analysis.cuts[1];
+    const good = await slicer.runHead(cut.id, 'fp32', feeds);
+    const int8 = await slicer.runHead(cut.id, 'int8', feeds);
+    const t = good[0];
+    const q = int8[0];
+    const [, , h, w] = t.dims;
+    const cases: [string, Precision, typeof good][] = [
+      ['unknown name', 'fp32', [{ ...t, name: 'other' }]],
+      ['no tensors', 'fp32', []],
+      ['wrong dtype', 'fp32', [{ ...t, dtype: 'int32', data: new Int32Array(t.data.length) }]],
+      ['wrong rank', 'fp32', [{ ...t, dims: [t.data.length] }]],
+      ['wrong shape, same element count', 'fp32', [{ ...t, dims: [t.dims[0], t.dims[1], h / 2, w * 2] }]],
+      ['int8 without scales', 'int8', [{ ...q, quant: undefined }]],
+      [
+        'int8 per tensor where per channel agreed',
+        'int8',
+        [{ ...q, quant: { scale: q.quant!.scale.subarray(0, 1), zeroPoint: q.quant!.zeroPoint.subarray(0, 1) } }],
+      ],
+      ['fp32 sent as int8', 'int8', good],
+    ];
+    for (const [what, precision, tensors] of cases) {
+      await assert.rejects(slicer.runTail(cut.id, precision, tensors), BoundaryError, what);
+    }
+    // And the good frame still runs afterwards: a bad frame does not poison the session.
+    await slicer.runTail(cut.id, 'fp32', good);
+  });
+
+  it('caches one session per (model, cut, precision, part)', async () => {
+    const slicer = await slicerFor('cnn');
+    const feeds = inputsFor(slicer, 'cnn', 3);
+    const cut = slicer.analysis.cuts[2];
+    await slicer.runHead(cut.id, 'fp16', feeds);
+    const before = sessions.size;
+    for (let i = 0; i < 5; i++) await slicer.runHead(cut.id, 'fp16', feeds);
+    assert.equal(sessions.size, before);
+  });
+
+  it("releaseCut closes one cut's sessions; they come back on demand", async () => {
+    const slicer = await slicerFor('cnn');
+    const feeds = inputsFor(slicer, 'cnn', 5);
+    const [a, b] = slicer.analysis.cuts;
+    await slicer.runTail(a.id, 'fp32', await slicer.runHead(a.id, 'fp32', feeds));
+    await slicer.runHead(b.id, 'fp32', feeds);
+    await slicer.releaseCut(a.id); // also whatever other precisions earlier tests opened
+    const after = sessions.size;
+    await slicer.runHead(b.id, 'fp32', feeds);
+    assert.equal(sessions.size, after, 'the other cut kept its session');
+    await slicer.runTail(a.id, 'fp32', await slicer.runHead(a.id, 'fp32', feeds));
+    assert.equal(sessions.size, after + 2);
+    await slicer.releaseCut(a.id);
+    assert.equal(sessions.size, after);
+  });
+});
+
+describe('boundary shapes and layout', () => {
+  it('dynamic models: fixed boundary dims are declared, input-dependent ones symbolic', async () => {
+    const slicer = await slicerFor('ocr-cls');
+    assert.ok(slicer.analysis.dynamic);
+    for (const cut of slicer.analysis.cuts) {
+      for (const t of cut.tensors) {
+        assert.ok(t.dims, `cut ${cut.id}: '${t.name}' has no declared dims`);
+        assert.equal(t.dims.length, t.shape.length);
+        if (t.shape.length === 4) {
+          // Batch, height and width follow the input; channels do not.
+          assert.deepEqual(
+            t.dims.map((d) => typeof d),
+            ['string', 'number', 'string', 'string'],
+            `cut ${cut.id}: ${JSON.stringify(t.dims)}`,
+          );
+          assert.equal(t.dims[1], t.shape[1]);
+        }
+      }
+      const tail = parseModel(slicer.split(cut.id).tail).graph;
+      const declared =
+        tail.input[0].type?.value.case === 'tensorType' ? tail.input[0].type.value.value.shape?.dim : undefined;
+      assert.equal(declared?.length, cut.tensors[0].shape.length, `cut ${cut.id}: tail input declared without a shape`);
+    }
+    // A fixed dim that does not match is the frame's fault, reported before ORT sees it.
+    const feeds = inputsFor(slicer, 'ocr-cls', 4);
+    const cut = slicer.analysis.cuts.find((c) => c.tensors[0].shape.length === 4)!;
+    const [t] = await slicer.runHead(cut.id, 'fp32', feeds);
+    const [n, c, h, w] = t.dims;
+    const wrong = { ...t, dims: [n, c * 2, h, w / 2] };
+    await assert.rejects(
+      slicer.runTail(cut.id, 'fp32', [wrong]),
+      (e: unknown) => e instanceof BoundaryError && e.code === 'WRONG_SHAPE',
+    );
+  });
+
+  it('tails start residual skips in the blocked layout where ORT uses one', async () => {
+    const slicer = await slicerFor('cnn');
+    const block = slicer.analysis.nchwcBlock ?? 0;
+    // c1 cuts after the stem: the 16-channel boundary is the skip of the first residual Add.
+    const cut = slicer.analysis.cuts.find((c) => c.tensors.length === 1 && c.tensors[0].name === 'stem.out')!;
+    const tail = parseModel(slicer.split(cut.id).tail).graph;
+    const anchors = tail.node.filter((n) => n.opType === 'MaxPool');
+    assert.equal(anchors.length, block > 0 && 16 % block === 0 ? 1 : 0, `block ${block}`);
+    for (const a of anchors) assert.deepEqual(a.input, ['stem.out']);
+  });
+});

@@ -13,6 +13,12 @@ export type Payload =
    * executors; f + 1 agreeing results decide it (contracts/tasks.ts). `timeout` (ms) is how long
    * robots wait for a quorum before assigning more executors: a liveness hint, never read by the
    * contract.
+   *
+   * The commitment to the input is this entry itself, not a separate requester signature over
+   * (task, digest) sent with the request: the entry is signed, replicated and ordered with the
+   * assignments, so every robot — an executor pushed the tensor, one assigned after a partition
+   * heals that fetches it by digest from anyone, an auditor — checks an input against the log
+   * alone, and a member that sends other bytes for the task is caught by any executor.
    */
   | {
       type: 'task';

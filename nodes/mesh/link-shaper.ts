@@ -173,10 +173,18 @@ class ShapedStream extends AbstractMessageStream {
     const now = performance.now();
     const shape = this.shaper.shapeFor(this.peer);
     // Shaping lifted meanwhile: what waits goes out now.
+    // The connection closed under the link (the far end hung up): what waits is lost, as on a
+    // radio link that went away. Sending now would throw from this timer and end the process
+    // (seen in bench:tasks: "Cannot write to a stream that is closing").
+    if (this.inner.status !== 'open') return this.discard();
     while (this.pending.length && (!shape || this.pending[0].dueAt <= now)) {
       const { bytes } = this.pending.shift()!;
       this.pendingBytes -= bytes.byteLength;
-      this.inner.send(bytes);
+      try {
+        this.inner.send(bytes);
+      } catch {
+        return this.discard(); // its write side closed (a close racing this timer): same as above
+      }
     }
     if (this.pending.length === 0) {
       this.linkFreeAt = 0;

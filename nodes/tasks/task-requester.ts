@@ -81,7 +81,10 @@ export interface TaskOutcome {
   decision?: TaskDecision;
   plan: { kind: Plan['kind']; cut: string; precision: Precision; executors: string[] };
   attempts: ExecutorAttempt[];
+  /** Until the call returned with the answer's outputs (or gave up). */
   elapsedMs: number;
+  /** Until this robot's log decided the task (final or overturned), when it did before returning. */
+  decidedMs?: number;
   /** Assignments this robot added after the first. */
   reassigned: number;
 }
@@ -93,6 +96,8 @@ interface OwnTask {
   reassigned: number;
   /** Outputs received (or computed here), by executor key. */
   outputs: Map<Hex, Tensor[]>;
+  /** Called whenever outputs arrive. */
+  waiters: (() => void)[];
   attempts: ExecutorAttempt[];
 }
 
@@ -197,14 +202,28 @@ export class TaskRequester implements Startable {
     if (withSelf) runs.push(this.runHere(t, frame, own));
     const deadline = AbortSignal.timeout(options.deadlineMs ?? 10_000);
     const settled = Promise.allSettled(runs);
-    await Promise.race([settled, ledger.until((s) => isDecided(s.tasks.get(task)), deadline).catch(() => undefined)]);
+    let decidedMs: number | undefined;
+    const decided = ledger
+      .until((s) => isDecided(s.tasks.get(task)), deadline)
+      .then(() => (decidedMs = performance.now() - start))
+      .catch(() => undefined);
+    await Promise.race([settled, decided]);
     // Every reply is in the log now: a provisional answer, or no quorum yet (the steward goes on).
     if (!isDecided(ledger.state.tasks.get(task)) && ledger.state.tasks.get(task)?.status !== 'provisional')
-      await ledger.until((s) => isDecided(s.tasks.get(task)), deadline).catch(() => undefined);
-    return this.outcome(task, plan, own, performance.now() - start);
+      await decided;
+    // The results' small signed entries travel by gossip and often decide the task before the
+    // executors' output tensors arrive: wait for the outputs of one that agrees with the answer.
+    const answered = (): boolean => {
+      const t = ledger.state.tasks.get(task);
+      const answer = isDecided(t) ? t!.decision : t?.provisional;
+      return !answer || answer.executors.some((x) => own.outputs.has(x));
+    };
+    if (!answered())
+      await Promise.race([settled, new Promise<void>((resolve) => own.waiters.push(() => answered() && resolve()))]);
+    return this.outcome(task, plan, own, performance.now() - start, decidedMs);
   }
 
-  private outcome(task: string, plan: ChosenPlan, own: OwnTask, elapsedMs: number): TaskOutcome {
+  private outcome(task: string, plan: ChosenPlan, own: OwnTask, elapsedMs: number, decidedMs?: number): TaskOutcome {
     const t = this.components.ledger.state.tasks.get(task);
     const answer = !t ? undefined : isDecided(t) ? t.decision : t.provisional;
     const by = answer?.executors.find((x) => own.outputs.has(x));
@@ -221,6 +240,7 @@ export class TaskRequester implements Startable {
       },
       attempts: [...own.attempts],
       elapsedMs,
+      decidedMs,
       reassigned: own.reassigned,
     };
   }
@@ -232,6 +252,7 @@ export class TaskRequester implements Startable {
     try {
       const run: TaskRun = await this.components.executor.run(t, frame);
       own.outputs.set(this.selfKey, run.outputs);
+      for (const w of own.waiters) w();
       own.attempts.push({ executor: this.components.self, ok: true, ms: performance.now() - t0 });
     } catch (err) {
       own.attempts.push({ executor: this.components.self, ok: false, ...describe(err), ms: performance.now() - t0 });
@@ -274,6 +295,7 @@ export class TaskRequester implements Startable {
         ledger.ingestBatch([res.entry!]);
       }
       own.outputs.set(key, res.outputs);
+      for (const w of own.waiters) w();
       own.attempts.push({ executor: peer, ok: true, ms: performance.now() - t0 });
     } catch (err) {
       own.attempts.push({ executor: peer, ok: false, ...describe(err), ms: performance.now() - t0 });
@@ -426,5 +448,6 @@ const newOwn = (now: number): OwnTask => ({
   inFlight: 0,
   reassigned: 0,
   outputs: new Map(),
+  waiters: [],
   attempts: [],
 });

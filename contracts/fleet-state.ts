@@ -43,6 +43,10 @@ export interface FleetState {
   flags: Map<Hex, Set<Hex>>;
   /** Robots excluded by enough flags (their map contributions are dropped everywhere). */
   flagged: Hex[];
+  /** Offence reports: robot → the distinct members that reported it. */
+  offences: Map<Hex, Set<Hex>>;
+  /** Robots excluded by enough offence reports. */
+  offenders: Hex[];
   anchors: { root: Hex; count: number; heads: Hex[]; tx: string; checkpoint: number; author: Hex; id: Hex }[];
   /** Entries that had no effect, and why (authors not admitted, rules broken). */
   ignored: { id: Hex; reason: string }[];
@@ -60,6 +64,8 @@ export function emptyState(): FleetState {
     tiles: new Map(),
     flags: new Map(),
     flagged: [],
+    offences: new Map(),
+    offenders: [],
     anchors: [],
     ignored: [],
     applied: 0,
@@ -78,6 +84,8 @@ export function cloneState(s: FleetState): FleetState {
     tiles: new Map(s.tiles),
     flags: new Map([...s.flags].map(([k, v]) => [k, new Set(v)])),
     flagged: [...s.flagged],
+    offences: new Map([...s.offences].map(([k, v]) => [k, new Set(v)])),
+    offenders: [...s.offenders],
     anchors: [...s.anchors],
     ignored: [...s.ignored],
   };
@@ -195,6 +203,19 @@ function applyEntry(s: FleetState, e: LogItem): void {
       if (!s.flagged.includes(p.robot) && by.size >= flagQuorum(s)) {
         s.flagged.push(p.robot);
         bump(s, p.robot, REPUTATION.flaggedMap);
+      }
+      return;
+    }
+    case 'offence': {
+      if (p.robot === e.author) return ignore('a robot does not report itself');
+      if (isExcluded(s, e.author)) return ignore('author excluded');
+      const by = s.offences.get(p.robot) ?? new Set<Hex>();
+      by.add(e.author);
+      s.offences.set(p.robot, by);
+      // Like map flags: f + 1 distinct reporters, so at least one honest robot saw it.
+      if (!s.offenders.includes(p.robot) && by.size >= flagQuorum(s)) {
+        s.offenders.push(p.robot);
+        bump(s, p.robot, REPUTATION.offender);
       }
       return;
     }

@@ -143,6 +143,8 @@ export function stateHash(s: FleetState): Hex {
     tiles: [...s.tiles].sort(),
     flags: [...s.flags].map(([robot, by]) => [robot, sorted(by)]).sort(),
     flagged: s.flagged,
+    offences: [...s.offences].map(([robot, by]) => [robot, sorted(by)]).sort(),
+    offenders: s.offenders,
     anchors: s.anchors,
     ignored: s.ignored,
     applied: s.applied,

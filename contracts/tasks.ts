@@ -102,6 +102,8 @@ export const REPUTATION = {
   losingResult: -10,
   acceptedResult: 1,
   flaggedMap: -100,
+  /** Reported for direct-protocol offences by f + 1 members. */
+  offender: -100,
   /** At or below this a robot is excluded from assignments and quorums. */
   excludeAt: -50,
 };

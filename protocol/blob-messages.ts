@@ -1,3 +1,5 @@
+import { LIMITS } from './limits.js';
+
 /**
  * `/robomesh/blob/1.0.0`: content by sha256 — models a robot lacks and task inputs an executor
  * assigned later must fetch. One request per stream:
@@ -13,9 +15,9 @@ export const BLOB_PIECE_BYTES = 65_519 - 12;
 /** Largest message on the protocol (pieces, and what older peers sent: 1 MiB). */
 export const BLOB_MAX_MESSAGE = 1024 * 1024 + 16;
 /** Largest blob served or fetched: a model. */
-export const MAX_BLOB_BYTES = 512 * 1024 * 1024;
+export const MAX_BLOB_BYTES = LIMITS.blob.maxBytes;
 /** Concurrent blob streams a robot serves per connection. */
-export const BLOB_STREAMS_PER_PEER = 4;
+export const BLOB_STREAMS_PER_PEER = LIMITS.blob.streamsPerPeer;
 
 const DIGEST = /^[0-9a-f]{64}$/;
 

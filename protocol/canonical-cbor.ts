@@ -27,7 +27,18 @@ const MAX_DEPTH = 8;
 
 export class Reader {
   pos = 0;
-  constructor(readonly b: Uint8Array) {}
+  /** Items read so far; past `maxItems` the input is refused (before a list or map is allocated). */
+  private items = 0;
+
+  constructor(
+    readonly b: Uint8Array,
+    private readonly maxItems = Infinity,
+  ) {}
+
+  private count(n: number): void {
+    this.items += n;
+    if (this.items > this.maxItems) fail(`more than ${this.maxItems} CBOR items`);
+  }
 
   /** Major type of the header head() read last. */
   major = 0;
@@ -98,6 +109,7 @@ export class Reader {
       }
       case 4: {
         if (v > this.b.length - this.pos) fail('CBOR ends early');
+        this.count(v);
         const out: unknown[] = new Array(v);
         for (let i = 0; i < v; i++) out[i] = this.item(depth + 1);
         return out;
@@ -112,6 +124,7 @@ export class Reader {
   /** A map of `n` pairs; `spans` (if given) receives the [start, end) offsets of the `sig` and `batch` pairs. */
   map(n: number, depth: number, spans?: Spans): Record<string, unknown> {
     if (n > this.b.length - this.pos) fail('CBOR ends early');
+    this.count(n);
     const b = this.b;
     const out: Record<string, unknown> = {};
     let prevAt = 0;

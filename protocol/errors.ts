@@ -52,3 +52,16 @@ export class EntryError extends RobomeshError<EntryErrorCode> {
     super(code, message);
   }
 }
+
+export type WireErrorCode = 'MALFORMED' | 'TOO_LARGE';
+
+/** A message of a mesh protocol that does not decode within its limits (protocol/limits.ts). */
+export class WireError extends RobomeshError<WireErrorCode> {
+  constructor(
+    readonly protocol: string,
+    code: WireErrorCode,
+    message: string,
+  ) {
+    super(code, message);
+  }
+}

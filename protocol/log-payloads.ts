@@ -36,6 +36,12 @@ export type Payload =
   /** What the author computed for a task: sha256 of its output frame and its fingerprint (result-fingerprint.ts). */
   | { type: 'result'; task: string; digest: Hex; fingerprint: Uint8Array }
   | { type: 'tile'; tile: string; version: number; digest: Hex }
+  /**
+   * The author caught `robot` misbehaving on a direct protocol (malformed messages, a flood past
+   * its budget, a stall mid-transfer) and cut it off; `detail` says what, in words. One report
+   * proves nothing alone; the contract excludes a robot reported by f + 1 distinct members.
+   */
+  | { type: 'offence'; robot: Hex; kind: 'malformed' | 'flood' | 'stall'; detail: string }
   /** The author found `robot`'s map contributions in conflict with most peers' (evidence: tile digests). */
   | { type: 'flag'; robot: Hex; evidence: Hex[] }
   /**
@@ -130,6 +136,12 @@ export function checkPayload(p: Payload): void {
       exact('tile', 'version', 'digest');
       if (typeof p.tile !== 'string' || !TASK_ID.test(p.tile)) fail('bad tile id');
       if (!uint(p.version) || !isHexKey(p.digest)) fail('bad tile version or digest');
+      return;
+    case 'offence':
+      exact('robot', 'kind', 'detail');
+      if (!isHexKey(p.robot)) fail('offence robot must be a hex key');
+      if (p.kind !== 'malformed' && p.kind !== 'flood' && p.kind !== 'stall') fail('bad offence kind');
+      if (typeof p.detail !== 'string' || p.detail.length > 200) fail('offence detail must be ≤ 200 characters');
       return;
     case 'flag':
       exact('robot', 'evidence');

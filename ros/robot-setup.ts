@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { signerFromSeed } from '../protocol/ed25519.js';
 import { RosError } from './errors.js';
-import { signEntry, toHex } from '../protocol/log-entry.js';
+import { EntryError, decodeEntry, signEntry, toHex } from '../protocol/log-entry.js';
 import { builtinInputShape } from '../nodes/inference/bundled-models.js';
 import { SqliteLogStore } from '../nodes/ledger/sqlite-store.js';
 import { loadOrCreateIdentity } from '../nodes/mesh/identity.js';
@@ -24,14 +24,26 @@ function anchorFor(params: RobotParams) {
 /** The fleet's genesis: from `fleet.genesis_file`, or a fleet of one this robot administers. */
 function genesisFor(params: RobotParams, seed: Uint8Array): Uint8Array {
   if (params.fleet.genesis_file) {
+    const file = params.fleet.genesis_file;
+    let bytes: Uint8Array;
     try {
-      return new Uint8Array(readFileSync(params.fleet.genesis_file));
+      bytes = new Uint8Array(readFileSync(file));
     } catch (err) {
+      throw new RosError('BAD_CONFIG', `fleet.genesis_file: cannot read ${file}: ${(err as Error).message}`);
+    }
+    let entry;
+    try {
+      entry = decodeEntry(bytes).entry;
+    } catch (err) {
+      if (!(err instanceof EntryError)) throw err;
+      throw new RosError('BAD_CONFIG', `fleet.genesis_file ${file} is not a signed log entry: ${err.message}`);
+    }
+    if (entry.payload.type !== 'genesis' || entry.seq !== 1 || entry.parents.length !== 0)
       throw new RosError(
         'BAD_CONFIG',
-        `fleet.genesis_file: cannot read ${params.fleet.genesis_file}: ${(err as Error).message}`,
+        `fleet.genesis_file ${file} holds a '${entry.payload.type}' entry, not a genesis`,
       );
-    }
+    return bytes;
   }
   if (params.fleet.members.length > 0)
     throw new RosError('BAD_CONFIG', "fleet.members is set: give the fleet's signed genesis as fleet.genesis_file");

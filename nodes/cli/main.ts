@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { Command } from 'commander';
+import { Command, CommanderError } from 'commander';
 import { RobomeshError } from '../../protocol/errors.js';
 import {
   DEFAULT_STORE,
@@ -17,8 +17,9 @@ import { sliceCommand } from './slice.js';
 
 const program = new Command('robomesh')
   .description('Split neural-network inference across a fleet of robots')
-  .showHelpAfterError()
-  .configureOutput({ outputError: (text, write) => write(text) });
+  // Errors are reported below, one line each, exit 2, like every other error of the command.
+  .exitOverride()
+  .configureOutput({ outputError: () => undefined });
 
 const shapeOption = [
   '--input-shape <name=DxDx...>',
@@ -122,10 +123,22 @@ audit
   .option(...rpcOption)
   .action(auditVerifyCommand);
 
+// Every subcommand reports its own option errors the same way.
+for (const command of [program, ...program.commands, ...program.commands.flatMap((c) => c.commands)])
+  command.exitOverride().configureOutput({ outputError: () => undefined });
+
 try {
   await program.parseAsync();
 } catch (err) {
-  if (err instanceof RobomeshError || err instanceof UsageError) {
+  if (err instanceof CommanderError) {
+    // --help and --version end here too, with their own exit code (0).
+    if (err.exitCode === 0 || err.code === 'commander.helpDisplayed' || err.code === 'commander.help') {
+      process.exitCode = err.exitCode;
+    } else {
+      process.stderr.write(`robomesh: ${err.message.replace(/^error: /, '')} (see robomesh --help)\n`);
+      process.exitCode = 2;
+    }
+  } else if (err instanceof RobomeshError || err instanceof UsageError) {
     process.stderr.write(`robomesh: ${err.message}\n`);
     process.exitCode = 2;
   } else {

@@ -57,9 +57,13 @@ export async function sliceCommand(modelPath: string, args: SliceArgs): Promise<
     return;
   }
   const split = buildSplit(analysis, args.cut!, args.precision, args.granularity);
-  await mkdir(args.out!, { recursive: true });
-  await writeFile(join(args.out!, 'head.onnx'), split.head);
-  await writeFile(join(args.out!, 'tail.onnx'), split.tail);
+  try {
+    await mkdir(args.out!, { recursive: true });
+    await writeFile(join(args.out!, 'head.onnx'), split.head);
+    await writeFile(join(args.out!, 'tail.onnx'), split.tail);
+  } catch (err) {
+    throw new UsageError(`cannot write to ${args.out}: ${(err as Error).message}`);
+  }
   const cutJson = {
     model: model.hash,
     cut: split.cut.id,
@@ -70,7 +74,11 @@ export async function sliceCommand(modelPath: string, args: SliceArgs): Promise<
     inputs: split.inputs,
     outputs: split.outputs,
   };
-  await writeFile(join(args.out!, 'cut.json'), `${JSON.stringify(cutJson, null, 2)}\n`);
+  try {
+    await writeFile(join(args.out!, 'cut.json'), `${JSON.stringify(cutJson, null, 2)}\n`);
+  } catch (err) {
+    throw new UsageError(`cannot write to ${args.out}: ${(err as Error).message}`);
+  }
   process.stdout.write(
     `wrote ${join(args.out!, 'head.onnx')}, tail.onnx, cut.json (cut ${split.cut.id}, ${split.precision})\n`,
   );

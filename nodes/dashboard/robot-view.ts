@@ -268,6 +268,8 @@ export class RobotViewSource extends EventEmitter<{ update: [FleetView] }> imple
         return p.task;
       case 'result':
         return `${p.task} ${short(p.digest)}`;
+      case 'offence':
+        return `reports ${this.authorName(p.robot)} for ${p.kind}: ${p.detail}`;
       case 'flag':
         return `flags ${this.authorName(p.robot)} (${p.evidence.length} tile${p.evidence.length === 1 ? '' : 's'} of evidence)`;
       case 'anchor':

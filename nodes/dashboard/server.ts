@@ -1,5 +1,5 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, isIP } from 'node:net';
 import { DashboardError } from './errors.js';
 import { toPng } from '../mapping/merged-map.js';
 import { DASHBOARD_HTML } from './page.js';
@@ -18,6 +18,8 @@ export interface DashboardOptions {
   host?: string;
   /** Minimum gap between two update events per client; updates in between are coalesced into the latest. */
   minIntervalMs?: number;
+  /** Open /events streams at most (default 32): more are refused with 503. */
+  maxStreams?: number;
 }
 
 export interface Dashboard {
@@ -48,15 +50,26 @@ function send(res: ServerResponse, status: number, type: string, body: string | 
 
 export async function startDashboard(
   source: FleetViewSource,
-  { port = 0, host = '127.0.0.1', minIntervalMs = 200 }: DashboardOptions = {},
+  { port = 0, host = '127.0.0.1', minIntervalMs = 200, maxStreams = 32 }: DashboardOptions = {},
 ): Promise<Dashboard> {
   const broadcaster = new Broadcaster({ minIntervalMs });
+  let boundPort = -1;
+  const hostAllowed = (header: string | undefined): boolean => {
+    const m = /^(\[[0-9a-f:.]+\]|[^:]+):(\d+)$/i.exec(header ?? '');
+    if (!m || Number(m[2]) !== boundPort) return false;
+    const name = m[1].toLowerCase();
+    return isIP(name.replace(/^\[|\]$/g, '')) !== 0 || name === 'localhost' || name === host.toLowerCase();
+  };
   let png: { states: string; body: Buffer } | undefined;
 
   const routes: Record<string, (req: IncomingMessage, res: ServerResponse) => void> = {
     '/': (_req, res) => send(res, 200, 'text/html; charset=utf-8', DASHBOARD_HTML),
     '/state.json': (_req, res) => send(res, 200, 'application/json', JSON.stringify(source.current())),
-    '/events': (_req, res) => broadcaster.add(res, streamed(source.current())),
+    '/events': (_req, res) => {
+      if (broadcaster.size >= maxStreams)
+        return send(res, 503, 'text/plain; charset=utf-8', `at most ${maxStreams} live streams\n`);
+      broadcaster.add(res, streamed(source.current()));
+    },
     '/map.png': (_req, res) => {
       const { map } = source.current();
       if (!map) return send(res, 404, 'text/plain; charset=utf-8', 'no map yet\n');
@@ -68,6 +81,10 @@ export async function startDashboard(
   const server = createServer((req, res) => {
     req.on('error', () => res.destroy());
     res.on('error', () => res.destroy());
+    // DNS rebinding: a page from elsewhere whose name now resolves to this address would be
+    // same-origin with the dashboard; its requests carry that name as Host. Served: an address
+    // written as such, localhost, or the host name the dashboard was told to bind.
+    if (!hostAllowed(req.headers.host)) return send(res, 421, 'text/plain; charset=utf-8', 'unknown host\n');
     const path = new URL(req.url ?? '/', 'http://dashboard').pathname;
     const route = Object.hasOwn(routes, path) ? routes[path] : undefined;
     if (!route) return send(res, 404, 'text/plain; charset=utf-8', 'not found\n');
@@ -107,6 +124,7 @@ export async function startDashboard(
 
   const address = server.address() as AddressInfo;
   const hostPart = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  boundPort = address.port;
   let closing: Promise<void> | undefined;
   return {
     url: `http://${hostPart}:${address.port}/`,

@@ -10,7 +10,7 @@ import { textLikeImage } from '../inference/sample-images.js';
 import { SqliteAnchorQueue } from '../ledger/anchor-queue.js';
 import { IotaAnchorChain, iotaClientFor } from '../ledger/anchor-chain.js';
 import type { IotaDeployment } from '../ledger/iota-tx.js';
-import { logTopic, packLogGossip } from '../ledger/replication.js';
+import { logTopic, packLogGossip } from '../../protocol/log-sync.js';
 import { SqliteLogStore } from '../ledger/sqlite-store.js';
 import { ScanMatchingLocalizer } from '../mapping/scan-matcher.js';
 import { identityFromSeed } from '../mesh/identity.js';

@@ -1,5 +1,10 @@
 import { TopicValidatorResult } from '@libp2p/gossipsub';
-import * as cbor from '@ipld/dag-cbor';
+import {
+  type RelayMessage,
+  anchorRelayTopic,
+  decodeRelayMessage,
+  encodeRelayMessage,
+} from '../../protocol/anchor-relay.js';
 import { type Hex, fromHex, toHex } from '../../protocol/log-entry.js';
 import type { MeshNode } from '../mesh/host.js';
 import type { Logger } from '../util/logger.js';
@@ -8,18 +13,7 @@ import type { QueuedAnchor } from './anchor-queue.js';
 import type { Anchorer } from './anchorer.js';
 import { iotaAddressOf, readAnchorTx } from './iota-tx.js';
 
-export const anchorRelayTopic = (fleet: string): string => `robomesh/${fleet}/anchor-relay/1`;
-
-interface RelayMessage {
-  root: Uint8Array;
-  count: number;
-  heads: Hex[];
-  first: number;
-  last: number;
-  results: { task: string; digest: Hex }[];
-  tx: Uint8Array;
-  sig: string;
-}
+export { anchorRelayTopic };
 
 /**
  * Carries signed anchor transactions across the mesh so a robot without an IOTA node gets its
@@ -97,21 +91,16 @@ export class AnchorRelay implements Startable {
     };
     // Nobody subscribed yet (alone, or partitioned): the republish tick tries again.
     await this.node.services.pubsub
-      .publish(anchorRelayTopic(this.init.fleet), cbor.encode(msg))
+      .publish(anchorRelayTopic(this.init.fleet), encodeRelayMessage(msg))
       .catch((err) => this.components.logger('anchor relay publish failed: %s', (err as Error).message));
   }
 
   private async check(data: Uint8Array): Promise<QueuedAnchor | undefined> {
     try {
-      const m = cbor.decode(data) as RelayMessage;
+      const m = decodeRelayMessage(data);
       const tx = await readAnchorTx(m.tx, m.sig);
       const addresses = new Set([...this.components.members()].map((k) => iotaAddressOf(fromHex(k))));
       if (!addresses.has(tx.sender) || toHex(tx.root) !== toHex(m.root) || tx.count !== m.count) return undefined;
-      const hex64 = (v: unknown): boolean => typeof v === 'string' && /^[0-9a-f]{64}$/.test(v);
-      if (!Array.isArray(m.heads) || m.heads.length > 64 || !m.heads.every(hex64)) return undefined;
-      if (!Array.isArray(m.results) || !m.results.every((r) => typeof r?.task === 'string' && hex64(r.digest)))
-        return undefined;
-      if (![m.first, m.last].every(Number.isSafeInteger)) return undefined;
       return {
         root: toHex(m.root),
         count: m.count,

@@ -3,109 +3,33 @@ import type { PeerId, Stream } from '@libp2p/interface';
 import { peerIdFromString } from '@libp2p/peer-id';
 import { lpStream } from '@libp2p/utils';
 import * as cbor from '@ipld/dag-cbor';
-import { type DecodedEntry, EntryError, type Hex, MAX_ENTRY_BYTES, isHexKey } from '../../protocol/log-entry.js';
+import { WireError } from '../../protocol/errors.js';
+import { LIMITS } from '../../protocol/limits.js';
+import { type DecodedEntry, EntryError } from '../../protocol/log-entry.js';
+import {
+  LOG_PROTOCOL,
+  MAX_REPLY_MESSAGE,
+  MAX_REQUEST_BYTES,
+  type SyncRequest,
+  decodeLogGossip,
+  decodeRangesReply,
+  decodeSummary,
+  decodeSyncRequest,
+  encodeRangesReply,
+  encodeSummary,
+  encodeSyncRequest,
+  logTopic,
+  packLogGossip,
+} from '../../protocol/log-sync.js';
 import type { MeshNode } from '../mesh/host.js';
+import { RateLimit } from '../mesh/peer-budget.js';
+import type { PeerReputation } from '../mesh/reputation.js';
 import type { Logger } from '../util/logger.js';
 import type { Startable } from '../util/service.js';
 import { type Ledger, MissingParentsError } from './ledger.js';
-import {
-  MAX_REPLY_BYTES,
-  MAX_WANT,
-  type PullResult,
-  type Summary,
-  type SyncPeer,
-  decodeRangesReply,
-  encodeRangesReply,
-  pullFrom,
-  servedRanges,
-  servedStart,
-} from './sync.js';
+import { type PullResult, type SyncPeer, pullFrom, servedRanges, servedStart } from './sync.js';
 
-/**
- * 3: `ranges` replies carry entries as a list of their stored bytes, nothing beside them.
- * 4: a sync opens with `start` (our summary → theirs and the first batch) instead of `summary`,
- *    and its `ranges` requests follow on the same stream (one stream per sync, not per request).
- */
-export const LOG_PROTOCOL = '/robomesh/log/4.0.0';
-export const logTopic = (fleet: string): string => `robomesh/${fleet}/log/2`;
-const BATCH = 4096;
-const MAX_MESSAGE = MAX_REPLY_BYTES + MAX_ENTRY_BYTES + BATCH * 64 + 1024;
-
-/** Entries per gossip message at most, and about this many bytes (a message may exceed it by one entry). */
-const GOSSIP_ENTRIES = 256;
-const GOSSIP_BYTES = 256 * 1024;
-
-/** A log gossip message: the DAG-CBOR list of one author's entries published together, parents first. */
-export function packLogGossip(entries: Uint8Array[]): Uint8Array[] {
-  const out: Uint8Array[] = [];
-  let group: Uint8Array[] = [];
-  let bytes = 0;
-  for (const e of entries) {
-    if (group.length && (group.length >= GOSSIP_ENTRIES || bytes + e.length > GOSSIP_BYTES)) {
-      out.push(cbor.encode(group));
-      group = [];
-      bytes = 0;
-    }
-    group.push(e);
-    bytes += e.length;
-  }
-  if (group.length) out.push(cbor.encode(group));
-  return out;
-}
-
-export function decodeLogGossip(data: Uint8Array): Uint8Array[] {
-  let list: unknown;
-  try {
-    list = cbor.decode(data);
-  } catch (err) {
-    throw new EntryError('MALFORMED', `log gossip is not DAG-CBOR: ${(err as Error).message}`);
-  }
-  if (
-    !Array.isArray(list) ||
-    list.length < 1 ||
-    list.length > GOSSIP_ENTRIES ||
-    !list.every((e) => e instanceof Uint8Array && e.length <= MAX_ENTRY_BYTES)
-  ) {
-    throw new EntryError('MALFORMED', 'log gossip is not a list of 1..256 entries');
-  }
-  return list as Uint8Array[];
-}
-
-/** Requests one sync session may make (pullFrom's maxRounds): a member cannot hold one open forever. */
-const MAX_SESSION_REQUESTS = 10_000;
-
-/** At most this many authors in a summary (a fleet's members, and some revoked). */
-const MAX_AUTHORS = 2048;
-
-/** A summary as sent: [author, {maxSeq, count}] pairs. */
-function decodeSummary(data: unknown): Summary {
-  const bad = (): never => {
-    throw new EntryError('MALFORMED', 'log summary is not a list of [author, {maxSeq, count}]');
-  };
-  if (!Array.isArray(data) || data.length > MAX_AUTHORS) return bad();
-  const out: Summary = new Map();
-  for (const pair of data as unknown[]) {
-    if (!Array.isArray(pair) || pair.length !== 2 || !isHexKey(pair[0])) return bad();
-    const v = pair[1] as { maxSeq?: unknown; count?: unknown } | null;
-    if (typeof v !== 'object' || v === null || !Number.isSafeInteger(v.maxSeq) || !Number.isSafeInteger(v.count))
-      return bad();
-    const maxSeq = v.maxSeq as number;
-    const count = v.count as number;
-    if (maxSeq < 0 || count < 0) return bad();
-    out.set(pair[0], { maxSeq, count });
-  }
-  return out;
-}
-
-const encodeSummary = (summary: Summary): Uint8Array =>
-  cbor.encode([...summary].map(([author, { maxSeq, count }]) => [author, { maxSeq, count }]));
-
-type Request =
-  /** Our summary: answered with theirs, then the first batch of what we lack (two messages). */
-  | { t: 'start'; have: unknown; limit: number }
-  | { t: 'ranges'; want: { author: Hex; lo: number; hi: number }[]; limit: number }
-  /** "I just learnt entries by sync: pull from me." */
-  | { t: 'news' };
+const BATCH = LIMITS.log.maxBatch;
 
 /**
  * Replicates a ledger over the mesh: every entry is published on gossipsub as it is appended;
@@ -121,6 +45,8 @@ export interface LogReplicatorComponents {
   ledger: Ledger;
   /** Whether a peer is a fleet member now (only members are synced with). */
   isMember: (peer: string) => boolean;
+  /** Where malformed sync messages and floods cost the sender (and become evidence). */
+  reputation?: PeerReputation;
   logger: Logger;
 }
 
@@ -147,7 +73,10 @@ export class LogReplicator implements Startable {
   private readonly newsFrom = new Set<string>();
   private newsPulling = false;
 
-  constructor(components: LogReplicatorComponents, init: LogReplicatorInit) {
+  constructor(
+    private readonly components: LogReplicatorComponents,
+    init: LogReplicatorInit,
+  ) {
     this.node = components.node;
     this.ledger = components.ledger;
     this.isMember = components.isMember;
@@ -181,7 +110,8 @@ export class LogReplicator implements Startable {
       let list: Uint8Array[];
       try {
         list = decodeLogGossip(msg.data);
-      } catch {
+      } catch (err) {
+        if (!(err instanceof WireError)) throw err;
         this.rejected++;
         return TopicValidatorResult.Reject;
       }
@@ -203,7 +133,7 @@ export class LogReplicator implements Startable {
     await this.node.handle(
       LOG_PROTOCOL,
       (stream, connection) => void this.serve(stream, connection.remotePeer.toString()),
-      { maxInboundStreams: 8 },
+      { maxInboundStreams: LIMITS.log.streamsPerPeer },
     );
     this.node.addEventListener('peer:connect', this.onConnect);
     const tick = (): void => {
@@ -280,7 +210,7 @@ export class LogReplicator implements Startable {
   }
 
   /** One request on a stream of its own (`news`: the answer says only that it arrived). */
-  private async ask(peer: string, req: Request): Promise<void> {
+  private async ask(peer: string, req: SyncRequest): Promise<void> {
     const session = this.session(peer);
     try {
       await session.exchange(req, 1);
@@ -295,23 +225,26 @@ export class LogReplicator implements Startable {
    * negotiation, a peer-store update and a round trip each, ~4 ms of CPU a side). A reply comes
    * as its messages, each in the pieces the stream delivered it in (a megabyte is not copied whole).
    */
-  private session(peer: string): { exchange(req: Request, messages: number): Promise<Uint8Array[][]>; close(): void } {
+  private session(peer: string): {
+    exchange(req: SyncRequest, messages: number): Promise<Uint8Array[][]>;
+    close(): void;
+  } {
     let opened: Promise<{ stream: Stream; lp: ReturnType<typeof lpStream> }> | undefined;
     /** The exchange before this one: one request at a time on the stream, each reply read whole. */
     let previous: Promise<unknown> = Promise.resolve();
     let done = false;
-    const run = async (req: Request, messages: number): Promise<Uint8Array[][]> => {
+    const run = async (req: SyncRequest, messages: number): Promise<Uint8Array[][]> => {
       opened ??= this.node
         .dialProtocol(peerIdFromString(peer), LOG_PROTOCOL, { signal: AbortSignal.timeout(10_000) })
         .then((stream) => ({
           stream,
-          lp: lpStream(stream, { maxDataLength: MAX_MESSAGE, maxBufferSize: 2 * MAX_MESSAGE }),
+          lp: lpStream(stream, { maxDataLength: MAX_REPLY_MESSAGE, maxBufferSize: 2 * MAX_REPLY_MESSAGE }),
         }));
       const { stream, lp } = await opened;
       try {
-        await lp.write(cbor.encode(req));
+        await lp.write(encodeSyncRequest(req));
         const replies: Uint8Array[][] = [];
-        const signal = AbortSignal.timeout(30_000);
+        const signal = AbortSignal.timeout(LIMITS.log.readTimeoutMs);
         while (replies.length < messages) replies.push([...(await lp.read({ signal }))]);
         return replies;
       } catch (err) {
@@ -345,14 +278,19 @@ export class LogReplicator implements Startable {
     const { exchange, close } = this.session(peer);
     return {
       start: async (ours, limit) => {
-        const [summary, first] = await exchange({ t: 'start', have: [...ours], limit: Math.min(limit, BATCH) }, 2);
-        return {
-          theirs: decodeSummary(cbor.decode(summary.length === 1 ? summary[0] : Buffer.concat(summary))),
+        const [summary, first] = await this.oversized(
+          peer,
+          exchange({ t: 'start', have: ours, limit: Math.min(limit, BATCH) }, 2),
+        );
+        return this.checked(peer, () => ({
+          theirs: decodeSummary(summary.length === 1 ? summary[0] : Buffer.concat(summary)),
           first: decodeRangesReply(first),
-        };
+        }));
       },
-      ranges: async (want, limit) =>
-        decodeRangesReply((await exchange({ t: 'ranges', want, limit: Math.min(limit, BATCH) }, 1))[0]),
+      ranges: async (want, limit) => {
+        const [reply] = await this.oversized(peer, exchange({ t: 'ranges', want, limit: Math.min(limit, BATCH) }, 1));
+        return this.checked(peer, () => decodeRangesReply(reply));
+      },
       close,
     };
   }
@@ -361,55 +299,94 @@ export class LogReplicator implements Startable {
    * Answers a peer's requests on one stream, one after another, until it closes its side: a
    * sync sends `start` and then its `ranges` requests here; `news` comes alone.
    */
+  /** Decodes a peer's reply; a malformed one costs the peer and becomes evidence. */
+  /** A reply longer than the protocol allows is as malformed as one that does not decode. */
+  private async oversized<T>(peer: string, reply: Promise<T>): Promise<T> {
+    try {
+      return await reply;
+    } catch (err) {
+      if ((err as Error).name === 'InvalidDataLengthError')
+        this.reputation?.penalise(peer, `log sync: ${(err as Error).message}`, 5, 'malformed');
+      throw err;
+    }
+  }
+
+  private checked<T>(peer: string, decode: () => T): T {
+    try {
+      return decode();
+    } catch (err) {
+      if (err instanceof WireError) this.reputation?.penalise(peer, `log sync: ${err.message}`, 5, 'malformed');
+      throw err;
+    }
+  }
+
+  private readonly rate = new RateLimit(LIMITS.log.requestsPerSecond, LIMITS.log.burst);
+
+  private get reputation(): PeerReputation | undefined {
+    return this.components.reputation;
+  }
+
+  /**
+   * Answers a peer's requests on one stream, one after another, until it closes its side: a
+   * sync sends `start` and then its `ranges` requests here; `news` comes alone.
+   */
   private async serve(stream: Stream, peer: string): Promise<void> {
-    const lp = lpStream(stream, { maxDataLength: 256 * 1024 });
+    const lp = lpStream(stream, { maxDataLength: MAX_REQUEST_BYTES });
     try {
       if (!this.isMember(peer)) throw new Error('not a fleet member');
       // Bounded like the asker's own rounds (pullFrom's maxRounds).
-      for (let served = 0; served < MAX_SESSION_REQUESTS; served++) {
+      for (let served = 0; served < LIMITS.log.sessionRequests; served++) {
         let bytes: Uint8Array;
         try {
           // The first request comes at once; later ones after the asker ingested the last reply.
-          bytes = (await lp.read({ signal: AbortSignal.timeout(served === 0 ? 10_000 : 30_000) })).subarray();
+          const wait = served === 0 ? 10_000 : LIMITS.log.readTimeoutMs;
+          bytes = (await lp.read({ signal: AbortSignal.timeout(wait) })).subarray();
         } catch (err) {
           // The asker closed its side between two requests: the session is over.
           if (served > 0 && stream.remoteWriteStatus !== 'writable' && (err as Error).name === 'UnexpectedEOFError')
             break;
           throw err;
         }
+        if (!this.rate.take(peer)) {
+          this.reputation?.penalise(
+            peer,
+            `log sync: more than ${LIMITS.log.requestsPerSecond} requests a second`,
+            5,
+            'flood',
+          );
+          throw new Error('log requests past the rate limit');
+        }
+        let req: SyncRequest;
+        try {
+          req = decodeSyncRequest(bytes);
+        } catch (err) {
+          if (err instanceof WireError) this.reputation?.penalise(peer, `log sync: ${err.message}`, 5, 'malformed');
+          throw err;
+        }
         // Each message length-prefixed, in order, in one write.
-        await lp.writeV(this.answer(cbor.decode(bytes) as Request, peer));
+        await lp.writeV(this.answer(req, peer));
       }
       await stream.close();
     } catch (err) {
+      this.log('log sync from %s reset: %s', peer, (err as Error).message);
       stream.abort(err as Error);
     }
   }
 
-  /** The reply to one request, as its messages (`start`: our summary, then the batch); throws on a malformed one. */
-  private answer(req: Request, peer: string): Uint8Array[] {
-    if (req?.t === 'start' && Number.isSafeInteger(req.limit)) {
-      const { theirs, first } = servedStart(this.ledger, decodeSummary(req.have), Math.min(req.limit, BATCH));
-      // Our summary first, by itself: the asker can plan while the batch is still arriving.
-      return [encodeSummary(theirs), encodeRangesReply(first)];
+  /** The reply to one request, as its messages (`start`: our summary, then the batch). */
+  private answer(req: SyncRequest, peer: string): Uint8Array[] {
+    switch (req.t) {
+      case 'start': {
+        const { theirs, first } = servedStart(this.ledger, req.have, req.limit);
+        // Our summary first, by itself: the asker can plan while the batch is still arriving.
+        return [encodeSummary(theirs), encodeRangesReply(first)];
+      }
+      case 'news':
+        this.newsFrom.add(peer);
+        void this.pullNews();
+        return [cbor.encode(true)];
+      case 'ranges':
+        return [encodeRangesReply(servedRanges(this.ledger, req.want, req.limit))];
     }
-    if (req?.t === 'news') {
-      this.newsFrom.add(peer);
-      void this.pullNews();
-      return [cbor.encode(true)];
-    }
-    if (
-      req?.t === 'ranges' &&
-      Array.isArray(req.want) &&
-      req.want.length <= MAX_WANT &&
-      Number.isSafeInteger(req.limit)
-    ) {
-      const valid = req.want.every(
-        (w) => typeof w?.author === 'string' && Number.isSafeInteger(w.lo) && Number.isSafeInteger(w.hi),
-      );
-      if (!valid) throw new Error('malformed log request');
-      return [encodeRangesReply(servedRanges(this.ledger, req.want, Math.min(req.limit, BATCH)))];
-    }
-    throw new Error('malformed log request');
   }
 }

@@ -1,8 +1,35 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
-import { EntryError, type Hex } from '../../protocol/log-entry.js';
-import type { LogStore, RangeRow, StoredEntry } from './store.js';
+import type { Hex } from '../../protocol/log-entry.js';
+import { type LogStore, type RangeRow, StoreError, type StoredEntry } from './store.js';
+
+/** Marks stores of this layout (PRAGMA user_version), so one whose tables vanished is told from a new one. */
+const LAYOUT = 3;
+
+/** SQLite's failure opening or reading a store, as one line naming the file and what to do. */
+function storeError(path: string, err: unknown): StoreError {
+  if (err instanceof StoreError) return err;
+  const code = (err as { code?: string }).code ?? '';
+  const why = (err as Error).message;
+  if (code.startsWith('SQLITE_READONLY') || code === 'EACCES' || code === 'EROFS')
+    return new StoreError(
+      'READ_ONLY',
+      `log store ${path} cannot be written (${why}); give the robot a writable data folder`,
+      { cause: err },
+    );
+  if (code === 'SQLITE_NOTADB' || code.startsWith('SQLITE_CORRUPT'))
+    return new StoreError(
+      'UNREADABLE',
+      `log store ${path} is not a readable database (${why}); restore it from a backup, or move it away to start a new log`,
+      { cause: err },
+    );
+  if (code.startsWith('SQLITE_CANTOPEN') || code.startsWith('SQLITE_IOERR') || code === 'ENOENT')
+    return new StoreError('UNREADABLE', `log store ${path} cannot be opened (${why}); check the path and its folder`, {
+      cause: err,
+    });
+  return new StoreError('UNREADABLE', `log store ${path}: ${why}`, { cause: err });
+}
 
 const blob = (b: Uint8Array): Buffer => Buffer.from(b.buffer, b.byteOffset, b.byteLength);
 const view = (b: Buffer): Uint8Array => new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
@@ -32,7 +59,7 @@ const view = (b: Buffer): Uint8Array => new Uint8Array(b.buffer, b.byteOffset, b
  * puts no-ops. Stores written with the UNIQUE index keep it and work unchanged.
  */
 export class SqliteLogStore implements LogStore {
-  private readonly db: Database.Database;
+  private readonly db!: Database.Database;
   private readonly authorNumbers = new Map<Hex, number>();
   private meanBytes = 512;
   /** Pages written to the WAL since the last checkpoint, estimated from the rows' sizes. */
@@ -48,31 +75,23 @@ export class SqliteLogStore implements LogStore {
   private readonly selectByRowid: Database.Statement;
   private readonly insertMany: (entries: StoredEntry[], added: { ids: Hex[]; authors: Hex[] }) => void;
 
+  readonly location: string;
+
   constructor(path: string) {
-    mkdirSync(dirname(path), { recursive: true });
-    this.db = new Database(path);
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('wal_autocheckpoint = 0');
-    this.db.pragma('synchronous = NORMAL');
-    const old = this.db
-      .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('entries', 'log_entries')")
-      .get() as { name: string } | undefined;
-    if (old) {
-      const version = old.name === 'entries' ? 'log version 1' : 'log version 2, store layout 2';
-      throw new EntryError(
-        'MALFORMED',
-        `${path} was written by an older robomesh (${version}); move it away to start a new log`,
-      );
+    this.location = path;
+    try {
+      mkdirSync(dirname(path), { recursive: true });
+      this.db = new Database(path);
+      this.db.pragma('journal_mode = WAL');
+      this.db.pragma('wal_autocheckpoint = 0');
+      this.db.pragma('synchronous = NORMAL');
+      this.openLayout(path);
+      for (const [n, key] of this.db.prepare('SELECT n, key FROM log_authors').raw().all() as [number, Buffer][])
+        this.learn(key.toString('hex'), n);
+    } catch (err) {
+      this.db?.close();
+      throw storeError(path, err);
     }
-    // A rowid table: rows append in arrival order instead of landing at random places in a
-    // B-tree keyed by hash (3× faster inserts with ~450-byte rows, measured here).
-    this.db.exec(`CREATE TABLE IF NOT EXISTS log_authors (n INTEGER PRIMARY KEY, key BLOB NOT NULL UNIQUE);
-    CREATE TABLE IF NOT EXISTS log_rows (
-      id BLOB NOT NULL, author INTEGER NOT NULL, seq INTEGER NOT NULL, lamport INTEGER NOT NULL, bytes BLOB NOT NULL
-    );
-    CREATE INDEX IF NOT EXISTS log_rows_by_author ON log_rows(author, seq);`);
-    for (const [n, key] of this.db.prepare('SELECT n, key FROM log_authors').raw().all() as [number, Buffer][])
-      this.learn(key.toString('hex'), n);
     this.insertRow = this.db.prepare('INSERT INTO log_rows (id, author, seq, lamport, bytes) VALUES (?, ?, ?, ?, ?)');
     this.insertAuthor = this.db.prepare('INSERT INTO log_authors (key) VALUES (?)');
     this.selectRange = this.db
@@ -102,6 +121,39 @@ export class SqliteLogStore implements LogStore {
         added.ids.push(e.id);
       }
     });
+  }
+
+  /** Checks the file is a log store this robomesh wrote (or a new one), and creates its tables. */
+  private openLayout(path: string): void {
+    const tables = new Set(
+      (this.db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as { name: string }[]).map(
+        (t) => t.name,
+      ),
+    );
+    if (tables.has('entries') || tables.has('log_entries')) {
+      const version = tables.has('entries') ? 'log version 1' : 'log version 2, store layout 2';
+      throw new StoreError(
+        'OLD_LAYOUT',
+        `log store ${path} was written by an older robomesh (${version}); move it away to start a new log`,
+      );
+    }
+    const layout = this.db.pragma('user_version', { simple: true }) as number;
+    const complete = tables.has('log_rows') && tables.has('log_authors');
+    // Written by robomesh (marked at creation) but its tables are gone: damaged, not new.
+    if ((layout === LAYOUT || tables.size > 0) && !complete)
+      throw new StoreError(
+        'DAMAGED',
+        `log store ${path} is damaged (its tables are missing); restore it from a backup, or move it away to start a new log`,
+      );
+    if (complete) return;
+    // A rowid table: rows append in arrival order instead of landing at random places in a
+    // B-tree keyed by hash (3× faster inserts with ~450-byte rows, measured here).
+    this.db.exec(`CREATE TABLE log_authors (n INTEGER PRIMARY KEY, key BLOB NOT NULL UNIQUE);
+    CREATE TABLE log_rows (
+      id BLOB NOT NULL, author INTEGER NOT NULL, seq INTEGER NOT NULL, lamport INTEGER NOT NULL, bytes BLOB NOT NULL
+    );
+    CREATE INDEX log_rows_by_author ON log_rows(author, seq);
+    PRAGMA user_version = ${LAYOUT};`);
   }
 
   put(entries: StoredEntry[], durable = true): void {

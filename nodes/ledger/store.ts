@@ -1,4 +1,14 @@
+import { RobomeshError } from '../../protocol/errors.js';
 import type { Hex } from '../../protocol/log-entry.js';
+
+/** A log store that cannot be used as it is; the message names the file and what to do. */
+export type StoreErrorCode = 'UNREADABLE' | 'READ_ONLY' | 'OLD_LAYOUT' | 'DAMAGED' | 'LOST_OWN_ENTRIES';
+
+export class StoreError extends RobomeshError<StoreErrorCode> {
+  constructor(code: StoreErrorCode, message: string, options?: ErrorOptions) {
+    super(code, message, options);
+  }
+}
 
 /** What the ledger keeps per entry besides its bytes, for lookups without decoding. */
 export interface StoredEntry {
@@ -26,6 +36,8 @@ export interface RangeRow {
  * again. (In WAL mode a later durable commit makes every earlier one durable too.)
  */
 export interface LogStore {
+  /** A file on disk (survives a restart), or memory (tests, tools). */
+  readonly location: string | undefined;
   put(entries: StoredEntry[], durable?: boolean): void;
   has(id: Hex): boolean;
   get(id: Hex): StoredEntry | undefined;
@@ -43,6 +55,7 @@ export interface LogStore {
 export class MemoryLogStore implements LogStore {
   private readonly byId = new Map<Hex, StoredEntry>();
   private readonly byAuthor = new Map<Hex, StoredEntry[]>();
+  readonly location = undefined;
 
   put(entries: StoredEntry[], _durable = true): void {
     for (const e of entries) {

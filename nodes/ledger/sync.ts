@@ -1,15 +1,9 @@
 import { type DecodedEntry, EntryError, type Hex, equalBytes, parseEntry, toHex } from '../../protocol/log-entry.js';
+import { LIMITS } from '../../protocol/limits.js';
+import type { RangesReply, Summary, Want } from '../../protocol/log-sync.js';
 import { type Ledger, MissingParentsError } from './ledger.js';
 
-/** Per author: highest seq and entries held. */
-export type Summary = Map<Hex, { maxSeq: number; count: number }>;
-
-/** Of one author, entries lo ≤ seq ≤ hi. */
-export interface Want {
-  author: Hex;
-  lo: number;
-  hi: number;
-}
+export type { RangesReply, Summary, Want };
 
 /** What a replica answers during anti-entropy; implemented over libp2p and in-process. */
 export interface SyncPeer {
@@ -42,12 +36,6 @@ export function wantedFrom(theirs: Summary, ours: Summary): Want[] {
     if (lo <= t.maxSeq) want.push({ author, lo, hi: t.maxSeq });
   }
   return want;
-}
-
-/** The entries' stored bytes as they are (nothing decoded or re-encoded to serve them). */
-export interface RangesReply {
-  entries: Uint8Array[];
-  full: boolean;
 }
 
 export interface PullResult {
@@ -199,11 +187,8 @@ export function servedStart(
  */
 const INGEST_SLICE = 200;
 
-/** Authors one `ranges` request may name. */
-export const MAX_WANT = 1024;
-
-/** A reply stops at about this many bytes of entries (plus one entry): a round trip stays short on a slow link. */
-export const MAX_REPLY_BYTES = 1024 * 1024;
+const MAX_WANT = LIMITS.log.maxWant;
+const MAX_REPLY_BYTES = LIMITS.log.maxReplyBytes;
 
 const sum = (rows: { bytes: Uint8Array }[]): number => rows.reduce((n, r) => n + r.bytes.length, 0);
 
@@ -236,138 +221,4 @@ export function servedRanges(ledger: Ledger, want: Want[], limit: number, maxByt
     bytes += e.bytes.length;
   }
   return { entries, full };
-}
-
-const FULL_KEY = Uint8Array.of(0x64, ...new TextEncoder().encode('full'));
-const ENTRIES_KEY = Uint8Array.of(0x67, ...new TextEncoder().encode('entries'));
-
-/**
- * The DAG-CBOR of a ranges reply, {full, entries: [bytes…]} (what cbor.encode gives), written
- * directly: one allocation and a copy of each stored entry, instead of a generic encoder's
- * token stream over a megabyte.
- */
-export function encodeRangesReply(reply: RangesReply): Uint8Array {
-  let size = 1 + FULL_KEY.length + 1 + ENTRIES_KEY.length + headerLength(reply.entries.length);
-  for (const e of reply.entries) size += headerLength(e.length) + e.length;
-  // Every byte is written below: no need to zero a megabyte first (in this VM, zeroed fresh
-  // memory costs more than the copy into it).
-  const out = Buffer.allocUnsafe(size);
-  let at = 0;
-  out[at++] = 0xa2;
-  out.set(FULL_KEY, at);
-  at += FULL_KEY.length;
-  out[at++] = reply.full ? 0xf5 : 0xf4;
-  out.set(ENTRIES_KEY, at);
-  at += ENTRIES_KEY.length;
-  at = writeHeader(out, at, 4, reply.entries.length);
-  for (const e of reply.entries) {
-    at = writeHeader(out, at, 2, e.length);
-    out.set(e, at);
-    at += e.length;
-  }
-  if (at !== size) throw new Error(`ranges reply encoded ${at} of ${size} bytes`);
-  return out;
-}
-
-/** Bytes of a CBOR header of length n in its shortest form, as DAG-CBOR requires. */
-function headerLength(n: number): number {
-  return n < 24 ? 1 : n < 0x100 ? 2 : n < 0x10000 ? 3 : 5;
-}
-
-/** Writes the shortest CBOR header (major type, length n) at `at`; returns the offset after it. */
-function writeHeader(out: Uint8Array, at: number, major: number, n: number): number {
-  const m = major << 5;
-  if (n < 24) out[at++] = m | n;
-  else if (n < 0x100) {
-    out[at++] = m | 24;
-    out[at++] = n;
-  } else if (n < 0x10000) {
-    out[at++] = m | 25;
-    out[at++] = n >> 8;
-    out[at++] = n & 0xff;
-  } else {
-    out[at++] = m | 26;
-    out[at++] = (n >>> 24) & 0xff;
-    out[at++] = (n >> 16) & 0xff;
-    out[at++] = (n >> 8) & 0xff;
-    out[at++] = n & 0xff;
-  }
-  return at;
-}
-
-/**
- * Reads what encodeRangesReply writes (and nothing else), from one buffer or from the pieces a
- * stream delivered it in: no contiguous copy of the whole reply is made. An entry is a view into
- * the piece holding it, or a copy when it straddles two.
- */
-export function decodeRangesReply(data: Uint8Array | readonly Uint8Array[]): RangesReply {
-  const bad = (): never => {
-    throw new EntryError('MALFORMED', 'log sync reply is not {full, entries: [bytes…]}');
-  };
-  const pieces = data instanceof Uint8Array ? [data] : data;
-  let left = pieces.reduce((n, p) => n + p.length, 0);
-  let piece = 0;
-  let at = 0;
-  const byte = (): number => {
-    while (piece < pieces.length && at === pieces[piece].length) {
-      piece++;
-      at = 0;
-    }
-    if (piece === pieces.length) return bad();
-    left--;
-    return pieces[piece][at++];
-  };
-  const bytes = (n: number): Uint8Array => {
-    if (n > left) bad();
-    left -= n;
-    while (at === pieces[piece].length) {
-      piece++;
-      at = 0;
-    }
-    const here = pieces[piece];
-    if (at + n <= here.length) {
-      at += n;
-      return here.subarray(at - n, at);
-    }
-    const out = new Uint8Array(n);
-    for (let filled = 0; filled < n;) {
-      if (at === pieces[piece].length) {
-        piece++;
-        at = 0;
-      }
-      const take = Math.min(n - filled, pieces[piece].length - at);
-      out.set(pieces[piece].subarray(at, at + take), filled);
-      filled += take;
-      at += take;
-    }
-    return out;
-  };
-  const expect = (want: Uint8Array): void => {
-    for (const b of want) if (byte() !== b) bad();
-  };
-  /** Reads a header of `major`, checking it is in shortest form. */
-  const length = (major: number): number => {
-    const first = byte();
-    if (first >> 5 !== major) bad();
-    const info = first & 31;
-    let n: number;
-    if (info < 24) return info;
-    if (info === 24) n = byte();
-    else if (info === 25) n = (byte() << 8) | byte();
-    else if (info === 26) n = ((byte() << 24) >>> 0) + ((byte() << 16) | (byte() << 8) | byte());
-    else return bad();
-    if (n < (info === 24 ? 24 : info === 25 ? 0x100 : 0x10000)) bad();
-    return n;
-  };
-  expect(Uint8Array.of(0xa2));
-  expect(FULL_KEY);
-  const flag = byte();
-  if (flag !== 0xf4 && flag !== 0xf5) bad();
-  expect(ENTRIES_KEY);
-  const count = length(4);
-  if (count > left) bad();
-  const entries: Uint8Array[] = new Array(count);
-  for (let i = 0; i < count; i++) entries[i] = bytes(length(2));
-  if (left !== 0) bad();
-  return { entries, full: flag === 0xf5 };
 }

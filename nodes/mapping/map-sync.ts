@@ -1,56 +1,44 @@
-import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import type { GossipsubMessage } from '@libp2p/gossipsub';
 import type { PeerId, Stream } from '@libp2p/interface';
 import { peerIdFromString } from '@libp2p/peer-id';
 import { lpStream } from '@libp2p/utils';
 import * as cbor from '@ipld/dag-cbor';
 import { type DecodedEntry, type Hex, parseEntry } from '../../protocol/log-entry.js';
-import { TILE, type TileContribution, TileError } from '../../protocol/map-tile.js';
-import { decodeLogGossip, logTopic } from '../ledger/replication.js';
+import { WireError } from '../../protocol/errors.js';
+import { LIMITS } from '../../protocol/limits.js';
+import { type TileContribution, TileError } from '../../protocol/map-tile.js';
+import {
+  MAX_TILE_REPLY,
+  MAX_TILE_REQUEST,
+  TILE_PROTOCOL,
+  type TileRequest,
+  type WireTile,
+  decodeTileReply,
+  decodeTileRequest,
+  encodeTileReply,
+  encodeTileRequest,
+  packTile,
+  unpackTile,
+} from '../../protocol/tile-sync.js';
+import { decodeLogGossip, logTopic } from '../../protocol/log-sync.js';
 import type { MeshNode } from '../mesh/host.js';
+import { RateLimit } from '../mesh/peer-budget.js';
+import type { PeerReputation } from '../mesh/reputation.js';
 import type { Logger } from '../util/logger.js';
 import type { Startable } from '../util/service.js';
 import type { MapService, PublishedTile } from './map-service.js';
 
-export const TILE_PROTOCOL = '/robomesh/tiles/3.0.0';
-const MAX_WANT = 256;
-const MAX_CELLS = TILE * TILE;
+const MAX_WANT = LIMITS.tiles.maxWant;
 /** How long a peer asked for cells it is itself still fetching waits for them before answering. */
-const MAX_WAIT_MS = 3000;
-
-interface WireTile {
-  t: string;
-  v: number;
-  c: Uint8Array;
-}
+const MAX_WAIT_MS = LIMITS.tiles.maxWaitMs;
 
 /** Contributions never change: each is deflated once, however many neighbours ask for it. */
 const packed = new WeakMap<TileContribution, WireTile>();
 
 function pack(c: TileContribution): WireTile {
   let w = packed.get(c);
-  if (!w)
-    packed.set(
-      c,
-      (w = {
-        t: c.tile,
-        v: c.version,
-        c: deflateRawSync(new Uint8Array(c.cells.buffer, c.cells.byteOffset, c.cells.byteLength)),
-      }),
-    );
+  if (!w) packed.set(c, (w = packTile(c)));
   return w;
-}
-
-function unpack(w: WireTile): TileContribution {
-  if (typeof w?.t !== 'string' || !Number.isSafeInteger(w.v) || !(w.c instanceof Uint8Array))
-    throw new TileError('BAD_TILE', 'malformed tile message');
-  let raw: Buffer;
-  try {
-    raw = inflateRawSync(w.c, { maxOutputLength: MAX_CELLS });
-  } catch (err) {
-    throw new TileError('BAD_TILE', `tile cells do not inflate: ${(err as Error).message}`);
-  }
-  return { tile: w.t, version: w.v, cells: new Int8Array(raw.buffer, raw.byteOffset, raw.byteLength) };
 }
 
 /** What one contribution costs on the wire: its signed entry (log gossip) and its deflated cells (pulled once per robot). */
@@ -71,6 +59,8 @@ export interface MapSyncComponents {
   node: MeshNode;
   map: MapService;
   isMember: (peer: string) => boolean;
+  /** Where malformed tile messages and floods cost the sender (and become evidence). */
+  reputation?: PeerReputation;
   logger: Logger;
 }
 
@@ -98,7 +88,11 @@ export class MapSync implements Startable {
   private readonly arrived = new Set<Hex>();
   private arrivedTimer: NodeJS.Timeout | undefined;
 
+  private readonly rate = new RateLimit(LIMITS.tiles.requestsPerSecond, LIMITS.tiles.burst);
+  private readonly reputation: PeerReputation | undefined;
+
   constructor(components: MapSyncComponents, init: { fleet: string; syncMs?: number }) {
+    this.reputation = components.reputation;
     this.node = components.node;
     this.service = components.map;
     this.isMember = components.isMember;
@@ -148,7 +142,7 @@ export class MapSync implements Startable {
     await this.node.handle(
       TILE_PROTOCOL,
       (stream, connection) => void this.serve(stream, connection.remotePeer.toString()),
-      { maxInboundStreams: 16 },
+      { maxInboundStreams: LIMITS.tiles.streamsPerPeer },
     );
     this.node.addEventListener('peer:connect', this.onConnect);
     let running = false;
@@ -253,16 +247,23 @@ export class MapSync implements Startable {
     const stream = await this.node.dialProtocol(peerIdFromString(peer), TILE_PROTOCOL, {
       signal: AbortSignal.timeout(10_000),
     });
-    const lp = lpStream(stream, { maxDataLength: MAX_WANT * (MAX_CELLS + 256) });
+    const lp = lpStream(stream, { maxDataLength: MAX_TILE_REPLY });
     try {
-      await lp.write(cbor.encode({ want, wait: waitMs }));
+      await lp.write(encodeTileRequest({ want, wait: waitMs }));
       const reply = (await lp.read({ signal: AbortSignal.timeout(30_000 + waitMs) })).subarray();
       this.bytesIn += reply.length;
       await stream.close();
+      let tiles: WireTile[];
+      try {
+        tiles = decodeTileReply(reply);
+      } catch (err) {
+        if (err instanceof WireError) this.reputation?.penalise(peer, `tile sync: ${err.message}`, 5, 'malformed');
+        throw err;
+      }
       let got = 0;
-      for (const w of cbor.decode(reply) as WireTile[]) {
+      for (const w of tiles) {
         try {
-          const held = this.service.get(this.service.accept(undefined, unpack(w)));
+          const held = this.service.get(this.service.accept(undefined, unpackTile(w)));
           // Served on as received: relaying cells costs no second deflate.
           if (held && !packed.has(held)) packed.set(held, w);
           got++;
@@ -280,24 +281,36 @@ export class MapSync implements Startable {
   }
 
   private async serve(stream: Stream, peer: string): Promise<void> {
-    const lp = lpStream(stream, { maxDataLength: MAX_WANT * 70 + 64 });
+    const lp = lpStream(stream, { maxDataLength: MAX_TILE_REQUEST });
     try {
       if (!this.isMember(peer)) throw new Error('not a fleet member');
-      const req = cbor.decode((await lp.read({ signal: AbortSignal.timeout(10_000) })).subarray()) as {
-        want?: unknown;
-        wait?: unknown;
-      };
-      if (!Array.isArray(req?.want) || req.want.length > MAX_WANT || !req.want.every((d) => typeof d === 'string'))
-        throw new Error('malformed tile request');
-      const want = req.want as Hex[];
+      if (!this.rate.take(peer)) {
+        this.reputation?.penalise(
+          peer,
+          `tile sync: more than ${LIMITS.tiles.requestsPerSecond} requests a second`,
+          5,
+          'flood',
+        );
+        throw new Error('tile requests past the rate limit');
+      }
+      let req: TileRequest;
+      try {
+        req = decodeTileRequest(
+          (await lp.read({ signal: AbortSignal.timeout(LIMITS.tiles.readTimeoutMs) })).subarray(),
+        );
+      } catch (err) {
+        if (err instanceof WireError) this.reputation?.penalise(peer, `tile sync: ${err.message}`, 5, 'malformed');
+        throw err;
+      }
+      const want = req.want;
       // Asked for cells we heard of but are still fetching: answer once they are here.
-      const wait = typeof req.wait === 'number' && req.wait > 0 ? Math.min(req.wait, MAX_WAIT_MS) : 0;
+      const wait = req.wait;
       if (wait > 0) await this.service.waitFor(want, wait);
       const out = want
         .map((d) => this.service.get(d))
         .filter((c): c is TileContribution => c !== undefined)
         .map(pack);
-      const data = cbor.encode(out);
+      const data = encodeTileReply(out);
       this.bytesOut += data.length;
       await lp.write(data);
       await stream.close();

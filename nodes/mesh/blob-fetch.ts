@@ -13,9 +13,11 @@ import {
   encodeBlobSize,
 } from '../../protocol/blob-messages.js';
 import { RobomeshError } from '../../protocol/errors.js';
+import { LIMITS } from '../../protocol/limits.js';
 import type { Logger } from '../util/logger.js';
 import type { Startable } from '../util/service.js';
 import type { MeshNode } from './host.js';
+import { RateLimit } from './peer-budget.js';
 
 export type BlobFetchErrorCode = 'NOT_HELD' | 'TOO_LARGE' | 'BAD_REPLY' | 'HASH_MISMATCH' | 'TIMEOUT';
 
@@ -34,6 +36,8 @@ export interface BlobServiceComponents {
 
 /** Serves content by sha256 over BLOB_PROTOCOL (protocol/blob-messages.ts). */
 export class BlobService implements Startable {
+  private readonly rate = new RateLimit(LIMITS.blob.requestsPerSecond, LIMITS.blob.burst);
+
   constructor(
     private readonly components: BlobServiceComponents,
     private readonly init: { requestTimeoutMs?: number } = {},
@@ -45,8 +49,11 @@ export class BlobService implements Startable {
       BLOB_PROTOCOL,
       async (stream, connection) => {
         const lp = lpStream(stream, { maxDataLength: BLOB_MAX_MESSAGE });
+        const peer = connection.remotePeer.toString();
         try {
-          const signal = AbortSignal.timeout(this.init.requestTimeoutMs ?? 10_000);
+          if (!this.rate.take(peer))
+            throw new Error(`more than ${LIMITS.blob.requestsPerSecond} blob requests a second`);
+          const signal = AbortSignal.timeout(this.init.requestTimeoutMs ?? LIMITS.blob.requestTimeoutMs);
           const digest = decodeBlobRequest((await lp.read({ signal })).subarray());
           const bytes = digest ? await bytesOf(digest) : undefined;
           await lp.write(encodeBlobSize(bytes?.length ?? 0), { signal });

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import type { ConnectionGater, PeerId } from '@libp2p/interface';
+import type { ConnectionGater, MultiaddrConnection, PeerId } from '@libp2p/interface';
+import type { Multiaddr } from '@multiformats/multiaddr';
 
 /**
  * Admits only fleet members, before any protocol runs (the check happens on the encrypted
@@ -76,6 +77,47 @@ export class FleetGater implements ConnectionGater {
   }
 
   denyDialPeer = (peer: PeerId): boolean => !this.admits(peer.toString());
-  denyInboundEncryptedConnection = (peer: PeerId): boolean => !this.admits(peer.toString());
   denyOutboundEncryptedConnection = (peer: PeerId): boolean => !this.admits(peer.toString());
+
+  /** Inbound connections still in their handshake (no key proven yet), per remote address. */
+  private readonly handshaking = new Map<string, number>();
+  private readonly settle = new WeakMap<MultiaddrConnection, () => void>();
+
+  /**
+   * Before the handshake: a remote address may hold at most HANDSHAKES_PER_ADDRESS of the pending
+   * slots libp2p keeps for handshakes, so a stranger opening idle connections cannot starve
+   * members of them (libp2p's own caps are global: 64 pending here, and 5 new connections a second
+   * per address). Loopback is exempt: robots sharing a machine all come from 127.0.0.1.
+   */
+  denyInboundConnection = (maConn: MultiaddrConnection): boolean => {
+    const host = hostOf(maConn.remoteAddr);
+    if (host === undefined || host.startsWith('127.') || host === '::1') return false;
+    const n = this.handshaking.get(host) ?? 0;
+    if (n >= HANDSHAKES_PER_ADDRESS) return true;
+    this.handshaking.set(host, n + 1);
+    let settled = false;
+    const done = (): void => {
+      if (settled) return;
+      settled = true;
+      const left = (this.handshaking.get(host) ?? 1) - 1;
+      if (left <= 0) this.handshaking.delete(host);
+      else this.handshaking.set(host, left);
+    };
+    this.settle.set(maConn, done);
+    maConn.addEventListener('close', done, { once: true });
+    return false;
+  };
+
+  denyInboundEncryptedConnection = (peer: PeerId, maConn: MultiaddrConnection): boolean => {
+    this.settle.get(maConn)?.();
+    return !this.admits(peer.toString());
+  };
+}
+
+/** Pending handshakes one remote address may hold. */
+export const HANDSHAKES_PER_ADDRESS = 4;
+
+function hostOf(addr: Multiaddr): string | undefined {
+  const c = addr.getComponents().find((x) => x.name === 'ip4' || x.name === 'ip6');
+  return c?.value;
 }

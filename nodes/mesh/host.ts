@@ -118,6 +118,11 @@ export async function createMeshHost(options: MeshOptions): Promise<MeshHost> {
       // pending-handshake cap (10): robots sharing a host all come from 127.0.0.1, and a fleet
       // of dozens reconnecting at once after a heal exceeds both. The gater still admits members only.
       allow: ['/ip4/127.0.0.0/ipcidr/8'],
+      // Strangers open connections and never finish the handshake: more pending slots (libp2p
+      // keeps 10), held for a shorter while (10 s; a noise handshake on a radio link takes well
+      // under a second), and at most HANDSHAKES_PER_ADDRESS of them per address (gater.ts).
+      maxIncomingPendingConnections: 64,
+      inboundUpgradeTimeout: 4000,
     },
     peerDiscovery: [
       ...(options.mdns ? [mdns({ interval: 2000 })] : []),

@@ -2,6 +2,7 @@ import type { Stream } from '@libp2p/interface';
 import { peerIdFromString } from '@libp2p/peer-id';
 import { type LengthPrefixedStream, lpStream } from '@libp2p/utils';
 import { FrameError, RobomeshError } from '../../protocol/errors.js';
+import { LIMITS } from '../../protocol/limits.js';
 import {
   CHUNK_BYTES,
   INFER_PROTOCOL,
@@ -104,12 +105,16 @@ export class InferClient {
       }
       if (header.t === 'err') throw new InferError(header.code, `${peer}: ${header.message}`);
       if (header.t !== 'res') throw new InferError('BAD_REPLY', `expected a response, got '${header.t}'`);
-      const body = await readFrame(pooled.lp, header.chunks, header.bytes, abort);
+      const body = await readFrame(pooled.lp, header.chunks, header.bytes, {
+        signal: abort,
+        chunkTimeoutMs: LIMITS.infer.chunkTimeoutMs,
+      });
       let outputs: Tensor[];
       try {
         outputs = decodeFrame(body, { ...DEFAULT_FRAME_LIMITS, maxFrameBytes: this.maxFrameBytes });
       } catch (err) {
-        if (err instanceof FrameError) this.reputation.penalise(peer, `malformed output frame: ${err.message}`);
+        if (err instanceof FrameError)
+          this.reputation.penalise(peer, `malformed output frame: ${err.message}`, 5, 'malformed');
         throw new InferError('BAD_REPLY', `${peer} sent a malformed output frame: ${(err as Error).message}`);
       }
       this.release(peer, pooled);

@@ -12,17 +12,23 @@ import {
   MAX_MESSAGE_BYTES,
 } from '../../protocol/infer-messages.js';
 import { DEFAULT_FRAME_LIMITS, type Tensor, decodeFrame, encodeFrame } from '../../protocol/tensor-frame.js';
-import type { ModelRegistry } from '../inference/model-registry.js';
+import { LIMITS } from '../../protocol/limits.js';
+import { INPUT_CUT, type ModelRegistry } from '../inference/model-registry.js';
 import { BoundaryError } from '../inference/wire.js';
 import type { Logger } from '../util/logger.js';
 import type { Startable } from '../util/service.js';
 import type { MeshNode } from './host.js';
 import type { PeerReputation } from './reputation.js';
-import { readFrame, readHeader, skipFrame, writeMessage } from './tensor-io.js';
+import { BudgetError, ByteBudget, RateLimit } from './peer-budget.js';
+import { type FrameReadOptions, readFrame, readHeader, skipFrame, writeMessage } from './tensor-io.js';
 import { WorkError, type WorkQueue } from './work-queue.js';
+
+type InferLimits = { -readonly [K in keyof (typeof LIMITS)['infer']]: number };
 
 export interface InferServiceInit {
   maxFrameBytes?: number;
+  /** Overrides of LIMITS.infer (tests use short deadlines). */
+  limits?: Partial<InferLimits>;
 }
 
 /**
@@ -65,6 +71,10 @@ export class InferService
   implements Startable
 {
   private readonly maxFrameBytes: number;
+  private readonly limits: InferLimits;
+  private readonly rate: RateLimit;
+  /** Frame bytes received and not yet answered, per peer and in all. */
+  readonly inFlight: ByteBudget;
   served = 0;
   /**
    * Fault injection for scenarios and tests: rewrites the output frame of a request that is not a
@@ -79,7 +89,10 @@ export class InferService
     init: InferServiceInit = {},
   ) {
     super();
-    this.maxFrameBytes = init.maxFrameBytes ?? DEFAULT_FRAME_LIMITS.maxFrameBytes;
+    this.limits = { ...LIMITS.infer, ...init.limits };
+    this.maxFrameBytes = init.maxFrameBytes ?? this.limits.maxFrameBytes;
+    this.rate = new RateLimit(this.limits.requestsPerSecond, this.limits.burst);
+    this.inFlight = new ByteBudget(this.limits.inFlightBytesPerPeer, this.limits.inFlightBytesTotal);
   }
 
   get queue(): WorkQueue {
@@ -88,7 +101,7 @@ export class InferService
 
   async start(): Promise<void> {
     await this.components.node.handle(INFER_PROTOCOL, (stream, connection) => void this.serve(stream, connection), {
-      maxInboundStreams: 32,
+      maxInboundStreams: this.limits.streamsPerPeer,
     });
   }
 
@@ -103,27 +116,57 @@ export class InferService
     const closed = new AbortController();
     stream.addEventListener('close', () => closed.abort(new Error('stream closed')), { once: true });
     let id = '-';
+    let held = 0;
+    const read: FrameReadOptions = {
+      signal: closed.signal,
+      chunkTimeoutMs: this.limits.chunkTimeoutMs,
+      onBytes: (n) => {
+        this.inFlight.reserve(peer, n);
+        held += n;
+      },
+    };
     try {
       for (;;) {
-        const header = await readHeader(lp, this.maxFrameBytes);
+        let header;
+        try {
+          header = await readHeader(lp, this.maxFrameBytes, AbortSignal.timeout(this.limits.idleTimeoutMs));
+        } catch (err) {
+          // A reused stream left idle: closed quietly, the requester opens another when it needs one.
+          if ((err as Error).name === 'AbortError' || (err as Error).name === 'TimeoutError')
+            return stream.abort(err as Error);
+          throw err;
+        }
         if (header === null) return;
         if (header.t !== 'req') throw new InferProtocolError('BAD_MESSAGE', `expected a request, got '${header.t}'`);
         id = header.id;
+        if (!this.rate.take(peer))
+          throw new BudgetError('RATE', `more than ${this.limits.requestsPerSecond} requests a second`);
         const received = performance.now();
         this.emit('request', peer, header);
-        const reply = header.task
-          ? await this.answerTask(lp, peer, header, received, closed.signal)
-          : await this.answer(header, await readFrame(lp, header.chunks, header.bytes), received, closed.signal);
-        await writeMessage(lp, stream, reply.header, reply.frame && [reply.frame]);
-        if (reply.fatal) {
-          reputation.penalise(peer, `${reply.header.t === 'err' ? reply.header.code : ''}: ${reply.reason}`);
-          stream.abort(new Error(reply.reason));
-          return;
+        try {
+          const reply = header.task
+            ? await this.answerTask(lp, peer, header, received, closed.signal, read)
+            : await this.answerPlain(lp, header, received, closed.signal, read);
+          await writeMessage(lp, stream, reply.header, reply.frame && [reply.frame]);
+          if (reply.fatal) {
+            reputation.penalise(
+              peer,
+              `${reply.header.t === 'err' ? reply.header.code : ''}: ${reply.reason}`,
+              5,
+              'malformed',
+            );
+            stream.abort(new Error(reply.reason));
+            return;
+          }
+        } finally {
+          this.inFlight.release(peer, held);
+          held = 0;
         }
       }
     } catch (err) {
       if (closed.signal.aborted) return; // the requester gave up or went away: nothing to answer
-      reputation.penalise(peer, `malformed request stream: ${(err as Error).message}`);
+      const kind = err instanceof BudgetError ? (err.code === 'STALLED' ? 'stall' : 'flood') : 'malformed';
+      reputation.penalise(peer, `request stream: ${(err as Error).message}`, 5, kind);
       log('request stream from %s reset: %s', peer, (err as Error).message);
       try {
         const code: InferErrorCode = 'BAD_FRAME';
@@ -141,6 +184,27 @@ export class InferService
     }
   }
 
+  /** A plain request: the model and cut are checked before the frame is read (a refusal skips it). */
+  private async answerPlain(
+    lp: LengthPrefixedStream,
+    req: InferRequest,
+    received: number,
+    cancelled: AbortSignal,
+    read: FrameReadOptions,
+  ): Promise<Reply> {
+    const { models } = this.components;
+    const skip = () => skipFrame(lp, req.chunks, req.bytes, { ...read, onBytes: undefined });
+    if (!models.has(req.model)) {
+      await skip();
+      return error(req, 'UNKNOWN_MODEL', `model ${req.model.slice(0, 12)}… is not held here`);
+    }
+    if (req.cut !== INPUT_CUT && !models.get(req.model).analysis.cuts.some((c) => c.id === req.cut)) {
+      await skip();
+      return error(req, 'UNKNOWN_CUT', `no cut '${req.cut}' in model ${req.model.slice(0, 12)}…`);
+    }
+    return this.answer(req, await readFrame(lp, req.chunks, req.bytes, read), received, cancelled);
+  }
+
   /** A logged task: authorised before its frame is read; a refusal skips the frame and answers. */
   private async answerTask(
     lp: LengthPrefixedStream,
@@ -148,18 +212,20 @@ export class InferService
     req: InferRequest,
     received: number,
     cancelled: AbortSignal,
+    read: FrameReadOptions,
   ): Promise<Reply> {
     const { tasks, reputation } = this.components;
     const budget = AbortSignal.any([cancelled, AbortSignal.timeout(req.budgetMs)]);
+    const skip = () => skipFrame(lp, req.chunks, req.bytes, { ...read, signal: budget, onBytes: undefined });
     const refuse = async (err: unknown, frameRead: boolean): Promise<Reply> => {
       this.components.logger('task request %s from %s refused: %s', req.task, peer, (err as Error).message);
       if (!(err instanceof RobomeshError)) throw err;
-      if (!frameRead) await skipFrame(lp, req.chunks, req.bytes, budget);
+      if (!frameRead) await skip();
       if (MISBEHAVIOUR.has(err.code)) reputation.penalise(peer, `task request refused: ${err.message}`);
       return error(req, err.code as InferErrorCode, err.message);
     };
     if (!tasks) {
-      await skipFrame(lp, req.chunks, req.bytes, budget);
+      await skip();
       return error(req, 'UNKNOWN_TASK', 'this robot keeps no log');
     }
     let admitted: unknown;
@@ -168,7 +234,7 @@ export class InferService
     } catch (err) {
       return refuse(err, false);
     }
-    const frame = await readFrame(lp, req.chunks, req.bytes, budget);
+    const frame = await readFrame(lp, req.chunks, req.bytes, { ...read, signal: budget });
     try {
       const run = await tasks.serve(admitted, frame);
       this.served++;

@@ -1,10 +1,11 @@
 import type { Startable } from '../util/service.js';
 import { peerIdFromString } from '@libp2p/peer-id';
 import { lpStream } from '@libp2p/utils';
+import { LIMITS } from '../../protocol/limits.js';
 import type { MeshNode } from './host.js';
 
 export const PROBE_PROTOCOL = '/robomesh/probe/1.0.0';
-const MAX_PROBE = 4 * 1024 * 1024;
+const MAX_PROBE = LIMITS.probe.maxBytes;
 
 /** Answers bandwidth probes: reads one message, replies with its length. */
 export class ProbeService implements Startable {
@@ -25,7 +26,7 @@ async function handleProbes(node: MeshNode): Promise<void> {
     async (stream) => {
       const lp = lpStream(stream, { maxDataLength: MAX_PROBE, maxBufferSize: 2 * MAX_PROBE });
       try {
-        const msg = await lp.read({ signal: AbortSignal.timeout(30_000) });
+        const msg = await lp.read({ signal: AbortSignal.timeout(LIMITS.probe.readTimeoutMs) });
         const ack = new Uint8Array(4);
         new DataView(ack.buffer).setUint32(0, msg.byteLength, true);
         await lp.write(ack);
@@ -34,7 +35,7 @@ async function handleProbes(node: MeshNode): Promise<void> {
         stream.abort(err as Error);
       }
     },
-    { maxInboundStreams: 4 },
+    { maxInboundStreams: LIMITS.probe.streamsPerPeer },
   );
 }
 

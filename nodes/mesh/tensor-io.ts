@@ -8,6 +8,7 @@ import {
   encodeHeader,
   expectChunk,
 } from '../../protocol/infer-messages.js';
+import { BudgetError } from './peer-budget.js';
 
 /**
  * Largest piece of a frame handed to the stream at once: one yamux frame (12-byte header) then
@@ -37,28 +38,65 @@ export async function readHeader(
   return decodeHeader(message.subarray(), maxFrameBytes);
 }
 
-/** Reads `chunks` frame chunks into one buffer of exactly `bytes` (one copy, into its final place). */
+export interface FrameReadOptions {
+  signal?: AbortSignal;
+  /** Each chunk must arrive within this many ms (a peer that stalls mid-frame is cut off). */
+  chunkTimeoutMs?: number;
+  /** Called with each chunk's size before it is kept (a budget may refuse by throwing). */
+  onBytes?: (n: number) => void;
+}
+
+async function readChunk(lp: LengthPrefixedStream, options: FrameReadOptions) {
+  const timeout = options.chunkTimeoutMs;
+  const deadline = timeout === undefined ? undefined : AbortSignal.timeout(timeout);
+  const signals = [options.signal, deadline].filter((x): x is AbortSignal => x !== undefined);
+  try {
+    return await lp.read({ signal: signals.length ? AbortSignal.any(signals) : undefined });
+  } catch (err) {
+    if (deadline?.aborted && !options.signal?.aborted)
+      throw new BudgetError('STALLED', `no frame chunk within ${timeout} ms`);
+    throw err;
+  }
+}
+
+/**
+ * Reads `chunks` frame chunks holding `bytes` in all. Memory follows what arrives, not what was
+ * announced: chunks are kept as they come until half the frame is here, then the frame is
+ * allocated whole and filled (at most twice the bytes received are ever held).
+ */
 export async function readFrame(
   lp: LengthPrefixedStream,
   chunks: number,
   bytes: number,
-  signal?: AbortSignal,
+  options: FrameReadOptions = {},
 ): Promise<Uint8Array> {
-  const frame = new Uint8Array(bytes);
+  let frame: Uint8Array | undefined;
+  const early: Uint8Array[] = [];
   let offset = 0;
   for (let i = 0; i < chunks; i++) {
-    const message = await lp.read({ signal });
+    const message = await readChunk(lp, options);
     expectChunk(message.byteLength > 0 ? message.get(0) : undefined);
-    if (offset + message.byteLength - 1 > bytes)
-      throw new RangeError(`frame chunks exceed the announced ${bytes} bytes`);
+    const size = message.byteLength - 1;
+    if (offset + size > bytes) throw new RangeError(`frame chunks exceed the announced ${bytes} bytes`);
+    options.onBytes?.(size);
+    if (!frame && (offset + size) * 2 >= bytes) {
+      frame = new Uint8Array(bytes);
+      let at = 0;
+      for (const part of early) {
+        frame.set(part, at);
+        at += part.length;
+      }
+      early.length = 0;
+    }
     // The message arrives as many buffers: copy each straight to its place, never joined first.
     for (const part of message.sublist(1)) {
-      frame.set(part, offset);
+      if (frame) frame.set(part, offset);
+      else early.push(part.slice());
       offset += part.length;
     }
   }
   if (offset !== bytes) throw new RangeError(`frame chunks hold ${offset} bytes, ${bytes} announced`);
-  return frame;
+  return frame ?? new Uint8Array(0);
 }
 
 /** Reads and drops the `chunks` frame chunks of a request that was refused (the stream goes on). */
@@ -66,11 +104,11 @@ export async function skipFrame(
   lp: LengthPrefixedStream,
   chunks: number,
   bytes: number,
-  signal?: AbortSignal,
+  options: FrameReadOptions = {},
 ): Promise<void> {
   let seen = 0;
   for (let i = 0; i < chunks; i++) {
-    const message = await lp.read({ signal });
+    const message = await readChunk(lp, options);
     expectChunk(message.byteLength > 0 ? message.get(0) : undefined);
     seen += message.byteLength - 1;
     if (seen > bytes) throw new RangeError(`frame chunks exceed the announced ${bytes} bytes`);

@@ -13,8 +13,12 @@ import type { AnchorQueue } from '../ledger/anchor-queue.js';
 import { AnchorRelay, anchorRelayTopic } from '../ledger/anchor-relay.js';
 import { Anchorer } from '../ledger/anchorer.js';
 import type { GasPlan, IotaDeployment } from '../ledger/iota-tx.js';
+import { EvidenceRecorder } from '../ledger/evidence.js';
+import { checkOwnEntries, markOwnEntries } from '../ledger/written-mark.js';
+import { EntryError } from '../../protocol/log-entry.js';
 import { Ledger } from '../ledger/ledger.js';
-import { LogReplicator, logTopic } from '../ledger/replication.js';
+import { LogReplicator } from '../ledger/replication.js';
+import { logTopic } from '../../protocol/log-sync.js';
 import type { LogStore } from '../ledger/store.js';
 import { MapService } from '../mapping/map-service.js';
 import { MapSync } from '../mapping/map-sync.js';
@@ -22,7 +26,7 @@ import type { MapFrame } from '../mapping/occupancy-grid.js';
 import { AdvertBoard, advertTopic } from '../mesh/adverts.js';
 import { BlobService, fetchBlob } from '../mesh/blob-fetch.js';
 import { type MeshHost, createMeshHost } from '../mesh/host.js';
-import { type RobotIdentity, loadOrCreateIdentity } from '../mesh/identity.js';
+import { type RobotIdentity, keyOfPeer, loadOrCreateIdentity } from '../mesh/identity.js';
 import { InferClient } from '../mesh/infer-client.js';
 import { InferService, type InferServiceInit } from '../mesh/infer-service.js';
 import type { LinkShaper } from '../mesh/link-shaper.js';
@@ -45,6 +49,8 @@ export function robotPaths(dataDir: string) {
     log: join(dataDir, 'log.sqlite'),
     anchors: join(dataDir, 'anchors.sqlite'),
     blobs: join(dataDir, 'blobs'),
+    /** Marks that this identity has written to its log (a store found without its entries is refused). */
+    written: join(dataDir, 'log.written'),
   };
 }
 
@@ -375,10 +381,26 @@ async function assemble(
   let blobs: BlobStore | undefined;
   if (config.ledger) {
     ledger = new Ledger(config.ledger.store, signerFromSeed(identity.seed));
-    ledger.ingest(config.ledger.genesis);
+    const location = config.ledger.store.location;
+    if (location) {
+      checkOwnEntries(ledger, paths.written, location);
+      const unmark = markOwnEntries(ledger, paths.written);
+      started.push({ start: () => undefined, stop: unmark });
+    }
+    try {
+      ledger.ingest(config.ledger.genesis);
+    } catch (err) {
+      if (!(err instanceof EntryError)) throw err;
+      throw new RobotError('BAD_GENESIS', `the fleet's genesis is not a valid log entry: ${err.message}`);
+    }
+    const evidence = new EvidenceRecorder(ledger, keyOfPeer);
+    const log = componentLogger('evidence');
+    reputation.report = (o) => {
+      if (evidence.record(o)) log('reported %s for %s: %s', o.peer, o.kind, o.reason);
+    };
     replicator = await run(
       new LogReplicator(
-        { node, ledger, isMember, logger: componentLogger('log') },
+        { node, ledger, isMember, reputation, logger: componentLogger('log') },
         { fleet, antiEntropyMs: config.ledger.antiEntropyMs },
       ),
     );
@@ -486,7 +508,10 @@ async function assemble(
   if (config.mapping && ledger) {
     map = new MapService(ledger, config.mapping.frame);
     mapSync = await run(
-      new MapSync({ node, map, isMember, logger: componentLogger('map') }, { fleet, syncMs: config.mapping.syncMs }),
+      new MapSync(
+        { node, map, isMember, reputation, logger: componentLogger('map') },
+        { fleet, syncMs: config.mapping.syncMs },
+      ),
     );
   }
   return {

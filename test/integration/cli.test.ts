@@ -118,9 +118,24 @@ describe('robomesh CLI', () => {
       assert.match(r.stderr, message);
       assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
     }
-    const badOption = await robomesh('slice', 'builtin:cnn', '--list', '--precision', 'int4');
-    assert.notEqual(badOption.code, 0);
-    assert.match(badOption.stderr, /expected one of fp32, fp16, int8/);
+    // Option errors too: one line, exit 2, no help text dumped.
+    for (const args of [
+      ['slice', 'builtin:cnn', '--list', '--precision', 'int4'],
+      ['fleet', '--robots', 'many'],
+      ['audit', 'tasks', '--bogus'],
+      ['no-such-command'],
+    ]) {
+      const r = await robomesh(...args);
+      assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+      assert.equal(r.stderr.trim().split('\n').length, 1, `${args.join(' ')}: one line, got ${r.stderr}`);
+      assert.match(r.stderr, /^robomesh: /);
+    }
+    // A --out that cannot be written (a file where a folder should be).
+    await writeFile(join(dir, 'a-file'), 'x');
+    const out = await robomesh('slice', 'builtin:cnn', '--cut', 'c1', '--out', join(dir, 'a-file', 'sub'));
+    assert.equal(out.code, 2, out.stderr);
+    assert.match(out.stderr, /^robomesh: cannot write to .*a-file\/sub/);
+    assert.doesNotMatch(out.stderr, /\n\s+at /);
   });
 
   it('profile measures every cut once, then reuses the stored profile', async () => {

@@ -222,3 +222,47 @@ describe('live dashboard (chromium)', function () {
     await closed;
   });
 });
+
+describe('dashboard: what a page from elsewhere or a crowd of clients can do', () => {
+  let dashboard: Dashboard;
+  before(async () => {
+    dashboard = await startDashboard(new ScriptedSource(initial), { maxStreams: 3 });
+  });
+  after(() => dashboard.close());
+
+  const request = (path: string, host: string): Promise<{ status: number; close: () => void }> =>
+    new Promise((resolve, reject) => {
+      const url = new URL(dashboard.url);
+      const req = get({ host: url.hostname, port: url.port, path, headers: { host } }, (res) => {
+        resolve({ status: res.statusCode ?? 0, close: () => res.destroy() });
+        if (path !== '/events') res.resume();
+      });
+      req.on('error', reject);
+    });
+
+  it('answers only requests naming it by address or localhost (a DNS-rebound name gets 421)', async () => {
+    const { port } = new URL(dashboard.url);
+    assert.equal((await request('/state.json', `127.0.0.1:${port}`)).status, 200);
+    assert.equal((await request('/state.json', `localhost:${port}`)).status, 200);
+    assert.equal((await request('/state.json', `evil.example:${port}`)).status, 421);
+    assert.equal((await request('/state.json', `127.0.0.1:${Number(port) + 1}`)).status, 421);
+    assert.equal((await request('/state.json', 'evil.example')).status, 421);
+  });
+
+  it('holds at most maxStreams /events streams; one more is refused, and a slot frees when one closes', async () => {
+    const { port } = new URL(dashboard.url);
+    const host = `127.0.0.1:${port}`;
+    const open = await Promise.all([1, 2, 3].map(() => request('/events', host)));
+    assert.deepEqual(
+      open.map((o) => o.status),
+      [200, 200, 200],
+    );
+    await waitFor(() => dashboard.streams() === 3, 'three streams');
+    assert.equal((await request('/events', host)).status, 503);
+    open[0].close();
+    await waitFor(() => dashboard.streams() === 2, 'a stream closed');
+    const again = await request('/events', host);
+    assert.equal(again.status, 200);
+    for (const o of [...open, again]) o.close();
+  });
+});

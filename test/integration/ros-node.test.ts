@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtemp, open, rm } from 'node:fs/promises';
+import { mkdtemp, open, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -140,6 +140,31 @@ describe('ROS edge without ROS: a simulated bag replayed through a robot node', 
     const bad = await run(['--ros-args', '-p', 'map.resolution:=fine']);
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /map.resolution/);
+    // A garbage genesis file: one line naming it, exit 2, and the process ends (it used to keep
+    // its mesh host listening after the error, so ros2 launch's respawn never fired).
+    const genesis = join(dir, 'garbage-genesis.bin');
+    await writeFile(genesis, 'not an entry');
+    const replayIn = join(dir, 'in-genesis.mcap');
+    await writeSimBag(replayIn, codec, { plan: 'builtin:small', seconds: 1, seed: 3 });
+    const started = Date.now();
+    const garbage = await run([
+      '--replay',
+      replayIn,
+      '--ros-args',
+      '-p',
+      `data_dir:=${join(dir, 'g')}`,
+      '-p',
+      `fleet.genesis_file:=${genesis}`,
+      '-p',
+      'models:=[]',
+    ]);
+    assert.equal(garbage.code, 2, garbage.stderr);
+    assert.equal(garbage.stderr.trim().split('\n').length, 1, garbage.stderr);
+    assert.match(
+      garbage.stderr,
+      new RegExp(`fleet.genesis_file ${genesis.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is not a signed log entry`),
+    );
+    assert.ok(Date.now() - started < 30_000);
   });
 });
 

@@ -18,7 +18,8 @@ import { Ledger, MissingParentsError } from '../../nodes/ledger/ledger.js';
 import { MemoryLogStore } from '../../nodes/ledger/store.js';
 import { SqliteLogStore } from '../../nodes/ledger/sqlite-store.js';
 import { localSyncPeer, pullFrom, servedRanges, servedStart } from '../../nodes/ledger/sync.js';
-import { decodeLogGossip, packLogGossip } from '../../nodes/ledger/replication.js';
+import { WireError } from '../../protocol/errors.js';
+import { decodeLogGossip, packLogGossip } from '../../protocol/log-sync.js';
 import { memoryFleet } from '../helpers/ledger-fleet.js';
 import { taskPayload } from '../helpers/tasks.js';
 
@@ -284,7 +285,7 @@ describe('log entries and ingestion (Byzantine input)', () => {
       cbor.encode(Array.from({ length: 257 }, () => entries[0])),
       Uint8Array.of(0xff),
     ]) {
-      assert.throws(() => decodeLogGossip(bad), EntryError);
+      assert.throws(() => decodeLogGossip(bad), WireError);
     }
   });
 

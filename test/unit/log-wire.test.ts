@@ -17,7 +17,17 @@ import {
   verifyEntries,
 } from '../../protocol/log-entry.js';
 import { SqliteLogStore } from '../../nodes/ledger/sqlite-store.js';
-import { decodeRangesReply, encodeRangesReply, servedRanges } from '../../nodes/ledger/sync.js';
+import { StoreError } from '../../nodes/ledger/store.js';
+import { servedRanges } from '../../nodes/ledger/sync.js';
+import { WireError } from '../../protocol/errors.js';
+import {
+  decodeRangesReply,
+  decodeSummary,
+  decodeSyncRequest,
+  encodeRangesReply,
+  encodeSummary,
+  encodeSyncRequest,
+} from '../../protocol/log-sync.js';
 import { Ledger } from '../../nodes/ledger/ledger.js';
 import { memoryFleet } from '../helpers/ledger-fleet.js';
 import { prng } from '../../nodes/util/prng.js';
@@ -169,7 +179,7 @@ describe('log entry wire form (one-pass strict parse, batch verification, sync r
   it('sync replies: hand-written DAG-CBOR equals the generic encoder, and anything else is refused', () => {
     for (const n of [0, 1, 23, 24, 300]) {
       for (const full of [false, true]) {
-        const entries = Array.from({ length: n }, (_, i) => new Uint8Array(20 + ((i * 53) % 700)).fill(i & 0xff));
+        const entries = Array.from({ length: n }, (_, i) => new Uint8Array(128 + ((i * 53) % 700)).fill(i & 0xff));
         const bytes = encodeRangesReply({ entries, full });
         assert.deepEqual(Buffer.from(bytes), Buffer.from(cbor.encode({ entries, full })));
         const back = decodeRangesReply(bytes);
@@ -178,7 +188,7 @@ describe('log entry wire form (one-pass strict parse, batch verification, sync r
           back.entries.map((e) => Buffer.from(e)),
           entries.map((e) => Buffer.from(e)),
         );
-        if (bytes.length > 1) assert.throws(() => decodeRangesReply(bytes.subarray(0, bytes.length - 1)), EntryError);
+        if (bytes.length > 1) assert.throws(() => decodeRangesReply(bytes.subarray(0, bytes.length - 1)), WireError);
       }
     }
     for (const bad of [
@@ -186,9 +196,55 @@ describe('log entry wire form (one-pass strict parse, batch verification, sync r
       cbor.encode({ entries: [], full: 1 }),
       cbor.encode([]),
       Uint8Array.of(0xa2),
+      // The reply that froze a robot: a megabyte of empty entries; and one ending in an empty one.
+      encodeRangesReply({ entries: Array.from({ length: 300_000 }, () => new Uint8Array(0)), full: false }),
+      Uint8Array.from([0xa2, 0x64, ...Buffer.from('full'), 0xf4, 0x67, ...Buffer.from('entries'), 0x81, 0x40]),
+      encodeRangesReply({ entries: Array.from({ length: 5000 }, () => new Uint8Array(128)), full: false }),
+      encodeRangesReply({ entries: [new Uint8Array(20)], full: false }),
     ]) {
-      assert.throws(() => decodeRangesReply(bad), EntryError);
+      assert.throws(() => decodeRangesReply(bad), WireError);
     }
+  });
+
+  it('sync requests and summaries: refused by count before they are decoded, and for every malformed field', () => {
+    const author = 'ab'.repeat(32);
+    const ok = encodeSyncRequest({ t: 'start', have: new Map([[author, { maxSeq: 3, count: 3 }]]), limit: 10 });
+    assert.deepEqual(decodeSyncRequest(ok), {
+      t: 'start',
+      have: new Map([[author, { maxSeq: 3, count: 3 }]]),
+      limit: 10,
+    });
+    assert.deepEqual(decodeSyncRequest(encodeSyncRequest({ t: 'news' })), { t: 'news' });
+    const summary = new Map([[author, { maxSeq: 1, count: 1 }]]);
+    assert.deepEqual(decodeSummary(encodeSummary(summary)), summary);
+    const bads: unknown[] = [
+      { t: 'start', have: 'all', limit: 10 },
+      { t: 'start', have: [[author]], limit: 10 },
+      { t: 'start', have: [['not hex', { maxSeq: 1, count: 1 }]], limit: 10 },
+      { t: 'start', have: [[author, { maxSeq: -1, count: 1 }]], limit: 10 },
+      { t: 'start', have: [[author, { maxSeq: 1, count: 1, extra: 1 }]], limit: 10 },
+      { t: 'start', have: [], limit: 'many' },
+      { t: 'start', have: [], limit: 0 },
+      { t: 'start', have: [], limit: 5000 },
+      { t: 'ranges', want: [{ author, lo: 3, hi: 1 }], limit: 10 },
+      { t: 'ranges', want: [{ author: 'x', lo: 1, hi: 1 }], limit: 10 },
+      { t: 'ranges', want: Array.from({ length: 1025 }, () => ({ author, lo: 1, hi: 1 })), limit: 10 },
+      { t: 'summary' },
+      { t: 'news', extra: 1 },
+      [1, 2, 3],
+    ];
+    for (const bad of bads)
+      assert.throws(() => decodeSyncRequest(cbor.encode(bad)), WireError, JSON.stringify(bad).slice(0, 60));
+    // A summary of 1.3 M empty maps: refused from its item count, in well under the 500 ms its full decode took.
+    const huge = cbor.encode(Array.from({ length: 1_300_000 }, () => ({})));
+    const t0 = performance.now();
+    assert.throws(() => decodeSummary(huge), WireError);
+    assert.throws(
+      () => decodeSyncRequest(cbor.encode({ t: 'start', have: Array.from({ length: 3000 }, () => ({})), limit: 1 })),
+      WireError,
+    );
+    assert.ok(performance.now() - t0 < 100, `${(performance.now() - t0).toFixed(0)} ms`);
+    assert.throws(() => decodeSummary(Uint8Array.of(0xfb, 0, 0, 0, 0, 0, 0, 0, 0)), WireError);
   });
 
   it('sync replies read from the pieces a stream delivered them in equal the contiguous read; cut or padded pieces are refused', () => {
@@ -198,7 +254,7 @@ describe('log entry wire form (one-pass strict parse, batch verification, sync r
       for (let round = 0; round < 200; round++) {
         const n = Math.floor(random() * 40);
         const entries = Array.from({ length: n }, () =>
-          Uint8Array.from({ length: 1 + Math.floor(random() * 600) }, () => Math.floor(random() * 256)),
+          Uint8Array.from({ length: 128 + Math.floor(random() * 600) }, () => Math.floor(random() * 256)),
         );
         const full = random() < 0.5;
         const bytes = encodeRangesReply({ entries, full });
@@ -220,8 +276,8 @@ describe('log entry wire form (one-pass strict parse, batch verification, sync r
         let last = cut.length - 1;
         while (cut[last].length === 0) last--;
         cut[last] = cut[last].subarray(0, cut[last].length - 1);
-        assert.throws(() => decodeRangesReply(cut), EntryError);
-        assert.throws(() => decodeRangesReply([...pieces, Uint8Array.of(0)]), EntryError);
+        assert.throws(() => decodeRangesReply(cut), WireError);
+        assert.throws(() => decodeRangesReply([...pieces, Uint8Array.of(0)]), WireError);
       }
     } catch (err) {
       throw new Error(`seed ${seed} (TEST_SEED=${seed} reproduces): ${(err as Error).message}`, { cause: err });
@@ -264,7 +320,8 @@ describe('log entry wire form (one-pass strict parse, batch verification, sync r
       db.close();
       assert.throws(
         () => new SqliteLogStore(old),
-        (err: unknown) => err instanceof EntryError && /older robomesh.*move it away/.test(err.message),
+        (err: unknown) =>
+          err instanceof StoreError && err.code === 'OLD_LAYOUT' && /older robomesh.*move it away/.test(err.message),
       );
     } finally {
       await rm(dir, { recursive: true, force: true });

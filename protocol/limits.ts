@@ -41,6 +41,11 @@ export const LIMITS = {
     readTimeoutMs: 30_000,
     requestsPerSecond: 100,
     burst: 200,
+    /** Reply bytes served to one peer per second, and in a burst (a heal's sync of 10,000 entries is ~5 MiB). */
+    replyBytesPerSecond: 8 * MiB,
+    replyBurstBytes: 32 * MiB,
+    /** After a sync with a peer failed, syncs it would trigger wait this long. */
+    retryAfterMs: 1000,
   },
   /** `robomesh/<fleet>/log/2` gossip: entries appended together. */
   gossip: { maxEntries: 256, maxBytes: 256 * KiB },

@@ -10,6 +10,9 @@ export interface RobotView {
   flagged: boolean;
   logSize: number;
   stateHash: string;
+  /** Its process's resident memory, MiB, and event-loop delay p99, ms (when known). */
+  rssMb?: number;
+  loopLagMs?: number;
 }
 
 /** `a`, `b` are robot names; `connected: false` means partitioned or down. */

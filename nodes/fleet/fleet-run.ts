@@ -16,7 +16,8 @@ import { identityFromSeed } from '../mesh/identity.js';
 import { floorPlan } from '../sim/floor-plans.js';
 import type { FleetView, FleetViewSource } from '../dashboard/view.js';
 import { ChildRobot, InProcessRobot, type RobotHandle, RobotProcess } from './robot-handle.js';
-import { type RobotStatus, type RuntimeInit, type TaskReply, countTasks } from './robot-runtime.js';
+import { type Command, type RobotStatus, type RuntimeInit, type TaskReply, countTasks } from './robot-runtime.js';
+import { FleetError } from './errors.js';
 import type { Scenario } from './scenario.js';
 
 /**
@@ -198,6 +199,7 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
           flagged: s ? flagged.has(s.key) : false,
           logSize: s?.logSize ?? 0,
           stateHash: s?.stateHash ?? '',
+          ...(s ? { rssMb: s.rss / 2 ** 20, loopLagMs: s.loopLagMs.p99 } : {}),
         };
       }),
       links,
@@ -205,6 +207,18 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
       latency: this.latency.slice(-500),
       map: this.mapView,
     };
+  }
+
+  /** Sends a command to one robot while the fleet runs (benchmarks probe robots this way). */
+  command<T>(robot: string, c: Command, timeoutMs = 30_000): Promise<T> {
+    const h = this.handles.find((x) => x.name === robot);
+    if (!h) throw new FleetError('ROBOT_DOWN', `no robot ${robot} in this fleet`);
+    return h.request<T>(c, timeoutMs);
+  }
+
+  /** The latest status of every robot (as polled). */
+  statusOf(robot: string): RobotStatus | undefined {
+    return this.statuses.get(robot);
   }
 
   async run(): Promise<FleetReport> {

@@ -17,6 +17,9 @@ import { identityFromSeed } from '../mesh/identity.js';
 import { type LinkShape, LinkShaper } from '../mesh/link-shaper.js';
 import { Robot, robotPaths } from '../robot/robot.js';
 import { lie } from '../tasks/faults.js';
+import { attack } from './attacks.js';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { peerIdFromString } from '@libp2p/peer-id';
 import { defaultRobots, floorPlan } from '../sim/floor-plans.js';
 import type { Pose } from '../sim/pose.js';
 import { WorldSimulator } from '../sim/simulator.js';
@@ -67,6 +70,10 @@ export type Command =
   | { cmd: 'shape'; clear?: boolean; links: { peer: string; shape: LinkShape | null }[] }
   | { cmd: 'fault'; fault: Fault }
   | { cmd: 'task'; seed: number; f: number }
+  /** Open a fresh connection to each connected member (not reused) and close it: can members still get in? */
+  | { cmd: 'dial-check'; skip?: string[] }
+  /** Clear a peer's local score and lift its cut-off (benchmarks measure attacks one at a time). */
+  | { cmd: 'forgive'; peer: string }
   | { cmd: 'stop' };
 
 export interface RobotStatus {
@@ -99,6 +106,8 @@ export interface RobotStatus {
   tasks: Record<TaskStatus, number>;
   rss: number;
   cpuMs: number;
+  /** Event-loop delay since the last status: p99 and max, ms. */
+  loopLagMs: { p99: number; max: number };
   bytes: { tilesOut: number; tilesIn: number; logOut: number; tensorsOut: number };
 }
 
@@ -188,6 +197,7 @@ export class RobotRuntime {
     });
     const rt = new RobotRuntime(robot, init, linkShaper);
     rt.timer = setInterval(() => rt.tick(), 100);
+    rt.lag.enable();
     return rt;
   }
 
@@ -264,6 +274,12 @@ export class RobotRuntime {
         return { ok: true };
       case 'task':
         return this.task(c.seed, c.f);
+      case 'dial-check':
+        return this.dialCheck(c.skip ?? []);
+      case 'forgive':
+        this.robot.reputation.forgive(c.peer);
+        this.robot.host.heal([c.peer]);
+        return { ok: true };
       case 'stop':
         await this.stop();
         return { ok: true };
@@ -307,6 +323,7 @@ export class RobotRuntime {
       latencies: this.latencies.splice(0),
       tasks: countTasks(state.tasks.values()),
       rss: process.memoryUsage().rss,
+      loopLagMs: this.loopLag(),
       cpuMs: process.cpuUsage().user / 1000 + process.cpuUsage().system / 1000,
       bytes: {
         tilesOut: r.mapSync!.bytesOut,
@@ -315,6 +332,38 @@ export class RobotRuntime {
         tensorsOut: r.service.bytesOut,
       },
     };
+  }
+
+  private readonly lag = monitorEventLoopDelay({ resolution: 10 });
+
+  private loopLag(): { p99: number; max: number } {
+    const out = { p99: this.lag.percentile(99) / 1e6, max: this.lag.max / 1e6 };
+    this.lag.reset();
+    return out;
+  }
+
+  private async dialCheck(skip: string[]): Promise<{ ok: number; failed: string[] }> {
+    const node = this.robot.host.node;
+    const failed: string[] = [];
+    let ok = 0;
+    for (const peer of this.robot.host.connectedPeers()) {
+      if (skip.includes(peer)) continue;
+      const addr = node.getConnections(peerIdFromString(peer))[0]?.remoteAddr;
+      if (!addr) continue;
+      try {
+        // Only connections we accepted have the peer's listen address; others use its identify address.
+        const target = (await node.peerStore.get(peerIdFromString(peer))).addresses[0]?.multiaddr ?? addr;
+        const conn = await node.dial(target.encapsulate(`/p2p/${peer}`), {
+          force: true,
+          signal: AbortSignal.timeout(5000),
+        });
+        await conn.close();
+        ok++;
+      } catch (err) {
+        failed.push(`${peer.slice(-6)}: ${(err as Error).message}`);
+      }
+    }
+    return { ok, failed };
   }
 
   private async task(seed: number, f: number): Promise<TaskReply> {
@@ -356,6 +405,13 @@ export class RobotRuntime {
       case 'fake-walls':
         r.map!.fakeWalls = [{ from: f.from, to: f.to, thickness: f.thickness }];
         return;
+      case 'attack':
+        void attack(r, f.attack, f.seconds, this.init.fleet.name).then(
+          (sent) =>
+            this.events.push({ at: Date.now() - this.started, kind: 'attack', detail: `${f.attack}: ${sent} sent` }),
+          (err: Error) => this.events.push({ at: Date.now() - this.started, kind: 'attack', detail: err.message }),
+        );
+        return;
       case 'equivocate': {
         // A second, different entry in the slot of our latest one, published like any entry.
         const ledger = r.ledger!;
@@ -392,6 +448,7 @@ export class RobotRuntime {
 
   async stop(): Promise<void> {
     clearInterval(this.timer);
+    this.lag.disable();
     await this.robot.stop();
   }
 }

@@ -1,3 +1,4 @@
+import { ATTACKS, type AttackKind } from './attacks.js';
 import { parse as parseYaml } from 'yaml';
 import { RobomeshError } from '../../protocol/errors.js';
 
@@ -6,7 +7,9 @@ export type Fault =
   | { type: 'garbage-tensors' }
   | { type: 'fake-walls'; thickness: number; from: { x: number; y: number }; to: { x: number; y: number } }
   | { type: 'equivocate' }
-  | { type: 'forge' };
+  | { type: 'forge' }
+  /** A hostile member's attack on its peers' protocols for `seconds` (nodes/fleet/attacks.ts). */
+  | { type: 'attack'; attack: AttackKind; seconds: number };
 
 export type ScenarioEvent =
   | { at: number; partition: string[][] }
@@ -49,7 +52,7 @@ export class ScenarioError extends RobomeshError<ScenarioErrorCode> {
   }
 }
 
-export const FAULT_TYPES = ['wrong-results', 'garbage-tensors', 'fake-walls', 'equivocate', 'forge'] as const;
+export const FAULT_TYPES = ['wrong-results', 'garbage-tensors', 'fake-walls', 'equivocate', 'forge', 'attack'] as const;
 
 /** What `npm start` runs: 4 robots, a partition and heal, then a robot drawing fake walls. */
 export const DEFAULT_SCENARIO = `
@@ -89,6 +92,10 @@ function fault(v: unknown, where: string): Fault {
     case 'equivocate':
     case 'forge':
       return { type: f.type };
+    case 'attack':
+      if (!(ATTACKS as readonly unknown[]).includes(f.attack))
+        return fail(`${where}.attack`, `one of ${ATTACKS.join(', ')}, got ${JSON.stringify(f.attack)}`);
+      return { type: 'attack', attack: f.attack as AttackKind, seconds: num(f.seconds ?? 30, `${where}.seconds`, 1) };
     case 'fake-walls':
       return {
         type: 'fake-walls',

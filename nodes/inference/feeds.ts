@@ -1,4 +1,4 @@
-import ort from 'onnxruntime-node';
+import ort from './ort-float16.js';
 import { dtypeFromCode } from '../../protocol/dtypes.js';
 import { elementCount } from '../../protocol/tensor-frame.js';
 import { prng } from '../util/prng.js';

@@ -1,5 +1,5 @@
-import ort from 'onnxruntime-node';
-import { type TensorData, dtypeFromCode, isDType } from '../../protocol/dtypes.js';
+import ort from './ort-float16.js';
+import { dtypeFromCode, isDType } from '../../protocol/dtypes.js';
 import { RobomeshError } from '../../protocol/errors.js';
 import type { Tensor } from '../../protocol/tensor-frame.js';
 import type { Int8Granularity, Precision } from './boundary.js';
@@ -7,7 +7,7 @@ import { type LoadedModel, declaredType } from './onnx-model.js';
 import type { ModelProfile } from './profiler.js';
 import type { SessionCache } from './sessions.js';
 import { type Analyze, type Feeds, type Outputs, ModelSlicer } from './slicer.js';
-import { BoundaryError } from './wire.js';
+import { BoundaryError, tensorData } from './wire.js';
 
 /** The cut id meaning "no head": the model input itself is shipped (full offload). */
 export const INPUT_CUT = 'input';
@@ -24,7 +24,7 @@ export function outputsToTensors(outputs: Outputs): Tensor[] {
   return Object.entries(outputs).map(([name, value]) => {
     const t = value as ort.Tensor;
     if (!isDType(t.type)) throw new RegistryError('UNSUPPORTED_OUTPUT', `output '${name}' has type ${t.type}`);
-    return { name, dtype: t.type, dims: [...t.dims], data: t.data as TensorData };
+    return { name, dtype: t.type, dims: [...t.dims], data: tensorData(t.type, t.data) };
   });
 }
 

@@ -1,6 +1,6 @@
 import { clone } from '@bufbuild/protobuf';
 import { ModelProtoSchema } from 'onnx-buf';
-import ort from 'onnxruntime-node';
+import ort from './ort-float16.js';
 import { type DType, isDType } from '../../protocol/dtypes.js';
 import type { GraphIndex } from './graph.js';
 import { type LoadedModel, ModelError, declaredType, serializeModel } from './onnx-model.js';

@@ -1,7 +1,7 @@
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import ort from 'onnxruntime-node';
+import ort from './ort-float16.js';
 import type { Precision } from './boundary.js';
 import { syntheticFeeds } from './feeds.js';
 import type { ModelSlicer } from './slicer.js';

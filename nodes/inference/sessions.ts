@@ -1,4 +1,4 @@
-import ort from 'onnxruntime-node';
+import ort from './ort-float16.js';
 
 export interface SessionSettings {
   /** Intra-op threads per session; 0 lets ORT decide. Pin it when comparing timings. */

@@ -1,4 +1,4 @@
-import ort from 'onnxruntime-node';
+import ort from './ort-float16.js';
 import type { Tensor } from '../../protocol/tensor-frame.js';
 import { type Int8Granularity, PRECISIONS, type Precision } from './boundary.js';
 import { syntheticFeeds } from './feeds.js';

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { clone } from '@bufbuild/protobuf';
 import { NodeProtoSchema, type ModelProto, type NodeProto, type TensorProto } from 'onnx-buf';
-import ort from 'onnxruntime-node';
+import ort from './ort-float16.js';
 import {
   type Int8Granularity,
   type Precision,

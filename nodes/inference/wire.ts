@@ -1,4 +1,4 @@
-import ort from 'onnxruntime-node';
+import ort from './ort-float16.js';
 import { type DType, type TensorData, isDType } from '../../protocol/dtypes.js';
 import { RobomeshError } from '../../protocol/errors.js';
 import type { Tensor } from '../../protocol/tensor-frame.js';
@@ -6,6 +6,18 @@ import { type BoundarySpec, declaredDims } from './boundary.js';
 
 /** A boundary frame that does not match what the tail expects. */
 export type BoundaryErrorCode = 'MISSING_OUTPUT' | 'WRONG_DTYPE' | 'WRONG_QUANT' | 'WRONG_SHAPE' | 'WRONG_TENSORS';
+
+/**
+ * ORT's data as the typed array tensor frames use: on Node 24, onnxruntime-node hands float16 out
+ * as a Float16Array (a global there); frames carry float16 as its raw 16-bit words.
+ */
+export function tensorData(type: string, data: unknown): TensorData {
+  if (type === 'float16' && !(data instanceof Uint16Array)) {
+    const d = data as ArrayBufferView;
+    return new Uint16Array(d.buffer, d.byteOffset, d.byteLength / 2);
+  }
+  return data as TensorData;
+}
 
 export class BoundaryError extends RobomeshError<BoundaryErrorCode> {
   constructor(code: BoundaryErrorCode, message: string, options?: ErrorOptions) {
@@ -29,7 +41,7 @@ export function headOutputsToFrame(boundary: BoundarySpec[], outputs: ort.Infere
       name: spec.name,
       dtype: value.type,
       dims: [...value.dims],
-      data: value.data as TensorData,
+      data: tensorData(value.type, value.data),
     };
     if (spec.encoding === 'uint8') {
       const scale = outputs[spec.parts[1]] as ort.Tensor;

@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import Database from 'better-sqlite3';
+import Database from './sqlite.js';
 import type { Hex } from '../../protocol/log-entry.js';
 
 /** An anchor waiting for a node: what to commit, and once built, the signed transaction. */

@@ -32,6 +32,8 @@ export class MissingParentsError extends EntryError {
 }
 
 const MAX_PARENTS = 16;
+/** Longest a sync may keep what it brought out of the folded state. */
+const FOLD_DEFER_MS = 1000;
 
 /**
  * One robot's copy of the log: appends its own entries (signed, durable before acknowledged),
@@ -345,10 +347,40 @@ export class Ledger extends EventEmitter<{ entry: [DecodedEntry, IngestStatus]; 
       batch.map((b) => b.stored),
       batch.some((b) => b.stored.author === self),
     );
-    if (this.bulkDepth > 0) this.unfolded.push(...batch.map((b) => b.item));
-    else this.fold.insertMany(batch.map((b) => b.item));
+    // Deferred only for entries a sync brings, and never for long: our own entries (a task we
+    // just posted, a result) and anything arriving outside a sync are folded at once, and a sync
+    // that stalls (a slow or hostile peer) cannot hold the state back past FOLD_DEFER_MS.
+    const own = batch.some((b) => b.stored.author === self);
+    if (this.bulkDepth > 0 && !own && !this.foldNow) {
+      if (this.unfolded.length === 0) this.unfoldedSince = Date.now();
+      this.unfolded.push(...batch.map((b) => b.item));
+      this.deferredFold ??= setTimeout(() => this.foldPending(), FOLD_DEFER_MS);
+    } else this.foldPending(batch.map((b) => b.item));
     for (const b of batch) this.emit('entry', b.decoded, b.status);
-    if (this.bulkDepth === 0) this.emit('folded');
+  }
+
+  private foldNow = false;
+  private deferredFold: NodeJS.Timeout | undefined;
+
+  /** Folds what waits (and `more`), and says so. */
+  private foldPending(more: LogItem[] = []): void {
+    clearTimeout(this.deferredFold);
+    this.deferredFold = undefined;
+    this.fold.insertMany(this.unfolded.length ? [...this.unfolded.splice(0), ...more] : more);
+    this.unfoldedSince = Date.now();
+    this.emit('folded');
+  }
+
+  /** Ingests entries that must be in the state at once (a task request's own entries), sync or not. */
+  ingestNow(list: (Uint8Array | DecodedEntry)[]): (IngestStatus | EntryError)[] {
+    this.foldNow = true;
+    try {
+      return this.ingestBatch(list);
+    } finally {
+      this.foldNow = false;
+      // They may have arrived already, by a sync whose entries wait to be folded.
+      if (this.unfolded.length) this.foldPending();
+    }
   }
 
   /**
@@ -362,11 +394,7 @@ export class Ledger extends EventEmitter<{ entry: [DecodedEntry, IngestStatus]; 
     try {
       return await work();
     } finally {
-      if (--this.bulkDepth === 0 || Date.now() - this.unfoldedSince >= 1000) {
-        this.fold.insertMany(this.unfolded.splice(0));
-        this.emit('folded');
-        this.unfoldedSince = Date.now();
-      }
+      if (--this.bulkDepth === 0 || Date.now() - this.unfoldedSince >= FOLD_DEFER_MS) this.foldPending();
     }
   }
 

@@ -98,9 +98,19 @@ export class LogReplicator implements Startable {
     if (this.isMember(peer)) setImmediate(() => this.syncInBackground(peer));
   };
 
-  /** A sync nobody waits for: its failure (a peer gone mid-way) is logged, the next one retries. */
+  /** When each peer's last sync failed: syncs nobody waits for hold off a while after one. */
+  private readonly failedAt = new Map<string, number>();
+
+  /** A sync nobody waits for: its failure (a peer gone mid-way) is logged, a later one retries. */
   private syncInBackground(peer: string): void {
-    this.syncWith(peer).catch((err) => this.log('sync with %s failed: %s', peer, (err as Error).message));
+    if (Date.now() - (this.failedAt.get(peer) ?? -Infinity) < LIMITS.log.retryAfterMs) return;
+    this.syncWith(peer).then(
+      () => this.failedAt.delete(peer),
+      (err) => {
+        this.failedAt.set(peer, Date.now());
+        this.log('sync with %s failed: %s', peer, (err as Error).message);
+      },
+    );
   }
 
   async start(): Promise<void> {
@@ -321,6 +331,7 @@ export class LogReplicator implements Startable {
   }
 
   private readonly rate = new RateLimit(LIMITS.log.requestsPerSecond, LIMITS.log.burst);
+  private readonly replyBytes = new RateLimit(LIMITS.log.replyBytesPerSecond, LIMITS.log.replyBurstBytes);
 
   private get reputation(): PeerReputation | undefined {
     return this.components.reputation;
@@ -363,8 +374,20 @@ export class LogReplicator implements Startable {
           if (err instanceof WireError) this.reputation?.penalise(peer, `log sync: ${err.message}`, 5, 'malformed');
           throw err;
         }
-        // Each message length-prefixed, in order, in one write.
-        await lp.writeV(this.answer(req, peer));
+        // Each message length-prefixed, in order, in one write; what a peer makes us send is
+        // budgeted in bytes, since one request can cost a megabyte of reply.
+        const reply = this.answer(req, peer);
+        const size = reply.reduce((n, m) => n + m.length, 0);
+        if (!this.replyBytes.take(peer, size)) {
+          this.reputation?.penalise(
+            peer,
+            `log sync: more than ${LIMITS.log.replyBytesPerSecond} reply bytes a second`,
+            5,
+            'flood',
+          );
+          throw new Error('log replies past the byte budget');
+        }
+        await lp.writeV(reply);
       }
       await stream.close();
     } catch (err) {

@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import Database from 'better-sqlite3';
+import Database from './sqlite.js';
 import type { Hex } from '../../protocol/log-entry.js';
 import { type LogStore, type RangeRow, StoreError, type StoredEntry } from './store.js';
 

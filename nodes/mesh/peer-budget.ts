@@ -19,16 +19,16 @@ export class RateLimit {
     private readonly now: () => number = () => performance.now(),
   ) {}
 
-  /** Takes one token for `peer`; false when its bucket is empty. */
-  take(peer: string): boolean {
+  /** Takes `n` tokens (default one) for `peer`; false (nothing taken) when its bucket holds fewer. */
+  take(peer: string, n = 1): boolean {
     const now = this.now();
     const b = this.buckets.get(peer) ?? { tokens: this.burst, at: now };
     b.tokens = Math.min(this.burst, b.tokens + ((now - b.at) * this.perSecond) / 1000);
     b.at = now;
     this.buckets.set(peer, b);
     if (this.buckets.size > 4096) this.buckets.delete(this.buckets.keys().next().value!);
-    if (b.tokens < 1) return false;
-    b.tokens -= 1;
+    if (b.tokens < n) return false;
+    b.tokens -= n;
     return true;
   }
 }

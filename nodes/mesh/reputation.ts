@@ -35,6 +35,11 @@ export class PeerReputation {
     if (score <= this.threshold) this.isolate(peer);
   }
 
+  /** Clears a peer's score (an operator's decision, or a benchmark measuring attacks one by one). */
+  forgive(peer: string): void {
+    this.scores.delete(peer);
+  }
+
   score(peer: string): number {
     return this.scores.get(peer) ?? 0;
   }

@@ -198,14 +198,21 @@ export class TaskExecutor implements Startable, TaskGate<TaskState> {
   private async ingestCarried(peer: string, entries: string[], signal: AbortSignal): Promise<void> {
     const { ledger, syncWith } = this.components;
     const list = entries.map((b64) => new Uint8Array(Buffer.from(b64, 'base64')));
-    const missing = (): boolean => ledger.ingestBatch(list).some((s) => s instanceof MissingParentsError);
+    const missing = (): boolean => ledger.ingestNow(list).some((s) => s instanceof MissingParentsError);
     if (!missing()) return;
+    const t0 = performance.now();
     // Their parents are the poster's view of the log: it holds them all.
     await Promise.race([
       syncWith(peer),
       new Promise((_, reject) => signal.addEventListener('abort', () => reject(signal.reason), { once: true })),
     ]);
-    if (missing()) this.components.logger('task entries from %s still miss parents after a sync', peer);
+    const still = missing();
+    this.components.logger(
+      'task entries from %s missed parents: synced in %d ms%s',
+      peer,
+      Math.round(performance.now() - t0),
+      still ? ', still missing' : '',
+    );
   }
 
   /** Tasks assigned to this robot whose push did not come: fetch the input and run them. */

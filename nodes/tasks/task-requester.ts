@@ -290,9 +290,9 @@ export class TaskRequester implements Startable {
         reputation.penalise(peer, `task ${t.task}: ${why}`);
         throw new TaskError('BAD_FRAME', `${peer}: ${why}`);
       }
-      if (ledger.ingestBatch([res.entry!]).some((s) => s instanceof MissingParentsError)) {
+      if (ledger.ingestNow([res.entry!]).some((s) => s instanceof MissingParentsError)) {
         await syncWith(peer);
-        ledger.ingestBatch([res.entry!]);
+        ledger.ingestNow([res.entry!]);
       }
       own.outputs.set(key, res.outputs);
       for (const w of own.waiters) w();

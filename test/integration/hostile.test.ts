@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { peerIdFromString } from '@libp2p/peer-id';
 import { lpStream } from '@libp2p/utils';
-import Database from 'better-sqlite3';
+import Database from '../../nodes/ledger/sqlite.js';
 import { CHUNK_BYTES, CHUNK_KIND, INFER_PROTOCOL, encodeHeader } from '../../protocol/infer-messages.js';
 import { LOG_PROTOCOL, MAX_REPLY_MESSAGE, encodeRangesReply, encodeSummary } from '../../protocol/log-sync.js';
 import { builtinInputShape } from '../../nodes/inference/bundled-models.js';

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import Database from 'better-sqlite3';
+import Database from '../../nodes/ledger/sqlite.js';
 import { Ledger } from '../../nodes/ledger/ledger.js';
 import { SqliteLogStore } from '../../nodes/ledger/sqlite-store.js';
 import { prng } from '../../nodes/util/prng.js';

@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as cbor from '@ipld/dag-cbor';
-import Database from 'better-sqlite3';
+import Database from '../../nodes/ledger/sqlite.js';
 import { signerFromSeed } from '../../protocol/ed25519.js';
 import {
   type DecodedEntry,

@@ -1,0 +1,158 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { FleetView } from '../nodes/dashboard/view.js';
+import { ATTACKS } from '../nodes/fleet/attacks.js';
+import { FleetRun } from '../nodes/fleet/fleet-run.js';
+import { parseScenario } from '../nodes/fleet/scenario.js';
+import { type Row, table, writeResults } from './report.js';
+
+/**
+ * bench:hostile — four honest robots (r0..r3, each in its own process) running logged tasks on the
+ * generated CNN every second and mapping, and one member (r4) running every attack of
+ * nodes/fleet/attacks.ts in turn, ATTACK_SECONDS each, after a baseline window with no attack. A
+ * stranger process opens 5 idle TCP connections a second to every robot all along. Per window:
+ * honest task latency p95 ÷ the baseline's, peak RSS growth of each honest robot over the
+ * baseline, the robots' event-loop delay p99 (the worst robot), member dials (fresh connections
+ * between honest robots, every 2 s) that failed, and whether every honest robot kept every entry.
+ * The robots run on loopback, which libp2p exempts from its per-address handshake caps: the
+ * stranger loads the robots here; its lock-out is tested across network namespaces (mdns.test).
+ */
+const ATTACK_SECONDS = Number(process.env.BENCH_ATTACK_SECONDS ?? 60);
+const BASELINE_SECONDS = Number(process.env.BENCH_BASELINE_SECONDS ?? 40);
+const HONEST = ['r0', 'r1', 'r2', 'r3'];
+const CHOSEN = (process.env.BENCH_ATTACKS?.split(',') ?? [...ATTACKS]) as (typeof ATTACKS)[number][];
+
+const windows = [
+  { name: 'baseline', from: 5, to: BASELINE_SECONDS },
+  ...CHOSEN.map((a, i) => ({
+    name: a,
+    from: BASELINE_SECONDS + i * ATTACK_SECONDS,
+    to: BASELINE_SECONDS + (i + 1) * ATTACK_SECONDS,
+  })),
+];
+const duration = windows[windows.length - 1].to + 5;
+const events = CHOSEN.map(
+  (a, i) =>
+    `  - { at: ${BASELINE_SECONDS + i * ATTACK_SECONDS}, byzantine: { robot: r4, fault: { type: attack, attack: ${a}, seconds: ${ATTACK_SECONDS - 2} } } }`,
+).join('\n');
+const scenario = parseScenario(`
+robots: 5
+world: builtin:small
+seed: 11
+duration: ${duration}
+sim_speed: 2
+workload: { every: 1, f: 1, model: builtin:cnn }
+anchor_every: 30
+events:
+${events}
+`);
+
+const dir = await mkdtemp(join(tmpdir(), 'rm-bench-hostile-'));
+const views: FleetView[] = [];
+const dials: { at: number; ok: number; failed: string[] }[] = [];
+const start = Date.now();
+const run = new FleetRun(scenario, { inProcess: false, dataDir: dir, log: (l) => process.stdout.write(`${l}\n`) });
+run.on('update', (v) => views.push(v));
+let stranger: ChildProcess | undefined;
+const prober = setInterval(() => {
+  const ports = HONEST.concat('r4')
+    .flatMap((r) => run.statusOf(r)?.addresses ?? [])
+    .map((a) => /\/ip4\/127\.0\.0\.1\/tcp\/(\d+)/.exec(a)?.[1])
+    .filter((p): p is string => p !== undefined);
+  if (!stranger && ports.length === 5) {
+    const flood = `const net=require('net');const ports=${JSON.stringify(ports.map(Number))};const s=[];setInterval(()=>{for(const p of ports){const c=net.connect(p,'127.0.0.1');c.on('error',()=>{});s.push(c);if(s.length>2000)s.shift().destroy()}},200);`;
+    stranger = spawn(process.execPath, ['-e', flood], { stdio: 'ignore' });
+  }
+  const r4 = run.statusOf('r4')?.peerId;
+  if (!stranger) return; // the fleet is still starting
+  for (const r of HONEST)
+    run
+      .command<{ ok: number; failed: string[] }>(r, { cmd: 'dial-check', skip: r4 ? [r4] : [] }, 10_000)
+      .then((d) => dials.push({ at: (Date.now() - start) / 1000, ...d }))
+      .catch((err: Error) => dials.push({ at: (Date.now() - start) / 1000, ok: 0, failed: [err.message] }));
+}, 2000);
+// Each attack is measured on its own: at its start the honest robots forgive r4 (what the last
+// attack cost it, and their cut-off), so it reaches them again.
+const forgiving = windows.slice(1).map((w) =>
+  setTimeout(
+    () => {
+      const r4 = run.statusOf('r4')?.peerId;
+      if (r4) for (const r of HONEST) run.command(r, { cmd: 'forgive', peer: r4 }).catch(() => undefined);
+    },
+    (w.from - 1) * 1000,
+  ),
+);
+let report;
+try {
+  report = await run.run();
+} finally {
+  clearInterval(prober);
+  for (const t of forgiving) clearTimeout(t);
+  stranger?.kill('SIGKILL');
+}
+
+const p = (xs: number[], q: number): number => {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(q * (s.length - 1)))];
+};
+const at = (v: FleetView): number => v.time / 1000;
+const latest = views[views.length - 1];
+const samples = latest?.latency ?? [];
+const inWindow = (t: number, w: { from: number; to: number }): boolean => t >= w.from && t < w.to;
+const rssIn = (w: { from: number; to: number }, robot: string): number[] =>
+  views
+    .filter((v) => inWindow(at(v), w))
+    .flatMap((v) => v.robots.filter((r) => r.name === robot && r.rssMb !== undefined).map((r) => r.rssMb!));
+const base = windows[0];
+const baseP95 = p(
+  samples.filter((s) => inWindow(s.at / 1000, base) && HONEST.includes(s.robot)).map((s) => s.ms),
+  0.95,
+);
+const rows: Row[] = windows.map((w) => {
+  const lat = samples.filter((s) => inWindow(s.at / 1000, w) && HONEST.includes(s.robot)).map((s) => s.ms);
+  // Growth during the window: its peak over what the robot held as the window began.
+  const growth = HONEST.map((r) => {
+    const rss = rssIn(w, r);
+    const start = rssIn({ from: w.from, to: w.from + 5 }, r);
+    return rss.length && start.length ? Math.max(...rss) - Math.min(...start) : NaN;
+  });
+  const lags = views
+    .filter((v) => inWindow(at(v), w))
+    .flatMap((v) =>
+      v.robots.filter((r) => HONEST.includes(r.name) && r.loopLagMs !== undefined).map((r) => r.loopLagMs!),
+    );
+  const d = dials.filter((x) => inWindow(x.at, w));
+  return {
+    window: w.name,
+    tasks: lat.length,
+    'task p95 ms': p(lat, 0.95),
+    'p95 ÷ baseline': p(lat, 0.95) / baseP95,
+    'RSS growth MB (max robot)': Math.max(...growth.filter((g) => !Number.isNaN(g))),
+    'loop lag p99 ms (worst)': p(lags, 0.99),
+    'member dials': d.reduce((n, x) => n + x.ok + x.failed.length, 0),
+    'dials failed': d.reduce((n, x) => n + x.failed.length, 0),
+  };
+});
+if (process.env.BENCH_SLOW)
+  for (const x of samples.filter((y) => y.ms > 1000))
+    process.stdout.write(`slow: ${x.robot} at ${(x.at / 1000).toFixed(1)} s ${x.ms.toFixed(0)} ms ${x.plan}\n`);
+const converged = report.heals.length === 0 ? 'n/a' : String(report.heals.every((h) => h.convergedMs !== null));
+const heading =
+  `bench:hostile — r0..r3 honest (tasks on the generated CNN every second, mapping), r4 attacking ${ATTACK_SECONDS} s per attack, ` +
+  'a stranger opening 5 idle TCP connections a second to every robot; one process per robot, loopback';
+process.stdout.write(`\n${heading}\n\n${table(rows)}\n\n`);
+process.stdout.write(
+  `offences reported in r0's log about r4: ${report.liars.excludedInLog.includes('r4') ? 'r4 excluded' : 'r4 not excluded'}; ` +
+    `tasks failed ${report.inference.failed} of ${report.inference.tasks}; decisions ${JSON.stringify(report.inference.decisions)}; heals converged ${converged}\n`,
+);
+const path = await writeResults('hostile', {
+  attackSeconds: ATTACK_SECONDS,
+  rows,
+  excluded: report.liars.excludedInLog,
+  tasks: report.inference,
+});
+process.stdout.write(`results: ${path}\n`);
+await rm(dir, { recursive: true, force: true });

@@ -1,8 +1,9 @@
 import { mergeTile, findLiars } from '../contracts/map-consensus.js';
 import type { MapService } from '../nodes/mapping/map-service.js';
 import { gossipMessage } from '../nodes/mapping/map-sync.js';
-import { MappingFleet } from '../nodes/mapping/mapping-fleet.js';
-import { type MapQuality, assemble, mapQuality } from '../nodes/mapping/merged-map.js';
+import { MappingFleet } from '../nodes/sim/mapping-fleet.js';
+import { assemble } from '../nodes/mapping/merged-map.js';
+import { type MapQuality, mapQuality } from '../nodes/sim/map-quality.js';
 import { type Row, table, writeResults } from './report.js';
 
 /**

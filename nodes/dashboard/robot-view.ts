@@ -8,7 +8,7 @@ import type { IngestStatus } from '../ledger/ledger.js';
 import { assemble } from '../mapping/merged-map.js';
 import type { Robot } from '../robot/robot.js';
 import type { Decision } from '../scheduler/scheduler.js';
-import type { Pose } from '../sim/pose.js';
+import type { Pose } from '../../protocol/sensors.js';
 import {
   LATENCY_LIMIT,
   LOG_FEED_LIMIT,

@@ -21,7 +21,7 @@ import { attack } from './attacks.js';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { peerIdFromString } from '@libp2p/peer-id';
 import { defaultRobots, floorPlan } from '../sim/floor-plans.js';
-import type { Pose } from '../sim/pose.js';
+import type { Pose } from '../../protocol/sensors.js';
 import { WorldSimulator } from '../sim/simulator.js';
 import type { Fault } from './scenario.js';
 

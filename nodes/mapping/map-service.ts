@@ -10,8 +10,7 @@ import { isExcluded } from '../../contracts/fleet-state.js';
 import { type Hex, decodeEntry } from '../../protocol/log-entry.js';
 import { TILE, type TileContribution, TileError, parseTileId, tileDigest } from '../../protocol/map-tile.js';
 import { type Ledger, MissingParentsError } from '../ledger/ledger.js';
-import type { LaserScan } from '../sim/lidar.js';
-import type { Pose } from '../sim/pose.js';
+import type { LaserScan, Pose } from '../../protocol/sensors.js';
 import { L_MAX, LogOddsGrid, type MapFrame } from './occupancy-grid.js';
 
 /** A wall that is not there, drawn by a Byzantine robot into everything it publishes. */

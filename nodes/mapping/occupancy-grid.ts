@@ -1,6 +1,5 @@
 import { LOGODDS_SCALE, TILE, type TileContribution, tileId } from '../../protocol/map-tile.js';
-import type { LaserScan } from '../sim/lidar.js';
-import type { Pose } from '../sim/pose.js';
+import type { LaserScan, Pose } from '../../protocol/sensors.js';
 
 /** The shared map frame: cell (0, 0) has its outer corner at `origin`; tiles are TILE×TILE cells. */
 export interface MapFrame {

@@ -1,5 +1,4 @@
-import type { LaserScan } from '../sim/lidar.js';
-import type { Pose } from '../sim/pose.js';
+import type { LaserScan, Pose } from '../../protocol/sensors.js';
 import type { LogOddsGrid } from './occupancy-grid.js';
 
 /**

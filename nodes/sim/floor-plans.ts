@@ -1,6 +1,6 @@
 import { SimError } from './errors.js';
 import { PlanBuilder } from './plan-builder.js';
-import type { Pose } from './pose.js';
+import type { Pose } from '../../protocol/sensors.js';
 import { planRoute } from './routes.js';
 import type { SimRobotSpec } from './simulator.js';
 import type { GridWorld } from './world.js';

@@ -1,5 +1,5 @@
 import { GridBfs, clearanceOffsets, inflate, simplifyPath } from './grid-path.js';
-import type { Pose } from './pose.js';
+import type { Pose } from '../../protocol/sensors.js';
 import { segmentClear } from './ray-cast.js';
 import { type Command, type MotionLimits, WaypointFollower } from './waypoint-follower.js';
 import { type GridWorld, cellCenter, worldToCell } from './world.js';

@@ -6,7 +6,7 @@ export {
   floorPlan,
   isFloorPlanName,
 } from './floor-plans.js';
-export { type LaserScan, type LidarConfig, LDS_01, angleIncrement, lidarConfig, scan } from './lidar.js';
+export { type LidarConfig, LDS_01, angleIncrement, lidarConfig, scan } from './lidar.js';
 export { loadWorld } from './load-world.js';
 export {
   type MapServerMetadata,
@@ -17,7 +17,7 @@ export {
 } from './map-server.js';
 export { DEFAULT_ODOMETRY_NOISE, Odometry, type OdometryNoise } from './odometry.js';
 export { type GrayImage, decodePnm } from './pnm.js';
-export { type Pose, advancePose, normalizeAngle } from './pose.js';
+export { advancePose, normalizeAngle } from './pose.js';
 export { gaussian } from './random.js';
 export { type RayHit, castRay } from './ray-cast.js';
 export { PLANNING_MARGIN, ROBOT_RADIUS, blockedCells, planRoute } from './routes.js';

@@ -1,5 +1,5 @@
 import { SimError } from './errors.js';
-import type { Pose } from './pose.js';
+import type { LaserScan, Pose } from '../../protocol/sensors.js';
 import { castRay } from './ray-cast.js';
 import type { GridWorld } from './world.js';
 
@@ -12,17 +12,6 @@ export interface LidarConfig {
   rangeMax: number;
   /** Standard deviation of the additive range noise, metres. */
   noiseStd: number;
-}
-
-/** Shaped like sensor_msgs/LaserScan, without the header. */
-export interface LaserScan {
-  angleMin: number;
-  angleMax: number;
-  angleIncrement: number;
-  rangeMin: number;
-  rangeMax: number;
-  /** REP 117: +Infinity when nothing is within rangeMax, -Infinity when closer than rangeMin. */
-  ranges: Float32Array;
 }
 
 /** The TurtleBot3's LDS-01: one beam per degree, 0.12–3.5 m. */

@@ -1,5 +1,6 @@
 import { SimError } from './errors.js';
-import { type Pose, advancePose } from './pose.js';
+import type { Pose } from '../../protocol/sensors.js';
+import { advancePose } from './pose.js';
 
 /**
  * Wheel odometry error. Each robot draws a fixed scale error once (miscalibrated wheel radius

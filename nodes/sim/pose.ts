@@ -1,9 +1,4 @@
-/** A planar pose in the map frame: metres and radians (counter-clockwise from +x). */
-export interface Pose {
-  x: number;
-  y: number;
-  theta: number;
-}
+import type { Pose } from '../../protocol/sensors.js';
 
 /** The angle in (-π, π]. */
 export function normalizeAngle(a: number): number {

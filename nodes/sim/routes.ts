@@ -1,5 +1,5 @@
 import { GridBfs, inflate, simplifyPath } from './grid-path.js';
-import { type Pose } from './pose.js';
+import type { Pose } from '../../protocol/sensors.js';
 import { type GridWorld, cellCenter, worldToCell } from './world.js';
 
 /** TurtleBot3 Burger: about 0.105 m from centre to its farthest point. */

@@ -1,8 +1,9 @@
 import { SimError } from './errors.js';
 import { FrontierExplorer } from './frontier-explorer.js';
-import { type LaserScan, type LidarConfig, lidarConfig, scan } from './lidar.js';
+import type { LaserScan, Pose } from '../../protocol/sensors.js';
+import { type LidarConfig, lidarConfig, scan } from './lidar.js';
 import { Odometry, type OdometryNoise } from './odometry.js';
-import { type Pose, advancePose } from './pose.js';
+import { advancePose } from './pose.js';
 import { gaussian, streamFor } from './random.js';
 import { PLANNING_MARGIN, ROBOT_RADIUS } from './routes.js';
 import { BURGER, type Command, type MotionLimits, WaypointFollower } from './waypoint-follower.js';

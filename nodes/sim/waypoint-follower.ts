@@ -1,4 +1,5 @@
-import { type Pose, normalizeAngle } from './pose.js';
+import type { Pose } from '../../protocol/sensors.js';
+import { normalizeAngle } from './pose.js';
 
 export interface MotionLimits {
   /** m/s */

@@ -2,12 +2,13 @@ import { type Signer, signerFromSeed } from '../../protocol/ed25519.js';
 import { type Hex, toHex } from '../../protocol/log-entry.js';
 import { Ledger } from '../ledger/ledger.js';
 import { MemoryLogStore } from '../ledger/store.js';
-import { defaultRobots, floorPlan } from '../sim/floor-plans.js';
-import { WorldSimulator } from '../sim/simulator.js';
-import type { GridWorld } from '../sim/world.js';
-import { ScanMatchingLocalizer } from './scan-matcher.js';
-import { type FakeWall, MapService, type PublishedTile } from './map-service.js';
-import { assemble, mapDigest, mapQuality, type MapQuality } from './merged-map.js';
+import { defaultRobots, floorPlan } from './floor-plans.js';
+import { WorldSimulator } from './simulator.js';
+import type { GridWorld } from './world.js';
+import { ScanMatchingLocalizer } from '../mapping/scan-matcher.js';
+import { type FakeWall, MapService, type PublishedTile } from '../mapping/map-service.js';
+import { assemble, mapDigest } from '../mapping/merged-map.js';
+import { mapQuality, type MapQuality } from './map-quality.js';
 
 export interface MappingFleetOptions {
   plan?: string;

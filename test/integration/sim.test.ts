@@ -8,8 +8,6 @@ import { RobomeshError } from '../../protocol/errors.js';
 import {
   FLOOR_PLAN_NAMES,
   type GridWorld,
-  type LaserScan,
-  type Pose,
   ROBOT_RADIUS,
   type RobotStep,
   WorldSimulator,
@@ -28,6 +26,7 @@ import {
   worldToCell,
 } from '../../nodes/sim/index.js';
 import { prng } from '../../nodes/util/prng.js';
+import type { LaserScan, Pose } from '../../protocol/sensors.js';
 import { testSeed, withSeed } from '../helpers/seed.js';
 
 const expectSimError = async (code: string, fn: () => unknown, mentions?: RegExp): Promise<void> => {

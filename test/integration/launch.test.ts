@@ -37,6 +37,7 @@ import { robotProcessEnv } from '../../nodes/util/malloc-tunables.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..'); // dist/test/integration/ → repo
 const LAUNCHER = join(ROOT, 'bin', 'robomesh_node');
+const FIXTURES = join(ROOT, 'test', 'fixtures', 'launch'); // python helpers and launch / launch_ros stubs
 const ROBOT_LAUNCH_FILES = ['robot.launch.xml', 'robot.launch.yaml', 'robot.launch.py'];
 const KNOWN = new Map(PARAMETERS.map((p) => [p.name, p]));
 
@@ -104,15 +105,10 @@ interface XmlElement {
   children: XmlElement[];
 }
 
-const XML_TO_JSON = `
-import json, sys, xml.etree.ElementTree as ET
-def conv(e):
-    return {'tag': e.tag, 'attrib': dict(e.attrib), 'children': [conv(c) for c in e]}
-print(json.dumps(conv(ET.parse(sys.argv[1]).getroot())))
-`;
-
 function readXml(file: string): XmlElement {
-  return JSON.parse(execFileSync(python(), ['-c', XML_TO_JSON, file], { encoding: 'utf8' })) as XmlElement;
+  return JSON.parse(
+    execFileSync(python(), [join(FIXTURES, 'xml_to_json.py'), file], { encoding: 'utf8' }),
+  ) as XmlElement;
 }
 
 function fromXml(e: XmlElement): Entity {
@@ -179,84 +175,6 @@ function fromYaml(item: YamlEntity): Entity {
   }
 }
 
-/** Stub modules standing in for launch / launch_ros: they describe what the launch file builds. */
-const PY_STUBS: Record<string, string> = {
-  'launch/__init__.py': `
-class LaunchDescription:
-    def __init__(self, initial_entities=None):
-        self.entities = list(initial_entities or [])
-    def add_action(self, action):
-        self.entities.append(action)
-`,
-  'launch/actions.py': `
-class DeclareLaunchArgument:
-    def __init__(self, name, *, default_value=None, description=None, choices=None):
-        self.name, self.default_value = name, default_value
-    def describe(self, sub):
-        d = {'kind': 'arg', 'name': self.name}
-        if self.default_value is not None:
-            d['default'] = sub(self.default_value)
-        return d
-`,
-  'launch/substitutions.py': `
-class LaunchConfiguration:
-    def __init__(self, variable_name, *, default=None):
-        if default is not None:
-            raise NotImplementedError('LaunchConfiguration(default=...) is not modelled')
-        self.variable_name = variable_name
-    def describe(self, sub):
-        return {'var': self.variable_name}
-class PathJoinSubstitution:
-    def __init__(self, substitutions):
-        self.substitutions = substitutions
-    def describe(self, sub):
-        return {'join': [sub(s) for s in self.substitutions]}
-`,
-  'launch_ros/__init__.py': '',
-  'launch_ros/substitutions.py': `
-class FindPackageShare:
-    def __init__(self, package):
-        self.package = package
-    def describe(self, sub):
-        return {'findPkgShare': self.package}
-`,
-  'launch_ros/actions.py': `
-class Node:
-    def __init__(self, *, executable, package=None, name=None, namespace=None, parameters=None,
-                 arguments=None, output=None, **rest):
-        if rest:
-            raise NotImplementedError('Node arguments not modelled: %s' % sorted(rest))
-        self.kw = dict(executable=executable, package=package, name=name, namespace=namespace,
-                       parameters=parameters or [], arguments=arguments or [])
-    def describe(self, sub):
-        k = self.kw
-        params = [{'values': {n: sub(v) for n, v in p.items()}} if isinstance(p, dict) else {'file': sub(p)}
-                  for p in k['parameters']]
-        d = {'kind': 'node', 'pkg': k['package'], 'exec': k['executable'],
-             'args': [sub(a) for a in k['arguments']], 'params': params}
-        if k['name'] is not None:
-            d['name'] = sub(k['name'])
-        if k['namespace'] is not None:
-            d['namespace'] = sub(k['namespace'])
-        return d
-`,
-  'describe_launch.py': `
-import importlib.util, json, sys
-def sub(v):
-    if isinstance(v, str):
-        return v
-    if isinstance(v, (list, tuple)):
-        return {'concat': [sub(x) for x in v]}
-    if hasattr(v, 'describe'):
-        return v.describe(sub)
-    raise TypeError('not modelled by the test: %r' % (v,))
-spec = importlib.util.spec_from_file_location('launch_file', sys.argv[1])
-module = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(module)
-print(json.dumps([e.describe(sub) for e in module.generate_launch_description().entities]))
-`,
-};
-
 const launchFileCache = new Map<string, Entity[]>();
 
 /** Reads a launch file (XML, YAML or Python) into entities. */
@@ -276,13 +194,10 @@ function readLaunchFile(file: string, tmp: string): Entity[] {
     return doc.launch.map(fromYaml);
   }
   assert.ok(file.endsWith('.py'), `${file}: unknown launch file type`);
-  const stubs = join(tmp, 'pystubs');
-  for (const [name, text] of Object.entries(PY_STUBS)) {
-    mkdirSync(dirname(join(stubs, name)), { recursive: true });
-    writeFileSync(join(stubs, name), text);
-  }
-  const out = execFileSync(python(), [join(stubs, 'describe_launch.py'), file], {
-    cwd: stubs,
+  // Stub modules standing in for launch / launch_ros: they describe what the launch file builds.
+  const stubs = join(FIXTURES, 'pystubs');
+  const out = execFileSync(python(), [join(FIXTURES, 'describe_launch.py'), file], {
+    cwd: tmp,
     encoding: 'utf8',
     env: {
       ...process.env,
@@ -541,12 +456,6 @@ describe('ROS 2 package and launch files', () => {
   after(() => rmSync(tmp, { recursive: true, force: true }));
 
   describe('package files', () => {
-    const PARSE = (dir: string): string =>
-      `from catkin_pkg.package import parse_package; import json
-p = parse_package(${JSON.stringify(dir)}); p.validate()
-print(json.dumps({'name': p.name, 'format': p.package_format, 'version': p.version, 'licenses': p.licenses,
-  'build_type': p.get_build_type(), 'buildtool': [d.name for d in p.buildtool_depends],
-  'exec': [d.name for d in p.exec_depends], 'build': [d.name for d in p.build_depends]}))`;
     const catkinPython = (): string => {
       const py = pythonWith('catkin_pkg.package');
       if (!py)
@@ -555,7 +464,9 @@ print(json.dumps({'name': p.name, 'format': p.package_format, 'version': p.versi
     };
 
     it('package.xml is a valid format 3 ament_cmake package (catkin_pkg)', () => {
-      const p = JSON.parse(execFileSync(catkinPython(), ['-c', PARSE(ROOT)], { encoding: 'utf8' }));
+      const p = JSON.parse(
+        execFileSync(catkinPython(), [join(FIXTURES, 'parse_package.py'), ROOT], { encoding: 'utf8' }),
+      );
       assert.equal(p.name, 'robomesh');
       assert.equal(p.format, 3);
       assert.equal(p.version, '0.1.0');
@@ -570,10 +481,11 @@ print(json.dumps({'name': p.name, 'format': p.package_format, 'version': p.versi
       );
     });
 
-    it('ros/robomesh_msgs/package.xml is valid (catkin_pkg)', function () {
+    it('ros/robomesh_msgs/package.xml is valid (catkin_pkg)', () => {
       const dir = join(ROOT, 'ros', 'robomesh_msgs');
-      if (!existsSync(join(dir, 'package.xml'))) this.skip();
-      const p = JSON.parse(execFileSync(catkinPython(), ['-c', PARSE(dir)], { encoding: 'utf8' }));
+      const p = JSON.parse(
+        execFileSync(catkinPython(), [join(FIXTURES, 'parse_package.py'), dir], { encoding: 'utf8' }),
+      );
       assert.equal(p.name, 'robomesh_msgs');
     });
 
@@ -584,7 +496,8 @@ print(json.dumps({'name': p.name, 'format': p.package_format, 'version': p.versi
     });
 
     it('CMakeLists.txt installs the ament layout and the installed launcher runs (cmake with a stub ament_cmake)', function () {
-      if (spawnSync('cmake', ['--version']).status !== 0) this.skip();
+      if (spawnSync('cmake', ['--version']).status !== 0)
+        assert.fail('cmake is missing: install it (apt-get install cmake); CI installs it');
       const work = join(tmp, 'cmake');
       const src = join(work, 'src');
       const stub = join(work, 'ament_cmake');

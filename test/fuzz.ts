@@ -27,16 +27,17 @@ import {
   unpackTile,
 } from '../protocol/tile-sync.js';
 import { prng } from '../nodes/util/prng.js';
+import { testSeed } from './helpers/seed.js';
 
 /**
  * npm run fuzz — every decoder in protocol/ fed mutated valid messages (bit flips, byte edits,
  * truncations, duplicated and spliced ranges, length fields set to extremes), seeded, bounded in
  * time. A decoder may accept or refuse; refusing must be its own typed error (a RobomeshError), never
- * a TypeError, RangeError or a hang. FUZZ_SEED, FUZZ_INPUTS (per decoder, default 1,000,000) and
+ * a TypeError, RangeError or a hang. ROBOMESH_SEED (the seed variable every randomised test reads), FUZZ_INPUTS (per decoder, default 1,000,000) and
  * FUZZ_SECONDS (per decoder, default 120) set the run. Prints a table of inputs, accepted and
  * refused per decoder; exits 1 on the first untyped error, with the seed and the input in hex.
  */
-const SEED = Number(process.env.FUZZ_SEED ?? Date.now() % 2 ** 31);
+const SEED = testSeed();
 const INPUTS = Number(process.env.FUZZ_INPUTS ?? 1_000_000);
 const SECONDS = Number(process.env.FUZZ_SECONDS ?? 120);
 
@@ -250,7 +251,7 @@ for (const [k, t] of targets.entries()) {
         continue;
       }
       process.stderr.write(
-        `${t.name}: untyped ${(err as Error).name}: ${(err as Error).message}\n  seed ${SEED}, input ${inputs}: ${Buffer.from(input).toString('hex').slice(0, 400)}\n`,
+        `${t.name}: untyped ${(err as Error).name}: ${(err as Error).message}\n  seed ${SEED} (ROBOMESH_SEED=${SEED} reproduces), input ${inputs}: ${Buffer.from(input).toString('hex').slice(0, 400)}\n`,
       );
       failed = true;
       break;

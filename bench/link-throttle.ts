@@ -43,7 +43,7 @@ export class TokenBucket {
   /** Resolves when `bytes` (at most the burst) may pass. */
   take(bytes: number): Promise<void> {
     const turn = this.tail.then(() => this.wait(bytes));
-    this.tail = turn.catch(() => undefined);
+    this.tail = turn.catch(() => undefined); // only the order matters: the caller hears the failure
     return turn;
   }
 

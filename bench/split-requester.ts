@@ -70,7 +70,7 @@ async function main(): Promise<void> {
       await robot.host.node.peerStore.patch(peerIdFromString(peerId), { multiaddrs: [multiaddr(relay)] });
     };
     robot.host.node.addEventListener('peer:identify', (evt) => {
-      if (evt.detail.peerId.toString() === peerId) void pin().catch(() => undefined);
+      if (evt.detail.peerId.toString() === peerId) void pin().catch(() => undefined); // pinned again at the next identify
     });
     await pin();
   }
@@ -99,8 +99,9 @@ async function main(): Promise<void> {
 
   const round = async (reps: number, budgetMs: number): Promise<unknown> => {
     // Learn the link first: a probe, then one offload and one split transfer feed the EWMA.
-    await robot.probeIdleLinks().catch(() => undefined);
+    await robot.probeIdleLinks().catch(() => undefined); // warm-up only: the timed runs learn the link
     const warm = robot.scheduler.plans(model, input).find((p) => p.kind === 'split' && p.precision === 'int8');
+    // Warm-up only: a failure here shows in the timed runs.
     if (warm) await measure({ kind: 'split', cut: warm.cut, precision: 'int8' }, 1).catch(() => undefined);
     const ranked = robot.scheduler.plans(model, input);
     const best = ranked[0].predictedMs;
@@ -151,7 +152,7 @@ async function main(): Promise<void> {
       const forced = await measure(
         { kind: bestStatic.kind as 'local', cut: bestStatic.cut, precision: bestStatic.precision },
         1,
-      ).catch(() => undefined);
+      ).catch(() => undefined); // a forced plan can miss its deadline on a slow link: not counted
       if (forced) bestMs.push(...forced.ms);
       const r = await robot.infer(model, input, { deadlineMs: 120_000 });
       schedulerMs.push(r.decision.actualMs);
@@ -221,7 +222,7 @@ async function main(): Promise<void> {
       await rawSend(bytes); // warm both paths once
       await robot.client
         .infer(peerId, { model: sink, cut: 'input', precision: 'fp32', granularity: 'channel' }, tensor, 300_000)
-        .catch(() => undefined);
+        .catch(() => undefined); // warm-up only
       let error = bypass();
       for (let i = 0; i < reps; i++) {
         await settle(settleMs);

@@ -95,7 +95,8 @@ export async function meshDemoCommand(args: FleetArgs): Promise<void> {
   while (robots.some((r) => r.adverts.fresh().length < n - 1) && Date.now() < deadline)
     await new Promise((r) => setTimeout(r, 100));
   // Measure every link once before the first request, so plans start from real bandwidth.
-  for (const r of robots) await r.probeIdleLinks().catch(() => undefined);
+  for (const r of robots)
+    await r.probeIdleLinks().catch((err) => log(`  probing ${r.peerId}: ${(err as Error).message}`));
   const hash = robots[0].models.hashes()[0];
   const bw = robots[0].links.get(robots[1].peerId);
   log(`links probed: r0 → r1 ${(bw.bandwidth / 1000).toFixed(0)} MB/s, rtt ${bw.rttMs.toFixed(1)} ms`);

@@ -204,6 +204,7 @@ export class ChildRobot implements RobotHandle {
 
   /** Stops the robot; the process exits (or is killed) once none of its robots is left. */
   async stop(): Promise<void> {
+    // No answer in time: closing the process below kills it.
     if (this.up) await this.request({ cmd: 'stop' }, 10_000).catch(() => undefined);
     this.up = false;
     if (this.process.detach(this.name) === 0) await this.process.close();

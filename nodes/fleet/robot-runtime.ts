@@ -428,7 +428,7 @@ export class RobotRuntime {
         );
         void r.host.node.services.pubsub
           .publish(logTopic(this.init.fleet.name), packLogGossip([twin.bytes])[0])
-          .catch(() => undefined);
+          .catch(() => undefined); // an attack: nobody to tell if no peer takes it
         return;
       }
       case 'forge': {
@@ -440,7 +440,7 @@ export class RobotRuntime {
         );
         void r.host.node.services.pubsub
           .publish(logTopic(this.init.fleet.name), packLogGossip([forged.bytes])[0])
-          .catch(() => undefined);
+          .catch(() => undefined); // an attack: nobody to tell if no peer takes it
         return;
       }
     }

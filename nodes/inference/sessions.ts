@@ -39,6 +39,7 @@ export class SessionCache {
     while (this.sessions.size > this.capacity) {
       const [oldest, evicted] = this.sessions.entries().next().value!;
       this.sessions.delete(oldest);
+      // A session that failed to load has nothing to release.
       void evicted.then((s) => s.release()).catch(() => undefined);
     }
     return session;
@@ -52,13 +53,13 @@ export class SessionCache {
   async release(matches: (key: string) => boolean): Promise<number> {
     const dropped = [...this.sessions].filter(([key]) => matches(key));
     for (const [key] of dropped) this.sessions.delete(key);
-    await Promise.all(dropped.map(([, s]) => s.then((x) => x.release()).catch(() => undefined)));
+    await Promise.allSettled(dropped.map(([, s]) => s.then((x) => x.release())));
     return dropped.length;
   }
 
   async close(): Promise<void> {
     const all = [...this.sessions.values()];
     this.sessions.clear();
-    await Promise.all(all.map((s) => s.then((x) => x.release()).catch(() => undefined)));
+    await Promise.allSettled(all.map((s) => s.then((x) => x.release())));
   }
 }

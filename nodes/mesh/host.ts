@@ -16,6 +16,9 @@ import { corkWrites } from './corked-writes.js';
 import { FleetGater } from './gater.js';
 import type { RobotIdentity } from './identity.js';
 import type { LinkShaper } from './link-shaper.js';
+import { componentLogger } from '../util/logger.js';
+
+const meshLog = componentLogger('mesh');
 
 const silent: Logger = Object.assign((): void => undefined, {
   enabled: false,
@@ -243,7 +246,8 @@ export async function createMeshHost(options: MeshOptions): Promise<MeshHost> {
   }
   node.addEventListener('peer:connect', (evt) => {
     const peer = evt.detail.toString();
-    if (gater.isMember(peer)) void tagFleet(peer).catch(() => undefined);
+    if (gater.isMember(peer))
+      void tagFleet(peer).catch((err) => meshLog('tagging %s: %s', peer, (err as Error).message));
   });
   // mDNS only tells libp2p where a peer is (libp2p 3 dials nothing by itself): dial fleet members
   // found that way, and remember them so the redial loop brings them back after a partition.
@@ -264,7 +268,9 @@ export async function createMeshHost(options: MeshOptions): Promise<MeshHost> {
     void node
       .dial(evt.detail.id, { signal: AbortSignal.timeout(3000) })
       .then(() => tagFleet(peer))
-      .catch(() => undefined); // not reachable yet: the redial loop tries again
+      .catch((err) =>
+        meshLog('dialling %s found by mDNS: %s (the redial loop tries again)', peer, (err as Error).message),
+      );
   });
   node.addEventListener('peer:identify', (evt) => {
     const peer = evt.detail.peerId.toString();
@@ -285,7 +291,8 @@ export async function createMeshHost(options: MeshOptions): Promise<MeshHost> {
       [...new Set(node.getConnections().map((c) => c.remotePeer.toString()))].filter((p) => gater.isMember(p)),
     async partition(peers) {
       gater.partition(peers);
-      await Promise.all(peers.map((p) => node.hangUp(peerIdFromString(p)).catch(() => undefined)));
+      // Already gone is what a partition wants: nothing to report.
+      await Promise.allSettled(peers.map((p) => node.hangUp(peerIdFromString(p))));
     },
     heal(peers) {
       gater.heal(peers);

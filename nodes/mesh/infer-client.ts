@@ -156,6 +156,7 @@ export class InferClient {
   private release(peer: string, s: PooledStream): void {
     const pool = this.idle.get(peer) ?? [];
     if (pool.length < 4) pool.push(s);
+    // A spare stream beyond the pool: if closing it fails the muxer has already dropped it.
     else void s.stream.close().catch(() => undefined);
     this.idle.set(peer, pool);
   }

@@ -95,6 +95,7 @@ export class FileBlobStore implements BlobStore {
     this.bytes += bytes.length;
     const before = new Set(this.sizes.keys());
     evictOldest(this.sizes, this.maxBytes, (size) => (this.bytes -= size));
+    // Evicted blobs are forgotten already; a file that will not go away only costs disk space.
     for (const gone of before) if (!this.sizes.has(gone)) await unlink(join(this.dir, gone)).catch(() => undefined);
     return digest;
   }
@@ -110,7 +111,7 @@ export class FileBlobStore implements BlobStore {
     }
     if (blobDigest(bytes) !== digest) {
       this.forget(digest);
-      await unlink(join(this.dir, digest)).catch(() => undefined);
+      await unlink(join(this.dir, digest)).catch(() => undefined); // forgotten above; a leftover file is harmless
       return undefined;
     }
     return bytes;

@@ -206,7 +206,7 @@ export class TaskRequester implements Startable {
     const decided = ledger
       .until((s) => isDecided(s.tasks.get(task)), deadline)
       .then(() => (decidedMs = performance.now() - start))
-      .catch(() => undefined);
+      .catch(() => undefined); // the deadline passed undecided: the outcome below says so
     await Promise.race([settled, decided]);
     // Every reply is in the log now: a provisional answer, or no quorum yet (the steward goes on).
     if (!isDecided(ledger.state.tasks.get(task)) && ledger.state.tasks.get(task)?.status !== 'provisional')

@@ -33,7 +33,7 @@ let quitting = false;
 const quit = async (): Promise<void> => {
   if (quitting) return;
   quitting = true;
-  await host.stop().catch(() => undefined);
+  await host.stop().catch(() => undefined); // exiting either way: the parent sees the exit
   process.exit(0);
 };
 process.on('SIGTERM', () => void quit());

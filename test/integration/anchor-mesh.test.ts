@@ -38,7 +38,7 @@ describe('anchor relay over real libp2p (2 robots, loopback)', function () {
     }));
   });
   after(async () => {
-    await Promise.all(robots.map((r) => r.stop().catch(() => undefined)));
+    await Promise.allSettled(robots.map((r) => r.stop()));
   });
 
   it('a robot without a node signs its anchor; a peer with a node submits it; the receipt comes back in the log', async () => {

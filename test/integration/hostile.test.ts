@@ -33,7 +33,7 @@ describe('a robot among hostile members (real libp2p): memory, stalls, floods an
     }));
   });
   after(async () => {
-    await Promise.all(robots.map((r) => r.stop().catch(() => undefined)));
+    await Promise.allSettled(robots.map((r) => r.stop()));
   });
 
   /** A raw request stream from `from` to `to` with a header announcing `bytes` of frame. */

@@ -28,7 +28,7 @@ describe('replicated log over real libp2p (3 robots, loopback)', function () {
     }));
   });
   after(async () => {
-    await Promise.all(robots.map((r) => r.stop().catch(() => undefined)));
+    await Promise.allSettled(robots.map((r) => r.stop()));
   });
 
   it('entries appended anywhere reach every robot by gossip', async () => {
@@ -194,7 +194,7 @@ describe('news: what a robot learns by sync, its other peers pull at once (3 rob
     }));
   });
   after(async () => {
-    await Promise.all(robots.map((r) => r.stop().catch(() => undefined)));
+    await Promise.allSettled(robots.map((r) => r.stop()));
   });
 
   it('entries written in a partition reach a robot two hops away right after the heal', async () => {

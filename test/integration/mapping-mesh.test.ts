@@ -21,7 +21,7 @@ describe('collaborative mapping over real libp2p (4 robots, loopback): partition
     }));
   });
   after(async () => {
-    await Promise.all(robots.map((r) => r.stop().catch(() => undefined)));
+    await Promise.allSettled(robots.map((r) => r.stop()));
   });
 
   it('both sides keep mapping while partitioned; after the heal every robot holds every contribution and the same merged map', async () => {

@@ -139,7 +139,7 @@ describe('mDNS discovery (robots in two network namespaces, no bootstrap)', func
 
   after(async () => {
     // Children first: a namespace stays alive while a process still runs in it.
-    await Promise.all(children.map((c) => c.stop().catch(() => undefined)));
+    await Promise.allSettled(children.map((c) => c.stop()));
     if (created) teardown();
   });
 
@@ -239,7 +239,7 @@ describe('inbound connections: a stranger holding idle handshakes cannot lock me
 
   after(async () => {
     stranger?.kill('SIGKILL');
-    await Promise.all(children.map((c) => c.stop().catch(() => undefined)));
+    await Promise.allSettled(children.map((c) => c.stop()));
     if (created) down();
   });
 

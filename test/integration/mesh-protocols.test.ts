@@ -26,7 +26,7 @@ describe('mesh protocols (real libp2p on loopback)', function () {
     model = robots[0].models.hashes()[0];
   });
   after(async () => {
-    await Promise.all(robots.map((r) => r.stop().catch(() => undefined)));
+    await Promise.allSettled(robots.map((r) => r.stop()));
   });
 
   it('ships a frame above 4 MiB (a 640×640 input) in chunks and gets the same answer', async () => {

@@ -62,7 +62,7 @@ describe('bounded mesh topology (ring neighbours and chords)', function () {
       }
     });
     after(async () => {
-      await Promise.all(hosts.map((h) => h.stop().catch(() => undefined)));
+      await Promise.allSettled(hosts.map((h) => h.stop()));
     });
 
     const byId = (): Map<string, MeshHost> => new Map(hosts.map((h) => [h.peerId, h]));

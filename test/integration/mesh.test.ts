@@ -55,7 +55,7 @@ describe('robot mesh (3 robots, real libp2p on loopback, PaddleOCR detector)', f
     local = (await robots[0].infer(model, input, { force: { kind: 'local' } })).outputs;
   });
   after(async () => {
-    await Promise.all(robots.map((r) => r.stop().catch(() => undefined)));
+    await Promise.allSettled(robots.map((r) => r.stop()));
   });
 
   it('split inference across peers returns what a local run returns', async () => {
@@ -154,6 +154,7 @@ describe('robot mesh (3 robots, real libp2p on loopback, PaddleOCR detector)', f
       }),
     );
     await lp.write(Uint8Array.of(2, ...new Uint8Array(40).fill(7)));
+    // The robot may answer BAD_FRAME or just cut the stream; both are right.
     const reply = await lp.read({ signal: AbortSignal.timeout(5000) }).catch(() => undefined);
     if (reply) assert.match(new TextDecoder().decode(reply.subarray(1)), /BAD_FRAME/);
     await waitFor(() => b.reputation.score(a.peerId) < before, 'the sender penalised');

@@ -143,7 +143,7 @@ describe("a single robot's own dashboard (chromium, no fleet controller)", funct
     await dash?.close();
     node?.close();
     await transport?.close();
-    await Promise.all([robot?.stop(), peer?.stop()].map((p) => p?.catch(() => undefined)));
+    await Promise.allSettled([robot?.stop(), peer?.stop()]);
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
@@ -189,7 +189,7 @@ describe("a single robot's own dashboard (chromium, no fleet controller)", funct
       console.log(`      map cells on the page: ${first} early in the replay, ${await mapCells(page)} at its end`);
     } finally {
       pace();
-      await replayed.catch(() => undefined);
+      await replayed.catch(() => undefined); // a failed replay fails the assertions below
     }
     const view = await state(dash!.url);
     const pose = view.robots[0].pose;

@@ -59,7 +59,7 @@ describe('logged tasks over real libp2p: authorised execution, liars, partitions
     for (const r of robots) r.taskExecutor!.misbehave = undefined;
   });
   after(async () => {
-    await Promise.all(robots.map((r) => r.stop().catch(() => undefined)));
+    await Promise.allSettled(robots.map((r) => r.stop()));
   });
 
   it('a member cannot decide another\u2019s task: its input for that task is refused and nothing is written', async () => {

@@ -11,28 +11,39 @@ import { type Row, table, writeResults } from './report.js';
 /**
  * bench:hostile — four honest robots (r0..r3, each in its own process) running logged tasks on the
  * generated CNN every second and mapping, and one member (r4) running every attack of
- * nodes/fleet/attacks.ts in turn, ATTACK_SECONDS each, after a baseline window with no attack. A
- * stranger process opens 5 idle TCP connections a second to every robot all along. Per window:
- * honest task latency p95 ÷ the baseline's, peak RSS growth of each honest robot over the
- * baseline, the robots' event-loop delay p99 (the worst robot), member dials (fresh connections
- * between honest robots, every 2 s) that failed, and whether every honest robot kept every entry.
+ * nodes/fleet/attacks.ts in turn, ATTACK_SECONDS each, between two quiet windows (after the
+ * warm-up, and after the last attack). A stranger process opens 5 idle TCP connections a second
+ * to every robot all along. Per window: honest task latency p95 ÷ the quieter baseline's, peak
+ * RSS growth of each honest robot within the window, the robots' event-loop delay p99 (the worst
+ * robot), member dials (fresh connections between honest robots, every 2 s) that failed; at the
+ * end, whether every honest robot holds every entry the honest robots wrote.
  * The robots run on loopback, which libp2p exempts from its per-address handshake caps: the
  * stranger loads the robots here; its lock-out is tested across network namespaces (mdns.test).
  */
 const ATTACK_SECONDS = Number(process.env.BENCH_ATTACK_SECONDS ?? 60);
-const BASELINE_SECONDS = Number(process.env.BENCH_BASELINE_SECONDS ?? 40);
+const BASELINE_SECONDS = Number(process.env.BENCH_BASELINE_SECONDS ?? 45);
+/** The first seconds load sessions and fill the map: not a fair baseline. */
+const WARM_UP_SECONDS = 15;
 const HONEST = ['r0', 'r1', 'r2', 'r3'];
 const CHOSEN = (process.env.BENCH_ATTACKS?.split(',') ?? [...ATTACKS]) as (typeof ATTACKS)[number][];
 
+const attacksEnd = BASELINE_SECONDS + CHOSEN.length * ATTACK_SECONDS;
+// Two quiet windows, before the first attack and after the last (r4 idle, the stranger still at
+// it): the task latency of the quieter one is what each attack window is divided by.
+const quiet = [
+  { name: 'baseline (before)', from: WARM_UP_SECONDS, to: BASELINE_SECONDS },
+  { name: 'baseline (after)', from: attacksEnd + 5, to: attacksEnd + 5 + BASELINE_SECONDS - WARM_UP_SECONDS },
+];
 const windows = [
-  { name: 'baseline', from: 5, to: BASELINE_SECONDS },
+  quiet[0],
   ...CHOSEN.map((a, i) => ({
     name: a,
     from: BASELINE_SECONDS + i * ATTACK_SECONDS,
     to: BASELINE_SECONDS + (i + 1) * ATTACK_SECONDS,
   })),
+  quiet[1],
 ];
-const duration = windows[windows.length - 1].to + 5;
+const duration = quiet[1].to + 5;
 const events = CHOSEN.map(
   (a, i) =>
     `  - { at: ${BASELINE_SECONDS + i * ATTACK_SECONDS}, byzantine: { robot: r4, fault: { type: attack, attack: ${a}, seconds: ${ATTACK_SECONDS - 2} } } }`,
@@ -75,11 +86,11 @@ const prober = setInterval(() => {
 }, 2000);
 // Each attack is measured on its own: at its start the honest robots forgive r4 (what the last
 // attack cost it, and their cut-off), so it reaches them again.
-const forgiving = windows.slice(1).map((w) =>
+const forgiving = windows.slice(1, -1).map((w) =>
   setTimeout(
     () => {
       const r4 = run.statusOf('r4')?.peerId;
-      if (r4) for (const r of HONEST) run.command(r, { cmd: 'forgive', peer: r4 }).catch(() => undefined);
+      if (r4) for (const r of HONEST) run.command(r, { cmd: 'forgive', peer: r4 }).catch(() => undefined); // a robot down shows in its figures
     },
     (w.from - 1) * 1000,
   ),
@@ -106,10 +117,13 @@ const rssIn = (w: { from: number; to: number }, robot: string): number[] =>
   views
     .filter((v) => inWindow(at(v), w))
     .flatMap((v) => v.robots.filter((r) => r.name === robot && r.rssMb !== undefined).map((r) => r.rssMb!));
-const base = windows[0];
-const baseP95 = p(
-  samples.filter((s) => inWindow(s.at / 1000, base) && HONEST.includes(s.robot)).map((s) => s.ms),
-  0.95,
+const baseP95 = Math.min(
+  ...quiet.map((w) =>
+    p(
+      samples.filter((s) => inWindow(s.at / 1000, w) && HONEST.includes(s.robot)).map((s) => s.ms),
+      0.95,
+    ),
+  ),
 );
 const rows: Row[] = windows.map((w) => {
   const lat = samples.filter((s) => inWindow(s.at / 1000, w) && HONEST.includes(s.robot)).map((s) => s.ms);
@@ -139,19 +153,24 @@ const rows: Row[] = windows.map((w) => {
 if (process.env.BENCH_SLOW)
   for (const x of samples.filter((y) => y.ms > 1000))
     process.stdout.write(`slow: ${x.robot} at ${(x.at / 1000).toFixed(1)} s ${x.ms.toFixed(0)} ms ${x.plan}\n`);
-const converged = report.heals.length === 0 ? 'n/a' : String(report.heals.every((h) => h.convergedMs !== null));
+// Nothing lost: at the end every robot the log does not exclude holds every entry such robots wrote.
+const kept =
+  report.final.convergedMs === null
+    ? 'NOT every honest robot caught up within 60 s'
+    : `every robot not excluded (${report.robots.filter((r) => !report.final.leftOut.includes(r)).join(' ')}) holds every entry they wrote (caught up ${report.final.convergedMs} ms after the end)`;
 const heading =
   `bench:hostile — r0..r3 honest (tasks on the generated CNN every second, mapping), r4 attacking ${ATTACK_SECONDS} s per attack, ` +
   'a stranger opening 5 idle TCP connections a second to every robot; one process per robot, loopback';
 process.stdout.write(`\n${heading}\n\n${table(rows)}\n\n`);
 process.stdout.write(
   `offences reported in r0's log about r4: ${report.liars.excludedInLog.includes('r4') ? 'r4 excluded' : 'r4 not excluded'}; ` +
-    `tasks failed ${report.inference.failed} of ${report.inference.tasks}; decisions ${JSON.stringify(report.inference.decisions)}; heals converged ${converged}\n`,
+    `tasks failed ${report.inference.failed} of ${report.inference.tasks}; decisions ${JSON.stringify(report.inference.decisions)}\n${kept}\n`,
 );
 const path = await writeResults('hostile', {
   attackSeconds: ATTACK_SECONDS,
   rows,
   excluded: report.liars.excludedInLog,
+  final: report.final,
   tasks: report.inference,
 });
 process.stdout.write(`results: ${path}\n`);

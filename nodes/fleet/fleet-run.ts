@@ -74,6 +74,8 @@ export interface FleetReport {
     medianRobotMs: number | null;
     lastRobot: string | null;
   }[];
+  /** At the end: ms until every robot the log does not exclude held every entry such robots wrote. */
+  final: { convergedMs: number | null; leftOut: string[] };
   map: MapQuality & { tiles: number };
   liars: {
     scheduled: string[];
@@ -311,7 +313,8 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
       this.phase = 'running';
       return await this.timeline(anchorOn);
     } finally {
-      await Promise.all(this.handles.map((h) => h.stop().catch(() => undefined)));
+      // Each handle kills what does not stop in time; a failure to stop has nothing left to undo.
+      await Promise.allSettled(this.handles.map((h) => h.stop()));
       // Processes whose robots did not all start (or stop) cleanly.
       await Promise.all(this.processes.map((p) => p.close(0)));
       await standIn?.close();
@@ -370,28 +373,42 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
     convergedMs: number | null;
     medianRobotMs: number | null;
     lastRobot: string | null;
+    /** Robots left out: excluded by the log. */
+    leftOut: string[];
   }> {
     await this.poll();
-    const written = Object.fromEntries([...this.statuses.values()].map((s) => [s.key, s.seqs[s.key] ?? 0]));
+    // Members the log excludes (by most robots' reckoning) are left out both ways: honest robots
+    // need not hold what an excluded robot writes, and an excluded robot cut off by its peers
+    // never catches up.
+    const all = [...this.statuses.values()];
+    const excluded = new Set(
+      [...new Set(all.flatMap((s) => s.excludedKeys))].filter(
+        (k) => all.filter((s) => s.excludedKeys.includes(k)).length * 2 > all.length,
+      ),
+    );
+    const counted = all.filter((s) => !excluded.has(s.key));
+    const written = Object.fromEntries(counted.map((s) => [s.key, s.seqs[s.key] ?? 0]));
     // Each robot notes when it got there by its own clock (the machine's): polling 50 robots
     // whose processes lag takes seconds, which would be the resolution otherwise. Told before
     // `then` (the heal), so a late command cannot delay the time it notes.
     const told = Date.now();
-    await Promise.all(this.handles.map((h) => h.request({ cmd: 'catch-up', written }).catch(() => undefined)));
+    // A robot that does not answer is counted as not caught up below.
+    await Promise.allSettled(this.handles.map((h) => h.request({ cmd: 'catch-up', written })));
     const start = Date.now();
     await then?.();
     const reached = (at: (s: RobotStatus) => number | undefined): number | null => {
       // A status from before the command may still show the previous target's time.
-      const all = [...this.statuses.values()]
-        .map((s) => at(s))
+      const times = counted
+        .map((s) => at(this.statuses.get(s.name)!))
         .map((t) => (t !== undefined && t >= told ? t : undefined));
-      return all.every((t) => t !== undefined) ? Math.max(start, ...(all as number[])) - start : null;
+      return times.every((t) => t !== undefined) ? Math.max(start, ...(times as number[])) - start : null;
     };
     const done = await this.until(() => reached((s) => s.caughtUp?.allAt) !== null, 60_000, what);
     const each =
       done === null
         ? []
-        : [...this.statuses.values()]
+        : counted
+            .map((s) => this.statuses.get(s.name)!)
             .map((s) => ({ name: s.name, ms: Math.max(start, s.caughtUp!.allAt!) - start }))
             .sort((a, b) => a.ms - b.ms);
     return {
@@ -399,6 +416,7 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
       convergedMs: done === null ? null : reached((s) => s.caughtUp?.allAt),
       medianRobotMs: each.length ? each[Math.floor((each.length - 1) / 2)].ms : null,
       lastRobot: each.at(-1)?.name ?? null,
+      leftOut: all.filter((s) => excluded.has(s.key)).map((s) => s.name),
     };
   }
 
@@ -508,7 +526,7 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
         }
         if (t >= nextMap) {
           nextMap = t + 2;
-          await this.refreshMap().catch(() => undefined);
+          await this.refreshMap().catch((err) => o.log(`  merged map not refreshed: ${(err as Error).message}`));
         }
         await this.poll();
         this.recordShapedLinks();
@@ -527,9 +545,10 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
     const finished = await Promise.all(tasks);
     o.log('  end of the timeline: waiting for every robot to hold everything written so far');
     const last = await this.catchUp('final convergence');
-    o.log(`  caught up after ${last.convergedMs ?? 'more than 60 000'} ms`);
-    await this.refreshMap().catch(() => undefined);
-    return this.report(anchorOn, heals, finished, liars);
+    const leftOut = last.leftOut.length ? ` (not counting ${last.leftOut.join(', ')}: excluded by the log)` : '';
+    o.log(`  caught up after ${last.convergedMs ?? 'more than 60 000'} ms${leftOut}`);
+    await this.refreshMap().catch((err) => o.log(`  merged map not refreshed: ${(err as Error).message}`));
+    return this.report(anchorOn, heals, finished, liars, last);
   }
 
   /** What robots measure on the links shaped now (latest poll), kept with the shaping that slowed them. */
@@ -555,6 +574,7 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
     heals: FleetReport['heals'],
     tasks: { task?: string; error?: string; plan?: string; ms?: number }[],
     liars: Set<string>,
+    last: { convergedMs: number | null; leftOut: string[] },
   ): Promise<FleetReport> {
     const sc = this.scenario;
     const world = floorPlan(sc.world).world;
@@ -582,7 +602,7 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
     for (const t of ok) plans[t.plan!] = (plans[t.plan!] ?? 0) + 1;
     const ms = ok.map((t) => t.ms!);
     // Stop the robots, then audit one accepted result end to end from r0's store.
-    await Promise.all(this.handles.map((h) => h.stop().catch(() => undefined)));
+    await Promise.allSettled(this.handles.map((h) => h.stop()));
     let audit: FleetReport['audit'] = null;
     let anchors: number;
     let decisions: FleetReport['inference']['decisions'];
@@ -628,6 +648,7 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
         decisions: decisions!,
       },
       heals,
+      final: { convergedMs: last.convergedMs, leftOut: last.leftOut },
       map: { ...quality, tiles: map ? (map.width * map.height) / 4096 : 0 },
       liars: {
         scheduled: [...liars],

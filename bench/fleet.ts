@@ -1,8 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FleetRun, type Placement, resolvePlacement } from '../nodes/fleet/fleet-run.js';
-import { parseScenario } from '../nodes/fleet/scenario.js';
+import { FleetRun, type Placement, resolvePlacement, parseScenario } from '../nodes/apps/fleet/index.js';
 import { type Row, table, writeResults } from './report.js';
 
 /**

@@ -2,16 +2,14 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { FleetView } from '../nodes/dashboard/view.js';
-import { ATTACKS } from '../nodes/fleet/attacks.js';
-import { FleetRun } from '../nodes/fleet/fleet-run.js';
-import { parseScenario } from '../nodes/fleet/scenario.js';
+import type { FleetView } from '../nodes/apps/dashboard/index.js';
+import { ATTACKS, FleetRun, parseScenario } from '../nodes/apps/fleet/index.js';
 import { type Row, table, writeResults } from './report.js';
 
 /**
  * bench:hostile — four honest robots (r0..r3, each in its own process) running logged tasks on the
  * generated CNN every second and mapping, and one member (r4) running every attack of
- * nodes/fleet/attacks.ts in turn, ATTACK_SECONDS each, between two quiet windows (after the
+ * nodes/apps/fleet/attacks.ts in turn, ATTACK_SECONDS each, between two quiet windows (after the
  * warm-up, and after the last attack). A stranger process opens 5 idle TCP connections a second
  * to every robot all along. Per window: honest task latency p95 ÷ the quieter baseline's, peak
  * RSS growth of each honest robot within the window, the robots' event-loop delay p99 (the worst

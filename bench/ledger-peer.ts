@@ -1,8 +1,8 @@
 import { join } from 'node:path';
 import { startHealProfile } from './ledger-profile.js';
-import { SqliteLogStore } from '../nodes/ledger/sqlite-store.js';
-import { identityFromSeed } from '../nodes/mesh/identity.js';
-import { Robot } from '../nodes/robot/robot.js';
+import { SqliteLogStore } from '../nodes/ledger/index.js';
+import { identityFromSeed } from '../nodes/mesh/index.js';
+import { Robot } from '../nodes/robot/index.js';
 
 /**
  * The second robot of bench:ledger's heal, in its own process as on a real robot (its own

@@ -1,9 +1,6 @@
 import { mergeTile, findLiars } from '../contracts/map-consensus.js';
-import type { MapService } from '../nodes/mapping/map-service.js';
-import { gossipMessage } from '../nodes/mapping/map-sync.js';
-import { MappingFleet } from '../nodes/sim/mapping-fleet.js';
-import { assemble } from '../nodes/mapping/merged-map.js';
-import { type MapQuality, mapQuality } from '../nodes/sim/map-quality.js';
+import { type MapService, gossipMessage, assemble } from '../nodes/mapping/index.js';
+import { MappingFleet, type MapQuality, mapQuality } from '../nodes/apps/sim/index.js';
 import { type Row, table, writeResults } from './report.js';
 
 /**

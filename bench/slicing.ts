@@ -1,19 +1,23 @@
 import ort from 'onnxruntime-node';
 import { type Tensor, decodeFrame, encodeFrame } from '../protocol/tensor-frame.js';
-import { PRECISIONS, type Precision } from '../nodes/inference/boundary.js';
 import {
+  PRECISIONS,
+  type Precision,
   BUILTIN_MODELS,
   type BuiltinModel,
   builtinInputShape,
   loadModelArg,
-} from '../nodes/inference/bundled-models.js';
-import { node, opset13Model, serializeModel, tensorValueInfo } from '../nodes/inference/onnx-model.js';
-import { median } from '../nodes/inference/profiler.js';
-import { INFERENCE_MALLOC_TUNABLES } from '../nodes/inference/runtime-env.js';
-import { reexecWithMallocTunables } from '../nodes/util/malloc-tunables.js';
-import { textLikeImage } from '../nodes/inference/sample-images.js';
-import { SessionCache } from '../nodes/inference/sessions.js';
-import { ModelSlicer } from '../nodes/inference/slicer.js';
+  node,
+  opset13Model,
+  serializeModel,
+  tensorValueInfo,
+  median,
+  INFERENCE_MALLOC_TUNABLES,
+  textLikeImage,
+  SessionCache,
+  ModelSlicer,
+} from '../nodes/inference/index.js';
+import { reexecWithMallocTunables } from '../nodes/util/index.js';
 import { type Row, table, writeResults } from './report.js';
 
 /**

@@ -1,4 +1,4 @@
-import { attr, node, opset13Model, serializeModel, tensorValueInfo } from '../nodes/inference/onnx-model.js';
+import { attr, node, opset13Model, serializeModel, tensorValueInfo } from '../nodes/inference/index.js';
 
 /**
  * A model that sums its input to one number: shipping a tensor to it measures the protocol's

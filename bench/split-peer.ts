@@ -1,8 +1,8 @@
 import { writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { identityFromSeed } from '../nodes/mesh/identity.js';
-import { Robot } from '../nodes/robot/robot.js';
+import { identityFromSeed } from '../nodes/mesh/index.js';
+import { Robot } from '../nodes/robot/index.js';
 import { RAW_PORT_OFFSET, arg, sinkModel } from './split-common.js';
 
 /** The executing robot of bench:split: serves tails, and a raw TCP sink for the throughput baseline. */

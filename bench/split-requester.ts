@@ -5,12 +5,10 @@ import { createInterface } from 'node:readline';
 import { peerIdFromString } from '@libp2p/peer-id';
 import { multiaddr } from '@multiformats/multiaddr';
 import type { Tensor } from '../protocol/tensor-frame.js';
-import type { Precision } from '../nodes/inference/boundary.js';
-import { median } from '../nodes/inference/profiler.js';
-import { textLikeImage } from '../nodes/inference/sample-images.js';
-import { identityFromSeed } from '../nodes/mesh/identity.js';
-import { Robot } from '../nodes/robot/robot.js';
-import type { InferOptions } from '../nodes/scheduler/scheduler.js';
+import { type Precision, median, textLikeImage } from '../nodes/inference/index.js';
+import { identityFromSeed } from '../nodes/mesh/index.js';
+import { Robot } from '../nodes/robot/index.js';
+import type { InferOptions } from '../nodes/scheduler/index.js';
 import { RAW_PORT_OFFSET, arg, sinkModel } from './split-common.js';
 
 /**

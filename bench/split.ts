@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { identityFromSeed } from '../nodes/mesh/identity.js';
+import { identityFromSeed } from '../nodes/mesh/index.js';
 import { ThrottledLink, burstFor } from './link-throttle.js';
 import { type Row, table, writeResults } from './report.js';
 import { RAW_PORT_OFFSET } from './split-common.js';

@@ -1,19 +1,15 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { isDecided } from '../nodes/tasks/policy.js';
+import { isDecided, MemoryBlobStore, lie } from '../nodes/tasks/index.js';
 import { signerFromSeed } from '../protocol/ed25519.js';
 import { signEntry, toHex } from '../protocol/log-entry.js';
 import { fingerprintsAgree, resultFingerprint } from '../protocol/result-fingerprint.js';
 import { type Tensor, decodeFrame } from '../protocol/tensor-frame.js';
-import { builtinInputShape } from '../nodes/inference/bundled-models.js';
-import { textLikeImage } from '../nodes/inference/sample-images.js';
-import { MemoryLogStore } from '../nodes/ledger/store.js';
-import { identityFromSeed } from '../nodes/mesh/identity.js';
-import { LinkShaper } from '../nodes/mesh/link-shaper.js';
-import { Robot } from '../nodes/robot/robot.js';
-import { MemoryBlobStore } from '../nodes/tasks/blob-store.js';
-import { lie } from '../nodes/tasks/faults.js';
+import { builtinInputShape, textLikeImage } from '../nodes/inference/index.js';
+import { MemoryLogStore } from '../nodes/ledger/index.js';
+import { identityFromSeed, LinkShaper } from '../nodes/mesh/index.js';
+import { Robot } from '../nodes/robot/index.js';
 import { type Row, table, writeResults } from './report.js';
 
 /**

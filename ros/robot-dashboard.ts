@@ -1,6 +1,10 @@
-import { RobotViewSource, type RobotViewOptions } from '../nodes/dashboard/robot-view.js';
-import { type Dashboard, startDashboard } from '../nodes/dashboard/server.js';
-import type { Robot } from '../nodes/robot/robot.js';
+import {
+  RobotViewSource,
+  type RobotViewOptions,
+  type Dashboard,
+  startDashboard,
+} from '../nodes/apps/dashboard/index.js';
+import type { Robot } from '../nodes/robot/index.js';
 import type { RobotParams } from './params.js';
 
 export interface RobotDashboard {

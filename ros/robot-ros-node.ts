@@ -1,12 +1,10 @@
 import { createHash } from 'node:crypto';
 import { peerIdFromString } from '@libp2p/peer-id';
 import { isExcluded } from '../contracts/fleet-state.js';
-import type { Payload } from '../protocol/log-entry.js';
-import { toHex } from '../protocol/log-entry.js';
+import { type Payload, toHex } from '../protocol/log-entry.js';
 import { resultDigest } from '../protocol/result-summary.js';
-import { assemble, toOccupancyGrid } from '../nodes/mapping/merged-map.js';
-import { ScanMatchingLocalizer } from '../nodes/mapping/scan-matcher.js';
-import type { Robot } from '../nodes/robot/robot.js';
+import { assemble, toOccupancyGrid, ScanMatchingLocalizer } from '../nodes/mapping/index.js';
+import type { Robot } from '../nodes/robot/index.js';
 import type { LaserScan, Pose } from '../protocol/sensors.js';
 import { type RosImage, imageToTensor } from './image.js';
 import type { RobotParams } from './params.js';

@@ -2,12 +2,10 @@ import { readFileSync } from 'node:fs';
 import { signerFromSeed } from '../protocol/ed25519.js';
 import { RosError } from './errors.js';
 import { EntryError, decodeEntry, signEntry, toHex } from '../protocol/log-entry.js';
-import { builtinInputShape } from '../nodes/inference/bundled-models.js';
-import { SqliteLogStore } from '../nodes/ledger/sqlite-store.js';
-import { loadOrCreateIdentity } from '../nodes/mesh/identity.js';
-import { Robot, robotPaths } from '../nodes/robot/robot.js';
-import { SqliteAnchorQueue } from '../nodes/ledger/anchor-queue.js';
-import { anchorSettings } from '../nodes/ledger/anchor-settings.js';
+import { builtinInputShape } from '../nodes/inference/index.js';
+import { SqliteLogStore, SqliteAnchorQueue, anchorSettings } from '../nodes/ledger/index.js';
+import { loadOrCreateIdentity } from '../nodes/mesh/index.js';
+import { Robot, robotPaths } from '../nodes/robot/index.js';
 import type { RobotParams } from './params.js';
 
 function anchorFor(params: RobotParams) {

@@ -1,7 +1,6 @@
-import { textLikeImage } from '../nodes/inference/sample-images.js';
-import { defaultRobots, floorPlan } from '../nodes/sim/floor-plans.js';
+import { textLikeImage } from '../nodes/inference/index.js';
+import { defaultRobots, floorPlan, WorldSimulator } from '../nodes/apps/sim/index.js';
 import type { Pose } from '../protocol/sensors.js';
-import { WorldSimulator } from '../nodes/sim/simulator.js';
 import { tensorToRgb8 } from './image.js';
 import { McapTransport } from './mcap-transport.js';
 import type { CdrCodec } from './transport.js';

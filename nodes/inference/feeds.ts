@@ -1,7 +1,7 @@
 import ort from './ort-float16.js';
 import { dtypeFromCode } from '../../protocol/dtypes.js';
 import { elementCount } from '../../protocol/tensor-frame.js';
-import { prng } from '../util/prng.js';
+import { prng } from '../util/index.js';
 import type { GraphIndex } from './graph.js';
 import { type LoadedModel, ModelError, declaredType } from './onnx-model.js';
 

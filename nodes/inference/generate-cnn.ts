@@ -1,5 +1,5 @@
 import type { NodeProto, TensorProto } from 'onnx-buf';
-import { prng } from '../util/prng.js';
+import { prng } from '../util/index.js';
 import { attr, node, opset13Model, serializeModel, tensorProto, tensorValueInfo } from './onnx-model.js';
 
 export interface CnnOptions {

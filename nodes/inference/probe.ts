@@ -3,8 +3,7 @@ import { ModelProtoSchema } from 'onnx-buf';
 import ort from './ort-float16.js';
 import { type DType, isDType } from '../../protocol/dtypes.js';
 import type { GraphIndex } from './graph.js';
-import { type LoadedModel, ModelError, declaredType, serializeModel } from './onnx-model.js';
-import { tensorValueInfo } from './onnx-model.js';
+import { type LoadedModel, ModelError, declaredType, serializeModel, tensorValueInfo } from './onnx-model.js';
 import { syntheticFeeds } from './feeds.js';
 
 export interface TensorShape {

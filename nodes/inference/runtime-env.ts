@@ -1,4 +1,4 @@
-import { type MallocTunables, hasMallocTunables, withMallocTunables } from '../util/malloc-tunables.js';
+import { type MallocTunables, hasMallocTunables, withMallocTunables } from '../util/index.js';
 
 /**
  * The environment a process that runs ONNX inference should start with.

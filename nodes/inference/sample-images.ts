@@ -1,4 +1,4 @@
-import { prng } from '../util/prng.js';
+import { prng } from '../util/index.js';
 
 /**
  * A synthetic document-like RGB image, NCHW float32 normalised as PaddleOCR expects

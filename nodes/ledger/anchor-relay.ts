@@ -6,9 +6,8 @@ import {
   encodeRelayMessage,
 } from '../../protocol/anchor-relay.js';
 import { type Hex, fromHex, toHex } from '../../protocol/log-entry.js';
-import type { MeshNode } from '../mesh/host.js';
-import type { Logger } from '../util/logger.js';
-import type { Startable } from '../util/service.js';
+import type { MeshNode } from '../mesh/index.js';
+import type { Logger, Startable } from '../util/index.js';
 import type { QueuedAnchor } from './anchor-queue.js';
 import type { Anchorer } from './anchorer.js';
 import { iotaAddressOf, readAnchorTx } from './iota-tx.js';

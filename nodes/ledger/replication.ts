@@ -21,11 +21,8 @@ import {
   logTopic,
   packLogGossip,
 } from '../../protocol/log-sync.js';
-import type { MeshNode } from '../mesh/host.js';
-import { RateLimit } from '../mesh/peer-budget.js';
-import type { PeerReputation } from '../mesh/reputation.js';
-import type { Logger } from '../util/logger.js';
-import type { Startable } from '../util/service.js';
+import { type MeshNode, RateLimit, type PeerReputation } from '../mesh/index.js';
+import type { Logger, Startable } from '../util/index.js';
 import { type Ledger, MissingParentsError } from './ledger.js';
 import { type PullResult, type SyncPeer, pullFrom, servedRanges, servedStart } from './sync.js';
 

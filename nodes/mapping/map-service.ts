@@ -9,7 +9,7 @@ import {
 import { isExcluded } from '../../contracts/fleet-state.js';
 import { type Hex, decodeEntry } from '../../protocol/log-entry.js';
 import { TILE, type TileContribution, TileError, parseTileId, tileDigest } from '../../protocol/map-tile.js';
-import { type Ledger, MissingParentsError } from '../ledger/ledger.js';
+import { type Ledger, MissingParentsError } from '../ledger/index.js';
 import type { LaserScan, Pose } from '../../protocol/sensors.js';
 import { L_MAX, LogOddsGrid, type MapFrame } from './occupancy-grid.js';
 

@@ -21,11 +21,8 @@ import {
   unpackTile,
 } from '../../protocol/tile-sync.js';
 import { decodeLogGossip, logTopic } from '../../protocol/log-sync.js';
-import type { MeshNode } from '../mesh/host.js';
-import { RateLimit } from '../mesh/peer-budget.js';
-import type { PeerReputation } from '../mesh/reputation.js';
-import type { Logger } from '../util/logger.js';
-import type { Startable } from '../util/service.js';
+import { type MeshNode, RateLimit, type PeerReputation } from '../mesh/index.js';
+import type { Logger, Startable } from '../util/index.js';
 import type { MapService, PublishedTile } from './map-service.js';
 
 const MAX_WANT = LIMITS.tiles.maxWant;

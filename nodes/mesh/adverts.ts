@@ -1,4 +1,4 @@
-import type { Startable } from '../util/service.js';
+import type { Startable } from '../util/index.js';
 import { TopicValidatorResult } from '@libp2p/gossipsub';
 import { peerIdFromString } from '@libp2p/peer-id';
 import { type CapabilityAdvert, decodeAdvert, encodeAdvert } from '../../protocol/adverts.js';

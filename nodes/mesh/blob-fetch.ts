@@ -14,8 +14,7 @@ import {
 } from '../../protocol/blob-messages.js';
 import { RobomeshError } from '../../protocol/errors.js';
 import { LIMITS } from '../../protocol/limits.js';
-import type { Logger } from '../util/logger.js';
-import type { Startable } from '../util/service.js';
+import type { Logger, Startable } from '../util/index.js';
 import type { MeshNode } from './host.js';
 import { RateLimit } from './peer-budget.js';
 

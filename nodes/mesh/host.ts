@@ -16,7 +16,7 @@ import { corkWrites } from './corked-writes.js';
 import { FleetGater } from './gater.js';
 import type { RobotIdentity } from './identity.js';
 import type { LinkShaper } from './link-shaper.js';
-import { componentLogger } from '../util/logger.js';
+import { componentLogger } from '../util/index.js';
 
 const meshLog = componentLogger('mesh');
 

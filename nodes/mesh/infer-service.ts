@@ -13,10 +13,8 @@ import {
 } from '../../protocol/infer-messages.js';
 import { DEFAULT_FRAME_LIMITS, type Tensor, decodeFrame, encodeFrame } from '../../protocol/tensor-frame.js';
 import { LIMITS } from '../../protocol/limits.js';
-import { INPUT_CUT, type ModelRegistry } from '../inference/model-registry.js';
-import { BoundaryError } from '../inference/wire.js';
-import type { Logger } from '../util/logger.js';
-import type { Startable } from '../util/service.js';
+import { INPUT_CUT, type ModelRegistry, BoundaryError } from '../inference/index.js';
+import type { Logger, Startable } from '../util/index.js';
 import type { MeshNode } from './host.js';
 import type { PeerReputation } from './reputation.js';
 import { BudgetError, ByteBudget, RateLimit } from './peer-budget.js';

@@ -1,4 +1,4 @@
-import type { Startable } from '../util/service.js';
+import type { Startable } from '../util/index.js';
 import { peerIdFromString } from '@libp2p/peer-id';
 import { lpStream } from '@libp2p/utils';
 import { LIMITS } from '../../protocol/limits.js';

@@ -1,45 +1,66 @@
 import { join } from 'node:path';
 import { signerFromSeed } from '../../protocol/ed25519.js';
 import type { Tensor } from '../../protocol/tensor-frame.js';
-import type { Precision } from '../inference/boundary.js';
-import { loadModelArg } from '../inference/bundled-models.js';
-import { analyzeInChildProcess, profileInChildProcess } from '../inference/child-work.js';
-import { ModelRegistry } from '../inference/model-registry.js';
-import { type LoadedModel, parseModel } from '../inference/onnx-model.js';
-import { ProfileStore, defaultCacheDir, profileKey } from '../inference/profiler.js';
-import { SessionCache } from '../inference/sessions.js';
-import type { AnchorChain } from '../ledger/anchor-chain.js';
-import type { AnchorQueue } from '../ledger/anchor-queue.js';
-import { AnchorRelay, anchorRelayTopic } from '../ledger/anchor-relay.js';
-import { Anchorer } from '../ledger/anchorer.js';
-import type { GasPlan, IotaDeployment } from '../ledger/iota-tx.js';
-import { EvidenceRecorder } from '../ledger/evidence.js';
-import { checkOwnEntries, markOwnEntries } from '../ledger/written-mark.js';
+import {
+  type Precision,
+  loadModelArg,
+  analyzeInChildProcess,
+  profileInChildProcess,
+  ModelRegistry,
+  type LoadedModel,
+  parseModel,
+  ProfileStore,
+  defaultCacheDir,
+  profileKey,
+  SessionCache,
+} from '../inference/index.js';
+import {
+  type AnchorChain,
+  type AnchorQueue,
+  AnchorRelay,
+  anchorRelayTopic,
+  Anchorer,
+  type GasPlan,
+  type IotaDeployment,
+  EvidenceRecorder,
+  checkOwnEntries,
+  markOwnEntries,
+  Ledger,
+  LogReplicator,
+  type LogStore,
+} from '../ledger/index.js';
 import { EntryError } from '../../protocol/log-entry.js';
-import { Ledger } from '../ledger/ledger.js';
-import { LogReplicator } from '../ledger/replication.js';
 import { logTopic } from '../../protocol/log-sync.js';
-import type { LogStore } from '../ledger/store.js';
-import { MapService } from '../mapping/map-service.js';
-import { MapSync } from '../mapping/map-sync.js';
-import type { MapFrame } from '../mapping/occupancy-grid.js';
-import { AdvertBoard, advertTopic } from '../mesh/adverts.js';
-import { BlobService, fetchBlob } from '../mesh/blob-fetch.js';
-import { type MeshHost, createMeshHost } from '../mesh/host.js';
-import { type RobotIdentity, keyOfPeer, loadOrCreateIdentity } from '../mesh/identity.js';
-import { InferClient } from '../mesh/infer-client.js';
-import { InferService, type InferServiceInit } from '../mesh/infer-service.js';
-import type { LinkShaper } from '../mesh/link-shaper.js';
-import { ProbeService, probe } from '../mesh/probe.js';
-import { PeerReputation } from '../mesh/reputation.js';
-import { WorkQueue } from '../mesh/work-queue.js';
-import { LinkEstimator } from '../scheduler/links.js';
-import { Scheduler } from '../scheduler/scheduler.js';
-import { type BlobStore, FileBlobStore } from '../tasks/blob-store.js';
-import { TaskExecutor } from '../tasks/task-executor.js';
-import { type TaskOptions, type TaskOutcome, TaskRequester } from '../tasks/task-requester.js';
-import { componentLogger } from '../util/logger.js';
-import { type Startable, Timers } from '../util/service.js';
+import { MapService, MapSync, type MapFrame } from '../mapping/index.js';
+import {
+  AdvertBoard,
+  advertTopic,
+  BlobService,
+  fetchBlob,
+  type MeshHost,
+  createMeshHost,
+  type RobotIdentity,
+  keyOfPeer,
+  loadOrCreateIdentity,
+  InferClient,
+  InferService,
+  type InferServiceInit,
+  type LinkShaper,
+  ProbeService,
+  probe,
+  PeerReputation,
+  WorkQueue,
+} from '../mesh/index.js';
+import { LinkEstimator, Scheduler } from '../scheduler/index.js';
+import {
+  type BlobStore,
+  FileBlobStore,
+  TaskExecutor,
+  type TaskOptions,
+  type TaskOutcome,
+  TaskRequester,
+} from '../tasks/index.js';
+import { componentLogger, type Startable, Timers } from '../util/index.js';
 import { RobotError } from './errors.js';
 
 /** The files a robot keeps in its data folder: one place names them for every caller. */

@@ -1,4 +1,4 @@
-import type { Precision } from '../inference/boundary.js';
+import type { Precision } from '../inference/index.js';
 
 /** One way to run a request, with its predicted latency broken down. */
 export interface Plan {

@@ -3,11 +3,8 @@ import { DTYPES } from '../../protocol/dtypes.js';
 import type { RobomeshError } from '../../protocol/errors.js';
 import { SchedulerError } from './errors.js';
 import { type Tensor, elementCount } from '../../protocol/tensor-frame.js';
-import type { Precision } from '../inference/boundary.js';
-import { INPUT_CUT, type ModelRegistry, outputsToTensors, tensorsToFeeds } from '../inference/model-registry.js';
-import type { PeerCapability } from '../mesh/adverts.js';
-import type { InferClient, RemoteResult } from '../mesh/infer-client.js';
-import type { WorkQueue } from '../mesh/work-queue.js';
+import { type Precision, INPUT_CUT, type ModelRegistry, outputsToTensors, tensorsToFeeds } from '../inference/index.js';
+import type { PeerCapability, InferClient, RemoteResult, WorkQueue } from '../mesh/index.js';
 import type { LinkEstimator } from './links.js';
 import { type Plan, type PeerOffer, rankPlans } from './planner.js';
 

@@ -21,7 +21,7 @@ import { DEPLOYMENT, FakeIotaNode, robotSeed } from '../helpers/fake-iota.js';
 import { testSeed, withSeed } from '../helpers/seed.js';
 import { resultPayload, taskPayload } from '../helpers/tasks.js';
 
-const CLI = fileURLToPath(new URL('../../nodes/cli/main.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../../nodes/apps/cli/main.js', import.meta.url));
 const digest = (s: string): string => createHash('sha256').update(s).digest('hex');
 
 /**

@@ -8,7 +8,7 @@ import ort from 'onnxruntime-node';
 import { ocrModelPath } from '../../nodes/inference/bundled-models.js';
 import { textLikeImage } from '../../nodes/inference/sample-images.js';
 
-const CLI = fileURLToPath(new URL('../../nodes/cli/main.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../../nodes/apps/cli/main.js', import.meta.url));
 
 interface Run {
   code: number;

@@ -5,14 +5,14 @@ import { get } from 'node:http';
 import { connect } from 'node:net';
 import { PNG } from 'pngjs';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { startDashboard, type Dashboard } from '../../nodes/dashboard/server.js';
+import { startDashboard, type Dashboard } from '../../nodes/apps/dashboard/server.js';
 import {
   decodeStates,
   mapView,
   type FleetView,
   type FleetViewSource,
   type LinkView,
-} from '../../nodes/dashboard/view.js';
+} from '../../nodes/apps/dashboard/view.js';
 import { waitFor } from '../helpers/wait.js';
 
 const WAIT = { timeout: 10_000 };

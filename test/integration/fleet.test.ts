@@ -3,17 +3,17 @@ import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { defaultPlacement, parsePlacement } from '../../nodes/cli/fleet.js';
-import type { FleetView } from '../../nodes/dashboard/view.js';
-import { type FleetReport, FleetRun, resolvePlacement } from '../../nodes/fleet/fleet-run.js';
-import { reportMarkdown } from '../../nodes/fleet/report-md.js';
-import { ChildRobot, RobotProcess } from '../../nodes/fleet/robot-handle.js';
-import type { RobotStatus, RuntimeInit } from '../../nodes/fleet/robot-runtime.js';
+import { defaultPlacement, parsePlacement } from '../../nodes/apps/cli/fleet.js';
+import type { FleetView } from '../../nodes/apps/dashboard/view.js';
+import { type FleetReport, FleetRun, resolvePlacement } from '../../nodes/apps/fleet/fleet-run.js';
+import { reportMarkdown } from '../../nodes/apps/fleet/report-md.js';
+import { ChildRobot, RobotProcess } from '../../nodes/apps/fleet/robot-handle.js';
+import type { RobotStatus, RuntimeInit } from '../../nodes/apps/fleet/robot-runtime.js';
 import { identityFromSeed } from '../../nodes/mesh/identity.js';
 import { robotProcessEnv } from '../../nodes/util/malloc-tunables.js';
 import { signerFromSeed } from '../../protocol/ed25519.js';
 import { signEntry, toHex } from '../../protocol/log-entry.js';
-import { DEFAULT_SCENARIO, ScenarioError, parseScenario } from '../../nodes/fleet/scenario.js';
+import { DEFAULT_SCENARIO, ScenarioError, parseScenario } from '../../nodes/apps/fleet/scenario.js';
 import { waitFor } from '../helpers/wait.js';
 
 describe('fleet scenarios', () => {

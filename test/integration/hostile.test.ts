@@ -11,8 +11,7 @@ import { LOG_PROTOCOL, MAX_REPLY_MESSAGE, encodeRangesReply, encodeSummary } fro
 import { builtinInputShape } from '../../nodes/inference/bundled-models.js';
 import { SqliteLogStore } from '../../nodes/ledger/sqlite-store.js';
 import { MemoryLogStore, StoreError } from '../../nodes/ledger/store.js';
-import type { Robot } from '../../nodes/robot/robot.js';
-import { Robot as RobotClass, robotPaths } from '../../nodes/robot/robot.js';
+import { type Robot, Robot as RobotClass, robotPaths } from '../../nodes/robot/robot.js';
 import { RobotError } from '../../nodes/robot/errors.js';
 import { sharedCache, startFleet, testGenesis, testIdentities } from '../helpers/fleet.js';
 import { waitFor } from '../helpers/wait.js';

@@ -3,7 +3,7 @@ import { MemoryLogStore } from '../../nodes/ledger/store.js';
 import { mapDigest } from '../../nodes/mapping/merged-map.js';
 import { ScanMatchingLocalizer } from '../../nodes/mapping/scan-matcher.js';
 import type { Robot } from '../../nodes/robot/robot.js';
-import { WorldSimulator, defaultRobots, floorPlan } from '../../nodes/sim/index.js';
+import { WorldSimulator, defaultRobots, floorPlan } from '../../nodes/apps/sim/index.js';
 import { startFleet, testGenesis, testIdentities } from '../helpers/fleet.js';
 import { waitFor } from '../helpers/wait.js';
 

@@ -9,13 +9,12 @@ import { EntryError, signEntry } from '../../protocol/log-entry.js';
 import { TILE, TileError, tileDigest } from '../../protocol/map-tile.js';
 import { Ledger } from '../../nodes/ledger/ledger.js';
 import { MemoryLogStore } from '../../nodes/ledger/store.js';
-import type { PublishedTile } from '../../nodes/mapping/map-service.js';
-import { MapService } from '../../nodes/mapping/map-service.js';
-import { MappingFleet, deliver } from '../../nodes/sim/mapping-fleet.js';
-import { mapQuality } from '../../nodes/sim/map-quality.js';
+import { type PublishedTile, MapService } from '../../nodes/mapping/map-service.js';
+import { MappingFleet, deliver } from '../../nodes/apps/sim/mapping-fleet.js';
+import { mapQuality } from '../../nodes/apps/sim/map-quality.js';
 import { assemble, mapDigest, toMapYaml, toOccupancyGrid, toPgm, toPng } from '../../nodes/mapping/merged-map.js';
 import { LogOddsGrid } from '../../nodes/mapping/occupancy-grid.js';
-import { LDS_01, createWorld, loadMapServerMap, scan } from '../../nodes/sim/index.js';
+import { LDS_01, createWorld, loadMapServerMap, scan } from '../../nodes/apps/sim/index.js';
 import { prng } from '../../nodes/util/prng.js';
 import { testSeed, withSeed } from '../helpers/seed.js';
 

@@ -10,7 +10,7 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { signerFromSeed } from '../../protocol/ed25519.js';
 import { textLikeImage } from '../../nodes/inference/sample-images.js';
 import { signEntry, toHex } from '../../protocol/log-entry.js';
-import type { FleetView } from '../../nodes/dashboard/view.js';
+import type { FleetView } from '../../nodes/apps/dashboard/view.js';
 import type { RobotIdentity } from '../../nodes/mesh/identity.js';
 import type { Robot } from '../../nodes/robot/robot.js';
 import { McapTransport } from '../../ros/mcap-transport.js';

@@ -10,7 +10,7 @@ import { prng } from '../../nodes/util/prng.js';
 
 type Message = Record<string, unknown>;
 
-const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
 
 const stamp = { sec: 1_700_000_123, nanosec: 456_789_012 };
 const header = (frame_id: string) => ({ stamp, frame_id });

@@ -24,7 +24,7 @@ import {
   loadWorld,
   scan,
   worldToCell,
-} from '../../nodes/sim/index.js';
+} from '../../nodes/apps/sim/index.js';
 import { prng } from '../../nodes/util/prng.js';
 import type { LaserScan, Pose } from '../../protocol/sensors.js';
 import { testSeed, withSeed } from '../helpers/seed.js';

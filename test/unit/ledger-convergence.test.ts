@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { toHex } from '../../protocol/log-entry.js';
-import type { Ledger } from '../../nodes/ledger/ledger.js';
-import { MissingParentsError } from '../../nodes/ledger/ledger.js';
+import { type Ledger, MissingParentsError } from '../../nodes/ledger/ledger.js';
 import { localSyncPeer, pullFrom } from '../../nodes/ledger/sync.js';
 import { memoryFleet, prng, randomPayload } from '../helpers/ledger-fleet.js';
 import { testSeed, withSeed } from '../helpers/seed.js';

@@ -1,0 +1,147 @@
+#!/usr/bin/env node
+import { Command, CommanderError } from 'commander';
+import { RobomeshError } from '../../../protocol/errors.js';
+import {
+  DEFAULT_STORE,
+  auditExportCommand,
+  auditResultCommand,
+  auditTasksCommand,
+  auditVerifyCommand,
+} from './audit.js';
+import { demoCommand } from './demo.js';
+import { fleetCommand, parsePlacement } from './fleet.js';
+import { meshDemoCommand } from './mesh-demo.js';
+import { UsageError, parseGranularity, parseInputShape, parsePositiveInt, parsePrecision } from './options.js';
+import { profileCommand } from './profile.js';
+import { sliceCommand } from './slice.js';
+
+const program = new Command('robomesh')
+  .description('Split neural-network inference across a fleet of robots')
+  // Errors are reported below, one line each, exit 2, like every other error of the command.
+  .exitOverride()
+  .configureOutput({ outputError: () => undefined });
+
+const shapeOption = [
+  '--input-shape <name=DxDx...>',
+  'input shape for symbolic dims (repeatable)',
+  parseInputShape,
+] as const;
+
+program
+  .command('slice')
+  .description('list the cuts of an ONNX model, or write the head and tail of one cut')
+  .argument('<model>', 'ONNX file, or builtin:ocr-det | builtin:ocr-cls | builtin:cnn')
+  .option('--list', 'list candidate cuts')
+  .option('--json', 'with --list: print JSON')
+  .option('--cut <id>', 'the cut to write (an id from --list)')
+  .option('--precision <p>', 'boundary precision: fp32, fp16 or int8', parsePrecision, 'fp32')
+  .option('--granularity <g>', 'int8 scales per tensor or per channel', parseGranularity, 'channel')
+  .option('--out <dir>', 'with --cut: where to write head.onnx, tail.onnx, cut.json')
+  .option(...shapeOption)
+  .action(sliceCommand);
+
+program
+  .command('profile')
+  .description('measure head and tail time of every cut on this machine (stored per model hash)')
+  .argument('<model>', 'ONNX file, or builtin:ocr-det | builtin:ocr-cls | builtin:cnn')
+  .option('--runs <n>', 'timed runs per part (median reported)', parsePositiveInt, 20)
+  .option('--threads <n>', 'ORT intra-op threads (0 = ORT default)', (v) => (v === '0' ? 0 : parsePositiveInt(v)), 1)
+  .option('--precision <p>', 'boundary precision: fp32, fp16 or int8', parsePrecision, 'fp32')
+  .option('--json', 'print the profile as JSON')
+  .option('--force', 'measure again even if a stored profile matches')
+  .option('--cache-dir <dir>', 'where profiles are stored (default $ROBOMESH_CACHE or ~/.cache/robomesh/profiles)')
+  .option(...shapeOption)
+  .action(profileCommand);
+
+program
+  .command('fleet')
+  .description(
+    'run a local fleet: robots mapping a simulated world, splitting inference, a partition and a liar; dashboard and report',
+  )
+  .option('--scenario <file>', 'scenario YAML (default: 4 robots, a partition and heal, a robot drawing fake walls)')
+  .option('--robots <n>', 'robots to start (overrides the scenario)', parsePositiveInt)
+  .option('--duration <s>', 'seconds to run (overrides the scenario)', parsePositiveInt)
+  .option(
+    '--processes <K|separate|in-process>',
+    'where robots run: K = spread round-robin over K shared processes; separate = one process per robot; in-process = all in this one (default: separate up to 12 robots, above that one process per CPU core)',
+    parsePlacement,
+  )
+  .option('--in-process', 'the same as --processes in-process')
+  .option('--no-dashboard', 'do not serve the dashboard')
+  .option('--port <n>', 'dashboard port on 127.0.0.1', parsePositiveInt, 8080)
+  .option('--data-dir <dir>', 'keys, logs, profiles and the report (default: a temporary folder)')
+  .action(fleetCommand);
+
+program
+  .command('mesh-demo')
+  .description(
+    'split inference between 3 in-process robots, printing every scheduling decision, with a partition and a garbage-answering robot',
+  )
+  .option('--robots <n>', 'robots to start (in this process)', parsePositiveInt, 3)
+  .option('--requests <n>', 'inference requests across the run', parsePositiveInt, 12)
+  .option('--data-dir <dir>', 'keep keys and profiles here (default: a temporary folder)')
+  .action(meshDemoCommand);
+
+program
+  .command('demo')
+  .description('split every built-in model on this machine and compare with whole-model runs')
+  .action(demoCommand);
+
+const audit = program
+  .command('audit')
+  .description('check the chain of evidence for a result: entries, signatures, quorum, Merkle proof, IOTA anchor');
+const rpcOption = ['--rpc <url>', 'IOTA JSON-RPC endpoint to check the anchor live (default $IOTA_RPC_URL)'] as const;
+audit
+  .command('tasks')
+  .description("list the tasks in a robot's log store with their state")
+  .option('--store <path>', "the robot's log store (SQLite)", DEFAULT_STORE)
+  .option('--state <s>', 'only tasks in this state: open, assigned, provisional, final, overturned')
+  .option('--robot <key>', 'only tasks this robot posted or executes (a prefix of its key)')
+  .option('--model <hash>', 'only tasks of this model (a prefix of its hash)')
+  .option('--json', 'print JSON')
+  .action(auditTasksCommand);
+audit
+  .command('result')
+  .description('print every assignment and result of one task, its decision and why, and check its anchor')
+  .argument('<task>', 'task id (robomesh audit tasks lists them)')
+  .option('--store <path>', "the robot's log store (SQLite)", DEFAULT_STORE)
+  .option('--json', 'print the report as JSON')
+  .option(...rpcOption)
+  .action(auditResultCommand);
+audit
+  .command('export')
+  .description('write a self-contained proof file for one task')
+  .argument('<task>', 'task id')
+  .option('--store <path>', "the robot's log store (SQLite)", DEFAULT_STORE)
+  .requiredOption('--out <file>', 'where to write the proof (JSON)')
+  .action(auditExportCommand);
+audit
+  .command('verify')
+  .description('verify a proof file with nothing else (and an IOTA endpoint if given)')
+  .argument('<proof>', 'proof.json from `robomesh audit export`')
+  .option('--json', 'print the report as JSON')
+  .option(...rpcOption)
+  .action(auditVerifyCommand);
+
+// Every subcommand reports its own option errors the same way.
+for (const command of [program, ...program.commands, ...program.commands.flatMap((c) => c.commands)])
+  command.exitOverride().configureOutput({ outputError: () => undefined });
+
+try {
+  await program.parseAsync();
+} catch (err) {
+  if (err instanceof CommanderError) {
+    // --help and --version end here too, with their own exit code (0).
+    if (err.exitCode === 0 || err.code === 'commander.helpDisplayed' || err.code === 'commander.help') {
+      process.exitCode = err.exitCode;
+    } else {
+      process.stderr.write(`robomesh: ${err.message.replace(/^error: /, '')} (see robomesh --help)\n`);
+      process.exitCode = 2;
+    }
+  } else if (err instanceof RobomeshError || err instanceof UsageError) {
+    process.stderr.write(`robomesh: ${err.message}\n`);
+    process.exitCode = 2;
+  } else {
+    throw err;
+  }
+}

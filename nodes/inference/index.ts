@@ -1,0 +1,22 @@
+export { type Int8Granularity, type Precision, PRECISIONS } from './boundary.js';
+export { BUILTIN_MODELS, builtinInputShape, type BuiltinModel, loadModelArg } from './bundled-models.js';
+export { analyzeInChildProcess, profileInChildProcess } from './child-work.js';
+export { type Cut } from './cuts.js';
+export { syntheticFeeds } from './feeds.js';
+export { INPUT_CUT, ModelRegistry, outputsToTensors, tensorsToFeeds } from './model-registry.js';
+export {
+  attr,
+  type LoadedModel,
+  node,
+  opset13Model,
+  parseModel,
+  serializeModel,
+  tensorValueInfo,
+} from './onnx-model.js';
+export { defaultCacheDir, median, type ModelProfile, profileKey, profileModel, ProfileStore } from './profiler.js';
+export { INFERENCE_MALLOC_TUNABLES } from './runtime-env.js';
+export { textLikeImage } from './sample-images.js';
+export { SessionCache } from './sessions.js';
+export { ModelSlicer } from './slicer.js';
+export { analyzeModel, buildSplit } from './split.js';
+export { BoundaryError } from './wire.js';

@@ -1,0 +1,1 @@
+export { Robot, robotPaths } from './robot.js';

@@ -1,6 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { Tensor } from './tensor-frame.js';
-import { encodeFrame } from './tensor-frame.js';
+import { type Tensor, encodeFrame } from './tensor-frame.js';
 
 /**
  * What an executor records in the log for a result: the sha256 of the output frame (bit-exact

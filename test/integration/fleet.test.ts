@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { defaultPlacement, parsePlacement } from '../../nodes/apps/cli/fleet.js';
 import type { FleetView } from '../../nodes/apps/dashboard/view.js';
-import { type FleetReport, FleetRun, resolvePlacement } from '../../nodes/apps/fleet/fleet-run.js';
+import { type FleetReport, FleetRun, resolvePlacement } from '../../nodes/apps/fleet/index.js';
 import { reportMarkdown } from '../../nodes/apps/fleet/report-md.js';
 import { ChildRobot, RobotProcess } from '../../nodes/apps/fleet/robot-handle.js';
 import type { RobotStatus, RuntimeInit } from '../../nodes/apps/fleet/robot-runtime.js';

@@ -1,111 +1,19 @@
 import { EventEmitter } from 'node:events';
 import { join } from 'node:path';
-import type { TaskStatus } from '../../../contracts/tasks.js';
-import { robotPaths } from '../../robot/index.js';
 import { signerFromSeed } from '../../../protocol/ed25519.js';
 import { signEntry, toHex } from '../../../protocol/log-entry.js';
-import {
-  IotaAnchorChain,
-  iotaClientFor,
-  anchorSettingsFromEnv,
-  type AuditReport,
-  buildProof,
-  verifyProof,
-  IotaStandIn,
-  iotaAddressOf,
-  Ledger,
-  SqliteLogStore,
-} from '../../ledger/index.js';
+import { anchorSettingsFromEnv, IotaStandIn, iotaAddressOf } from '../../ledger/index.js';
 import { assemble } from '../../mapping/index.js';
-import { mapQuality, type MapQuality, floorPlan } from '../sim/index.js';
+import { floorPlan } from '../sim/index.js';
 import { identityFromSeed } from '../../mesh/index.js';
 import type { FleetView, FleetViewSource } from '../dashboard/index.js';
 import { ChildRobot, InProcessRobot, type RobotHandle, RobotProcess } from './robot-handle.js';
-import { type Command, type RobotStatus, type RuntimeInit, type TaskReply, countTasks } from './robot-runtime.js';
+import type { Command, RobotStatus, RuntimeInit, TaskReply } from './robot-runtime.js';
 import { FleetError } from './errors.js';
 import type { Scenario } from './scenario.js';
+import { type FleetReport, type TaskRun, auditRobotStore, inferenceSummary, mapReport } from './fleet-report.js';
+import { type Placement, type ProcessUsage, describePlacement, resolvePlacement } from './placement.js';
 
-/**
- * Where the robots run: all in the fleet's own process, each in its own child process, or
- * spread round-robin over K shared child processes (shards; K ≥ robots is one process each).
- */
-export type Placement = 'in-process' | 'separate' | number;
-
-/** The placement a fleet of n robots actually gets (K shards for K ≥ n is one process each). */
-export function resolvePlacement(p: Placement, n: number): Placement {
-  if (typeof p !== 'number') return p;
-  if (!Number.isInteger(p) || p < 1) throw new RangeError(`shards: a positive integer, got ${p}`);
-  return p >= n ? 'separate' : p;
-}
-
-/** The placement in words: "in this process", "as separate processes", "in 2 shared processes". */
-export function describePlacement(p: Placement, n: number): string {
-  const r = resolvePlacement(p, n);
-  if (r === 'in-process') return 'in this process';
-  if (r === 'separate') return 'as separate processes';
-  return `in ${r} shared process${r === 1 ? '' : 'es'} (≤ ${Math.ceil(n / r)} robots each, round-robin)`;
-}
-
-/** One OS process hosting robots, with its latest RSS and CPU time (from its robots' statuses). */
-export interface ProcessUsage {
-  pid: number;
-  robots: string[];
-  rss: number;
-  cpuMs: number;
-}
-
-export interface FleetReport {
-  scenario: Scenario;
-  processes: 'separate' | 'in-process' | 'sharded';
-  /** The robots of each OS process that hosted robots (one list: in-process; one robot each: separate). */
-  placement: string[][];
-  robots: string[];
-  inference: {
-    tasks: number;
-    failed: number;
-    errors: string[];
-    latencyMs: { p50: number; p90: number; p99: number; max: number };
-    plans: Record<string, number>;
-    /** The tasks in r0's log at the end, by state (every robot's log decides the same). */
-    decisions: Record<TaskStatus, number>;
-  };
-  /** Per heal: ms until every robot held every entry written anywhere before it (and the tiles they name). */
-  heals: {
-    at: number;
-    convergedMs: number | null;
-    logMs: number | null;
-    reconnectedPeers: number;
-    medianRobotMs: number | null;
-    lastRobot: string | null;
-  }[];
-  /** At the end: ms until every robot the log does not exclude held every entry such robots wrote. */
-  final: { convergedMs: number | null; leftOut: string[] };
-  map: MapQuality & { tiles: number };
-  liars: {
-    scheduled: string[];
-    flaggedInLog: string[];
-    excludedInLog: string[];
-    equivocations: number;
-    forgedEntriesRejected: number;
-    isolatedByPeers: string[];
-  };
-  anchoring: { on: string; anchors: number };
-  audit: { task: string; report?: AuditReport; error?: string } | null;
-  /** Per shape event: the links it slowed, and what their robots measured on them while it held. */
-  links: {
-    at: number;
-    shaping: string;
-    measured: { from: string; to: string; shapedMbit: number; measuredMbit: number; rttMs: number }[];
-  }[];
-  /** Over the processes hosting robots (each counted once): largest RSS, total RSS / robots, total CPU time. */
-  resources: { maxRssMb: number; rssMbPerRobot: number; cpuSeconds: number };
-}
-
-const percentile = (xs: number[], p: number): number => {
-  if (xs.length === 0) return 0;
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor(p * (s.length - 1)))];
-};
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 /** Fleets up to this size connect every pair of robots; larger ones keep MESH_DEGREE links per robot. */
 const FULL_MESH_UP_TO = 12;
@@ -576,88 +484,30 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
   private async report(
     anchorOn: string,
     heals: FleetReport['heals'],
-    tasks: { task?: string; error?: string; plan?: string; ms?: number }[],
+    tasks: TaskRun[],
     liars: Set<string>,
     last: { convergedMs: number | null; leftOut: string[] },
   ): Promise<FleetReport> {
-    const sc = this.scenario;
-    const world = floorPlan(sc.world).world;
     const statuses = [...this.statuses.values()];
     const r0 = this.statuses.get('r0')!;
-    const map = this.mapView;
-    const quality = map
-      ? mapQuality(
-          {
-            width: map.width,
-            height: map.height,
-            resolution: map.resolution,
-            origin: map.origin,
-            cell0: {
-              cx: Math.round((map.origin.x - world.origin.x) / world.resolution),
-              cy: Math.round((map.origin.y - world.origin.y) / world.resolution),
-            },
-            states: new Int8Array(Buffer.from(map.states, 'base64')),
-          },
-          world,
-        )
-      : { accuracy: 0, iou: 0, known: 0, coverage: 0 };
-    const ok = tasks.filter((t) => t.task && t.ms !== undefined);
-    const plans: Record<string, number> = {};
-    for (const t of ok) plans[t.plan!] = (plans[t.plan!] ?? 0) + 1;
-    const ms = ok.map((t) => t.ms!);
+    const named = (k: string): string => this.keyName.get(k) ?? k.slice(0, 12);
     // Stop the robots, then audit one accepted result end to end from r0's store.
     await Promise.allSettled(this.handles.map((h) => h.stop()));
-    let audit: FleetReport['audit'] = null;
-    let anchors: number;
-    let decisions: FleetReport['inference']['decisions'];
-    const store = new SqliteLogStore(robotPaths(join(this.o.dataDir, 'r0')).log);
-    try {
-      const ledger = new Ledger(store);
-      anchors = ledger.state.anchors.length;
-      decisions = countTasks(ledger.state.tasks.values());
-      const final = [...ledger.state.tasks.values()].filter((t) => t.status === 'final').map((t) => t.task);
-      for (const task of final) {
-        try {
-          const proof = buildProof(ledger, task);
-          const rpc = anchorOn.match(/at (http\S+)/)?.[1];
-          audit = {
-            task,
-            report: await verifyProof(proof, rpc ? new IotaAnchorChain(iotaClientFor(rpc, 5000)) : undefined),
-          };
-          break;
-        } catch (err) {
-          audit = { task, error: (err as Error).message };
-        }
-      }
-    } finally {
-      store.close();
-    }
+    const { anchors, decisions, audit } = await auditRobotStore(this.o.dataDir, 'r0', anchorOn);
     const usage = this.processUsage();
     return {
-      scenario: sc,
+      scenario: this.scenario,
       processes: typeof this.placement === 'number' ? 'sharded' : this.placement,
       placement: usage.map((u) => u.robots),
       robots: this.handles.map((h) => h.name),
-      inference: {
-        tasks: tasks.length,
-        failed: tasks.length - ok.length,
-        errors: [...new Set(tasks.filter((t) => t.error).map((t) => t.error!))].slice(0, 5),
-        latencyMs: {
-          p50: percentile(ms, 0.5),
-          p90: percentile(ms, 0.9),
-          p99: percentile(ms, 0.99),
-          max: Math.max(0, ...ms),
-        },
-        plans,
-        decisions: decisions!,
-      },
+      inference: inferenceSummary(tasks, decisions),
       heals,
       final: { convergedMs: last.convergedMs, leftOut: last.leftOut },
-      map: { ...quality, tiles: map ? (map.width * map.height) / 4096 : 0 },
+      map: mapReport(this.mapView, this.scenario.world),
       liars: {
         scheduled: [...liars],
-        flaggedInLog: r0.flagged.map((k) => this.keyName.get(k) ?? k.slice(0, 12)),
-        excludedInLog: r0.excludedKeys.map((k) => this.keyName.get(k) ?? k.slice(0, 12)),
+        flaggedInLog: r0.flagged.map(named),
+        excludedInLog: r0.excludedKeys.map(named),
         equivocations: r0.equivocations,
         forgedEntriesRejected: statuses.reduce((a, s) => a + s.rejectedEntries, 0),
         isolatedByPeers: [...new Set(statuses.flatMap((s) => s.excludedPeers.map((p) => this.peerName.get(p) ?? p)))],

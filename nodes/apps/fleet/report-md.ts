@@ -1,4 +1,4 @@
-import type { FleetReport } from './fleet-run.js';
+import type { FleetReport } from './fleet-report.js';
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)] ?? 0;
 const pct = (x: number): string => `${(x * 100).toFixed(1)} %`;

@@ -22,6 +22,7 @@ export class McapTransport implements RosTransport {
   private pending: Promise<void> = Promise.resolve();
   private sequence = 0;
   published = 0;
+  malformed = 0;
 
   private constructor(
     private readonly codec: CdrCodec,
@@ -98,14 +99,15 @@ export class McapTransport implements RosTransport {
         if (channel.messageEncoding !== 'cdr' || !schema) continue;
         this.clock = m.logTime;
         this.record(channel.topic, schema.name, m.data);
-        for (const h of this.handlers.get(channel.topic) ?? []) {
+        const handlers = this.handlers.get(channel.topic) ?? [];
+        for (const h of handlers)
           if (fullType(schema.name) !== h.type)
             throw new RosError(
               'BAG_TYPE_MISMATCH',
               `${channel.topic} carries ${schema.name}, the node expects ${h.type}`,
             );
-          await h.fn(this.codec.decode(h.type, m.data), m.logTime);
-        }
+        const message = handlers.length ? this.decodeOrDrop(handlers[0].type, channel.topic, m.data) : undefined;
+        if (message !== undefined) for (const h of [...handlers]) await h.fn(message, m.logTime);
         played++;
         onProgress?.(played, total);
       }
@@ -113,6 +115,17 @@ export class McapTransport implements RosTransport {
       return played;
     } finally {
       await handle.close();
+    }
+  }
+
+  /** A message that does not decode is dropped, as rcl would drop it: the replay goes on. */
+  private decodeOrDrop(type: string, topic: string, data: Uint8Array): unknown {
+    try {
+      return this.codec.decode(type, data);
+    } catch (err) {
+      this.malformed++;
+      process.stderr.write(`robomesh: dropped a malformed ${type} on ${topic}: ${(err as Error).message}\n`);
+      return undefined;
     }
   }
 

@@ -57,6 +57,7 @@ export async function loadRclnodejs(
  */
 export class RclnodejsTransport implements RosTransport {
   readonly kind = 'rclnodejs';
+  malformed = 0;
 
   private constructor(
     private readonly rcl: RclModule,
@@ -97,6 +98,7 @@ export class RclnodejsTransport implements RosTransport {
       try {
         message = this.codec.decode(t, new Uint8Array(raw));
       } catch (err) {
+        this.malformed++;
         process.stderr.write(`robomesh: dropped a malformed ${t} on ${topic}: ${(err as Error).message}\n`);
         return;
       }

@@ -18,6 +18,8 @@ export interface RosTransport {
   parameters(schema: readonly ParamSpec[]): Record<string, unknown>;
   /** Nanoseconds: wall time on a robot, the bag's time during replay. */
   now(): bigint;
+  /** Messages that did not decode as their topic's type: dropped (one stderr line each), never delivered. */
+  readonly malformed: number;
   close(): Promise<void>;
 }
 

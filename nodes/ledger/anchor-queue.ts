@@ -76,7 +76,7 @@ export class SqliteAnchorQueue implements AnchorQueue {
   }
 
   all(): QueuedAnchor[] {
-    return (this.db.prepare('SELECT item FROM anchor_queue ORDER BY added, root').all() as { item: string }[]).map(
+    return (this.db.prepare('SELECT item FROM anchor_queue ORDER BY rowid').all() as { item: string }[]).map(
       (r) => JSON.parse(r.item) as QueuedAnchor,
     );
   }

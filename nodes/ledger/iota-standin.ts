@@ -84,6 +84,10 @@ export class IotaStandIn {
         void (async () => {
           const { id, method, params } = JSON.parse(body) as { id: number; method: string; params: unknown[] };
           this.calls.push(method);
+          // The same faults as in-process: down resets the connection, a hang never answers
+          // (the client's deadline ends it), a lost answer takes effect and then resets.
+          if (this.faults.down) return req.socket.destroy();
+          if (this.faults.hang.has(method)) return;
           let reply: unknown;
           try {
             reply = { jsonrpc: '2.0', id, result: await this.answer(method, params) };
@@ -91,6 +95,7 @@ export class IotaStandIn {
             const e = err as JsonRpcError;
             reply = { jsonrpc: '2.0', id, error: { code: e.code ?? -32603, message: e.message } };
           }
+          if (this.faults.loseReply.has(method)) return req.socket.destroy();
           res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(reply));
         })();
       });

@@ -12,11 +12,12 @@ import { floorPlan } from '../../nodes/apps/sim/index.js';
 import { McapTransport } from '../../ros/mcap-transport.js';
 import { codec } from '../../ros/messages.js';
 import { PARAMETERS, resolveParams } from '../../ros/params.js';
-import { type RclModule, RclnodejsTransport, loadRclnodejs } from '../../ros/rclnodejs-transport.js';
+import { RclnodejsTransport, loadRclnodejs } from '../../ros/rclnodejs-transport.js';
 import { RobotRosNode } from '../../ros/robot-ros-node.js';
 import { startRobot } from '../../ros/robot-setup.js';
 import { writeSimBag } from '../../ros/sim-bag.js';
 import { sharedCache } from '../helpers/fleet.js';
+import { rclnodejsStandIn as standIn } from '../helpers/rclnodejs-stand-in.js';
 
 const NODE = fileURLToPath(new URL('../../ros/robot-node.js', import.meta.url));
 
@@ -170,41 +171,6 @@ describe('ROS edge without ROS: a simulated bag replayed through a robot node', 
 });
 
 describe('rclnodejs transport against a stand-in module', () => {
-  function standIn() {
-    const published: { topic: string; type: string; data: Buffer | object }[] = [];
-    const subscriptions: { topic: string; type: string; options: object; cb: (m: Buffer) => void }[] = [];
-    const calls: string[] = [];
-    const declared = new Map<string, unknown>();
-    const rcl: RclModule = {
-      Parameter: class {
-        constructor(
-          readonly name: string,
-          readonly type: number,
-          readonly value: unknown,
-        ) {}
-      },
-      ParameterType: { PARAMETER_STRING: 4, PARAMETER_STRING_ARRAY: 9, PARAMETER_DOUBLE: 3, PARAMETER_INTEGER: 2 },
-      init: async (_c, options) => void calls.push(`init ${JSON.stringify((options as { argv: string[] }).argv)}`),
-      createNode: (name, ns) => {
-        calls.push(`node ${name} ${ns}`);
-        return {
-          createPublisher: (type, topic) => ({ publish: (data) => void published.push({ topic, type, data }) }),
-          createSubscription: (type, topic, options, cb) => subscriptions.push({ topic, type, options, cb }),
-          now: () => ({ nanoseconds: 1234n }),
-          declareParameter: (p) => void declared.set((p as { name: string }).name, p),
-          // rcl's view: an override from the launch file for one parameter, defaults for the rest.
-          getParameter: (name) => ({
-            value: name === 'topics.scan' ? 'front/scan' : (declared.get(name) as { value: unknown }).value,
-          }),
-          destroy: () => void calls.push('destroy'),
-        };
-      },
-      spin: () => void calls.push('spin'),
-      shutdown: () => void calls.push('shutdown'),
-    };
-    return { rcl, published, subscriptions, calls, declared };
-  }
-
   it('is loaded only when ROS 2 is sourced, with a clear error otherwise', async () => {
     let loads = 0;
     const loader = async () => {

@@ -22,6 +22,12 @@ export const LIMITS = {
     idleTimeoutMs: 120_000,
     requestsPerSecond: 50,
     burst: 100,
+    /**
+     * Frame bytes read from one peer per second, and in a burst: beyond them the robot reads more
+     * slowly (the sender is held back by flow control), so no member takes all of its CPU.
+     */
+    bytesPerSecondPerPeer: 32 * MiB,
+    burstBytesPerPeer: 16 * MiB,
   },
   /** `/robomesh/log/4.0.0`: anti-entropy. */
   log: {

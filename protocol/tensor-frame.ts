@@ -286,12 +286,21 @@ class Reader {
  * Decodes a frame. Tensor data are views into `bytes` when the payload is aligned for its
  * element type; otherwise (an unaligned receive buffer) the payload is copied once.
  */
-export function decodeFrame(bytes: Uint8Array, limits: FrameLimits = DEFAULT_FRAME_LIMITS): Tensor[] {
-  if (bytes.length > limits.maxFrameBytes) {
-    throw new FrameError('TOO_LARGE', `frame of ${bytes.length} bytes exceeds the limit of ${limits.maxFrameBytes}`);
+interface FrameHeaders {
+  headers: { tensor: Omit<Tensor, 'data'>; payloadBytes: number }[];
+  headersEnd: number;
+}
+
+/**
+ * Reads a frame's headers from `bytes` (the frame, or at least its first headersEnd bytes) for a
+ * frame of `total` bytes; with `fixedOnly`, only the fixed header (`bytes` may be that short).
+ */
+function frameHeaders(bytes: Uint8Array, total: number, limits: FrameLimits, fixedOnly = false): FrameHeaders {
+  if (total > limits.maxFrameBytes) {
+    throw new FrameError('TOO_LARGE', `frame of ${total} bytes exceeds the limit of ${limits.maxFrameBytes}`);
   }
-  if (bytes.length < FIXED_HEADER) {
-    throw new FrameError('TRUNCATED', `frame of ${bytes.length} bytes is shorter than its ${FIXED_HEADER}-byte header`);
+  if (total < FIXED_HEADER) {
+    throw new FrameError('TRUNCATED', `frame of ${total} bytes is shorter than its ${FIXED_HEADER}-byte header`);
   }
   const head = new DataView(bytes.buffer, bytes.byteOffset, FIXED_HEADER);
   if (head.getUint32(0, true) !== FRAME_MAGIC) throw new FrameError('BAD_MAGIC', 'not a robomesh tensor frame');
@@ -305,9 +314,10 @@ export function decodeFrame(bytes: Uint8Array, limits: FrameLimits = DEFAULT_FRA
     throw new FrameError('TOO_LARGE', `${count} tensors exceed the limit of ${limits.maxTensors}`);
   }
   const headersEnd = head.getUint32(8, true);
-  if (headersEnd > bytes.length) {
-    throw new FrameError('TRUNCATED', `headers claim ${headersEnd} bytes, frame has ${bytes.length}`);
+  if (headersEnd > total) {
+    throw new FrameError('TRUNCATED', `headers claim ${headersEnd} bytes, frame has ${total}`);
   }
+  if (fixedOnly) return { headers: [], headersEnd };
   const r = new Reader(bytes, headersEnd);
   const headers: { tensor: Omit<Tensor, 'data'>; payloadBytes: number }[] = [];
   const names = new Set<string>();
@@ -371,6 +381,31 @@ export function decodeFrame(bytes: Uint8Array, limits: FrameLimits = DEFAULT_FRA
   if (r.o !== headersEnd) {
     throw new FrameError('SIZE_MISMATCH', `headers end at ${r.o} but the frame says ${headersEnd}`);
   }
+  return { headers, headersEnd };
+}
+
+/**
+ * Checks the start of a frame still arriving against the size its sender announced, so a frame
+ * of garbage is refused at its first chunk rather than after all of it was received: the fixed
+ * header, and once `prefix` holds them the tensor headers, whose payloads must add up to `total`.
+ * Throws what decodeFrame would (FrameError); a prefix too short to tell passes.
+ */
+export function checkFrameStart(prefix: Uint8Array, total: number, limits: FrameLimits = DEFAULT_FRAME_LIMITS): void {
+  if (prefix.length < FIXED_HEADER) return;
+  const headersEnd = new DataView(prefix.buffer, prefix.byteOffset, FIXED_HEADER).getUint32(8, true);
+  if (headersEnd > prefix.length) {
+    frameHeaders(prefix, total, limits, true);
+    return;
+  }
+  const { headers } = frameHeaders(prefix, total, limits);
+  let end = headersEnd + pad(headersEnd);
+  for (const h of headers) end += h.payloadBytes + pad(h.payloadBytes);
+  if (end !== total)
+    throw new FrameError('SIZE_MISMATCH', `the frame's headers describe ${end} bytes, its sender announced ${total}`);
+}
+
+export function decodeFrame(bytes: Uint8Array, limits: FrameLimits = DEFAULT_FRAME_LIMITS): Tensor[] {
+  const { headers, headersEnd } = frameHeaders(bytes, bytes.length, limits);
   let o = headersEnd + pad(headersEnd);
   const out: Tensor[] = [];
   for (const { tensor, payloadBytes } of headers) {

@@ -17,7 +17,7 @@ import {
   packLogGossip,
 } from '../protocol/log-sync.js';
 import { decodeFingerprint, resultFingerprint } from '../protocol/result-fingerprint.js';
-import { decodeFrame, encodeFrame } from '../protocol/tensor-frame.js';
+import { checkFrameStart, decodeFrame, encodeFrame } from '../protocol/tensor-frame.js';
 import {
   decodeTileReply,
   decodeTileRequest,
@@ -89,6 +89,12 @@ const targets: Target[] = [
     name: 'tensor frame',
     samples: [encodeFrame(tensors), encodeFrame(tensors.slice(0, 1))],
     decode: (b) => decodeFrame(b),
+  },
+  {
+    // The first chunk of a frame still arriving, checked against the size its sender announced.
+    name: 'tensor frame start',
+    samples: [encodeFrame(tensors), encodeFrame(tensors.slice(0, 1))],
+    decode: (b) => checkFrameStart(b.subarray(0, 64), b.length),
   },
   { name: 'log entry', samples: entries, decode: (b) => parseEntry(b) },
   {

@@ -17,7 +17,7 @@ import { INPUT_CUT, type ModelRegistry, BoundaryError } from '../inference/index
 import type { Logger, Startable } from '../util/index.js';
 import type { MeshNode } from './host.js';
 import type { PeerReputation } from './reputation.js';
-import { BudgetError, ByteBudget, RateLimit } from './peer-budget.js';
+import { BudgetError, ByteBudget, BytePacer, RateLimit } from './peer-budget.js';
 import { type FrameReadOptions, readFrame, readHeader, skipFrame, writeMessage } from './tensor-io.js';
 import { WorkError, type WorkQueue } from './work-queue.js';
 
@@ -73,6 +73,7 @@ export class InferService
   private readonly rate: RateLimit;
   /** Frame bytes received and not yet answered, per peer and in all. */
   readonly inFlight: ByteBudget;
+  private readonly pacer: BytePacer;
   served = 0;
   /**
    * Fault injection for scenarios and tests: rewrites the output frame of a request that is not a
@@ -91,6 +92,7 @@ export class InferService
     this.maxFrameBytes = init.maxFrameBytes ?? this.limits.maxFrameBytes;
     this.rate = new RateLimit(this.limits.requestsPerSecond, this.limits.burst);
     this.inFlight = new ByteBudget(this.limits.inFlightBytesPerPeer, this.limits.inFlightBytesTotal);
+    this.pacer = new BytePacer(this.limits.bytesPerSecondPerPeer, this.limits.burstBytesPerPeer);
   }
 
   get queue(): WorkQueue {
@@ -122,6 +124,7 @@ export class InferService
         this.inFlight.reserve(peer, n);
         held += n;
       },
+      pace: (n) => this.pacer.take(peer, n, closed.signal),
     };
     try {
       for (;;) {

@@ -73,3 +73,41 @@ export class ByteBudget {
     return this.total;
   }
 }
+
+/**
+ * Bytes per second per peer, as a token bucket that makes the reader wait instead of refusing:
+ * a legitimate burst only slows down, and a member streaming without end gets no more than its
+ * rate of the robot's attention.
+ */
+export class BytePacer {
+  private readonly buckets = new Map<string, { tokens: number; at: number }>();
+
+  constructor(
+    private readonly perSecond: number,
+    private readonly burst: number,
+    private readonly now: () => number = () => performance.now(),
+  ) {}
+
+  /** Takes `n` bytes for `peer`, waiting until its bucket holds them (or `signal` aborts). */
+  async take(peer: string, n: number, signal?: AbortSignal): Promise<void> {
+    const now = this.now();
+    const b = this.buckets.get(peer) ?? { tokens: this.burst, at: now };
+    b.tokens = Math.min(this.burst, b.tokens + ((now - b.at) * this.perSecond) / 1000) - n;
+    b.at = now;
+    this.buckets.set(peer, b);
+    if (this.buckets.size > 4096) this.buckets.delete(this.buckets.keys().next().value!);
+    if (b.tokens >= 0) return;
+    const waitMs = (-b.tokens * 1000) / this.perSecond;
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(resolve, waitMs);
+      signal?.addEventListener(
+        'abort',
+        () => {
+          clearTimeout(timer);
+          reject(signal.reason as Error);
+        },
+        { once: true },
+      );
+    });
+  }
+}

@@ -8,6 +8,7 @@ import { lpStream } from '@libp2p/utils';
 import Database from '../../nodes/ledger/sqlite.js';
 import { CHUNK_BYTES, CHUNK_KIND, INFER_PROTOCOL, encodeHeader } from '../../protocol/infer-messages.js';
 import { LOG_PROTOCOL, MAX_REPLY_MESSAGE, encodeRangesReply, encodeSummary } from '../../protocol/log-sync.js';
+import { encodeFrame } from '../../protocol/tensor-frame.js';
 import { builtinInputShape } from '../../nodes/inference/bundled-models.js';
 import { SqliteLogStore } from '../../nodes/ledger/sqlite-store.js';
 import { MemoryLogStore, StoreError } from '../../nodes/ledger/store.js';
@@ -84,13 +85,19 @@ describe('a robot among hostile members (real libp2p): memory, stalls, floods an
 
   it('data past the per-peer in-flight budget: the stream is reset at the budget, not after the frame', async () => {
     const [, victim, attacker] = robots;
-    const { stream, lp } = await announce(attacker, victim, 16 * MiB);
-    const chunk = new Uint8Array(1 + CHUNK_BYTES);
-    chunk[0] = CHUNK_KIND;
+    // A well-formed 16 MiB frame (its first chunk passes the header check): only its size stops it.
+    const frame = encodeFrame([{ name: 'x', dtype: 'float32', dims: [4, 1024, 1024], data: new Float32Array(4 * MiB) }]);
+    const { stream, lp } = await announce(attacker, victim, frame.length);
     let held = 0;
     const probe = setInterval(() => (held = Math.max(held, victim.service.inFlight.of(attacker.peerId))), 2);
     try {
-      for (let i = 0; i < 16; i++) await lp.write(chunk, { signal: AbortSignal.timeout(5000) });
+      for (let at = 0; at < frame.length; at += CHUNK_BYTES) {
+        const part = frame.subarray(at, at + CHUNK_BYTES);
+        const chunk = new Uint8Array(1 + part.length);
+        chunk[0] = CHUNK_KIND;
+        chunk.set(part, 1);
+        await lp.write(chunk, { signal: AbortSignal.timeout(5000) });
+      }
     } catch {
       // reset by the victim
     }
@@ -101,6 +108,30 @@ describe('a robot among hostile members (real libp2p): memory, stalls, floods an
     await waitFor(
       () => victim.ledger!.fold.items().some((i) => i.payload.type === 'offence' && i.payload.kind === 'flood'),
       'the flood in the log',
+    );
+  });
+
+  it('a frame whose first chunk is garbage is refused at that chunk, before the rest is read', async () => {
+    const [attacker, victim] = robots;
+    const { stream, lp } = await announce(attacker, victim, 16 * MiB);
+    const chunk = new Uint8Array(1 + CHUNK_BYTES);
+    chunk[0] = CHUNK_KIND;
+    await lp.write(chunk, { signal: AbortSignal.timeout(5000) });
+    const reply = await lp.read({ signal: AbortSignal.timeout(5000) });
+    assert.match(new TextDecoder().decode(reply.subarray()), /magic|frame/i);
+    await waitFor(() => stream.status !== 'open', 'the stream reset');
+    assert.equal(victim.service.inFlight.of(attacker.peerId), 0);
+    await waitFor(
+      () =>
+        victim
+          .ledger!.fold.items()
+          .some(
+            (i) =>
+              i.payload.type === 'offence' &&
+              i.payload.kind === 'malformed' &&
+              i.payload.robot === attacker.ledger!.self!,
+          ),
+      'the malformed frame in the log',
     );
   });
 

@@ -4,6 +4,7 @@ import { FrameError } from '../../protocol/errors.js';
 import {
   DEFAULT_FRAME_LIMITS,
   type Tensor,
+  checkFrameStart,
   decodeFrame,
   encodeFrame,
   encodeFrameChunks,
@@ -185,5 +186,23 @@ describe('tensor frame', () => {
         }
       });
     });
+  });
+
+  it('checks the start of a frame still arriving against the size announced for it', () => {
+    const frame = encodeFrame([
+      { name: 'x', dtype: 'float32', dims: [2, 3, 5], data: new Float32Array(30) },
+      { name: 'y', dtype: 'int64', dims: [3], data: new BigInt64Array(3) },
+    ]);
+    for (const n of [0, 5, 12, 20, 60, frame.length]) checkFrameStart(frame.subarray(0, n), frame.length);
+    const refused = (prefix: Uint8Array, total: number, code: string): void =>
+      assert.throws(
+        () => checkFrameStart(prefix, total),
+        (e: unknown) => e instanceof FrameError && e.code === code,
+      );
+    refused(frame.subarray(0, 64), frame.length + 8, 'SIZE_MISMATCH');
+    refused(frame.subarray(0, 64), frame.length - 8, 'SIZE_MISMATCH');
+    refused(new Uint8Array(64).fill(7), frame.length, 'BAD_MAGIC');
+    refused(frame.subarray(0, 12), 11, 'TRUNCATED');
+    refused(frame.subarray(0, 12), DEFAULT_FRAME_LIMITS.maxFrameBytes + 1, 'TOO_LARGE');
   });
 });

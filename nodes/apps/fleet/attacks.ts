@@ -1,6 +1,7 @@
 import { peerIdFromString } from '@libp2p/peer-id';
 import { lpStream } from '@libp2p/utils';
 import { CHUNK_BYTES, CHUNK_KIND, INFER_PROTOCOL, encodeHeader } from '../../../protocol/infer-messages.js';
+import { encodeFrame } from '../../../protocol/tensor-frame.js';
 import {
   LOG_PROTOCOL,
   encodeRangesReply,
@@ -81,14 +82,26 @@ export async function attack(robot: Robot, kind: AttackKind, seconds: number, fl
       });
       break;
     case 'frame-flood': {
-      // A 64 MiB frame of garbage, as fast as the link takes it.
-      const chunk = new Uint8Array(1 + CHUNK_BYTES);
-      chunk[0] = CHUNK_KIND;
+      // 64 MiB frames, as fast as the link takes them: well-formed (a tensor the model does not
+      // take), so only their size and rate can stop them, not their first bytes.
+      const frame = encodeFrame([
+        { name: 'x', dtype: 'float32', dims: [16, 1024, 1024], data: new Float32Array(16 * MiB) },
+      ]);
+      const chunks = Array.from({ length: Math.ceil(frame.length / CHUNK_BYTES) }, (_, i) => {
+        const part = frame.subarray(i * CHUNK_BYTES, (i + 1) * CHUNK_BYTES);
+        const chunk = new Uint8Array(1 + part.length);
+        chunk[0] = CHUNK_KIND;
+        chunk.set(part, 1);
+        return chunk;
+      });
       await perPeer(async (peer) => {
         const s = await dial(peer, INFER_PROTOCOL);
         const lp = lpStream(s, { maxDataLength: 2 * MiB });
-        await lp.write(header(64 * MiB));
-        for (let i = 0; i < 64 && Date.now() < until; i++) await lp.write(chunk, { signal: AbortSignal.timeout(5000) });
+        await lp.write(header(frame.length));
+        for (const chunk of chunks) {
+          if (Date.now() >= until) break;
+          await lp.write(chunk, { signal: AbortSignal.timeout(5000) });
+        }
         s.abort(new Error('attack over'));
       });
       break;

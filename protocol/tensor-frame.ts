@@ -142,7 +142,8 @@ function plan(tensors: readonly Tensor[], limits: FrameLimits): { planned: Plann
     if (tensor.data.constructor.name !== expectedArrayName(tensor.dtype)) {
       throw new FrameError(
         'UNKNOWN_DTYPE',
-        `${where}: dtype ${tensor.dtype} needs a ${expectedArrayName(tensor.dtype)}, got ${tensor.data.constructor.name}`,
+        `${where}: dtype ${tensor.dtype} needs a ` +
+          `${expectedArrayName(tensor.dtype)}, got ${tensor.data.constructor.name}`,
       );
     }
     if (tensor.data.length !== elements) {
@@ -368,7 +369,8 @@ function frameHeaders(bytes: Uint8Array, total: number, limits: FrameLimits, fix
     if (payloadBytes !== elements * DTYPES[dtype].bytes) {
       throw new FrameError(
         'SIZE_MISMATCH',
-        `${where}: dims [${dims.join(', ')}] of ${dtype} need ${elements * DTYPES[dtype].bytes} bytes, payload has ${payloadBytes}`,
+        `${where}: dims [${dims.join(', ')}] of ${dtype} need ` +
+          `${elements * DTYPES[dtype].bytes} bytes, payload has ${payloadBytes}`,
       );
     }
     const tensor: Omit<Tensor, 'data'> = { name, dtype, dims };
@@ -388,20 +390,26 @@ function frameHeaders(bytes: Uint8Array, total: number, limits: FrameLimits, fix
  * Checks the start of a frame still arriving against the size its sender announced, so a frame
  * of garbage is refused at its first chunk rather than after all of it was received: the fixed
  * header, and once `prefix` holds them the tensor headers, whose payloads must add up to `total`.
- * Throws what decodeFrame would (FrameError); a prefix too short to tell passes.
+ * Throws what decodeFrame would (FrameError); a prefix too short to tell passes. Returns the
+ * tensors as the headers describe them (no data), when the prefix holds the headers.
  */
-export function checkFrameStart(prefix: Uint8Array, total: number, limits: FrameLimits = DEFAULT_FRAME_LIMITS): void {
-  if (prefix.length < FIXED_HEADER) return;
+export function checkFrameStart(
+  prefix: Uint8Array,
+  total: number,
+  limits: FrameLimits = DEFAULT_FRAME_LIMITS,
+): Omit<Tensor, 'data'>[] | undefined {
+  if (prefix.length < FIXED_HEADER) return undefined;
   const headersEnd = new DataView(prefix.buffer, prefix.byteOffset, FIXED_HEADER).getUint32(8, true);
   if (headersEnd > prefix.length) {
     frameHeaders(prefix, total, limits, true);
-    return;
+    return undefined;
   }
   const { headers } = frameHeaders(prefix, total, limits);
   let end = headersEnd + pad(headersEnd);
   for (const h of headers) end += h.payloadBytes + pad(h.payloadBytes);
   if (end !== total)
     throw new FrameError('SIZE_MISMATCH', `the frame's headers describe ${end} bytes, its sender announced ${total}`);
+  return headers.map((h) => h.tensor);
 }
 
 export function decodeFrame(bytes: Uint8Array, limits: FrameLimits = DEFAULT_FRAME_LIMITS): Tensor[] {

@@ -7,7 +7,7 @@ import { type LoadedModel, declaredType } from './onnx-model.js';
 import type { ModelProfile } from './profiler.js';
 import type { SessionCache } from './sessions.js';
 import { type Analyze, type Feeds, type Outputs, ModelSlicer } from './slicer.js';
-import { BoundaryError, tensorData } from './wire.js';
+import { BoundaryError, type TensorShape, tensorData } from './wire.js';
 
 /** The cut id meaning "no head": the model input itself is shipped (full offload). */
 export const INPUT_CUT = 'input';
@@ -81,22 +81,38 @@ export class ModelRegistry {
   ): Promise<Tensor[]> {
     const slicer = this.get(hash);
     if (cut === INPUT_CUT) {
-      const expected = slicer.analysis.index.inputs;
-      const names = tensors.map((t) => t.name).sort();
-      if (names.join('\0') !== [...expected].sort().join('\0')) {
-        throw new BoundaryError('WRONG_TENSORS', `model input needs ${expected.join(', ')}; got ${names.join(', ')}`);
-      }
-      for (const t of tensors) checkModelInput(slicer, t);
+      this.checkFrom(hash, cut, precision, granularity, tensors);
       return outputsToTensors(await slicer.runWhole(tensorsToFeeds(tensors)));
     }
     if (!slicer.analysis.cuts.some((c) => c.id === cut))
       throw new RegistryError('UNKNOWN_CUT', `no cut '${cut}' in model ${hash.slice(0, 12)}…`);
     return outputsToTensors(await slicer.runTail(cut, precision, tensors, granularity));
   }
+
+  /**
+   * Checks tensors (as a frame's headers describe them, before their data arrives) against what
+   * the part after `cut` takes; a BoundaryError otherwise.
+   */
+  checkFrom(
+    hash: string,
+    cut: string,
+    precision: Precision,
+    granularity: Int8Granularity,
+    tensors: readonly TensorShape[],
+  ): void {
+    const slicer = this.get(hash);
+    if (cut !== INPUT_CUT) return slicer.checkTail(cut, precision, tensors, granularity);
+    const expected = slicer.analysis.index.inputs;
+    const names = tensors.map((t) => t.name).sort();
+    if (names.join('\0') !== [...expected].sort().join('\0')) {
+      throw new BoundaryError('WRONG_TENSORS', `model input needs ${expected.join(', ')}; got ${names.join(', ')}`);
+    }
+    for (const t of tensors) checkModelInput(slicer, t);
+  }
 }
 
 /** A shipped model input must match the declared type, rank and fixed dims before ORT sees it. */
-function checkModelInput(slicer: ModelSlicer, t: Tensor): void {
+function checkModelInput(slicer: ModelSlicer, t: TensorShape): void {
   const info = slicer.analysis.model.graph.input.find((i) => i.name === t.name);
   const declared = info ? declaredType(info) : undefined;
   const dtype = declared ? dtypeFromCode(declared.elemType) : undefined;

@@ -5,7 +5,7 @@ import { syntheticFeeds } from './feeds.js';
 import type { LoadedModel } from './onnx-model.js';
 import { SessionCache } from './sessions.js';
 import { type AnalyzeOptions, type ModelAnalysis, type SplitModels, analyzeModel, buildSplit } from './split.js';
-import { frameToTailFeeds, headOutputsToFrame } from './wire.js';
+import { type TensorShape, checkTailTensors, frameToTailFeeds, headOutputsToFrame } from './wire.js';
 
 export type Feeds = Record<string, ort.Tensor>;
 export type Analyze = (model: LoadedModel, options: AnalyzeOptions) => Promise<ModelAnalysis>;
@@ -91,6 +91,11 @@ export class ModelSlicer {
     const split = this.split(cutId, precision, granularity);
     const session = await this.sessions.get(`${this.hash}:${cutId}:${precision}:${granularity}:head`, () => split.head);
     return headOutputsToFrame(split.boundary, await session.run(feeds));
+  }
+
+  /** Checks tensors described by a frame's headers against what the tail after `cutId` takes. */
+  checkTail(cutId: string, precision: Precision, tensors: readonly TensorShape[], granularity: Int8Granularity): void {
+    checkTailTensors(this.split(cutId, precision, granularity).boundary, tensors, this.analysis.dynamic);
   }
 
   async runTail(

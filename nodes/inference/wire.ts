@@ -56,16 +56,15 @@ export function headOutputsToFrame(boundary: BoundarySpec[], outputs: ort.Infere
   });
 }
 
+/** A tensor as a frame's headers describe it, before its data arrived. */
+export type TensorShape = Omit<Tensor, 'data'>;
+
 /**
- * Frame tensors → tail feeds, checking each against the boundary: every tensor present, the
- * dtype and rank it must have, fixed dims equal, quantization as agreed. Anything else is a
- * BoundaryError naming the tensor, never a tail run on a wrong tensor.
+ * Checks tensors (from a frame's headers alone, or whole) against the boundary: every tensor
+ * present, the dtype and rank it must have, fixed dims equal, quantization as agreed. Anything
+ * else is a BoundaryError naming the tensor, never a tail run on a wrong tensor.
  */
-export function frameToTailFeeds(
-  boundary: BoundarySpec[],
-  tensors: Tensor[],
-  dynamic: boolean,
-): Record<string, ort.Tensor> {
+export function checkTailTensors(boundary: BoundarySpec[], tensors: readonly TensorShape[], dynamic: boolean): void {
   const byName = new Map(tensors.map((t) => [t.name, t]));
   if (byName.size !== boundary.length) {
     throw new BoundaryError(
@@ -73,7 +72,6 @@ export function frameToTailFeeds(
       `frame has ${tensors.map((t) => t.name).join(', ')}; the cut needs ${boundary.map((b) => b.name).join(', ')}`,
     );
   }
-  const feeds: Record<string, ort.Tensor> = {};
   for (const spec of boundary) {
     const t = byName.get(spec.name);
     if (!t) throw new BoundaryError('WRONG_TENSORS', `frame lacks boundary tensor '${spec.name}'`);
@@ -91,7 +89,6 @@ export function frameToTailFeeds(
       const want = fixed.map((d) => (typeof d === 'number' ? d : '?')).join(', ');
       throw new BoundaryError('WRONG_SHAPE', `'${spec.name}' must be [${want}], frame has [${t.dims.join(', ')}]`);
     }
-    feeds[spec.parts[0]] = new ort.Tensor(dtype as 'float32', t.data as Float32Array, t.dims);
     if (spec.encoding === 'uint8') {
       const q = t.quant;
       if (!q || q.axis !== spec.axis) {
@@ -102,11 +99,30 @@ export function frameToTailFeeds(
       }
       if (q.zeroPoint.some((z) => z < 0 || z > 255))
         throw new BoundaryError('WRONG_QUANT', `'${spec.name}' zero point outside uint8`);
+    } else if (t.quant) {
+      throw new BoundaryError('WRONG_QUANT', `'${spec.name}' must not be quantized`);
+    }
+  }
+}
+
+/** Frame tensors → tail feeds, after checkTailTensors. */
+export function frameToTailFeeds(
+  boundary: BoundarySpec[],
+  tensors: Tensor[],
+  dynamic: boolean,
+): Record<string, ort.Tensor> {
+  checkTailTensors(boundary, tensors, dynamic);
+  const byName = new Map(tensors.map((t) => [t.name, t]));
+  const feeds: Record<string, ort.Tensor> = {};
+  for (const spec of boundary) {
+    const t = byName.get(spec.name)!;
+    const dtype = WIRE_DTYPE[spec.encoding] ?? spec.dtype;
+    feeds[spec.parts[0]] = new ort.Tensor(dtype as 'float32', t.data as Float32Array, t.dims);
+    if (spec.encoding === 'uint8') {
+      const q = t.quant!;
       const paramDims = spec.axis === undefined ? [] : [q.scale.length];
       feeds[spec.parts[1]] = new ort.Tensor('float32', q.scale, paramDims);
       feeds[spec.parts[2]] = new ort.Tensor('uint8', Uint8Array.from(q.zeroPoint), paramDims);
-    } else if (t.quant) {
-      throw new BoundaryError('WRONG_QUANT', `'${spec.name}' must not be quantized`);
     }
   }
   return feeds;

@@ -203,7 +203,17 @@ export class InferService
       await skip();
       return error(req, 'UNKNOWN_CUT', `no cut '${req.cut}' in model ${req.model.slice(0, 12)}…`);
     }
-    return this.answer(req, await readFrame(lp, req.chunks, req.bytes, read), received, cancelled);
+    let frame;
+    try {
+      // Tensors the model cannot take are refused at the frame's first chunk; the stream is reset.
+      const onStart = (t: Omit<Tensor, 'data'>[]) =>
+        models.checkFrom(req.model, req.cut, req.precision, req.granularity, t);
+      frame = await readFrame(lp, req.chunks, req.bytes, { ...read, onStart });
+    } catch (err) {
+      if (err instanceof BoundaryError) return error(req, 'BAD_TENSORS', err.message, true);
+      throw err;
+    }
+    return this.answer(req, frame, received, cancelled);
   }
 
   /** A logged task: authorised before its frame is read; a refusal skips the frame and answers. */

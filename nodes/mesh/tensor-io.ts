@@ -8,7 +8,7 @@ import {
   encodeHeader,
   expectChunk,
 } from '../../protocol/infer-messages.js';
-import { checkFrameStart } from '../../protocol/tensor-frame.js';
+import { type Tensor, checkFrameStart } from '../../protocol/tensor-frame.js';
 import { BudgetError } from './peer-budget.js';
 
 /** How much of a frame's first chunk is enough to check its headers (8,000 per-axis channels). */
@@ -48,7 +48,12 @@ export interface FrameReadOptions {
   chunkTimeoutMs?: number;
   /** Called with each chunk's size before it is kept (a budget may refuse by throwing). */
   onBytes?: (n: number) => void;
-  /** Awaited after each chunk with its size before the next is read (a pacer slows the sender). */
+  /**
+   * Called with the tensors the frame's headers describe, once its first chunk holds them: a
+   * receiver that cannot take them throws, and the rest of the frame is never read.
+   */
+  onStart?: (tensors: Omit<Tensor, 'data'>[]) => void;
+  /** Awaited with each chunk's size, before the chunk is used (a pacer slows the sender). */
   pace?: (n: number) => Promise<void>;
 }
 
@@ -85,8 +90,15 @@ export async function readFrame(
     const size = message.byteLength - 1;
     if (offset + size > bytes) throw new RangeError(`frame chunks exceed the announced ${bytes} bytes`);
     options.onBytes?.(size);
+    await options.pace?.(size);
     // A frame of garbage is refused at its first chunk, not after all of it arrived.
-    if (i === 0) checkFrameStart(message.subarray(1, Math.min(message.byteLength, 1 + FRAME_START_BYTES)), bytes);
+    if (i === 0) {
+      const described = checkFrameStart(
+        message.subarray(1, Math.min(message.byteLength, 1 + FRAME_START_BYTES)),
+        bytes,
+      );
+      if (described) options.onStart?.(described);
+    }
     if (!frame && (offset + size) * 2 >= bytes) {
       frame = new Uint8Array(bytes);
       let at = 0;
@@ -102,7 +114,6 @@ export async function readFrame(
       else early.push(part.slice());
       offset += part.length;
     }
-    if (i + 1 < chunks) await options.pace?.(size);
   }
   if (offset !== bytes) throw new RangeError(`frame chunks hold ${offset} bytes, ${bytes} announced`);
   return frame ?? new Uint8Array(0);

@@ -82,8 +82,8 @@ export async function attack(robot: Robot, kind: AttackKind, seconds: number, fl
       });
       break;
     case 'frame-flood': {
-      // 64 MiB frames, as fast as the link takes them: well-formed (a tensor the model does not
-      // take), so only their size and rate can stop them, not their first bytes.
+      // 64 MiB frames, as fast as the link takes them: well-formed, of a tensor the model does not
+      // take (refused at their first chunk), each on a new stream when the last was reset.
       const frame = encodeFrame([
         { name: 'x', dtype: 'float32', dims: [16, 1024, 1024], data: new Float32Array(16 * MiB) },
       ]);

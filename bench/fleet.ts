@@ -16,7 +16,10 @@ import { type Row, table, writeResults } from './report.js';
 const SIZES = (process.env.BENCH_FLEET_SIZES ?? '10,25,50').split(',').map(Number);
 /** Robots move at half real speed: each process hosts many robots' simulations on one event loop. */
 const SIM_SPEED = Number(process.env.BENCH_FLEET_SIM_SPEED ?? 0.5);
-/** Logged split-inference tasks on the generated CNN (k executors each), one every this many seconds fleet-wide; 0 = none. */
+/**
+ * Logged split-inference tasks on the generated CNN (k executors each), one every this many seconds
+ * fleet-wide; 0 = none.
+ */
 const TASK_EVERY = Number(process.env.BENCH_FLEET_TASK_EVERY ?? 2);
 const PLACEMENT: Placement = (() => {
   const v = process.env.BENCH_FLEET_PROCESSES ?? String(availableParallelism());
@@ -113,11 +116,27 @@ async function main(): Promise<void> {
         ? 'one process per robot'
         : `robots spread round-robin over ${PLACEMENT} process${PLACEMENT === 1 ? '' : 'es'}`;
   console.log(
-    `\nbench:fleet — ${where} on builtin:warehouse (simulated at ${SIM_SPEED}× real time), partition into halves for 14 s, then heal\n`,
+    `\nbench:fleet — ${where} on builtin:warehouse (simulated at ` +
+      `${SIM_SPEED}× real time), partition into halves for 14 s, then heal\n`,
   );
   console.log(table(rows));
   console.log(
-    '\nconverged = until the last robot held every log entry any robot had written when the heal came, and the cells of every tile those entries name (robots keep mapping meanwhile: tile versions written after the heal are ongoing sync, not part of catching up), each robot timing itself; median robot = the same for the median robot; logs alone = the entries without the cells; RSS and CPU per robot = the processes hosting robots (each once), peak RSS and CPU time from the mesh forming to the final catch-up, divided by the robots; fleet process = this process (orchestration and polling) when the robots run elsewhere; log bytes = one copy of what each robot published (gossip fan-out and sync replies not counted); tile bytes = map cells each robot served to neighbours that pulled them (tile entries travel in the log); tensor bytes = boundary tensors and results each robot sent as an executor; tasks = logged split inferences on the generated CNN, k = 2.',
+    '\nconverged = until the last robot held every log entry any ' +
+      'robot had written when the heal came, and the cells of every ' +
+      'tile those entries name (robots keep mapping meanwhile: tile ' +
+      'versions written after the heal are ongoing sync, not part ' +
+      'of catching up), each robot timing itself; median robot = ' +
+      'the same for the median robot; logs alone = the entries ' +
+      'without the cells; RSS and CPU per robot = the processes ' +
+      'hosting robots (each once), peak RSS and CPU time from the mesh ' +
+      'forming to the final catch-up, divided by the robots; fleet ' +
+      'process = this process (orchestration and polling) when the ' +
+      'robots run elsewhere; log bytes = one copy of what each robot ' +
+      'published (gossip fan-out and sync replies not counted); ' +
+      'tile bytes = map cells each robot served to neighbours that ' +
+      'pulled them (tile entries travel in the log); tensor bytes = ' +
+      'boundary tensors and results each robot sent as an executor; ' +
+      'tasks = logged split inferences on the generated CNN, k = 2.',
   );
   const path = await writeResults('fleet', { sizes: SIZES, simSpeed: SIM_SPEED, processes: PLACEMENT, rows });
   console.log(`\nwrote ${path}`);

@@ -22,7 +22,9 @@ export async function startHealProfile(name: string): Promise<{ stop(): Promise<
       const after = process.resourceUsage();
       const ms = (us: number): number => Math.round(us / 1000);
       process.stderr.write(
-        `heal profile ${name}: user ${ms(after.userCPUTime - before.userCPUTime)} ms, system ${ms(after.systemCPUTime - before.systemCPUTime)} ms, minor page faults ${after.minorPageFault - before.minorPageFault}\n`,
+        `heal profile ${name}: user ${ms(after.userCPUTime - before.userCPUTime)} ms, system ` +
+          `${ms(after.systemCPUTime - before.systemCPUTime)} ms, minor ` +
+          `page faults ${after.minorPageFault - before.minorPageFault}\n`,
       );
       session.disconnect();
       await writeFile(join(dir, `heal-${name}-${process.pid}.cpuprofile`), JSON.stringify(profile));

@@ -58,7 +58,8 @@ async function main(): Promise<void> {
           1,
         ],
         [
-          'signed appends in batches of 100, SQLite WAL synchronous=FULL (group commit: one fsync and one signature per batch)',
+          'signed appends in batches of 100, SQLite WAL synchronous=FULL ' +
+            '(group commit: one fsync and one signature per batch)',
           new SqliteLogStore(join(dir, 'b.sqlite')),
           100,
         ],

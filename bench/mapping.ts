@@ -106,7 +106,8 @@ async function main(): Promise<void> {
       const r = run(seed, liars);
       runs.push(r);
       process.stderr.write(
-        `  ${liars} liar(s), seed ${seed}: accuracy ${(r.accuracy * 100).toFixed(2)} %, flagged after ${r.flaggedAfter} s, ${r.simSpeed.toFixed(1)}× real time\n`,
+        `  ${liars} liar(s), seed ${seed}: accuracy ${(r.accuracy * 100).toFixed(2)} ` +
+          `%, flagged after ${r.flaggedAfter} s, ${r.simSpeed.toFixed(1)}× real time\n`,
       );
     }
   }
@@ -131,7 +132,8 @@ async function main(): Promise<void> {
   console.log(`\nbench:mapping — 8 robots, builtin:office, medians over seeds ${SEEDS.join(', ')}\n`);
   console.log(table(rows));
   console.log(
-    '\nhonest-only = the merged map of the honest robots alone (8, 7, 6); payload = signed entry + deflated cells per contribution (gossip overhead and duplicates not counted).',
+    '\nhonest-only = the merged map of the honest robots alone (8, 7, 6); payload = signed ' +
+      'entry + deflated cells per contribution (gossip overhead and duplicates not counted).',
   );
   const path = await writeResults('mapping', { seeds: SEEDS, rows, runs });
   console.log(`\nwrote ${path}`);

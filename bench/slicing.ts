@@ -254,10 +254,13 @@ async function main(): Promise<void> {
   await sessions.close();
   const malloc = process.env.GLIBC_TUNABLES ?? 'default';
   process.stdout.write(
-    `\nSlicing, 1 ORT thread, ${ROUNDS}–${MAX_ROUNDS} interleaved rounds per cut (budget ${CUT_MS} ms) after ≥ ${WARMUP} warm-up runs (≥ ${WARMUP_MS} ms); malloc: ${malloc}\n` +
-      `ratios are medians of per-round ratios; (h+t)/whole and cpu: each part's first run of a round (after another session ran); repeat: its second run\n` +
+    `\nSlicing, 1 ORT thread, ${ROUNDS}–${MAX_ROUNDS} interleaved rounds per cut (budget ` +
+      `${CUT_MS} ms) after ≥ ${WARMUP} warm-up runs (≥ ${WARMUP_MS} ms); malloc: ${malloc}\n` +
+      `ratios are medians of per-round ratios; (h+t)/whole and cpu: each part's ` +
+      `first run of a round (after another session ran); repeat: its second run\n` +
       `copy ms: allocating and copying the boundary in JS, as onnxruntime-node does with every head output\n` +
-      `fixed cost of one session.run (1-float Identity): ${(fixed.wall * 1000).toFixed(1)} µs wall, ${(fixed.cpu * 1000).toFixed(1)} µs CPU\n\n` +
+      `fixed cost of one session.run (1-float Identity): ${(fixed.wall * 1000).toFixed(1)} ` +
+      `µs wall, ${(fixed.cpu * 1000).toFixed(1)} µs CPU\n\n` +
       `${table(rows)}\n\n${table(summary)}\n`,
   );
   const path = await writeResults('slicing', {

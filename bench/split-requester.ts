@@ -68,7 +68,8 @@ async function main(): Promise<void> {
       await robot.host.node.peerStore.patch(peerIdFromString(peerId), { multiaddrs: [multiaddr(relay)] });
     };
     robot.host.node.addEventListener('peer:identify', (evt) => {
-      if (evt.detail.peerId.toString() === peerId) void pin().catch(() => undefined); // pinned again at the next identify
+      // pinned again at the next identify
+      if (evt.detail.peerId.toString() === peerId) void pin().catch(() => undefined);
     });
     await pin();
   }
@@ -199,7 +200,8 @@ async function main(): Promise<void> {
         (c) => c.direction !== 'outbound' || !c.remoteAddr.toString().startsWith(`/ip4/${peerHost}/tcp/${peerPort}`),
       );
     return stray.length
-      ? `connection bypasses the emulated link: ${stray.map((c) => `${c.direction} ${c.remoteAddr.toString()}`).join(', ')}`
+      ? `connection bypasses the emulated link: ` +
+          `${stray.map((c) => `${c.direction} ${c.remoteAddr.toString()}`).join(', ')}`
       : undefined;
   };
 

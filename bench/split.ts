@@ -413,9 +413,12 @@ async function main(): Promise<void> {
         error: t.error ?? '',
       });
     }
-    const heading = `bench:split — ${mode}; requester CPU: ${throttle}; yamux window ${WINDOW} B; PaddleOCR detector 1×3×320×320; medians of ${REPS}`;
+    const heading =
+      `bench:split — ${mode}; requester CPU: ${throttle}; yamux window ` +
+      `${WINDOW} B; PaddleOCR detector 1×3×320×320; medians of ${REPS}`;
     process.stdout.write(
-      `\n${heading}\n\n${table(summary)}\n\nThroughput of one tensor frame (one way + ack), each timed frame after the link idled until its token bucket refilled\n\n${table(tput)}\n\nEvery plan\n\n${table(detail)}\n`,
+      `\n${heading}\n\n${table(summary)}\n\nThroughput of one tensor frame (one way + ack), each timed frame ` +
+        `after the link idled until its token bucket refilled\n\n${table(tput)}\n\nEvery plan\n\n${table(detail)}\n`,
     );
     const linkShaping = netns
       ? {
@@ -431,7 +434,8 @@ async function main(): Promise<void> {
           why,
         };
     const settle =
-      'throughput: each timed frame (raw and robomesh) starts after the link idled burst ÷ rate + 10 ms, so both start with a full bucket';
+      'throughput: each timed frame (raw and robomesh) starts after the ' +
+      'link idled burst ÷ rate + 10 ms, so both start with a full bucket';
     const path = await writeResults('split', {
       mode,
       shaping: { ...linkShaping, settle },

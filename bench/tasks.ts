@@ -216,8 +216,12 @@ const heading =
   'partition {r0, r1} | {r2, r3, r4} while the tasks are posted, healed after the last';
 process.stdout.write(`\n${heading}\n\n${table(rows)}\n\n`);
 process.stdout.write(
-  'decided = final or overturned in the requester\u2019s log; correct = the decision agrees with the task\u2019s tail run by the requester on the committed input; ' +
-    'final = until the requester\u2019s log decided the task (partition rows: from the heal); answer = until the requester held the outputs of an executor that agrees with it (the decision often comes first: results are small signed entries, outputs are tensors); ' +
+  'decided = final or overturned in the requester\u2019s log; correct = the decision ' +
+    'agrees with the task\u2019s tail run by the requester on the committed input; ' +
+    'final = until the requester\u2019s log decided the task (partition ' +
+    'rows: from the heal); answer = until the requester held the ' +
+    'outputs of an executor that agrees with it (the decision often comes ' +
+    'first: results are small signed entries, outputs are tensors); ' +
     'split = the same plan (kind, cut, precision) run once on one executor without the log; ratios are of medians\n',
 );
 const path = await writeResults('tasks', { rateMbit: RATE_MBIT, tasksPerRow: TASKS, rows });

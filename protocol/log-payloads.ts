@@ -82,7 +82,8 @@ export function checkPayload(p: Payload): void {
   const exact = (...fields: string[]): void => {
     if (Object.keys(p).length === fields.length + 1 && fields.every((f) => Object.hasOwn(p, f))) return;
     fail(
-      `${p.type} payload has fields ${Object.keys(p).sort().join(',')}, expected ${['type', ...fields].sort().join(',')}`,
+      `${p.type} payload has fields ${Object.keys(p).sort().join(',')}, ` +
+        `expected ${['type', ...fields].sort().join(',')}`,
     );
   };
   switch (p.type) {

@@ -366,7 +366,10 @@ function readerOf(name: string): MessageReader {
 /** rmw pads serialized messages to a multiple of 4 bytes; more than that after the last field is an error. */
 const MAX_TRAILING = 3;
 
-/** The message in `bytes` (CDR with its encapsulation header): plain objects, typed arrays, bigint for 64-bit integers. */
+/**
+ * The message in `bytes` (CDR with its encapsulation header): plain objects, typed arrays, bigint for
+ * 64-bit integers.
+ */
 export function decode(type: string, bytes: Uint8Array): unknown {
   const full = rosType(type);
   const name = shortName(full);

@@ -37,7 +37,8 @@ export async function loadRclnodejs(
   if (!rosIsSourced(env))
     throw new RosError(
       'ROS_NOT_SOURCED',
-      'ROS 2 is not sourced (ROS_DISTRO and AMENT_PREFIX_PATH unset): source /opt/ros/<distro>/setup.bash, or replay a bag with --replay',
+      'ROS 2 is not sourced (ROS_DISTRO and AMENT_PREFIX_PATH unset): ' +
+        'source /opt/ros/<distro>/setup.bash, or replay a bag with --replay',
     );
   try {
     const mod = (await load()) as { default?: RclModule } & RclModule;
@@ -45,7 +46,8 @@ export async function loadRclnodejs(
   } catch (err) {
     throw new RosError(
       'RCLNODEJS_UNAVAILABLE',
-      `rclnodejs failed to load with ROS ${env.ROS_DISTRO}: ${(err as Error).message} (npm rebuild rclnodejs with ROS sourced)`,
+      `rclnodejs failed to load with ROS ${env.ROS_DISTRO}: ` +
+        `${(err as Error).message} (npm rebuild rclnodejs with ROS sourced)`,
     );
   }
 }

@@ -21,7 +21,8 @@ import type { RosTransport } from './transport.js';
  * replay it keeps serving until SIGINT / SIGTERM.
  */
 const USAGE =
-  'usage: robot-node [--print-params] [--replay IN.mcap [--record OUT.mcap]] [--ros-args -p name:=value … --params-file FILE]';
+  'usage: robot-node [--print-params] [--replay IN.mcap [--record ' +
+  'OUT.mcap]] [--ros-args -p name:=value … --params-file FILE]';
 
 function option(argv: string[], name: string): string | undefined {
   const i = argv.indexOf(name);

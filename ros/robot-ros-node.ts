@@ -71,7 +71,10 @@ export class RobotRosNode {
     );
   }
 
-  /** Where the robot is in the shared map frame: the localised pose once scans came, else odometry; undefined before any. */
+  /**
+   * Where the robot is in the shared map frame: the localised pose once scans came, else odometry;
+   * undefined before any.
+   */
   get pose(): Pose | undefined {
     return this.localizer?.pose ?? this.odom;
   }

@@ -33,7 +33,8 @@ import { testSeed } from './helpers/seed.js';
  * npm run fuzz — every decoder in protocol/ fed mutated valid messages (bit flips, byte edits,
  * truncations, duplicated and spliced ranges, length fields set to extremes), seeded, bounded in
  * time. A decoder may accept or refuse; refusing must be its own typed error (a RobomeshError), never
- * a TypeError, RangeError or a hang. ROBOMESH_SEED (the seed variable every randomised test reads), FUZZ_INPUTS (per decoder, default 1,000,000) and
+ * a TypeError, RangeError or a hang. ROBOMESH_SEED (the seed variable every randomised test reads),
+ * FUZZ_INPUTS (per decoder, default 1,000,000) and
  * FUZZ_SECONDS (per decoder, default 120) set the run. Prints a table of inputs, accepted and
  * refused per decoder; exits 1 on the first untyped error, with the seed and the input in hex.
  */
@@ -257,7 +258,8 @@ for (const [k, t] of targets.entries()) {
         continue;
       }
       process.stderr.write(
-        `${t.name}: untyped ${(err as Error).name}: ${(err as Error).message}\n  seed ${SEED} (ROBOMESH_SEED=${SEED} reproduces), input ${inputs}: ${Buffer.from(input).toString('hex').slice(0, 400)}\n`,
+        `${t.name}: untyped ${(err as Error).name}: ${(err as Error).message}\n  seed ${SEED} ` +
+          `(ROBOMESH_SEED=${SEED} reproduces), input ${inputs}: ${Buffer.from(input).toString('hex').slice(0, 400)}\n`,
       );
       failed = true;
       break;
@@ -272,6 +274,7 @@ const keys = ['decoder', 'inputs', 'accepted', 'refused', 'codes'];
 const line = (r: Record<string, string | number>): string =>
   `| ${keys.map((k) => String(r[k]).padEnd(width(k))).join(' | ')} |`;
 process.stdout.write(
-  `\nfuzz, seed ${SEED}\n\n${line(Object.fromEntries(keys.map((k) => [k, k])))}\n| ${keys.map((k) => '-'.repeat(width(k))).join(' | ')} |\n${rows.map(line).join('\n')}\n`,
+  `\nfuzz, seed ${SEED}\n\n${line(Object.fromEntries(keys.map((k) => [k, k])))}\n| ` +
+    `${keys.map((k) => '-'.repeat(width(k))).join(' | ')} |\n${rows.map(line).join('\n')}\n`,
 );
 process.exitCode = failed ? 1 : 0;

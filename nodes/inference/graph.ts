@@ -84,7 +84,8 @@ function topologicalOrder(nodes: NodeProto[], available: Set<string>): NodeProto
     const missing = stuck ? allInputs(stuck).filter((n) => !ready.has(n)) : [];
     throw new ModelError(
       'BAD_MODEL',
-      `graph has a cycle or reads undefined tensors (node '${stuck?.name || stuck?.opType}' needs ${missing.join(', ')})`,
+      `graph has a cycle or reads undefined tensors (node ` +
+        `'${stuck?.name || stuck?.opType}' needs ${missing.join(', ')})`,
     );
   }
   return order;

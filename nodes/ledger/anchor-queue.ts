@@ -64,7 +64,8 @@ export class SqliteAnchorQueue implements AnchorQueue {
   put(item: QueuedAnchor): void {
     this.db
       .prepare(
-        'INSERT INTO anchor_queue (root, added, item) VALUES (?, ?, ?) ON CONFLICT(root) DO UPDATE SET item = excluded.item',
+        'INSERT INTO anchor_queue (root, added, item) VALUES (?, ?, ' +
+          '?) ON CONFLICT(root) DO UPDATE SET item = excluded.item',
       )
       .run(item.root, Date.now(), JSON.stringify(item));
   }

@@ -27,7 +27,8 @@ export function anchorSettings(s: AnchorSettings): { deployment: IotaDeployment;
   if (!s.packageId && !s.registryId) {
     if (s.rpcUrl)
       throw new AnchorConfigError(
-        'an IOTA RPC URL is set but not the robot_ledger package id and registry id (iota.package_id, iota.registry_id; IOTA_PACKAGE_ID, IOTA_REGISTRY_ID)',
+        'an IOTA RPC URL is set but not the robot_ledger package id and registry ' +
+          'id (iota.package_id, iota.registry_id; IOTA_PACKAGE_ID, IOTA_REGISTRY_ID)',
       );
     return undefined;
   }

@@ -61,18 +61,31 @@ export function explainTask(state: FleetState, t: TaskState): string {
     case 'assigned': {
       let best = 0;
       for (const c of counted) best = Math.max(best, counted.filter((r) => resultsAgree(c, r)).length);
-      return `${t.executors.length} executor(s) assigned, ${counted.length} counted result(s); at most ${best} agree, ${q} needed`;
+      return (
+        `${t.executors.length} executor(s) assigned, ${counted.length} ` +
+        `counted result(s); at most ${best} agree, ${q} needed`
+      );
     }
-    case 'provisional':
-      return `provisional: only ${t.executors.length} executor(s) assigned (a final decision needs ${n}); the answer is ${
+    case 'provisional': {
+      const answer =
         t.provisional!.executors.length >= q
           ? `${t.provisional!.executors.length} agreeing results`
-          : "the poster's own run"
-      }`;
+          : "the poster's own run";
+      return (
+        `provisional: only ${t.executors.length} executor(s) assigned ` +
+        `(a final decision needs ${n}); the answer is ${answer}`
+      );
+    }
     case 'final':
-      return `final: ${t.decision!.executors.length} of ${t.decision!.assigned} assigned executors agree (f = ${t.f}: ${q} agreeing of at least ${n} assigned)`;
+      return (
+        `final: ${t.decision!.executors.length} of ${t.decision!.assigned} assigned ` +
+        `executors agree (f = ${t.f}: ${q} agreeing of at least ${n} assigned)`
+      );
     case 'overturned':
-      return `overturned: the final answer (${t.decision!.executors.length} agreeing of ${t.decision!.assigned} assigned) disagrees with the provisional one taken with ${t.provisional!.assigned} assigned`;
+      return (
+        `overturned: the final answer (${t.decision!.executors.length} agreeing of ${t.decision!.assigned} ` +
+        `assigned) disagrees with the provisional one taken with ${t.provisional!.assigned} assigned`
+      );
   }
 }
 
@@ -208,7 +221,8 @@ export async function verifyProof(proof: AuditProof, chain?: AnchorChain): Promi
     ) {
       bad(
         'BAD_INCLUSION',
-        `entry ${i} (${d.idHex.slice(0, 12)}…) is not at leaf ${path.index} of the anchored root ${anchor.root.slice(0, 12)}…`,
+        `entry ${i} (${d.idHex.slice(0, 12)}…) is not at leaf ` +
+          `${path.index} of the anchored root ${anchor.root.slice(0, 12)}…`,
       );
     }
   });

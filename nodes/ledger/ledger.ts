@@ -83,7 +83,8 @@ export class Ledger extends EventEmitter<{ entry: [DecodedEntry, IngestStatus]; 
         if (e.v !== 2)
           throw new EntryError(
             'MALFORMED',
-            `the log store holds version ${String(e.v)} entries; this robomesh reads version 2 (move the old data directory away)`,
+            `the log store holds version ${String(e.v)} entries; this ` +
+              `robomesh reads version 2 (move the old data directory away)`,
           );
         return this.indexMeta(s, e);
       }),

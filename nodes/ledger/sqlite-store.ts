@@ -21,7 +21,8 @@ function storeError(path: string, err: unknown): StoreError {
   if (code === 'SQLITE_NOTADB' || code.startsWith('SQLITE_CORRUPT'))
     return new StoreError(
       'UNREADABLE',
-      `log store ${path} is not a readable database (${why}); restore it from a backup, or move it away to start a new log`,
+      `log store ${path} is not a readable database (${why}); ` +
+        `restore it from a backup, or move it away to start a new log`,
       { cause: err },
     );
   if (code.startsWith('SQLITE_CANTOPEN') || code.startsWith('SQLITE_IOERR') || code === 'ENOENT')
@@ -143,7 +144,8 @@ export class SqliteLogStore implements LogStore {
     if ((layout === LAYOUT || tables.size > 0) && !complete)
       throw new StoreError(
         'DAMAGED',
-        `log store ${path} is damaged (its tables are missing); restore it from a backup, or move it away to start a new log`,
+        `log store ${path} is damaged (its tables are missing); ` +
+          `restore it from a backup, or move it away to start a new log`,
       );
     if (complete) return;
     // A rowid table: rows append in arrival order instead of landing at random places in a
@@ -244,7 +246,8 @@ export class SqliteLogStore implements LogStore {
     const fit = Math.min(limit, Math.ceil(maxBytes / this.meanBytes) + 16);
     let rows = this.selectRange.all(n, lo, hi, fit) as [number, number, Buffer][];
     if (rows.length === fit && fit < limit && rows.reduce((sum, r) => sum + r[2].length, 0) < maxBytes) {
-      rows = this.selectRange.all(n, lo, hi, limit) as [number, number, Buffer][]; // smaller rows than the mean: read them all
+      // smaller rows than the mean: read them all
+      rows = this.selectRange.all(n, lo, hi, limit) as [number, number, Buffer][];
     }
     const out: RangeRow[] = [];
     let total = 0;

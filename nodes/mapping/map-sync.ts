@@ -38,7 +38,10 @@ function pack(c: TileContribution): WireTile {
   return w;
 }
 
-/** What one contribution costs on the wire: its signed entry (log gossip) and its deflated cells (pulled once per robot). */
+/**
+ * What one contribution costs on the wire: its signed entry (log gossip) and its deflated cells
+ * (pulled once per robot).
+ */
 export const gossipMessage = (p: PublishedTile): Uint8Array => cbor.encode({ ...pack(p.contribution), e: p.entry });
 
 /**
@@ -226,7 +229,10 @@ export class MapSync implements Startable {
     }
   }
 
-  /** Fetches up to 256 missing contributions (a random share when more are missing) from `peer`; returns how many it gave. */
+  /**
+   * Fetches up to 256 missing contributions (a random share when more are missing) from `peer`;
+   * returns how many it gave.
+   */
   async pull(peer: string): Promise<number> {
     // A random share of what is missing: after a heal a neighbour holds only some of it, and
     // asking every neighbour for the same first 256 would stall on cells none of them has yet.

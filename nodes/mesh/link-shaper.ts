@@ -8,7 +8,10 @@ import type {
 import { AbstractMessageStream, type SendResult } from '@libp2p/utils';
 import type { Multiaddr } from '@multiformats/multiaddr';
 
-/** A simulated radio link, one direction: what this robot sends to a peer goes out at this rate and arrives this late. */
+/**
+ * A simulated radio link, one direction: what this robot sends to a peer goes out at this rate and
+ * arrives this late.
+ */
 export interface LinkShape {
   bytesPerSecond: number;
   delayMs: number;

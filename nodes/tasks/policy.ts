@@ -28,7 +28,8 @@ export function bestAgreement(state: FleetState, t: TaskState): number {
 
 /**
  * How many executors the poster should add to an undecided task it has waited on for its
- * timeout: enough for a final decision's count assigned (assignedForFinal), else enough that f + 1 could agree if the new ones answer
+ * timeout: enough for a final decision's count assigned (assignedForFinal), else enough that f + 1
+ * could agree if the new ones answer
  * as the best group did; at least one, never past the budget.
  */
 export function executorsWanted(state: FleetState, t: TaskState): number {

@@ -41,26 +41,29 @@ describe('anchor relay over real libp2p (2 robots, loopback)', function () {
     await Promise.allSettled(robots.map((r) => r.stop()));
   });
 
-  it('a robot without a node signs its anchor; a peer with a node submits it; the receipt comes back in the log', async () => {
-    const [a, b] = robots;
-    for (let k = 0; k < 5; k++) a.ledger!.append({ type: 'claim', task: `relay-${k}` });
-    await waitFor(() => b.ledger!.size === a.ledger!.size, "b to hold a's entries");
-    const item = (await a.anchorer!.snapshot())!;
-    assert.ok(item.signed, 'signed offline');
-    await waitFor(() => b.anchorer!.queued.some((q) => q.root === item.root), 'the signed anchor to reach b');
-    const report = await b.anchorer!.flush();
-    assert.deepEqual(
-      report.anchored.map((x) => x.tx),
-      [item.signed.digest],
-    );
-    assert.equal(node.executed.get(item.signed.digest)!.sender, a.anchorer!.address, "on chain as a's transaction");
-    await waitFor(
-      () => a.ledger!.state.anchors.some((x) => x.root === item.root),
-      'the receipt to replicate back to a',
-    );
-    await a.anchorer!.flush();
-    assert.equal(a.anchorer!.queued.length, 0, 'a dropped its queued anchor once the receipt was in the log');
-  });
+  it(
+    'a robot without a node signs its anchor; a peer with ' + 'a node submits it; the receipt comes back in the log',
+    async () => {
+      const [a, b] = robots;
+      for (let k = 0; k < 5; k++) a.ledger!.append({ type: 'claim', task: `relay-${k}` });
+      await waitFor(() => b.ledger!.size === a.ledger!.size, "b to hold a's entries");
+      const item = (await a.anchorer!.snapshot())!;
+      assert.ok(item.signed, 'signed offline');
+      await waitFor(() => b.anchorer!.queued.some((q) => q.root === item.root), 'the signed anchor to reach b');
+      const report = await b.anchorer!.flush();
+      assert.deepEqual(
+        report.anchored.map((x) => x.tx),
+        [item.signed.digest],
+      );
+      assert.equal(node.executed.get(item.signed.digest)!.sender, a.anchorer!.address, "on chain as a's transaction");
+      await waitFor(
+        () => a.ledger!.state.anchors.some((x) => x.root === item.root),
+        'the receipt to replicate back to a',
+      );
+      await a.anchorer!.flush();
+      assert.equal(a.anchorer!.queued.length, 0, 'a dropped its queued anchor once the receipt was in the log');
+    },
+  );
 
   it('a relayed transaction signed by a key outside the fleet is rejected by the gossip validator', async () => {
     const [a, b] = robots;

@@ -70,33 +70,44 @@ describe('IOTA anchor transactions, offline', () => {
 });
 
 describe('Merkle tree over log ids', () => {
-  it('every leaf of trees of 1..130 leaves proves; any change to leaf, index, path or root fails (the count comes from the anchor)', () => {
-    const seed = testSeed();
-    return withSeed(seed, () => {
-      const random = prng(seed);
-      for (let n = 1; n <= 130; n++) {
-        const leaves = Array.from({ length: n }, (_, i) => sha(`${seed}:${n}:${i}`));
-        const tree = new MerkleTree(leaves);
-        const i = Math.floor(random() * n);
-        for (const k of n <= 17 ? leaves.keys() : [i]) {
-          const proof = tree.prove(k);
-          assert.ok(verifyInclusion(leaves[k], proof, tree.root), `leaf ${k} of ${n}`);
-          assert.equal(verifyInclusion(sha('other'), proof, tree.root), false);
-          assert.equal(verifyInclusion(leaves[k], { ...proof, index: (k + 1) % n }, tree.root), n === 1);
-          assert.equal(verifyInclusion(leaves[k], { ...proof, count: k }, tree.root), false, 'index beyond the count');
-          if (proof.siblings.length) {
-            const s = Math.floor(random() * proof.siblings.length);
-            const siblings = proof.siblings.map((x, j) =>
-              j === s ? Uint8Array.from(x, (b, q) => (q === 0 ? b ^ 1 : b)) : x,
+  it(
+    'every leaf of trees of 1..130 leaves proves; any change to leaf, ' +
+      'index, path or root fails (the count comes from the anchor)',
+    () => {
+      const seed = testSeed();
+      return withSeed(seed, () => {
+        const random = prng(seed);
+        for (let n = 1; n <= 130; n++) {
+          const leaves = Array.from({ length: n }, (_, i) => sha(`${seed}:${n}:${i}`));
+          const tree = new MerkleTree(leaves);
+          const i = Math.floor(random() * n);
+          for (const k of n <= 17 ? leaves.keys() : [i]) {
+            const proof = tree.prove(k);
+            assert.ok(verifyInclusion(leaves[k], proof, tree.root), `leaf ${k} of ${n}`);
+            assert.equal(verifyInclusion(sha('other'), proof, tree.root), false);
+            assert.equal(verifyInclusion(leaves[k], { ...proof, index: (k + 1) % n }, tree.root), n === 1);
+            assert.equal(
+              verifyInclusion(leaves[k], { ...proof, count: k }, tree.root),
+              false,
+              'index beyond the count',
             );
-            assert.equal(verifyInclusion(leaves[k], { ...proof, siblings }, tree.root), false);
-            assert.equal(verifyInclusion(leaves[k], { ...proof, siblings: proof.siblings.slice(1) }, tree.root), false);
+            if (proof.siblings.length) {
+              const s = Math.floor(random() * proof.siblings.length);
+              const siblings = proof.siblings.map((x, j) =>
+                j === s ? Uint8Array.from(x, (b, q) => (q === 0 ? b ^ 1 : b)) : x,
+              );
+              assert.equal(verifyInclusion(leaves[k], { ...proof, siblings }, tree.root), false);
+              assert.equal(
+                verifyInclusion(leaves[k], { ...proof, siblings: proof.siblings.slice(1) }, tree.root),
+                false,
+              );
+            }
+            assert.equal(verifyInclusion(leaves[k], proof, sha('root')), false);
           }
-          assert.equal(verifyInclusion(leaves[k], proof, sha('root')), false);
         }
-      }
-    });
-  });
+      });
+    },
+  );
 });
 
 describe('Anchorer against a scripted IOTA node (in-process transport)', () => {
@@ -297,7 +308,8 @@ const GOLDEN = {
   bytesLength: 520,
   digest: '8BXtdVK5my9VDsRCuAZo1dvmTfmnGj1B6jXcyLZv9LEq',
   signature:
-    'AGnxbcZ6oY8GTvwo0tl3Qjwl+MvMlNeG21rwQdXJ6SoS3kBpoODykIRIks6KPe9iezC9l/lbMQ+hzGWH9vsswQQDoQe/884Qvh1w3RjnS8CZZ+TWMJulDV8d3IZkElUxuA==',
+    'AGnxbcZ6oY8GTvwo0tl3Qjwl+MvMlNeG21rwQdXJ6SoS3kBpoODykIRIks6KPe9iezC9l/lbMQ+hzGWH9vsswQQDoQe/' +
+    '884Qvh1w3RjnS8CZZ+TWMJulDV8d3IZkElUxuA==',
 };
 
 describe('anchor settings', () => {

@@ -206,29 +206,32 @@ describe('robomesh audit (CLI)', () => {
     assert.equal(JSON.parse(json.stdout).ok, true);
   });
 
-  it('audit tasks lists the tasks with their state, filtered; audit result shows an unanchored task plainly', async () => {
-    const store = join(dir, 'log.sqlite');
-    const all = await robomesh(['audit', 'tasks', '--store', store]);
-    assert.equal(all.code, 0, all.stderr);
-    assert.match(all.stdout, /^task\s+state\s+poster/);
-    assert.match(all.stdout, /t-1\s+final/);
-    assert.match(all.stdout, /t-2\s+open/);
-    assert.match(all.stdout, /2 task\(s\): 1 open, 0 assigned, 0 provisional, 1 final, 0 overturned/);
-    const final = await robomesh(['audit', 'tasks', '--store', store, '--state', 'final', '--json']);
-    assert.deepEqual(
-      (JSON.parse(final.stdout) as { task: string }[]).map((t) => t.task),
-      ['t-1'],
-    );
-    const bad = await robomesh(['audit', 'tasks', '--store', store, '--state', 'decided']);
-    assert.equal(bad.code, 2);
-    assert.match(bad.stderr, /--state must be one of/);
-    const open = await robomesh(['audit', 'result', 't-2', '--store', store]);
-    assert.equal(open.code, 0, open.stderr);
-    assert.match(open.stdout, /decision: OPEN — posted, nobody assigned yet/);
-    const unknown = await robomesh(['audit', 'result', 'nope', '--store', store]);
-    assert.equal(unknown.code, 2);
-    assert.match(unknown.stderr, /no task nope in this log \(robomesh audit tasks lists them\)/);
-  });
+  it(
+    'audit tasks lists the tasks with their state, ' + 'filtered; audit result shows an unanchored task plainly',
+    async () => {
+      const store = join(dir, 'log.sqlite');
+      const all = await robomesh(['audit', 'tasks', '--store', store]);
+      assert.equal(all.code, 0, all.stderr);
+      assert.match(all.stdout, /^task\s+state\s+poster/);
+      assert.match(all.stdout, /t-1\s+final/);
+      assert.match(all.stdout, /t-2\s+open/);
+      assert.match(all.stdout, /2 task\(s\): 1 open, 0 assigned, 0 provisional, 1 final, 0 overturned/);
+      const final = await robomesh(['audit', 'tasks', '--store', store, '--state', 'final', '--json']);
+      assert.deepEqual(
+        (JSON.parse(final.stdout) as { task: string }[]).map((t) => t.task),
+        ['t-1'],
+      );
+      const bad = await robomesh(['audit', 'tasks', '--store', store, '--state', 'decided']);
+      assert.equal(bad.code, 2);
+      assert.match(bad.stderr, /--state must be one of/);
+      const open = await robomesh(['audit', 'result', 't-2', '--store', store]);
+      assert.equal(open.code, 0, open.stderr);
+      assert.match(open.stdout, /decision: OPEN — posted, nobody assigned yet/);
+      const unknown = await robomesh(['audit', 'result', 'nope', '--store', store]);
+      assert.equal(unknown.code, 2);
+      assert.match(unknown.stderr, /no task nope in this log \(robomesh audit tasks lists them\)/);
+    },
+  );
 
   it('with IOTA_RPC_URL set (a 127.0.0.1 stub), the anchor is verified live', async () => {
     const server = await node.listen();
@@ -243,28 +246,32 @@ describe('robomesh audit (CLI)', () => {
     }
   });
 
-  it('export then verify with the proof file alone; a tampered file fails with a reason; bad input is a clear error', async () => {
-    const file = join(dir, 'proof.json');
-    const exported = await robomesh(['audit', 'export', 't-1', '--store', join(dir, 'log.sqlite'), '--out', file]);
-    assert.equal(exported.code, 0, exported.stderr);
-    const ok = await robomesh(['audit', 'verify', file]);
-    assert.equal(ok.code, 0, ok.stderr);
-    assert.match(ok.stdout, /OK: the evidence holds/);
+  it(
+    'export then verify with the proof file alone; a tampered ' +
+      'file fails with a reason; bad input is a clear error',
+    async () => {
+      const file = join(dir, 'proof.json');
+      const exported = await robomesh(['audit', 'export', 't-1', '--store', join(dir, 'log.sqlite'), '--out', file]);
+      assert.equal(exported.code, 0, exported.stderr);
+      const ok = await robomesh(['audit', 'verify', file]);
+      assert.equal(ok.code, 0, ok.stderr);
+      assert.match(ok.stdout, /OK: the evidence holds/);
 
-    const proof = JSON.parse(await readFile(file, 'utf8')) as AuditProof;
-    const root = proof.paths[0].siblings[0];
-    proof.paths[0].siblings[0] = toHex(fromHex(root).map((b, i) => (i === 5 ? b ^ 0x80 : b)));
-    await writeFile(join(dir, 'tampered.json'), JSON.stringify(proof));
-    const bad = await robomesh(['audit', 'verify', join(dir, 'tampered.json')]);
-    assert.equal(bad.code, 1);
-    assert.match(bad.stderr, /FAILED \(BAD_INCLUSION\): entry 0/);
+      const proof = JSON.parse(await readFile(file, 'utf8')) as AuditProof;
+      const root = proof.paths[0].siblings[0];
+      proof.paths[0].siblings[0] = toHex(fromHex(root).map((b, i) => (i === 5 ? b ^ 0x80 : b)));
+      await writeFile(join(dir, 'tampered.json'), JSON.stringify(proof));
+      const bad = await robomesh(['audit', 'verify', join(dir, 'tampered.json')]);
+      assert.equal(bad.code, 1);
+      assert.match(bad.stderr, /FAILED \(BAD_INCLUSION\): entry 0/);
 
-    const missing = await robomesh(['audit', 'result', 't-1', '--store', join(dir, 'nope.db')]);
-    assert.equal(missing.code, 2);
-    assert.match(missing.stderr, /no log store at/);
-    await writeFile(join(dir, 'garbage.json'), '{"format": 3');
-    const garbage = await robomesh(['audit', 'verify', join(dir, 'garbage.json')]);
-    assert.equal(garbage.code, 2);
-    assert.match(garbage.stderr, /cannot read a proof/);
-  });
+      const missing = await robomesh(['audit', 'result', 't-1', '--store', join(dir, 'nope.db')]);
+      assert.equal(missing.code, 2);
+      assert.match(missing.stderr, /no log store at/);
+      await writeFile(join(dir, 'garbage.json'), '{"format": 3');
+      const garbage = await robomesh(['audit', 'verify', join(dir, 'garbage.json')]);
+      assert.equal(garbage.code, 2);
+      assert.match(garbage.stderr, /cannot read a proof/);
+    },
+  );
 });

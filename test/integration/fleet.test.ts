@@ -59,7 +59,8 @@ describe('fleet scenarios', () => {
     assert.deepEqual(links('{ between: [[r0, r1], [r2]], rate_mbit: 2, delay_ms: 30 }'), ['r0-r2', 'r1-r2']);
     assert.deepEqual(links('{ links: [[r3, r0]], rate_mbit: 2 }'), ['r3-r0']);
     const e = parseScenario(
-      'robots: 2\nevents: [{ at: 1, shape: { links: [[r0, r1]], rate_mbit: 2, delay_ms: 30 } }, { at: 2, unshape: true }]',
+      'robots: 2\nevents: [{ at: 1, shape: { links: [[r0, r1]], ' +
+        'rate_mbit: 2, delay_ms: 30 } }, { at: 2, unshape: true }]',
     ).events;
     assert.ok('shape' in e[0] && e[0].shape.delayMs === 30 && e[0].shape.text.includes('2 Mbit/s, 30 ms'));
     assert.ok('unshape' in e[1]);
@@ -211,90 +212,99 @@ events:
     assert.ok(reportMarkdown(report).includes('in 2 shared processes of 2, 2 robots'));
   });
 
-  it('robots sharing a process: one stops, the other still answers; the process exits after its last; a killed process fails every pending request with ROBOT_DOWN', async () => {
-    const dir = await tmp('rm-fleet-proc-');
-    const seeds = Array.from({ length: 4 }, (_, i) => new Uint8Array(32).fill(40 + i));
-    const ids = await Promise.all(seeds.map((s) => identityFromSeed(s)));
-    const keys = ids.map((i) => toHex(i.privateKey.publicKey.raw));
-    const genesis = signEntry(
-      {
-        seq: 1,
-        lamport: 1,
-        parents: [],
-        payload: { type: 'genesis', fleet: 'local', members: keys, admins: [keys[0]] },
-      },
-      signerFromSeed(seeds[0]),
-    );
-    const init = (i: number): RuntimeInit => ({
-      name: `r${i}`,
-      index: i,
-      seed: Buffer.from(seeds[i]).toString('hex'),
-      fleet: {
-        name: 'local',
-        members: ids.map((x) => x.peerId.toString()),
-        genesis: Buffer.from(genesis.bytes).toString('base64'),
-      },
-      bootstrap: [],
-      dataDir: join(dir, `r${i}`),
-      cacheDir: dir,
-      sim: { world: 'builtin:small', seed: 1, speed: 1, publishEvery: 5 },
-      model: null,
-    });
-    const a = new RobotProcess('shard a');
-    const b = new RobotProcess('shard b');
-    const robots = [new ChildRobot('r0', a), new ChildRobot('r1', a), new ChildRobot('r2', b), new ChildRobot('r3', b)];
-    try {
-      await Promise.all(robots.map((r, i) => r.start({ ...init(i), holdUntilGo: i === 1 })));
-      assert.equal(robots[0].pid, robots[1].pid);
-      assert.notEqual(robots[0].pid, robots[2].pid);
-      // Robot processes start with the robot malloc tunables. /proc shows the environment block as
-      // glibc left it after parsing the tunables in place (up to the first ':'), so the first one.
-      const environ = readFileSync(`/proc/${robots[0].pid}/environ`, 'utf8').split('\0');
-      const [first] = robotProcessEnv({}).GLIBC_TUNABLES!.split(':');
-      assert.ok(
-        environ.includes(`GLIBC_TUNABLES=${first}`),
-        `GLIBC_TUNABLES of robot process ${robots[0].pid}: ${environ.filter((v) => v.startsWith('GLIBC')).join()}`,
+  it(
+    'robots sharing a process: one stops, the other still answers; the process exits ' +
+      'after its last; a killed process fails every pending request with ROBOT_DOWN',
+    async () => {
+      const dir = await tmp('rm-fleet-proc-');
+      const seeds = Array.from({ length: 4 }, (_, i) => new Uint8Array(32).fill(40 + i));
+      const ids = await Promise.all(seeds.map((s) => identityFromSeed(s)));
+      const keys = ids.map((i) => toHex(i.privateKey.publicKey.raw));
+      const genesis = signEntry(
+        {
+          seq: 1,
+          lamport: 1,
+          parents: [],
+          payload: { type: 'genesis', fleet: 'local', members: keys, admins: [keys[0]] },
+        },
+        signerFromSeed(seeds[0]),
       );
-
-      // r1 holds still until told to go (the fleet starts the scenario's clock once all are up),
-      // while r0 beside it in the same process moves from the start.
-      const simTime = async (r: ChildRobot): Promise<number> =>
-        (await r.request<RobotStatus>({ cmd: 'status' })).simTime;
-      let r0Time = 0;
-      await waitFor(async () => (r0Time = await simTime(robots[0])) > 1, 'r0 to move', 20_000);
-      assert.equal(await simTime(robots[1]), 0, `r1 stayed still while r0 moved ${r0Time} s`);
-      await robots[1].request({ cmd: 'go' });
-      await waitFor(async () => (await simTime(robots[1])) > 0, 'r1 to move after go', 20_000);
-
-      // Shard a: r0 stops, r1 lives on in the same process; after r1 the process exits by itself.
-      await robots[0].stop();
-      assert.equal(a.exit, undefined);
-      const s1 = await robots[1].request<RobotStatus>({ cmd: 'status' });
-      assert.equal(s1.name, 'r1');
-      await assert.rejects(robots[0].request({ cmd: 'status' }), /r0 is not running in this process/);
-      await robots[1].stop();
-      assert.deepEqual(a.exit, { code: 0, signal: null }, 'exited on its own after its last robot stopped');
-
-      // Shard b killed with requests of both its robots in flight: both fail at once, naming the robot.
-      const t0 = Date.now();
-      b.kill();
-      const pending = [robots[2].request({ cmd: 'status' }), robots[3].request({ cmd: 'status' })];
-      for (const [k, p] of pending.entries()) {
-        await assert.rejects(
-          p,
-          (e: Error & { code?: string }) =>
-            e.code === 'ROBOT_DOWN' &&
-            e.message.startsWith(`r${k + 2} is down: its process (shard b, pid`) &&
-            /killed by SIGKILL/.test(e.message),
+      const init = (i: number): RuntimeInit => ({
+        name: `r${i}`,
+        index: i,
+        seed: Buffer.from(seeds[i]).toString('hex'),
+        fleet: {
+          name: 'local',
+          members: ids.map((x) => x.peerId.toString()),
+          genesis: Buffer.from(genesis.bytes).toString('base64'),
+        },
+        bootstrap: [],
+        dataDir: join(dir, `r${i}`),
+        cacheDir: dir,
+        sim: { world: 'builtin:small', seed: 1, speed: 1, publishEvery: 5 },
+        model: null,
+      });
+      const a = new RobotProcess('shard a');
+      const b = new RobotProcess('shard b');
+      const robots = [
+        new ChildRobot('r0', a),
+        new ChildRobot('r1', a),
+        new ChildRobot('r2', b),
+        new ChildRobot('r3', b),
+      ];
+      try {
+        await Promise.all(robots.map((r, i) => r.start({ ...init(i), holdUntilGo: i === 1 })));
+        assert.equal(robots[0].pid, robots[1].pid);
+        assert.notEqual(robots[0].pid, robots[2].pid);
+        // Robot processes start with the robot malloc tunables. /proc shows the environment block as
+        // glibc left it after parsing the tunables in place (up to the first ':'), so the first one.
+        const environ = readFileSync(`/proc/${robots[0].pid}/environ`, 'utf8').split('\0');
+        const [first] = robotProcessEnv({}).GLIBC_TUNABLES!.split(':');
+        assert.ok(
+          environ.includes(`GLIBC_TUNABLES=${first}`),
+          `GLIBC_TUNABLES of robot process ${robots[0].pid}: ${environ.filter((v) => v.startsWith('GLIBC')).join()}`,
         );
+
+        // r1 holds still until told to go (the fleet starts the scenario's clock once all are up),
+        // while r0 beside it in the same process moves from the start.
+        const simTime = async (r: ChildRobot): Promise<number> =>
+          (await r.request<RobotStatus>({ cmd: 'status' })).simTime;
+        let r0Time = 0;
+        await waitFor(async () => (r0Time = await simTime(robots[0])) > 1, 'r0 to move', 20_000);
+        assert.equal(await simTime(robots[1]), 0, `r1 stayed still while r0 moved ${r0Time} s`);
+        await robots[1].request({ cmd: 'go' });
+        await waitFor(async () => (await simTime(robots[1])) > 0, 'r1 to move after go', 20_000);
+
+        // Shard a: r0 stops, r1 lives on in the same process; after r1 the process exits by itself.
+        await robots[0].stop();
+        assert.equal(a.exit, undefined);
+        const s1 = await robots[1].request<RobotStatus>({ cmd: 'status' });
+        assert.equal(s1.name, 'r1');
+        await assert.rejects(robots[0].request({ cmd: 'status' }), /r0 is not running in this process/);
+        await robots[1].stop();
+        assert.deepEqual(a.exit, { code: 0, signal: null }, 'exited on its own after its last robot stopped');
+
+        // Shard b killed with requests of both its robots in flight: both fail at once, naming the robot.
+        const t0 = Date.now();
+        b.kill();
+        const pending = [robots[2].request({ cmd: 'status' }), robots[3].request({ cmd: 'status' })];
+        for (const [k, p] of pending.entries()) {
+          await assert.rejects(
+            p,
+            (e: Error & { code?: string }) =>
+              e.code === 'ROBOT_DOWN' &&
+              e.message.startsWith(`r${k + 2} is down: its process (shard b, pid`) &&
+              /killed by SIGKILL/.test(e.message),
+          );
+        }
+        assert.ok(Date.now() - t0 < 5000, 'no waiting for the request timeout');
+        assert.ok(!robots[2].up && !robots[3].up);
+        await assert.rejects(robots[3].request({ cmd: 'status' }), /ROBOT_DOWN|r3 is not running/);
+      } finally {
+        await Promise.all(robots.map((r) => r.stop()));
+        a.kill();
+        b.kill();
       }
-      assert.ok(Date.now() - t0 < 5000, 'no waiting for the request timeout');
-      assert.ok(!robots[2].up && !robots[3].up);
-      await assert.rejects(robots[3].request({ cmd: 'status' }), /ROBOT_DOWN|r3 is not running/);
-    } finally {
-      await Promise.all(robots.map((r) => r.stop()));
-      a.kill();
-      b.kill();
-    }
-  });
+    },
+  );
 });

@@ -69,7 +69,8 @@ describe('link shaping (two robots, real libp2p on loopback)', function () {
     const bToA = await transfer(b, a);
     assert.ok(
       aToB >= floorMs * 0.97,
-      `a→b took ${aToB.toFixed(0)} ms, the shaped link allows no less than ${floorMs} ms (unshaped ${unshapedMs.toFixed(0)} ms)`,
+      `a→b took ${aToB.toFixed(0)} ms, the shaped link allows no less ` +
+        `than ${floorMs} ms (unshaped ${unshapedMs.toFixed(0)} ms)`,
     );
     assert.ok(
       bToA >= floorMs * 0.97,

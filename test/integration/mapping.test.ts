@@ -18,7 +18,10 @@ import { LDS_01, createWorld, loadMapServerMap, scan } from '../../nodes/apps/si
 import { prng } from '../../nodes/util/prng.js';
 import { testSeed, withSeed } from '../helpers/seed.js';
 
-/** The seed work's faults: robot 6 draws a wall 20 cells thick, robot 7 one 180 cells thick, across the shared corridor. */
+/**
+ * The seed work's faults: robot 6 draws a wall 20 cells thick, robot 7 one 180 cells thick, across the
+ * shared corridor.
+ */
 export const LIARS = [
   { robot: 6, walls: [{ from: { x: 2, y: 10 }, to: { x: 18, y: 10 }, thickness: 20 }] },
   { robot: 7, walls: [{ from: { x: 4, y: 10 }, to: { x: 16, y: 10 }, thickness: 180 }] },
@@ -79,7 +82,8 @@ describe('collaborative mapping, 8 robots on builtin:office (in-memory network)'
   it("the merged map matches the simulator's ground truth: ≥ 96 % of known cells, ≥ 95 % of free space covered", () => {
     const q = honest.quality(0);
     console.log(
-      `      honest merged map: accuracy ${(q.accuracy * 100).toFixed(1)} %, occupied IoU ${q.iou.toFixed(3)}, coverage ${(q.coverage * 100).toFixed(1)} %`,
+      `      honest merged map: accuracy ${(q.accuracy * 100).toFixed(1)} %, ` +
+        `occupied IoU ${q.iou.toFixed(3)}, coverage ${(q.coverage * 100).toFixed(1)} %`,
     );
     assert.ok(q.accuracy >= 0.96, `accuracy ${q.accuracy}`);
     assert.ok(q.coverage >= 0.95, `coverage ${q.coverage}`);
@@ -88,37 +92,43 @@ describe('collaborative mapping, 8 robots on builtin:office (in-memory network)'
     assert.equal(digests.size, 1, 'every robot holds the same merged map');
   });
 
-  it("2 of 8 robots drawing fake walls (20 and 180 cells) are flagged in every log; the map is back to the honest robots' map", () => {
-    const liars = LIARS.map((l) => byzantine.keys[l.robot]).sort();
-    for (const s of byzantine.services)
-      assert.deepEqual([...s.ledger.state.flagged].sort(), liars, 'the same two robots flagged on every robot');
-    const hashes = new Set(byzantine.services.map((s) => s.ledger.stateHash()));
-    assert.equal(hashes.size, 1);
+  it(
+    '2 of 8 robots drawing fake walls (20 and 180 cells) are ' +
+      "flagged in every log; the map is back to the honest robots' map",
+    () => {
+      const liars = LIARS.map((l) => byzantine.keys[l.robot]).sort();
+      for (const s of byzantine.services)
+        assert.deepEqual([...s.ledger.state.flagged].sort(), liars, 'the same two robots flagged on every robot');
+      const hashes = new Set(byzantine.services.map((s) => s.ledger.stateHash()));
+      assert.equal(hashes.size, 1);
 
-    // Honest-only: the 6 honest robots of the run without liars (same seed: same observations).
-    const honestOnly = mapQuality(
-      assemble(
-        mergedWithout(
-          honest.services[0],
-          LIARS.map((l) => honest.keys[l.robot]),
+      // Honest-only: the 6 honest robots of the run without liars (same seed: same observations).
+      const honestOnly = mapQuality(
+        assemble(
+          mergedWithout(
+            honest.services[0],
+            LIARS.map((l) => honest.keys[l.robot]),
+          ),
+          honest.services[0].grid.frame,
         ),
-        honest.services[0].grid.frame,
-      ),
-      honest.world,
-    );
-    const filtered = byzantine.quality(0);
-    const unfiltered = mapQuality(
-      assemble(mergedWithout(byzantine.services[0], []), byzantine.services[0].grid.frame),
-      byzantine.world,
-    );
-    console.log(
-      `      accuracy: honest-only ${(honestOnly.accuracy * 100).toFixed(2)} %, with liars unfiltered ${(unfiltered.accuracy * 100).toFixed(2)} %, liars flagged ${(filtered.accuracy * 100).toFixed(2)} % (flagged after ${flaggedAt} simulated s)`,
-    );
-    assert.ok(Math.abs(filtered.accuracy - honestOnly.accuracy) <= 0.005, 'within 0.5 points of the honest-only map');
-    assert.ok(unfiltered.accuracy < honestOnly.accuracy - 0.02, 'the fake walls did damage before filtering');
-    for (const [key, t] of byzantine.services[0].ledger.state.tiles)
-      assert.equal(tileDigest(byzantine.services[0].get(t.digest)!), t.digest, `tile ${key} digest logged`);
-  });
+        honest.world,
+      );
+      const filtered = byzantine.quality(0);
+      const unfiltered = mapQuality(
+        assemble(mergedWithout(byzantine.services[0], []), byzantine.services[0].grid.frame),
+        byzantine.world,
+      );
+      console.log(
+        `      accuracy: honest-only ${(honestOnly.accuracy * 100).toFixed(2)} ` +
+          `%, with liars unfiltered ${(unfiltered.accuracy * 100).toFixed(2)} ` +
+          `%, liars flagged ${(filtered.accuracy * 100).toFixed(2)} % (flagged after ${flaggedAt} simulated s)`,
+      );
+      assert.ok(Math.abs(filtered.accuracy - honestOnly.accuracy) <= 0.005, 'within 0.5 points of the honest-only map');
+      assert.ok(unfiltered.accuracy < honestOnly.accuracy - 0.02, 'the fake walls did damage before filtering');
+      for (const [key, t] of byzantine.services[0].ledger.state.tiles)
+        assert.equal(tileDigest(byzantine.services[0].get(t.digest)!), t.digest, `tile ${key} digest logged`);
+    },
+  );
 });
 
 /** Merge of every contribution held except those of `excluded` (ignores flags in the log). */
@@ -187,40 +197,49 @@ describe('map contributions: bad input is refused with a typed error', () => {
   const good = { tile: '0_0', version: 1, cells };
   const entry = ledger.append({ type: 'tile', tile: '0_0', version: 1, digest: tileDigest(good) }).bytes;
 
-  it('accepts a matching contribution; refuses altered cells, wrong sizes, bad ids, forged entries, unnamed digests', () => {
-    assert.equal(service.accept(entry, good), tileDigest(good));
-    const altered = { ...good, cells: Int8Array.from(cells, (v, i) => (i === 7 ? 50 : v)) };
-    assert.throws(
-      () => service.accept(entry, altered),
-      (e: TileError) => e.code === 'TILE_MISMATCH',
-    );
-    assert.throws(
-      () => service.accept(entry, { ...good, cells: new Int8Array(10) }),
-      (e: TileError) => e.code === 'BAD_TILE',
-    );
-    assert.throws(
-      () => service.accept(entry, { ...good, tile: '../x' }),
-      (e: TileError) => e.code === 'BAD_TILE',
-    );
-    const forged = Uint8Array.from(entry);
-    forged[forged.length - 3] ^= 1;
-    assert.throws(
-      () => service.accept(forged, good),
-      (e: EntryError) => e instanceof EntryError,
-    );
-    const stranger = signEntry(
-      { seq: 1, lamport: 5, parents: [], payload: { type: 'tile', tile: '0_0', version: 1, digest: tileDigest(good) } },
-      signerFromSeed(new Uint8Array(32).fill(42)),
-    );
-    assert.throws(
-      () => service.accept(stranger.bytes, good),
-      (e: EntryError) => e.code === 'UNKNOWN_AUTHOR',
-    );
-    assert.throws(
-      () => service.accept(undefined, { ...good, version: 2 }),
-      (e: TileError) => e.code === 'UNKNOWN_TILE',
-    );
-  });
+  it(
+    'accepts a matching contribution; refuses altered cells, ' +
+      'wrong sizes, bad ids, forged entries, unnamed digests',
+    () => {
+      assert.equal(service.accept(entry, good), tileDigest(good));
+      const altered = { ...good, cells: Int8Array.from(cells, (v, i) => (i === 7 ? 50 : v)) };
+      assert.throws(
+        () => service.accept(entry, altered),
+        (e: TileError) => e.code === 'TILE_MISMATCH',
+      );
+      assert.throws(
+        () => service.accept(entry, { ...good, cells: new Int8Array(10) }),
+        (e: TileError) => e.code === 'BAD_TILE',
+      );
+      assert.throws(
+        () => service.accept(entry, { ...good, tile: '../x' }),
+        (e: TileError) => e.code === 'BAD_TILE',
+      );
+      const forged = Uint8Array.from(entry);
+      forged[forged.length - 3] ^= 1;
+      assert.throws(
+        () => service.accept(forged, good),
+        (e: EntryError) => e instanceof EntryError,
+      );
+      const stranger = signEntry(
+        {
+          seq: 1,
+          lamport: 5,
+          parents: [],
+          payload: { type: 'tile', tile: '0_0', version: 1, digest: tileDigest(good) },
+        },
+        signerFromSeed(new Uint8Array(32).fill(42)),
+      );
+      assert.throws(
+        () => service.accept(stranger.bytes, good),
+        (e: EntryError) => e.code === 'UNKNOWN_AUTHOR',
+      );
+      assert.throws(
+        () => service.accept(undefined, { ...good, version: 2 }),
+        (e: TileError) => e.code === 'UNKNOWN_TILE',
+      );
+    },
+  );
 
   it('says, per author, from which log entry on it still lacks tile cells', () => {
     const observer = new MapService(new Ledger(new MemoryLogStore()), { resolution: 0.05, origin: { x: 0, y: 0 } });
@@ -245,22 +264,25 @@ describe('map contributions: bad input is refused with a typed error', () => {
     assert.deepEqual(observer.missingSince(), {});
   });
 
-  it('cells vouched for by an entry the fold does not show yet are taken once held, and a second copy of them too', () => {
-    // As during a log sync: the entry is verified and ingested, the contracts fold at its end.
-    const observer = new MapService(new Ledger(new MemoryLogStore()), { resolution: 0.05, origin: { x: 0, y: 0 } });
-    const cells3 = { tile: '3_0', version: 1, cells: new Int8Array(TILE * TILE).fill(3) };
-    observer.vouch(tileDigest(cells3));
-    assert.equal(observer.accept(undefined, cells3), tileDigest(cells3));
-    assert.equal(
-      observer.accept(undefined, { ...cells3, cells: Int8Array.from(cells3.cells) }),
-      tileDigest(cells3),
-      "a second neighbour's copy",
-    );
-    assert.throws(
-      () => observer.accept(undefined, { ...cells3, version: 2 }),
-      (e: TileError) => e.code === 'UNKNOWN_TILE',
-    );
-  });
+  it(
+    'cells vouched for by an entry the fold does not show ' + 'yet are taken once held, and a second copy of them too',
+    () => {
+      // As during a log sync: the entry is verified and ingested, the contracts fold at its end.
+      const observer = new MapService(new Ledger(new MemoryLogStore()), { resolution: 0.05, origin: { x: 0, y: 0 } });
+      const cells3 = { tile: '3_0', version: 1, cells: new Int8Array(TILE * TILE).fill(3) };
+      observer.vouch(tileDigest(cells3));
+      assert.equal(observer.accept(undefined, cells3), tileDigest(cells3));
+      assert.equal(
+        observer.accept(undefined, { ...cells3, cells: Int8Array.from(cells3.cells) }),
+        tileDigest(cells3),
+        "a second neighbour's copy",
+      );
+      assert.throws(
+        () => observer.accept(undefined, { ...cells3, version: 2 }),
+        (e: TileError) => e.code === 'UNKNOWN_TILE',
+      );
+    },
+  );
 });
 
 describe('map exports', () => {

@@ -47,21 +47,26 @@ describe('mesh protocols (real libp2p on loopback)', function () {
     assert.ok(remote.sentBytes > 4 * 1024 * 1024);
   });
 
-  it('honours the deadline: a request that cannot finish in time fails with DEADLINE, the peer keeps serving', async () => {
-    const [a, b] = robots;
-    const input: Tensor[] = [{ name: 'x', dtype: 'float32', dims: [1, 3, 640, 640], data: textLikeImage(640, 640, 5) }];
-    await assert.rejects(
-      a.client.infer(b.peerId, { model, cut: 'input', precision: 'fp32', granularity: 'channel' }, input, 2),
-      (err: unknown) => err instanceof InferError && err.code === 'DEADLINE',
-    );
-    const ok = await a.client.infer(
-      b.peerId,
-      { model, cut: 'input', precision: 'fp32', granularity: 'channel' },
-      input,
-      20_000,
-    );
-    assert.equal(ok.outputs.length, 1);
-  });
+  it(
+    'honours the deadline: a request that cannot finish ' + 'in time fails with DEADLINE, the peer keeps serving',
+    async () => {
+      const [a, b] = robots;
+      const input: Tensor[] = [
+        { name: 'x', dtype: 'float32', dims: [1, 3, 640, 640], data: textLikeImage(640, 640, 5) },
+      ];
+      await assert.rejects(
+        a.client.infer(b.peerId, { model, cut: 'input', precision: 'fp32', granularity: 'channel' }, input, 2),
+        (err: unknown) => err instanceof InferError && err.code === 'DEADLINE',
+      );
+      const ok = await a.client.infer(
+        b.peerId,
+        { model, cut: 'input', precision: 'fp32', granularity: 'channel' },
+        input,
+        20_000,
+      );
+      assert.equal(ok.outputs.length, 1);
+    },
+  );
 
   it('fetches a model by hash from a peer and verifies it', async () => {
     const [, b, c] = robots;

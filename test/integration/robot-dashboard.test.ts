@@ -147,29 +147,32 @@ describe("a single robot's own dashboard (chromium, no fleet controller)", funct
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
-  it('serves its page on 127.0.0.1 showing the robot and its link to the peer, with the measured bandwidth', async () => {
-    assert.match(dash!.url, /^http:\/\/127\.0\.0\.1:\d+\/$/);
-    assert.match(await page.title(), /robomesh/);
-    await page.locator('#mesh-graph g.robot[data-robot="r1"]').waitFor(WAIT);
-    await page.locator('#mesh-graph g.robot[data-robot="r2"]').waitFor(WAIT);
-    await page.locator('#mesh-graph line.link.connected[data-a="r1"][data-b="r2"]').waitFor(DRAWN);
-    await page.locator('#phase', { hasText: 'r1: 1/1 peers connected' }).waitFor(WAIT);
-    assert.equal(await page.locator('#partition-banner').isVisible(), false);
-    // Bandwidth appears once the link estimator has measured it (an idle-link probe).
-    await robot.probeIdleLinks();
-    await page.locator('#mesh-graph text.bw', { hasText: /Mbit\/s/ }).waitFor(WAIT);
-    const view = await state(dash!.url);
-    assert.equal(view.robots[0].name, 'r1');
-    assert.equal(view.robots[0].peerId, robot.peerId);
-    assert.deepEqual(
-      view.robots.map((r) => [r.name, r.up]),
-      [
-        ['r1', true],
-        ['r2', true],
-      ],
-    );
-    assert.ok(view.links[0].bandwidthBps! > 0 && view.links[0].rttMs! >= 0, JSON.stringify(view.links));
-  });
+  it(
+    'serves its page on 127.0.0.1 showing the robot and ' + 'its link to the peer, with the measured bandwidth',
+    async () => {
+      assert.match(dash!.url, /^http:\/\/127\.0\.0\.1:\d+\/$/);
+      assert.match(await page.title(), /robomesh/);
+      await page.locator('#mesh-graph g.robot[data-robot="r1"]').waitFor(WAIT);
+      await page.locator('#mesh-graph g.robot[data-robot="r2"]').waitFor(WAIT);
+      await page.locator('#mesh-graph line.link.connected[data-a="r1"][data-b="r2"]').waitFor(DRAWN);
+      await page.locator('#phase', { hasText: 'r1: 1/1 peers connected' }).waitFor(WAIT);
+      assert.equal(await page.locator('#partition-banner').isVisible(), false);
+      // Bandwidth appears once the link estimator has measured it (an idle-link probe).
+      await robot.probeIdleLinks();
+      await page.locator('#mesh-graph text.bw', { hasText: /Mbit\/s/ }).waitFor(WAIT);
+      const view = await state(dash!.url);
+      assert.equal(view.robots[0].name, 'r1');
+      assert.equal(view.robots[0].peerId, robot.peerId);
+      assert.deepEqual(
+        view.robots.map((r) => [r.name, r.up]),
+        [
+          ['r1', true],
+          ['r2', true],
+        ],
+      );
+      assert.ok(view.links[0].bandwidthBps! > 0 && view.links[0].rttMs! >= 0, JSON.stringify(view.links));
+    },
+  );
 
   it('draws its merged map as a simulated bag replays through the robot node, with its pose', async () => {
     assert.equal(await mapCells(page), 0, 'no map before any scan');
@@ -230,118 +233,134 @@ describe("a single robot's own dashboard (chromium, no fleet controller)", funct
     );
   });
 
-  it("adds a line to the log feed when the robot appends an entry, then the peer's result and the final decision", async () => {
-    const task = `dash-${Date.now().toString(36)}`;
-    robot.ledger!.appendBatch([taskPayload(task, { f: 0 }), { type: 'assign', task, executors: [peer.ledger!.self!] }]);
-    const taskLine = page
-      .locator('#log-feed li', { hasText: task })
-      .filter({ has: page.locator('.tag', { hasText: /^task$/ }) });
-    await taskLine.waitFor(WAIT);
-    assert.equal(await taskLine.locator('.who').textContent(), 'r1');
-    await page.locator('#log-feed li', { hasText: `${task} → r2` }).waitFor(WAIT);
+  it(
+    'adds a line to the log feed when the robot appends an ' + "entry, then the peer's result and the final decision",
+    async () => {
+      const task = `dash-${Date.now().toString(36)}`;
+      robot.ledger!.appendBatch([
+        taskPayload(task, { f: 0 }),
+        { type: 'assign', task, executors: [peer.ledger!.self!] },
+      ]);
+      const taskLine = page
+        .locator('#log-feed li', { hasText: task })
+        .filter({ has: page.locator('.tag', { hasText: /^task$/ }) });
+      await taskLine.waitFor(WAIT);
+      assert.equal(await taskLine.locator('.who').textContent(), 'r1');
+      await page.locator('#log-feed li', { hasText: `${task} → r2` }).waitFor(WAIT);
 
-    // r2 hears of the task over the mesh and logs its result; r1's feed shows it and the quorum.
-    await waitFor(
-      () => peer.ledger!.state.tasks.get(task)?.status === 'assigned',
-      'r2 to hold the assigned task',
-      15_000,
-    );
-    const result = peer.ledger!.append(resultPayload(task, 1));
-    const digest = (result.entry.payload as { digest: string }).digest;
-    const quorum = page.locator('#log-feed li', { hasText: `${task} final` });
-    await quorum.waitFor(WAIT);
-    assert.equal(await quorum.locator('.tag').textContent(), 'quorum');
-    assert.match((await quorum.textContent()) ?? '', new RegExp(`r2 agree on ${digest.slice(0, 10)}`));
-    const resultLine = page
-      .locator('#log-feed li', { hasText: task })
-      .filter({ has: page.locator('.tag', { hasText: /^result$/ }) });
-    assert.equal(await resultLine.locator('.who').textContent(), 'r2');
-  });
-
-  it('shows a partition as a disconnected (dashed red) link and a banner, and the link back after the heal', async () => {
-    await robot.host.partition([peerId]);
-    const cut = page.locator('#mesh-graph line.link.partitioned[data-a="r1"][data-b="r2"]');
-    await cut.waitFor(DRAWN);
-    assert.equal(await cut.getAttribute('stroke'), '#e74c3c');
-    assert.ok(await cut.getAttribute('stroke-dasharray'));
-    await page.locator('#partition-banner', { hasText: 'PARTITION r1 | r2' }).waitFor(WAIT);
-    await page.locator('#phase', { hasText: 'r1: 0/1 peers connected; partitioned from r2' }).waitFor(WAIT);
-    assert.match((await page.locator('#mesh-graph g.robot[data-robot="r2"]').getAttribute('class')) ?? '', /\bdown\b/);
-
-    robot.host.heal();
-    await page
-      .locator('#mesh-graph line.link.connected[data-a="r1"][data-b="r2"]')
-      .waitFor({ ...DRAWN, timeout: 20_000 });
-    await page.locator('#partition-banner').waitFor({ state: 'hidden', ...WAIT });
-    assert.deepEqual(pageErrors, [], 'no script errors on the page');
-  });
-
-  it('the ROS entry point serves it: robot-node --replay with dashboard.port prints the URL and serves until SIGINT', async () => {
-    const port = await freePort();
-    const args = [
-      NODE,
-      '--replay',
-      bag,
-      '--ros-args',
-      '-p',
-      'robot_name:=solo',
-      '-p',
-      `data_dir:=${join(dir, 'solo')}`,
-      '-p',
-      'models:=[]',
-      '-p',
-      'fleet.listen:=[/ip4/127.0.0.1/tcp/0]',
-      '-p',
-      'map.publish_period:=1.0',
-      '-p',
-      `dashboard.port:=${port}`,
-    ];
-    const env = { ...process.env };
-    delete env.ROS_DISTRO;
-    delete env.AMENT_PREFIX_PATH;
-    const proc = spawn(process.execPath, args, { env, stdio: ['ignore', 'ignore', 'pipe'] });
-    child = proc;
-    let stderr = '';
-    proc.stderr!.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-    const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
-
-    await waitFor(
-      () => /replay done; dashboard still at/.test(stderr) || proc.exitCode !== null,
-      'the replay to end with the dashboard up',
-      45_000,
-      100,
-    );
-    const url = /\[solo\] dashboard at (http:\S+)/.exec(stderr)?.[1];
-    assert.equal(url, `http://127.0.0.1:${port}/`, stderr);
-    const view = await state(url);
-    assert.deepEqual(
-      view.robots.map((r) => r.name),
-      ['solo'],
-      'a fleet of one',
-    );
-    assert.ok(view.map && view.map.width > 0, 'the replayed map');
-    assert.ok(view.robots[0].pose, 'its pose from the bag');
-    assert.ok(
-      view.log.some((l) => l.kind === 'genesis') && view.log.some((l) => l.kind === 'tile'),
-      JSON.stringify(view.log.map((l) => l.kind)),
-    );
-    const solo = await browser.newPage();
-    try {
-      await solo.goto(url, WAIT);
-      await solo.waitForFunction(
-        () => Number(document.getElementById('map-canvas')!.dataset.mapCells) > 0,
-        undefined,
-        WAIT,
+      // r2 hears of the task over the mesh and logs its result; r1's feed shows it and the quorum.
+      await waitFor(
+        () => peer.ledger!.state.tasks.get(task)?.status === 'assigned',
+        'r2 to hold the assigned task',
+        15_000,
       );
-      await solo.locator('#mesh-graph g.robot[data-robot="solo"]').waitFor(WAIT);
-    } finally {
-      await solo.close();
-    }
+      const result = peer.ledger!.append(resultPayload(task, 1));
+      const digest = (result.entry.payload as { digest: string }).digest;
+      const quorum = page.locator('#log-feed li', { hasText: `${task} final` });
+      await quorum.waitFor(WAIT);
+      assert.equal(await quorum.locator('.tag').textContent(), 'quorum');
+      assert.match((await quorum.textContent()) ?? '', new RegExp(`r2 agree on ${digest.slice(0, 10)}`));
+      const resultLine = page
+        .locator('#log-feed li', { hasText: task })
+        .filter({ has: page.locator('.tag', { hasText: /^result$/ }) });
+      assert.equal(await resultLine.locator('.who').textContent(), 'r2');
+    },
+  );
 
-    proc.kill('SIGINT');
-    const code = await Promise.race([exited, sleep(20_000).then(() => 'timeout' as const)]);
-    assert.equal(code, 0, stderr);
-    assert.match(stderr, /\[solo\] stopped:/);
-    await assert.rejects(fetch(url), 'the dashboard is gone once the node stopped');
-  });
+  it(
+    'shows a partition as a disconnected (dashed red) ' + 'link and a banner, and the link back after the heal',
+    async () => {
+      await robot.host.partition([peerId]);
+      const cut = page.locator('#mesh-graph line.link.partitioned[data-a="r1"][data-b="r2"]');
+      await cut.waitFor(DRAWN);
+      assert.equal(await cut.getAttribute('stroke'), '#e74c3c');
+      assert.ok(await cut.getAttribute('stroke-dasharray'));
+      await page.locator('#partition-banner', { hasText: 'PARTITION r1 | r2' }).waitFor(WAIT);
+      await page.locator('#phase', { hasText: 'r1: 0/1 peers connected; partitioned from r2' }).waitFor(WAIT);
+      assert.match(
+        (await page.locator('#mesh-graph g.robot[data-robot="r2"]').getAttribute('class')) ?? '',
+        /\bdown\b/,
+      );
+
+      robot.host.heal();
+      await page
+        .locator('#mesh-graph line.link.connected[data-a="r1"][data-b="r2"]')
+        .waitFor({ ...DRAWN, timeout: 20_000 });
+      await page.locator('#partition-banner').waitFor({ state: 'hidden', ...WAIT });
+      assert.deepEqual(pageErrors, [], 'no script errors on the page');
+    },
+  );
+
+  it(
+    'the ROS entry point serves it: robot-node --replay with ' +
+      'dashboard.port prints the URL and serves until SIGINT',
+    async () => {
+      const port = await freePort();
+      const args = [
+        NODE,
+        '--replay',
+        bag,
+        '--ros-args',
+        '-p',
+        'robot_name:=solo',
+        '-p',
+        `data_dir:=${join(dir, 'solo')}`,
+        '-p',
+        'models:=[]',
+        '-p',
+        'fleet.listen:=[/ip4/127.0.0.1/tcp/0]',
+        '-p',
+        'map.publish_period:=1.0',
+        '-p',
+        `dashboard.port:=${port}`,
+      ];
+      const env = { ...process.env };
+      delete env.ROS_DISTRO;
+      delete env.AMENT_PREFIX_PATH;
+      const proc = spawn(process.execPath, args, { env, stdio: ['ignore', 'ignore', 'pipe'] });
+      child = proc;
+      let stderr = '';
+      proc.stderr!.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+      const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
+
+      await waitFor(
+        () => /replay done; dashboard still at/.test(stderr) || proc.exitCode !== null,
+        'the replay to end with the dashboard up',
+        45_000,
+        100,
+      );
+      const url = /\[solo\] dashboard at (http:\S+)/.exec(stderr)?.[1];
+      assert.equal(url, `http://127.0.0.1:${port}/`, stderr);
+      const view = await state(url);
+      assert.deepEqual(
+        view.robots.map((r) => r.name),
+        ['solo'],
+        'a fleet of one',
+      );
+      assert.ok(view.map && view.map.width > 0, 'the replayed map');
+      assert.ok(view.robots[0].pose, 'its pose from the bag');
+      assert.ok(
+        view.log.some((l) => l.kind === 'genesis') && view.log.some((l) => l.kind === 'tile'),
+        JSON.stringify(view.log.map((l) => l.kind)),
+      );
+      const solo = await browser.newPage();
+      try {
+        await solo.goto(url, WAIT);
+        await solo.waitForFunction(
+          () => Number(document.getElementById('map-canvas')!.dataset.mapCells) > 0,
+          undefined,
+          WAIT,
+        );
+        await solo.locator('#mesh-graph g.robot[data-robot="solo"]').waitFor(WAIT);
+      } finally {
+        await solo.close();
+      }
+
+      proc.kill('SIGINT');
+      const code = await Promise.race([exited, sleep(20_000).then(() => 'timeout' as const)]);
+      assert.equal(code, 0, stderr);
+      assert.match(stderr, /\[solo\] stopped:/);
+      await assert.rejects(fetch(url), 'the dashboard is gone once the node stopped');
+    },
+  );
 });

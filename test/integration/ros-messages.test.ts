@@ -151,7 +151,8 @@ function assertSameBytes(ours: Uint8Array, reference: Uint8Array, what: string):
   const around = (b: Uint8Array) => hex(b.subarray(Math.max(0, i - 8), i + 8));
   assert.fail(
     `${what}: first difference at byte ${i} (ours ${ours.length} bytes, Fast-CDR ${reference.length})\n` +
-      `  ours     [${Math.max(0, i - 8)}..]: ${around(ours)}\n  Fast-CDR [${Math.max(0, i - 8)}..]: ${around(reference)}`,
+      `  ours     [${Math.max(0, i - 8)}..]: ${around(ours)}\n  ` +
+      `Fast-CDR [${Math.max(0, i - 8)}..]: ${around(reference)}`,
   );
 }
 
@@ -206,7 +207,8 @@ describe('ROS 2 messages', () => {
       const e = err as NodeJS.ErrnoException & { stderr?: Buffer };
       const why = e.code === 'ENOENT' ? 'g++ is not installed' : (e.stderr?.toString() ?? e.message);
       throw new Error(
-        `cannot build the Fast-CDR reference encoder; install the Debian packages libfastcdr-dev and g++ (apt-get install libfastcdr-dev g++)\n${why}`,
+        `cannot build the Fast-CDR reference encoder; install the Debian packages ` +
+          `libfastcdr-dev and g++ (apt-get install libfastcdr-dev g++)\n${why}`,
         { cause: err },
       );
     }

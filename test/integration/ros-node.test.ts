@@ -50,78 +50,83 @@ describe('ROS edge without ROS: a simulated bag replayed through a robot node', 
   });
   after(() => rm(dir, { recursive: true, force: true }));
 
-  it('lidar, odometry and camera in; inference results, split decisions, ledger events and a merged map out, in a bag @mcap/core reads', async () => {
-    const input = join(dir, 'sim.mcap');
-    const counts = await writeSimBag(input, codec, { plan: 'builtin:small', seconds: 40, seed: 3, cameraEvery: 10 });
-    assert.ok(
-      counts['/scan'] > 50 && counts['/camera/image_raw'] === 5,
-      `frames at 0, 10, 20, 30, 40 s: ${JSON.stringify(counts)}`,
-    );
+  it(
+    'lidar, odometry and camera in; inference results, split decisions, ' +
+      'ledger events and a merged map out, in a bag @mcap/core reads',
+    async () => {
+      const input = join(dir, 'sim.mcap');
+      const counts = await writeSimBag(input, codec, { plan: 'builtin:small', seconds: 40, seed: 3, cameraEvery: 10 });
+      assert.ok(
+        counts['/scan'] > 50 && counts['/camera/image_raw'] === 5,
+        `frames at 0, 10, 20, 30, 40 s: ${JSON.stringify(counts)}`,
+      );
 
-    const params = resolveParams([
-      {
-        robot_name: 'r1',
-        data_dir: join(dir, 'r1'),
-        'map.publish_period': 5,
-        'fleet.listen': ['/ip4/127.0.0.1/tcp/0'],
-      },
-    ]);
-    const output = join(dir, 'out.mcap');
-    const transport = await McapTransport.create(codec, output);
-    const robot = await startRobot(params, {
-      cacheDir: await sharedCache(),
-      profileRuns: 2,
-      advertPeriodMs: 500,
-      probeIntervalMs: 0,
-    });
-    const node = new RobotRosNode(robot, transport, params);
-    const played = await transport.replay(input);
-    node.publishMap();
-    node.close();
-    await transport.close();
-    await robot.stop();
-    assert.equal(played, counts['/scan'] + counts['/odom'] + counts['/camera/image_raw']);
+      const params = resolveParams([
+        {
+          robot_name: 'r1',
+          data_dir: join(dir, 'r1'),
+          'map.publish_period': 5,
+          'fleet.listen': ['/ip4/127.0.0.1/tcp/0'],
+        },
+      ]);
+      const output = join(dir, 'out.mcap');
+      const transport = await McapTransport.create(codec, output);
+      const robot = await startRobot(params, {
+        cacheDir: await sharedCache(),
+        profileRuns: 2,
+        advertPeriodMs: 500,
+        probeIntervalMs: 0,
+      });
+      const node = new RobotRosNode(robot, transport, params);
+      const played = await transport.replay(input);
+      node.publishMap();
+      node.close();
+      await transport.close();
+      await robot.stop();
+      assert.equal(played, counts['/scan'] + counts['/odom'] + counts['/camera/image_raw']);
 
-    const bag = await readBag(output);
-    assert.equal(bag.get('/scan')?.messages.length, counts['/scan'], 'inputs recorded too');
-    const results = bag.get('/robomesh/inference')!;
-    assert.equal(results.type, 'robomesh_msgs/msg/InferenceResult');
-    assert.equal(results.messages.length, 5, 'one result per camera frame');
-    const r = results.messages[0] as { plan: string; digest: Uint8Array; summary: Float32Array; latency_ms: number };
-    assert.equal(r.plan, 'local', 'a robot alone runs everything locally');
-    assert.equal(r.digest.length, 32);
-    assert.ok(r.latency_ms > 0);
-    assert.equal(bag.get('/robomesh/split_decisions')!.messages.length, 5);
-    assert.ok(
-      bag.get('/robomesh/ledger')!.messages.some((m) => (m as { kind: string }).kind === 'tile'),
-      'tile contributions logged',
-    );
-    assert.ok(bag.get('/diagnostics')!.messages.length > 0);
+      const bag = await readBag(output);
+      assert.equal(bag.get('/scan')?.messages.length, counts['/scan'], 'inputs recorded too');
+      const results = bag.get('/robomesh/inference')!;
+      assert.equal(results.type, 'robomesh_msgs/msg/InferenceResult');
+      assert.equal(results.messages.length, 5, 'one result per camera frame');
+      const r = results.messages[0] as { plan: string; digest: Uint8Array; summary: Float32Array; latency_ms: number };
+      assert.equal(r.plan, 'local', 'a robot alone runs everything locally');
+      assert.equal(r.digest.length, 32);
+      assert.ok(r.latency_ms > 0);
+      assert.equal(bag.get('/robomesh/split_decisions')!.messages.length, 5);
+      assert.ok(
+        bag.get('/robomesh/ledger')!.messages.some((m) => (m as { kind: string }).kind === 'tile'),
+        'tile contributions logged',
+      );
+      assert.ok(bag.get('/diagnostics')!.messages.length > 0);
 
-    const maps = bag.get('/map')!;
-    assert.equal(maps.type, 'nav_msgs/msg/OccupancyGrid');
-    const last = maps.messages[maps.messages.length - 1] as {
-      info: { width: number; height: number; resolution: number; origin: { position: { x: number; y: number } } };
-      data: Int8Array;
-    };
-    const world = floorPlan('builtin:small').world;
-    const dense: DenseMap = {
-      width: last.info.width,
-      height: last.info.height,
-      resolution: last.info.resolution,
-      origin: { x: last.info.origin.position.x, y: last.info.origin.position.y },
-      cell0: {
-        cx: Math.round((last.info.origin.position.x - world.origin.x) / world.resolution),
-        cy: Math.round((last.info.origin.position.y - world.origin.y) / world.resolution),
-      },
-      states: Int8Array.from(last.data, (v) => (v === 100 ? 1 : v === 0 ? -1 : 0)),
-    };
-    const q = mapQuality(dense, world);
-    console.log(
-      `      replayed ${played} messages; map from the output bag: accuracy ${(q.accuracy * 100).toFixed(1)} %, coverage ${(q.coverage * 100).toFixed(1)} %`,
-    );
-    assert.ok(q.accuracy > 0.9, `accuracy ${q.accuracy}`);
-  });
+      const maps = bag.get('/map')!;
+      assert.equal(maps.type, 'nav_msgs/msg/OccupancyGrid');
+      const last = maps.messages[maps.messages.length - 1] as {
+        info: { width: number; height: number; resolution: number; origin: { position: { x: number; y: number } } };
+        data: Int8Array;
+      };
+      const world = floorPlan('builtin:small').world;
+      const dense: DenseMap = {
+        width: last.info.width,
+        height: last.info.height,
+        resolution: last.info.resolution,
+        origin: { x: last.info.origin.position.x, y: last.info.origin.position.y },
+        cell0: {
+          cx: Math.round((last.info.origin.position.x - world.origin.x) / world.resolution),
+          cy: Math.round((last.info.origin.position.y - world.origin.y) / world.resolution),
+        },
+        states: Int8Array.from(last.data, (v) => (v === 100 ? 1 : v === 0 ? -1 : 0)),
+      };
+      const q = mapQuality(dense, world);
+      console.log(
+        `      replayed ${played} messages; map from the output bag: accuracy ` +
+          `${(q.accuracy * 100).toFixed(1)} %, coverage ${(q.coverage * 100).toFixed(1)} %`,
+      );
+      assert.ok(q.accuracy > 0.9, `accuracy ${q.accuracy}`);
+    },
+  );
 
   it('the entry point refuses clearly: no ROS and no bag, a missing bag, a bad parameter', async () => {
     const run = (args: string[]): Promise<{ code: number; stderr: string }> =>

@@ -200,7 +200,8 @@ describe('simulator: map_server maps', () => {
     [254, 254, 205, 0],
   ];
   const yaml = (image: string, negate = 0): string =>
-    `image: ${image}\nresolution: 0.5\norigin: [-1.5, 2.0, 0.0]\nnegate: ${negate}\noccupied_thresh: 0.65\nfree_thresh: 0.196\n`;
+    `image: ${image}\nresolution: 0.5\norigin: [-1.5, 2.0, 0.0]\nnegate: ` +
+    `${negate}\noccupied_thresh: 0.65\nfree_thresh: 0.196\n`;
 
   async function writeMap(name: string, image: Uint8Array | string, negate = 0): Promise<string> {
     const ext = typeof image === 'string' || image[0] === 0x50 ? 'pgm' : 'png';
@@ -230,7 +231,9 @@ describe('simulator: map_server maps', () => {
   });
 
   it('loads an ASCII P2 PGM with another maxval, and a 16-bit P5', async () => {
-    const ascii = `P2\n# comment\n4 3 # dims\n15\n${PIXELS.map((row) => row.map((v) => Math.round((v * 15) / 255)).join(' ')).join('\n')}\n`;
+    const ascii =
+      `P2\n# comment\n4 3 # ` +
+      `dims\n15\n${PIXELS.map((row) => row.map((v) => Math.round((v * 15) / 255)).join(' ')).join('\n')}\n`;
     // 205 → 12 of 15 → 204: still unknown.
     assertTestPattern(await loadMapServerMap(await writeMap('p2', ascii)));
     const wide = Buffer.alloc(24);
@@ -477,7 +480,8 @@ describe('simulator: robots', () => {
     const coverage = observed / free;
     const ratio = sim.time / (simulating / 1000);
     console.log(
-      `      builtin:office, 8 robots, default routes: ${(100 * coverage).toFixed(2)} % of ${free} free cells observed in ${sim.time.toFixed(1)} s simulated; ` +
+      `      builtin:office, 8 robots, default routes: ${(100 * coverage).toFixed(2)} ` +
+        `% of ${free} free cells observed in ${sim.time.toFixed(1)} s simulated; ` +
         `${(simulating / 1000).toFixed(2)} s wall, ${ratio.toFixed(0)}× real time (one core, 8 × 360 beams at 10 Hz)`,
     );
     assert.ok(coverage >= 0.9, `coverage ${coverage}`);
@@ -511,7 +515,8 @@ describe('simulator: robots', () => {
     }
     const coverage = observed / reachable;
     console.log(
-      `      builtin:small, one frontier explorer: ${(100 * coverage).toFixed(2)} % of ${reachable} reachable free cells in ${sim.time.toFixed(1)} s`,
+      `      builtin:small, one frontier explorer: ${(100 * coverage).toFixed(2)} ` +
+        `% of ${reachable} reachable free cells in ${sim.time.toFixed(1)} s`,
     );
     assert.ok(last[0].done, 'exploration ended by running out of frontiers, not by the time limit');
     assert.ok(coverage >= 0.9, `coverage ${coverage}`);

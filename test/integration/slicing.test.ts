@@ -117,24 +117,28 @@ for (const name of ['cnn', 'ocr-cls', 'ocr-det'] as Name[]) {
 
     for (const precision of ['fp16', 'int8'] as Precision[]) {
       for (const granularity of (precision === 'int8' ? ['channel', 'tensor'] : ['channel']) as Int8Granularity[]) {
-        it(`every cut at ${precision}${precision === 'int8' ? ` per ${granularity}` : ''}: the model decides the same`, async () => {
-          for (const cut of slicer.analysis.cuts) {
-            const out = await runAll((f) => splitOutput(slicer, cut.id, precision, f, granularity));
-            const whole = wholeAll;
-            if (name === 'ocr-det') {
-              const agree = maskAgreement(whole, out);
-              assert.ok(agree >= MIN_MASK_AGREEMENT[precision], `cut ${cut.id}: mask agreement ${agree}`);
-            } else {
-              const classes = name === 'cnn' ? 10 : 2;
-              const agree = argmaxAgreement(whole, out, classes, name === 'cnn');
-              assert.ok(agree >= MIN_ARGMAX_AGREEMENT, `cut ${cut.id}: argmax agreement ${agree}`);
-              if (name === 'ocr-cls') {
-                const shift = maxAbsDiff(whole, out);
-                assert.ok(shift <= MAX_PROBABILITY_SHIFT[granularity], `cut ${cut.id}: probability moved ${shift}`);
+        it(
+          `every cut at ${precision}${precision === 'int8' ? ` per ${granularity}` : ''}: ` +
+            `the model decides the same`,
+          async () => {
+            for (const cut of slicer.analysis.cuts) {
+              const out = await runAll((f) => splitOutput(slicer, cut.id, precision, f, granularity));
+              const whole = wholeAll;
+              if (name === 'ocr-det') {
+                const agree = maskAgreement(whole, out);
+                assert.ok(agree >= MIN_MASK_AGREEMENT[precision], `cut ${cut.id}: mask agreement ${agree}`);
+              } else {
+                const classes = name === 'cnn' ? 10 : 2;
+                const agree = argmaxAgreement(whole, out, classes, name === 'cnn');
+                assert.ok(agree >= MIN_ARGMAX_AGREEMENT, `cut ${cut.id}: argmax agreement ${agree}`);
+                if (name === 'ocr-cls') {
+                  const shift = maxAbsDiff(whole, out);
+                  assert.ok(shift <= MAX_PROBABILITY_SHIFT[granularity], `cut ${cut.id}: probability moved ${shift}`);
+                }
               }
             }
-          }
-        });
+          },
+        );
       }
     }
 

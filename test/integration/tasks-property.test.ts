@@ -203,7 +203,12 @@ function schedule(seed: number): { tasks: number; decided: number; overturned: n
     }
     assert.ok(
       isDecided(t),
-      `task ${t.task} is ${t.status} at the end (executors ${t.executors.map((k) => s.keys.indexOf(k))}, results ${t.results.map((r) => s.keys.indexOf(r.author))}, liars ${[...s.liars]}, departed ${[...s.departed]}, poster ${s.keys.indexOf(t.poster)}, holders ${[...(s.holders.get(t.task) ?? [])]}, f ${t.f}, rep ${JSON.stringify([...state.reputation].map(([k, v]) => [s.keys.indexOf(k), v]))}, members ${[...state.members].map((m) => s.keys.indexOf(m))})`,
+      `task ${t.task} is ${t.status} at the end (executors ${t.executors.map((k) => s.keys.indexOf(k))}, results ` +
+        `${t.results.map((r) => s.keys.indexOf(r.author))}, liars ` +
+        `${[...s.liars]}, departed ${[...s.departed]}, poster ` +
+        `${s.keys.indexOf(t.poster)}, holders ${[...(s.holders.get(t.task) ?? [])]}, f ${t.f}, rep ` +
+        `${JSON.stringify([...state.reputation].map(([k, v]) => [s.keys.indexOf(k), v]))}, ` +
+        `members ${[...state.members].map((m) => s.keys.indexOf(m))})`,
     );
     decided++;
     if (t.status === 'overturned') overturned++;
@@ -218,18 +223,21 @@ function schedule(seed: number): { tasks: number; decided: number; overturned: n
 
 describe(`task decisions: ${SCHEDULES} random schedules of partitions, heals, liars (≤ f) and departures`, function () {
   this.timeout(180_000);
-  it('every robot that stays decides every task the same, on the honest answer, penalising no honest robot', async () => {
-    const base = testSeed();
-    const totals = { tasks: 0, decided: 0, overturned: 0, inputLost: 0 };
-    for (let k = 0; k < SCHEDULES; k++) {
-      const seed = (base + k) >>> 0;
-      await withSeed(seed, () => {
-        const r = schedule(seed);
-        for (const key of Object.keys(totals) as (keyof typeof totals)[]) totals[key] += r[key];
-      });
-    }
-    assert.ok(totals.tasks > SCHEDULES * 5, `${totals.tasks} tasks`);
-    assert.ok(totals.decided >= 0.9 * totals.tasks, JSON.stringify(totals));
-    console.log(`      ${JSON.stringify(totals)} (seeds ${base}..${base + SCHEDULES - 1})`);
-  });
+  it(
+    'every robot that stays decides every task the same, ' + 'on the honest answer, penalising no honest robot',
+    async () => {
+      const base = testSeed();
+      const totals = { tasks: 0, decided: 0, overturned: 0, inputLost: 0 };
+      for (let k = 0; k < SCHEDULES; k++) {
+        const seed = (base + k) >>> 0;
+        await withSeed(seed, () => {
+          const r = schedule(seed);
+          for (const key of Object.keys(totals) as (keyof typeof totals)[]) totals[key] += r[key];
+        });
+      }
+      assert.ok(totals.tasks > SCHEDULES * 5, `${totals.tasks} tasks`);
+      assert.ok(totals.decided >= 0.9 * totals.tasks, JSON.stringify(totals));
+      console.log(`      ${JSON.stringify(totals)} (seeds ${base}..${base + SCHEDULES - 1})`);
+    },
+  );
 });

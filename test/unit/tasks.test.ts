@@ -92,23 +92,27 @@ describe('task contract: f + 1 agreeing of 2f + 1 assigned decide, the same on e
     );
   });
 
-  it('fewer than 2f + 1 assigned: a provisional answer (the poster\u2019s own run counts), final once assigned in full', () => {
-    const { keys, append, task } = fleet(4);
-    // A partition: the poster reaches only robot 1 and runs the task itself.
-    append(0, taskPayload('t1'), { type: 'assign', task: 't1', executors: [keys[0], keys[1]] });
-    append(0, resultPayload('t1', 3));
-    assert.equal(task('t1').status, 'provisional');
-    assert.deepEqual(task('t1').provisional!.executors, [keys[0]]);
-    append(1, resultPayload('t1', 3, 1e-6));
-    assert.equal(task('t1').status, 'provisional', 'two agree, but only two are assigned');
-    assert.equal(task('t1').provisional!.executors.length, 2);
-    // The heal: the poster assigns a third executor.
-    append(0, { type: 'assign', task: 't1', executors: [keys[2]] });
-    assert.equal(task('t1').status, 'final');
-    append(2, resultPayload('t1', 3));
-    assert.equal(task('t1').status, 'final');
-    assert.equal(task('t1').losers.length, 0);
-  });
+  it(
+    'fewer than 2f + 1 assigned: a provisional answer (the ' +
+      'poster\u2019s own run counts), final once assigned in full',
+    () => {
+      const { keys, append, task } = fleet(4);
+      // A partition: the poster reaches only robot 1 and runs the task itself.
+      append(0, taskPayload('t1'), { type: 'assign', task: 't1', executors: [keys[0], keys[1]] });
+      append(0, resultPayload('t1', 3));
+      assert.equal(task('t1').status, 'provisional');
+      assert.deepEqual(task('t1').provisional!.executors, [keys[0]]);
+      append(1, resultPayload('t1', 3, 1e-6));
+      assert.equal(task('t1').status, 'provisional', 'two agree, but only two are assigned');
+      assert.equal(task('t1').provisional!.executors.length, 2);
+      // The heal: the poster assigns a third executor.
+      append(0, { type: 'assign', task: 't1', executors: [keys[2]] });
+      assert.equal(task('t1').status, 'final');
+      append(2, resultPayload('t1', 3));
+      assert.equal(task('t1').status, 'final');
+      assert.equal(task('t1').losers.length, 0);
+    },
+  );
 
   it('a provisional answer the full quorum disagrees with is overturned; both stay on record', () => {
     const { ledgers, keys, append, task } = fleet(4);
@@ -125,36 +129,40 @@ describe('task contract: f + 1 agreeing of 2f + 1 assigned decide, the same on e
     assert.equal(ledgers[3].state.reputation.get(keys[0]), REPUTATION.losingResult, 'the poster\u2019s run lost');
   });
 
-  it('withhold-then-release: a liar\u2019s result with an early clock, released after the decision, changes nothing', () => {
-    const { ledgers, keys, task } = fleet(4);
-    const [poster, a, b, liar] = ledgers;
-    poster.appendBatch([taskPayload('t1'), { type: 'assign', task: 't1', executors: keys.slice(1) }]);
-    for (const l of [a, b, liar]) share([l], poster);
-    // The liar computes (a wrong answer) at once but keeps its entry to itself.
-    liar.append(resultPayload('t1', 8));
-    a.append(resultPayload('t1', 2));
-    b.append(resultPayload('t1', 2));
-    for (const l of [a, b]) {
-      share([poster, a, b], l);
-    }
-    assert.equal(task('t1').status, 'final');
-    const before = { ...task('t1').decision! };
-    // Released: its clock is earlier than both honest results'.
-    share([poster, a, b], liar);
-    share([liar], poster);
-    const hashes = ledgers.map((l) => l.stateHash());
-    assert.ok(
-      hashes.every((h) => h === hashes[0]),
-      'one state everywhere',
-    );
-    for (const l of ledgers) {
-      const t = l.state.tasks.get('t1')!;
-      assert.equal(t.status, 'final');
-      assert.equal(t.decision!.digest, before.digest);
-      assert.deepEqual(t.decision!.executors, before.executors);
-      assert.deepEqual(t.losers, [keys[3]]);
-    }
-  });
+  it(
+    'withhold-then-release: a liar\u2019s result with an ' +
+      'early clock, released after the decision, changes nothing',
+    () => {
+      const { ledgers, keys, task } = fleet(4);
+      const [poster, a, b, liar] = ledgers;
+      poster.appendBatch([taskPayload('t1'), { type: 'assign', task: 't1', executors: keys.slice(1) }]);
+      for (const l of [a, b, liar]) share([l], poster);
+      // The liar computes (a wrong answer) at once but keeps its entry to itself.
+      liar.append(resultPayload('t1', 8));
+      a.append(resultPayload('t1', 2));
+      b.append(resultPayload('t1', 2));
+      for (const l of [a, b]) {
+        share([poster, a, b], l);
+      }
+      assert.equal(task('t1').status, 'final');
+      const before = { ...task('t1').decision! };
+      // Released: its clock is earlier than both honest results'.
+      share([poster, a, b], liar);
+      share([liar], poster);
+      const hashes = ledgers.map((l) => l.stateHash());
+      assert.ok(
+        hashes.every((h) => h === hashes[0]),
+        'one state everywhere',
+      );
+      for (const l of ledgers) {
+        const t = l.state.tasks.get('t1')!;
+        assert.equal(t.status, 'final');
+        assert.equal(t.decision!.digest, before.digest);
+        assert.deepEqual(t.decision!.executors, before.executors);
+        assert.deepEqual(t.losers, [keys[3]]);
+      }
+    },
+  );
 
   it('two colluding liars of five (f = 2) agree with each other and still lose', () => {
     const { keys, append, task } = fleet(6);

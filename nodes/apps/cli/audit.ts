@@ -123,7 +123,8 @@ function print(report: Omit<AuditReport, 'merkle' | 'anchor' | 'live'> & Partial
   ];
   if (report.merkle && report.anchor && report.live) {
     lines.push(
-      `merkle: ${report.merkle.entries} entries included in root ${short(report.merkle.root)} over ${report.merkle.count} entries`,
+      `merkle: ${report.merkle.entries} entries included in root ` +
+        `${short(report.merkle.root)} over ${report.merkle.count} entries`,
       `anchor: logged by ${short(report.anchor.by)}, tx ${report.anchor.tx} signed by ${report.anchor.sender}` +
         (report.anchor.resultCommitted ? ', result digest committed in it' : ''),
       report.live.checked

@@ -108,6 +108,7 @@ export async function demoCommand(): Promise<void> {
   process.stdout.write(`\nSplit inference on this machine: head → tensor frame → tail vs the whole model\n`);
   process.stdout.write(`${[line(header), ...rows.map(line)].join('\n')}\n`);
   process.stdout.write(
-    `\nThe same cuts run between robots in \`robomesh fleet\`; IOTA anchoring, mapping and ROS 2 are not built yet (see README).\n`,
+    `\nThe same cuts run between robots in \`robomesh fleet\`; IOTA ` +
+      `anchoring, mapping and ROS 2 are not built yet (see README).\n`,
   );
 }

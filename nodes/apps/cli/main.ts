@@ -56,14 +56,16 @@ program
 program
   .command('fleet')
   .description(
-    'run a local fleet: robots mapping a simulated world, splitting inference, a partition and a liar; dashboard and report',
+    'run a local fleet: robots mapping a simulated world, splitting ' +
+      'inference, a partition and a liar; dashboard and report',
   )
   .option('--scenario <file>', 'scenario YAML (default: 4 robots, a partition and heal, a robot drawing fake walls)')
   .option('--robots <n>', 'robots to start (overrides the scenario)', parsePositiveInt)
   .option('--duration <s>', 'seconds to run (overrides the scenario)', parsePositiveInt)
   .option(
     '--processes <K|separate|in-process>',
-    'where robots run: K = spread round-robin over K shared processes; separate = one process per robot; in-process = all in this one (default: separate up to 12 robots, above that one process per CPU core)',
+    'where robots run: K = spread round-robin over K shared processes; separate = one process per robot; ' +
+      'in-process = all in this one (default: separate up to 12 robots, above that one process per CPU core)',
     parsePlacement,
   )
   .option('--in-process', 'the same as --processes in-process')
@@ -75,7 +77,8 @@ program
 program
   .command('mesh-demo')
   .description(
-    'split inference between 3 in-process robots, printing every scheduling decision, with a partition and a garbage-answering robot',
+    'split inference between 3 in-process robots, printing every ' +
+      'scheduling decision, with a partition and a garbage-answering robot',
   )
   .option('--robots <n>', 'robots to start (in this process)', parsePositiveInt, 3)
   .option('--requests <n>', 'inference requests across the run', parsePositiveInt, 12)

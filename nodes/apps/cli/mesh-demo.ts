@@ -27,9 +27,13 @@ function describe(d: Decision, names: Map<string, string>): string {
         ? `offload → ${names.get(p.peer!)}`
         : `split ${p.cut} ${p.precision} → ${names.get(p.peer!)}`;
   const fail = d.failovers.length
-    ? `  failover: ${d.failovers.map((f) => `${names.get(f.peer) ?? short(f.peer)} ${f.code}`).join(', ')} → ran on ${names.get(d.executor)}`
+    ? `  failover: ${d.failovers.map((f) => `${names.get(f.peer) ?? short(f.peer)} ${f.code}`).join(', ')} ` +
+      `→ ran on ${names.get(d.executor)}`
     : '';
-  return `${where.padEnd(34)} predicted ${p.predictedMs.toFixed(1).padStart(7)} ms  actual ${d.actualMs.toFixed(1).padStart(7)} ms${fail}`;
+  return (
+    `${where.padEnd(34)} predicted ${p.predictedMs.toFixed(1).padStart(7)} ` +
+    `ms  actual ${d.actualMs.toFixed(1).padStart(7)} ms${fail}`
+  );
 }
 
 /**
@@ -147,7 +151,8 @@ export async function meshDemoCommand(args: FleetArgs): Promise<void> {
   const same = (): boolean => robots.every((r) => r.ledger!.stateHash() === robots[0].ledger!.stateHash());
   while (!same() && Date.now() - healStart < 30_000) await new Promise((r) => setTimeout(r, 20));
   log(
-    `   logs converged ${Date.now() - healStart} ms after the heal: ${same() ? 'every robot holds the same entries and state' : 'NOT converged'}`,
+    `   logs converged ${Date.now() - healStart} ms after the heal: ` +
+      `${same() ? 'every robot holds the same entries and state' : 'NOT converged'}`,
   );
 
   const liar = robots[n - 1];
@@ -167,7 +172,8 @@ export async function meshDemoCommand(args: FleetArgs): Promise<void> {
     if (robots[0].reputation.isIsolated(liar.peerId)) break;
   }
   log(
-    `   ${liar.name} isolated by r0: ${robots[0].reputation.isIsolated(liar.peerId)} (score ${robots[0].reputation.score(liar.peerId)})`,
+    `   ${liar.name} isolated by r0: ${robots[0].reputation.isIsolated(liar.peerId)} ` +
+      `(score ${robots[0].reputation.score(liar.peerId)})`,
   );
   await phase('   requests after isolating the liar', per);
 
@@ -175,15 +181,19 @@ export async function meshDemoCommand(args: FleetArgs): Promise<void> {
   const kinds = new Map<string, number>();
   for (const d of decisions) kinds.set(d.plan.kind, (kinds.get(d.plan.kind) ?? 0) + 1);
   log(
-    `\nsummary: ${decisions.length} requests, all completed; latency median ${median(actual).toFixed(1)} ms, p95 ${actual[Math.floor(0.95 * (actual.length - 1))].toFixed(1)} ms`,
+    `\nsummary: ${decisions.length} requests, all completed; latency median ${median(actual).toFixed(1)} ` +
+      `ms, p95 ${actual[Math.floor(0.95 * (actual.length - 1))].toFixed(1)} ms`,
   );
   log(
-    `  plans: ${[...kinds].map(([k, v]) => `${k} ${v}`).join(', ')}; failovers: ${decisions.filter((d) => d.failovers.length).length}`,
+    `  plans: ${[...kinds].map(([k, v]) => `${k} ${v}`).join(', ')}; ` +
+      `failovers: ${decisions.filter((d) => d.failovers.length).length}`,
   );
   const hashes = new Set(robots.map((r) => r.ledger!.stateHash()));
   log(
-    `  log: ${robots[0].ledger!.size} entries on every robot, ${hashes.size === 1 ? 'one state hash' : 'DIVERGENT states'}; ` +
-      `equivocations ${robots[0].ledger!.state.equivocations.length}, tasks final ${[...robots[0].ledger!.state.tasks.values()].filter((t) => t.status === 'final').length}`,
+    `  log: ${robots[0].ledger!.size} entries on every robot, ` +
+      `${hashes.size === 1 ? 'one state hash' : 'DIVERGENT states'}; ` +
+      `equivocations ${robots[0].ledger!.state.equivocations.length}, tasks final ` +
+      `${[...robots[0].ledger!.state.tasks.values()].filter((t) => t.status === 'final').length}`,
   );
   log("  (all robots share this machine's CPU, so a remote tail is rarely faster than a local run here;");
   log("   `npm run bench:split` throttles the requester's CPU and shapes links to show where splitting wins)");

@@ -27,9 +27,15 @@ export type ViewedRobot = Pick<
 export interface RobotViewOptions {
   /** This robot's pose in the shared map frame when known (odometry / localisation); drawn on the map. */
   pose?: () => Pose | undefined;
-  /** Display names of peers by PeerId: names are not exchanged over the mesh; others show as the end of their PeerId. */
+  /**
+   * Display names of peers by PeerId: names are not exchanged over the mesh; others show as the end of
+   * their PeerId.
+   */
   names?: ReadonlyMap<string, string> | Record<string, string>;
-  /** Fleet members (PeerIds) known besides the log's membership, the adverts heard and the open connections (e.g. fleet.members). */
+  /**
+   * Fleet members (PeerIds) known besides the log's membership, the adverts heard and the open
+   * connections (e.g. fleet.members).
+   */
   members?: string[];
   /** Refresh when nothing else happens (map, pose, round-trip times move on their own); default 1000 ms. */
   refreshMs?: number;
@@ -162,7 +168,9 @@ export class RobotViewSource extends EventEmitter<{ update: [FleetView] }> imple
       };
     });
     const cut = peers.filter((p) => gater.isMember(p) && !gater.admits(p)).map((p) => this.nameOf(p));
-    const phase = `${r.name}: ${peers.filter((p) => connected.has(p)).length}/${peers.length} peers connected${cut.length ? `; partitioned from ${cut.join(' ')}` : ''}`;
+    const phase =
+      `${r.name}: ${peers.filter((p) => connected.has(p)).length}/${peers.length} ` +
+      `peers connected${cut.length ? `; partitioned from ${cut.join(' ')}` : ''}`;
     return {
       time: Date.now() - this.t0,
       phase,
@@ -255,7 +263,10 @@ export class RobotViewSource extends EventEmitter<{ update: [FleetView] }> imple
   private describe(p: Payload): string {
     switch (p.type) {
       case 'genesis':
-        return `fleet ${p.fleet}: ${p.members.length} member${p.members.length === 1 ? '' : 's'}, admins ${p.admins.map((a) => this.authorName(a)).join(' ')}`;
+        return (
+          `fleet ${p.fleet}: ${p.members.length} member${p.members.length === 1 ? '' : 's'}, ` +
+          `admins ${p.admins.map((a) => this.authorName(a)).join(' ')}`
+        );
       case 'admit':
       case 'revoke':
         return this.authorName(p.member);
@@ -270,7 +281,10 @@ export class RobotViewSource extends EventEmitter<{ update: [FleetView] }> imple
       case 'offence':
         return `reports ${this.authorName(p.robot)} for ${p.kind}: ${p.detail}`;
       case 'flag':
-        return `flags ${this.authorName(p.robot)} (${p.evidence.length} tile${p.evidence.length === 1 ? '' : 's'} of evidence)`;
+        return (
+          `flags ${this.authorName(p.robot)} (${p.evidence.length} ` +
+          `tile${p.evidence.length === 1 ? '' : 's'} of evidence)`
+        );
       case 'anchor':
         return `${p.count} entries, root ${short(p.root)}, tx ${p.tx}`;
       default:

@@ -174,7 +174,8 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
       anchor = { deployment, rpcUrl: standIn.url, everyMs: sc.anchorEvery * 1000 };
     }
     o.log(
-      `fleet: ${n} robots ${describePlacement(this.placement, n)}, world ${sc.world}, ${sc.duration} s; anchoring on ${anchorOn}`,
+      `fleet: ${n} robots ${describePlacement(this.placement, n)}, ` +
+        `world ${sc.world}, ${sc.duration} s; anchoring on ${anchorOn}`,
     );
 
     try {
@@ -402,8 +403,13 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
             );
             const reconnected = Math.max(0, ...[...this.statuses.values()].map((s) => s.connected.length));
             heals.push({ at, convergedMs, logMs, reconnectedPeers: reconnected, medianRobotMs, lastRobot });
+            const tiles =
+              convergedMs === null
+                ? 'NOT within 60 s'
+                : `in ${convergedMs} ms (the median robot in ${medianRobotMs} ms, the last ${lastRobot})`;
             o.log(
-              `  t=${at.toFixed(0)} s heal: logs caught up ${logMs === null ? 'NOT within 60 s' : `in ${logMs} ms`}, logs and map tiles ${convergedMs === null ? 'NOT within 60 s' : `in ${convergedMs} ms (the median robot in ${medianRobotMs} ms, the last ${lastRobot})`}`,
+              `  t=${at.toFixed(0)} s heal: logs caught up ` +
+                `${logMs === null ? 'NOT within 60 s' : `in ${logMs} ms`}, logs and map tiles ${tiles}`,
             );
           } else if ('shape' in e) {
             const byName = new Map([...this.statuses.values()].map((s) => [s.name, s.peerId]));
@@ -446,7 +452,9 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
           nextProgress += 5;
           const s = [...this.statuses.values()];
           o.log(
-            `  t=${t.toFixed(0)}/${sc.duration} s  ${this.phase}; log ${Math.min(...s.map((x) => x.logSize))}–${Math.max(...s.map((x) => x.logSize))} entries, ${new Set(s.map((x) => x.stateHash)).size} state(s); ${this.latency.length} inferences`,
+            `  t=${t.toFixed(0)}/${sc.duration} s  ${this.phase}; log ` +
+              `${Math.min(...s.map((x) => x.logSize))}–${Math.max(...s.map((x) => x.logSize))} ` +
+              `entries, ${new Set(s.map((x) => x.stateHash)).size} state(s); ${this.latency.length} inferences`,
           );
         }
         await sleep(this.pollGap(500));

@@ -6,20 +6,34 @@ const pct = (x: number): string => `${(x * 100).toFixed(1)} %`;
 /** The fleet report as Markdown (the JSON next to it holds the same figures). */
 export function reportMarkdown(r: FleetReport): string {
   const a = r.audit;
+  const groups = r.placement.map((g) => g.length).join(', ');
+  const processes =
+    r.processes === 'separate'
+      ? 'one process each'
+      : r.processes === 'sharded'
+        ? `in ${r.placement.length} shared processes of ${groups} robots, round-robin`
+        : 'in one process';
+  const ms = r.inference.latencyMs;
+  const plans =
+    Object.entries(r.inference.plans)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', ') || '—';
+  const audited = a?.report?.live.checked
+    ? `checked on the node (checkpoint ${a.report.live.checkpoint})`
+    : 'not verified live';
   const lines = [
     `# robomesh fleet report`,
     '',
-    `${r.robots.length} robots (${r.processes === 'separate' ? 'one process each' : r.processes === 'sharded' ? `in ${r.placement.length} shared processes of ${r.placement.map((g) => g.length).join(', ')} robots, round-robin` : 'in one process'}), world ${r.scenario.world}, ${r.scenario.duration} s, seed ${r.scenario.seed}.`,
+    `${r.robots.length} robots ` +
+      `(${processes}), ` +
+      `world ${r.scenario.world}, ${r.scenario.duration} s, seed ${r.scenario.seed}.`,
     '',
     '## Inference (logged tasks, k executors each)',
     '',
     `| tasks | failed | p50 ms | p90 ms | p99 ms | max ms | plans |`,
     `|---|---|---|---|---|---|---|`,
-    `| ${r.inference.tasks} | ${r.inference.failed} | ${r.inference.latencyMs.p50.toFixed(1)} | ${r.inference.latencyMs.p90.toFixed(1)} | ${r.inference.latencyMs.p99.toFixed(1)} | ${r.inference.latencyMs.max.toFixed(1)} | ${
-      Object.entries(r.inference.plans)
-        .map(([k, v]) => `${k} ${v}`)
-        .join(', ') || '—'
-    } |`,
+    `| ${r.inference.tasks} | ${r.inference.failed} | ${ms.p50.toFixed(1)} | ${ms.p90.toFixed(1)} | ` +
+      `${ms.p99.toFixed(1)} | ${ms.max.toFixed(1)} | ${plans} |`,
     '',
     ...(r.inference.errors.length ? ['', `Failures: ${r.inference.errors.join('; ')}`] : []),
     '',
@@ -37,36 +51,51 @@ export function reportMarkdown(r: FleetReport): string {
     '## Links',
     '',
     r.links.length
-      ? '| shaped at (s) | links | bandwidth the robots estimate on them (EWMA of transfers and probes; median) | RTT median |\n|---|---|---|---|'
+      ? '| shaped at (s) | links | bandwidth the robots estimate on them (EWMA ' +
+        'of transfers and probes; median) | RTT median |\n|---|---|---|---|'
       : 'No link shaping in this scenario (loopback at full speed).',
-    ...r.links.map(
-      (l) =>
-        `| ${l.at.toFixed(0)} | ${l.shaping} | ${l.measured.length ? `${median(l.measured.map((m) => m.measuredMbit)).toFixed(2)} Mbit/s over ${l.measured.length} link ends` : 'not measured yet'} | ${l.measured.length ? `${median(l.measured.map((m) => m.rttMs)).toFixed(0)} ms` : '—'} |`,
-    ),
+    ...r.links.map((l) => {
+      const estimate = l.measured.length
+        ? `${median(l.measured.map((m) => m.measuredMbit)).toFixed(2)} Mbit/s over ${l.measured.length} link ends`
+        : 'not measured yet';
+      const rtt = l.measured.length ? `${median(l.measured.map((m) => m.rttMs)).toFixed(0)} ms` : '—';
+      return `| ${l.at.toFixed(0)} | ${l.shaping} | ${estimate} | ${rtt} |`;
+    }),
     '',
     '## Map',
     '',
-    `Merged map against the simulator's ground truth: accuracy ${pct(r.map.accuracy)} of known cells, occupied IoU ${r.map.iou.toFixed(3)}, free space covered ${pct(r.map.coverage)}.`,
+    `Merged map against the simulator's ground truth: accuracy ${pct(r.map.accuracy)} of known ` +
+      `cells, occupied IoU ${r.map.iou.toFixed(3)}, free space covered ${pct(r.map.coverage)}.`,
     '',
     '## Byzantine robots',
     '',
-    `Scheduled: ${r.liars.scheduled.join(', ') || 'none'}. Flagged for their maps in the log: ${r.liars.flaggedInLog.join(', ') || 'none'}. ` +
-      `Excluded by the log's reputation (from the map, assignments and quorums): ${r.liars.excludedInLog.join(', ') || 'none'}; equivocations on record ${r.liars.equivocations}; ` +
-      `forged entries rejected on gossip ${r.liars.forgedEntriesRejected}. Isolated by peers for bad answers: ${r.liars.isolatedByPeers.join(', ') || 'none'}.`,
+    `Scheduled: ${r.liars.scheduled.join(', ') || 'none'}. Flagged for ` +
+      `their maps in the log: ${r.liars.flaggedInLog.join(', ') || 'none'}. ` +
+      `Excluded by the log's reputation (from the map, assignments and quorums): ` +
+      `${r.liars.excludedInLog.join(', ') || 'none'}; equivocations on record ${r.liars.equivocations}; ` +
+      `forged entries rejected on gossip ${r.liars.forgedEntriesRejected}. Isolated ` +
+      `by peers for bad answers: ${r.liars.isolatedByPeers.join(', ') || 'none'}.`,
     '',
     '## Anchoring and audit',
     '',
     `Anchored on ${r.anchoring.on}: ${r.anchoring.anchors} anchor(s) in r0's log.`,
     '',
     a?.report
-      ? `Task \`${a.task}\` audited end to end: assigned to ${a.report.assignments.reduce((n, x) => n + x.added.length, 0)} executors, ${a.report.results.length} results with verified signatures, decision ${a.report.decision.status} (digest ${a.report.decision.digest?.slice(0, 12)}…), ${a.report.merkle.entries} entries proven in Merkle root ${a.report.merkle.root.slice(0, 12)}… over ${a.report.merkle.count}, anchor tx ${a.report.anchor.tx} ${a.report.live.checked ? `checked on the node (checkpoint ${a.report.live.checkpoint})` : 'not verified live'}.`
+      ? `Task \`${a.task}\` audited end to end: assigned to ` +
+        `${a.report.assignments.reduce((n, x) => n + x.added.length, 0)} executors, ` +
+        `${a.report.results.length} results with verified signatures, decision ` +
+        `${a.report.decision.status} (digest ${a.report.decision.digest?.slice(0, 12)}…), ` +
+        `${a.report.merkle.entries} entries proven in Merkle root ` +
+        `${a.report.merkle.root.slice(0, 12)}… over ${a.report.merkle.count}, anchor tx ` +
+        `${a.report.anchor.tx} ${audited}.`
       : a
         ? `Audit of task \`${a.task}\` failed: ${a.error}`
         : 'No final task to audit.',
     '',
     '## Resources',
     '',
-    `RSS per robot ${r.resources.rssMbPerRobot.toFixed(0)} MB (max process ${r.resources.maxRssMb.toFixed(0)} MB), CPU ${r.resources.cpuSeconds.toFixed(1)} s.`,
+    `RSS per robot ${r.resources.rssMbPerRobot.toFixed(0)} MB (max process ` +
+      `${r.resources.maxRssMb.toFixed(0)} MB), CPU ${r.resources.cpuSeconds.toFixed(1)} s.`,
     '',
   ];
   return lines.join('\n');

@@ -53,7 +53,10 @@ export interface RuntimeInit {
   linkShaping?: boolean;
   /** Connections per robot in a large fleet (ring neighbours and chords); absent: a full mesh. */
   meshDegree?: number;
-  /** The body stays still (nothing mapped or published) until a `go` command: the scenario's clock starts once the whole fleet is up. */
+  /**
+   * The body stays still (nothing mapped or published) until a `go` command: the scenario's clock
+   * starts once the whole fleet is up.
+   */
   holdUntilGo?: boolean;
 }
 
@@ -64,7 +67,10 @@ export type Command =
   | { cmd: 'heal' }
   /** Start moving and mapping (robots started with holdUntilGo). */
   | { cmd: 'go' }
-  /** Note when this robot holds these authors' entries up to these seqs (logAt), and the cells of the tiles they name (allAt). */
+  /**
+   * Note when this robot holds these authors' entries up to these seqs (logAt), and the cells of the
+   * tiles they name (allAt).
+   */
   | { cmd: 'catch-up'; written: Record<string, number> }
   /** Pace and delay what this robot sends to these peers (null lifts it); `clear` lifts all first. */
   | { cmd: 'shape'; clear?: boolean; links: { peer: string; shape: LinkShape | null }[] }

@@ -116,7 +116,8 @@ function shaping(v: unknown, where: string, robot: (v: unknown, where: string) =
   if (ways.length !== 1)
     fail(
       where,
-      'name the links with exactly one of robots: [r..] (all their links), between: [[r..], [r..]] (links across groups) or links: [[ra, rb], ..]',
+      'name the links with exactly one of robots: [r..] (all their links), ' +
+        'between: [[r..], [r..]] (links across groups) or links: [[ra, rb], ..]',
     );
   const list = (x: unknown, at: string): unknown[] =>
     Array.isArray(x) && x.length > 0 ? x : fail(at, 'expected a non-empty list');

@@ -25,7 +25,8 @@ export function decodePnm(bytes: Uint8Array, source: string): GrayImage {
   if (!['2', '3', '5', '6'].includes(kind)) {
     fail(
       'BAD_MAP_IMAGE',
-      `not a PGM/PPM image (magic ${JSON.stringify(String.fromCharCode(...bytes.subarray(0, 2)))}, expected P5, P2, P6 or P3)`,
+      `not a PGM/PPM image (magic ${JSON.stringify(String.fromCharCode(...bytes.subarray(0, 2)))}, ` +
+        `expected P5, P2, P6 or P3)`,
     );
   }
   const channels = kind === '3' || kind === '6' ? 3 : 1;

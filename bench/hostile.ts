@@ -11,8 +11,12 @@ import { type Row, table, writeResults } from './report.js';
  * generated CNN every second and mapping, and one member (r4) running every attack of
  * nodes/apps/fleet/attacks.ts in turn, ATTACK_SECONDS each, between two quiet windows (after the
  * warm-up, and after the last attack). A stranger process opens 5 idle TCP connections a second
- * to every robot all along. Per window: honest task latency p95 ÷ the quieter baseline's, peak
- * RSS growth of each honest robot within the window, the robots' event-loop delay p99 (the worst
+ * to every robot all along. Then the control: the same fleet, scenario and seed with no attack
+ * and no stranger (r4 honest throughout), so each window has a twin without the attacker (the
+ * honest robots' latency drifts up as their logs and maps grow; a window of the run before is
+ * not a fair yardstick for one several minutes later). Per window: honest task latency p95 ÷
+ * the control's in the same window, peak RSS growth of each honest robot within the window, the
+ * robots' event-loop delay p99 (the worst
  * robot), member dials (fresh connections between honest robots, every 2 s) that failed; at the
  * end, whether every honest robot holds every entry the honest robots wrote.
  * The robots run on loopback, which libp2p exempts from its per-address handshake caps: the
@@ -20,14 +24,14 @@ import { type Row, table, writeResults } from './report.js';
  */
 const ATTACK_SECONDS = Number(process.env.BENCH_ATTACK_SECONDS ?? 60);
 const BASELINE_SECONDS = Number(process.env.BENCH_BASELINE_SECONDS ?? 45);
-/** The first seconds load sessions and fill the map: not a fair baseline. */
+/** The first seconds load sessions and fill the map: left out of the first quiet window. */
 const WARM_UP_SECONDS = 15;
 const HONEST = ['r0', 'r1', 'r2', 'r3'];
-const CHOSEN = (process.env.BENCH_ATTACKS?.split(',') ?? [...ATTACKS]) as (typeof ATTACKS)[number][];
+const CHOSEN = (process.env.BENCH_ATTACKS?.split(',').filter(Boolean) ?? [...ATTACKS]) as (typeof ATTACKS)[number][];
 
 const attacksEnd = BASELINE_SECONDS + CHOSEN.length * ATTACK_SECONDS;
 // Two quiet windows, before the first attack and after the last (r4 idle, the stranger still at
-// it): the task latency of the quieter one is what each attack window is divided by.
+// it): what is left of the attacks once they stopped.
 const quiet = [
   { name: 'baseline (before)', from: WARM_UP_SECONDS, to: BASELINE_SECONDS },
   { name: 'baseline (after)', from: attacksEnd + 5, to: attacksEnd + 5 + BASELINE_SECONDS - WARM_UP_SECONDS },
@@ -44,9 +48,10 @@ const windows = [
 const duration = quiet[1].to + 5;
 const events = CHOSEN.map(
   (a, i) =>
-    `  - { at: ${BASELINE_SECONDS + i * ATTACK_SECONDS}, byzantine: { robot: r4, fault: { type: attack, attack: ${a}, seconds: ${ATTACK_SECONDS - 2} } } }`,
+    `  - { at: ${BASELINE_SECONDS + i * ATTACK_SECONDS}, byzantine: { robot: r4, ` +
+    `fault: { type: attack, attack: ${a}, seconds: ${ATTACK_SECONDS - 2} } } }`,
 ).join('\n');
-const scenario = parseScenario(`
+const scenarioText = (withEvents: boolean): string => `
 robots: 5
 world: builtin:small
 seed: 11
@@ -54,53 +59,75 @@ duration: ${duration}
 sim_speed: 2
 workload: { every: 1, f: 1, model: builtin:cnn }
 anchor_every: 30
-events:
-${events}
-`);
+${withEvents && events ? `events:\n${events}` : ''}
+`;
 
-const dir = await mkdtemp(join(tmpdir(), 'rm-bench-hostile-'));
-const views: FleetView[] = [];
-const dials: { at: number; ok: number; failed: string[] }[] = [];
-const start = Date.now();
-const run = new FleetRun(scenario, { inProcess: false, dataDir: dir, log: (l) => process.stdout.write(`${l}\n`) });
-run.on('update', (v) => views.push(v));
-let stranger: ChildProcess | undefined;
-const prober = setInterval(() => {
-  const ports = HONEST.concat('r4')
-    .flatMap((r) => run.statusOf(r)?.addresses ?? [])
-    .map((a) => /\/ip4\/127\.0\.0\.1\/tcp\/(\d+)/.exec(a)?.[1])
-    .filter((p): p is string => p !== undefined);
-  if (!stranger && ports.length === 5) {
-    const flood = `const net=require('net');const ports=${JSON.stringify(ports.map(Number))};const s=[];setInterval(()=>{for(const p of ports){const c=net.connect(p,'127.0.0.1');c.on('error',()=>{});s.push(c);if(s.length>2000)s.shift().destroy()}},200);`;
-    stranger = spawn(process.execPath, ['-e', flood], { stdio: 'ignore' });
-  }
-  const r4 = run.statusOf('r4')?.peerId;
-  if (!stranger) return; // the fleet is still starting
-  for (const r of HONEST)
-    run
-      .command<{ ok: number; failed: string[] }>(r, { cmd: 'dial-check', skip: r4 ? [r4] : [] }, 10_000)
-      .then((d) => dials.push({ at: (Date.now() - start) / 1000, ...d }))
-      .catch((err: Error) => dials.push({ at: (Date.now() - start) / 1000, ok: 0, failed: [err.message] }));
-}, 2000);
-// Each attack is measured on its own: at its start the honest robots forgive r4 (what the last
-// attack cost it, and their cut-off), so it reaches them again.
-const forgiving = windows.slice(1, -1).map((w) =>
-  setTimeout(
-    () => {
-      const r4 = run.statusOf('r4')?.peerId;
-      if (r4) for (const r of HONEST) run.command(r, { cmd: 'forgive', peer: r4 }).catch(() => undefined); // a robot down shows in its figures
-    },
-    (w.from - 1) * 1000,
-  ),
-);
-let report;
-try {
-  report = await run.run();
-} finally {
-  clearInterval(prober);
-  for (const t of forgiving) clearTimeout(t);
-  stranger?.kill('SIGKILL');
+interface Dials {
+  at: number;
+  ok: number;
+  failed: string[];
 }
+
+/** One run of the fleet: with the attacker (r4's attacks and the stranger) or without (control). */
+async function runFleet(hostile: boolean) {
+  const dir = await mkdtemp(join(tmpdir(), 'rm-bench-hostile-'));
+  const views: FleetView[] = [];
+  const dials: Dials[] = [];
+  const start = Date.now();
+  const log = (l: string) => process.stdout.write(`${hostile ? '' : '[control] '}${l}\n`);
+  const run = new FleetRun(parseScenario(scenarioText(hostile)), { inProcess: false, dataDir: dir, log });
+  run.on('update', (v) => views.push(v));
+  let stranger: ChildProcess | undefined;
+  let started = false;
+  const prober = setInterval(() => {
+    const ports = HONEST.concat('r4')
+      .flatMap((r) => run.statusOf(r)?.addresses ?? [])
+      .map((a) => /\/ip4\/127\.0\.0\.1\/tcp\/(\d+)/.exec(a)?.[1])
+      .filter((p): p is string => p !== undefined);
+    if (!started && ports.length === 5) {
+      started = true;
+      const flood =
+        `const net=require('net');const ports=${JSON.stringify(ports.map(Number))};const s=[];` +
+        `setInterval(()=>{for(const p of ports){const c=net.connect(p,'127.0.0.1');c.on('error',()=>{});` +
+        `s.push(c);if(s.length>2000)s.shift().destroy()}},200);`;
+      if (hostile) stranger = spawn(process.execPath, ['-e', flood], { stdio: 'ignore' });
+    }
+    const r4 = run.statusOf('r4')?.peerId;
+    if (!started) return; // the fleet is still starting
+    for (const r of HONEST)
+      run
+        .command<{ ok: number; failed: string[] }>(r, { cmd: 'dial-check', skip: r4 ? [r4] : [] }, 10_000)
+        .then((d) => dials.push({ at: (Date.now() - start) / 1000, ...d }))
+        .catch((err: Error) => dials.push({ at: (Date.now() - start) / 1000, ok: 0, failed: [err.message] }));
+  }, 2000);
+  // Each attack is measured on its own: at its start the honest robots forgive r4 (what the last
+  // attack cost it, and their cut-off), so it reaches them again.
+  const forgiving = hostile
+    ? windows.slice(1, -1).map((w) =>
+        setTimeout(
+          () => {
+            const r4 = run.statusOf('r4')?.peerId;
+            // a robot down shows in its figures
+            if (r4) for (const r of HONEST) run.command(r, { cmd: 'forgive', peer: r4 }).catch(() => undefined);
+          },
+          (w.from - 1) * 1000,
+        ),
+      )
+    : [];
+  try {
+    const report = await run.run();
+    return { views, dials, report };
+  } finally {
+    clearInterval(prober);
+    for (const t of forgiving) clearTimeout(t);
+    stranger?.kill('SIGKILL');
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+const attacked = await runFleet(true);
+const control = await runFleet(false);
+const { views, dials, report } = attacked;
 
 const p = (xs: number[], q: number): number => {
   if (xs.length === 0) return NaN;
@@ -108,23 +135,19 @@ const p = (xs: number[], q: number): number => {
   return s[Math.min(s.length - 1, Math.floor(q * (s.length - 1)))];
 };
 const at = (v: FleetView): number => v.time / 1000;
-const latest = views[views.length - 1];
-const samples = latest?.latency ?? [];
+const samplesOf = (vs: FleetView[]) => vs[vs.length - 1]?.latency ?? [];
+const samples = samplesOf(views);
+const controlSamples = samplesOf(control.views);
 const inWindow = (t: number, w: { from: number; to: number }): boolean => t >= w.from && t < w.to;
 const rssIn = (w: { from: number; to: number }, robot: string): number[] =>
   views
     .filter((v) => inWindow(at(v), w))
     .flatMap((v) => v.robots.filter((r) => r.name === robot && r.rssMb !== undefined).map((r) => r.rssMb!));
-const baseP95 = Math.min(
-  ...quiet.map((w) =>
-    p(
-      samples.filter((s) => inWindow(s.at / 1000, w) && HONEST.includes(s.robot)).map((s) => s.ms),
-      0.95,
-    ),
-  ),
-);
 const rows: Row[] = windows.map((w) => {
-  const lat = samples.filter((s) => inWindow(s.at / 1000, w) && HONEST.includes(s.robot)).map((s) => s.ms);
+  const honestIn = (xs: typeof samples) =>
+    xs.filter((s) => inWindow(s.at / 1000, w) && HONEST.includes(s.robot)).map((s) => s.ms);
+  const lat = honestIn(samples);
+  const controlP95 = p(honestIn(controlSamples), 0.95);
   // Growth during the window: its peak over what the robot held as the window began.
   const growth = HONEST.map((r) => {
     const rss = rssIn(w, r);
@@ -141,7 +164,8 @@ const rows: Row[] = windows.map((w) => {
     window: w.name,
     tasks: lat.length,
     'task p95 ms': p(lat, 0.95),
-    'p95 ÷ baseline': p(lat, 0.95) / baseP95,
+    'control p95 ms': controlP95,
+    'p95 ÷ control': p(lat, 0.95) / controlP95,
     'RSS growth MB (max robot)': Math.max(...growth.filter((g) => !Number.isNaN(g))),
     'loop lag p99 ms (worst)': p(lags, 0.99),
     'member dials': d.reduce((n, x) => n + x.ok + x.failed.length, 0),
@@ -155,21 +179,25 @@ if (process.env.BENCH_SLOW)
 const kept =
   report.final.convergedMs === null
     ? 'NOT every honest robot caught up within 60 s'
-    : `every robot not excluded (${report.robots.filter((r) => !report.final.leftOut.includes(r)).join(' ')}) holds every entry they wrote (caught up ${report.final.convergedMs} ms after the end)`;
+    : `every robot not excluded (${report.robots.filter((r) => !report.final.leftOut.includes(r)).join(' ')}) ` +
+      `holds every entry they wrote (caught up ${report.final.convergedMs} ms after the end)`;
 const heading =
-  `bench:hostile — r0..r3 honest (tasks on the generated CNN every second, mapping), r4 attacking ${ATTACK_SECONDS} s per attack, ` +
+  `bench:hostile — r0..r3 honest (tasks on the generated CNN every ` +
+  `second, mapping), r4 attacking ${ATTACK_SECONDS} s per attack, ` +
   'a stranger opening 5 idle TCP connections a second to every robot; one process per robot, loopback';
 process.stdout.write(`\n${heading}\n\n${table(rows)}\n\n`);
 process.stdout.write(
-  `offences reported in r0's log about r4: ${report.liars.excludedInLog.includes('r4') ? 'r4 excluded' : 'r4 not excluded'}; ` +
-    `tasks failed ${report.inference.failed} of ${report.inference.tasks}; decisions ${JSON.stringify(report.inference.decisions)}\n${kept}\n`,
+  `offences reported in r0's log about r4: ` +
+    `${report.liars.excludedInLog.includes('r4') ? 'r4 excluded' : 'r4 not excluded'}; ` +
+    `tasks failed ${report.inference.failed} of ${report.inference.tasks}; ` +
+    `decisions ${JSON.stringify(report.inference.decisions)}\n${kept}\n`,
 );
 const path = await writeResults('hostile', {
   attackSeconds: ATTACK_SECONDS,
+  control: { final: control.report.final, tasks: control.report.inference },
   rows,
   excluded: report.liars.excludedInLog,
   final: report.final,
   tasks: report.inference,
 });
 process.stdout.write(`results: ${path}\n`);
-await rm(dir, { recursive: true, force: true });

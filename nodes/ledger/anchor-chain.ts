@@ -19,7 +19,10 @@ export interface AnchorChain {
   execute(tx: SignedTx): Promise<{ digest: string; gas?: GasRef }>;
   /** Waits until the transaction is in a checkpoint. */
   waitFinal(digest: string, timeoutMs: number): Promise<{ checkpoint: number }>;
-  /** The Anchored events and checkpoint of a transaction, or undefined if the chain lacks it. */
+  /**
+   * The Anchored events, checkpoint and status of a transaction, or undefined when the node does
+   * not know it (a pruning node forgets old ones).
+   */
   lookup(digest: string): Promise<ChainAnchor | undefined>;
 }
 
@@ -27,17 +30,91 @@ export interface ChainAnchor {
   digest: string;
   checkpoint?: number;
   sender?: string;
+  /** Set when the transaction executed and failed (it is checkpointed all the same, gas charged). */
+  failure?: TxFailure;
   /** Anchored events, with the package that emitted each. */
   anchors: { packageId: string; root: string; count: number; robot: string }[];
 }
 
-export type ChainErrorCode = 'UNREACHABLE' | 'REJECTED' | 'TIMEOUT';
+/** A transaction that executed and failed: its status error, and the Move abort when it was one. */
+export interface TxFailure {
+  error: string;
+  abort?: MoveAbort;
+}
+
+export interface MoveAbort {
+  module: string;
+  function?: string;
+  code: number;
+  /** The Move constant with this code in robomesh's package (contracts/move), when known. */
+  name?: string;
+}
+
+/**
+ * What went wrong, and what a caller may do about it:
+ * - UNREACHABLE, TIMEOUT, BUSY: the node was not reached, did not answer, or answered that it is
+ *   busy or hit an internal error (-32009, -32604, -32050, -32603, or a code we do not know):
+ *   retry the same signed bytes later.
+ * - REJECTED: the node refused the transaction before executing it (-32002: stale gas coin, bad
+ *   signature): nothing was charged; build and sign it anew.
+ * - NOT_FOUND: the node does not know the digest (-32602); a pruning full node answers the same
+ *   for old transactions.
+ * - FAILED: executed and failed (out of gas, …): gas was charged, the coin moved; sign anew.
+ * - ABORTED: executed and the Move code aborted (`abort` names the constant): it will abort again,
+ *   never retried.
+ */
+export type ChainErrorCode = 'UNREACHABLE' | 'TIMEOUT' | 'BUSY' | 'REJECTED' | 'NOT_FOUND' | 'FAILED' | 'ABORTED';
 
 export class ChainError extends RobomeshError<ChainErrorCode> {
-  constructor(code: ChainErrorCode, message: string) {
+  constructor(
+    code: ChainErrorCode,
+    message: string,
+    /** For FAILED and ABORTED: the failure, and the gas coin's reference after the charge. */
+    readonly executed?: { failure: TxFailure; gas?: GasRef },
+  ) {
     super(code, message);
   }
 }
+
+/** Abort codes of robomesh's Move package (contracts/move/sources/ledger.move; a test holds them equal). */
+export const LEDGER_ABORTS: Readonly<Record<number, string>> = {
+  1: 'EBadKeyLength',
+  2: 'EAlreadyRegistered',
+  3: 'ENotRegistered',
+  4: 'EBadHashLength',
+  5: 'EEmptyAnchor',
+  6: 'EBadLamportRange',
+  7: 'EBadTaskLength',
+};
+
+/**
+ * The Move abort in an execution status error, as the node prints it:
+ * `MoveAbort(MoveLocation { module: ModuleId { address: 0x…, name: Identifier("ledger") }, function: 3,
+ * instruction: 12, function_name: Some("anchor") }, 3) in command 0`.
+ */
+export function parseMoveAbort(error: string): MoveAbort | undefined {
+  if (!error.startsWith('MoveAbort(')) return undefined;
+  const module = /name: Identifier\("(\w+)"\)/.exec(error)?.[1];
+  const fn = /function_name: Some\("(\w+)"\)/.exec(error)?.[1];
+  const code = /\},\s*(\d+)\)( in command \d+)?$/.exec(error)?.[1];
+  if (!module || code === undefined) return undefined;
+  const abort: MoveAbort = { module, code: Number(code) };
+  if (fn) abort.function = fn;
+  if (module === 'ledger' && LEDGER_ABORTS[abort.code]) abort.name = LEDGER_ABORTS[abort.code];
+  return abort;
+}
+
+function failureOf(status: { status: string; error?: string } | undefined): TxFailure | undefined {
+  if (!status || status.status === 'success') return undefined;
+  const error = status.error ?? 'failed without an error message';
+  return { error, abort: parseMoveAbort(error) };
+}
+
+const describeFailure = (f: TxFailure): string =>
+  f.abort
+    ? `Move abort ${f.abort.name ?? `code ${f.abort.code}`} in ${f.abort.module}` +
+      `${f.abort.function ? `::${f.abort.function}` : ''}`
+    : f.error;
 
 /** Every JSON-RPC request gets a deadline: a hung node must not hang a robot. */
 export function timeoutTransport(inner: IotaTransport, timeoutMs: number): IotaTransport {
@@ -61,18 +138,24 @@ function classify(err: unknown, what: string): ChainError {
   const e = err as Error & { code?: unknown; cause?: { code?: unknown } };
   const text = `${what}: ${e.message ?? String(err)}`;
   if (e.name === 'TimeoutError' || e.name === 'AbortError') return new ChainError('TIMEOUT', text);
-  // The SDK raises JsonRpcError (numeric code) when the node answered with an error; busy and
-  // transient answers are worth retrying as they are, anything else rejected what we sent.
-  if (typeof e.code === 'number')
-    return new ChainError(e.code === -32604 || e.code === -32050 ? 'UNREACHABLE' : 'REJECTED', text);
+  // The SDK raises JsonRpcError (numeric code) when the node answered with an error. IOTA's
+  // server (jsonrpsee) answers rate limiting with -32009; -32604 is the SDK's older table.
+  if (typeof e.code === 'number') {
+    if (e.code === -32002) return new ChainError('REJECTED', text);
+    if (e.code === -32602) return new ChainError('NOT_FOUND', text);
+    return new ChainError('BUSY', `${text} (JSON-RPC ${e.code})`);
+  }
   return new ChainError('UNREACHABLE', text);
 }
 
 interface TxResponse {
   digest: string;
   checkpoint?: string | null;
-  effects?: { status?: { status: string; error?: string }; gasObject?: { reference: GasRef } } | null;
-  events?: { type: string; sender?: string; parsedJson?: unknown }[] | null;
+  effects?: {
+    status?: { status: string; error?: string };
+    gasObject?: { reference: { objectId: string; version: string | number; digest: string } };
+  } | null;
+  events?: { type: string; packageId?: string; sender?: string; parsedJson?: unknown }[] | null;
   transaction?: { data?: { sender?: string } } | null;
 }
 
@@ -117,12 +200,18 @@ export class IotaAnchorChain implements AnchorChain {
     } catch (err) {
       throw classify(err, `executing ${tx.digest}`);
     }
-    const status = res.effects?.status;
-    if (status?.status !== 'success')
-      throw new ChainError('REJECTED', `transaction ${res.digest} failed: ${status?.error ?? 'no effects returned'}`);
     if (res.digest !== tx.digest)
       throw new ChainError('REJECTED', `node answered for ${res.digest}, submitted ${tx.digest}`);
-    return { digest: res.digest, gas: res.effects?.gasObject?.reference };
+    const ref = res.effects?.gasObject?.reference;
+    // A node sends versions as integers; a GasRef keeps them as decimal strings.
+    const gas = ref && { objectId: ref.objectId, version: String(ref.version), digest: ref.digest };
+    if (!res.effects?.status) throw new ChainError('BUSY', `the node returned no effects for ${res.digest}`);
+    const failure = failureOf(res.effects.status);
+    if (failure) {
+      const code = failure.abort ? 'ABORTED' : 'FAILED';
+      throw new ChainError(code, `transaction ${res.digest} failed: ${describeFailure(failure)}`, { failure, gas });
+    }
+    return { digest: res.digest, gas };
   }
 
   async waitFinal(digest: string, timeoutMs: number): Promise<{ checkpoint: number }> {
@@ -130,7 +219,7 @@ export class IotaAnchorChain implements AnchorChain {
       const res = (await this.client.waitForTransaction({
         digest,
         timeout: timeoutMs,
-        pollInterval: Math.min(1000, timeoutMs / 4),
+        pollInterval: Math.min(250, timeoutMs / 4),
       })) as unknown as TxResponse;
       return { checkpoint: Number(res.checkpoint) };
     } catch (err) {
@@ -143,11 +232,11 @@ export class IotaAnchorChain implements AnchorChain {
     try {
       res = (await this.client.getTransactionBlock({
         digest,
-        options: { showEvents: true, showInput: true },
+        options: { showEvents: true, showInput: true, showEffects: true },
       })) as unknown as TxResponse;
     } catch (err) {
       const c = classify(err, `looking up ${digest}`);
-      if (c.code === 'REJECTED') return undefined; // the node does not know this digest
+      if (c.code === 'NOT_FOUND') return undefined;
       throw c;
     }
     const anchors = (res.events ?? [])
@@ -155,7 +244,9 @@ export class IotaAnchorChain implements AnchorChain {
       .map((e) => {
         const j = e.parsedJson as { root?: unknown; count?: unknown; robot?: unknown };
         return {
-          packageId: e.type.slice(0, -'::ledger::Anchored'.length),
+          // The package the transaction called; the type names the package that first defined
+          // the struct, which stays the same across upgrades.
+          packageId: e.packageId ?? e.type.slice(0, -'::ledger::Anchored'.length),
           root: b64ToHex(j.root),
           count: Number(j.count),
           robot: String(j.robot),
@@ -165,6 +256,7 @@ export class IotaAnchorChain implements AnchorChain {
       digest: res.digest,
       checkpoint: res.checkpoint == null ? undefined : Number(res.checkpoint),
       sender: res.transaction?.data?.sender,
+      failure: failureOf(res.effects?.status ?? undefined),
       anchors,
     };
   }

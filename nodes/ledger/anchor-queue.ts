@@ -18,6 +18,8 @@ export interface QueuedAnchor {
   /** Epoch ms before which no retry is made (exponential backoff). */
   notBefore: number;
   lastError?: string;
+  /** Executed on chain and aborted by the Move code: it would abort again, so it is never retried. */
+  failed?: string;
 }
 
 /** Durable queue of anchors: an anchor is never lost across restarts or partitions. */

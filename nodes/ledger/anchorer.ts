@@ -33,6 +33,8 @@ export interface AnchorerOptions {
 export interface FlushReport {
   anchored: { root: Hex; tx: string; checkpoint: number }[];
   waiting: { root: Hex; reason: string; retryAt: number }[];
+  /** Aborted on chain: never retried (the reason names the Move abort). */
+  failed: { root: Hex; reason: string }[];
 }
 
 const toB64 = (b: Uint8Array): string => Buffer.from(b).toString('base64');
@@ -56,9 +58,15 @@ export const signedOf = (item: QueuedAnchor): SignedTx | undefined =>
 export class Anchorer extends EventEmitter<{
   relay: [QueuedAnchor];
   anchored: [{ root: Hex; tx: string; checkpoint: number }];
+  failed: [{ root: Hex; reason: string }];
 }> {
   readonly address: string;
   private gas: GasPlan | undefined;
+  /**
+   * Set when the package aborted because this robot is not registered (or was revoked): every
+   * anchor would abort the same way and cost gas, so none is submitted until the robot restarts.
+   */
+  private notRegistered: string | undefined;
   private readonly o: Required<
     Pick<AnchorerOptions, 'probeTimeoutMs' | 'finalityTimeoutMs' | 'backoffMs' | 'now' | 'gasBudget'>
   > &
@@ -141,10 +149,15 @@ export class Anchorer extends EventEmitter<{
   /** One pass over the queue: submits what is due. Never throws for network trouble. */
   async flush(): Promise<FlushReport> {
     const { queue, ledger, chain } = this.o;
-    const report: FlushReport = { anchored: [], waiting: [] };
+    const report: FlushReport = { anchored: [], waiting: [], failed: [] };
     for (const item of queue.all()) if (ledger.state.anchors.some((a) => a.root === item.root)) queue.remove(item.root);
-    const due = queue.all().filter((i) => i.notBefore <= this.o.now());
+    for (const item of queue.all()) if (item.failed) report.failed.push({ root: item.root, reason: item.failed });
+    const due = queue.all().filter((i) => !i.failed && i.notBefore <= this.o.now());
     if (due.length === 0) return report;
+    if (this.notRegistered) {
+      for (const i of due) report.waiting.push({ root: i.root, reason: this.notRegistered, retryAt: i.notBefore });
+      return report;
+    }
     if (!chain) {
       for (const i of due)
         report.waiting.push({ root: i.root, reason: 'no IOTA node configured', retryAt: i.notBefore });
@@ -160,7 +173,8 @@ export class Anchorer extends EventEmitter<{
         report.anchored.push(await this.submit(item, chain));
       } catch (err) {
         if (!(err instanceof ChainError)) throw err;
-        report.waiting.push(this.defer(queue.get(item.root) ?? item, err.message));
+        if (err.code === 'ABORTED') report.failed.push({ root: item.root, reason: err.message });
+        else if (queue.get(item.root)) report.waiting.push(this.defer(queue.get(item.root)!, err.message));
       }
     }
     return report;
@@ -169,8 +183,20 @@ export class Anchorer extends EventEmitter<{
   private async submit(item: QueuedAnchor, chain: AnchorChain): Promise<{ root: Hex; tx: string; checkpoint: number }> {
     let signed = signedOf(item);
     if (signed) {
+      // Submitted before (a lost reply, a crash, a relay): what became of it decides the next step.
       const known = await chain.lookup(signed.digest);
+      if (known?.failure) {
+        const code = known.failure.abort ? 'ABORTED' : 'FAILED';
+        this.executedAndFailed(
+          item,
+          new ChainError(code, `transaction ${signed.digest} failed: ${known.failure.error}`, {
+            failure: known.failure,
+          }),
+        );
+      }
       if (known?.checkpoint !== undefined) return this.record(item, signed, known.checkpoint);
+      if (known)
+        return this.record(item, signed, (await chain.waitFinal(signed.digest, this.o.finalityTimeoutMs)).checkpoint);
     } else {
       if (!this.gas) {
         const { coin, price } = await chain.gasFor(this.address);
@@ -194,14 +220,39 @@ export class Anchorer extends EventEmitter<{
       if (gas && !item.relayed && this.gas) this.gas = { ...this.gas, coin: gas };
     } catch (err) {
       if (err instanceof ChainError && err.code === 'REJECTED' && !item.relayed) {
-        // Usually a stale gas coin: forget it and the signature; the next pass rebuilds.
+        // Refused before execution, usually a stale gas coin: forget it and the signature; the
+        // next pass rebuilds. Nothing was charged.
         this.gas = undefined;
         this.o.queue.put({ ...item, signed: undefined });
       }
+      if (err instanceof ChainError && (err.code === 'FAILED' || err.code === 'ABORTED'))
+        this.executedAndFailed(item, err);
       throw err;
     }
     const { checkpoint } = await chain.waitFinal(signed.digest, this.o.finalityTimeoutMs);
     return this.record(item, signed, checkpoint);
+  }
+
+  /**
+   * A transaction that executed and failed, gas charged: the coin moved on. ABORTED is final for
+   * this anchor (and, for ENotRegistered, for every anchor of this robot until it restarts);
+   * FAILED (out of gas, …) is signed anew with the moved coin on a later pass.
+   */
+  private executedAndFailed(item: QueuedAnchor, err: ChainError): never {
+    if (!item.relayed) this.gas = err.executed?.gas && this.gas ? { ...this.gas, coin: err.executed.gas } : undefined;
+    if (err.code === 'ABORTED') {
+      this.o.queue.put({ ...item, failed: err.message, lastError: err.message });
+      if (err.executed?.failure.abort?.name === 'ENotRegistered')
+        this.notRegistered =
+          `${err.message}: register ${this.address} in the fleet's registry (or undo its revocation), ` +
+          'then restart the robot';
+      this.emit('failed', { root: item.root, reason: err.message });
+    } else if (item.relayed) {
+      this.o.queue.remove(item.root); // another robot's transaction: only it can sign anew
+    } else {
+      this.o.queue.put({ ...item, signed: undefined, lastError: err.message });
+    }
+    throw err;
   }
 
   private record(

@@ -107,6 +107,7 @@ export type AuditErrorCode =
   | 'NOT_ANCHORED'
   | 'NOT_FINAL'
   | 'NOT_ON_CHAIN'
+  | 'TX_FAILED'
   | 'NO_GENESIS'
   | 'NO_TASK'
   | 'UNKNOWN_TASK';
@@ -269,7 +270,13 @@ export async function verifyProof(proof: AuditProof, chain?: AnchorChain): Promi
   let live: AuditReport['live'] = { checked: false, reason: 'no IOTA endpoint given' };
   if (chain) {
     const onChain = await chain.lookup(anchor.tx);
-    if (!onChain) bad('NOT_ON_CHAIN', `IOTA does not know transaction ${anchor.tx}`);
+    if (!onChain)
+      bad(
+        'NOT_ON_CHAIN',
+        `this IOTA node does not know transaction ${anchor.tx} ` +
+          '(a pruning full node forgets old transactions: ask an archive node)',
+      );
+    if (onChain!.failure) bad('TX_FAILED', `transaction ${anchor.tx} executed and failed: ${onChain!.failure.error}`);
     if (onChain!.checkpoint === undefined) bad('NOT_FINAL', `transaction ${anchor.tx} is not in a checkpoint yet`);
     if (
       !onChain!.anchors.some((a) => a.packageId === tx.packageId && a.root === anchor.root && a.count === anchor.count)

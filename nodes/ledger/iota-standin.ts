@@ -11,9 +11,13 @@ import { verifyTransactionSignature } from '@iota/iota-sdk/verify';
  * A stand-in for an IOTA full node — the test implementation of the anchor's outside system,
  * NOT IOTA: it answers the JSON-RPC methods the adapter calls with the rules that matter to it
  * (signatures checked, one transaction per gas coin version, execution idempotent per digest,
- * Anchored events carrying the committed root), in-process or on 127.0.0.1. Tests switch faults
- * on (node down, next execution rejected, requests hanging, answers lost); the local fleet uses
- * it so a newcomer sees anchoring and audit work, and its report says it ran on the stand-in.
+ * Anchored events carrying the committed root), in-process or on 127.0.0.1, shaped as a node
+ * answers: a transaction is known before its checkpoint, failed executions are checkpointed with
+ * `effects.status = failure` and gas charged, object versions are integers, responses hold what
+ * the `options` asked for, events carry id, packageId, transactionModule, bcs and timestampMs.
+ * Tests switch faults on (node down, busy, next execution rejected / aborted / out of gas,
+ * requests hanging, answers lost, old transactions pruned); the local fleet uses it so a
+ * newcomer sees anchoring and audit work, and its report says it ran on the stand-in.
  */
 export interface FakeNodeFaults {
   down: boolean;
@@ -22,26 +26,79 @@ export interface FakeNodeFaults {
   hang: Set<string>;
   /** Methods that take effect but whose answer is lost on the way back. */
   loseReply: Set<string>;
+  /** Per method, how many more requests are answered -32009 (the node's rate limiter: "server is busy"). */
+  busy: Map<string, number>;
+  /** The next n executions abort in `ledger::anchor` with this code (3 = ENotRegistered). */
+  abortNext: { count: number; code: number };
+  /** The next n executions run out of gas. */
+  outOfGasNext: number;
+  /** Lookups of executed transactions answer -32602, as a pruning full node does for old ones. */
+  pruned: boolean;
 }
 
 interface Executed {
   digest: string;
+  /** When its checkpoint is certified (ms since epoch); until then the node shows none. */
+  checkpointAt: number;
   checkpoint: number;
   sender: string;
-  events: { type: string; sender: string; parsedJson: unknown }[];
-  gas: { objectId: string; version: string; digest: string };
+  status: { status: 'success' } | { status: 'failure'; error: string };
+  events: { type: string; sender: string; parsedJson: unknown; bcs: Uint8Array }[];
+  gas: { objectId: string; version: number; digest: string };
+}
+
+interface ResponseOptions {
+  showEffects?: boolean;
+  showEvents?: boolean;
+  showInput?: boolean;
 }
 
 const fakeDigest = (seed: string): string => toBase58(createHash('sha256').update(seed).digest());
 
+/** The Anchored event's struct (contracts/move/sources/ledger.move), for the events' `bcs` field. */
+const AnchoredBcs = bcs.struct('Anchored', {
+  registry: bcs.Address,
+  robot: bcs.Address,
+  root: bcs.vector(bcs.u8()),
+  count: bcs.u64(),
+  first_lamport: bcs.u64(),
+  last_lamport: bcs.u64(),
+  sequence: bcs.u64(),
+  timestamp_ms: bcs.u64(),
+});
+const ResultCommittedBcs = bcs.struct('ResultCommitted', {
+  registry: bcs.Address,
+  robot: bcs.Address,
+  task: bcs.vector(bcs.u8()),
+  digest: bcs.vector(bcs.u8()),
+  root: bcs.vector(bcs.u8()),
+});
+
 export class IotaStandIn {
   readonly calls: string[] = [];
-  readonly faults: FakeNodeFaults = { down: false, rejectNext: 0, hang: new Set(), loseReply: new Set() };
+  readonly faults: FakeNodeFaults = {
+    down: false,
+    rejectNext: 0,
+    hang: new Set(),
+    loseReply: new Set(),
+    busy: new Map(),
+    abortNext: { count: 0, code: 3 },
+    outOfGasNext: 0,
+    pruned: false,
+  };
   readonly executed = new Map<string, Executed>();
   private readonly coins = new Map<string, { objectId: string; version: number; digest: string }>();
   private checkpoint = 100;
+  private anchors = 0;
 
-  constructor(readonly packageId: string) {}
+  /**
+   * `packageId` is the package transactions call; `definedBy` the package that first defined the
+   * event structs (differs after an upgrade: event types keep the original package's id).
+   */
+  constructor(
+    readonly packageId: string,
+    readonly options: { checkpointDelayMs?: number; definedBy?: string } = {},
+  ) {}
 
   fund(owner: string): { objectId: string; version: string; digest: string } {
     const coin = {
@@ -64,6 +121,7 @@ export class IotaStandIn {
       request: async <T>(input: { method: string; params: unknown[]; signal?: AbortSignal }): Promise<T> => {
         this.calls.push(input.method);
         if (this.faults.down) throw new TypeError('fetch failed');
+        this.answerBusy(input.method);
         if (this.faults.hang.has(input.method)) {
           await new Promise((_, reject) => input.signal?.addEventListener('abort', () => reject(input.signal!.reason)));
         }
@@ -90,6 +148,7 @@ export class IotaStandIn {
           if (this.faults.hang.has(method)) return;
           let reply: unknown;
           try {
+            this.answerBusy(method);
             reply = { jsonrpc: '2.0', id, result: await this.answer(method, params) };
           } catch (err) {
             const e = err as JsonRpcError;
@@ -111,6 +170,13 @@ export class IotaStandIn {
           server.close(() => resolve());
         }),
     };
+  }
+
+  private answerBusy(method: string): void {
+    const left = this.faults.busy.get(method) ?? 0;
+    if (left <= 0) return;
+    this.faults.busy.set(method, left - 1);
+    throw new JsonRpcError('Server is busy, please try again later', -32009);
   }
 
   private async answer(method: string, params: unknown[]): Promise<unknown> {
@@ -135,32 +201,29 @@ export class IotaStandIn {
           : [];
         return { data, hasNextPage: false, nextCursor: null };
       }
-      case 'iota_executeTransactionBlock':
-        return this.execute(params[0] as string, (params[1] as string[])[0]);
+      case 'iota_executeTransactionBlock': {
+        const t = await this.execute(params[0] as string, (params[1] as string[])[0]);
+        return this.response(t, params[2] as ResponseOptions | undefined, false);
+      }
       case 'iota_getTransactionBlock': {
         const t = this.executed.get(params[0] as string);
-        if (!t)
+        if (!t || this.faults.pruned)
           throw new JsonRpcError(
             `Could not find the referenced transaction [TransactionDigest(${String(params[0])})]`,
             -32602,
           );
-        return {
-          digest: t.digest,
-          checkpoint: String(t.checkpoint),
-          events: t.events,
-          transaction: { data: { sender: t.sender } },
-        };
+        return this.response(t, params[1] as ResponseOptions | undefined, true);
       }
       default:
         throw new JsonRpcError(`Method not found: ${method}`, -32601);
     }
   }
 
-  private async execute(b64: string, signature: string): Promise<unknown> {
+  private async execute(b64: string, signature: string): Promise<Executed> {
     const bytes = new Uint8Array(Buffer.from(b64, 'base64'));
     const digest = await Transaction.from(bytes).getDigest();
     const done = this.executed.get(digest);
-    if (done) return this.effects(done);
+    if (done) return done;
     if (this.faults.rejectNext > 0) {
       this.faults.rejectNext--;
       throw new JsonRpcError('Transaction execution failed due to issues with transaction inputs', -32002);
@@ -181,34 +244,111 @@ export class IotaStandIn {
     const ptb = data.kind.ProgrammableTransaction!;
     const arg = (a: unknown): Uint8Array =>
       new Uint8Array(Buffer.from(ptb.inputs[(a as { Input: number }).Input].Pure!.bytes, 'base64'));
-    const events = ptb.commands.map((c) => {
-      const call = c.MoveCall!;
-      if (call.function === 'anchor') {
-        const root = [...bcs.vector(bcs.u8()).parse(arg(call.arguments[1]))];
-        const count = bcs.u64().parse(arg(call.arguments[2]));
-        return {
-          type: `${this.packageId}::ledger::Anchored`,
-          sender: data.sender,
-          parsedJson: { root, count, robot: data.sender },
-        };
-      }
-      return { type: `${this.packageId}::ledger::ResultCommitted`, sender: data.sender, parsedJson: {} };
-    });
+    const definedBy = this.options.definedBy ?? this.packageId;
+    const registryOf = (a: unknown): string => {
+      const input = ptb.inputs[(a as { Input: number }).Input] as { Object?: { SharedObject?: { objectId: string } } };
+      return input.Object?.SharedObject?.objectId ?? `0x${'0'.repeat(64)}`;
+    };
+    let status: Executed['status'] = { status: 'success' };
+    if (this.faults.abortNext.count > 0) {
+      this.faults.abortNext.count--;
+      status = {
+        status: 'failure',
+        error:
+          `MoveAbort(MoveLocation { module: ModuleId { address: ${this.packageId.slice(2)}, ` +
+          'name: Identifier("ledger") }, function: 3, instruction: 12, function_name: Some("anchor") }, ' +
+          `${this.faults.abortNext.code}) in command 0`,
+      };
+    } else if (this.faults.outOfGasNext > 0) {
+      this.faults.outOfGasNext--;
+      status = { status: 'failure', error: 'InsufficientGas' };
+    }
+    const events =
+      status.status === 'failure'
+        ? []
+        : ptb.commands.map((c) => {
+            const call = c.MoveCall!;
+            if (call.function === 'anchor') {
+              this.anchors++;
+              const fields = {
+                registry: registryOf(call.arguments[0]),
+                robot: data.sender,
+                root: [...bcs.vector(bcs.u8()).parse(arg(call.arguments[1]))],
+                count: bcs.u64().parse(arg(call.arguments[2])),
+                first_lamport: bcs.u64().parse(arg(call.arguments[3])),
+                last_lamport: bcs.u64().parse(arg(call.arguments[4])),
+                sequence: String(this.anchors),
+                timestamp_ms: String(Date.now()),
+              };
+              return {
+                type: `${definedBy}::ledger::Anchored`,
+                sender: data.sender,
+                parsedJson: fields,
+                bcs: AnchoredBcs.serialize(fields).toBytes(),
+              };
+            }
+            const bytesOf = (a: unknown) => [...bcs.vector(bcs.u8()).parse(arg(a))];
+            const fields = {
+              registry: registryOf(call.arguments[0]),
+              robot: data.sender,
+              task: bytesOf(call.arguments[1]),
+              digest: bytesOf(call.arguments[2]),
+              root: bytesOf(call.arguments[3]),
+            };
+            return {
+              type: `${definedBy}::ledger::ResultCommitted`,
+              sender: data.sender,
+              parsedJson: fields,
+              bcs: ResultCommittedBcs.serialize(fields).toBytes(),
+            };
+          });
     const t: Executed = {
       digest,
+      checkpointAt: Date.now() + (this.options.checkpointDelayMs ?? 100),
       checkpoint: ++this.checkpoint,
       sender: data.sender,
+      status,
       events,
-      gas: { ...coin, version: String(coin.version) },
+      gas: { ...coin },
     };
     this.executed.set(digest, t);
-    return this.effects(t);
+    return t;
   }
 
-  private effects(t: Executed): unknown {
+  /** An IotaTransactionBlockResponse with what `options` asked for (and a checkpoint once certified). */
+  private response(t: Executed, requested: ResponseOptions | null | undefined, lookup: boolean): unknown {
+    const options = requested ?? {}; // JSON-RPC clients send null for "no options"
+    const checkpointed = lookup && Date.now() >= t.checkpointAt;
+    const timestampMs = String(t.checkpointAt);
     return {
       digest: t.digest,
-      effects: { status: { status: 'success' }, gasObject: { owner: { AddressOwner: t.sender }, reference: t.gas } },
+      ...(checkpointed ? { checkpoint: String(t.checkpoint), timestampMs } : {}),
+      ...(options.showInput ? { transaction: { data: { sender: t.sender } } } : {}),
+      ...(options.showEffects
+        ? {
+            effects: {
+              messageVersion: 'v1',
+              status: t.status,
+              transactionDigest: t.digest,
+              gasObject: { owner: { AddressOwner: t.sender }, reference: t.gas },
+            },
+          }
+        : {}),
+      ...(options.showEvents
+        ? {
+            events: t.events.map((e, i) => ({
+              id: { txDigest: t.digest, eventSeq: String(i) },
+              packageId: this.packageId,
+              transactionModule: 'ledger',
+              sender: e.sender,
+              type: e.type,
+              parsedJson: e.parsedJson,
+              bcsEncoding: 'base58',
+              bcs: toBase58(e.bcs),
+              timestampMs,
+            })),
+          }
+        : {}),
     };
   }
 }

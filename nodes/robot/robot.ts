@@ -517,6 +517,10 @@ async function assemble(
     const { deployment, queue: anchorQueue, chain, gas } = config.anchor;
     const log = ledger;
     anchorer = new Anchorer({ ledger, seed: identity.seed, deployment, queue: anchorQueue, chain, gas });
+    // An anchor the package aborted will never land: said on stderr, not only to DEBUG.
+    anchorer.on('failed', ({ root, reason }) =>
+      process.emitWarning(`anchor of root ${root.slice(0, 12)}… will not be retried: ${reason}`, 'RobomeshAnchor'),
+    );
     anchorRelay = await run(
       new AnchorRelay(
         { node, anchorer, members: () => log.state.members, logger: componentLogger('anchor') },

@@ -143,13 +143,17 @@ describe('Anchorer against a scripted IOTA node (in-process transport)', () => {
     assert.equal(item.count, 6);
     assert.equal(item.signed, undefined, 'no gas known yet: signed at submission');
     const report = await a.flush();
-    assert.deepEqual(node.calls, [
-      'iota_getLatestCheckpointSequenceNumber',
-      'iotax_getCoins',
-      'iotax_getReferenceGasPrice',
-      'iota_executeTransactionBlock',
-      'iota_getTransactionBlock',
-    ]);
+    // Polled until the checkpoint shows: one lookup or several, in a row.
+    assert.deepEqual(
+      node.calls.filter((c, i) => c !== node.calls[i - 1]),
+      [
+        'iota_getLatestCheckpointSequenceNumber',
+        'iotax_getCoins',
+        'iotax_getReferenceGasPrice',
+        'iota_executeTransactionBlock',
+        'iota_getTransactionBlock',
+      ],
+    );
     assert.equal(report.anchored.length, 1);
     const receipt = ledger.state.anchors[0];
     assert.equal(receipt.root, item.root);
@@ -168,7 +172,11 @@ describe('Anchorer against a scripted IOTA node (in-process transport)', () => {
     let report = await a.flush();
     assert.match(report.waiting[0].reason, /did not answer/);
     assert.equal(a.queued[0].attempts, 1);
-    assert.deepEqual(await a.flush(), { anchored: [], waiting: [] }, 'nothing is retried before its backoff');
+    assert.deepEqual(
+      await a.flush(),
+      { anchored: [], waiting: [], failed: [] },
+      'nothing is retried before its backoff',
+    );
     node.faults.down = false;
 
     clock += 1_000;
@@ -209,7 +217,7 @@ describe('Anchorer against a scripted IOTA node (in-process transport)', () => {
     const second = await a.flush();
     assert.equal(second.anchored.length, 1);
     assert.deepEqual(
-      node.calls.slice(calls),
+      node.calls.slice(calls).filter((c, i, all) => c !== all[i - 1]),
       ['iota_getLatestCheckpointSequenceNumber', 'iota_getTransactionBlock'],
       'looked up, not resubmitted',
     );

@@ -30,6 +30,8 @@ const digest = (s: string): string => createHash('sha256').update(s).digest('hex
  */
 async function anchoredFleet(
   store: LogStore = new MemoryLogStore(),
+  /** Anchor through an upgraded package: calls go to it, event types keep DEPLOYMENT's id. */
+  upgraded?: string,
 ): Promise<{ ledger: Ledger; node: FakeIotaNode; chain: IotaAnchorChain }> {
   const ledgers = [0, 1, 2].map(
     (i) => new Ledger(i === 0 ? store : new MemoryLogStore(), signerFromSeed(robotSeed(i))),
@@ -50,13 +52,15 @@ async function anchoredFleet(
   ledgers[0].append(resultPayload('t-1', 9));
   ledgers[1].append({ type: 'claim', task: 't-2' });
   share();
-  const node = new FakeIotaNode(DEPLOYMENT.packageId);
+  const node = upgraded
+    ? new FakeIotaNode(upgraded, { definedBy: DEPLOYMENT.packageId })
+    : new FakeIotaNode(DEPLOYMENT.packageId);
   node.fund(iotaAddressOf(signerFromSeed(robotSeed(0)).publicKey));
   const chain = new IotaAnchorChain(new IotaClient({ transport: node.transport() }));
   const anchorer = new Anchorer({
     ledger: ledgers[0],
     seed: robotSeed(0),
-    deployment: DEPLOYMENT,
+    deployment: upgraded ? { ...DEPLOYMENT, packageId: upgraded } : DEPLOYMENT,
     queue: new MemoryAnchorQueue(),
     chain,
   });
@@ -94,6 +98,21 @@ describe('audit: proofs for a result', () => {
       new IotaClient({ transport: new FakeIotaNode(DEPLOYMENT.packageId).transport() }),
     );
     await assert.rejects(verifyProof(structuredClone(proof), empty), (e: AuditError) => e.code === 'NOT_ON_CHAIN');
+  });
+
+  it('after a package upgrade the anchor checks out: the event names the package called', async () => {
+    const fleet = await anchoredFleet(new MemoryLogStore(), `0x${'ab'.repeat(32)}`);
+    const report = await verifyProof(buildProof(fleet.ledger, 't-1'), fleet.chain);
+    assert.equal(report.live.checked, true);
+  });
+
+  it('a pruning node does not know the transaction: NOT_ON_CHAIN, saying an archive node may', async () => {
+    const fleet = await anchoredFleet();
+    fleet.node.faults.pruned = true;
+    await assert.rejects(
+      verifyProof(buildProof(fleet.ledger, 't-1'), fleet.chain),
+      (e: AuditError) => e.code === 'NOT_ON_CHAIN' && /archive node/.test(e.message),
+    );
   });
 
   it('every single-field tampering is caught, with a reason', async () => {

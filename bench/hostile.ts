@@ -12,15 +12,15 @@ import { type Row, table, writeResults } from './report.js';
  * nodes/apps/fleet/attacks.ts in turn, ATTACK_SECONDS each, between two quiet windows (after the
  * warm-up, and after the last attack). A stranger process opens 5 idle TCP connections a second
  * to every robot all along. Then the control: the same fleet, scenario and seed with no attack
- * and no stranger (r4 honest throughout), so each window has a twin without the attacker (the
- * honest robots' latency drifts up as their logs and maps grow; a window of the run before is
- * not a fair yardstick for one several minutes later). Per window: honest task latency p95 ÷
- * the control's in the same window, peak RSS growth of each honest robot within the window, the
- * robots' event-loop delay p99 (the worst
- * robot), member dials (fresh connections between honest robots, every 2 s) that failed; at the
- * end, whether every honest robot holds every entry the honest robots wrote.
- * The robots run on loopback, which libp2p exempts from its per-address handshake caps: the
- * stranger loads the robots here; its lock-out is tested across network namespaces (mdns.test).
+ * and no stranger (r4 honest throughout), so each window has a twin without the attacker; a quiet
+ * window of the attacked run is no fair yardstick (warm-up, exclusions and the stranger differ).
+ * Per window: honest task latency p95 ÷ the control's in the same window, peak RSS growth of each
+ * honest robot within the window, the robots' event-loop delay p99 (the worst robot), member
+ * dials (fresh connections between honest robots, every 2 s) that failed; at the end, whether
+ * every honest robot holds every entry the honest robots wrote. BENCH_ATTACKS (comma-separated,
+ * empty for none) picks attacks. The robots run on loopback, which libp2p exempts from its
+ * per-address handshake caps: the stranger loads the robots here; its lock-out is tested across
+ * network namespaces (mdns.test).
  */
 const ATTACK_SECONDS = Number(process.env.BENCH_ATTACK_SECONDS ?? 60);
 const BASELINE_SECONDS = Number(process.env.BENCH_BASELINE_SECONDS ?? 45);

@@ -1,5 +1,5 @@
 export { type AnchorChain, IotaAnchorChain, iotaClientFor } from './anchor-chain.js';
-export { type AnchorQueue, SqliteAnchorQueue } from './anchor-queue.js';
+export { type AnchorQueue, type QueuedAnchor, SqliteAnchorQueue } from './anchor-queue.js';
 export { AnchorRelay, anchorRelayTopic } from './anchor-relay.js';
 export { anchorSettings, anchorSettingsFromEnv } from './anchor-settings.js';
 export { Anchorer } from './anchorer.js';

@@ -185,6 +185,15 @@ export class IotaStandIn {
         return String(this.checkpoint);
       case 'iotax_getReferenceGasPrice':
         return '1000';
+      case 'iotax_getBalance': {
+        const c = this.coins.get(params[0] as string);
+        return {
+          coinType: '0x2::iota::IOTA',
+          coinObjectCount: c ? 1 : 0,
+          totalBalance: c ? '1000000000' : '0',
+          lockedBalance: {},
+        };
+      }
       case 'iotax_getCoins': {
         const c = this.coins.get(params[0] as string);
         const data = c

@@ -45,6 +45,18 @@ export async function identityFromSeed(seed: Uint8Array): Promise<RobotIdentity>
   return { seed, privateKey, peerId: peerIdFromPrivateKey(privateKey) };
 }
 
+/** Loads an existing key file; never creates one (for tools that read a robot's identity). */
+export async function readIdentity(path: string): Promise<RobotIdentity> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    const why = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'does not exist' : (err as Error).message;
+    throw new IdentityError('KEY_UNREADABLE', `key file ${path} ${why} (a robot creates it on its first start)`);
+  }
+  return identityFromSeed(parseKeyFile(text, path));
+}
+
 /** Loads the key file, or creates it (0600, exclusively) on first start. */
 export async function loadOrCreateIdentity(path: string): Promise<RobotIdentity> {
   let text: string | undefined;

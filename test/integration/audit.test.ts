@@ -1,10 +1,8 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { IotaClient } from '@iota/iota-sdk/client';
 import { signerFromSeed } from '../../protocol/ed25519.js';
 import { fromHex, toHex } from '../../protocol/log-entry.js';
@@ -17,11 +15,11 @@ import { Ledger } from '../../nodes/ledger/ledger.js';
 import { SqliteLogStore } from '../../nodes/ledger/sqlite-store.js';
 import { type LogStore, MemoryLogStore } from '../../nodes/ledger/store.js';
 import { prng } from '../../nodes/util/prng.js';
+import { robomesh } from '../helpers/cli.js';
 import { DEPLOYMENT, FakeIotaNode, robotSeed } from '../helpers/fake-iota.js';
 import { testSeed, withSeed } from '../helpers/seed.js';
 import { resultPayload, taskPayload } from '../helpers/tasks.js';
 
-const CLI = fileURLToPath(new URL('../../nodes/apps/cli/main.js', import.meta.url));
 const digest = (s: string): string => createHash('sha256').update(s).digest('hex');
 
 /**
@@ -189,20 +187,6 @@ describe('audit: proofs for a result', () => {
     );
   });
 });
-
-function robomesh(
-  args: string[],
-  env: Record<string, string> = {},
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const base = { ...process.env };
-    delete base.IOTA_RPC_URL;
-    execFile(process.execPath, [CLI, ...args], { timeout: 60_000, env: { ...base, ...env } }, (err, stdout, stderr) => {
-      const code = (err as { code?: unknown } | null)?.code;
-      resolve({ code: err ? (typeof code === 'number' ? code : 1) : 0, stdout, stderr });
-    });
-  });
-}
 
 describe('robomesh audit (CLI)', () => {
   let dir: string;

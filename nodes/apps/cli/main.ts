@@ -10,6 +10,7 @@ import {
 } from './audit.js';
 import { demoCommand } from './demo.js';
 import { fleetCommand, parsePlacement } from './fleet.js';
+import { iotaAddressCommand, iotaBalanceCommand, iotaStatusCommand } from './iota.js';
 import { meshDemoCommand } from './mesh-demo.js';
 import { UsageError, parseGranularity, parseInputShape, parsePositiveInt, parsePrecision } from './options.js';
 import { profileCommand } from './profile.js';
@@ -125,6 +126,29 @@ audit
   .option('--json', 'print the report as JSON')
   .option(...rpcOption)
   .action(auditVerifyCommand);
+
+const iota = program.command('iota').description("a robot's IOTA side: its address, gas and anchoring status");
+const dataDirOption = ['--data-dir <dir>', "the robot's data folder", 'robomesh-data'] as const;
+iota
+  .command('address')
+  .description("the robot's IOTA address, from its key (offline)")
+  .option(...dataDirOption)
+  .option('--json', 'print JSON')
+  .action(iotaAddressCommand);
+iota
+  .command('balance')
+  .description("the address's gas balance (live: --rpc or $IOTA_RPC_URL)")
+  .option(...dataDirOption)
+  .option('--rpc <url>', 'IOTA JSON-RPC endpoint (default $IOTA_RPC_URL)')
+  .option('--json', 'print JSON')
+  .action(iotaBalanceCommand);
+iota
+  .command('status')
+  .description('the last anchors in the log and the anchors queued, with why they wait or failed (offline)')
+  .option(...dataDirOption)
+  .option('--last <n>', 'anchors to show', parsePositiveInt, 5)
+  .option('--json', 'print JSON')
+  .action(iotaStatusCommand);
 
 // Every subcommand reports its own option errors the same way.
 for (const command of [program, ...program.commands, ...program.commands.flatMap((c) => c.commands)])

@@ -1,4 +1,5 @@
-import { closeSync, existsSync, fsyncSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { dirname } from 'node:path';
 import type { DecodedEntry } from '../../protocol/log-entry.js';
 import type { Ledger } from './ledger.js';
 import { StoreError } from './store.js';
@@ -32,12 +33,22 @@ export function markOwnEntries(ledger: Ledger, mark: string): () => void {
   const self = ledger.self;
   if (!self) return () => undefined;
   const write = (): void => {
-    const fd = openSync(mark, 'w', 0o600);
     try {
-      writeSync(fd, `${JSON.stringify({ author: self, since: new Date().toISOString() })}\n`);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
+      mkdirSync(dirname(mark), { recursive: true }); // the store may live outside the data folder
+      const fd = openSync(mark, 'w', 0o600);
+      try {
+        writeSync(fd, `${JSON.stringify({ author: self, since: new Date().toISOString() })}\n`);
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+    } catch (err) {
+      // Called while an entry is being committed: the entry stands; the robot says it is unguarded.
+      process.emitWarning(
+        `cannot write ${mark} (${(err as Error).message}): a store that later loses this robot's entries ` +
+          'will not be noticed at start',
+        'RobomeshStore',
+      );
     }
   };
   if ((ledger.summary().get(self)?.maxSeq ?? 0) > 0) {

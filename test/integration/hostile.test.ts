@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -215,7 +216,7 @@ describe(
     });
     after(() => rm(dir, { recursive: true, force: true }));
 
-    async function start(dataDir: string, genesis?: Uint8Array): Promise<Robot> {
+    async function start(dataDir: string, genesis?: Uint8Array, storePath?: string): Promise<Robot> {
       const [identity] = await testIdentities(1, 180);
       return RobotClass.start({
         name: 'solo',
@@ -225,7 +226,10 @@ describe(
         fleet: { name: 'test', members: [identity.peerId.toString()] },
         models: [],
         probeIntervalMs: 0,
-        ledger: { store: new SqliteLogStore(robotPaths(dataDir).log), genesis: genesis ?? testGenesis([identity]) },
+        ledger: {
+          store: new SqliteLogStore(storePath ?? robotPaths(dataDir).log),
+          genesis: genesis ?? testGenesis([identity]),
+        },
       });
     }
 
@@ -249,6 +253,21 @@ describe(
         );
       },
     );
+
+    it('a store kept outside a data folder that does not exist yet: the mark is written there all the same', async () => {
+      const data = join(dir, 'not', 'yet');
+      const store = join(dir, 'elsewhere.sqlite');
+      const r = await start(data, undefined, store);
+      r.ledger!.append({ type: 'claim', task: 'x' });
+      await r.stop();
+      assert.equal(existsSync(robotPaths(data).written), true);
+      await writeFile(store, '');
+      await rm(`${store}-wal`, { force: true });
+      await assert.rejects(
+        start(data, undefined, store),
+        (e: unknown) => e instanceof StoreError && e.code === 'LOST_OWN_ENTRIES',
+      );
+    });
 
     it('a store whose table was dropped is damaged; garbage is unreadable; both one line with the path', async () => {
       const data = join(dir, 'dropped');

@@ -98,9 +98,27 @@ export class LogReplicator implements Startable {
   /** When each peer's last sync failed: syncs nobody waits for hold off a while after one. */
   private readonly failedAt = new Map<string, number>();
 
-  /** A sync nobody waits for: its failure (a peer gone mid-way) is logged, a later one retries. */
+  /** One retry per peer, due when its hold-off ends. */
+  private readonly retries = new Map<string, NodeJS.Timeout>();
+
+  /**
+   * A sync nobody waits for: its failure (a peer gone mid-way) is logged, a later one retries.
+   * After a failure, triggers within the hold-off become one retry when it ends: dropping them
+   * left a heal whose first sync failed waiting for the next anti-entropy round (60 s).
+   */
   private syncInBackground(peer: string): void {
-    if (Date.now() - (this.failedAt.get(peer) ?? -Infinity) < LIMITS.log.retryAfterMs) return;
+    const wait = (this.failedAt.get(peer) ?? -Infinity) + LIMITS.log.retryAfterMs - Date.now();
+    if (wait > 0) {
+      if (!this.retries.has(peer))
+        this.retries.set(
+          peer,
+          setTimeout(() => {
+            this.retries.delete(peer);
+            if (this.isMember(peer)) this.syncInBackground(peer);
+          }, wait),
+        );
+      return;
+    }
     this.syncWith(peer).then(
       () => this.failedAt.delete(peer),
       (err) => {
@@ -161,6 +179,8 @@ export class LogReplicator implements Startable {
     pubsub.unsubscribe(logTopic(this.fleet));
     this.ledger.off('entry', this.onEntry);
     this.node.removeEventListener('peer:connect', this.onConnect);
+    for (const t of this.retries.values()) clearTimeout(t);
+    this.retries.clear();
     await this.node.unhandle(LOG_PROTOCOL);
   }
 

@@ -254,7 +254,7 @@ describe(
       },
     );
 
-    it('a store kept outside a data folder that does not exist yet: the mark is written there all the same', async () => {
+    it('a store outside a data folder that does not exist yet: the mark is written there all the same', async () => {
       const data = join(dir, 'not', 'yet');
       const store = join(dir, 'elsewhere.sqlite');
       const r = await start(data, undefined, store);

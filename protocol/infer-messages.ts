@@ -15,6 +15,22 @@ const HEADER = 1;
 /** First byte of every frame chunk message; the frame's bytes follow it. */
 export const CHUNK_KIND = 2;
 
+/**
+ * A frame as its chunk messages, each copied whole (for senders that hold them, like tests and
+ * scenario attacks; the robot's own writer streams the frame without copying it).
+ */
+export function chunkMessages(frame: Uint8Array): Uint8Array[] {
+  const chunks: Uint8Array[] = [];
+  for (let at = 0; at < frame.length; at += CHUNK_BYTES) {
+    const part = frame.subarray(at, at + CHUNK_BYTES);
+    const chunk = new Uint8Array(1 + part.length);
+    chunk[0] = CHUNK_KIND;
+    chunk.set(part, 1);
+    chunks.push(chunk);
+  }
+  return chunks;
+}
+
 export type Precision = 'fp32' | 'fp16' | 'int8';
 
 /** Run the tail from `cut` (or the whole model when cut is "input") on the attached frame. */

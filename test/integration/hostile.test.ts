@@ -7,7 +7,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { peerIdFromString } from '@libp2p/peer-id';
 import { lpStream } from '@libp2p/utils';
 import Database from '../../nodes/ledger/sqlite.js';
-import { CHUNK_BYTES, CHUNK_KIND, INFER_PROTOCOL, encodeHeader } from '../../protocol/infer-messages.js';
+import { CHUNK_BYTES, CHUNK_KIND, INFER_PROTOCOL, chunkMessages, encodeHeader } from '../../protocol/infer-messages.js';
 import { LOG_PROTOCOL, MAX_REPLY_MESSAGE, encodeRangesReply, encodeSummary } from '../../protocol/log-sync.js';
 import { encodeFrame } from '../../protocol/tensor-frame.js';
 import { builtinInputShape } from '../../nodes/inference/bundled-models.js';
@@ -96,15 +96,7 @@ describe('a robot among hostile members (real libp2p): memory, stalls, floods an
   /** The chunks of a frame holding one float32 tensor, as a requester sends them. */
   function frameChunks(name: string, dims: number[]) {
     const frame = encodeFrame([{ name, dtype: 'float32', dims, data: new Float32Array(dims.reduce((a, b) => a * b)) }]);
-    const chunks: Uint8Array[] = [];
-    for (let at = 0; at < frame.length; at += CHUNK_BYTES) {
-      const part = frame.subarray(at, at + CHUNK_BYTES);
-      const chunk = new Uint8Array(1 + part.length);
-      chunk[0] = CHUNK_KIND;
-      chunk.set(part, 1);
-      chunks.push(chunk);
-    }
-    return { bytes: frame.length, chunks };
+    return { bytes: frame.length, chunks: chunkMessages(frame) };
   }
 
   it('data past the per-peer in-flight budget: the stream is reset at the budget, not after the frame', async () => {

@@ -1,6 +1,12 @@
 import { peerIdFromString } from '@libp2p/peer-id';
 import { lpStream } from '@libp2p/utils';
-import { CHUNK_BYTES, CHUNK_KIND, INFER_PROTOCOL, encodeHeader } from '../../../protocol/infer-messages.js';
+import {
+  CHUNK_BYTES,
+  CHUNK_KIND,
+  INFER_PROTOCOL,
+  chunkMessages,
+  encodeHeader,
+} from '../../../protocol/infer-messages.js';
 import { encodeFrame } from '../../../protocol/tensor-frame.js';
 import {
   LOG_PROTOCOL,
@@ -87,13 +93,7 @@ export async function attack(robot: Robot, kind: AttackKind, seconds: number, fl
       const frame = encodeFrame([
         { name: 'x', dtype: 'float32', dims: [16, 1024, 1024], data: new Float32Array(16 * MiB) },
       ]);
-      const chunks = Array.from({ length: Math.ceil(frame.length / CHUNK_BYTES) }, (_, i) => {
-        const part = frame.subarray(i * CHUNK_BYTES, (i + 1) * CHUNK_BYTES);
-        const chunk = new Uint8Array(1 + part.length);
-        chunk[0] = CHUNK_KIND;
-        chunk.set(part, 1);
-        return chunk;
-      });
+      const chunks = chunkMessages(frame);
       await perPeer(async (peer) => {
         const s = await dial(peer, INFER_PROTOCOL);
         const lp = lpStream(s, { maxDataLength: 2 * MiB });

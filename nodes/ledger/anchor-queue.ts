@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from './sqlite.js';
+import { storeError } from './sqlite-store.js';
 import type { Hex } from '../../protocol/log-entry.js';
 
 /** An anchor waiting for a node: what to commit, and once built, the signed transaction. */
@@ -54,13 +55,17 @@ export class SqliteAnchorQueue implements AnchorQueue {
   private readonly db: Database.Database;
 
   constructor(path: string) {
-    mkdirSync(dirname(path), { recursive: true });
-    this.db = new Database(path);
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = FULL');
-    this.db.exec(
-      'CREATE TABLE IF NOT EXISTS anchor_queue (root TEXT PRIMARY KEY, added INTEGER NOT NULL, item TEXT NOT NULL)',
-    );
+    try {
+      mkdirSync(dirname(path), { recursive: true });
+      this.db = new Database(path);
+      this.db.pragma('journal_mode = WAL');
+      this.db.pragma('synchronous = FULL');
+      this.db.exec(
+        'CREATE TABLE IF NOT EXISTS anchor_queue (root TEXT PRIMARY KEY, added INTEGER NOT NULL, item TEXT NOT NULL)',
+      );
+    } catch (err) {
+      throw storeError(path, err, 'anchor queue');
+    }
   }
 
   put(item: QueuedAnchor): void {

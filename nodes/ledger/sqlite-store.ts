@@ -8,28 +8,28 @@ import { type LogStore, type RangeRow, StoreError, type StoredEntry } from './st
 const LAYOUT = 3;
 
 /** SQLite's failure opening or reading a store, as one line naming the file and what to do. */
-function storeError(path: string, err: unknown): StoreError {
+export function storeError(path: string, err: unknown, what = 'log store'): StoreError {
   if (err instanceof StoreError) return err;
   const code = (err as { code?: string }).code ?? '';
   const why = (err as Error).message;
   if (code.startsWith('SQLITE_READONLY') || code === 'EACCES' || code === 'EROFS')
     return new StoreError(
       'READ_ONLY',
-      `log store ${path} cannot be written (${why}); give the robot a writable data folder`,
+      `${what} ${path} cannot be written (${why}); give the robot a writable data folder`,
       { cause: err },
     );
   if (code === 'SQLITE_NOTADB' || code.startsWith('SQLITE_CORRUPT'))
     return new StoreError(
       'UNREADABLE',
-      `log store ${path} is not a readable database (${why}); ` +
-        `restore it from a backup, or move it away to start a new log`,
+      `${what} ${path} is not a readable database (${why}); ` +
+        `restore it from a backup, or move it away to start anew`,
       { cause: err },
     );
   if (code.startsWith('SQLITE_CANTOPEN') || code.startsWith('SQLITE_IOERR') || code === 'ENOENT')
-    return new StoreError('UNREADABLE', `log store ${path} cannot be opened (${why}); check the path and its folder`, {
+    return new StoreError('UNREADABLE', `${what} ${path} cannot be opened (${why}); check the path and its folder`, {
       cause: err,
     });
-  return new StoreError('UNREADABLE', `log store ${path}: ${why}`, { cause: err });
+  return new StoreError('UNREADABLE', `${what} ${path}: ${why}`, { cause: err });
 }
 
 const blob = (b: Uint8Array): Buffer => Buffer.from(b.buffer, b.byteOffset, b.byteLength);
@@ -145,7 +145,7 @@ export class SqliteLogStore implements LogStore {
       throw new StoreError(
         'DAMAGED',
         `log store ${path} is damaged (its tables are missing); ` +
-          `restore it from a backup, or move it away to start a new log`,
+          `restore it from a backup, or move it away to start anew`,
       );
     if (complete) return;
     // A rowid table: rows append in arrival order instead of landing at random places in a

@@ -72,7 +72,7 @@ function run(seed: number, liars: number): Run {
   let t = performance.now();
   let merges = 0;
   while (performance.now() - t < 1000) {
-    s0.merged();
+    s0.computeMerged();
     merges++;
   }
   const mergesPerSecond = merges / ((performance.now() - t) / 1000);

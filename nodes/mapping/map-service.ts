@@ -240,7 +240,8 @@ export class MapService extends EventEmitter<{ published: [PublishedTile[]]; hel
     return tiles;
   }
 
-  private computeMerged(): Map<string, Int8Array> {
+  /** The merge itself, uncached (merged() keeps its result until its inputs change). */
+  computeMerged(): Map<string, Int8Array> {
     const excluded = this.excluded();
     const byTile = new Map<string, Contribution[]>();
     for (const c of this.contributions()) {

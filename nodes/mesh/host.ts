@@ -47,8 +47,6 @@ export interface MeshOptions {
   linkBytesPerSecond?: number;
   /** Gossip topics this fleet uses; others are neither joined nor relayed. */
   topics?: string[];
-  /** libp2p's own reconnect attempts (5 over ~31 s by default); our redial loop has no limit. */
-  reconnectRetries?: number;
   /** How often the redial loop looks for fleet peers that are reachable again. */
   redialMs?: number;
   /** Simulated radio links (scenario link shaping): what this robot sends to a peer is paced and delayed. */
@@ -116,7 +114,11 @@ export async function createMeshHost(options: MeshOptions): Promise<MeshHost> {
     connectionMonitor: { pingInterval: 15_000, pingTimeout: { minTimeout: 10_000, maxTimeout: 14_000 } },
     connectionManager: {
       maxConnections: 300,
-      reconnectRetries: options.reconnectRetries ?? 5,
+      // Fleet peers come back through our redial loop, paced. libp2p's reconnect queue re-dials a
+      // keep-alive peer the moment it disconnects, and a peer that refuses us after the handshake
+      // (it cut us off) looks like a dial that succeeded: a tight loop of ~30 handshakes a second
+      // per peer (measured in bench:hostile). Our tag is therefore not a keep-alive one.
+      reconnectRetries: 0,
       // Connections from this machine skip libp2p's per-IP inbound rate limit (5 a second) and
       // pending-handshake cap (10): robots sharing a host all come from 127.0.0.1, and a fleet
       // of dozens reconnecting at once after a heal exceeds both. The gater still admits members only.
@@ -183,7 +185,7 @@ export async function createMeshHost(options: MeshOptions): Promise<MeshHost> {
 
   const known = new Map<string, string[]>();
   const tagFleet = async (peer: string): Promise<void> => {
-    await node.peerStore.merge(peerIdFromString(peer), { tags: { 'keep-alive-robomesh': { value: 100 } } });
+    await node.peerStore.merge(peerIdFromString(peer), { tags: { 'robomesh-fleet': { value: 100 } } });
   };
   for (const addr of options.bootstrap ?? []) {
     const ma = multiaddr(addr);

@@ -92,8 +92,6 @@ export interface RobotConfig {
   linkBytesPerSecond?: number;
   /** Simulated radio links (a fleet scenario's link shaping). */
   linkShaper?: LinkShaper;
-  /** libp2p's own reconnect attempts before it gives up (our redial loop never does). */
-  reconnectRetries?: number;
   /** Keep about this many connections (ring neighbours, random chords) instead of one to every member. */
   meshDegree?: number;
   advertPeriodMs?: number;
@@ -258,7 +256,6 @@ export class Robot {
       bootstrap: config.fleet.bootstrap,
       mdns: config.mdns,
       linkBytesPerSecond: config.linkBytesPerSecond,
-      reconnectRetries: config.reconnectRetries,
       degree: config.meshDegree,
       linkShaper: config.linkShaper,
       topics: [advertTopic(config.fleet.name), logTopic(config.fleet.name), anchorRelayTopic(config.fleet.name)],

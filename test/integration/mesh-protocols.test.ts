@@ -143,9 +143,8 @@ describe('mesh protocols (real libp2p on loopback)', function () {
 
 describe('long partitions', function () {
   this.timeout(60_000);
-  it('our redial loop brings a fleet peer back after libp2p has given up on it', async () => {
-    // reconnectRetries 0: libp2p gives up at once, as it does after ~31 s by default.
-    const robots = await startFleet(await testIdentities(2, 80), [], () => ({ reconnectRetries: 0 }));
+  it('our redial loop brings a fleet peer back (libp2p\u2019s reconnect queue is off)', async () => {
+    const robots = await startFleet(await testIdentities(2, 80), []);
     const [a, b] = robots;
     try {
       await a.host.partition([b.peerId]);
@@ -156,6 +155,30 @@ describe('long partitions', function () {
       b.host.heal();
       await waitFor(() => a.host.connectedPeers().includes(b.peerId), 'the redial loop to reconnect', 20_000);
       await waitFor(() => (a.adverts.get(b.peerId)?.seq ?? 0) > seqBefore, 'b\u2019s adverts reaching a again');
+    } finally {
+      await Promise.all(robots.map((r) => r.stop()));
+    }
+  });
+  it('a robot cut off by a peer redials it at the redial loop\u2019s pace, not in a handshake loop', async () => {
+    // The cut peer's handshakes succeed on its side and are refused after them on ours: libp2p's
+    // reconnect queue took that for a dial that worked and went again at once (~30 a second).
+    const robots = await startFleet(await testIdentities(2, 84), []);
+    const [a, b] = robots;
+    try {
+      await a.host.partition([b.peerId]);
+      await waitFor(() => !a.host.connectedPeers().includes(b.peerId), 'the cut');
+      let opened = 0;
+      const count = () => opened++;
+      b.host.node.addEventListener('connection:open', count);
+      const windowMs = 4000;
+      await new Promise((resolve) => setTimeout(resolve, windowMs)); // a window to count in, not a wait for an event
+      b.host.node.removeEventListener('connection:open', count);
+      // One dial a second from b's redial loop, and a's refusals after each handshake.
+      assert.ok(
+        opened <= windowMs / 1000 + 2,
+        `b opened ${opened} connections to a peer that refuses it in ${windowMs} ms`,
+      );
+      assert.ok(!a.host.connectedPeers().includes(b.peerId), 'the cut holds');
     } finally {
       await Promise.all(robots.map((r) => r.stop()));
     }

@@ -183,7 +183,8 @@ export class IotaAnchorChain implements AnchorChain {
       const [coins, price] = await Promise.all([this.client.getCoins({ owner }), this.client.getReferenceGasPrice()]);
       const best = [...coins.data].sort((a, b) => (BigInt(b.balance) > BigInt(a.balance) ? 1 : -1))[0];
       if (!best) throw new ChainError('REJECTED', `address ${owner} holds no gas coin: fund it (iota client faucet)`);
-      return { coin: { objectId: best.coinObjectId, version: best.version, digest: best.digest }, price };
+      // A node sends the version as an integer (the spec's SequenceNumber); the SDK types it a string.
+      return { coin: { objectId: best.coinObjectId, version: String(best.version), digest: best.digest }, price };
     } catch (err) {
       throw classify(err, 'fetching gas');
     }

@@ -45,6 +45,9 @@ interface Executed {
   status: { status: 'success' } | { status: 'failure'; error: string };
   events: { type: string; sender: string; parsedJson: unknown; bcs: Uint8Array }[];
   gas: { objectId: string; version: number; digest: string };
+  /** The transaction as the node renders it for `showInput` (a TransactionBlock). */
+  input: { data: unknown; txSignatures: string[] };
+  gasUsed: { computationCost: string; storageCost: string; storageRebate: string };
 }
 
 interface ResponseOptions {
@@ -54,6 +57,78 @@ interface ResponseOptions {
 }
 
 const fakeDigest = (seed: string): string => toBase58(createHash('sha256').update(seed).digest());
+const EPOCH = 42;
+
+type TxData = ReturnType<typeof bcs.TransactionData.parse>['V1'];
+
+/** Pure arguments of the package's calls, as the node renders them once it knows the Move types. */
+const PURE_TYPES: Record<string, string[]> = {
+  anchor: ['vector<u8>', 'u64', 'u64', 'u64'],
+  commit_result: ['vector<u8>', 'vector<u8>', 'vector<u8>'],
+};
+
+/** A programmable transaction as the node shows it (`TransactionBlockData`): inputs typed from the calls. */
+function renderTransaction(data: TxData): unknown {
+  const ptb = data.kind.ProgrammableTransaction!;
+  const typeOf = new Map<number, string>();
+  for (const c of ptb.commands) {
+    const call = c.MoveCall;
+    if (!call) continue;
+    call.arguments.slice(1).forEach((a, i) => {
+      const t = PURE_TYPES[call.function]?.[i];
+      if (t && a.$kind === 'Input') typeOf.set(a.Input, t);
+    });
+  }
+  const inputs = ptb.inputs.map((input, i) => {
+    const shared = input.Object?.SharedObject;
+    if (shared)
+      return {
+        type: 'object',
+        objectType: 'sharedObject',
+        objectId: shared.objectId,
+        initialSharedVersion: String(shared.initialSharedVersion),
+        mutable: shared.mutable,
+      };
+    const bytes = new Uint8Array(Buffer.from(input.Pure!.bytes, 'base64'));
+    const type = typeOf.get(i);
+    if (type === 'u64') return { type: 'pure', valueType: 'u64', value: bcs.u64().parse(bytes) };
+    if (type === 'vector<u8>')
+      return { type: 'pure', valueType: 'vector<u8>', value: bcs.vector(bcs.u8()).parse(bytes) };
+    return { type: 'pure', valueType: null, value: [...bytes] };
+  });
+  const arg = (a: { $kind: string; Input?: number; Result?: number; NestedResult?: [number, number] }) =>
+    a.$kind === 'GasCoin'
+      ? 'GasCoin'
+      : a.$kind === 'Input'
+        ? { Input: a.Input }
+        : a.$kind === 'Result'
+          ? { Result: a.Result }
+          : { NestedResult: a.NestedResult };
+  const transactions = ptb.commands.map((c) => ({
+    MoveCall: {
+      package: c.MoveCall!.package,
+      module: c.MoveCall!.module,
+      function: c.MoveCall!.function,
+      ...(c.MoveCall!.typeArguments.length ? { type_arguments: c.MoveCall!.typeArguments } : {}),
+      arguments: c.MoveCall!.arguments.map(arg),
+    },
+  }));
+  return {
+    messageVersion: 'v1',
+    transaction: { kind: 'ProgrammableTransaction', inputs, transactions },
+    sender: data.sender,
+    gasData: {
+      payment: data.gasData.payment.map((p) => ({
+        objectId: p.objectId,
+        version: Number(p.version),
+        digest: p.digest,
+      })),
+      owner: data.gasData.owner,
+      price: String(data.gasData.price),
+      budget: String(data.gasData.budget),
+    },
+  };
+}
 
 /** The Anchored event's struct (contracts/move/sources/ledger.move), for the events' `bcs` field. */
 const AnchoredBcs = bcs.struct('Anchored', {
@@ -201,7 +276,7 @@ export class IotaStandIn {
               {
                 coinType: '0x2::iota::IOTA',
                 coinObjectId: c.objectId,
-                version: String(c.version),
+                version: c.version,
                 digest: c.digest,
                 balance: '1000000000',
                 previousTransaction: fakeDigest('genesis'),
@@ -319,6 +394,9 @@ export class IotaStandIn {
       status,
       events,
       gas: { ...coin },
+      input: { data: renderTransaction(data), txSignatures: [signature] },
+      // A failed execution is charged computation and refunded its storage; a successful anchor stores nothing.
+      gasUsed: { computationCost: '1000000', storageCost: '988000', storageRebate: '978120' },
     };
     this.executed.set(digest, t);
     return t;
@@ -332,14 +410,24 @@ export class IotaStandIn {
     return {
       digest: t.digest,
       ...(checkpointed ? { checkpoint: String(t.checkpoint), timestampMs } : {}),
-      ...(options.showInput ? { transaction: { data: { sender: t.sender } } } : {}),
+      ...(options.showInput ? { transaction: t.input } : {}),
       ...(options.showEffects
         ? {
             effects: {
               messageVersion: 'v1',
               status: t.status,
+              executedEpoch: String(EPOCH),
+              gasUsed: {
+                ...t.gasUsed,
+                computationCostBurned: t.gasUsed.computationCost,
+                nonRefundableStorageFee: '9880',
+              },
+              modifiedAtVersions: [{ objectId: t.gas.objectId, sequenceNumber: String(t.gas.version - 1) }],
               transactionDigest: t.digest,
+              mutated: [{ owner: { AddressOwner: t.sender }, reference: t.gas }],
               gasObject: { owner: { AddressOwner: t.sender }, reference: t.gas },
+              ...(t.events.length ? { eventsDigest: fakeDigest(`events:${t.digest}`) } : {}),
+              dependencies: [fakeDigest('genesis')],
             },
           }
         : {}),

@@ -4,6 +4,7 @@ import { createRequire } from 'node:module';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type TreeSitter from 'web-tree-sitter';
+import { iotaAddressOf } from '../../nodes/ledger/iota-tx.js';
 
 // Nothing on the development machine compiles Move. This is a syntax-only check with the
 // tree-sitter grammar shipped in @mysten/prettier-plugin-move: it catches parse errors,
@@ -94,10 +95,11 @@ describe('IOTA Move package (tree-sitter syntax check)', () => {
   it('declares the public functions the TypeScript adapter calls, with their exact parameters', () => {
     const fns = functionSignatures(parser, readFileSync(join(MOVE_ROOT, 'sources', 'ledger.move'), 'utf8'));
     const expected: Record<string, string[]> = {
-      register_robot: ['&AdminCap', '&mut Registry', 'address', 'vector<u8>'],
+      register_robot: ['&AdminCap', '&mut Registry', 'vector<u8>'],
       revoke_robot: ['&AdminCap', '&mut Registry', 'address'],
-      anchor: ['&mut Registry', 'vector<u8>', 'u64', 'u64', 'u64', '&Clock', '&TxContext'],
-      commit_result: ['&Registry', 'vector<u8>', 'vector<u8>', 'vector<u8>', '&TxContext'],
+      anchor: ['&mut Registry', 'vector<u8>', 'u64', 'u64', 'u64', '&Clock', '&mut TxContext'],
+      commit_result: ['&Registry', 'vector<u8>', 'vector<u8>', 'vector<u8>', '&mut TxContext'],
+      address_of_key: ['&vector<u8>'],
       is_registered: ['&Registry', 'address'],
       anchor_count: ['&Registry'],
       latest_root: ['&Registry'],
@@ -109,5 +111,13 @@ describe('IOTA Move package (tree-sitter syntax check)', () => {
       assert.deepEqual(fn.params, params, `${name} parameters`);
     }
     assert.deepEqual(fns.get('init'), { isPublic: false, params: ['&mut TxContext'] });
+  });
+
+  it('the address the Move tests expect for their robot key is the one the IOTA SDK derives', () => {
+    const tests = readFileSync(join(MOVE_ROOT, 'tests', 'ledger_tests.move'), 'utf8');
+    const key = /fun robot_key\(\): vector<u8> \{ bytes\(32, (\d+)\) \}/.exec(tests);
+    const expected = /assert!\(robot\(\) == @(0x[0-9a-f]{64}), 0\)/.exec(tests);
+    assert.ok(key && expected, 'ledger_tests.move names its robot key and the address it expects');
+    assert.equal(iotaAddressOf(new Uint8Array(32).fill(Number(key[1]))), expected[1]);
   });
 });

@@ -1,13 +1,15 @@
 /// On-chain anchor for the robomesh signed log.
 ///
-/// An admin registers each robot's address together with its raw 32-byte Ed25519
-/// public key. A registered robot periodically anchors the Merkle root of the log
+/// An admin registers each robot by its raw 32-byte Ed25519 public key; the robot's
+/// address is derived from that key, so the two cannot disagree. A registered robot periodically anchors the Merkle root of the log
 /// entries it has seen (`anchor`) and commits digests of task results
 /// (`commit_result`). Everything observable happens through events; the shared
 /// `Registry` only keeps the robot set and the latest anchor.
 module robot_ledger::ledger {
+    use iota::address;
     use iota::clock::Clock;
     use iota::event;
+    use iota::hash;
     use iota::table::{Self, Table};
 
     // === Errors ===
@@ -30,6 +32,8 @@ module robot_ledger::ledger {
     // === Constants ===
 
     const KEY_LEN: u64 = 32;
+    /// The signature scheme flag of Ed25519 in IOTA addresses.
+    const ED25519_FLAG: u8 = 0;
     const HASH_LEN: u64 = 32;
     const MAX_TASK_LEN: u64 = 80;
 
@@ -101,13 +105,10 @@ module robot_ledger::ledger {
 
     // === Admin ===
 
-    public fun register_robot(
-        _: &AdminCap,
-        registry: &mut Registry,
-        robot: address,
-        public_key: vector<u8>,
-    ) {
+    /// Registers the robot whose Ed25519 key is `public_key`, at the address that key signs for.
+    public fun register_robot(_: &AdminCap, registry: &mut Registry, public_key: vector<u8>) {
         assert!(public_key.length() == KEY_LEN, EBadKeyLength);
+        let robot = address_of_key(&public_key);
         assert!(!registry.has_robot(robot), EAlreadyRegistered);
         registry.robots.add(robot, public_key);
         event::emit(RobotRegistered { registry: object::id(registry), robot, public_key });
@@ -128,7 +129,7 @@ module robot_ledger::ledger {
         first_lamport: u64,
         last_lamport: u64,
         clock: &Clock,
-        ctx: &TxContext,
+        ctx: &mut TxContext,
     ) {
         let robot = ctx.sender();
         assert!(registry.has_robot(robot), ENotRegistered);
@@ -157,7 +158,7 @@ module robot_ledger::ledger {
         task: vector<u8>,
         digest: vector<u8>,
         root: vector<u8>,
-        ctx: &TxContext,
+        ctx: &mut TxContext,
     ) {
         let robot = ctx.sender();
         assert!(registry.has_robot(robot), ENotRegistered);
@@ -170,6 +171,13 @@ module robot_ledger::ledger {
     }
 
     // === Reads ===
+
+    /// The IOTA address of an Ed25519 key: blake2b256(flag 0x00 ‖ public key).
+    public fun address_of_key(public_key: &vector<u8>): address {
+        let mut bytes = vector[ED25519_FLAG];
+        bytes.append(*public_key);
+        address::from_bytes(hash::blake2b256(&bytes))
+    }
 
     public fun is_registered(registry: &Registry, robot: address): bool {
         registry.robots.contains(robot)

@@ -5,8 +5,12 @@ module robot_ledger::ledger_tests {
     use robot_ledger::ledger::{Self, AdminCap, Registry};
 
     const ADMIN: address = @0xAD;
-    const ROBOT: address = @0xB0;
     const STRANGER: address = @0x5A;
+
+    /// The robot's key, and the address registration derives from it.
+    fun robot_key(): vector<u8> { bytes(32, 7) }
+
+    fun robot(): address { ledger::address_of_key(&robot_key()) }
 
     fun bytes(len: u64, fill: u8): vector<u8> {
         let mut out = vector[];
@@ -18,14 +22,14 @@ module robot_ledger::ledger_tests {
         out
     }
 
-    /// Publishes the package as ADMIN and registers ROBOT; the next tx is ADMIN's.
+    /// Publishes the package as ADMIN and registers the robot; the next tx is ADMIN's.
     fun setup(): Scenario {
         let mut scenario = ts::begin(ADMIN);
         ledger::init_for_testing(scenario.ctx());
         scenario.next_tx(ADMIN);
         let cap = scenario.take_from_sender<AdminCap>();
         let mut registry = scenario.take_shared<Registry>();
-        ledger::register_robot(&cap, &mut registry, ROBOT, bytes(32, 7));
+        ledger::register_robot(&cap, &mut registry, robot_key());
         ts::return_shared(registry);
         scenario.return_to_sender(cap);
         scenario.next_tx(ADMIN);
@@ -75,7 +79,7 @@ module robot_ledger::ledger_tests {
         let registry = scenario.take_shared<Registry>();
         assert!(registry.anchor_count() == 0, 2);
         assert!(registry.latest_root() == vector[], 3);
-        assert!(!registry.is_registered(ROBOT), 4);
+        assert!(!registry.is_registered(robot()), 4);
         ts::return_shared(registry);
         scenario.end();
     }
@@ -85,17 +89,17 @@ module robot_ledger::ledger_tests {
         let mut scenario = setup();
         {
             let registry = scenario.take_shared<Registry>();
-            assert!(registry.is_registered(ROBOT), 0);
-            assert!(registry.public_key(ROBOT) == bytes(32, 7), 1);
+            assert!(registry.is_registered(robot()), 0);
+            assert!(registry.public_key(robot()) == bytes(32, 7), 1);
             ts::return_shared(registry);
         };
 
-        anchor_as(&mut scenario, ROBOT, bytes(32, 1), 10, 1, 10);
-        let effects = scenario.next_tx(ROBOT);
+        anchor_as(&mut scenario, robot(), bytes(32, 1), 10, 1, 10);
+        let effects = scenario.next_tx(robot());
         assert!(effects.num_user_events() == 1, 2);
 
-        anchor_as(&mut scenario, ROBOT, bytes(32, 2), 5, 11, 15);
-        let effects = scenario.next_tx(ROBOT);
+        anchor_as(&mut scenario, robot(), bytes(32, 2), 5, 11, 15);
+        let effects = scenario.next_tx(robot());
         assert!(effects.num_user_events() == 1, 3);
 
         let registry = scenario.take_shared<Registry>();
@@ -107,13 +111,24 @@ module robot_ledger::ledger_tests {
     }
 
     #[test]
+    fun the_address_is_the_one_the_key_signs_for() {
+        // blake2b256(0x00 ‖ key), as the IOTA SDK derives it (test/unit/iota-address.test.ts).
+        assert!(robot() == @0x17cdc7bca3f2a0bda60c6de5b96f82a36239b44bde397a3862d529ba8b3d7c62, 0);
+        let mut scenario = setup();
+        let registry = scenario.take_shared<Registry>();
+        assert!(registry.public_key(robot()) == robot_key(), 1);
+        ts::return_shared(registry);
+        scenario.end();
+    }
+
+    #[test]
     fun register_emits_an_event() {
         let mut scenario = ts::begin(ADMIN);
         ledger::init_for_testing(scenario.ctx());
         scenario.next_tx(ADMIN);
         let cap = scenario.take_from_sender<AdminCap>();
         let mut registry = scenario.take_shared<Registry>();
-        ledger::register_robot(&cap, &mut registry, ROBOT, bytes(32, 7));
+        ledger::register_robot(&cap, &mut registry, robot_key());
         ts::return_shared(registry);
         scenario.return_to_sender(cap);
         let effects = scenario.next_tx(ADMIN);
@@ -133,7 +148,7 @@ module robot_ledger::ledger_tests {
     #[expected_failure(abort_code = ledger::EBadHashLength)]
     fun anchor_with_short_root_aborts() {
         let mut scenario = setup();
-        anchor_as(&mut scenario, ROBOT, bytes(31, 1), 1, 1, 1);
+        anchor_as(&mut scenario, robot(), bytes(31, 1), 1, 1, 1);
         scenario.end();
     }
 
@@ -141,7 +156,7 @@ module robot_ledger::ledger_tests {
     #[expected_failure(abort_code = ledger::EEmptyAnchor)]
     fun anchor_of_zero_entries_aborts() {
         let mut scenario = setup();
-        anchor_as(&mut scenario, ROBOT, bytes(32, 1), 0, 1, 1);
+        anchor_as(&mut scenario, robot(), bytes(32, 1), 0, 1, 1);
         scenario.end();
     }
 
@@ -149,7 +164,7 @@ module robot_ledger::ledger_tests {
     #[expected_failure(abort_code = ledger::EBadLamportRange)]
     fun anchor_with_inverted_lamport_range_aborts() {
         let mut scenario = setup();
-        anchor_as(&mut scenario, ROBOT, bytes(32, 1), 1, 9, 3);
+        anchor_as(&mut scenario, robot(), bytes(32, 1), 1, 9, 3);
         scenario.end();
     }
 
@@ -161,7 +176,7 @@ module robot_ledger::ledger_tests {
         scenario.next_tx(ADMIN);
         let cap = scenario.take_from_sender<AdminCap>();
         let mut registry = scenario.take_shared<Registry>();
-        ledger::register_robot(&cap, &mut registry, ROBOT, bytes(31, 7));
+        ledger::register_robot(&cap, &mut registry, bytes(31, 7));
         ts::return_shared(registry);
         scenario.return_to_sender(cap);
         scenario.end();
@@ -173,7 +188,7 @@ module robot_ledger::ledger_tests {
         let mut scenario = setup();
         let cap = scenario.take_from_sender<AdminCap>();
         let mut registry = scenario.take_shared<Registry>();
-        ledger::register_robot(&cap, &mut registry, ROBOT, bytes(32, 8));
+        ledger::register_robot(&cap, &mut registry, robot_key());
         ts::return_shared(registry);
         scenario.return_to_sender(cap);
         scenario.end();
@@ -186,12 +201,12 @@ module robot_ledger::ledger_tests {
         {
             let cap = scenario.take_from_sender<AdminCap>();
             let mut registry = scenario.take_shared<Registry>();
-            ledger::revoke_robot(&cap, &mut registry, ROBOT);
-            assert!(!registry.is_registered(ROBOT), 0);
+            ledger::revoke_robot(&cap, &mut registry, robot());
+            assert!(!registry.is_registered(robot()), 0);
             ts::return_shared(registry);
             scenario.return_to_sender(cap);
         };
-        anchor_as(&mut scenario, ROBOT, bytes(32, 1), 1, 1, 1);
+        anchor_as(&mut scenario, robot(), bytes(32, 1), 1, 1, 1);
         scenario.end();
     }
 
@@ -210,9 +225,9 @@ module robot_ledger::ledger_tests {
     #[test]
     fun commit_result_by_registered_robot_emits() {
         let mut scenario = setup();
-        commit_as(&mut scenario, ROBOT, b"task-1", bytes(32, 3), bytes(32, 4));
-        commit_as(&mut scenario, ROBOT, bytes(80, 0x61), bytes(32, 3), bytes(32, 4));
-        let effects = scenario.next_tx(ROBOT);
+        commit_as(&mut scenario, robot(), b"task-1", bytes(32, 3), bytes(32, 4));
+        commit_as(&mut scenario, robot(), bytes(80, 0x61), bytes(32, 3), bytes(32, 4));
+        let effects = scenario.next_tx(robot());
         assert!(effects.num_user_events() == 1, 0);
         scenario.end();
     }
@@ -229,7 +244,7 @@ module robot_ledger::ledger_tests {
     #[expected_failure(abort_code = ledger::EBadHashLength)]
     fun commit_result_with_short_digest_aborts() {
         let mut scenario = setup();
-        commit_as(&mut scenario, ROBOT, b"task-1", bytes(16, 3), bytes(32, 4));
+        commit_as(&mut scenario, robot(), b"task-1", bytes(16, 3), bytes(32, 4));
         scenario.end();
     }
 
@@ -237,7 +252,7 @@ module robot_ledger::ledger_tests {
     #[expected_failure(abort_code = ledger::EBadHashLength)]
     fun commit_result_with_short_root_aborts() {
         let mut scenario = setup();
-        commit_as(&mut scenario, ROBOT, b"task-1", bytes(32, 3), bytes(33, 4));
+        commit_as(&mut scenario, robot(), b"task-1", bytes(32, 3), bytes(33, 4));
         scenario.end();
     }
 
@@ -245,7 +260,7 @@ module robot_ledger::ledger_tests {
     #[expected_failure(abort_code = ledger::EBadTaskLength)]
     fun commit_result_with_empty_task_aborts() {
         let mut scenario = setup();
-        commit_as(&mut scenario, ROBOT, vector[], bytes(32, 3), bytes(32, 4));
+        commit_as(&mut scenario, robot(), vector[], bytes(32, 3), bytes(32, 4));
         scenario.end();
     }
 
@@ -253,7 +268,7 @@ module robot_ledger::ledger_tests {
     #[expected_failure(abort_code = ledger::EBadTaskLength)]
     fun commit_result_with_overlong_task_aborts() {
         let mut scenario = setup();
-        commit_as(&mut scenario, ROBOT, bytes(81, 0x61), bytes(32, 3), bytes(32, 4));
+        commit_as(&mut scenario, robot(), bytes(81, 0x61), bytes(32, 3), bytes(32, 4));
         scenario.end();
     }
 }

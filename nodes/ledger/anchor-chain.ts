@@ -215,6 +215,25 @@ export class IotaAnchorChain implements AnchorChain {
     return { digest: res.digest, gas };
   }
 
+  /** The current reference of an owned object (an AdminCap), to sign a transaction that uses it. */
+  async objectRef(objectId: string): Promise<GasRef & { owner?: string; type?: string }> {
+    let res: Awaited<ReturnType<IotaClient['getObject']>>;
+    try {
+      res = await this.client.getObject({ id: objectId, options: { showOwner: true, showType: true } });
+    } catch (err) {
+      throw classify(err, `fetching object ${objectId}`);
+    }
+    if (!res.data) throw new ChainError('NOT_FOUND', `object ${objectId}: ${res.error?.code ?? 'not found'}`);
+    const owner = res.data.owner as { AddressOwner?: string } | undefined;
+    return {
+      objectId: res.data.objectId,
+      version: String(res.data.version),
+      digest: res.data.digest,
+      owner: owner?.AddressOwner,
+      type: res.data.type ?? undefined,
+    };
+  }
+
   async waitFinal(digest: string, timeoutMs: number): Promise<{ checkpoint: number }> {
     try {
       const res = (await this.client.waitForTransaction({

@@ -14,7 +14,7 @@ export {
 } from './audit.js';
 export { EvidenceRecorder } from './evidence.js';
 export { IotaStandIn } from './iota-standin.js';
-export { type GasPlan, iotaAddressOf, type IotaDeployment } from './iota-tx.js';
+export { type AdminCall, buildAdminTx, type GasPlan, iotaAddressOf, type IotaDeployment } from './iota-tx.js';
 export { type IngestStatus, Ledger, MissingParentsError } from './ledger.js';
 export { LogReplicator } from './replication.js';
 export { SqliteLogStore } from './sqlite-store.js';

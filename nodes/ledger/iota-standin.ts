@@ -3,6 +3,7 @@ import { type Server, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { bcs } from '@iota/iota-sdk/bcs';
 import { type IotaTransport, JsonRpcError } from '@iota/iota-sdk/client';
+import { Ed25519PublicKey } from '@iota/iota-sdk/keypairs/ed25519';
 import { Transaction } from '@iota/iota-sdk/transactions';
 import { toBase58 } from '@iota/iota-sdk/utils';
 import { verifyTransactionSignature } from '@iota/iota-sdk/verify';
@@ -62,9 +63,11 @@ const EPOCH = 42;
 type TxData = ReturnType<typeof bcs.TransactionData.parse>['V1'];
 
 /** Pure arguments of the package's calls, as the node renders them once it knows the Move types. */
-const PURE_TYPES: Record<string, string[]> = {
-  anchor: ['vector<u8>', 'u64', 'u64', 'u64'],
-  commit_result: ['vector<u8>', 'vector<u8>', 'vector<u8>'],
+const PURE_TYPES: Record<string, (string | null)[]> = {
+  anchor: [null, 'vector<u8>', 'u64', 'u64', 'u64', null],
+  commit_result: [null, 'vector<u8>', 'vector<u8>', 'vector<u8>'],
+  register_robot: [null, null, 'vector<u8>'],
+  revoke_robot: [null, null, 'address'],
 };
 
 /** A programmable transaction as the node shows it (`TransactionBlockData`): inputs typed from the calls. */
@@ -74,7 +77,7 @@ function renderTransaction(data: TxData): unknown {
   for (const c of ptb.commands) {
     const call = c.MoveCall;
     if (!call) continue;
-    call.arguments.slice(1).forEach((a, i) => {
+    call.arguments.forEach((a, i) => {
       const t = PURE_TYPES[call.function]?.[i];
       if (t && a.$kind === 'Input') typeOf.set(a.Input, t);
     });
@@ -89,8 +92,18 @@ function renderTransaction(data: TxData): unknown {
         initialSharedVersion: String(shared.initialSharedVersion),
         mutable: shared.mutable,
       };
+    const owned = input.Object?.ImmOrOwnedObject;
+    if (owned)
+      return {
+        type: 'object',
+        objectType: 'immOrOwnedObject',
+        objectId: owned.objectId,
+        version: String(owned.version),
+        digest: owned.digest,
+      };
     const bytes = new Uint8Array(Buffer.from(input.Pure!.bytes, 'base64'));
     const type = typeOf.get(i);
+    if (type === 'address') return { type: 'pure', valueType: 'address', value: bcs.Address.parse(bytes) };
     if (type === 'u64') return { type: 'pure', valueType: 'u64', value: bcs.u64().parse(bytes) };
     if (type === 'vector<u8>')
       return { type: 'pure', valueType: 'vector<u8>', value: bcs.vector(bcs.u8()).parse(bytes) };
@@ -141,6 +154,14 @@ const AnchoredBcs = bcs.struct('Anchored', {
   sequence: bcs.u64(),
   timestamp_ms: bcs.u64(),
 });
+const RobotRegisteredBcs = bcs.struct('RobotRegistered', {
+  registry: bcs.Address,
+  robot: bcs.Address,
+  public_key: bcs.vector(bcs.u8()),
+});
+const RobotRevokedBcs = bcs.struct('RobotRevoked', { registry: bcs.Address, robot: bcs.Address });
+/** ledger.move's functions in the order it declares them (a MoveAbort names the function by index). */
+const MOVE_FUNCTIONS = ['init', 'register_robot', 'revoke_robot', 'anchor', 'commit_result'];
 const ResultCommittedBcs = bcs.struct('ResultCommitted', {
   registry: bcs.Address,
   robot: bcs.Address,
@@ -165,6 +186,10 @@ export class IotaStandIn {
   private readonly coins = new Map<string, { objectId: string; version: number; digest: string }>();
   private checkpoint = 100;
   private anchors = 0;
+  /** The registry's robots (address → key); checked only when `options.registry` is 'enforced'. */
+  private registered = new Map<string, Uint8Array>();
+  /** AdminCaps by object id: who owns each, at which version. */
+  private readonly caps = new Map<string, { owner: string; version: number; digest: string }>();
 
   /**
    * `packageId` is the package transactions call; `definedBy` the package that first defined the
@@ -172,8 +197,35 @@ export class IotaStandIn {
    */
   constructor(
     readonly packageId: string,
-    readonly options: { checkpointDelayMs?: number; definedBy?: string } = {},
+    readonly options: {
+      checkpointDelayMs?: number;
+      definedBy?: string;
+      /**
+       * 'enforced': anchor and commit_result abort with ENotRegistered unless the sender was
+       * registered (register_robot, or register() here). 'any' (default): every sender may anchor,
+       * a fleet whose operator registered every robot it funded.
+       */
+      registry?: 'enforced' | 'any';
+    } = {},
   ) {}
+
+  /** An AdminCap owned by `owner` (what publishing the package gives its publisher). */
+  grantAdminCap(owner: string): string {
+    const objectId = `0x${createHash('sha256').update(`cap:${owner}`).digest('hex')}`;
+    this.caps.set(objectId, { owner, version: 3, digest: fakeDigest(`cap:${objectId}:3`) });
+    return objectId;
+  }
+
+  /** Registers a robot's key as its admin would have, before the test starts. */
+  register(publicKey: Uint8Array): string {
+    const robot = new Ed25519PublicKey(publicKey).toIotaAddress();
+    this.registered.set(robot, publicKey);
+    return robot;
+  }
+
+  isRegistered(address: string): boolean {
+    return this.registered.has(address);
+  }
 
   fund(owner: string): { objectId: string; version: string; digest: string } {
     const coin = {
@@ -289,6 +341,25 @@ export class IotaStandIn {
         const t = await this.execute(params[0] as string, (params[1] as string[])[0]);
         return this.response(t, params[2] as ResponseOptions | undefined, false);
       }
+      case 'iota_getObject': {
+        const id = params[0] as string;
+        const cap = this.caps.get(id);
+        const coin = [...this.coins.entries()].find(([, c]) => c.objectId === id);
+        const found = cap
+          ? { ...cap, type: `${this.packageId}::ledger::AdminCap` }
+          : coin && { owner: coin[0], ...coin[1], type: '0x2::coin::Coin<0x2::iota::IOTA>' };
+        if (!found) return { error: { code: 'notExists', object_id: id } };
+        const options = (params[1] ?? {}) as { showType?: boolean; showOwner?: boolean };
+        return {
+          data: {
+            objectId: id,
+            version: found.version,
+            digest: found.digest,
+            ...(options.showType ? { type: found.type } : {}),
+            ...(options.showOwner ? { owner: { AddressOwner: found.owner } } : {}),
+          },
+        };
+      }
       case 'iota_getTransactionBlock': {
         const t = this.executed.get(params[0] as string);
         if (!t || this.faults.pruned)
@@ -333,59 +404,123 @@ export class IotaStandIn {
       const input = ptb.inputs[(a as { Input: number }).Input] as { Object?: { SharedObject?: { objectId: string } } };
       return input.Object?.SharedObject?.objectId ?? `0x${'0'.repeat(64)}`;
     };
+    const sender = data.sender;
+    const abortIn = (fn: string, command: number, code: number): Executed['status'] => ({
+      status: 'failure',
+      error:
+        `MoveAbort(MoveLocation { module: ModuleId { address: ${this.packageId.slice(2)}, ` +
+        `name: Identifier("ledger") }, function: ${MOVE_FUNCTIONS.indexOf(fn)}, instruction: 12, ` +
+        `function_name: Some("${fn}") }, ${code}) in command ${command}`,
+    });
     let status: Executed['status'] = { status: 'success' };
-    if (this.faults.abortNext.count > 0) {
+    const events: Executed['events'] = [];
+    // The package's rules, command by command; the first abort fails the whole transaction.
+    const registered = new Map(this.registered);
+    for (const [i, c] of ptb.commands.entries()) {
+      const call = c.MoveCall!;
+      const bytesOf = (a: unknown) => [...bcs.vector(bcs.u8()).parse(arg(a))];
+      const robotCall = call.function === 'anchor' || call.function === 'commit_result';
+      if (robotCall && this.options.registry === 'enforced' && !registered.has(sender)) {
+        status = abortIn(call.function, i, 3); // ENotRegistered
+        break;
+      }
+      if (call.function === 'anchor') {
+        const fields = {
+          registry: registryOf(call.arguments[0]),
+          robot: sender,
+          root: bytesOf(call.arguments[1]),
+          count: bcs.u64().parse(arg(call.arguments[2])),
+          first_lamport: bcs.u64().parse(arg(call.arguments[3])),
+          last_lamport: bcs.u64().parse(arg(call.arguments[4])),
+          sequence: String(this.anchors + 1),
+          timestamp_ms: String(Date.now()),
+        };
+        events.push({
+          type: `${definedBy}::ledger::Anchored`,
+          sender,
+          parsedJson: fields,
+          bcs: AnchoredBcs.serialize(fields).toBytes(),
+        });
+      } else if (call.function === 'commit_result') {
+        const fields = {
+          registry: registryOf(call.arguments[0]),
+          robot: sender,
+          task: bytesOf(call.arguments[1]),
+          digest: bytesOf(call.arguments[2]),
+          root: bytesOf(call.arguments[3]),
+        };
+        events.push({
+          type: `${definedBy}::ledger::ResultCommitted`,
+          sender,
+          parsedJson: fields,
+          bcs: ResultCommittedBcs.serialize(fields).toBytes(),
+        });
+      } else if (call.function === 'register_robot' || call.function === 'revoke_robot') {
+        const capInput = ptb.inputs[(call.arguments[0] as { Input: number }).Input];
+        const capId = capInput.Object?.ImmOrOwnedObject?.objectId;
+        const cap = capId === undefined ? undefined : this.caps.get(capId);
+        if (!cap || cap.owner !== sender)
+          throw new JsonRpcError(
+            `Transaction needs the AdminCap ${capId ?? '?'}, which ${sender} does not own`,
+            -32002,
+          );
+        if (call.function === 'register_robot') {
+          const key = Uint8Array.from(bytesOf(call.arguments[2]));
+          if (key.length !== 32) {
+            status = abortIn(call.function, i, 1); // EBadKeyLength
+            break;
+          }
+          const robot = new Ed25519PublicKey(key).toIotaAddress();
+          if (registered.has(robot)) {
+            status = abortIn(call.function, i, 2); // EAlreadyRegistered
+            break;
+          }
+          registered.set(robot, key);
+          const fields = { registry: registryOf(call.arguments[1]), robot, public_key: [...key] };
+          events.push({
+            type: `${definedBy}::ledger::RobotRegistered`,
+            sender,
+            parsedJson: fields,
+            bcs: RobotRegisteredBcs.serialize(fields).toBytes(),
+          });
+        } else {
+          const robot = bcs.Address.parse(arg(call.arguments[2]));
+          if (!registered.has(robot)) {
+            status = abortIn(call.function, i, 3); // ENotRegistered
+            break;
+          }
+          registered.delete(robot);
+          const fields = { registry: registryOf(call.arguments[1]), robot };
+          events.push({
+            type: `${definedBy}::ledger::RobotRevoked`,
+            sender,
+            parsedJson: fields,
+            bcs: RobotRevokedBcs.serialize(fields).toBytes(),
+          });
+        }
+      } else throw new JsonRpcError(`Function ledger::${call.function} not found`, -32002);
+    }
+    if (status.status === 'success' && this.faults.abortNext.count > 0) {
       this.faults.abortNext.count--;
-      status = {
-        status: 'failure',
-        error:
-          `MoveAbort(MoveLocation { module: ModuleId { address: ${this.packageId.slice(2)}, ` +
-          'name: Identifier("ledger") }, function: 3, instruction: 12, function_name: Some("anchor") }, ' +
-          `${this.faults.abortNext.code}) in command 0`,
-      };
-    } else if (this.faults.outOfGasNext > 0) {
+      status = abortIn('anchor', 0, this.faults.abortNext.code);
+    } else if (status.status === 'success' && this.faults.outOfGasNext > 0) {
       this.faults.outOfGasNext--;
       status = { status: 'failure', error: 'InsufficientGas' };
     }
-    const events =
-      status.status === 'failure'
-        ? []
-        : ptb.commands.map((c) => {
-            const call = c.MoveCall!;
-            if (call.function === 'anchor') {
-              this.anchors++;
-              const fields = {
-                registry: registryOf(call.arguments[0]),
-                robot: data.sender,
-                root: [...bcs.vector(bcs.u8()).parse(arg(call.arguments[1]))],
-                count: bcs.u64().parse(arg(call.arguments[2])),
-                first_lamport: bcs.u64().parse(arg(call.arguments[3])),
-                last_lamport: bcs.u64().parse(arg(call.arguments[4])),
-                sequence: String(this.anchors),
-                timestamp_ms: String(Date.now()),
-              };
-              return {
-                type: `${definedBy}::ledger::Anchored`,
-                sender: data.sender,
-                parsedJson: fields,
-                bcs: AnchoredBcs.serialize(fields).toBytes(),
-              };
-            }
-            const bytesOf = (a: unknown) => [...bcs.vector(bcs.u8()).parse(arg(a))];
-            const fields = {
-              registry: registryOf(call.arguments[0]),
-              robot: data.sender,
-              task: bytesOf(call.arguments[1]),
-              digest: bytesOf(call.arguments[2]),
-              root: bytesOf(call.arguments[3]),
-            };
-            return {
-              type: `${definedBy}::ledger::ResultCommitted`,
-              sender: data.sender,
-              parsedJson: fields,
-              bcs: ResultCommittedBcs.serialize(fields).toBytes(),
-            };
-          });
+    // Owned inputs (the gas coin, an AdminCap) get new versions whether the transaction succeeds or not.
+    for (const input of ptb.inputs) {
+      const owned = input.Object?.ImmOrOwnedObject;
+      const cap = owned && this.caps.get(owned.objectId);
+      if (cap) {
+        cap.version++;
+        cap.digest = fakeDigest(`cap:${owned.objectId}:${cap.version}`);
+      }
+    }
+    if (status.status === 'failure') events.length = 0;
+    else {
+      this.registered = registered;
+      this.anchors += events.filter((e) => e.type.endsWith('::Anchored')).length;
+    }
     const t: Executed = {
       digest,
       checkpointAt: Date.now() + (this.options.checkpointDelayMs ?? 100),

@@ -106,6 +106,52 @@ export async function buildAnchorTx(
   return { bytes, signature, digest: await tx.getDigest(), sender };
 }
 
+/** What an admin does to the fleet's registry: register a robot by its key, or revoke an address. */
+export type AdminCall = { register: Uint8Array } | { revoke: string };
+
+/**
+ * A signed `register_robot` or `revoke_robot` transaction, by the holder of the AdminCap (`cap`,
+ * an owned object, so its current version and digest are part of what is signed).
+ */
+export async function buildAdminTx(
+  seed: Uint8Array,
+  deployment: IotaDeployment,
+  gas: GasPlan,
+  cap: GasRef,
+  call: AdminCall,
+): Promise<SignedTx> {
+  if ('register' in call && call.register.length !== 32)
+    throw new IotaTxError('BAD_TX', 'a robot key is 32 bytes (Ed25519)');
+  if ('revoke' in call && !/^0x[0-9a-f]{64}$/.test(call.revoke))
+    throw new IotaTxError('BAD_TX', `${JSON.stringify(call.revoke)} is not an IOTA address (0x and 64 hex digits)`);
+  const keypair = iotaKeypair(seed);
+  const sender = keypair.toIotaAddress();
+  const tx = new Transaction();
+  tx.setSender(sender);
+  tx.setGasPrice(gas.price);
+  tx.setGasBudget(gas.budget);
+  tx.setGasPayment([gas.coin]);
+  const registry = tx.sharedObjectRef({
+    objectId: deployment.registryId,
+    initialSharedVersion: deployment.registryVersion,
+    mutable: true,
+  });
+  const capArg = tx.objectRef(cap);
+  if ('register' in call)
+    tx.moveCall({
+      target: `${deployment.packageId}::ledger::register_robot`,
+      arguments: [capArg, registry, tx.pure.vector('u8', call.register)],
+    });
+  else
+    tx.moveCall({
+      target: `${deployment.packageId}::ledger::revoke_robot`,
+      arguments: [capArg, registry, tx.pure.address(call.revoke)],
+    });
+  const bytes = await tx.build();
+  const { signature } = await keypair.signTransaction(bytes);
+  return { bytes, signature, digest: await tx.getDigest(), sender };
+}
+
 export interface ReadAnchorTx {
   sender: string;
   digest: string;

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { IotaClient } from '@iota/iota-sdk/client';
 import { signerFromSeed } from '../../protocol/ed25519.js';
 import { IotaAnchorChain } from '../../nodes/ledger/anchor-chain.js';
-import { SqliteAnchorQueue } from '../../nodes/ledger/anchor-queue.js';
+import { MemoryAnchorQueue, SqliteAnchorQueue } from '../../nodes/ledger/anchor-queue.js';
 import { Anchorer } from '../../nodes/ledger/anchorer.js';
 import { iotaAddressOf } from '../../nodes/ledger/iota-tx.js';
 import { SqliteLogStore } from '../../nodes/ledger/sqlite-store.js';
@@ -90,5 +90,103 @@ describe('robomesh iota (CLI): address, balance, status', function () {
     const none = await robomesh(['iota', 'balance', '--data-dir', dir]);
     assert.equal(none.code, 2);
     assert.match(none.stderr, /no IOTA endpoint/);
+  });
+});
+
+describe('robomesh iota register / revoke (CLI, admin)', function () {
+  this.timeout(60_000);
+  let adminDir: string;
+  let robotDir: string;
+  let robotKey: Uint8Array;
+  let robotAddress: string;
+  let robotSeedBytes: Uint8Array;
+  let node: FakeIotaNode;
+  let cap: string;
+  const settings = (): Record<string, string> => ({
+    IOTA_PACKAGE_ID: DEPLOYMENT.packageId,
+    IOTA_REGISTRY_ID: DEPLOYMENT.registryId,
+    IOTA_REGISTRY_VERSION: String(DEPLOYMENT.registryVersion),
+    IOTA_ADMIN_CAP: cap,
+  });
+  /** One anchor by the robot, straight to the node: anchored, or why not. */
+  const robotAnchors = async (): Promise<string> => {
+    const anchorer = new Anchorer({
+      ledger: robotLedger(undefined, robotSeedBytes),
+      seed: robotSeedBytes,
+      deployment: DEPLOYMENT,
+      queue: new MemoryAnchorQueue(),
+      chain: new IotaAnchorChain(new IotaClient({ transport: node.transport() })),
+      finalityTimeoutMs: 3000,
+    });
+    await anchorer.snapshot();
+    const report = await anchorer.flush();
+    return report.anchored.length ? 'anchored' : (report.failed[0]?.reason ?? 'nothing');
+  };
+
+  before(async () => {
+    adminDir = await mkdtemp(join(tmpdir(), 'rm-iota-admin-'));
+    robotDir = await mkdtemp(join(tmpdir(), 'rm-iota-robot-'));
+    const admin = await loadOrCreateIdentity(robotPaths(adminDir).identity);
+    const robot = await loadOrCreateIdentity(robotPaths(robotDir).identity);
+    robotSeedBytes = robot.seed;
+    robotKey = signerFromSeed(robot.seed).publicKey;
+    robotAddress = iotaAddressOf(robotKey);
+    // A registry that holds to its rules: only registered robots anchor.
+    node = new FakeIotaNode(DEPLOYMENT.packageId, { registry: 'enforced', checkpointDelayMs: 0 });
+    const adminAddress = iotaAddressOf(signerFromSeed(admin.seed).publicKey);
+    node.fund(adminAddress);
+    node.fund(robotAddress);
+    cap = node.grantAdminCap(adminAddress);
+  });
+  after(async () => {
+    await rm(adminDir, { recursive: true, force: true });
+    await rm(robotDir, { recursive: true, force: true });
+  });
+
+  it('offline: the robot’s address and the iota client ptb command that registers its key', async () => {
+    const run = await robomesh(['iota', 'register', robotDir], settings());
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(run.stdout, new RegExp(`register ${robotAddress} \\(offline`));
+    const ptb =
+      `iota client ptb --move-call ${DEPLOYMENT.packageId}::ledger::register_robot ` +
+      `@${cap} @${DEPLOYMENT.registryId} "vector[${[...robotKey].join(',')}]"`;
+    assert.ok(run.stdout.includes(ptb), run.stdout);
+    const missing = await robomesh(['iota', 'register', robotDir], { ...settings(), IOTA_PACKAGE_ID: '' });
+    assert.equal(missing.code, 2);
+    assert.match(missing.stderr, /package_id/);
+    assert.equal(missing.stderr.trim().split('\n').length, 1);
+  });
+
+  it('live: unregistered: abort; registered: anchors; twice: EAlreadyRegistered; revoked: abort', async () => {
+    assert.match(await robotAnchors(), /ENotRegistered in ledger::anchor/);
+    const server = await node.listen();
+    try {
+      const live = { ...settings(), IOTA_RPC_URL: server.url };
+      const notOwner = await robomesh(['iota', 'register', robotDir, '--data-dir', robotDir], live);
+      assert.equal(notOwner.code, 2);
+      assert.match(notOwner.stderr, /AdminCap .* belongs to 0x[0-9a-f]{64}, not to this robot/);
+
+      const run = await robomesh(['iota', 'register', robotDir, '--data-dir', adminDir], live);
+      assert.equal(run.code, 0, run.stderr);
+      assert.match(run.stdout, new RegExp(`registered ${robotAddress} in transaction \\w+, checkpoint \\d+`));
+      assert.ok(node.isRegistered(robotAddress));
+      assert.equal(await robotAnchors(), 'anchored');
+
+      const twice = await robomesh(
+        ['iota', 'register', Buffer.from(robotKey).toString('hex'), '--data-dir', adminDir],
+        live,
+      );
+      assert.equal(twice.code, 2);
+      assert.match(twice.stderr, /EAlreadyRegistered in ledger::register_robot/);
+      assert.equal(twice.stderr.trim().split('\n').length, 1);
+
+      const revoke = await robomesh(['iota', 'revoke', robotAddress, '--data-dir', adminDir, '--json'], live);
+      assert.equal(revoke.code, 0, revoke.stderr);
+      assert.equal((JSON.parse(revoke.stdout) as { address: string }).address, robotAddress);
+      assert.equal(node.isRegistered(robotAddress), false);
+      assert.match(await robotAnchors(), /ENotRegistered in ledger::anchor/);
+    } finally {
+      await server.close();
+    }
   });
 });

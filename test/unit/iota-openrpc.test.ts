@@ -8,7 +8,7 @@ import { signerFromSeed } from '../../protocol/ed25519.js';
 import { IotaAnchorChain } from '../../nodes/ledger/anchor-chain.js';
 import { MemoryAnchorQueue } from '../../nodes/ledger/anchor-queue.js';
 import { Anchorer } from '../../nodes/ledger/anchorer.js';
-import { iotaAddressOf } from '../../nodes/ledger/iota-tx.js';
+import { buildAdminTx, iotaAddressOf } from '../../nodes/ledger/iota-tx.js';
 import { DEPLOYMENT, FakeIotaNode, robotLedger, robotSeed } from '../helpers/fake-iota.js';
 
 const SPEC_PATH = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'test', 'fixtures', 'iota-openrpc');
@@ -128,13 +128,14 @@ describe('the IOTA node stand-in answers as the OpenRPC spec declares', () => {
     return { log, node, owner, client, chain, ledger, anchorer };
   }
 
-  it('uses the spec of IOTA 0.12.0-alpha, holding the six methods the stand-in answers', () => {
+  it('uses the spec of IOTA 0.12.0-alpha, holding the seven methods the stand-in answers', () => {
     assert.equal(spec.info.version, '0.12.0-alpha');
     assert.deepEqual(
       spec.methods.map((m) => m.name),
       [
         'iota_executeTransactionBlock',
         'iota_getLatestCheckpointSequenceNumber',
+        'iota_getObject',
         'iota_getTransactionBlock',
         'iotax_getBalance',
         'iotax_getCoins',
@@ -144,7 +145,7 @@ describe('the IOTA node stand-in answers as the OpenRPC spec declares', () => {
   });
 
   it('an anchor submitted, waited for past its checkpoint and looked up: every reply valid', async () => {
-    const { log, anchorer, chain, client, owner } = setUp();
+    const { log, anchorer, chain, client, owner, node } = setUp();
     await anchorer.snapshot();
     const report = await anchorer.flush();
     assert.equal(report.anchored.length, 1);
@@ -153,6 +154,8 @@ describe('the IOTA node stand-in answers as the OpenRPC spec declares', () => {
     assert.equal(found?.anchors.length, 1);
     await client.getBalance({ owner });
     assert.ok(await chain.probe(500));
+    await chain.objectRef(node.grantAdminCap(owner));
+    await chain.objectRef(`0x${'99'.repeat(32)}`).catch(() => undefined); // a node answers notExists in the result
     const lookups = log.filter((x) => x.method === 'iota_getTransactionBlock');
     assert.ok(
       lookups.some((x) => !(x.result as { checkpoint?: string }).checkpoint),
@@ -181,6 +184,30 @@ describe('the IOTA node stand-in answers as the OpenRPC spec declares', () => {
       assert.ok(found?.failure, `${fault}: the lookup shows the failure`);
       assertValid(log);
     }
+  });
+
+  it('register_robot and revoke_robot by the AdminCap holder, and a second register that aborts', async () => {
+    const { log, node, chain, owner } = setUp(0);
+    const cap = node.grantAdminCap(owner);
+    const robotKey = signerFromSeed(robotSeed(5)).publicKey;
+    const calls = [{ register: robotKey }, { register: robotKey }, { revoke: iotaAddressOf(robotKey) }];
+    for (const call of calls) {
+      const gas = await chain.gasFor(owner);
+      const tx = await buildAdminTx(
+        robotSeed(0),
+        DEPLOYMENT,
+        { ...gas, budget: 20_000_000n },
+        await chain.objectRef(cap),
+        call,
+      );
+      await chain
+        .execute(tx)
+        .catch((err: Error) => assert.match(err.message, /EAlreadyRegistered in ledger::register_robot/));
+      const found = await chain.lookup(tx.digest);
+      assert.ok(found);
+    }
+    assert.equal(node.isRegistered(iotaAddressOf(robotKey)), false);
+    assertValid(log);
   });
 
   it('a lookup that asks for nothing, and one that sends null options: the bare response is valid', async () => {

@@ -1,11 +1,15 @@
 import { existsSync } from 'node:fs';
-import { toHex } from '../../../protocol/bytes.js';
+import { fromHex, toHex } from '../../../protocol/bytes.js';
 import { signerFromSeed } from '../../../protocol/ed25519.js';
 import {
+  type AdminCall,
+  IotaAnchorChain,
   type QueuedAnchor,
   Ledger,
   SqliteAnchorQueue,
   SqliteLogStore,
+  anchorSettingsFromEnv,
+  buildAdminTx,
   iotaAddressOf,
   iotaClientFor,
 } from '../../ledger/index.js';
@@ -113,3 +117,93 @@ export async function iotaStatusCommand(args: IotaArgs & { last?: number }): Pro
   }
   process.stdout.write(`${lines.join('\n')}\n`);
 }
+
+export interface IotaAdminArgs extends IotaArgs {
+  cap?: string;
+}
+
+/** A gas budget for one registry call (the node charges what it uses; ~2 M NANOS on testnet). */
+const ADMIN_GAS_BUDGET = 20_000_000n;
+const KEY_HEX = /^[0-9a-fA-F]{64}$/;
+const ADDRESS = /^0x[0-9a-fA-F]{64}$/;
+
+/** The robot named on the command line: its data folder, or its key as 64 hex digits. */
+async function robotKey(robot: string): Promise<Uint8Array> {
+  if (KEY_HEX.test(robot)) return fromHex(robot.toLowerCase());
+  return signerFromSeed((await readIdentity(robotPaths(robot).identity)).seed).publicKey;
+}
+
+function deploymentAndCap(args: IotaAdminArgs) {
+  const settings = anchorSettingsFromEnv({ ...process.env, IOTA_RPC_URL: '' });
+  if (!settings)
+    throw new UsageError(
+      'the package is not known: set IOTA_PACKAGE_ID, IOTA_REGISTRY_ID and IOTA_REGISTRY_VERSION ' +
+        '(from iota client publish)',
+    );
+  const cap = args.cap ?? process.env.IOTA_ADMIN_CAP;
+  if (!cap || !/^0x[0-9a-fA-F]{1,64}$/.test(cap))
+    throw new UsageError('the AdminCap is not known: give --cap 0x… or set IOTA_ADMIN_CAP (from iota client publish)');
+  return { deployment: settings.deployment, cap };
+}
+
+/**
+ * register_robot / revoke_robot. Live (an endpoint given): signed with this data folder's key,
+ * which must own the AdminCap, submitted and waited for. Offline: the `iota client ptb` command
+ * that does the same with the key of whoever holds the cap in their iota CLI.
+ */
+async function adminCommand(what: 'register' | 'revoke', robot: string, args: IotaAdminArgs): Promise<void> {
+  const { deployment, cap } = deploymentAndCap(args);
+  let call: AdminCall;
+  let address: string;
+  if (what === 'revoke' && ADDRESS.test(robot)) {
+    address = robot.toLowerCase();
+    call = { revoke: address };
+  } else {
+    const key = await robotKey(robot);
+    address = iotaAddressOf(key);
+    call = what === 'register' ? { register: key } : { revoke: address };
+  }
+  const fn = what === 'register' ? 'register_robot' : 'revoke_robot';
+  const argument = 'register' in call ? `"vector[${[...call.register].join(',')}]"` : `@${address}`;
+  const url = args.rpc ?? process.env.IOTA_RPC_URL;
+  if (!url) {
+    const ptb =
+      `iota client ptb --move-call ${deployment.packageId}::ledger::${fn} ` +
+      `@${cap} @${deployment.registryId} ${argument} --gas-budget ${ADMIN_GAS_BUDGET}`;
+    if (args.json) process.stdout.write(`${JSON.stringify({ address, live: false, ptb })}\n`);
+    else
+      process.stdout.write(
+        `${what} ${address} (offline: no --rpc or $IOTA_RPC_URL). With the AdminCap's key in your iota CLI, run:\n` +
+          `${ptb}\n`,
+      );
+    return;
+  }
+  const identity = await readIdentity(robotPaths(args.dataDir ?? DEFAULT_DATA_DIR).identity);
+  const admin = iotaAddressOf(signerFromSeed(identity.seed).publicKey);
+  const chain = new IotaAnchorChain(iotaClientFor(url));
+  const capRef = await chain.objectRef(cap);
+  if (capRef.owner && capRef.owner !== admin)
+    throw new UsageError(
+      `the AdminCap ${cap} belongs to ${capRef.owner}, not to this robot (${admin}): transfer it ` +
+        `(iota client transfer --object-id ${cap} --to ${admin}) or run this command without an endpoint ` +
+        'for the iota client ptb command its owner can run',
+    );
+  const gas = await chain.gasFor(admin);
+  const tx = await buildAdminTx(identity.seed, deployment, { ...gas, budget: ADMIN_GAS_BUDGET }, capRef, call);
+  await chain.execute(tx); // an abort (EAlreadyRegistered, ENotRegistered) is a ChainError naming it
+  const { checkpoint } = await chain.waitFinal(tx.digest, 60_000);
+  if (args.json) process.stdout.write(`${JSON.stringify({ address, live: true, digest: tx.digest, checkpoint })}\n`);
+  else
+    process.stdout.write(
+      `${what === 'register' ? 'registered' : 'revoked'} ${address} ` +
+        `in transaction ${tx.digest}, checkpoint ${checkpoint}\n`,
+    );
+}
+
+/** `robomesh iota register ROBOT`: ROBOT (a data folder or a 64-hex key) may anchor from now on. */
+export const iotaRegisterCommand = (robot: string, args: IotaAdminArgs): Promise<void> =>
+  adminCommand('register', robot, args);
+
+/** `robomesh iota revoke ROBOT`: ROBOT (a data folder, a key or a 0x address) may no longer anchor. */
+export const iotaRevokeCommand = (robot: string, args: IotaAdminArgs): Promise<void> =>
+  adminCommand('revoke', robot, args);

@@ -10,7 +10,13 @@ import {
 } from './audit.js';
 import { demoCommand } from './demo.js';
 import { fleetCommand, parsePlacement } from './fleet.js';
-import { iotaAddressCommand, iotaBalanceCommand, iotaStatusCommand } from './iota.js';
+import {
+  iotaAddressCommand,
+  iotaBalanceCommand,
+  iotaRegisterCommand,
+  iotaRevokeCommand,
+  iotaStatusCommand,
+} from './iota.js';
 import { meshDemoCommand } from './mesh-demo.js';
 import { UsageError, parseGranularity, parseInputShape, parsePositiveInt, parsePrecision } from './options.js';
 import { profileCommand } from './profile.js';
@@ -149,6 +155,26 @@ iota
   .option('--last <n>', 'anchors to show', parsePositiveInt, 5)
   .option('--json', 'print JSON')
   .action(iotaStatusCommand);
+for (const [name, action, what] of [
+  ['register', iotaRegisterCommand, 'allow ROBOT (a data folder or its 64-hex key) to anchor'],
+  ['revoke', iotaRevokeCommand, 'stop ROBOT (a data folder, key or 0x address) from anchoring'],
+] as const)
+  iota
+    .command(name)
+    .description(
+      `admin: ${what}. Live with --rpc or $IOTA_RPC_URL (signed with --data-dir's key, which must own the ` +
+        'AdminCap); offline, prints the iota client ptb command. ' +
+        'Needs IOTA_PACKAGE_ID, IOTA_REGISTRY_ID, IOTA_REGISTRY_VERSION',
+    )
+    .argument(
+      '<robot>',
+      'the robot: its data folder, its key (64 hex digits)' + (name === 'revoke' ? ' or its 0x address' : ''),
+    )
+    .option(...dataDirOption)
+    .option('--cap <id>', 'the AdminCap object id (default $IOTA_ADMIN_CAP)')
+    .option('--rpc <url>', 'IOTA JSON-RPC endpoint (default $IOTA_RPC_URL)')
+    .option('--json', 'print JSON')
+    .action(action);
 
 // Every subcommand reports its own option errors the same way.
 for (const command of [program, ...program.commands, ...program.commands.flatMap((c) => c.commands)])

@@ -7,6 +7,7 @@ import { MemoryAnchorQueue } from '../../nodes/ledger/anchor-queue.js';
 import { anchorRelayTopic } from '../../nodes/ledger/anchor-relay.js';
 import { buildAnchorTx, iotaAddressOf } from '../../nodes/ledger/iota-tx.js';
 import { MemoryLogStore } from '../../nodes/ledger/store.js';
+import { RobotViewSource } from '../../nodes/apps/dashboard/index.js';
 import type { Robot } from '../../nodes/robot/robot.js';
 import { DEPLOYMENT, FakeIotaNode, robotSeed } from '../helpers/fake-iota.js';
 import { startFleet, testGenesis, testIdentities } from '../helpers/fleet.js';
@@ -65,6 +66,26 @@ describe('anchor relay over real libp2p (2 robots, loopback)', function () {
     },
   );
 
+  it('an anchor the package aborts is shown on the robot\u2019s dashboard feed with its Move constant', async () => {
+    const [a, b] = robots;
+    const source = new RobotViewSource(b, { refreshMs: 60_000 });
+    try {
+      for (let k = 0; k < 3; k++) a.ledger!.append({ type: 'claim', task: `abort-${k}` });
+      await waitFor(() => b.ledger!.size === a.ledger!.size, "b to hold a's entries");
+      node.fund(b.anchorer!.address);
+      assert.ok(await b.anchorer!.snapshot());
+      node.faults.abortNext = { count: 1, code: 3 };
+      const report = await b.anchorer!.flush();
+      assert.equal(report.failed.length, 1);
+      const line = source.current().log.find((l) => l.kind === 'anchor-failed');
+      assert.ok(line, 'a feed line for the failed anchor');
+      assert.match(line.detail, /ENotRegistered in ledger::anchor/);
+      assert.equal(line.robot, b.name);
+    } finally {
+      source.close();
+    }
+  });
+
   it('a relayed transaction signed by a key outside the fleet is rejected by the gossip validator', async () => {
     const [a, b] = robots;
     const outsider = robotSeed(77);
@@ -81,6 +102,7 @@ describe('anchor relay over real libp2p (2 robots, loopback)', function () {
       },
     );
     const before = b.anchorRelay!.rejected;
+    const queuedBefore = b.anchorer!.queued.length;
     const msg = {
       root: new Uint8Array(32).fill(9),
       count: 3,
@@ -93,6 +115,6 @@ describe('anchor relay over real libp2p (2 robots, loopback)', function () {
     };
     await a.host.node.services.pubsub.publish(anchorRelayTopic('test'), cbor.encode(msg));
     await waitFor(() => b.anchorRelay!.rejected > before, "b to reject the outsider's anchor");
-    assert.equal(b.anchorer!.queued.length, 0);
+    assert.equal(b.anchorer!.queued.length, queuedBefore, 'nothing of the outsider queued');
   });
 });

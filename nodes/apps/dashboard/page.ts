@@ -36,6 +36,7 @@ section h2 { margin: 0 0 8px; font-size: 13px; text-transform: uppercase; letter
   52px; text-align: center; }
 .tag-task { background: #4e9bff; } .tag-assign { background: #c77dff; } .tag-result { background: #3ecf8e; }
 .tag-tile { background: #f0b93a; } .tag-flag { background: #ff5d5d; } .tag-anchor { background: #2fd0d0; }
+.tag-anchor-failed { background: #ff5d5d; }
 .tag-quorum { background: #9bd14b; } .tag-equivocation { background: #ff8c42; } .tag-genesis, .tag-admit,
   .tag-revoke { background: #c3cad6; }
 #latency-plot .axis { stroke: #4b5563; }

@@ -21,7 +21,7 @@ import {
 /** What the view reads from a running robot (a `Robot`, or anything shaped like one). */
 export type ViewedRobot = Pick<
   Robot,
-  'name' | 'peerId' | 'host' | 'ledger' | 'map' | 'scheduler' | 'links' | 'adverts'
+  'name' | 'peerId' | 'host' | 'ledger' | 'map' | 'scheduler' | 'links' | 'adverts' | 'anchorer'
 >;
 
 export interface RobotViewOptions {
@@ -98,6 +98,23 @@ export class RobotViewSource extends EventEmitter<{ update: [FleetView] }> imple
       };
       ledger.on('entry', onEntry);
       this.detach.push(() => ledger.off('entry', onEntry));
+    }
+
+    // An anchor that can never land (the package aborted it, e.g. ENotRegistered) leaves no log
+    // entry: it is said here, with the Move constant, as well as on stderr.
+    const anchorer = robot.anchorer;
+    if (anchorer) {
+      const onFailed = ({ root, reason }: { root: string; reason: string }): void => {
+        this.push({
+          at: Date.now() - this.t0,
+          robot: robot.name,
+          kind: 'anchor-failed',
+          detail: `root ${short(root)}: ${reason}`,
+        });
+        this.schedule();
+      };
+      anchorer.on('failed', onFailed);
+      this.detach.push(() => anchorer.off('failed', onFailed));
     }
 
     const onDecision = (d: Decision): void => {

@@ -167,6 +167,13 @@ export class RobotRuntime {
       if (robot.ledger!.isOwn(d)) this.events.push({ at: Date.now() - this.started, kind: p.type, detail });
       if (this.events.length > 500) this.events.splice(0, this.events.length - 500);
     });
+    robot.anchorer?.on('failed', ({ root, reason }) =>
+      this.events.push({
+        at: Date.now() - this.started,
+        kind: 'anchor-failed',
+        detail: `${root.slice(0, 12)}…: ${reason}`,
+      }),
+    );
   }
 
   static async start(init: RuntimeInit): Promise<RobotRuntime> {

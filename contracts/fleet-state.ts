@@ -101,9 +101,16 @@ let eligibilityChanged = false;
 
 const bump = (s: FleetState, robot: Hex, delta: number): void => {
   const before = isExcluded(s, robot);
-  s.reputation.set(robot, (s.reputation.get(robot) ?? 0) + delta);
+  s.reputation.set(robot, Math.min(REPUTATION.maxCredit, (s.reputation.get(robot) ?? 0) + delta));
   if (isExcluded(s, robot) !== before) eligibilityChanged = true;
 };
+
+/**
+ * Proof of Byzantine behaviour (an equivocation, a map flagged by f + 1, offences reported by
+ * f + 1): earned credit does not count against it, so a conviction always excludes.
+ */
+const convict = (s: FleetState, robot: Hex, penalty: number): void =>
+  bump(s, robot, penalty - Math.max(0, s.reputation.get(robot) ?? 0));
 
 /** Applies one entry (the next in total order) to the state, in place. */
 export function apply(s: FleetState, e: LogItem): void {
@@ -128,7 +135,7 @@ function applyEntry(s: FleetState, e: LogItem): void {
   if (first !== undefined) {
     // Same (author, seq), another entry: evidence of equivocation. Only the first one counts.
     s.equivocations.push({ author: e.author, seq: e.seq, ids: [first, e.id] });
-    bump(s, e.author, REPUTATION.equivocation);
+    convict(s, e.author, REPUTATION.equivocation);
     return ignore('equivocation');
   }
   ids[e.seq] = e.id;
@@ -202,7 +209,7 @@ function applyEntry(s: FleetState, e: LogItem): void {
       // f + 1 distinct members (f = ⌊(n − 1) / 3⌋ Byzantine tolerated): at least one honest robot agrees.
       if (!s.flagged.includes(p.robot) && by.size >= flagQuorum(s)) {
         s.flagged.push(p.robot);
-        bump(s, p.robot, REPUTATION.flaggedMap);
+        convict(s, p.robot, REPUTATION.flaggedMap);
       }
       return;
     }
@@ -215,7 +222,7 @@ function applyEntry(s: FleetState, e: LogItem): void {
       // Like map flags: f + 1 distinct reporters, so at least one honest robot saw it.
       if (!s.offenders.includes(p.robot) && by.size >= flagQuorum(s)) {
         s.offenders.push(p.robot);
-        bump(s, p.robot, REPUTATION.offender);
+        convict(s, p.robot, REPUTATION.offender);
       }
       return;
     }

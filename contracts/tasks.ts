@@ -106,6 +106,11 @@ export const REPUTATION = {
   offender: -100,
   /** At or below this a robot is excluded from assignments and quorums. */
   excludeAt: -50,
+  /**
+   * Credit earned by accepted results stops here, so a member that worked honestly for a while
+   * can afford at most (maxCredit - excludeAt) / |losingResult| = 7 lies before it is excluded.
+   */
+  maxCredit: 20,
 };
 
 /** Results that agree decide: f + 1 of them. */

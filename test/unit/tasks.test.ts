@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { REPUTATION } from '../../contracts/fleet-state.js';
+import { REPUTATION, isExcluded } from '../../contracts/fleet-state.js';
 import { executorBudget } from '../../contracts/tasks.js';
 import { toHex } from '../../protocol/log-entry.js';
 import { TOLERANCE, fingerprintsAgree, resultFingerprint } from '../../protocol/result-fingerprint.js';
@@ -46,6 +46,45 @@ describe('task contract: f + 1 agreeing of 2f + 1 assigned decide, the same on e
       assert.equal(l.state.reputation.get(keys[3]), REPUTATION.losingResult);
       assert.equal(l.state.reputation.get(keys[1]), REPUTATION.acceptedResult);
     }
+  });
+
+  it('credit earned by honest work is capped, and never shields a convicted robot from exclusion', () => {
+    const { ledgers, keys, append } = fleet(4);
+    // keys[3] agrees on 30 tasks: its credit stops at REPUTATION.maxCredit.
+    for (let i = 0; i < 30; i++) {
+      append(0, taskPayload(`c${i}`), { type: 'assign', task: `c${i}`, executors: keys.slice(1) });
+      append(3, resultPayload(`c${i}`, 1));
+      append(1, resultPayload(`c${i}`, 1));
+    }
+    assert.equal(ledgers[0].state.reputation.get(keys[3]), REPUTATION.maxCredit);
+    // Offences reported by f + 1 = 2 members convict it: excluded whatever it earned.
+    append(1, { type: 'offence', robot: keys[3], kind: 'flood', detail: 'bench' });
+    assert.ok(!isExcluded(ledgers[0].state, keys[3]), 'one reporter is not enough');
+    append(2, { type: 'offence', robot: keys[3], kind: 'flood', detail: 'bench' });
+    for (const l of ledgers) {
+      assert.equal(l.state.reputation.get(keys[3]), REPUTATION.offender);
+      assert.ok(isExcluded(l.state, keys[3]));
+    }
+  });
+
+  it('a robot with full credit is excluded by its seventh lie', () => {
+    const { ledgers, keys, append } = fleet(4);
+    let n = 0;
+    const round = (liarAnswer: number) => {
+      const t = `l${n++}`;
+      append(0, taskPayload(t), { type: 'assign', task: t, executors: keys.slice(1) });
+      append(1, resultPayload(t, 1));
+      append(2, resultPayload(t, 1));
+      append(3, resultPayload(t, liarAnswer));
+    };
+    for (let i = 0; i < 25; i++) round(1);
+    assert.equal(ledgers[0].state.reputation.get(keys[3]), REPUTATION.maxCredit);
+    const lies = (REPUTATION.maxCredit - REPUTATION.excludeAt) / -REPUTATION.losingResult;
+    for (let i = 0; i < lies; i++) {
+      assert.ok(!isExcluded(ledgers[0].state, keys[3]), `excluded after ${i} lies`);
+      round(7);
+    }
+    for (const l of ledgers) assert.ok(isExcluded(l.state, keys[3]), `excluded after ${lies} lies`);
   });
 
   it('a late result is judged as it comes: agreeing gains, disagreeing loses', () => {

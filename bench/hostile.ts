@@ -8,10 +8,10 @@ import { type Row, table, writeResults } from './report.js';
 
 /**
  * bench:hostile — four honest robots (r0..r3, each in its own process) running logged tasks on the
- * generated CNN every second and mapping, and one member (r4) running every attack of
- * nodes/apps/fleet/attacks.ts in turn, ATTACK_SECONDS each, between two quiet windows (after the
- * warm-up, and after the last attack). A stranger process opens 5 idle TCP connections a second
- * to every robot all along. Then the control: the same fleet, scenario and seed with no attack
+ * generated CNN (two a second fleet-wide, ~120 per attack window) and mapping, and one member (r4)
+ * running every attack of nodes/apps/fleet/attacks.ts in turn, ATTACK_SECONDS each, between two
+ * quiet windows (after the warm-up, and after the last attack). A stranger process opens 5 idle
+ * TCP connections a second to every robot all along. Then the control: the same fleet, scenario and seed with no attack
  * and no stranger (r4 honest throughout), so each window has a twin without the attacker; a quiet
  * window of the attacked run is no fair yardstick (warm-up, exclusions and the stranger differ).
  * Per window: honest task latency p95 ÷ the control's in the same window, peak RSS growth of each
@@ -57,7 +57,7 @@ world: builtin:small
 seed: 11
 duration: ${duration}
 sim_speed: 2
-workload: { every: 1, f: 1, model: builtin:cnn }
+workload: { every: 0.5, f: 1, model: builtin:cnn }
 anchor_every: 30
 ${withEvents && events ? `events:\n${events}` : ''}
 `;
@@ -135,7 +135,12 @@ const p = (xs: number[], q: number): number => {
   return s[Math.min(s.length - 1, Math.floor(q * (s.length - 1)))];
 };
 const at = (v: FleetView): number => v.time / 1000;
-const samplesOf = (vs: FleetView[]) => vs[vs.length - 1]?.latency ?? [];
+/** Every latency sample the run showed (each view carries only the newest 500). */
+const samplesOf = (vs: FleetView[]): FleetView['latency'] => {
+  const seen = new Map<string, FleetView['latency'][number]>();
+  for (const v of vs) for (const l of v.latency) seen.set(`${l.robot}@${l.at}`, l);
+  return [...seen.values()];
+};
 const samples = samplesOf(views);
 const controlSamples = samplesOf(control.views);
 const inWindow = (t: number, w: { from: number; to: number }): boolean => t >= w.from && t < w.to;
@@ -182,7 +187,7 @@ const kept =
     : `every robot not excluded (${report.robots.filter((r) => !report.final.leftOut.includes(r)).join(' ')}) ` +
       `holds every entry they wrote (caught up ${report.final.convergedMs} ms after the end)`;
 const heading =
-  `bench:hostile — r0..r3 honest (tasks on the generated CNN every ` +
+  `bench:hostile — r0..r3 honest (tasks on the generated CNN twice a ` +
   `second, mapping), r4 attacking ${ATTACK_SECONDS} s per attack, ` +
   'a stranger opening 5 idle TCP connections a second to every robot; one process per robot, loopback';
 process.stdout.write(`\n${heading}\n\n${table(rows)}\n\n`);

@@ -1,8 +1,31 @@
 import { open } from 'node:fs/promises';
-import { McapIndexedReader, McapWriter } from '@mcap/core';
-import { FileHandleReadable, FileHandleWritable } from '@mcap/nodejs';
+import { McapWriter } from '@mcap/core';
+import { FileHandleWritable } from '@mcap/nodejs';
+import { type BagMessage, readBag } from './bag-reader.js';
 import { RosError } from './errors.js';
 import { type CdrCodec, type RosPublisher, type RosTransport, fullType } from './transport.js';
+
+/**
+ * The QoS rosbag2 records for what the node publishes (reliable, volatile, keep last 10), in its
+ * `offered_qos_profiles` form, so `ros2 bag play` offers the same.
+ */
+const PUBLISHER_QOS = [
+  '- history: 1',
+  '  depth: 10',
+  '  reliability: 1',
+  '  durability: 2',
+  '  deadline:',
+  '    sec: 2147483647',
+  '    nsec: 4294967295',
+  '  lifespan:',
+  '    sec: 2147483647',
+  '    nsec: 4294967295',
+  '  liveliness: 1',
+  '  liveliness_lease_duration:',
+  '    sec: 2147483647',
+  '    nsec: 4294967295',
+  '  avoid_ros_namespace_conventions: false',
+].join('\n');
 
 /**
  * ROS without ROS: messages come from a recorded MCAP bag (replayed in log-time order, the
@@ -74,48 +97,40 @@ export class McapTransport implements RosTransport {
   }
 
   /**
-   * Plays a bag through the subscribers, one message at a time (each handler awaited), the clock
-   * at each message's log time. Inputs are recorded too. Returns the number of messages played.
+   * Plays a bag (a rosbag2 folder, an .mcap or a .db3 file) through the subscribers, one message
+   * at a time (each handler awaited), the clock at each message's log time. Every input is
+   * recorded too, with the bag's own definition and QoS of its type, whatever the type (a
+   * recording holds /rosout, /parameter_events, …); a topic that is not CDR is skipped, said once.
+   * Progress: messages played, and those the bag's summaries announce (0: not said). Returns the
+   * number of messages played.
    */
   async replay(path: string, onProgress?: (done: number, total: number) => void): Promise<number> {
-    let handle;
-    try {
-      handle = await open(path, 'r');
-    } catch (err) {
-      throw new RosError('BAG_UNREADABLE', `cannot open bag ${path}: ${(err as Error).message}`);
-    }
-    try {
-      let reader: McapIndexedReader;
-      try {
-        reader = await McapIndexedReader.Initialize({ readable: new FileHandleReadable(handle) });
-      } catch (err) {
-        throw new RosError('BAG_UNREADABLE', `${path} is not an indexed MCAP file: ${(err as Error).message}`);
+    let played = 0;
+    let total = 0;
+    const skipped = new Set<string>();
+    for await (const m of readBag(path, (f) => (total += f.messages ?? 0))) {
+      if (m.messageEncoding !== 'cdr') {
+        if (!skipped.has(m.topic))
+          process.stderr.write(
+            `robomesh: skipping ${m.topic} in ${path}: encoded ${m.messageEncoding || '(none)'}, not cdr\n`,
+          );
+        skipped.add(m.topic);
+        continue;
       }
-      const total = Number(reader.statistics?.messageCount ?? 0n);
-      let played = 0;
-      for await (const m of reader.readMessages()) {
-        const channel = reader.channelsById.get(m.channelId)!;
-        const schema = reader.schemasById.get(channel.schemaId);
-        if (channel.messageEncoding !== 'cdr' || !schema) continue;
-        this.clock = m.logTime;
-        this.record(channel.topic, schema.name, m.data);
-        const handlers = this.handlers.get(channel.topic) ?? [];
-        for (const h of handlers)
-          if (fullType(schema.name) !== h.type)
-            throw new RosError(
-              'BAG_TYPE_MISMATCH',
-              `${channel.topic} carries ${schema.name}, the node expects ${h.type}`,
-            );
-        const message = handlers.length ? this.decodeOrDrop(handlers[0].type, channel.topic, m.data) : undefined;
-        if (message !== undefined) for (const h of [...handlers]) await h.fn(message, m.logTime);
-        played++;
-        onProgress?.(played, total);
-      }
-      await this.pending;
-      return played;
-    } finally {
-      await handle.close();
+      const type = fullType(m.type);
+      this.clock = m.logTime;
+      this.record(m.topic, type, m.data, m);
+      const handlers = this.handlers.get(m.topic) ?? [];
+      for (const h of handlers)
+        if (type !== h.type)
+          throw new RosError('BAG_TYPE_MISMATCH', `${m.topic} carries ${m.type}, the node expects ${h.type}`);
+      const message = handlers.length ? this.decodeOrDrop(handlers[0].type, m.topic, m.data) : undefined;
+      if (message !== undefined) for (const h of [...handlers]) await h.fn(message, m.logTime);
+      played++;
+      onProgress?.(played, total);
     }
+    await this.pending;
+    return played;
   }
 
   /** A message that does not decode is dropped, as rcl would drop it: the replay goes on. */
@@ -129,7 +144,8 @@ export class McapTransport implements RosTransport {
     }
   }
 
-  private record(topic: string, type: string, data: Uint8Array): void {
+  /** `source`: the replayed message this is, whose definition and QoS the output keeps. */
+  private record(topic: string, type: string, data: Uint8Array, source?: BagMessage): void {
     this.published++;
     const writer = this.writer;
     if (!writer) return;
@@ -137,29 +153,36 @@ export class McapTransport implements RosTransport {
     const sequence = this.sequence++;
     // Writes are queued in call order: the bag's order is the node's publish order.
     this.pending = this.pending.then(async () => {
-      const channelId = await this.channel(writer, topic, type);
+      const channelId = await this.channel(writer, topic, type, source);
       await writer.addMessage({ channelId, sequence, logTime, publishTime: logTime, data });
     });
   }
 
-  private channel(writer: McapWriter, topic: string, type: string): Promise<number> {
+  private channel(writer: McapWriter, topic: string, type: string, source?: BagMessage): Promise<number> {
     let id = this.channels.get(topic);
     if (!id) {
       let schemaId = this.schemas.get(type);
       if (!schemaId) {
-        schemaId = writer.registerSchema({
-          name: type,
-          encoding: 'ros2msg',
-          data: new TextEncoder().encode(this.codec.schemaText(type)),
-        });
+        const definition = source?.schema ?? this.ownDefinition(type);
+        // Schema id 0: no definition known (a .db3 bag names a type robomesh does not know).
+        schemaId = definition
+          ? writer.registerSchema({ name: type, encoding: definition.encoding, data: definition.data })
+          : Promise.resolve(0);
         this.schemas.set(type, schemaId);
       }
-      id = schemaId.then((s) =>
-        writer.registerChannel({ topic, schemaId: s, messageEncoding: 'cdr', metadata: new Map() }),
-      );
+      const metadata = new Map(source?.metadata ?? [['offered_qos_profiles', PUBLISHER_QOS]]);
+      id = schemaId.then((s) => writer.registerChannel({ topic, schemaId: s, messageEncoding: 'cdr', metadata }));
       this.channels.set(topic, id);
     }
     return id;
+  }
+
+  private ownDefinition(type: string): { encoding: string; data: Uint8Array } | undefined {
+    try {
+      return { encoding: 'ros2msg', data: new TextEncoder().encode(this.codec.schemaText(type)) };
+    } catch {
+      return undefined;
+    }
   }
 
   async close(): Promise<void> {

@@ -14,14 +14,15 @@ import type { RosTransport } from './transport.js';
 
 /**
  * The robot's ROS 2 entry point (what `ros2 launch robomesh robot.launch.xml` runs). With ROS 2
- * sourced it joins the ROS graph through rclnodejs; without, `--replay IN.mcap [--record
- * OUT.mcap]` plays a bag through the same node. `--print-params` prints the resolved settings.
+ * sourced it joins the ROS graph through rclnodejs; without, `--replay BAG [--record OUT.mcap]`
+ * plays a rosbag2 recording (its folder, an .mcap or a .db3 file) through the same node.
+ * `--print-params` prints the resolved settings.
  * With `dashboard.port` set the robot serves its live dashboard (its own view: map, peers and
  * links, log, latencies) on `dashboard.host` (127.0.0.1 by default), and prints its URL; after a
  * replay it keeps serving until SIGINT / SIGTERM.
  */
 const USAGE =
-  'usage: robot-node [--print-params] [--replay IN.mcap [--record ' +
+  'usage: robot-node [--print-params] [--replay BAG (rosbag2 folder, .mcap or .db3) [--record ' +
   'OUT.mcap]] [--ros-args -p name:=value … --params-file FILE]';
 
 function option(argv: string[], name: string): string | undefined {
@@ -92,12 +93,13 @@ async function main(argv: string[]): Promise<void> {
   if (transport instanceof McapTransport && replay) {
     let shown = 0;
     try {
-      await transport.replay(replay, (done, total) => {
-        if (done === total || done - shown >= 500) {
+      const played = await transport.replay(replay, (done, total) => {
+        if (done - shown >= 500) {
           shown = done;
-          log(`replayed ${done}/${total} messages`);
+          log(`replayed ${done}${total ? `/${total}` : ''} messages`);
         }
       });
+      log(`replayed ${played} messages from ${replay}`);
       node.publishMap();
       await closeNode();
       if (record) log(`recorded ${record}`);

@@ -17,6 +17,7 @@ export { IotaStandIn } from './iota-standin.js';
 export { type AdminCall, buildAdminTx, type GasPlan, iotaAddressOf, type IotaDeployment } from './iota-tx.js';
 export { type IngestStatus, Ledger, MissingParentsError } from './ledger.js';
 export { LogReplicator } from './replication.js';
+export { default as SqliteDatabase } from './sqlite.js';
 export { SqliteLogStore } from './sqlite-store.js';
 export { type LogStore, MemoryLogStore } from './store.js';
 export { checkOwnEntries, markOwnEntries } from './written-mark.js';

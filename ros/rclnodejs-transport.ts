@@ -1,27 +1,45 @@
+import type * as Rcl from 'rclnodejs';
 import { RosError } from './errors.js';
 import { type CdrCodec, type ParamSpec, type RosPublisher, type RosTransport, fullType } from './transport.js';
 
-/** The part of rclnodejs we use (its own types exist only after `generate-ros-messages`). */
-export interface RclModule {
-  init(context?: unknown, options?: unknown): Promise<void>;
-  Parameter: new (name: string, type: number, value: unknown) => unknown;
-  ParameterType: Record<
-    'PARAMETER_STRING' | 'PARAMETER_STRING_ARRAY' | 'PARAMETER_DOUBLE' | 'PARAMETER_INTEGER',
-    number
-  >;
-  createNode(name: string, namespace?: string): RclNode;
-  spin(node: RclNode): void;
-  shutdown(): void | Promise<void>;
+/**
+ * The part of an rclnodejs node the transport calls, in the shapes rclnodejs's own type
+ * definitions declare (types/*.d.ts of the installed package, present without ROS). Functions are
+ * properties, so their parameters are checked strictly: `RclnodejsConforms` below fails
+ * `npm run build` when the real module does not fit, and test stand-ins implement these types.
+ * `spin` and `declareParameter` pass rclnodejs's own objects through and are methods.
+ */
+export interface RclNode {
+  createPublisher: (type: string, topic: string) => Pick<Rcl.Publisher<string>, 'publish'>;
+  createSubscription: (
+    type: string,
+    topic: string,
+    options: Rcl.Options,
+    callback: Rcl.SubscriptionWithRawMessageCallback,
+  ) => unknown;
+  now: () => Pick<Rcl.Time, 'nanoseconds'>;
+  declareParameter(parameter: RclParameter): unknown;
+  getParameter: (name: string) => Pick<Rcl.Parameter, 'value'>;
+  destroy: () => void;
 }
 
-export interface RclNode {
-  createPublisher(type: string, topic: string, options?: object): { publish(message: Buffer | object): void };
-  createSubscription(type: string, topic: string, options: object, callback: (message: Buffer) => void): unknown;
-  now(): { nanoseconds: bigint | number | string };
-  declareParameter(parameter: unknown): unknown;
-  getParameter(name: string): { value: unknown };
-  destroy(): void;
+export type RclParameter = Pick<Rcl.Parameter, 'name' | 'type' | 'value'>;
+
+export interface RclModule {
+  init: (context: undefined, argv: string[]) => Promise<void>;
+  Parameter: new (name: string, type: Rcl.ParameterType, value: unknown) => RclParameter;
+  ParameterType: Pick<
+    typeof Rcl.ParameterType,
+    'PARAMETER_STRING' | 'PARAMETER_STRING_ARRAY' | 'PARAMETER_DOUBLE' | 'PARAMETER_INTEGER'
+  >;
+  createNode: (name: string, namespace: string) => RclNode;
+  spin(node: RclNode): void;
+  shutdown: () => void;
 }
+
+/** Compiles only while rclnodejs's declared module fits RclModule. */
+type Conforms<T extends RclModule> = T;
+export type RclnodejsConforms = Conforms<typeof Rcl>;
 
 export const rosIsSourced = (env: NodeJS.ProcessEnv = process.env): boolean =>
   Boolean(env.ROS_DISTRO && env.AMENT_PREFIX_PATH);
@@ -41,7 +59,7 @@ export async function loadRclnodejs(
         'source /opt/ros/<distro>/setup.bash, or replay a bag with --replay',
     );
   try {
-    const mod = (await load()) as { default?: RclModule } & RclModule;
+    const mod = (await load()) as { default?: typeof Rcl } & typeof Rcl;
     return mod.default ?? mod;
   } catch (err) {
     throw new RosError(
@@ -75,7 +93,7 @@ export class RclnodejsTransport implements RosTransport {
     argv: string[] = process.argv,
   ): Promise<RclnodejsTransport> {
     const mod = rcl ?? (await loadRclnodejs());
-    await mod.init(undefined, { argv });
+    await mod.init(undefined, argv);
     const node = mod.createNode(name, namespace);
     mod.spin(node);
     return new RclnodejsTransport(mod, node, codec);

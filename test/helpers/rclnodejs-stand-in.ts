@@ -1,8 +1,10 @@
+import type * as Rcl from 'rclnodejs';
 import type { RclModule } from '../../ros/rclnodejs-transport.js';
 
 /**
- * A stand-in for the rclnodejs module (no ROS 2 here): records what the transport publishes,
- * subscribes and declares, and lets a test deliver raw messages to its subscriptions.
+ * A stand-in for the rclnodejs module (no ROS 2 here), of the type the transport declares from
+ * rclnodejs's own definitions: records what the transport publishes, subscribes and declares,
+ * and lets a test deliver raw messages to its subscriptions.
  */
 export function rclnodejsStandIn() {
   const published: { topic: string; type: string; data: Buffer | object }[] = [];
@@ -13,19 +15,19 @@ export function rclnodejsStandIn() {
     Parameter: class {
       constructor(
         readonly name: string,
-        readonly type: number,
+        readonly type: Rcl.ParameterType,
         readonly value: unknown,
       ) {}
     },
     ParameterType: { PARAMETER_STRING: 4, PARAMETER_STRING_ARRAY: 9, PARAMETER_DOUBLE: 3, PARAMETER_INTEGER: 2 },
-    init: async (_c, options) => void calls.push(`init ${JSON.stringify((options as { argv: string[] }).argv)}`),
+    init: async (_context, argv) => void calls.push(`init ${JSON.stringify(argv)}`),
     createNode: (name, ns) => {
       calls.push(`node ${name} ${ns}`);
       return {
         createPublisher: (type, topic) => ({ publish: (data) => void published.push({ topic, type, data }) }),
         createSubscription: (type, topic, options, cb) => subscriptions.push({ topic, type, options, cb }),
         now: () => ({ nanoseconds: 1234n }),
-        declareParameter: (p) => void declared.set((p as { name: string }).name, p),
+        declareParameter: (p) => void declared.set(p.name, p),
         // rcl's view: an override from the launch file for one parameter, defaults for the rest.
         getParameter: (name) => ({
           value: name === 'topics.scan' ? 'front/scan' : (declared.get(name) as { value: unknown }).value,

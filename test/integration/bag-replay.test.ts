@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { mkdir, mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { McapIndexedReader, McapWriter } from '@mcap/core';
 import { FileHandleReadable, FileHandleWritable } from '@mcap/nodejs';
 import { loadDecompressHandlers } from '@mcap/support';
@@ -11,6 +12,8 @@ import { readBag } from '../../ros/bag-reader.js';
 import { RosError } from '../../ros/errors.js';
 import { McapTransport } from '../../ros/mcap-transport.js';
 import { codec } from '../../ros/messages.js';
+
+const NODE = fileURLToPath(new URL('../../ros/robot-node.js', import.meta.url));
 
 /** rosbag2's QoS metadata for a best-effort sensor topic, as `ros2 bag record` writes it. */
 const SENSOR_QOS =
@@ -23,6 +26,13 @@ const LOG_DEFINITION =
   'byte DEBUG=10\nbyte INFO=20\nbuiltin_interfaces/Time stamp\nuint8 level\nstring name\nstring msg\n' +
   'string file\nstring function\nuint32 line\n';
 const SCANS = 12;
+const OTHER_TOPICS = [
+  ['/parameter_events', 'rcl_interfaces/msg/ParameterEvent'],
+  ['/arm/state', 'my_robot_msgs/msg/ArmState'],
+] as const;
+/** A message of a type robomesh does not know: any bytes, to come out the same. */
+const OPAQUE = Uint8Array.from([0, 1, 0, 0, 42, 0, 0, 0]);
+const MESSAGES = 2 * SCANS + OTHER_TOPICS.length;
 const T0 = 1_765_000_000_000_000_000n; // a 2025 log time, past 2^53 ns
 
 const scan = (i: number) => ({
@@ -81,6 +91,16 @@ async function writeBag(path: string, shape: BagShape): Promise<void> {
     data: new TextEncoder().encode(LOG_DEFINITION),
   });
   const meta = new Map([['offered_qos_profiles', SENSOR_QOS]]);
+  // Two more channels of types robomesh does not know: rcl's own, and a user's.
+  for (const [topic, name] of OTHER_TOPICS) {
+    const schemaId = await writer.registerSchema({
+      name,
+      encoding: 'ros2msg',
+      data: new TextEncoder().encode('int32 x\n'),
+    });
+    const channelId = await writer.registerChannel({ topic, schemaId, messageEncoding: 'cdr', metadata: meta });
+    await writer.addMessage({ channelId, sequence: 0, logTime: T0 - 1n, publishTime: T0 - 1n, data: OPAQUE });
+  }
   const scans = await writer.registerChannel({
     topic: '/scan',
     schemaId: scanSchema,
@@ -151,8 +171,13 @@ async function replayRecording(bag: string, out: string) {
     const channels = [...reader.channelsById.values()];
     const topics = new Map(channels.map((c) => [c.topic, { channel: c, schema: reader.schemasById.get(c.schemaId) }]));
     let recorded = 0;
-    for await (const m of reader.readMessages()) if (m.channelId >= 0) recorded++;
-    return { played, stamps, ranges, progress, topics, recorded };
+    const bytes = new Map<string, Uint8Array[]>();
+    for await (const m of reader.readMessages()) {
+      recorded++;
+      const topic = reader.channelsById.get(m.channelId)!.topic;
+      bytes.set(topic, [...(bytes.get(topic) ?? []), Uint8Array.from(m.data)]);
+    }
+    return { played, stamps, ranges, progress, topics, recorded, bytes };
   } finally {
     await handle.close();
   }
@@ -171,20 +196,24 @@ describe('replaying real rosbag2 recordings: other types, compressed chunks, no 
       const bag = join(dir, `${shape.replace(/\W+/g, '-')}.mcap`);
       await writeBag(bag, shape);
       const r = await replayRecording(bag, join(dir, `${shape.replace(/\W+/g, '-')}-out.mcap`));
-      assert.equal(r.played, 2 * SCANS, 'every message played, /rosout included');
+      assert.equal(r.played, MESSAGES, 'every message played, /rosout and the other types included');
       assert.equal(r.stamps.length, SCANS);
       assert.deepEqual(
         r.ranges,
         [...Array(SCANS).keys()].map((i) => 1 + i),
       );
       assert.equal(r.stamps[0], T0, 'the clock is the bag\u2019s log time, all 64 bits');
-      assert.equal(r.recorded, 2 * SCANS);
+      assert.equal(r.recorded, MESSAGES);
+      for (const [topic, name] of OTHER_TOPICS) {
+        assert.equal(r.topics.get(topic)?.schema?.name, name);
+        assert.deepEqual(r.bytes.get(topic), [OPAQUE], `${topic}: the same bytes out`);
+      }
       const rosout = r.topics.get('/rosout')!;
       assert.equal(rosout.schema?.name, LOG_TYPE);
       assert.equal(new TextDecoder().decode(rosout.schema?.data), LOG_DEFINITION, 'the bag\u2019s own definition kept');
       assert.equal(rosout.channel.metadata.get('offered_qos_profiles'), SENSOR_QOS, 'and its QoS');
       // A bag without a summary does not say how many it holds.
-      assert.deepEqual(r.progress.at(-1), [2 * SCANS, shape === 'no chunks, no summary' ? 0 : 2 * SCANS]);
+      assert.deepEqual(r.progress.at(-1), [MESSAGES, shape === 'no chunks, no summary' ? 0 : MESSAGES]);
     });
   }
 
@@ -211,6 +240,39 @@ describe('replaying real rosbag2 recordings: other types, compressed chunks, no 
     }
   });
 
+  it('robot-node replays such a bag to the end, exits 0, and its output keeps the unknown types intact', async () => {
+    const bag = join(dir, 'for-the-node.mcap');
+    await writeBag(bag, 'zstd chunks');
+    const out = join(dir, 'node-out.mcap');
+    const env = { ...process.env };
+    delete env.ROS_DISTRO;
+    delete env.AMENT_PREFIX_PATH;
+    const run = await new Promise<{ code: number; stderr: string }>((resolve) =>
+      execFile(
+        process.execPath,
+        [
+          NODE,
+          '--replay',
+          bag,
+          '--record',
+          out,
+          '--ros-args',
+          '-p',
+          `data_dir:=${join(dir, 'node')}`,
+          '-p',
+          'models:=[]',
+        ],
+        { env, timeout: 60_000 },
+        (err, _stdout, stderr) => resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stderr }),
+      ),
+    );
+    assert.equal(run.code, 0, run.stderr);
+    const seen = new Map<string, Uint8Array[]>();
+    for await (const m of readBag(out)) seen.set(m.topic, [...(seen.get(m.topic) ?? []), m.data]);
+    assert.equal(seen.get('/rosout')?.length, SCANS);
+    for (const [topic] of OTHER_TOPICS) assert.deepEqual(seen.get(topic), [OPAQUE], topic);
+  });
+
   it('what the node publishes is recorded with a QoS profile ros2 bag play can offer', async () => {
     const out = join(dir, 'published.mcap');
     const transport = await McapTransport.create(codec, out);
@@ -227,7 +289,7 @@ describe('replaying real rosbag2 recordings: other types, compressed chunks, no 
     const garbage = join(dir, 'garbage.mcap');
     await (await open(garbage, 'w')).writeFile('not a bag at all');
     const whole = join(dir, 'whole.mcap');
-    await writeBag(whole, 'zstd chunks');
+    await writeBag(whole, 'no chunks, no summary'); // all data: half the file is half the messages
     const truncated = join(dir, 'truncated.mcap');
     const bytes = await (await open(whole, 'r')).readFile();
     await (await open(truncated, 'w')).writeFile(bytes.subarray(0, Math.floor(bytes.length / 2)));
@@ -240,6 +302,6 @@ describe('replaying real rosbag2 recordings: other types, compressed chunks, no 
     }
     const transport = await McapTransport.create(codec);
     const played = await transport.replay(truncated);
-    assert.ok(played > 0 && played < 2 * SCANS, `played ${played} of the ${2 * SCANS} in the whole bag`);
+    assert.ok(played > 0 && played < MESSAGES, `played ${played} of the ${MESSAGES} in the whole bag`);
   });
 });

@@ -176,6 +176,61 @@ describe('ROS edge without ROS: a simulated bag replayed through a robot node', 
 });
 
 describe('rclnodejs transport against a stand-in module', () => {
+  it('a build that misuses rclnodejs fails: a scratch compile against rclnodejs\u2019s own types', async function () {
+    this.timeout(120_000);
+    const root = fileURLToPath(new URL('../../../', import.meta.url));
+    const transport = join(root, 'ros', 'rclnodejs-transport.js'); // TypeScript maps it to the .ts beside it
+    const scratch = await mkdtemp(join(tmpdir(), 'rm-rcl-tsc-'));
+    const compile = async (code: string): Promise<{ code: number; out: string }> => {
+      await writeFile(join(scratch, 'use.ts'), code);
+      await writeFile(
+        join(scratch, 'tsconfig.json'),
+        JSON.stringify({
+          compilerOptions: {
+            strict: true,
+            module: 'NodeNext',
+            moduleResolution: 'NodeNext',
+            target: 'ES2022',
+            skipLibCheck: true,
+            noEmit: true,
+            types: ['node'],
+            typeRoots: [join(root, 'node_modules', '@types')],
+          },
+          files: ['use.ts', join(root, 'node_modules', 'rclnodejs', 'types', 'index.d.ts')],
+        }),
+      );
+      const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
+      return new Promise((resolve) =>
+        execFile(process.execPath, [tsc, '-p', scratch], { timeout: 110_000 }, (err, stdout, stderr) =>
+          resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, out: stdout + stderr }),
+        ),
+      );
+    };
+    try {
+      const header =
+        "import type * as Rcl from 'rclnodejs';\n" + `import type { RclModule } from ${JSON.stringify(transport)};\n`;
+      const ok = await compile(
+        `${header}export const start = (rcl: RclModule) => rcl.init(undefined, process.argv);\n`,
+      );
+      assert.equal(ok.code, 0, ok.out);
+      // The call the transport used to make: rclnodejs 2.x takes argv itself, not { argv }.
+      const misuse = await compile(
+        `${header}export const start = (rcl: RclModule) => rcl.init(undefined, { argv: process.argv });\n`,
+      );
+      assert.notEqual(misuse.code, 0);
+      assert.match(misuse.out, /use\.ts.*error TS\d+:.*argv/s);
+      // And a transport type declaring that shape does not fit the module rclnodejs declares.
+      const drift = await compile(
+        `${header}interface Wrong { init: (c: undefined, o: { argv: string[] }) => Promise<void> }\n` +
+          'type Fits<T extends Wrong> = T;\nexport type Check = Fits<typeof Rcl>;\n',
+      );
+      assert.notEqual(drift.code, 0);
+      assert.match(drift.out, /error TS2344/);
+    } finally {
+      await rm(scratch, { recursive: true, force: true });
+    }
+  });
+
   it('is loaded only when ROS 2 is sourced, with a clear error otherwise', async () => {
     let loads = 0;
     const loader = async () => {

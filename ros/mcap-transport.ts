@@ -3,29 +3,15 @@ import { McapWriter } from '@mcap/core';
 import { FileHandleWritable } from '@mcap/nodejs';
 import { type BagMessage, readBag } from './bag-reader.js';
 import { RosError } from './errors.js';
-import { type CdrCodec, type RosPublisher, type RosTransport, fullType } from './transport.js';
-
-/**
- * The QoS rosbag2 records for what the node publishes (reliable, volatile, keep last 10), in its
- * `offered_qos_profiles` form, so `ros2 bag play` offers the same.
- */
-const PUBLISHER_QOS = [
-  '- history: 1',
-  '  depth: 10',
-  '  reliability: 1',
-  '  durability: 2',
-  '  deadline:',
-  '    sec: 2147483647',
-  '    nsec: 4294967295',
-  '  lifespan:',
-  '    sec: 2147483647',
-  '    nsec: 4294967295',
-  '  liveliness: 1',
-  '  liveliness_lease_duration:',
-  '    sec: 2147483647',
-  '    nsec: 4294967295',
-  '  avoid_ros_namespace_conventions: false',
-].join('\n');
+import {
+  type CdrCodec,
+  QOS_PRESETS,
+  type QosProfile,
+  type RosPublisher,
+  type RosTransport,
+  fullType,
+  offeredQosYaml,
+} from './transport.js';
 
 /**
  * ROS without ROS: messages come from a recorded MCAP bag (replayed in log-time order, the
@@ -42,6 +28,8 @@ export class McapTransport implements RosTransport {
   >();
   private readonly channels = new Map<string, Promise<number>>();
   private readonly schemas = new Map<string, Promise<number>>();
+  /** The QoS each publisher offers, recorded with its channel as rosbag2 does. */
+  private readonly offered = new Map<string, QosProfile>();
   private pending: Promise<void> = Promise.resolve();
   private sequence = 0;
   published = 0;
@@ -83,8 +71,9 @@ export class McapTransport implements RosTransport {
     this.clock = ns;
   }
 
-  publisher(topic: string, type: string): RosPublisher {
+  publisher(topic: string, type: string, qos: QosProfile = QOS_PRESETS.reliable): RosPublisher {
     const t = fullType(type);
+    this.offered.set(topic, qos);
     return { publish: (message) => this.record(topic, t, this.codec.encode(t, message)) };
   }
 
@@ -170,7 +159,8 @@ export class McapTransport implements RosTransport {
           : Promise.resolve(0);
         this.schemas.set(type, schemaId);
       }
-      const metadata = new Map(source?.metadata ?? [['offered_qos_profiles', PUBLISHER_QOS]]);
+      const offered = offeredQosYaml(this.offered.get(topic) ?? QOS_PRESETS.reliable);
+      const metadata = new Map(source?.metadata ?? [['offered_qos_profiles', offered]]);
       id = schemaId.then((s) => writer.registerChannel({ topic, schemaId: s, messageEncoding: 'cdr', metadata }));
       this.channels.set(topic, id);
     }

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { RobomeshError } from '../protocol/errors.js';
+import { parseQos } from './transport.js';
 
 /**
  * One schema for a robot's settings, whether they come from ROS parameters (`--ros-args -p
@@ -22,6 +23,8 @@ export interface RobotParams {
     ledger: string;
     diagnostics: string;
   };
+  /** Per topic: a QoS preset, `sensor_data`, `reliable`, `transient_local`, `best_effort`, optionally `:depth`. */
+  qos: Record<keyof RobotParams['topics'], string>;
   models: string[];
   fleet: { name: string; members: string[]; bootstrap: string[]; listen: string[]; genesis_file: string };
   data_dir: string;
@@ -61,6 +64,26 @@ export const PARAMETERS: { name: string; kind: Kind; default: string | number | 
     default: '/diagnostics',
     doc: 'diagnostic_msgs/DiagnosticArray output',
   },
+  ...(
+    [
+      ['camera', 'sensor_data', 'best effort, as camera drivers publish'],
+      ['scan', 'sensor_data', 'best effort, as lidar drivers publish'],
+      ['odom', 'sensor_data', 'best effort'],
+      ['results', 'reliable', ''],
+      ['decisions', 'reliable', ''],
+      ['peers', 'reliable', ''],
+      ['map', 'transient_local', 'latched, as RViz and Nav2 ask of /map'],
+      ['ledger', 'reliable', ''],
+      ['diagnostics', 'reliable', ''],
+    ] as const
+  ).map(([topic, preset, why]) => ({
+    name: `qos.${topic}`,
+    kind: 'string' as const,
+    default: preset,
+    doc:
+      `QoS of topics.${topic}: sensor_data, reliable, transient_local or best_effort[:depth]` +
+      (why ? ` (${why})` : ''),
+  })),
   {
     name: 'models',
     kind: 'string[]',
@@ -228,6 +251,13 @@ export function resolveParams(sources: Record<string, unknown>[]): RobotParams {
       `parameter robot_name: ${JSON.stringify(params.robot_name)} is not a valid ROS node name`,
     );
   if (!(params.map.resolution > 0)) throw new ParamError('BAD_PARAMETER', 'parameter map.resolution: must be positive');
+  for (const [topic, text] of Object.entries(params.qos))
+    if (!parseQos(text))
+      throw new ParamError(
+        'BAD_PARAMETER',
+        `parameter qos.${topic}: ${JSON.stringify(text)} is not sensor_data, reliable, transient_local or ` +
+          'best_effort, optionally :depth',
+      );
   if (params.dashboard.port < 0 || params.dashboard.port > 65535)
     throw new ParamError(
       'BAD_PARAMETER',

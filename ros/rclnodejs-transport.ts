@@ -1,6 +1,14 @@
 import type * as Rcl from 'rclnodejs';
 import { RosError } from './errors.js';
-import { type CdrCodec, type ParamSpec, type RosPublisher, type RosTransport, fullType } from './transport.js';
+import {
+  type CdrCodec,
+  type ParamSpec,
+  QOS_PRESETS,
+  type QosProfile,
+  type RosPublisher,
+  type RosTransport,
+  fullType,
+} from './transport.js';
 
 /**
  * The part of an rclnodejs node the transport calls, in the shapes rclnodejs's own type
@@ -10,7 +18,7 @@ import { type CdrCodec, type ParamSpec, type RosPublisher, type RosTransport, fu
  * `spin` and `declareParameter` pass rclnodejs's own objects through and are methods.
  */
 export interface RclNode {
-  createPublisher: (type: string, topic: string) => Pick<Rcl.Publisher<string>, 'publish'>;
+  createPublisher: (type: string, topic: string, options: Rcl.Options) => Pick<Rcl.Publisher<string>, 'publish'>;
   createSubscription: (
     type: string,
     topic: string,
@@ -32,6 +40,12 @@ export interface RclModule {
     typeof Rcl.ParameterType,
     'PARAMETER_STRING' | 'PARAMETER_STRING_ARRAY' | 'PARAMETER_DOUBLE' | 'PARAMETER_INTEGER'
   >;
+  QoS: new (
+    history: Rcl.QoS.HistoryPolicy,
+    depth: number,
+    reliability: Rcl.QoS.ReliabilityPolicy,
+    durability: Rcl.QoS.DurabilityPolicy,
+  ) => Rcl.QoS;
   createNode: (name: string, namespace: string) => RclNode;
   spin(node: RclNode): void;
   shutdown: () => void;
@@ -99,9 +113,22 @@ export class RclnodejsTransport implements RosTransport {
     return new RclnodejsTransport(mod, node, codec);
   }
 
-  publisher(topic: string, type: string): RosPublisher {
+  /**
+   * rmw's numbers for a profile, as the enums rclnodejs declares them: keep last 1, reliable 1,
+   * best effort 2, transient local 1, volatile 2.
+   */
+  private qos(q: QosProfile): Rcl.QoS {
+    return new this.rcl.QoS(
+      1 as Rcl.QoS.HistoryPolicy,
+      q.depth,
+      (q.reliability === 'reliable' ? 1 : 2) as Rcl.QoS.ReliabilityPolicy,
+      (q.durability === 'transient_local' ? 1 : 2) as Rcl.QoS.DurabilityPolicy,
+    );
+  }
+
+  publisher(topic: string, type: string, qos: QosProfile = QOS_PRESETS.reliable): RosPublisher {
     const t = fullType(type);
-    const pub = this.node.createPublisher(t, topic);
+    const pub = this.node.createPublisher(t, topic, { qos: this.qos(qos) });
     return { publish: (message) => pub.publish(Buffer.from(this.codec.encode(t, message))) };
   }
 
@@ -109,10 +136,11 @@ export class RclnodejsTransport implements RosTransport {
     topic: string,
     type: string,
     handler: (message: unknown, stamp: bigint) => void | Promise<void>,
+    qos: QosProfile = QOS_PRESETS.reliable,
   ): () => void {
     const t = fullType(type);
     let active = true;
-    this.node.createSubscription(t, topic, { isRaw: true }, (raw) => {
+    this.node.createSubscription(t, topic, { isRaw: true, qos: this.qos(qos) }, (raw) => {
       if (!active) return;
       let message: unknown;
       try {

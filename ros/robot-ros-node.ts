@@ -8,7 +8,7 @@ import type { Robot } from '../nodes/robot/index.js';
 import type { LaserScan, Pose } from '../protocol/sensors.js';
 import { type RosImage, imageToTensor } from './image.js';
 import type { RobotParams } from './params.js';
-import { type RosPublisher, type RosTransport, resolveTopic } from './transport.js';
+import { type QosProfile, type RosPublisher, type RosTransport, parseQos, resolveTopic } from './transport.js';
 
 interface Stamp {
   sec: number;
@@ -51,20 +51,26 @@ export class RobotRosNode {
     private readonly params: RobotParams,
   ) {
     const t = (name: keyof RobotParams['topics']): string => resolveTopic(params.namespace, params.topics[name]);
+    // resolveParams checked every qos.* value.
+    const q = (name: keyof RobotParams['topics']): QosProfile => parseQos(params.qos[name])!;
+    const pub = (name: keyof RobotParams['topics'], type: string) => transport.publisher(t(name), type, q(name));
     this.pubs = {
-      results: transport.publisher(t('results'), 'robomesh_msgs/msg/InferenceResult'),
-      decisions: transport.publisher(t('decisions'), 'robomesh_msgs/msg/SplitDecision'),
-      peers: transport.publisher(t('peers'), 'robomesh_msgs/msg/PeerStatus'),
-      map: transport.publisher(t('map'), 'nav_msgs/msg/OccupancyGrid'),
-      ledger: transport.publisher(t('ledger'), 'robomesh_msgs/msg/LedgerEvent'),
-      diagnostics: transport.publisher(t('diagnostics'), 'diagnostic_msgs/msg/DiagnosticArray'),
+      results: pub('results', 'robomesh_msgs/msg/InferenceResult'),
+      decisions: pub('decisions', 'robomesh_msgs/msg/SplitDecision'),
+      peers: pub('peers', 'robomesh_msgs/msg/PeerStatus'),
+      map: pub('map', 'nav_msgs/msg/OccupancyGrid'),
+      ledger: pub('ledger', 'robomesh_msgs/msg/LedgerEvent'),
+      diagnostics: pub('diagnostics', 'diagnostic_msgs/msg/DiagnosticArray'),
     };
     this.unsubscribe.push(
-      transport.subscribe(t('camera'), 'sensor_msgs/msg/Image', (m) =>
-        this.onImage(m as RosImage & { header: { stamp: Stamp } }),
+      transport.subscribe(
+        t('camera'),
+        'sensor_msgs/msg/Image',
+        (m) => this.onImage(m as RosImage & { header: { stamp: Stamp } }),
+        q('camera'),
       ),
-      transport.subscribe(t('scan'), 'sensor_msgs/msg/LaserScan', (m) => this.onScan(m as ScanMsg)),
-      transport.subscribe(t('odom'), 'nav_msgs/msg/Odometry', (m) => this.onOdom(m as OdomMsg)),
+      transport.subscribe(t('scan'), 'sensor_msgs/msg/LaserScan', (m) => this.onScan(m as ScanMsg), q('scan')),
+      transport.subscribe(t('odom'), 'nav_msgs/msg/Odometry', (m) => this.onOdom(m as OdomMsg), q('odom')),
     );
     robot.ledger?.on('entry', (d) =>
       this.onEntry(toHex(d.entry.author), d.entry.seq, d.entry.lamport, d.idHex, d.entry.payload),

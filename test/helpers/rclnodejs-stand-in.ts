@@ -8,7 +8,8 @@ import type { RclModule } from '../../ros/rclnodejs-transport.js';
  */
 export function rclnodejsStandIn() {
   const published: { topic: string; type: string; data: Buffer | object }[] = [];
-  const subscriptions: { topic: string; type: string; options: object; cb: (m: Buffer) => void }[] = [];
+  const publishers: { topic: string; type: string; options: Rcl.Options }[] = [];
+  const subscriptions: { topic: string; type: string; options: Rcl.Options; cb: (m: Buffer) => void }[] = [];
   const calls: string[] = [];
   const declared = new Map<string, unknown>();
   const rcl: RclModule = {
@@ -19,12 +20,28 @@ export function rclnodejsStandIn() {
         readonly value: unknown,
       ) {}
     },
+    QoS: class {
+      liveliness = 1 as Rcl.QoS.LivelinessPolicy;
+      avoidRosNameSpaceConventions = false;
+      constructor(
+        readonly history: Rcl.QoS.HistoryPolicy,
+        readonly depth: number,
+        private readonly reliabilityPolicy: Rcl.QoS.ReliabilityPolicy,
+        readonly durability: Rcl.QoS.DurabilityPolicy,
+      ) {}
+      reliability(): Rcl.QoS.ReliabilityPolicy {
+        return this.reliabilityPolicy;
+      }
+    },
     ParameterType: { PARAMETER_STRING: 4, PARAMETER_STRING_ARRAY: 9, PARAMETER_DOUBLE: 3, PARAMETER_INTEGER: 2 },
     init: async (_context, argv) => void calls.push(`init ${JSON.stringify(argv)}`),
     createNode: (name, ns) => {
       calls.push(`node ${name} ${ns}`);
       return {
-        createPublisher: (type, topic) => ({ publish: (data) => void published.push({ topic, type, data }) }),
+        createPublisher: (type, topic, options) => {
+          publishers.push({ topic, type, options });
+          return { publish: (data) => void published.push({ topic, type, data }) };
+        },
         createSubscription: (type, topic, options, cb) => subscriptions.push({ topic, type, options, cb }),
         now: () => ({ nanoseconds: 1234n }),
         declareParameter: (p) => void declared.set(p.name, p),
@@ -38,5 +55,5 @@ export function rclnodejsStandIn() {
     spin: () => void calls.push('spin'),
     shutdown: () => void calls.push('shutdown'),
   };
-  return { rcl, published, subscriptions, calls, declared };
+  return { rcl, published, publishers, subscriptions, calls, declared };
 }

@@ -9,6 +9,7 @@ import { FileHandleReadable } from '@mcap/nodejs';
 import type { DenseMap } from '../../nodes/mapping/merged-map.js';
 import { mapQuality } from '../../nodes/apps/sim/map-quality.js';
 import { floorPlan } from '../../nodes/apps/sim/index.js';
+import { readBag as readRosBag } from '../../ros/bag-reader.js';
 import { McapTransport } from '../../ros/mcap-transport.js';
 import { codec } from '../../ros/messages.js';
 import { PARAMETERS, resolveParams } from '../../ros/params.js';
@@ -17,6 +18,7 @@ import { RobotRosNode } from '../../ros/robot-ros-node.js';
 import { startRobot } from '../../ros/robot-setup.js';
 import { writeSimBag } from '../../ros/sim-bag.js';
 import { sharedCache } from '../helpers/fleet.js';
+import type * as Rcl from 'rclnodejs';
 import { rclnodejsStandIn as standIn } from '../helpers/rclnodejs-stand-in.js';
 
 const NODE = fileURLToPath(new URL('../../ros/robot-node.js', import.meta.url));
@@ -82,7 +84,28 @@ describe('ROS edge without ROS: a simulated bag replayed through a robot node', 
       node.publishMap();
       node.close();
       await transport.close();
+      // The same node on rclnodejs (a stand-in): sensors subscribed best effort, /map latched,
+      // each settable by a qos.* parameter.
+      const s = standIn();
+      const rcl = await RclnodejsTransport.create(codec, 'r1', '', s.rcl, ['node']);
+      const rosNode = new RobotRosNode(robot, rcl, resolveParams([{ robot_name: 'r1', 'qos.odom': 'reliable:20' }]));
+      const qosOf = (list: { topic: string; options: Rcl.Options }[], topic: string) => {
+        const q = list.find((x) => x.topic === topic)!.options.qos as Rcl.QoS;
+        return [q.reliability(), q.durability, q.depth];
+      };
+      assert.deepEqual(qosOf(s.subscriptions, '/scan'), [2, 2, 5], '/scan: best effort, volatile, 5');
+      assert.deepEqual(qosOf(s.subscriptions, '/camera/image_raw'), [2, 2, 5]);
+      assert.deepEqual(qosOf(s.subscriptions, '/odom'), [1, 2, 20], 'qos.odom: reliable:20');
+      assert.deepEqual(qosOf(s.publishers, '/map'), [1, 1, 1], '/map: reliable, transient local, 1');
+      assert.deepEqual(qosOf(s.publishers, '/robomesh/inference'), [1, 2, 10]);
+      rosNode.close();
+      await rcl.close();
+      assert.throws(() => resolveParams([{ 'qos.map': 'latched' }]), /parameter qos.map: "latched" is not sensor_data/);
       await robot.stop();
+      const offered = new Map<string, string>();
+      for await (const m of readRosBag(output)) offered.set(m.topic, m.metadata.get('offered_qos_profiles') ?? '');
+      assert.match(offered.get('/map')!, /depth: 1\n {2}reliability: 1\n {2}durability: 1/, 'recorded as offered');
+      assert.match(offered.get('/scan')!, /reliability: 1/, 'an input keeps the QoS its bag recorded');
       assert.equal(played, counts['/scan'] + counts['/odom'] + counts['/camera/image_raw']);
 
       const bag = await readBag(output);
@@ -279,7 +302,9 @@ describe('rclnodejs transport against a stand-in module', () => {
 
     const got: unknown[] = [];
     const unsubscribe = transport.subscribe('odom', 'nav_msgs/msg/Odometry', (m) => void got.push(m));
-    assert.deepEqual(s.subscriptions[0].options, { isRaw: true });
+    assert.equal(s.subscriptions[0].options.isRaw, true);
+    const qos = s.subscriptions[0].options.qos as Rcl.QoS;
+    assert.deepEqual([qos.reliability(), qos.durability, qos.depth], [1, 2, 10], 'reliable, volatile, 10 by default');
     s.subscriptions[0].cb(Buffer.from(codec.encode('nav_msgs/msg/Odometry', odom)));
     s.subscriptions[0].cb(Buffer.from([0, 1, 0, 0, 7]));
     assert.equal(got.length, 1, 'the malformed message was dropped, not delivered');

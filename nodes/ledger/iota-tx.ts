@@ -60,6 +60,21 @@ export const iotaKeypair = (seed: Uint8Array): Ed25519Keypair => Ed25519Keypair.
 /** The IOTA address of a robot: derived from the same Ed25519 key as its PeerId. */
 export const iotaAddressOf = (publicKey: Uint8Array): string => new Ed25519PublicKey(publicKey).toIotaAddress();
 
+/** A transaction from `seed`'s address paying with `gas`, its commands added by `commands`, signed. */
+async function signedTx(seed: Uint8Array, gas: GasPlan, commands: (tx: Transaction) => void): Promise<SignedTx> {
+  const keypair = iotaKeypair(seed);
+  const sender = keypair.toIotaAddress();
+  const tx = new Transaction();
+  tx.setSender(sender);
+  tx.setGasPrice(gas.price);
+  tx.setGasBudget(gas.budget);
+  tx.setGasPayment([gas.coin]);
+  commands(tx);
+  const bytes = await tx.build();
+  const { signature } = await keypair.signTransaction(bytes);
+  return { bytes, signature, digest: await tx.getDigest(), sender };
+}
+
 export async function buildAnchorTx(
   seed: Uint8Array,
   deployment: IotaDeployment,
@@ -69,41 +84,37 @@ export async function buildAnchorTx(
   if (call.root.length !== 32) throw new IotaTxError('BAD_ANCHOR', 'an anchor root is 32 bytes');
   if (call.results.length > MAX_RESULTS_PER_ANCHOR)
     throw new IotaTxError('BAD_ANCHOR', `at most ${MAX_RESULTS_PER_ANCHOR} results per anchor`);
-  const keypair = iotaKeypair(seed);
-  const sender = keypair.toIotaAddress();
-  const tx = new Transaction();
-  tx.setSender(sender);
-  tx.setGasPrice(gas.price);
-  tx.setGasBudget(gas.budget);
-  tx.setGasPayment([gas.coin]);
-  const target = (fn: string): `${string}::${string}::${string}` => `${deployment.packageId}::ledger::${fn}`;
-  const registry = (mutable: boolean) =>
-    tx.sharedObjectRef({ objectId: deployment.registryId, initialSharedVersion: deployment.registryVersion, mutable });
-  tx.moveCall({
-    target: target('anchor'),
-    arguments: [
-      registry(true),
-      tx.pure.vector('u8', call.root),
-      tx.pure.u64(call.count),
-      tx.pure.u64(call.firstLamport),
-      tx.pure.u64(call.lastLamport),
-      tx.object.clock(),
-    ],
-  });
-  for (const r of call.results) {
+  return signedTx(seed, gas, (tx) => {
+    const target = (fn: string): `${string}::${string}::${string}` => `${deployment.packageId}::ledger::${fn}`;
+    const registry = (mutable: boolean) =>
+      tx.sharedObjectRef({
+        objectId: deployment.registryId,
+        initialSharedVersion: deployment.registryVersion,
+        mutable,
+      });
     tx.moveCall({
-      target: target('commit_result'),
+      target: target('anchor'),
       arguments: [
-        registry(false),
-        tx.pure.vector('u8', new TextEncoder().encode(r.task)),
-        tx.pure.vector('u8', r.digest),
+        registry(true),
         tx.pure.vector('u8', call.root),
+        tx.pure.u64(call.count),
+        tx.pure.u64(call.firstLamport),
+        tx.pure.u64(call.lastLamport),
+        tx.object.clock(),
       ],
     });
-  }
-  const bytes = await tx.build();
-  const { signature } = await keypair.signTransaction(bytes);
-  return { bytes, signature, digest: await tx.getDigest(), sender };
+    for (const r of call.results) {
+      tx.moveCall({
+        target: target('commit_result'),
+        arguments: [
+          registry(false),
+          tx.pure.vector('u8', new TextEncoder().encode(r.task)),
+          tx.pure.vector('u8', r.digest),
+          tx.pure.vector('u8', call.root),
+        ],
+      });
+    }
+  });
 }
 
 /** What an admin does to the fleet's registry: register a robot by its key, or revoke an address. */
@@ -124,32 +135,24 @@ export async function buildAdminTx(
     throw new IotaTxError('BAD_TX', 'a robot key is 32 bytes (Ed25519)');
   if ('revoke' in call && !/^0x[0-9a-f]{64}$/.test(call.revoke))
     throw new IotaTxError('BAD_TX', `${JSON.stringify(call.revoke)} is not an IOTA address (0x and 64 hex digits)`);
-  const keypair = iotaKeypair(seed);
-  const sender = keypair.toIotaAddress();
-  const tx = new Transaction();
-  tx.setSender(sender);
-  tx.setGasPrice(gas.price);
-  tx.setGasBudget(gas.budget);
-  tx.setGasPayment([gas.coin]);
-  const registry = tx.sharedObjectRef({
-    objectId: deployment.registryId,
-    initialSharedVersion: deployment.registryVersion,
-    mutable: true,
+  return signedTx(seed, gas, (tx) => {
+    const registry = tx.sharedObjectRef({
+      objectId: deployment.registryId,
+      initialSharedVersion: deployment.registryVersion,
+      mutable: true,
+    });
+    const capArg = tx.objectRef(cap);
+    if ('register' in call)
+      tx.moveCall({
+        target: `${deployment.packageId}::ledger::register_robot`,
+        arguments: [capArg, registry, tx.pure.vector('u8', call.register)],
+      });
+    else
+      tx.moveCall({
+        target: `${deployment.packageId}::ledger::revoke_robot`,
+        arguments: [capArg, registry, tx.pure.address(call.revoke)],
+      });
   });
-  const capArg = tx.objectRef(cap);
-  if ('register' in call)
-    tx.moveCall({
-      target: `${deployment.packageId}::ledger::register_robot`,
-      arguments: [capArg, registry, tx.pure.vector('u8', call.register)],
-    });
-  else
-    tx.moveCall({
-      target: `${deployment.packageId}::ledger::revoke_robot`,
-      arguments: [capArg, registry, tx.pure.address(call.revoke)],
-    });
-  const bytes = await tx.build();
-  const { signature } = await keypair.signTransaction(bytes);
-  return { bytes, signature, digest: await tx.getDigest(), sender };
 }
 
 export interface ReadAnchorTx {

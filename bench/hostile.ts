@@ -11,10 +11,13 @@ import { type Row, table, writeResults } from './report.js';
  * generated CNN (two a second fleet-wide, ~120 per attack window) and mapping, and one member (r4)
  * running every attack of nodes/apps/fleet/attacks.ts in turn, ATTACK_SECONDS each, between two
  * quiet windows (after the warm-up, and after the last attack). A stranger process opens 5 idle
- * TCP connections a second to every robot all along. Then the control: the same fleet, scenario and seed with no attack
- * and no stranger (r4 honest throughout), so each window has a twin without the attacker; a quiet
- * window of the attacked run is no fair yardstick (warm-up, exclusions and the stranger differ).
- * Per window: honest task latency p95 ÷ the control's in the same window, peak RSS growth of each
+ * TCP connections a second to every robot all along. Then two controls, the same fleet, scenario
+ * and seed with no attack and no stranger, so each window has twins: "without r4" (r4 cut off
+ * from the start: the same run without the attacker, as the goal puts it; a caught attacker is
+ * cut off too, so the honest four carry the tasks alone) and "r4 honest" (r4 taking its share of
+ * the tasks throughout, which also counts what losing a member costs). A quiet window of the
+ * attacked run is no fair yardstick (warm-up, exclusions and the stranger differ).
+ * Per window: honest task latency p95 ÷ each control's in the same window, peak RSS growth of each
  * honest robot within the window, the robots' event-loop delay p99 (the worst robot), member
  * dials (fresh connections between honest robots, every 2 s) that failed; at the end, whether
  * every honest robot holds every entry the honest robots wrote. BENCH_ATTACKS (comma-separated,
@@ -51,7 +54,8 @@ const events = CHOSEN.map(
     `  - { at: ${BASELINE_SECONDS + i * ATTACK_SECONDS}, byzantine: { robot: r4, ` +
     `fault: { type: attack, attack: ${a}, seconds: ${ATTACK_SECONDS - 2} } } }`,
 ).join('\n');
-const scenarioText = (withEvents: boolean): string => `
+type Run = 'attacked' | 'without r4' | 'r4 honest';
+const scenarioText = (run: Run): string => `
 robots: 5
 world: builtin:small
 seed: 11
@@ -59,7 +63,9 @@ duration: ${duration}
 sim_speed: 2
 workload: { every: 0.5, f: 1, model: builtin:cnn }
 anchor_every: 30
-${withEvents && events ? `events:\n${events}` : ''}
+${run === 'attacked' && events ? `events:\n${events}` : ''}${
+  run === 'without r4' ? 'events:\n  - { at: 0, partition: [[r0, r1, r2, r3], [r4]] }' : ''
+}
 `;
 
 interface Dials {
@@ -68,14 +74,15 @@ interface Dials {
   failed: string[];
 }
 
-/** One run of the fleet: with the attacker (r4's attacks and the stranger) or without (control). */
-async function runFleet(hostile: boolean) {
+/** One run of the fleet: with the attacker (r4's attacks and the stranger), or a control. */
+async function runFleet(kind: Run) {
+  const hostile = kind === 'attacked';
   const dir = await mkdtemp(join(tmpdir(), 'rm-bench-hostile-'));
   const views: FleetView[] = [];
   const dials: Dials[] = [];
   const start = Date.now();
-  const log = (l: string) => process.stdout.write(`${hostile ? '' : '[control] '}${l}\n`);
-  const run = new FleetRun(parseScenario(scenarioText(hostile)), { inProcess: false, dataDir: dir, log });
+  const log = (l: string) => process.stdout.write(`${hostile ? '' : `[${kind}] `}${l}\n`);
+  const run = new FleetRun(parseScenario(scenarioText(kind)), { inProcess: false, dataDir: dir, log });
   run.on('update', (v) => views.push(v));
   let stranger: ChildProcess | undefined;
   let started = false;
@@ -125,8 +132,9 @@ async function runFleet(hostile: boolean) {
   }
 }
 
-const attacked = await runFleet(true);
-const control = await runFleet(false);
+const attacked = await runFleet('attacked');
+const without = await runFleet('without r4');
+const honest = await runFleet('r4 honest');
 const { views, dials, report } = attacked;
 
 const p = (xs: number[], q: number): number => {
@@ -142,7 +150,8 @@ const samplesOf = (vs: FleetView[]): FleetView['latency'] => {
   return [...seen.values()];
 };
 const samples = samplesOf(views);
-const controlSamples = samplesOf(control.views);
+const withoutSamples = samplesOf(without.views);
+const honestSamples = samplesOf(honest.views);
 const inWindow = (t: number, w: { from: number; to: number }): boolean => t >= w.from && t < w.to;
 const rssIn = (w: { from: number; to: number }, robot: string): number[] =>
   views
@@ -152,7 +161,8 @@ const rows: Row[] = windows.map((w) => {
   const honestIn = (xs: typeof samples) =>
     xs.filter((s) => inWindow(s.at / 1000, w) && HONEST.includes(s.robot)).map((s) => s.ms);
   const lat = honestIn(samples);
-  const controlP95 = p(honestIn(controlSamples), 0.95);
+  const withoutP95 = p(honestIn(withoutSamples), 0.95);
+  const honestP95 = p(honestIn(honestSamples), 0.95);
   // Growth during the window: its peak over what the robot held as the window began.
   const growth = HONEST.map((r) => {
     const rss = rssIn(w, r);
@@ -169,8 +179,10 @@ const rows: Row[] = windows.map((w) => {
     window: w.name,
     tasks: lat.length,
     'task p95 ms': p(lat, 0.95),
-    'control p95 ms': controlP95,
-    'p95 ÷ control': p(lat, 0.95) / controlP95,
+    'without r4 p95 ms': withoutP95,
+    'p95 ÷ without r4': p(lat, 0.95) / withoutP95,
+    'r4 honest p95 ms': honestP95,
+    'p95 ÷ r4 honest': p(lat, 0.95) / honestP95,
     'RSS growth MB (max robot)': Math.max(...growth.filter((g) => !Number.isNaN(g))),
     'loop lag p99 ms (worst)': p(lags, 0.99),
     'member dials': d.reduce((n, x) => n + x.ok + x.failed.length, 0),
@@ -199,7 +211,10 @@ process.stdout.write(
 );
 const path = await writeResults('hostile', {
   attackSeconds: ATTACK_SECONDS,
-  control: { final: control.report.final, tasks: control.report.inference },
+  controls: {
+    'without r4': { final: without.report.final, tasks: without.report.inference },
+    'r4 honest': { final: honest.report.final, tasks: honest.report.inference },
+  },
   rows,
   excluded: report.liars.excludedInLog,
   final: report.final,

@@ -47,9 +47,12 @@ export const LIMITS = {
     readTimeoutMs: 30_000,
     requestsPerSecond: 100,
     burst: 200,
-    /** Reply bytes served to one peer per second, and in a burst (a heal's sync of 10,000 entries is ~5 MiB). */
-    replyBytesPerSecond: 8 * MiB,
-    replyBurstBytes: 32 * MiB,
+    /**
+     * Reply bytes served to one peer per second, and in a burst (a heal's sync of 10,000 entries is
+     * ~5 MiB); past them the next request waits. 2 MiB/s is more than a robot's radio carries.
+     */
+    replyBytesPerSecond: 2 * MiB,
+    replyBurstBytes: 16 * MiB,
     /** After a sync with a peer failed, syncs it would trigger wait this long. */
     retryAfterMs: 1000,
   },

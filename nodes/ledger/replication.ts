@@ -21,7 +21,7 @@ import {
   logTopic,
   packLogGossip,
 } from '../../protocol/log-sync.js';
-import { type MeshNode, RateLimit, type PeerReputation } from '../mesh/index.js';
+import { BytePacer, type MeshNode, RateLimit, type PeerReputation } from '../mesh/index.js';
 import type { Logger, Startable } from '../util/index.js';
 import { type Ledger, MissingParentsError } from './ledger.js';
 import { type PullResult, type SyncPeer, pullFrom, servedRanges, servedStart } from './sync.js';
@@ -322,11 +322,6 @@ export class LogReplicator implements Startable {
     };
   }
 
-  /**
-   * Answers a peer's requests on one stream, one after another, until it closes its side: a
-   * sync sends `start` and then its `ranges` requests here; `news` comes alone.
-   */
-  /** Decodes a peer's reply; a malformed one costs the peer and becomes evidence. */
   /** A reply longer than the protocol allows is as malformed as one that does not decode. */
   private async oversized<T>(peer: string, reply: Promise<T>): Promise<T> {
     try {
@@ -348,7 +343,8 @@ export class LogReplicator implements Startable {
   }
 
   private readonly rate = new RateLimit(LIMITS.log.requestsPerSecond, LIMITS.log.burst);
-  private readonly replyBytes = new RateLimit(LIMITS.log.replyBytesPerSecond, LIMITS.log.replyBurstBytes);
+  /** What a peer makes us read and encode, paced: a catch-up only slows, a flood gets its rate and no more. */
+  private readonly replyBytes = new BytePacer(LIMITS.log.replyBytesPerSecond, LIMITS.log.replyBurstBytes);
 
   private get reputation(): PeerReputation | undefined {
     return this.components.reputation;
@@ -387,24 +383,24 @@ export class LogReplicator implements Startable {
         let req: SyncRequest;
         try {
           req = decodeSyncRequest(bytes);
+          // A session is one sync (`start`, then `ranges`) or one `news`: a second `start` on a
+          // stream is a flood of full replies, not a sync.
+          if (served > 0 && req.t !== 'ranges')
+            throw new WireError('log', 'MALFORMED', `'${req.t}' after another request on one stream`);
         } catch (err) {
           if (err instanceof WireError) this.reputation?.penalise(peer, `log sync: ${err.message}`, 5, 'malformed');
           throw err;
         }
-        // Each message length-prefixed, in order, in one write; what a peer makes us send is
-        // budgeted in bytes, since one request can cost a megabyte of reply.
+        // Each message length-prefixed, in order, in one write. One request can cost a megabyte of
+        // reply: the next is read only once the peer's byte rate allows what this one cost.
         const reply = this.answer(req, peer);
-        const size = reply.reduce((n, m) => n + m.length, 0);
-        if (!this.replyBytes.take(peer, size)) {
-          this.reputation?.penalise(
-            peer,
-            `log sync: more than ${LIMITS.log.replyBytesPerSecond} reply bytes a second`,
-            5,
-            'flood',
-          );
-          throw new Error('log replies past the byte budget');
-        }
         await lp.writeV(reply);
+        if (req.t === 'news') break;
+        await this.replyBytes.take(
+          peer,
+          reply.reduce((n, m) => n + m.length, 0),
+          AbortSignal.timeout(LIMITS.log.readTimeoutMs),
+        );
       }
       await stream.close();
     } catch (err) {

@@ -12,7 +12,7 @@ export {
 export { InferClient, type RemoteResult } from './infer-client.js';
 export { InferService, type InferServiceInit, type TaskGate } from './infer-service.js';
 export { type LinkShape, LinkShaper } from './link-shaper.js';
-export { RateLimit } from './peer-budget.js';
+export { BytePacer, RateLimit } from './peer-budget.js';
 export { probe, ProbeService } from './probe.js';
 export { PeerReputation } from './reputation.js';
 export { WorkQueue } from './work-queue.js';

@@ -8,7 +8,14 @@ import { peerIdFromString } from '@libp2p/peer-id';
 import { lpStream } from '@libp2p/utils';
 import Database from '../../nodes/ledger/sqlite.js';
 import { CHUNK_BYTES, CHUNK_KIND, INFER_PROTOCOL, chunkMessages, encodeHeader } from '../../protocol/infer-messages.js';
-import { LOG_PROTOCOL, MAX_REPLY_MESSAGE, encodeRangesReply, encodeSummary } from '../../protocol/log-sync.js';
+import {
+  LOG_PROTOCOL,
+  MAX_REPLY_MESSAGE,
+  decodeSummary,
+  encodeRangesReply,
+  encodeSummary,
+  encodeSyncRequest,
+} from '../../protocol/log-sync.js';
 import { encodeFrame } from '../../protocol/tensor-frame.js';
 import { builtinInputShape } from '../../nodes/inference/bundled-models.js';
 import { SqliteLogStore } from '../../nodes/ledger/sqlite-store.js';
@@ -153,6 +160,34 @@ describe('a robot among hostile members (real libp2p): memory, stalls, floods an
               i.payload.robot === attacker.ledger!.self!,
           ),
       'the malformed frame in the log',
+    );
+  });
+
+  it('a member repeating `start` on one log stream gets one reply, then a reset, and is reported', async () => {
+    const [, attacker, victim] = robots;
+    const stream = await attacker.host.node.dialProtocol(peerIdFromString(victim.peerId), LOG_PROTOCOL, {
+      signal: AbortSignal.timeout(5000),
+    });
+    const lp = lpStream(stream, { maxDataLength: MAX_REPLY_MESSAGE });
+    const start = encodeSyncRequest({ t: 'start', have: new Map(), limit: 4096 });
+    // Written back to back, as a flooder does, without waiting for the first reply.
+    for (let i = 0; i < 3; i++) await lp.write(start, { signal: AbortSignal.timeout(5000) });
+    const summary = decodeSummary((await lp.read({ signal: AbortSignal.timeout(5000) })).subarray());
+    assert.ok(summary instanceof Map, 'the first start is answered with the summary');
+    await lp.read({ signal: AbortSignal.timeout(5000) }); // and its first batch
+    await assert.rejects(lp.read({ signal: AbortSignal.timeout(5000) }), 'nothing more: the stream is reset');
+    await waitFor(
+      () =>
+        victim
+          .ledger!.fold.items()
+          .some(
+            (i) =>
+              i.payload.type === 'offence' &&
+              i.payload.kind === 'malformed' &&
+              i.payload.robot === attacker.ledger!.self! &&
+              /after another request/.test(i.payload.detail),
+          ),
+      'the second start in the log',
     );
   });
 

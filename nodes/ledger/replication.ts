@@ -212,7 +212,8 @@ export class LogReplicator implements Startable {
     return running;
   }
 
-  private tellNews(source: string): void {
+  /** Tells every connected member (but `source`) that we hold entries it may lack: each pulls them. */
+  tellNews(source?: string): void {
     const peers = new Set(this.node.getPeers().map((p) => p.toString()));
     for (const peer of peers) {
       if (peer === source || !this.isMember(peer)) continue;

@@ -42,6 +42,8 @@ export interface PullResult {
   added: number;
   rejected: { code: string; message: string }[];
   rounds: number;
+  /** What the peer said it holds (per author: highest seq, count) when the sync began. */
+  theirs?: Map<Hex, { maxSeq: number; count: number }>;
 }
 
 /**
@@ -80,6 +82,7 @@ async function pull(ledger: Ledger, peer: SyncPeer, batch: number, maxRounds: nu
   // The first request carries our summary; its reply, the peer's and the first batch.
   const ours = ledger.summary();
   const { theirs, first } = await peer.start(ours, batch);
+  result.theirs = theirs;
   const firstWant = wantedFrom(theirs, ours);
   // Per author behind, the next seq to ask for: one round trip per batch across all of them
   // (a heal costs a few round trips, not one per author).

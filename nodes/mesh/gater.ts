@@ -8,18 +8,34 @@ import type { Multiaddr } from '@multiformats/multiaddr';
  * scenarios: cut peers are refused both ways until healed.
  */
 export class FleetGater implements ConnectionGater {
-  private readonly members: Set<string>;
+  private members = new Set<string>();
   private readonly cut = new Set<string>();
   /** Position of each member in the fleet's order (the ring). */
-  private readonly order: Map<string, number>;
+  private order = new Map<string, number>();
   private readonly chordCache = new Map<string, boolean>();
 
   constructor(
     members: Iterable<string>,
     private readonly self: string,
   ) {
-    this.members = new Set(members);
-    this.order = new Map([...this.members].map((m, i) => [m, i]));
+    this.setMembers(members);
+  }
+
+  /** Who is a member from now on (the log admitted or revoked robots); returns who came and went. */
+  setMembers(members: Iterable<string>): { added: string[]; removed: string[] } {
+    const next = new Set(members);
+    const added = [...next].filter((m) => !this.members.has(m));
+    const removed = [...this.members].filter((m) => !next.has(m));
+    if (added.length === 0 && removed.length === 0) return { added, removed };
+    this.members = next;
+    this.order = new Map([...next].map((m, i) => [m, i]));
+    this.chordCache.clear();
+    return { added, removed };
+  }
+
+  /** Members now, in the fleet's order. */
+  memberList(): string[] {
+    return [...this.members];
   }
 
   /** Where a member stands in the fleet's order (-1: not a member). */

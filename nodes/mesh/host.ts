@@ -73,6 +73,11 @@ export interface MeshHost {
   heal(peers?: string[]): void;
   /** Remember addresses of a fleet peer so the redial loop can bring it back after a partition. */
   addPeerAddresses(peer: string, addrs: string[]): Promise<void>;
+  /**
+   * The fleet's members from now on (the log admitted or revoked robots): robots no longer members
+   * are hung up on and refused; new ones are dialled once their addresses are known.
+   */
+  setMembers(peers: Iterable<string>): Promise<{ added: string[]; removed: string[] }>;
   stop(): Promise<void>;
 }
 
@@ -187,11 +192,14 @@ export async function createMeshHost(options: MeshOptions): Promise<MeshHost> {
   const tagFleet = async (peer: string): Promise<void> => {
     await node.peerStore.merge(peerIdFromString(peer), { tags: { 'robomesh-fleet': { value: 100 } } });
   };
+  /** Bootstrap addresses by PeerId: a robot the log admits later is dialled there too. */
+  const bootstrapAddrs = new Map<string, string[]>();
   for (const addr of options.bootstrap ?? []) {
     const ma = multiaddr(addr);
     const id = ma.getComponents().find((c) => c.name === 'p2p')?.value;
-    if (id && gater.isMember(id)) known.set(id, [...(known.get(id) ?? []), addr]);
+    if (id) bootstrapAddrs.set(id, [...(bootstrapAddrs.get(id) ?? []), addr]);
   }
+  for (const [id, addrs] of bootstrapAddrs) if (gater.isMember(id)) known.set(id, addrs);
 
   let stopped = false;
   let redialTimer: NodeJS.Timeout | undefined;
@@ -309,6 +317,20 @@ export async function createMeshHost(options: MeshOptions): Promise<MeshHost> {
     },
     async addPeerAddresses(peer, addrs) {
       if (gater.isMember(peer)) known.set(peer, addrs);
+    },
+    async setMembers(peers) {
+      const change = gater.setMembers([...peers, self]);
+      for (const peer of change.added) {
+        const addrs = bootstrapAddrs.get(peer);
+        if (addrs && !known.has(peer)) known.set(peer, addrs);
+      }
+      for (const peer of change.removed) {
+        known.delete(peer);
+        unansweredSince.delete(peer);
+      }
+      // Gone already is what a revocation wants: nothing to report.
+      await Promise.allSettled(change.removed.map((p) => node.hangUp(peerIdFromString(p))));
+      return change;
     },
     async stop() {
       stopped = true;

@@ -57,8 +57,8 @@ export async function readIdentity(path: string): Promise<RobotIdentity> {
   return identityFromSeed(parseKeyFile(text, path));
 }
 
-/** Loads the key file, or creates it (0600, exclusively) on first start. */
-export async function loadOrCreateIdentity(path: string): Promise<RobotIdentity> {
+/** Loads the key file, or creates it (0600, exclusively) on first start, from `seed` if given (else random). */
+export async function loadOrCreateIdentity(path: string, seedIfNew?: Uint8Array): Promise<RobotIdentity> {
   let text: string | undefined;
   try {
     text = await readFile(path, 'utf8');
@@ -68,7 +68,7 @@ export async function loadOrCreateIdentity(path: string): Promise<RobotIdentity>
     }
   }
   if (text !== undefined) return identityFromSeed(parseKeyFile(text, path));
-  const seed = randomBytes(32);
+  const seed = seedIfNew ?? randomBytes(32);
   await mkdir(dirname(path), { recursive: true });
   try {
     const file = await open(path, 'wx', 0o600);
@@ -77,7 +77,7 @@ export async function loadOrCreateIdentity(path: string): Promise<RobotIdentity>
     await file.close();
   } catch (err) {
     // Another process created it first: use theirs, never overwrite a key.
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return loadOrCreateIdentity(path);
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return loadOrCreateIdentity(path, seedIfNew);
     throw err;
   }
   await chmod(path, 0o600);

@@ -62,6 +62,7 @@ import {
 } from '../tasks/index.js';
 import { componentLogger, type Startable, Timers } from '../util/index.js';
 import { RobotError } from './errors.js';
+import { MembershipFollower } from './membership.js';
 
 /** The files a robot keeps in its data folder: one place names them for every caller. */
 export function robotPaths(dataDir: string) {
@@ -81,6 +82,10 @@ export interface RobotConfig {
   /** Key file, created on first start; default `<dataDir>/identity.key`. */
   keyFile?: string;
   dataDir?: string;
+  /**
+   * `members`: PeerIds admitted at start. With a log, its genesis, admit and revoke entries
+   * decide membership from then on (this list only covers the moments before the genesis is read).
+   */
   fleet: { name: string; members: string[]; bootstrap?: string[] };
   listen?: string[];
   mdns?: boolean;
@@ -411,6 +416,12 @@ async function assemble(
       if (!(err instanceof EntryError)) throw err;
       throw new RobotError('BAD_GENESIS', `the fleet's genesis is not a valid log entry: ${err.message}`);
     }
+    // From here on the log, not the configured list, says who may connect.
+    // A change of membership is news worth a pull: every member hears of it at once.
+    const membership = await run(
+      new MembershipFollower(ledger, host, componentLogger('membership'), () => replicator?.tellNews()),
+    );
+    await membership.settled();
     const evidence = new EvidenceRecorder(ledger, keyOfPeer);
     const log = componentLogger('evidence');
     reputation.report = (o) => {

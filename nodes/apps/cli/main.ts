@@ -17,6 +17,7 @@ import {
   iotaRevokeCommand,
   iotaStatusCommand,
 } from './iota.js';
+import { admitCommand, genesisCommand, keygenCommand, revokeCommand } from './membership.js';
 import { meshDemoCommand } from './mesh-demo.js';
 import { UsageError, parseGranularity, parseInputShape, parsePositiveInt, parsePrecision } from './options.js';
 import { profileCommand } from './profile.js';
@@ -173,6 +174,52 @@ for (const [name, action, what] of [
     .option(...dataDirOption)
     .option('--cap <id>', 'the AdminCap object id (default $IOTA_ADMIN_CAP)')
     .option('--rpc <url>', 'IOTA JSON-RPC endpoint (default $IOTA_RPC_URL)')
+    .option('--json', 'print JSON')
+    .action(action);
+
+program
+  .command('keygen')
+  .description("create a robot's identity (its data folder's key) before its first start; prints its PeerId")
+  .option(...dataDirOption)
+  .option('--json', 'print JSON')
+  .action(keygenCommand);
+program
+  .command('genesis')
+  .description(
+    "write a fleet's genesis: its name and members, signed by an admin key (created in --admin-dir if absent). " +
+      'Robots load it as fleet.genesis_file',
+  )
+  .requiredOption('--fleet <name>', 'the fleet name (gossip topics are per fleet)')
+  .option(
+    '--member <robot>',
+    'a member: its data folder, PeerId or 64-hex key (repeatable)',
+    (v: string, prev: string[] = []) => [...prev, v],
+  )
+  .option('--admin-dir <dir>', "the admin's folder: its key, and its copy of the log", 'robomesh-admin')
+  .requiredOption('--out <file>', 'where to write the genesis (binary; never overwritten)')
+  .option('--json', 'print JSON')
+  .action(genesisCommand);
+for (const [name, action, what] of [
+  ['admit', admitCommand, 'admit ROBOT to the fleet: it may connect once a robot has the entry'],
+  ['revoke', revokeCommand, 'revoke ROBOT: every robot holding the entry cuts it off'],
+] as const)
+  program
+    .command(name)
+    .description(
+      `admin: ${what}. Joins the fleet for a moment with the admin key (found by mDNS or --bootstrap), ` +
+        'writes the entry to the log and waits until a robot holds it',
+    )
+    .argument('<robot>', 'the robot: its data folder, PeerId or 64-hex key')
+    .requiredOption('--genesis <file>', "the fleet's genesis (from robomesh genesis)")
+    .option('--admin-dir <dir>', "the admin's folder: its key, and its copy of the log", 'robomesh-admin')
+    .option('--bootstrap <multiaddr>', 'a robot to dial (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
+    .option(
+      '--listen <multiaddr>',
+      'where to listen (repeatable; default /ip4/0.0.0.0/tcp/0)',
+      (v: string, prev: string[] = []) => [...prev, v],
+    )
+    .option('--no-mdns', 'do not look for robots by mDNS')
+    .option('--timeout <s>', 'seconds to find a robot and have it hold the entry', parsePositiveInt, 30)
     .option('--json', 'print JSON')
     .action(action);
 

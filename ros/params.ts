@@ -14,6 +14,7 @@ export interface RobotParams {
   config_file: string;
   topics: {
     camera: string;
+    camera_compressed: string;
     scan: string;
     odom: string;
     results: string;
@@ -25,22 +26,51 @@ export interface RobotParams {
   };
   /** Per topic: a QoS preset, `sensor_data`, `reliable`, `transient_local`, `best_effort`, optionally `:depth`. */
   qos: Record<keyof RobotParams['topics'], string>;
+  /** How camera frames are fitted to the model's input size. */
+  camera: { resize: string };
   models: string[];
-  fleet: { name: string; members: string[]; bootstrap: string[]; listen: string[]; genesis_file: string };
+  fleet: {
+    name: string;
+    members: string[];
+    bootstrap: string[];
+    listen: string[];
+    genesis_file: string;
+    mdns: boolean;
+    dev_members: string[];
+  };
   data_dir: string;
   map: { resolution: number; origin_x: number; origin_y: number; publish_period: number };
   iota: { rpc_url: string; package_id: string; registry_id: string; registry_version: number };
   dashboard: { port: number; host: string };
 }
 
-type Kind = 'string' | 'string[]' | 'number' | 'integer';
+type Kind = 'string' | 'string[]' | 'number' | 'integer' | 'boolean';
 
 /** Every parameter: dotted name, type, default, what it is. Launch files and docs are checked against this. */
-export const PARAMETERS: { name: string; kind: Kind; default: string | number | string[]; doc: string }[] = [
+export const PARAMETERS: { name: string; kind: Kind; default: string | number | string[] | boolean; doc: string }[] = [
   { name: 'robot_name', kind: 'string', default: 'robot', doc: "this robot's name (also its ROS node name)" },
   { name: 'namespace', kind: 'string', default: '', doc: 'ROS namespace for every topic' },
   { name: 'config_file', kind: 'string', default: '', doc: 'YAML config read first; parameters override it' },
-  { name: 'topics.camera', kind: 'string', default: 'camera/image_raw', doc: 'sensor_msgs/Image input' },
+  {
+    name: 'topics.camera',
+    kind: 'string',
+    default: 'camera/image_raw',
+    doc: 'sensor_msgs/Image input (rgb8, bgr8, rgba8, bgra8, mono8; any size)',
+  },
+  {
+    name: 'topics.camera_compressed',
+    kind: 'string',
+    default: 'camera/image_raw/compressed',
+    doc: 'sensor_msgs/CompressedImage input (JPEG or PNG, as image_transport publishes it)',
+  },
+  {
+    name: 'camera.resize',
+    kind: 'string',
+    default: 'letterbox',
+    doc:
+      "how frames are fitted to the model's input size: letterbox (aspect kept, top left, the rest zero " +
+      'after normalisation, as PaddleOCR pads) or stretch',
+  },
   { name: 'topics.scan', kind: 'string', default: 'scan', doc: 'sensor_msgs/LaserScan input' },
   { name: 'topics.odom', kind: 'string', default: 'odom', doc: 'nav_msgs/Odometry input' },
   {
@@ -67,6 +97,7 @@ export const PARAMETERS: { name: string; kind: Kind; default: string | number | 
   ...(
     [
       ['camera', 'sensor_data', 'best effort, as camera drivers publish'],
+      ['camera_compressed', 'sensor_data', 'best effort, as camera drivers publish'],
       ['scan', 'sensor_data', 'best effort, as lidar drivers publish'],
       ['odom', 'sensor_data', 'best effort'],
       ['results', 'reliable', ''],
@@ -98,7 +129,21 @@ export const PARAMETERS: { name: string; kind: Kind; default: string | number | 
     name: 'fleet.genesis_file',
     kind: 'string',
     default: '',
-    doc: "the fleet's signed genesis entry (binary); empty with no members: a fleet of one",
+    doc: "the fleet's signed genesis entry (binary, from `robomesh genesis`); empty with no members: a fleet of one",
+  },
+  {
+    name: 'fleet.mdns',
+    kind: 'boolean',
+    default: true,
+    doc: 'find fleet members on the local network by mDNS (false: only fleet.bootstrap and addresses peers tell)',
+  },
+  {
+    name: 'fleet.dev_members',
+    kind: 'string[]',
+    default: [],
+    doc:
+      'DEVELOPMENT ONLY: robot names of a fleet whose keys and genesis are derived from public names ' +
+      '(anyone can join as one of them); takes the place of fleet.genesis_file',
   },
   { name: 'data_dir', kind: 'string', default: 'robomesh-data', doc: 'identity key, log store, anchor queue' },
   { name: 'map.resolution', kind: 'number', default: 0.05, doc: 'metres per map cell' },
@@ -131,7 +176,7 @@ export class ParamError extends RobomeshError<ParamErrorCode> {
   }
 }
 
-function check(name: string, kind: Kind, value: unknown): string | number | string[] {
+function check(name: string, kind: Kind, value: unknown): string | number | string[] | boolean {
   const bad = (want: string): never => {
     throw new ParamError('BAD_PARAMETER', `parameter ${name}: expected ${want}, got ${JSON.stringify(value)}`);
   };
@@ -146,6 +191,9 @@ function check(name: string, kind: Kind, value: unknown): string | number | stri
       return typeof value === 'number' && Number.isFinite(value) ? value : bad('a number');
     case 'integer':
       return Number.isSafeInteger(value) ? (value as number) : bad('an integer');
+    case 'boolean':
+      if (typeof value === 'boolean') return value;
+      return value === 'true' ? true : value === 'false' ? false : bad('true or false');
   }
 }
 
@@ -251,6 +299,11 @@ export function resolveParams(sources: Record<string, unknown>[]): RobotParams {
       `parameter robot_name: ${JSON.stringify(params.robot_name)} is not a valid ROS node name`,
     );
   if (!(params.map.resolution > 0)) throw new ParamError('BAD_PARAMETER', 'parameter map.resolution: must be positive');
+  if (params.camera.resize !== 'letterbox' && params.camera.resize !== 'stretch')
+    throw new ParamError(
+      'BAD_PARAMETER',
+      `parameter camera.resize: ${JSON.stringify(params.camera.resize)} is not letterbox or stretch`,
+    );
   for (const [topic, text] of Object.entries(params.qos))
     if (!parseQos(text))
       throw new ParamError(

@@ -38,7 +38,7 @@ export interface RclModule {
   Parameter: new (name: string, type: Rcl.ParameterType, value: unknown) => RclParameter;
   ParameterType: Pick<
     typeof Rcl.ParameterType,
-    'PARAMETER_STRING' | 'PARAMETER_STRING_ARRAY' | 'PARAMETER_DOUBLE' | 'PARAMETER_INTEGER'
+    'PARAMETER_STRING' | 'PARAMETER_STRING_ARRAY' | 'PARAMETER_DOUBLE' | 'PARAMETER_INTEGER' | 'PARAMETER_BOOL'
   >;
   QoS: new (
     history: Rcl.QoS.HistoryPolicy,
@@ -171,6 +171,7 @@ export class RclnodejsTransport implements RosTransport {
       'string[]': T.PARAMETER_STRING_ARRAY,
       number: T.PARAMETER_DOUBLE,
       integer: T.PARAMETER_INTEGER,
+      boolean: T.PARAMETER_BOOL,
     };
     const out: Record<string, unknown> = {};
     for (const p of schema) {

@@ -28,8 +28,8 @@ export interface RosTransport {
 
 export interface ParamSpec {
   name: string;
-  kind: 'string' | 'string[]' | 'number' | 'integer';
-  default: string | number | string[];
+  kind: 'string' | 'string[]' | 'number' | 'integer' | 'boolean';
+  default: string | number | string[] | boolean;
 }
 
 export interface RosPublisher {

@@ -86,7 +86,7 @@ export function rosTransportCompliance(name: string, make: () => Promise<RosTran
         const spec = known.get(k);
         assert.ok(spec, `${k} is not in the schema`);
         if (spec.kind === 'string[]') assert.ok(Array.isArray(v), k);
-        else assert.equal(typeof v, spec.kind === 'string' ? 'string' : 'number', k);
+        else assert.equal(typeof v, spec.kind === 'integer' ? 'number' : spec.kind, k);
       }
     });
 

@@ -33,7 +33,13 @@ export function rclnodejsStandIn() {
         return this.reliabilityPolicy;
       }
     },
-    ParameterType: { PARAMETER_STRING: 4, PARAMETER_STRING_ARRAY: 9, PARAMETER_DOUBLE: 3, PARAMETER_INTEGER: 2 },
+    ParameterType: {
+      PARAMETER_STRING: 4,
+      PARAMETER_STRING_ARRAY: 9,
+      PARAMETER_DOUBLE: 3,
+      PARAMETER_INTEGER: 2,
+      PARAMETER_BOOL: 1,
+    },
     init: async (_context, argv) => void calls.push(`init ${JSON.stringify(argv)}`),
     createNode: (name, ns) => {
       calls.push(`node ${name} ${ns}`);

@@ -330,7 +330,12 @@ describe('ROS 2 package and launch files', () => {
       assert.equal(p.config_file, join(ROOT, 'config', 'fleet', `r${i}.yaml`));
       assert.equal(p['fleet.name'], 'local');
       assert.deepEqual(p['fleet.listen'], [`/ip4/127.0.0.1/tcp/${4700 + i}`]);
-      assert.deepEqual(p['fleet.bootstrap'], [], 'filled in once r0 has printed its PeerId');
+      assert.deepEqual(p['fleet.dev_members'], ['r0', 'r1', 'r2'], 'a development fleet out of the box');
+      assert.deepEqual(
+        p['fleet.bootstrap'],
+        [0, 1].slice(0, i).map((k) => `/ip4/127.0.0.1/tcp/${4700 + k}/p2p/dev:r${k}`),
+        'each dials the robots before it',
+      );
     });
     assert.equal(new Set(printed.map((p) => p.data_dir)).size, 3, 'each robot has its own data directory');
   });

@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,6 +21,7 @@ import { startRobot } from '../../ros/robot-setup.js';
 import { writeSimBag } from '../../ros/sim-bag.js';
 import { sharedCache, testIdentities } from '../helpers/fleet.js';
 import { resultPayload, taskPayload } from '../helpers/tasks.js';
+import { freePort } from '../helpers/ports.js';
 import { waitFor } from '../helpers/wait.js';
 
 const NODE = fileURLToPath(new URL('../../ros/robot-node.js', import.meta.url));
@@ -29,18 +29,6 @@ const WAIT = { timeout: 15_000 };
 /** Present in the page (an SVG line drawn straight up or down has an empty box, which Playwright calls hidden). */
 const DRAWN = { state: 'attached', ...WAIT } as const;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-/** A port free on 127.0.0.1 right now (the dashboard's 0 means off, so tests pick one). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** The robot's key file, as loadOrCreateIdentity writes it, so startRobot uses a known identity. */
 async function writeKey(dataDir: string, id: RobotIdentity): Promise<void> {

@@ -192,7 +192,10 @@ describe('ROS edge without ROS: a simulated bag replayed through a robot node', 
     assert.equal(garbage.stderr.trim().split('\n').length, 1, garbage.stderr);
     assert.match(
       garbage.stderr,
-      new RegExp(`fleet.genesis_file ${genesis.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is not a signed log entry`),
+      new RegExp(
+        `fleet.genesis_file: the genesis file ${genesis.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} ` +
+          'is not a signed log entry',
+      ),
     );
     assert.ok(Date.now() - started < 30_000);
   });

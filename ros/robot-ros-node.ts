@@ -3,10 +3,12 @@ import { peerIdFromString } from '@libp2p/peer-id';
 import { isExcluded } from '../contracts/fleet-state.js';
 import { type Payload, toHex } from '../protocol/log-entry.js';
 import { resultDigest } from '../protocol/result-summary.js';
+import type { Tensor } from '../protocol/tensor-frame.js';
+import { RosError } from './errors.js';
 import { assemble, toOccupancyGrid, ScanMatchingLocalizer } from '../nodes/mapping/index.js';
 import type { Robot } from '../nodes/robot/index.js';
 import type { LaserScan, Pose } from '../protocol/sensors.js';
-import { type RosImage, imageToTensor } from './image.js';
+import { type CameraFit, type RosCompressedImage, type RosImage, compressedToTensor, imageToTensor } from './image.js';
 import type { RobotParams } from './params.js';
 import { type QosProfile, type RosPublisher, type RosTransport, parseQos, resolveTopic } from './transport.js';
 
@@ -42,7 +44,10 @@ export class RobotRosNode {
   private odom: Pose | undefined;
   private localizer: ScanMatchingLocalizer | undefined;
   private lastMapPublish = -1n;
-  readonly counts = { images: 0, scans: 0, results: 0, maps: 0, ledgerEvents: 0, errors: 0 };
+  readonly counts = { images: 0, framesDropped: 0, scans: 0, results: 0, maps: 0, ledgerEvents: 0, errors: 0 };
+  /** A frame waits here while the last one is inferred; a newer one replaces it (counted as dropped). */
+  private nextFrame: (() => Promise<void>) | undefined;
+  private inferring = false;
   private readonly unsubscribe: (() => void)[] = [];
 
   constructor(
@@ -66,8 +71,14 @@ export class RobotRosNode {
       transport.subscribe(
         t('camera'),
         'sensor_msgs/msg/Image',
-        (m) => this.onImage(m as RosImage & { header: { stamp: Stamp } }),
+        (m) => this.onFrame(m as RosImage & { header: { stamp: Stamp } }, imageToTensor),
         q('camera'),
+      ),
+      transport.subscribe(
+        t('camera_compressed'),
+        'sensor_msgs/msg/CompressedImage',
+        (m) => this.onFrame(m as RosCompressedImage & { header: { stamp: Stamp } }, compressedToTensor),
+        q('camera_compressed'),
       ),
       transport.subscribe(t('scan'), 'sensor_msgs/msg/LaserScan', (m) => this.onScan(m as ScanMsg), q('scan')),
       transport.subscribe(t('odom'), 'nav_msgs/msg/Odometry', (m) => this.onOdom(m as OdomMsg), q('odom')),
@@ -89,17 +100,55 @@ export class RobotRosNode {
     return { stamp: stamp(this.transport.now()), frame_id: frame };
   }
 
-  private async onImage(img: RosImage & { header: { stamp: Stamp } }): Promise<void> {
+  /**
+   * One camera frame at a time: a camera outruns inference, so a frame arriving while one is
+   * inferred waits, and a newer one takes its place (the older counted in framesDropped).
+   */
+  private async onFrame<F extends { header: { stamp: Stamp } }>(
+    frame: F,
+    toTensor: (f: F, fit: CameraFit, name: string) => Promise<Tensor>,
+  ): Promise<void> {
     this.counts.images++;
+    const run = () => this.infer(frame.header.stamp, (fit, name) => toTensor(frame, fit, name));
+    if (this.inferring) {
+      if (this.nextFrame) this.counts.framesDropped++;
+      this.nextFrame = run;
+      return;
+    }
+    this.inferring = true;
+    try {
+      await run();
+      for (let next = this.nextFrame; next; next = this.nextFrame) {
+        this.nextFrame = undefined;
+        await next();
+      }
+    } finally {
+      this.inferring = false;
+    }
+  }
+
+  /** The model's camera input: its first input's name and height × width, fitted as camera.resize says. */
+  private fitFor(model: string): { fit: CameraFit; name: string } {
+    const [name, dims] = Object.entries(this.robot.models.get(model).analysis.inputShapes)[0] ?? [];
+    if (!name || dims.length !== 4 || !(dims[2] > 0 && dims[3] > 0))
+      throw new RosError(
+        'BAD_IMAGE',
+        `the model's first input is not a fixed-size NCHW image (${JSON.stringify(dims)})`,
+      );
+    return { name, fit: { height: dims[2], width: dims[3], resize: this.params.camera.resize as CameraFit['resize'] } };
+  }
+
+  private async infer(stamp: Stamp, toTensor: (fit: CameraFit, name: string) => Promise<Tensor>): Promise<void> {
     const model = this.robot.models.hashes()[0];
     if (!model) return;
     try {
-      const input = imageToTensor(img);
+      const { fit, name } = this.fitFor(model);
+      const input = await toTensor(fit, name);
       const out = await this.robot.infer(model, [input], { deadlineMs: 10_000 });
       const d = out.decision;
       const summary = resultDigest(out.outputs);
       this.pubs.results.publish({
-        header: { stamp: img.header.stamp, frame_id: 'camera' },
+        header: { stamp, frame_id: 'camera' },
         model_hash: model,
         task_id: '',
         executor: d.executor,

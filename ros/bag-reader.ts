@@ -40,12 +40,23 @@ const PIECE_BYTES = 1 << 20;
  * whole. `.db3` is rosbag2's sqlite3
  * storage. Messages come in each file's time order (the write order for a bag read through).
  */
-export async function* readBag(path: string, onFile?: (f: BagFile) => void): AsyncGenerator<BagMessage> {
+export async function* readBag(
+  path: string,
+  onFile?: (f: BagFile) => void,
+  limits: { maxRecordBytes?: number } = {},
+): AsyncGenerator<BagMessage> {
   for (const file of await bagFiles(path)) {
     if (file.endsWith('.db3')) yield* readDb3(file, onFile);
-    else yield* readMcap(file, onFile);
+    else yield* readMcap(file, onFile, limits.maxRecordBytes ?? MAX_RECORD_BYTES);
   }
 }
+
+/**
+ * The most a bag read through may hold of one record before it is whole: rosbag2 writes chunks of
+ * a few MiB, and the largest sensor messages (dense point clouds, raw 8K frames) are tens of MiB.
+ * A damaged length field would otherwise make the reader buffer the rest of the file.
+ */
+const MAX_RECORD_BYTES = 512 * (1 << 20);
 
 async function bagFiles(path: string): Promise<string[]> {
   let info;
@@ -63,7 +74,11 @@ async function bagFiles(path: string): Promise<string[]> {
   return files;
 }
 
-async function* readMcap(path: string, onFile?: (f: BagFile) => void): AsyncGenerator<BagMessage> {
+async function* readMcap(
+  path: string,
+  onFile: ((f: BagFile) => void) | undefined,
+  maxRecordBytes: number,
+): AsyncGenerator<BagMessage> {
   let handle: FileHandle;
   try {
     handle = await open(path, 'r');
@@ -103,10 +118,20 @@ async function* readMcap(path: string, onFile?: (f: BagFile) => void): AsyncGene
     const schemas = new Map<number, McapTypes.Schema>();
     const channels = new Map<number, McapTypes.Channel>();
     const piece = new Uint8Array(PIECE_BYTES);
+    /** Bytes appended since the reader last gave a record: what it holds of an unfinished one, at most. */
+    let unfinished = 0;
     for (let position = 0; ;) {
       const { bytesRead } = await handle.read(piece, 0, PIECE_BYTES, position);
       if (bytesRead === 0) break;
       position += bytesRead;
+      unfinished += bytesRead;
+      if (unfinished > maxRecordBytes + PIECE_BYTES)
+        throw failed(
+          new Error(
+            `no whole record in the ${unfinished} bytes before byte ${position}: a record longer than ` +
+              `${maxRecordBytes} bytes, or a damaged length field`,
+          ),
+        );
       stream.append(piece.slice(0, bytesRead));
       for (;;) {
         let record: McapTypes.TypedMcapRecord | undefined;
@@ -116,6 +141,7 @@ async function* readMcap(path: string, onFile?: (f: BagFile) => void): AsyncGene
           throw failed(err);
         }
         if (!record) break;
+        unfinished = 0;
         if (record.type === 'Schema') schemas.set(record.id, record);
         else if (record.type === 'Channel') channels.set(record.id, record);
         else if (record.type === 'Message') {

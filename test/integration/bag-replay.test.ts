@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
-import { mkdir, mkdtemp, open, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -287,12 +287,12 @@ describe('replaying real rosbag2 recordings: other types, compressed chunks, no 
 
   it('not a bag, or missing: BAG_UNREADABLE naming the file; a bag cut short plays what is whole', async () => {
     const garbage = join(dir, 'garbage.mcap');
-    await (await open(garbage, 'w')).writeFile('not a bag at all');
+    await writeFile(garbage, 'not a bag at all');
     const whole = join(dir, 'whole.mcap');
     await writeBag(whole, 'no chunks, no summary'); // all data: half the file is half the messages
     const truncated = join(dir, 'truncated.mcap');
-    const bytes = await (await open(whole, 'r')).readFile();
-    await (await open(truncated, 'w')).writeFile(bytes.subarray(0, Math.floor(bytes.length / 2)));
+    const bytes = await readFile(whole);
+    await writeFile(truncated, bytes.subarray(0, Math.floor(bytes.length / 2)));
     for (const path of [garbage, join(dir, 'missing.mcap'), join(dir, 'missing.db3')]) {
       const transport = await McapTransport.create(codec);
       await assert.rejects(
@@ -303,5 +303,34 @@ describe('replaying real rosbag2 recordings: other types, compressed chunks, no 
     const transport = await McapTransport.create(codec);
     const played = await transport.replay(truncated);
     assert.ok(played > 0 && played < MESSAGES, `played ${played} of the ${MESSAGES} in the whole bag`);
+  });
+
+  it('a record whose length claims a terabyte is refused once the reader holds its limit, not the file', async () => {
+    const whole = join(dir, 'whole-for-length.mcap');
+    await writeBag(whole, 'no chunks, no summary');
+    const bytes = new Uint8Array(await readFile(whole));
+    // Records after the 8-byte magic: opcode (1), length (8, little endian), body. The first
+    // message's length becomes 2^40, and 3 MiB follow it.
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    let at = 8;
+    while (bytes[at] !== 0x05) at += 9 + Number(view.getBigUint64(at + 1, true));
+    view.setBigUint64(at + 1, 1n << 40n, true);
+    const damaged = join(dir, 'damaged-length.mcap');
+    await writeFile(damaged, Buffer.concat([bytes.subarray(0, at + 9), new Uint8Array(3 << 20)]));
+    const read = async (maxRecordBytes: number) => {
+      const topics: string[] = [];
+      for await (const m of readBag(damaged, undefined, { maxRecordBytes })) topics.push(m.topic);
+      return topics.length;
+    };
+    await assert.rejects(
+      read(1 << 20),
+      (err: unknown) =>
+        err instanceof RosError &&
+        err.code === 'BAG_UNREADABLE' &&
+        err.message.includes(damaged) &&
+        /damaged length field/.test(err.message),
+    );
+    // Under the default limit the same file reads as a recording cut short: what was whole plays.
+    assert.equal(await read(512 << 20), 0);
   });
 });

@@ -317,7 +317,7 @@ export class Robot {
   async probeIdleLinks(): Promise<void> {
     if (this.parts.queue.length > 0) return;
     for (const peer of this.links.stale(this.host.connectedPeers(), 10_000)) {
-      const bytes = 256 * 1024;
+      const bytes = this.links.probeBytes(peer);
       // The round trip stays in: on a fast link it is most of the time, and the planner adds
       // rtt separately only once per request, so this errs on the slow (safe) side.
       this.links.recordTransfer(peer, bytes, await probe(this.host.node, peer, bytes));

@@ -7,7 +7,10 @@ export interface LinkEstimate {
   bandwidth: number;
   rttMs: number;
   samples: number;
+  /** Last update of either figure (ms since the epoch). */
   updatedAt: number;
+  /** Last bandwidth sample: what says whether the bandwidth figure is stale (RTT samples come every second). */
+  measuredAt: number;
 }
 
 export class LinkEstimator {
@@ -31,7 +34,13 @@ export class LinkEstimator {
     const prev = this.links.get(peer);
     const weight = prev && sample < prev.bandwidth ? this.alphaDown : this.alpha;
     const bandwidth = prev && prev.samples > 0 ? prev.bandwidth + weight * (sample - prev.bandwidth) : sample;
-    this.links.set(peer, { bandwidth, rttMs: prev?.rttMs ?? 1, samples: (prev?.samples ?? 0) + 1, updatedAt: now });
+    this.links.set(peer, {
+      bandwidth,
+      rttMs: prev?.rttMs ?? 1,
+      samples: (prev?.samples ?? 0) + 1,
+      updatedAt: now,
+      measuredAt: now,
+    });
   }
 
   recordRtt(peer: string, rttMs: number, now = Date.now()): void {
@@ -42,15 +51,27 @@ export class LinkEstimator {
       rttMs: prev && prev.samples > 0 ? prev.rttMs + this.alpha * (rttMs - prev.rttMs) : rttMs,
       samples: prev?.samples ?? 0,
       updatedAt: now,
+      measuredAt: prev?.measuredAt ?? 0,
     });
   }
 
   get(peer: string): LinkEstimate {
-    return this.links.get(peer) ?? { bandwidth: this.defaultBandwidth, rttMs: 5, samples: 0, updatedAt: 0 };
+    return (
+      this.links.get(peer) ?? { bandwidth: this.defaultBandwidth, rttMs: 5, samples: 0, updatedAt: 0, measuredAt: 0 }
+    );
   }
 
-  /** Peers whose estimate is older than `maxAgeMs`: candidates for an idle probe. */
+  /** Peers whose bandwidth was last measured more than `maxAgeMs` ago: candidates for an idle probe. */
   stale(peers: string[], maxAgeMs: number, now = Date.now()): string[] {
-    return peers.filter((p) => now - (this.links.get(p)?.updatedAt ?? 0) > maxAgeMs);
+    return peers.filter((p) => now - (this.links.get(p)?.measuredAt ?? 0) > maxAgeMs);
+  }
+
+  /**
+   * Bytes for an idle probe of `peer`: about `ms` of the link as last estimated, so a slow radio
+   * link is not flooded (256 KiB is two seconds of a 1 Mbit/s link), never under 16 KiB (less
+   * says little about bandwidth) nor over 256 KiB.
+   */
+  probeBytes(peer: string, ms = 200): number {
+    return Math.round(Math.min(256 * 1024, Math.max(16 * 1024, this.get(peer).bandwidth * ms)));
   }
 }

@@ -59,6 +59,20 @@ describe('link estimator', () => {
     assert.equal(links.get('p').rttMs, 1 + 0.5 * (4 - 1));
     assert.deepEqual(links.stale(['p', 'q'], 60_000), ['q']);
   });
+  it('an RTT sample does not make an old bandwidth figure fresh; probes are sized to the link', () => {
+    const links = new LinkEstimator(1000, 0.5, 0.5);
+    links.recordTransfer('p', 1_000_000, 8000, 0); // 125 B/ms: a 1 Mbit/s radio link
+    // The connection monitor's RTT arrives every second; the bandwidth was measured only at 0.
+    for (let t = 1000; t <= 20_000; t += 1000) links.recordRtt('p', 40, t);
+    assert.deepEqual(links.stale(['p'], 10_000, 20_000), ['p']);
+    assert.equal(links.get('p').updatedAt, 20_000);
+    assert.equal(links.probeBytes('p'), 25_000, '200 ms of 1 Mbit/s');
+    links.recordTransfer('p', 100_000_000, 100, 21_000);
+    links.recordTransfer('p', 100_000_000, 100, 22_000);
+    assert.deepEqual(links.stale(['p'], 10_000, 22_000), []);
+    assert.equal(links.probeBytes('p'), 256 * 1024, 'never more than 256 KiB');
+    assert.equal(new LinkEstimator(10).probeBytes('q'), 16 * 1024, 'never less than 16 KiB');
+  });
   it('learns a link that got slower faster than one that got faster', () => {
     const links = new LinkEstimator(1000, 0.3, 0.7);
     links.recordTransfer('p', 1_000_000, 10); // 100,000 B/ms

@@ -37,10 +37,24 @@ export function boundarySpecs(
     if (dtype !== 'float32' || precision === 'fp32') return { ...base, encoding: 'raw', parts: [name] };
     if (precision === 'fp16') return { ...base, encoding: 'fp16', parts: [`${name}${RESERVED}fp16`] };
     const parts = [`${name}${RESERVED}q`, `${name}${RESERVED}scale`, `${name}${RESERVED}zp`];
-    return granularity === 'channel' && shape.length >= 2
-      ? { ...base, encoding: 'uint8', axis: 1, parts }
-      : { ...base, encoding: 'uint8', parts };
+    const axis = granularity === 'channel' ? channelAxis(shape) : undefined;
+    return axis === undefined ? { ...base, encoding: 'uint8', parts } : { ...base, encoding: 'uint8', axis, parts };
   });
+}
+
+/**
+ * The axis to quantize per slice along: channels-first (axis 1) when a scale and zero point per
+ * slice (8 bytes on the wire) cost at most 1/64 of the int8 data, else the last axis (channels-last
+ * layouts, [N, boxes, 2] coordinate pairs) under the same rule, else none (one scale for the
+ * tensor). Axis 1 regardless would put 3,600 scales on a [1, 3600, 2] tensor: more bytes than fp16.
+ */
+export function channelAxis(shape: number[]): number | undefined {
+  if (shape.length < 2) return undefined;
+  const size = shape.reduce((a, b) => a * b, 1);
+  const affordable = (axis: number): boolean => shape[axis] > 1 && shape[axis] * 64 <= size;
+  if (affordable(1)) return 1;
+  if (shape.length > 2 && affordable(shape.length - 1)) return shape.length - 1;
+  return undefined;
 }
 
 /** The dims a boundary part is declared with: the probed shape, the symbolic dims, or none. */

@@ -1,10 +1,17 @@
 import assert from 'node:assert/strict';
 import ort from 'onnxruntime-node';
 import { decodeFrame, encodeFrame } from '../../protocol/tensor-frame.js';
-import { PRECISIONS, type Int8Granularity, type Precision } from '../../nodes/inference/boundary.js';
+import { PRECISIONS, type Int8Granularity, type Precision, channelAxis } from '../../nodes/inference/boundary.js';
 import { BoundaryError } from '../../nodes/inference/wire.js';
-import type { ModelSlicer } from '../../nodes/inference/slicer.js';
-import { parseModel } from '../../nodes/inference/onnx-model.js';
+import { ModelSlicer } from '../../nodes/inference/slicer.js';
+import {
+  node,
+  opset13Model,
+  parseModel,
+  serializeModel,
+  tensorProto,
+  tensorValueInfo,
+} from '../../nodes/inference/onnx-model.js';
 import { inputsFor, sessions, slicerFor } from '../helpers/models.js';
 
 type Name = 'ocr-det' | 'ocr-cls' | 'cnn';
@@ -152,6 +159,41 @@ for (const name of ['cnn', 'ocr-cls', 'ocr-det'] as Name[]) {
     });
   });
 }
+
+describe('int8 per-channel on tensors that are not channels-first', () => {
+  /** x [1, 3600, 2] (anchor boxes' coordinate pairs) → Mul → Relu → Add: cuts in between carry [1, 3600, 2]. */
+  async function pairsModel(): Promise<ModelSlicer> {
+    const two = tensorProto('two', 1, [], Float32Array.of(2));
+    const one = tensorProto('one', 1, [], Float32Array.of(1));
+    const model = opset13Model('test pairs', {
+      name: 'pairs',
+      node: [node('Mul', ['x', 'two'], ['m']), node('Relu', ['m'], ['r']), node('Add', ['r', 'one'], ['y'])],
+      input: [tensorValueInfo('x', 1, [1, 3600, 2])],
+      output: [tensorValueInfo('y', 1, [1, 3600, 2])],
+      initializer: [two, one],
+    });
+    return ModelSlicer.open(parseModel(serializeModel(model), 'pairs'), sessions);
+  }
+
+  it('a [1, 3600, 2] boundary is quantized along its last axis: fewer bytes than fp16, values kept', async () => {
+    assert.equal(channelAxis([1, 3600, 2]), 2);
+    assert.equal(channelAxis([1, 64, 80, 80]), 1, 'NCHW feature maps keep axis 1');
+    assert.equal(channelAxis([1, 30, 40, 6]), 1, 'thirty rows of 1,200 values: one scale each is cheap');
+    assert.equal(channelAxis([1, 4096, 1]), undefined, 'no axis cheap enough: one scale for the tensor');
+    const slicer = await pairsModel();
+    const cut = slicer.analysis.cuts.find((c) => c.tensors.some((t) => t.shape.join() === '1,3600,2'));
+    assert.ok(cut, `a cut carrying the pairs (${slicer.analysis.cuts.map((c) => c.id).join(', ')})`);
+    const data = Float32Array.from({ length: 7200 }, (_, i) => ((i * 7919) % 1000) / 100 - 3);
+    const feeds = { x: new ort.Tensor('float32', data, [1, 3600, 2]) };
+    const frames = await Promise.all(
+      (['fp16', 'int8'] as const).map(async (p) => encodeFrame(await slicer.runHead(cut.id, p, feeds, 'channel'))),
+    );
+    assert.ok(frames[1].length < 0.6 * frames[0].length, `int8 ${frames[1].length} B vs fp16 ${frames[0].length} B`);
+    const whole = (await slicer.runWhole(feeds)).y.data as Float32Array;
+    const split = await slicer.runTail(cut.id, 'int8', decodeFrame(frames[1]), 'channel');
+    assert.ok(maxAbsDiff(whole, split.y.data as Float32Array) < 0.05, 'within a quantization step of the whole');
+  });
+});
 
 describe('boundary checks at the tail', () => {
   it('rejects wrong names, dtypes, ranks, shapes and quantization with BoundaryError', async () => {

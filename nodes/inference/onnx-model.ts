@@ -98,6 +98,21 @@ export function serializeModel(model: ModelProto): Uint8Array {
   return toBinary(ModelProtoSchema, model);
 }
 
+/**
+ * The model as ORT should run it whole: exports made for IR < 4 (PyTorch 1.2 and older) list
+ * every initializer as a graph input too, and ORT cannot constant-fold an initializer a caller
+ * might override, so such a model ran ~3× slower whole than split (measured on a ResNet-18:
+ * 13.7 against 4.4 ms). Nothing feeds those inputs: they are dropped. Other models: their bytes.
+ */
+export function runnableBytes(model: LoadedModel): Uint8Array {
+  const initializers = new Set(model.graph.initializer.map((t) => t.name));
+  if (!model.graph.input.some((i) => initializers.has(i.name))) return model.bytes;
+  const copy = fromBinary(ModelProtoSchema, model.bytes);
+  copy.graph!.input = copy.graph!.input.filter((i) => !initializers.has(i.name));
+  if (copy.irVersion < 4n) copy.irVersion = 4n;
+  return toBinary(ModelProtoSchema, copy);
+}
+
 /** The default-domain opset a model imports (ONNX's "ai.onnx", spelled "" or "ai.onnx"). */
 export function defaultOpset(model: ModelProto): number {
   const entry = model.opsetImport.find((o) => o.domain === '' || o.domain === 'ai.onnx');

@@ -74,7 +74,11 @@ export async function probeShapes(
       }
     }
   }
-  const session = await ort.InferenceSession.create(serializeModel(probe), { graphOptimizationLevel: 'disabled' });
+  const session = await ort.InferenceSession.create(serializeModel(probe), {
+    graphOptimizationLevel: 'disabled',
+    // Optimisations are off here anyway: ORT's advice on initializers listed as inputs is noise.
+    logSeverityLevel: 3,
+  });
   try {
     const feeds = syntheticFeeds(model, index, inputShapes, 1);
     const results = await session.run(feeds);

@@ -2,7 +2,7 @@ import ort from './ort-float16.js';
 import type { Tensor } from '../../protocol/tensor-frame.js';
 import { type Int8Granularity, PRECISIONS, type Precision } from './boundary.js';
 import { syntheticFeeds } from './feeds.js';
-import type { LoadedModel } from './onnx-model.js';
+import { type LoadedModel, runnableBytes } from './onnx-model.js';
 import { SessionCache } from './sessions.js';
 import { type AnalyzeOptions, type ModelAnalysis, type SplitModels, analyzeModel, buildSplit } from './split.js';
 import { type TensorShape, checkTailTensors, frameToTailFeeds, headOutputsToFrame } from './wire.js';
@@ -78,7 +78,7 @@ export class ModelSlicer {
   }
 
   async runWhole(feeds: Feeds): Promise<Outputs> {
-    const session = await this.sessions.get(`${this.hash}:whole`, () => this.analysis.model.bytes);
+    const session = await this.sessions.get(`${this.hash}:whole`, () => runnableBytes(this.analysis.model));
     return session.run(feeds);
   }
 

@@ -5,9 +5,11 @@ import { PRECISIONS, type Int8Granularity, type Precision, channelAxis } from '.
 import { BoundaryError } from '../../nodes/inference/wire.js';
 import { ModelSlicer } from '../../nodes/inference/slicer.js';
 import {
+  attr,
   node,
   opset13Model,
   parseModel,
+  runnableBytes,
   serializeModel,
   tensorProto,
   tensorValueInfo,
@@ -192,6 +194,54 @@ describe('int8 per-channel on tensors that are not channels-first', () => {
     const whole = (await slicer.runWhole(feeds)).y.data as Float32Array;
     const split = await slicer.runTail(cut.id, 'int8', decodeFrame(frames[1]), 'channel');
     assert.ok(maxAbsDiff(whole, split.y.data as Float32Array) < 0.05, 'within a quantization step of the whole');
+  });
+});
+
+describe('old exports listing their initializers as graph inputs', () => {
+  it('run whole without those inputs (ORT can fold them), with the same outputs as the original bytes', async () => {
+    const w = tensorProto(
+      'w',
+      1,
+      [4, 3, 3, 3],
+      Float32Array.from({ length: 108 }, (_, i) => Math.sin(i)),
+    );
+    const b = tensorProto('b', 1, [4], Float32Array.of(0.1, -0.2, 0.3, 0));
+    const graph = {
+      name: 'old',
+      node: [
+        node('Conv', ['x', 'w', 'b'], ['c'], [attr('pads', [1, 1, 1, 1])]),
+        node('Relu', ['c'], ['r']),
+        node('ReduceMean', ['r'], ['y'], [attr('axes', [2, 3])]),
+      ],
+      // As PyTorch <= 1.2 (keep_initializers_as_inputs) wrote them: weights are inputs too.
+      input: [
+        tensorValueInfo('x', 1, [1, 3, 16, 16]),
+        tensorValueInfo('w', 1, [4, 3, 3, 3]),
+        tensorValueInfo('b', 1, [4]),
+      ],
+      output: [tensorValueInfo('y', 1, [1, 4, 1, 1])],
+      initializer: [w, b],
+    };
+    const loaded = parseModel(serializeModel(opset13Model('test old export', graph)), 'old');
+    const runnable = parseModel(runnableBytes(loaded), 'runnable').graph;
+    assert.deepEqual(
+      runnable.input.map((i) => i.name),
+      ['x'],
+      'only what a caller feeds',
+    );
+    assert.equal(runnable.initializer.length, 2);
+    const slicer = await ModelSlicer.open(loaded, sessions);
+    const x = new ort.Tensor(
+      'float32',
+      Float32Array.from({ length: 768 }, (_, i) => Math.cos(i / 7)),
+      [1, 3, 16, 16],
+    );
+    const original = await ort.InferenceSession.create(loaded.bytes, { logSeverityLevel: 3 });
+    const expected = (await original.run({ x })).y.data as Float32Array;
+    await original.release();
+    assert.ok(maxAbsDiff((await slicer.runWhole({ x })).y.data as Float32Array, expected) < 1e-6);
+    const plain = parseModel(serializeModel(opset13Model('test new export', { ...graph, input: [graph.input[0]] })));
+    assert.equal(runnableBytes(plain), plain.bytes, 'a model without such inputs runs from its own bytes');
   });
 });
 

@@ -143,8 +143,8 @@ describe('forming a fleet: keygen, genesis, fleet.launch.xml, revoke (robot proc
     );
   };
 
-  it('fleet.launch.xml robots given a genesis by robomesh genesis form one fleet; a revoke cuts one off', async () => {
-    // 1. Identities, then the fleet's genesis, as an operator makes them.
+  it('fleet.launch.xml robots form the fleet robomesh genesis and admit make; a revoke cuts one off', async () => {
+    // 1. Identities, then the fleet's genesis (r0 and r1; r2 comes later), as an operator makes them.
     const ids: string[] = [];
     for (const name of NAMES)
       ids.push(json<{ peerId: string }>(await robomesh(['keygen', '--data-dir', join(dir, name), '--json'])).peerId);
@@ -155,7 +155,7 @@ describe('forming a fleet: keygen, genesis, fleet.launch.xml, revoke (robot proc
         'genesis',
         '--fleet',
         'lab',
-        ...NAMES.flatMap((n) => ['--member', join(dir, n)]),
+        ...NAMES.slice(0, 2).flatMap((n) => ['--member', join(dir, n)]),
         '--admin-dir',
         admin,
         '--out',
@@ -163,7 +163,7 @@ describe('forming a fleet: keygen, genesis, fleet.launch.xml, revoke (robot proc
         '--json',
       ]),
     );
-    assert.deepEqual(made.members, ids);
+    assert.deepEqual(made.members, ids.slice(0, 2));
     const again = await robomesh(['genesis', '--fleet', 'lab', '--admin-dir', admin, '--out', genesis]);
     assert.equal(again.code, 2, 'a genesis file is never overwritten');
     assert.match(again.stderr, /exists/);
@@ -185,10 +185,36 @@ describe('forming a fleet: keygen, genesis, fleet.launch.xml, revoke (robot proc
       `data_dir:=${join(dir, NAMES[i])}`,
     ]);
 
-    // 3. One fleet: everyone connected to both others, one log (same state on all three).
-    await waitFor(() => oneFleet(ports, ids), `three connected robots with one log\n${why()}`, 90_000, 250);
+    // 3. r0 and r1 form the fleet; r2, not in the genesis, is refused by both.
+    const twoOnly = async (): Promise<boolean> => {
+      const [v0, v1] = await Promise.all(ports.slice(0, 2).map((p) => state(p)));
+      return upPeers(v0).join() === ids[1] && upPeers(v1).join() === ids[0];
+    };
+    await waitFor(twoOnly, `r0 and r1 connected\n${why()}`, 90_000, 250);
+    for (let k = 0; k < 8; k++) {
+      assert.ok(await twoOnly(), 'r2 got in before its admission');
+      await new Promise((r) => setTimeout(r, 250));
+    }
 
-    // 4. The admin revokes r2: r0 and r1 cut it off, and carry on with each other.
+    // 4. The admin admits r2: one fleet, everyone connected to both others, one log.
+    const admitted = json<{ changed: boolean }>(
+      await robomesh([
+        'admit',
+        join(dir, 'r2'),
+        '--genesis',
+        genesis,
+        '--admin-dir',
+        admin,
+        '--bootstrap',
+        `/ip4/127.0.0.1/tcp/4701/p2p/${ids[1]}`,
+        '--no-mdns',
+        '--json',
+      ]),
+    );
+    assert.equal(admitted.changed, true);
+    await waitFor(() => oneFleet(ports, ids), `three connected robots with one log\n${why()}`, 60_000, 250);
+
+    // 5. The admin revokes r2: r0 and r1 cut it off, and carry on with each other.
     const revoked = json<{ changed: boolean; holders: string[] }>(
       await robomesh([
         'revoke',

@@ -123,3 +123,64 @@ export function verifyInclusion(leaf: Uint8Array, proof: InclusionProof, root: U
   const computed = rootFromInclusion(leaf, proof);
   return computed !== undefined && equalBytes(computed, root);
 }
+
+/**
+ * The same tree as MerkleTree (same root, same proofs), kept up to date as leaves are appended,
+ * or replaced from a position on: only the nodes over changed leaves are hashed again, so an
+ * append costs O(log n) and a late leaf near the end costs what follows it. What the anchorer
+ * keeps between anchors, so an anchor does not hash the whole log again.
+ */
+export class GrowingMerkleTree {
+  /** levels[0] = leaf hashes; each level holds ceil(below / 2) nodes; the last has one (the root). */
+  private readonly levels: Uint8Array[][] = [[]];
+
+  get count(): number {
+    return this.levels[0].length;
+  }
+
+  get root(): Uint8Array {
+    if (this.count === 0) throw new RangeError('an empty tree has no root');
+    return this.levels[this.levels.length - 1][0];
+  }
+
+  append(leaves: readonly Uint8Array[]): void {
+    this.replaceFrom(this.count, leaves);
+  }
+
+  /** Leaves from `index` on become `leaves` (the tree then holds index + leaves.length). */
+  replaceFrom(index: number, leaves: readonly Uint8Array[]): void {
+    if (!Number.isInteger(index) || index < 0 || index > this.count)
+      throw new RangeError(`position ${index} is outside 0..${this.count}`);
+    const base = this.levels[0];
+    base.length = index;
+    for (const leaf of leaves) base.push(leafHash(leaf));
+    // Level by level, recompute the parents of what changed (an odd last node is promoted).
+    let from = index;
+    for (let l = 0; ; l++) {
+      const level = this.levels[l];
+      if (level.length <= 1) {
+        this.levels.length = l + 1;
+        return;
+      }
+      const up = (this.levels[l + 1] ??= []);
+      const first = from >> 1;
+      up.length = Math.min(up.length, first);
+      for (let p = first; 2 * p < level.length; p++)
+        up.push(2 * p + 1 < level.length ? nodeHash(level[2 * p], level[2 * p + 1]) : level[2 * p]);
+      from = first;
+    }
+  }
+
+  prove(index: number): InclusionProof {
+    if (!Number.isInteger(index) || index < 0 || index >= this.count)
+      throw new RangeError(`leaf ${index} is outside 0..${this.count - 1}`);
+    const siblings: Uint8Array[] = [];
+    let i = index;
+    for (let l = 0; l < this.levels.length - 1; l++) {
+      const sibling = i ^ 1;
+      if (sibling < this.levels[l].length) siblings.push(this.levels[l][sibling]);
+      i >>= 1;
+    }
+    return { index, count: this.count, siblings };
+  }
+}

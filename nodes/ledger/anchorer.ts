@@ -1,7 +1,8 @@
 import { EventEmitter } from 'node:events';
-import { type Hex, fromHex } from '../../protocol/log-entry.js';
+import { type DecodedEntry, type Hex, fromHex, toHex } from '../../protocol/log-entry.js';
 import { MerkleTree } from '../../protocol/merkle.js';
 import { type AnchorChain, ChainError } from './anchor-chain.js';
+import { AnchorTree } from './anchor-tree.js';
 import type { AnchorQueue, QueuedAnchor } from './anchor-queue.js';
 import {
   type GasPlan,
@@ -90,23 +91,70 @@ export class Anchorer extends EventEmitter<{
     return this.o.queue.all();
   }
 
-  /** Queues an anchor over everything the log holds now; undefined when already anchored or queued. */
+  /** The anchored tree, kept between anchors (created at the first snapshot). */
+  private tree: AnchorTree | undefined;
+  /** Tasks whose entries arrived since the last snapshot: the only ones whose decision may be new. */
+  private readonly touched = new Set<string>();
+  /** Tasks whose final result an anchor of ours committed (or an anchor before we started). */
+  private committed: Set<string> | undefined;
+  private readonly onEntry = (d: DecodedEntry): void => {
+    const p = d.entry.payload;
+    if ('task' in p && typeof p.task === 'string') this.touched.add(p.task);
+  };
+
+  /** Stops following the log (the anchor tree and the tasks touched). */
+  close(): void {
+    this.tree?.close();
+    this.o.ledger.off('entry', this.onEntry);
+  }
+
+  /**
+   * Queues an anchor over everything the log holds now; undefined when already anchored or
+   * queued. The tree is kept between anchors (AnchorTree), so an anchor costs what arrived since
+   * the last one, not the whole log; only a log with more than 64 heads (an anchor names at most
+   * 64) is hashed whole, over what those heads reach.
+   */
   async snapshot(): Promise<QueuedAnchor | undefined> {
     const { ledger, queue } = this.o;
-    const heads = ledger.heads().slice(0, 64);
-    if (heads.length === 0) return undefined;
-    const ids = ledger.ancestry(heads);
-    const root = Buffer.from(new MerkleTree(ids.map(fromHex)).root).toString('hex');
+    const all = ledger.heads();
+    if (all.length === 0) return undefined;
+    if (!this.tree) {
+      this.tree = new AnchorTree(ledger);
+      ledger.on('entry', this.onEntry);
+    }
+    const heads = all.slice(0, 64);
+    let root: Hex;
+    let ids: readonly Hex[];
+    let inRange: (id: Hex) => boolean;
+    if (all.length <= heads.length) {
+      const t = this.tree.update()!;
+      root = toHex(t.root);
+      ids = this.tree.leaves();
+      inRange = (id) => ledger.has(id);
+    } else {
+      ids = ledger.ancestry(heads);
+      root = toHex(new MerkleTree(ids.map(fromHex)).root);
+      const range = new Set(ids);
+      inRange = (id) => range.has(id);
+    }
     const anchors = ledger.state.anchors;
     if (anchors.some((a) => a.root === root) || queue.get(root)) return undefined;
-    const previous = anchors.length ? new Set(ledger.ancestry(anchors[anchors.length - 1].heads)) : new Set<Hex>();
-    const inRange = new Set(ids);
-    const results = [...ledger.state.tasks.values()]
+    const committed = this.committedTasks();
+    const candidates = [...this.touched].sort();
+    const results = candidates
+      .map((task) => ledger.state.tasks.get(task))
       // Final decisions only: a provisional answer may still be overturned.
-      .filter((t) => t.decision && inRange.has(t.decision.at) && !previous.has(t.decision.at))
-      .sort((a, b) => (a.task < b.task ? -1 : 1))
+      .filter((t): t is NonNullable<typeof t> => !!t?.decision && inRange(t.decision.at) && !committed.has(t.task))
       .slice(0, MAX_RESULTS_PER_ANCHOR)
       .map((t) => ({ task: t.task, digest: t.decision!.digest }));
+    // Decided ones are done; undecided ones stay candidates until they are.
+    for (const task of candidates) {
+      const t = ledger.state.tasks.get(task);
+      if (!t || (t.decision && inRange(t.decision.at))) this.touched.delete(task);
+    }
+    for (const r of results) committed.add(r.task);
+    // Past the cap: still candidates for the next anchor.
+    for (const t of candidates) if (ledger.state.tasks.get(t)?.decision && !committed.has(t)) this.touched.add(t);
     const item: QueuedAnchor = {
       root,
       count: ids.length,
@@ -131,6 +179,25 @@ export class Anchorer extends EventEmitter<{
     queue.put(item);
     if (item.signed) this.emit('relay', item);
     return item;
+  }
+
+  /**
+   * The tasks already committed: at the first call, those decided within the log's last anchor
+   * (its range walked once) and in our queued anchors; then each anchor adds its own.
+   */
+  private committedTasks(): Set<string> {
+    if (this.committed) return this.committed;
+    const { ledger, queue } = this.o;
+    const committed = new Set<string>();
+    const last = ledger.state.anchors[ledger.state.anchors.length - 1];
+    if (last && last.heads.every((h) => ledger.has(h))) {
+      const covered = new Set(ledger.ancestry(last.heads));
+      for (const t of ledger.state.tasks.values()) if (t.decision && covered.has(t.decision.at)) committed.add(t.task);
+    }
+    for (const q of queue.all()) for (const r of q.results) committed.add(r.task);
+    // Every task known now is a candidate once: those decided since the last anchor are new.
+    for (const t of ledger.state.tasks.keys()) if (!committed.has(t)) this.touched.add(t);
+    return (this.committed = committed);
   }
 
   /** A peer's signed anchor reached us over the mesh: submit it if we can reach a node. */

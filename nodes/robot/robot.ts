@@ -524,7 +524,9 @@ async function assemble(
   if (config.anchor && ledger) {
     const { deployment, queue: anchorQueue, chain, gas } = config.anchor;
     const log = ledger;
-    anchorer = new Anchorer({ ledger, seed: identity.seed, deployment, queue: anchorQueue, chain, gas });
+    const made = new Anchorer({ ledger, seed: identity.seed, deployment, queue: anchorQueue, chain, gas });
+    anchorer = made;
+    started.push({ start: () => undefined, stop: () => made.close() });
     // An anchor the package aborted will never land: said on stderr, not only to DEBUG.
     anchorer.on('failed', ({ root, reason }) =>
       process.emitWarning(`anchor of root ${root.slice(0, 12)}… will not be retried: ${reason}`, 'RobomeshAnchor'),

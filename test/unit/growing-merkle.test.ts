@@ -21,7 +21,7 @@ describe('growing Merkle tree (what anchors keep between anchors)', () => {
     }
   });
 
-  it('late leaves replace the tail: the same root as rebuilding, proofs for logs of up to 100,000; tampering fails', () => {
+  it('late leaves replace the tail: the root of a rebuild; proofs up to 100,000 leaves; tampering fails', () => {
     const seed = testSeed();
     const random = prng(seed);
     for (const n of [1, 2, 3, 1000, 4097, 100_000]) {

@@ -177,7 +177,9 @@ export class Anchorer extends EventEmitter<{
       };
     }
     queue.put(item);
-    if (item.signed) this.emit('relay', item);
+    // Relayed for a peer with a node to submit, only when we have none: two robots submitting the
+    // same transaction would both record it in the log.
+    if (item.signed && !this.o.chain) this.emit('relay', item);
     return item;
   }
 
@@ -327,6 +329,12 @@ export class Anchorer extends EventEmitter<{
     signed: SignedTx,
     checkpoint: number,
   ): { root: Hex; tx: string; checkpoint: number } {
+    const done = { root: item.root, tx: signed.digest, checkpoint };
+    // Another robot recorded this transaction already (it relayed it to us, or submitted ours).
+    if (this.o.ledger.state.anchors.some((a) => a.tx === signed.digest)) {
+      this.o.queue.remove(item.root);
+      return done;
+    }
     this.o.ledger.append({
       type: 'anchor',
       root: item.root,
@@ -338,7 +346,6 @@ export class Anchorer extends EventEmitter<{
       txSig: signed.signature,
     });
     this.o.queue.remove(item.root);
-    const done = { root: item.root, tx: signed.digest, checkpoint };
     this.emit('anchored', done);
     return done;
   }

@@ -63,6 +63,7 @@ import {
 import { componentLogger, type Startable, Timers } from '../util/index.js';
 import { RobotError } from './errors.js';
 import { MembershipFollower } from './membership.js';
+import { anchorTurnNow } from '../ledger/anchor-turns.js';
 
 /** The files a robot keeps in its data folder: one place names them for every caller. */
 export function robotPaths(dataDir: string) {
@@ -285,16 +286,37 @@ export class Robot {
 
   private startTimers(config: RobotConfig): void {
     const onError = (what: string) => (err: unknown) => this.log.error('%s failed: %s', what, err);
-    const { anchorer } = this.parts;
-    if (anchorer) {
+    const { anchorer, ledger } = this.parts;
+    if (anchorer && ledger) {
+      // Every robot with anchoring on takes its turn (anchorTurnNow): one anchor per period, the
+      // next in turn stepping in a slot later when none came. Queued anchors are retried each slot.
+      const everyMs = config.anchor!.everyMs ?? 30_000;
+      // A slot outlasts an anchor's way to the others (submission, finality, gossip: ~1 s on IOTA).
+      const slotMs = Math.min(everyMs, Math.max(Math.min(5000, everyMs / 2), everyMs / ledger.state.members.size));
+      let lastAnchorAt = 0;
+      // Just started, a robot may not know yet the anchors others made (not connected, not synced):
+      // it sits out its first period.
+      const startedAt = Date.now();
+      ledger.on('entry', (d) => {
+        if (d.entry.payload.type === 'anchor') lastAnchorAt = Date.now();
+      });
       let busy = false;
       this.timers.every(
-        config.anchor!.everyMs ?? 30_000,
+        slotMs / 2,
         async () => {
           if (busy) return;
           busy = true;
           try {
-            await anchorer.snapshot();
+            const turn = anchorTurnNow({
+              members: ledger.state.members,
+              self: ledger.self!,
+              now: Date.now(),
+              everyMs,
+              slotMs,
+              lastAnchorAt,
+            });
+            // Our own anchor still on its way: the next turn is someone else's.
+            if (turn && anchorer.queued.length === 0 && Date.now() - startedAt >= everyMs) await anchorer.snapshot();
             await anchorer.flush();
           } finally {
             busy = false;

@@ -168,7 +168,8 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
     } else {
       const deployment = { packageId: `0x${'a1'.repeat(32)}`, registryId: `0x${'b2'.repeat(32)}`, registryVersion: 1 };
       const node = new IotaStandIn(deployment.packageId);
-      node.fund(iotaAddressOf(signerFromSeed(seeds[0]).publicKey));
+      // Every robot may anchor in its turn: each has gas on the stand-in.
+      for (const seed of seeds) node.fund(iotaAddressOf(signerFromSeed(seed).publicKey));
       standIn = await node.listen();
       anchorOn = `the local IOTA stand-in at ${standIn.url} (not IOTA: no IOTA_* settings)`;
       anchor = { deployment, rpcUrl: standIn.url, everyMs: sc.anchorEvery * 1000 };
@@ -201,7 +202,8 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
           cacheDir: o.dataDir,
           sim: { world: sc.world, seed: sc.seed, speed: sc.simSpeed, publishEvery: 5 },
           model: sc.workload.every > 0 ? sc.workload.model : null,
-          anchor: i === 0 && sc.anchorEvery > 0 ? anchor : undefined,
+          // On a real network only r0's address is known to hold gas; on the stand-in every robot's does.
+          anchor: sc.anchorEvery > 0 && (i === 0 || !real?.chain) ? anchor : undefined,
           meshDegree: n > FULL_MESH_UP_TO ? MESH_DEGREE : undefined,
           // A shaper layer costs every message a little: only when the scenario shapes links.
           linkShaping: sc.events.some((e) => 'shape' in e),

@@ -40,99 +40,15 @@ export interface InclusionProof {
   siblings: Uint8Array[];
 }
 
-export class MerkleTree {
-  /** levels[0] = leaf hashes, last = [root]. */
-  private readonly levels: Uint8Array[][];
-
-  constructor(leaves: Uint8Array[]) {
-    if (leaves.length === 0) throw new RangeError('a Merkle tree needs at least one leaf');
-    const levels = [leaves.map(leafHash)];
-    while (levels[levels.length - 1].length > 1) {
-      const below = levels[levels.length - 1];
-      const up: Uint8Array[] = [];
-      for (let i = 0; i < below.length; i += 2)
-        up.push(i + 1 < below.length ? nodeHash(below[i], below[i + 1]) : below[i]);
-      levels.push(up);
-    }
-    this.levels = levels;
-  }
-
-  /** The sibling hashes of leaf `index` equal `path` (what prove(index).siblings would give). */
-  provesWith(index: number, path: readonly Uint8Array[]): boolean {
-    let i = index;
-    let used = 0;
-    for (let l = 0; l < this.levels.length - 1; l++) {
-      const level = this.levels[l];
-      const sibling = i ^ 1;
-      if (sibling < level.length) {
-        const p = path[used++];
-        if (p === undefined || !equalBytes(p, level[sibling])) return false;
-      }
-      i >>= 1;
-    }
-    return used === path.length;
-  }
-
-  get count(): number {
-    return this.levels[0].length;
-  }
-
-  get root(): Uint8Array {
-    return this.levels[this.levels.length - 1][0];
-  }
-
-  prove(index: number): InclusionProof {
-    if (!Number.isInteger(index) || index < 0 || index >= this.count)
-      throw new RangeError(`leaf ${index} is outside 0..${this.count - 1}`);
-    const siblings: Uint8Array[] = [];
-    let i = index;
-    for (let l = 0; l < this.levels.length - 1; l++) {
-      const level = this.levels[l];
-      const sibling = i ^ 1;
-      if (sibling < level.length) siblings.push(level[sibling]);
-      i >>= 1;
-    }
-    return { index, count: this.count, siblings };
-  }
-}
-
-/** The root a leaf and its proof lead to; undefined when the path does not fit (index, count). */
-export function rootFromInclusion(leaf: Uint8Array, proof: InclusionProof): Uint8Array | undefined {
-  const { index, count, siblings } = proof;
-  if (!Number.isSafeInteger(count) || count < 1 || !Number.isSafeInteger(index) || index < 0 || index >= count)
-    return undefined;
-  let h = leafHash(leaf);
-  let i = index;
-  let width = count;
-  let used = 0;
-  while (width > 1) {
-    const sibling = i ^ 1;
-    if (sibling < width) {
-      const s = siblings[used++];
-      if (!(s instanceof Uint8Array) || s.length !== 32) return undefined;
-      h = i & 1 ? nodeHash(s, h) : nodeHash(h, s);
-    }
-    i >>= 1;
-    width = Math.ceil(width / 2);
-  }
-  return used === siblings.length ? h : undefined;
-}
-
-/** Recomputes the root from a leaf and its proof; true only for that exact position and count. */
-export function verifyInclusion(leaf: Uint8Array, proof: InclusionProof, root: Uint8Array): boolean {
-  const computed = rootFromInclusion(leaf, proof);
-  return computed !== undefined && equalBytes(computed, root);
-}
-
 /**
- * The same tree as MerkleTree (same root, same proofs), kept up to date as leaves are appended,
+ * A Merkle tree kept up to date as leaves are appended,
  * or replaced from a position on: only the nodes over changed leaves are hashed again, so an
  * append costs O(log n) and a late leaf near the end costs what follows it. What the anchorer
  * keeps between anchors, so an anchor does not hash the whole log again.
  */
 export class GrowingMerkleTree {
   /** levels[0] = leaf hashes; each level holds ceil(below / 2) nodes; the last has one (the root). */
-  private readonly levels: Uint8Array[][] = [[]];
+  protected readonly levels: Uint8Array[][] = [[]];
 
   get count(): number {
     return this.levels[0].length;
@@ -183,4 +99,57 @@ export class GrowingMerkleTree {
     }
     return { index, count: this.count, siblings };
   }
+}
+
+/** A tree over a list of leaves, built at once (a GrowingMerkleTree given them all). */
+export class MerkleTree extends GrowingMerkleTree {
+  constructor(leaves: readonly Uint8Array[]) {
+    if (leaves.length === 0) throw new RangeError('a Merkle tree needs at least one leaf');
+    super();
+    this.append(leaves);
+  }
+
+  /** The sibling hashes of leaf `index` equal `path` (what prove(index).siblings would give). */
+  provesWith(index: number, path: readonly Uint8Array[]): boolean {
+    let i = index;
+    let used = 0;
+    for (let l = 0; l < this.levels.length - 1; l++) {
+      const level = this.levels[l];
+      const sibling = i ^ 1;
+      if (sibling < level.length) {
+        const p = path[used++];
+        if (p === undefined || !equalBytes(p, level[sibling])) return false;
+      }
+      i >>= 1;
+    }
+    return used === path.length;
+  }
+}
+
+/** The root a leaf and its proof lead to; undefined when the path does not fit (index, count). */
+export function rootFromInclusion(leaf: Uint8Array, proof: InclusionProof): Uint8Array | undefined {
+  const { index, count, siblings } = proof;
+  if (!Number.isSafeInteger(count) || count < 1 || !Number.isSafeInteger(index) || index < 0 || index >= count)
+    return undefined;
+  let h = leafHash(leaf);
+  let i = index;
+  let width = count;
+  let used = 0;
+  while (width > 1) {
+    const sibling = i ^ 1;
+    if (sibling < width) {
+      const s = siblings[used++];
+      if (!(s instanceof Uint8Array) || s.length !== 32) return undefined;
+      h = i & 1 ? nodeHash(s, h) : nodeHash(h, s);
+    }
+    i >>= 1;
+    width = Math.ceil(width / 2);
+  }
+  return used === siblings.length ? h : undefined;
+}
+
+/** Recomputes the root from a leaf and its proof; true only for that exact position and count. */
+export function verifyInclusion(leaf: Uint8Array, proof: InclusionProof, root: Uint8Array): boolean {
+  const computed = rootFromInclusion(leaf, proof);
+  return computed !== undefined && equalBytes(computed, root);
 }

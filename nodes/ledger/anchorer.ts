@@ -8,9 +8,12 @@ import {
   type GasPlan,
   type IotaDeployment,
   MAX_RESULTS_PER_ANCHOR,
+  IotaTxError,
   type SignedTx,
   buildAnchorTx,
+  iotaAddressOf,
   iotaKeypair,
+  readAnchorTx,
 } from './iota-tx.js';
 import type { Ledger } from './ledger.js';
 
@@ -85,6 +88,7 @@ export class Anchorer extends EventEmitter<{
     };
     this.gas = options.gas;
     this.address = iotaKeypair(options.seed).toIotaAddress();
+    this.o.ledger.on('entry', this.onEntry);
   }
 
   get queued(): QueuedAnchor[] {
@@ -97,10 +101,37 @@ export class Anchorer extends EventEmitter<{
   private readonly touched = new Set<string>();
   /** Tasks whose final result an anchor of ours committed (or an anchor before we started). */
   private committed: Set<string> | undefined;
+  /** When this robot last saw a genuine anchor enter the log (its clock, ms); 0: none yet. */
+  lastAnchorAt = 0;
   private readonly onEntry = (d: DecodedEntry): void => {
     const p = d.entry.payload;
     if ('task' in p && typeof p.task === 'string') this.touched.add(p.task);
+    // One check at a time, in log order (anchors come once a period).
+    if (p.type === 'anchor') this.noting = this.noting.then(() => this.noteAnchor(p));
   };
+  private noting: Promise<void> = Promise.resolve();
+
+  /** Resolves once every anchor entry seen so far has been checked (lastAnchorAt is up to date). */
+  anchorsChecked(): Promise<void> {
+    return this.noting;
+  }
+
+  /**
+   * An anchor entry counts (it ends the period's turns) only if its transaction is signed by a
+   * member, calls our package and commits the root it names: a member appending made-up anchor
+   * entries would otherwise stop every robot from anchoring.
+   */
+  private async noteAnchor(p: Extract<DecodedEntry['entry']['payload'], { type: 'anchor' }>): Promise<void> {
+    try {
+      const tx = await readAnchorTx(p.txBytes, p.txSig);
+      const members = new Set([...this.o.ledger.state.members].map((k) => iotaAddressOf(fromHex(k))));
+      if (tx.packageId === this.o.deployment.packageId && toHex(tx.root) === p.root && members.has(tx.sender))
+        this.lastAnchorAt = this.o.now();
+    } catch (err) {
+      if (!(err instanceof IotaTxError)) throw err;
+      // Not a transaction, or not the sender's: it takes nobody's turn.
+    }
+  }
 
   /** Stops following the log (the anchor tree and the tasks touched). */
   close(): void {
@@ -118,10 +149,7 @@ export class Anchorer extends EventEmitter<{
     const { ledger, queue } = this.o;
     const all = ledger.heads();
     if (all.length === 0) return undefined;
-    if (!this.tree) {
-      this.tree = new AnchorTree(ledger);
-      ledger.on('entry', this.onEntry);
-    }
+    this.tree ??= new AnchorTree(ledger);
     const heads = all.slice(0, 64);
     let root: Hex;
     let ids: readonly Hex[];
@@ -147,13 +175,10 @@ export class Anchorer extends EventEmitter<{
       .filter((t): t is NonNullable<typeof t> => !!t?.decision && inRange(t.decision.at) && !committed.has(t.task))
       .slice(0, MAX_RESULTS_PER_ANCHOR)
       .map((t) => ({ task: t.task, digest: t.decision!.digest }));
-    // Decided ones are done; undecided ones stay candidates until they are.
-    for (const task of candidates) {
-      const t = ledger.state.tasks.get(task);
-      if (!t || (t.decision && inRange(t.decision.at))) this.touched.delete(task);
-    }
     for (const r of results) committed.add(r.task);
-    // Past the cap: still candidates for the next anchor.
+    // A task's decision changes only with a new entry of that task, which touches it again; what
+    // stays is a decision past the cap (or past the heads named), for the next anchor.
+    this.touched.clear();
     for (const t of candidates) if (ledger.state.tasks.get(t)?.decision && !committed.has(t)) this.touched.add(t);
     const item: QueuedAnchor = {
       root,

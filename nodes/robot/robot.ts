@@ -293,13 +293,9 @@ export class Robot {
       const everyMs = config.anchor!.everyMs ?? 30_000;
       // A slot outlasts an anchor's way to the others (submission, finality, gossip: ~1 s on IOTA).
       const slotMs = Math.min(everyMs, Math.max(Math.min(5000, everyMs / 2), everyMs / ledger.state.members.size));
-      let lastAnchorAt = 0;
       // Just started, a robot may not know yet the anchors others made (not connected, not synced):
       // it sits out its first period.
       const startedAt = Date.now();
-      ledger.on('entry', (d) => {
-        if (d.entry.payload.type === 'anchor') lastAnchorAt = Date.now();
-      });
       let busy = false;
       this.timers.every(
         slotMs / 2,
@@ -313,7 +309,7 @@ export class Robot {
               now: Date.now(),
               everyMs,
               slotMs,
-              lastAnchorAt,
+              lastAnchorAt: anchorer.lastAnchorAt,
             });
             // Our own anchor still on its way: the next turn is someone else's.
             if (turn && anchorer.queued.length === 0 && Date.now() - startedAt >= everyMs) await anchorer.snapshot();

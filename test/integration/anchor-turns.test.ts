@@ -3,11 +3,13 @@ import { IotaClient } from '@iota/iota-sdk/client';
 import { signerFromSeed } from '../../protocol/ed25519.js';
 import { IotaAnchorChain } from '../../nodes/ledger/anchor-chain.js';
 import { MemoryAnchorQueue } from '../../nodes/ledger/anchor-queue.js';
+import { Anchorer } from '../../nodes/ledger/anchorer.js';
+import { type Payload, decodeEntry } from '../../protocol/log-entry.js';
 import { anchorRank, anchorTurnNow } from '../../nodes/ledger/anchor-turns.js';
 import { iotaAddressOf } from '../../nodes/ledger/iota-tx.js';
 import { MemoryLogStore } from '../../nodes/ledger/store.js';
 import type { Robot } from '../../nodes/robot/robot.js';
-import { DEPLOYMENT, FakeIotaNode } from '../helpers/fake-iota.js';
+import { DEPLOYMENT, FakeIotaNode, robotLedger, robotSeed } from '../helpers/fake-iota.js';
 import { startFleet, testGenesis, testIdentities } from '../helpers/fleet.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -36,6 +38,40 @@ describe('anchoring in turns: every robot with a node may anchor, one anchor per
     assert.equal(at(10_300), false, 'past its slot: the next one’s turn');
     assert.equal(at(10_250, 10_050), false, 'an anchor came in this period: nothing to do');
     assert.equal(at(10_250, 9_990), true, "last period's anchor does not count");
+  });
+
+  it('a made-up anchor entry takes nobody’s turn; a genuine one ends the period’s turns', async () => {
+    const ledger = robotLedger();
+    let clock = 1_000_000;
+    const node = new FakeIotaNode(DEPLOYMENT.packageId);
+    node.fund(iotaAddressOf(signerFromSeed(robotSeed(0)).publicKey));
+    const anchorer = new Anchorer({
+      ledger,
+      seed: robotSeed(0),
+      deployment: DEPLOYMENT,
+      queue: new MemoryAnchorQueue(),
+      chain: new IotaAnchorChain(new IotaClient({ transport: node.transport() })),
+      finalityTimeoutMs: 2000,
+      now: () => clock,
+    });
+    try {
+      const real = (await anchorer.snapshot())!;
+      await anchorer.flush();
+      await anchorer.anchorsChecked();
+      const counted = anchorer.lastAnchorAt;
+      assert.ok(counted > 0, 'the genuine anchor counted');
+      const genuine = ledger.state.anchors[0];
+      const entry = decodeEntry(ledger.get(genuine.id)!).entry.payload as Extract<Payload, { type: 'anchor' }>;
+      clock += 60_000;
+      // A member writes anchors it never paid for: garbage bytes, and a real transaction for another root.
+      ledger.append({ ...entry, root: 'ab'.repeat(32), tx: 'made-up' });
+      ledger.append({ ...entry, txBytes: Uint8Array.of(1, 2, 3), tx: 'garbage' });
+      await anchorer.anchorsChecked();
+      assert.equal(anchorer.lastAnchorAt, counted, 'made-up anchors moved nothing');
+      assert.equal(real.root, genuine.root);
+    } finally {
+      anchorer.close();
+    }
   });
 
   it('three robots anchoring every 3 s: anchors from more than one robot, none twice, each covering more', async () => {

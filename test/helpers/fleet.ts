@@ -2,7 +2,8 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { signerFromSeed } from '../../protocol/ed25519.js';
-import { signEntry, toHex } from '../../protocol/log-entry.js';
+import { toHex } from '../../protocol/log-entry.js';
+import { signGenesis } from '../../nodes/ledger/genesis.js';
 import { type RobotIdentity, identityFromSeed } from '../../nodes/mesh/identity.js';
 import { Robot, type RobotConfig } from '../../nodes/robot/robot.js';
 import { waitFor } from './wait.js';
@@ -17,10 +18,7 @@ export function testIdentities(n: number, offset = 0): Promise<RobotIdentity[]> 
 /** The genesis entry of a test fleet 'test': every identity a member, the first one the admin. */
 export function testGenesis(identities: RobotIdentity[]): Uint8Array {
   const members = identities.map((i) => toHex(i.privateKey.publicKey.raw));
-  return signEntry(
-    { seq: 1, lamport: 1, parents: [], payload: { type: 'genesis', fleet: 'test', members, admins: [members[0]] } },
-    signerFromSeed(identities[0].seed),
-  ).bytes;
+  return signGenesis('test', members, signerFromSeed(identities[0].seed));
 }
 
 let cacheDir: Promise<string> | undefined;

@@ -16,6 +16,7 @@ import {
 import { readIdentity } from '../../mesh/index.js';
 import { robotPaths } from '../../robot/index.js';
 import { UsageError } from './options.js';
+import { robotKeyArg } from './robot-arg.js';
 
 /** `robomesh iota …`: a robot's IOTA side, read from its data folder; live only with an endpoint. */
 export interface IotaArgs {
@@ -124,14 +125,10 @@ export interface IotaAdminArgs extends IotaArgs {
 
 /** A gas budget for one registry call (the node charges what it uses; ~2 M NANOS on testnet). */
 const ADMIN_GAS_BUDGET = 20_000_000n;
-const KEY_HEX = /^[0-9a-fA-F]{64}$/;
 const ADDRESS = /^0x[0-9a-fA-F]{64}$/;
 
-/** The robot named on the command line: its data folder, or its key as 64 hex digits. */
-async function robotKey(robot: string): Promise<Uint8Array> {
-  if (KEY_HEX.test(robot)) return fromHex(robot.toLowerCase());
-  return signerFromSeed((await readIdentity(robotPaths(robot).identity)).seed).publicKey;
-}
+/** The robot named on the command line (data folder, PeerId or 64-hex key): its public key. */
+const robotKey = async (robot: string): Promise<Uint8Array> => fromHex(await robotKeyArg(robot));
 
 function deploymentAndCap(args: IotaAdminArgs) {
   const settings = anchorSettingsFromEnv({ ...process.env, IOTA_RPC_URL: '' });

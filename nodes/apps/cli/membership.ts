@@ -5,9 +5,10 @@ import { toHex } from '../../../protocol/bytes.js';
 import { signerFromSeed } from '../../../protocol/ed25519.js';
 import { RobomeshError } from '../../../protocol/errors.js';
 import { SqliteLogStore, readGenesisFile, signGenesis } from '../../ledger/index.js';
-import { keyOfPeer, loadOrCreateIdentity, peerOfKey, readIdentity } from '../../mesh/index.js';
+import { loadOrCreateIdentity, peerOfKey, readIdentity } from '../../mesh/index.js';
 import { Robot, robotPaths } from '../../robot/index.js';
 import { UsageError } from './options.js';
+import { robotKeyArg } from './robot-arg.js';
 
 /**
  * Forming a fleet by hand: `keygen` (a robot's identity), `genesis` (the fleet's first entry,
@@ -21,22 +22,6 @@ export class MembershipError extends RobomeshError<MembershipErrorCode> {
   constructor(code: MembershipErrorCode, message: string) {
     super(code, message);
   }
-}
-
-const KEY_HEX = /^[0-9a-fA-F]{64}$/;
-
-/** A robot named on the command line: its data folder, its PeerId or its key (64 hex digits); its log key. */
-async function memberKey(robot: string): Promise<string> {
-  if (KEY_HEX.test(robot)) return robot.toLowerCase();
-  if (robot.startsWith('12D3Koo')) {
-    try {
-      return keyOfPeer(robot);
-    } catch (err) {
-      throw new UsageError(`${robot} is not a valid PeerId: ${(err as Error).message}`);
-    }
-  }
-  if (!existsSync(robot)) throw new UsageError(`${robot} is neither a data folder, a PeerId nor a 64-hex key`);
-  return toHex(signerFromSeed((await readIdentity(robotPaths(robot).identity)).seed).publicKey);
 }
 
 const print = (json: boolean | undefined, text: string, data: object): void => {
@@ -66,7 +51,7 @@ export async function genesisCommand(args: {
 }): Promise<void> {
   if (existsSync(args.out)) throw new MembershipError('EXISTS', `${args.out} exists: a fleet has one genesis`);
   const admin = await loadOrCreateIdentity(robotPaths(args.adminDir).identity);
-  const members = await Promise.all((args.member ?? []).map(memberKey));
+  const members = await Promise.all((args.member ?? []).map(robotKeyArg));
   const bytes = signGenesis(args.fleet, members, signerFromSeed(admin.seed));
   await mkdir(dirname(args.out), { recursive: true });
   const file = await open(args.out, 'wx');
@@ -98,7 +83,7 @@ export interface MembershipArgs {
  * writes a sequence number twice), appends the entry and waits until a robot holds it.
  */
 async function changeMembership(kind: 'admit' | 'revoke', robot: string, args: MembershipArgs): Promise<void> {
-  const member = await memberKey(robot);
+  const member = await robotKeyArg(robot);
   const { bytes: genesis, entry } = await readGenesisFile(args.genesis);
   if (entry.payload.type !== 'genesis') throw new UsageError(`${args.genesis} is not a genesis`);
   const paths = robotPaths(args.adminDir);

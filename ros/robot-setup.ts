@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { signerFromSeed } from '../protocol/ed25519.js';
 import { RosError } from './errors.js';
 import { toHex } from '../protocol/log-entry.js';
@@ -9,7 +8,7 @@ import {
   SqliteLogStore,
   SqliteAnchorQueue,
   anchorSettings,
-  checkGenesis,
+  readGenesisFile,
   signGenesis,
 } from '../nodes/ledger/index.js';
 import { identityFromSeed, loadOrCreateIdentity } from '../nodes/mesh/index.js';
@@ -46,22 +45,14 @@ export function devFleet(fleet: string, names: string[]) {
 }
 
 /** The fleet's genesis: from `fleet.genesis_file`, or a fleet of one this robot administers. */
-function genesisFor(params: RobotParams, seed: Uint8Array): Uint8Array {
+async function genesisFor(params: RobotParams, seed: Uint8Array): Promise<Uint8Array> {
   if (params.fleet.genesis_file) {
-    const file = params.fleet.genesis_file;
-    let bytes: Uint8Array;
     try {
-      bytes = new Uint8Array(readFileSync(file));
-    } catch (err) {
-      throw new RosError('BAD_CONFIG', `fleet.genesis_file: cannot read ${file}: ${(err as Error).message}`);
-    }
-    try {
-      checkGenesis(bytes, file);
+      return (await readGenesisFile(params.fleet.genesis_file)).bytes;
     } catch (err) {
       if (err instanceof GenesisError) throw new RosError('BAD_CONFIG', `fleet.genesis_file: ${err.message}`);
       throw err;
     }
-    return bytes;
   }
   if (params.fleet.members.length > 0)
     throw new RosError('BAD_CONFIG', "fleet.members is set: give the fleet's signed genesis as fleet.genesis_file");
@@ -74,7 +65,12 @@ async function identityAndGenesis(params: RobotParams) {
   const dev = params.fleet.dev_members;
   if (dev.length === 0) {
     const identity = await loadOrCreateIdentity(keyFile);
-    return { identity, genesis: genesisFor(params, identity.seed), dev: false, bootstrap: params.fleet.bootstrap };
+    return {
+      identity,
+      genesis: await genesisFor(params, identity.seed),
+      dev: false,
+      bootstrap: params.fleet.bootstrap,
+    };
   }
   if (params.fleet.genesis_file)
     throw new RosError('BAD_CONFIG', 'fleet.dev_members and fleet.genesis_file are both set: keep one');

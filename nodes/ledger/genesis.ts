@@ -37,7 +37,7 @@ export async function readGenesisFile(file: string): Promise<{ bytes: Uint8Array
   return { bytes, entry: checkGenesis(bytes, file) };
 }
 
-export function checkGenesis(bytes: Uint8Array, file: string): Entry {
+function checkGenesis(bytes: Uint8Array, file: string): Entry {
   let entry;
   try {
     entry = decodeEntry(bytes).entry;

@@ -13,7 +13,7 @@ export {
   verifyProof,
 } from './audit.js';
 export { EvidenceRecorder } from './evidence.js';
-export { GenesisError, checkGenesis, readGenesisFile, signGenesis } from './genesis.js';
+export { GenesisError, readGenesisFile, signGenesis } from './genesis.js';
 export { IotaStandIn } from './iota-standin.js';
 export { type AdminCall, buildAdminTx, type GasPlan, iotaAddressOf, type IotaDeployment } from './iota-tx.js';
 export { type IngestStatus, Ledger, MissingParentsError } from './ledger.js';

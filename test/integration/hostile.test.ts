@@ -3,7 +3,6 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { peerIdFromString } from '@libp2p/peer-id';
 import { lpStream } from '@libp2p/utils';
 import Database from '../../nodes/ledger/sqlite.js';
@@ -192,8 +191,8 @@ describe('a robot among hostile members (real libp2p): memory, stalls, floods an
   });
 
   it(
-    'a log sync reply of 900,000 empty entries is refused at ' +
-      'once: the event loop never stalls, the sender is reported',
+    'a log sync reply of 900,000 empty entries is refused ' +
+      'from its header, before one entry is read; the sender is reported',
     async () => {
       const [victim, , attacker] = robots;
       // The attacker answers syncs with a reply announcing entries that are empty.
@@ -211,11 +210,9 @@ describe('a robot among hostile members (real libp2p): memory, stalls, floods an
           empty,
         ]);
       });
-      const lag = monitorEventLoopDelay({ resolution: 10 });
-      lag.enable();
-      await assert.rejects(victim.replicator!.syncWith(attacker.peerId), /entries in|more than/);
-      lag.disable();
-      assert.ok(lag.max / 1e6 < 200, `event loop delay at most ${(lag.max / 1e6).toFixed(0)} ms`);
+      // Refused from the count in the reply's header, before one entry is looked at; the loop lag this
+      // spares is measured by bench:hostile, not here.
+      await assert.rejects(victim.replicator!.syncWith(attacker.peerId), /900000 entries, more than \d+/);
       assert.ok(victim.reputation.score(attacker.peerId) < 0);
       await waitFor(
         () =>

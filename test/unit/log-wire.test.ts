@@ -240,15 +240,14 @@ describe('log entry wire form (one-pass strict parse, batch verification, sync r
     ];
     for (const bad of bads)
       assert.throws(() => decodeSyncRequest(cbor.encode(bad)), WireError, JSON.stringify(bad).slice(0, 60));
-    // A summary of 1.3 M empty maps: refused from its item count, in well under the 500 ms its full decode took.
+    // A summary of 1.3 M empty maps (a 500 ms full decode): refused from the list's header, before any item is read.
     const huge = cbor.encode(Array.from({ length: 1_300_000 }, () => ({})));
-    const t0 = performance.now();
-    assert.throws(() => decodeSummary(huge), WireError);
+    const fromHeader = (err: unknown) => err instanceof WireError && /more than \d+ CBOR items/.test(err.message);
+    assert.throws(() => decodeSummary(huge), fromHeader);
     assert.throws(
       () => decodeSyncRequest(cbor.encode({ t: 'start', have: Array.from({ length: 3000 }, () => ({})), limit: 1 })),
       WireError,
     );
-    assert.ok(performance.now() - t0 < 100, `${(performance.now() - t0).toFixed(0)} ms`);
     assert.throws(() => decodeSummary(Uint8Array.of(0xfb, 0, 0, 0, 0, 0, 0, 0, 0)), WireError);
   });
 

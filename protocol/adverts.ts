@@ -25,6 +25,11 @@ export interface CapabilityAdvert {
   models: ModelCapability[];
   /** Requests waiting or running on this robot now. */
   queue: number;
+  /**
+   * How much slower this robot computes now than unloaded (1 = unloaded; its advertised times
+   * are to be multiplied by it): another process taking its CPU shows here. Absent means 1.
+   */
+  slowdown?: number;
 }
 
 export type AdvertErrorCode = 'FORGED' | 'MALFORMED' | 'TOO_LARGE';
@@ -35,7 +40,7 @@ export class AdvertError extends RobomeshError<AdvertErrorCode> {
   }
 }
 
-export const ADVERT_LIMITS = { maxBytes: 64 * 1024, maxModels: 32, maxCuts: 512 };
+export const ADVERT_LIMITS = { maxBytes: 64 * 1024, maxModels: 32, maxCuts: 512, minSlowdown: 0.05, maxSlowdown: 100 };
 
 const HASH = /^[0-9a-f]{64}$/;
 const CUT_ID = /^[A-Za-z0-9_.:-]{1,64}$/;
@@ -87,6 +92,12 @@ export function decodeAdvert(bytes: Uint8Array, keyOf: (robot: string) => Uint8A
   if (!Number.isSafeInteger(a.seq) || (a.seq as number) < 0) fail('seq is not a non-negative integer');
   if (!Number.isSafeInteger(a.queue) || (a.queue as number) < 0 || (a.queue as number) > 1_000_000)
     fail('queue out of range');
+  if (
+    a.slowdown !== undefined &&
+    (typeof a.slowdown !== 'number' ||
+      !(a.slowdown >= ADVERT_LIMITS.minSlowdown && a.slowdown <= ADVERT_LIMITS.maxSlowdown))
+  )
+    fail(`slowdown is not a number in ${ADVERT_LIMITS.minSlowdown}..${ADVERT_LIMITS.maxSlowdown}`);
   if (!Array.isArray(a.models) || a.models.length > ADVERT_LIMITS.maxModels) fail('models is not a list of at most 32');
   const models: ModelCapability[] = [];
   for (const m of a.models as unknown[]) {
@@ -110,5 +121,13 @@ export function decodeAdvert(bytes: Uint8Array, keyOf: (robot: string) => Uint8A
   const key = keyOf(a.robot as string);
   if (!key || !verifySignature(key, signed(json), bytes.subarray(0, SIG_BYTES)))
     throw new AdvertError('FORGED', `advert not signed by ${a.robot}`);
-  return { v: 2, robot: a.robot as string, seq: a.seq as number, queue: a.queue as number, models };
+  const advert: CapabilityAdvert = {
+    v: 2,
+    robot: a.robot as string,
+    seq: a.seq as number,
+    queue: a.queue as number,
+    models,
+  };
+  if (a.slowdown !== undefined) advert.slowdown = a.slowdown;
+  return advert;
 }

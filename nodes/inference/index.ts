@@ -1,6 +1,7 @@
 export { type Int8Granularity, type Precision, PRECISIONS } from './boundary.js';
 export { BUILTIN_MODELS, builtinInputShape, type BuiltinModel, loadModelArg } from './bundled-models.js';
 export { analyzeInChildProcess, profileInChildProcess } from './child-work.js';
+export { ComputeLoad } from './compute-load.js';
 export { type Cut } from './cuts.js';
 export { syntheticFeeds } from './feeds.js';
 export { INPUT_CUT, ModelRegistry, outputsToTensors, tensorsToFeeds } from './model-registry.js';

@@ -41,7 +41,7 @@ async function handleProbes(node: MeshNode): Promise<void> {
 
 /** Sends `bytes` to `peer` and returns the wall time until the acknowledgement, in ms. */
 export async function probe(node: MeshNode, peer: string, bytes: number, timeoutMs = 10_000): Promise<number> {
-  const signal = AbortSignal.timeout(timeoutMs);
+  const signal = AbortSignal.timeout(Math.ceil(timeoutMs));
   const stream = await node.dialProtocol(peerIdFromString(peer), PROBE_PROTOCOL, { signal });
   const lp = lpStream(stream, { maxDataLength: MAX_PROBE });
   try {
@@ -49,7 +49,9 @@ export async function probe(node: MeshNode, peer: string, bytes: number, timeout
     await lp.write(new Uint8Array(Math.min(bytes, MAX_PROBE)), { signal });
     await lp.read({ signal });
     const ms = performance.now() - t0;
-    await stream.close();
+    // Not awaited: the figure is in, and a close that waits on a slow link must not hold the
+    // caller (a close left unbounded stalled every later probe of a robot for good).
+    stream.close({ signal }).catch((err: Error) => stream.abort(err));
     return ms;
   } catch (err) {
     stream.abort(err as Error);

@@ -7,6 +7,7 @@ import {
   analyzeInChildProcess,
   profileInChildProcess,
   ModelRegistry,
+  ComputeLoad,
   type LoadedModel,
   parseModel,
   ProfileStore,
@@ -65,6 +66,13 @@ import { RobotError } from './errors.js';
 import { MembershipFollower } from './membership.js';
 import { anchorTurnNow } from '../ledger/anchor-turns.js';
 
+/** A link that carried nothing for this long gets a probe (robots that plan only). */
+const PROBE_IDLE_MS = 750;
+/** A robot probes while it asked for a plan within this long. */
+const PROBE_WHILE_PLANNING_MS = 60_000;
+/** How often the CPU load is read (ComputeLoad), an idle robot calibrating then. */
+const LOAD_SAMPLE_MS = 1000;
+
 /** The files a robot keeps in its data folder: one place names them for every caller. */
 export function robotPaths(dataDir: string) {
   return {
@@ -106,8 +114,10 @@ export interface RobotConfig {
    * precision, so no request pays session creation (tens to hundreds of ms) — costs memory.
    */
   prewarm?: 'head' | 'tail' | 'both';
-  /** Idle bandwidth probes of links with no recent transfer; 0 disables. */
+  /** How often links idle for 750 ms are checked for a bandwidth probe (default 250 ms); 0 disables. */
   probeIntervalMs?: number;
+  /** Where the CPU's run-queue figures come from (ComputeLoad); Linux schedstat by default. */
+  schedstat?: () => { run: number; wait: number } | undefined;
   service?: InferServiceInit & { maxQueue?: number };
   /** The replicated log: its store and the fleet's genesis entry (bytes). Absent: no log. */
   ledger?: { store: LogStore; genesis: Uint8Array; antiEntropyMs?: number };
@@ -143,6 +153,7 @@ export interface RobotComponents {
   client: InferClient;
   adverts: AdvertBoard;
   links: LinkEstimator;
+  load: ComputeLoad;
   reputation: PeerReputation;
   scheduler: Scheduler;
   ledger?: Ledger;
@@ -192,6 +203,10 @@ export class Robot {
   }
   get links(): LinkEstimator {
     return this.parts.links;
+  }
+  /** How much slower than unloaded this robot computes now (what its adverts carry). */
+  get load(): ComputeLoad {
+    return this.parts.load;
   }
   get reputation(): PeerReputation {
     return this.parts.reputation;
@@ -322,8 +337,27 @@ export class Robot {
       );
     }
     this.timers.every(1000, () => this.sampleRtt(), onError('rtt sampling'));
-    const probeEvery = config.probeIntervalMs ?? 5000;
-    if (probeEvery > 0) this.timers.every(probeEvery, () => this.probeIdleLinks(), onError('link probing'));
+    const probeEvery = config.probeIntervalMs ?? 250;
+    if (probeEvery > 0) {
+      let probing = false;
+      const probeIfIdle = async () => {
+        if (probing) return;
+        probing = true;
+        await this.probeIdleLinks().finally(() => (probing = false));
+      };
+      this.timers.every(probeEvery, probeIfIdle, onError('link probing'));
+    }
+    this.timers.every(LOAD_SAMPLE_MS, () => this.sampleLoad(), onError('load sampling'));
+  }
+
+  /**
+   * Reads how loaded the CPU was over the last interval (ComputeLoad); a robot too idle to tell
+   * runs a short calibration, so its advert says whether another process took the CPU before a
+   * peer sends it work.
+   */
+  private async sampleLoad(): Promise<void> {
+    const { models, queue, load } = this.parts;
+    if (!load.sample() && queue.length === 0) await queue.run(() => models.calibrate());
   }
 
   private sampleRtt(): void {
@@ -331,14 +365,29 @@ export class Robot {
       if (c.rtt !== undefined) this.links.recordRtt(c.remotePeer.toString(), c.rtt);
   }
 
-  /** When nothing is queued, measure links that carried no transfer recently with a 256 KiB probe. */
+  /**
+   * Probes each link that carried nothing for PROBE_IDLE_MS with ~100 ms of its estimated rate
+   * (links/probeBytes), so a link that stepped while the scheduler avoided it is learnt within
+   * seconds: at most ~13 % of an idle link, none of a busy one. Only a robot that asked for a
+   * plan lately probes: a robot that only serves has no use for the figures and sends nothing.
+   */
   async probeIdleLinks(): Promise<void> {
-    if (this.parts.queue.length > 0) return;
-    for (const peer of this.links.stale(this.host.connectedPeers(), 10_000)) {
+    if (Date.now() - this.scheduler.lastPlannedAt > PROBE_WHILE_PLANNING_MS) return;
+    for (const peer of this.links.stale(this.host.connectedPeers(), PROBE_IDLE_MS)) {
       const bytes = this.links.probeBytes(peer);
-      // The round trip stays in: on a fast link it is most of the time, and the planner adds
-      // rtt separately only once per request, so this errs on the slow (safe) side.
-      this.links.recordTransfer(peer, bytes, await probe(this.host.node, peer, bytes));
+      const link = this.links.get(peer);
+      const timeoutMs = Math.round(Math.min(10_000, Math.max(1000, (20 * bytes) / link.bandwidth)));
+      try {
+        const ms = await probe(this.host.node, peer, bytes, timeoutMs);
+        // The probe's time holds one round trip: taken out (never below a tenth of the time, as
+        // the RTT figure is itself an average), or a short probe on a 40 ms link reads 10× slow.
+        this.links.recordTransfer(peer, bytes, Math.max(ms - link.rttMs, ms / 10));
+      } catch (err) {
+        // Nothing came back in 20× the expected time: the link moved less than that.
+        if (['TimeoutError', 'AbortError'].includes((err as Error).name))
+          this.links.recordTransfer(peer, bytes, timeoutMs);
+        else this.log('probe of %s failed: %s', peer, err);
+      }
     }
   }
 
@@ -411,6 +460,7 @@ async function assemble(
   const isMember = (peer: string): boolean => host.gater.admits(peer);
   const queue = new WorkQueue(1, config.service?.maxQueue ?? 16);
   const links = new LinkEstimator();
+  const load = new ComputeLoad(undefined, undefined, undefined, config.schedstat);
   const reputation = new PeerReputation((peer) => {
     void host.partition([peer]);
   });
@@ -492,6 +542,7 @@ async function assemble(
         signer: signerFromSeed(identity.seed),
         current: () => ({
           queue: queue.length,
+          slowdown: Math.round(100 * load.slowdown()) / 100,
           models: models.hashes().flatMap((hash) => {
             const p = models.profile(hash);
             return p
@@ -507,7 +558,7 @@ async function assemble(
     const connected = new Set(host.connectedPeers());
     return adverts.fresh().filter((a) => connected.has(a.robot) && !reputation.isIsolated(a.robot));
   };
-  const scheduler = new Scheduler({ self: host.peerId, models, queue, client, links, peers: goodPeers });
+  const scheduler = new Scheduler({ self: host.peerId, models, queue, client, links, load, peers: goodPeers });
 
   let tasks: TaskRequester | undefined;
   if (ledger && taskExecutor && blobs && replicator) {
@@ -576,6 +627,7 @@ async function assemble(
     client,
     adverts,
     links,
+    load,
     reputation,
     scheduler,
     ledger,

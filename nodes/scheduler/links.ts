@@ -1,6 +1,9 @@
 /**
  * What the scheduler knows of each link: bandwidth as an EWMA over real transfers (and idle
- * probes), round-trip time from libp2p's connection monitor.
+ * probes), round-trip time from libp2p's connection monitor. A radio link steps (a robot turns a
+ * corner): two samples in a row beyond STEP× the estimate, the same way, replace it outright, so
+ * a 20× change is learnt in two samples instead of the dozen an EWMA needs; one sample below a
+ * quarter of it is enough (an estimate too high stalls transfers, one too low only misses a split).
  */
 export interface LinkEstimate {
   /** Bytes per millisecond. */
@@ -13,8 +16,15 @@ export interface LinkEstimate {
   measuredAt: number;
 }
 
+/** A sample this far from the estimate, either way, is a step if the next one agrees. */
+const STEP = 2;
+/** A sample this far below the estimate replaces it at once. */
+const DROP = 4;
+
 export class LinkEstimator {
   private readonly links = new Map<string, LinkEstimate>();
+  /** Per link, the last sample if it was a step away from the estimate (+1 up, −1 down). */
+  private readonly steps = new Map<string, { direction: 1 | -1; sample: number }>();
 
   constructor(
     /** Assumed until measured: 1 MB/s (8 Mbit/s), a cautious radio link. */
@@ -33,7 +43,17 @@ export class LinkEstimator {
     const sample = bytes / transferMs;
     const prev = this.links.get(peer);
     const weight = prev && sample < prev.bandwidth ? this.alphaDown : this.alpha;
-    const bandwidth = prev && prev.samples > 0 ? prev.bandwidth + weight * (sample - prev.bandwidth) : sample;
+    let bandwidth = prev && prev.samples > 0 ? prev.bandwidth + weight * (sample - prev.bandwidth) : sample;
+    const direction = !prev?.samples ? 0 : sample > STEP * prev.bandwidth ? 1 : sample * STEP < prev.bandwidth ? -1 : 0;
+    const pending = this.steps.get(peer);
+    if (direction === -1 && sample * DROP < prev!.bandwidth) {
+      bandwidth = sample;
+      this.steps.delete(peer);
+    } else if (direction !== 0 && pending?.direction === direction) {
+      bandwidth = Math.sqrt(sample * pending.sample);
+      this.steps.delete(peer);
+    } else if (direction !== 0) this.steps.set(peer, { direction, sample });
+    else this.steps.delete(peer);
     this.links.set(peer, {
       bandwidth,
       rttMs: prev?.rttMs ?? 1,
@@ -71,7 +91,7 @@ export class LinkEstimator {
    * link is not flooded (256 KiB is two seconds of a 1 Mbit/s link), never under 16 KiB (less
    * says little about bandwidth) nor over 256 KiB.
    */
-  probeBytes(peer: string, ms = 200): number {
+  probeBytes(peer: string, ms = 100): number {
     return Math.round(Math.min(256 * 1024, Math.max(16 * 1024, this.get(peer).bandwidth * ms)));
   }
 }

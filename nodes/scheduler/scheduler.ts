@@ -3,7 +3,7 @@ import { DTYPES } from '../../protocol/dtypes.js';
 import type { RobomeshError } from '../../protocol/errors.js';
 import { SchedulerError } from './errors.js';
 import { type Tensor, elementCount } from '../../protocol/tensor-frame.js';
-import { type Precision, INPUT_CUT, type ModelRegistry, outputsToTensors, tensorsToFeeds } from '../inference/index.js';
+import { type Precision, INPUT_CUT, type ModelRegistry, tensorsToFeeds } from '../inference/index.js';
 import type { PeerCapability, InferClient, RemoteResult, WorkQueue } from '../mesh/index.js';
 import type { LinkEstimator } from './links.js';
 import { type Plan, type PeerOffer, rankPlans } from './planner.js';
@@ -50,9 +50,17 @@ export interface SchedulerDeps {
   queue: WorkQueue;
   client: InferClient;
   links: LinkEstimator;
+  /** How much slower than unloaded this robot computes now (ComputeLoad). */
+  load: { slowdown(): number };
   /** Capability adverts of peers that are connected and in good standing now. */
   peers: () => PeerCapability[];
 }
+
+/** A measured time older than this gives way to the profile or advert (see `observed`). */
+const OBSERVED_MAX_AGE_MS = 15_000;
+
+/** Decisions the prediction error is the median over. */
+const ERROR_WINDOW = 100;
 
 /** Safety margin for a remote part beyond its prediction before it counts as stalled. */
 const STALL_FACTOR = 1.5;
@@ -69,22 +77,51 @@ export class Scheduler extends EventEmitter<{ decision: [Decision] }> {
   /**
    * Measured times that replace the start-up profile and the peers' adverts as requests run
    * (EWMA): local head per (model, cut, precision), local whole per model, remote tail compute
-   * per (peer, model, cut). Profiles are short and taken cold; live traffic is the truth.
+   * per (peer, model, cut). Profiles are short and taken cold; live traffic is the truth, while
+   * it is fresh: a figure not refreshed for OBSERVED_MAX_AGE_MS gives way to the advert again (a
+   * peer once measured slow, then never asked again, would otherwise stay slow for ever).
    */
-  private readonly observed = new Map<string, number>();
+  private readonly observed = new Map<string, { ms: number; at: number }>();
+  /** |predicted ÷ measured − 1| of the latest decisions that ran as planned. */
+  private readonly errors: number[] = [];
+  /** When a plan was last asked for: a robot that never requests needs no link estimates. */
+  lastPlannedAt = 0;
 
   constructor(private readonly deps: SchedulerDeps) {
     super();
   }
 
+  /** A run that went as planned: `predictedMs` against what it took (logged tasks report theirs here). */
+  recordPrediction(predictedMs: number, actualMs: number): void {
+    if (!(actualMs > 0) || !(predictedMs >= 0)) return;
+    this.errors.push(Math.abs(predictedMs / actualMs - 1));
+    if (this.errors.length > ERROR_WINDOW) this.errors.shift();
+  }
+
+  /** Median |predicted ÷ measured − 1| over the latest decisions (undefined before the first). */
+  predictionError(): number | undefined {
+    if (this.errors.length === 0) return undefined;
+    const s = [...this.errors].sort((a, b) => a - b);
+    const m = s.length >> 1;
+    return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+  }
+
   plans(model: string, inputs: Tensor[], precisions: Precision[] = ['fp32', 'fp16', 'int8']): Plan[] {
     const { models, queue, links } = this.deps;
+    this.lastPlannedAt = Date.now();
     const slicer = models.get(model);
     const profile = models.profile(model);
     if (!profile)
       throw new SchedulerError('NOT_PROFILED', `model ${model.slice(0, 12)}… has no profile on this robot yet`);
     const headMs = new Map(profile.cuts.map((c) => [c.id, c.headMs]));
-    const seen = (key: string, fallback: number): number => this.observed.get(key) ?? fallback;
+    // Times as profiled (or observed, brought back to unloaded speed), scaled by how loaded the
+    // robot that runs them is now: this one measures its own, peers advertise theirs.
+    const selfSlowdown = this.deps.load.slowdown();
+    const now = Date.now();
+    const seen = (key: string, fallback: number, slowdown = selfSlowdown): number => {
+      const o = this.observed.get(key);
+      return (o && now - o.at <= OBSERVED_MAX_AGE_MS ? o.ms : fallback) * slowdown;
+    };
     const outputBytes = slicer.analysis.index.outputs.reduce((sum, name) => {
       const s = slicer.analysis.shapes.get(name);
       return sum + (s ? elementCount(s.dims) * DTYPES[s.dtype].bytes : 0);
@@ -93,10 +130,11 @@ export class Scheduler extends EventEmitter<{ decision: [Decision] }> {
       const m = p.models.find((x) => x.hash === model);
       if (!m) return [];
       const link = links.get(p.robot);
+      const slowdown = p.slowdown ?? 1;
       const tailMs = Object.fromEntries(
-        Object.entries(m.tailMs).map(([cut, ms]) => [cut, seen(`tail:${p.robot}:${model}:${cut}`, ms)]),
+        Object.entries(m.tailMs).map(([cut, ms]) => [cut, seen(`tail:${p.robot}:${model}:${cut}`, ms, slowdown)]),
       );
-      const wholeMs = seen(`tail:${p.robot}:${model}:${INPUT_CUT}`, m.wholeMs);
+      const wholeMs = seen(`tail:${p.robot}:${model}:${INPUT_CUT}`, m.wholeMs, slowdown);
       return [{ peer: p.robot, bandwidth: link.bandwidth, rttMs: link.rttMs, queue: p.queue, wholeMs, tailMs }];
     });
     return rankPlans({
@@ -119,10 +157,19 @@ export class Scheduler extends EventEmitter<{ decision: [Decision] }> {
     });
   }
 
-  private observe(key: string, ms: number | undefined): void {
+  /** Records a measured time brought back to unloaded speed (÷ the runner's slowdown then). */
+  private observe(key: string, ms: number | undefined, slowdown: number): void {
     if (ms === undefined || !(ms >= 0)) return;
+    const norm = ms / slowdown;
+    const now = Date.now();
     const prev = this.observed.get(key);
-    this.observed.set(key, prev === undefined ? ms : prev + 0.3 * (ms - prev));
+    const fresh = prev && now - prev.at <= OBSERVED_MAX_AGE_MS;
+    this.observed.set(key, { ms: fresh ? prev.ms + 0.3 * (norm - prev.ms) : norm, at: now });
+  }
+
+  private slowdownOf(peer: string | undefined): number {
+    if (peer === undefined) return this.deps.load.slowdown();
+    return this.deps.peers().find((p) => p.robot === peer)?.slowdown ?? 1;
   }
 
   async infer(model: string, inputs: Tensor[], options: InferOptions = {}): Promise<InferOutcome> {
@@ -147,9 +194,14 @@ export class Scheduler extends EventEmitter<{ decision: [Decision] }> {
         failovers,
       };
       const peer = executor === this.deps.self ? undefined : executor;
-      if (plan.kind === 'local') this.observe(`whole:${model}`, timings.localMs);
-      if (timings.headMs !== undefined) this.observe(`head:${model}:${plan.cut}:${plan.precision}`, timings.headMs);
-      if (peer) this.observe(`tail:${peer}:${model}:${plan.cut}`, timings.remoteComputeMs);
+      const self = this.slowdownOf(undefined);
+      if (plan.kind === 'local') this.observe(`whole:${model}`, timings.localMs, self);
+      if (timings.headMs !== undefined)
+        this.observe(`head:${model}:${plan.cut}:${plan.precision}`, timings.headMs, self);
+      if (peer) this.observe(`tail:${peer}:${model}:${plan.cut}`, timings.remoteComputeMs, this.slowdownOf(peer));
+      // Only decisions that ran as planned say how good the prediction was (a failover is another plan).
+      if (failovers.length === 0 && (plan.kind === 'local' || peer === plan.peer))
+        this.recordPrediction(plan.predictedMs, decision.actualMs);
       this.decisions.push(decision);
       if (this.decisions.length > 500) this.decisions.shift();
       this.emit('decision', decision);
@@ -238,11 +290,6 @@ export class Scheduler extends EventEmitter<{ decision: [Decision] }> {
   }
 
   private runLocal(model: string, cut: string, precision: Precision, tensors: Tensor[]): Promise<Tensor[]> {
-    if (cut === INPUT_CUT) {
-      return this.deps.queue.run(async () =>
-        outputsToTensors(await this.deps.models.get(model).runWhole(tensorsToFeeds(tensors))),
-      );
-    }
     return this.deps.queue.run(() => this.deps.models.runFrom(model, cut, precision, 'channel', tensors));
   }
 }

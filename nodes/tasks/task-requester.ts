@@ -170,10 +170,12 @@ export class TaskRequester implements Startable {
       .filter((p) => !p.peer || ((!allowed || allowed.has(p.peer)) && eligible(p.peer)));
     const plan = chooseExecutors(ranked, fullAssignment(f));
     const cut = plan.cut;
+    const headStart = performance.now();
     const boundary =
       plan.kind === 'split'
         ? await queue.run(() => models.get(model).runHead(cut, plan.precision, tensorsToFeeds(inputs)))
         : inputs;
+    const headMs = performance.now() - headStart;
     const frame = encodeFrame(boundary);
     const input = await blobs.put(frame);
     const task = `${this.components.self.slice(-8)}-${Date.now().toString(36)}-${(counter++).toString(36)}`;
@@ -195,6 +197,15 @@ export class TaskRequester implements Startable {
     if (withSelf) runs.push(this.runHere(t, frame, own));
     const deadline = AbortSignal.timeout(options.deadlineMs ?? 10_000);
     const settled = Promise.allSettled(runs);
+    // Each executor that answered is a prediction to check: head here, then its part.
+    void settled.then(() => {
+      for (const a of own.attempts) {
+        const predicted = ranked.find(
+          (p) => p.peer === a.executor && p.kind === plan.kind && p.cut === cut && p.precision === plan.precision,
+        );
+        if (a.ok && predicted) scheduler.recordPrediction(predicted.predictedMs, headMs + a.ms);
+      }
+    });
     let decidedMs: number | undefined;
     const decided = ledger
       .until((s) => isDecided(s.tasks.get(task)), deadline)

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { Child, type Line } from '../helpers/child.js';
 import { testIdentities } from '../helpers/fleet.js';
 
 /**
@@ -50,75 +50,6 @@ function setup(): void {
     ip('-n', NS[k], 'link', 'set', DEV[k], 'multicast', 'on', 'up');
     ip('-n', NS[k], 'link', 'set', 'lo', 'up');
     ip('-n', NS[k], 'route', 'add', '224.0.0.0/4', 'dev', DEV[k]);
-  }
-}
-
-interface Line {
-  tag: string;
-  value: Record<string, unknown>;
-}
-
-/** A robot process; `until` waits (bounded) for an event line, including ones already printed. */
-class Child {
-  readonly lines: Line[] = [];
-  private readonly waiters = new Set<() => void>();
-  private exited = false;
-  readonly stderr: string[] = [];
-
-  constructor(
-    readonly name: string,
-    readonly proc: ChildProcess,
-  ) {
-    createInterface({ input: proc.stdout! }).on('line', (line) => {
-      const at = line.indexOf(' ');
-      try {
-        this.lines.push({ tag: line.slice(0, at), value: JSON.parse(line.slice(at + 1)) as Record<string, unknown> });
-      } catch {
-        return;
-      }
-      for (const w of this.waiters) w();
-    });
-    proc.stderr!.on('data', (d: Buffer) => this.stderr.push(d.toString()));
-    proc.on('exit', () => {
-      this.exited = true;
-      for (const w of this.waiters) w();
-    });
-  }
-
-  until(what: string, match: (l: Line) => boolean, timeoutMs: number): Promise<Line> {
-    return new Promise((resolve, reject) => {
-      const check = (): void => {
-        const hit = this.lines.find(match);
-        if (hit) return done(() => resolve(hit));
-        if (this.exited)
-          done(() => reject(new Error(`${this.name} exited before ${what}: ${this.stderr.join('').slice(-2000)}`)));
-      };
-      const timer = setTimeout(
-        () => done(() => reject(new Error(`${this.name}: no ${what} within ${timeoutMs} ms`))),
-        timeoutMs,
-      );
-      const done = (settle: () => void): void => {
-        clearTimeout(timer);
-        this.waiters.delete(check);
-        settle();
-      };
-      this.waiters.add(check);
-      check();
-    });
-  }
-
-  send(line: string): void {
-    this.proc.stdin!.write(`${line}\n`);
-  }
-
-  async stop(): Promise<void> {
-    if (this.exited) return;
-    const gone = new Promise<void>((resolve) => this.proc.once('exit', () => resolve()));
-    this.proc.stdin!.end();
-    this.proc.kill('SIGTERM');
-    const timer = setTimeout(() => this.proc.kill('SIGKILL'), 5000);
-    await gone;
-    clearTimeout(timer);
   }
 }
 

@@ -145,7 +145,10 @@ describe("a single robot's own dashboard (chromium, no fleet controller)", funct
       await page.locator('#mesh-graph line.link.connected[data-a="r1"][data-b="r2"]').waitFor(DRAWN);
       await page.locator('#phase', { hasText: 'r1: 1/1 peers connected' }).waitFor(WAIT);
       assert.equal(await page.locator('#partition-banner').isVisible(), false);
-      // Bandwidth appears once the link estimator has measured it (an idle-link probe).
+      // Bandwidth appears once the link estimator has measured it: an idle-link probe, which a
+      // robot sends once it plans requests of its own.
+      const image = { name: 'image', dtype: 'float32' as const, dims: [1, 3, 64, 64], data: textLikeImage(64, 64, 7) };
+      robot.scheduler.plans(robot.models.hashes()[0], [image]);
       await robot.probeIdleLinks();
       await page.locator('#mesh-graph text.bw', { hasText: /Mbit\/s/ }).waitFor(WAIT);
       const view = await state(dash!.url);
@@ -216,8 +219,20 @@ describe("a single robot's own dashboard (chromium, no fleet controller)", funct
       ['r1', 'r1', 'r1'],
     );
     assert.ok(
-      view.latency.every((l) => l.ms > 0 && l.plan === 'local'),
+      view.latency.every((l) => l.ms > 0 && l.plan === 'local' && l.predictedMs! > 0),
       JSON.stringify(view.latency),
+    );
+    // The robot's own prediction error: the median over these decisions, as the page shows it.
+    const error = 100 * robot.scheduler.predictionError()!;
+    const self = view.robots.find((r) => r.name === 'r1')!;
+    assert.ok(Math.abs(self.predictionErrorPct! - error) < 1e-9, `${self.predictionErrorPct} vs ${error}`);
+    const expected = view.latency.map((l) => (100 * Math.abs(l.predictedMs! - l.ms)) / l.ms).sort((a, b) => a - b)[1];
+    assert.ok(Math.abs(error - expected) < 1e-6, `median of |predicted ÷ measured − 1|: ${error} vs ${expected}`);
+    const shown = /r1: prediction error \d+ %, compute [\d.]+× its unloaded time/.source;
+    await page.waitForFunction(
+      (pattern) => new RegExp(pattern).test(document.getElementById('prediction')!.textContent!),
+      shown,
+      WAIT,
     );
   });
 

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { AdvertError, decodeAdvert, encodeAdvert } from '../../protocol/adverts.js';
 import { signerFromSeed } from '../../protocol/ed25519.js';
 import { InferProtocolError, decodeHeader, encodeHeader } from '../../protocol/infer-messages.js';
+import { ComputeLoad, readSchedstat } from '../../nodes/inference/compute-load.js';
 import { LinkEstimator } from '../../nodes/scheduler/links.js';
 import { type PlanInput, rankPlans } from '../../nodes/scheduler/planner.js';
 
@@ -53,20 +54,20 @@ describe('link estimator', () => {
     assert.equal(links.get('p').samples, 0);
     links.recordTransfer('p', 1_000_000, 100);
     assert.equal(links.get('p').bandwidth, 10_000);
-    links.recordTransfer('p', 1_000_000, 1000);
-    assert.equal(links.get('p').bandwidth, 5_500);
+    links.recordTransfer('p', 1_000_000, 250);
+    assert.equal(links.get('p').bandwidth, 7_000);
     links.recordRtt('p', 4);
     assert.equal(links.get('p').rttMs, 1 + 0.5 * (4 - 1));
     assert.deepEqual(links.stale(['p', 'q'], 60_000), ['q']);
   });
   it('an RTT sample does not make an old bandwidth figure fresh; probes are sized to the link', () => {
     const links = new LinkEstimator(1000, 0.5, 0.5);
-    links.recordTransfer('p', 1_000_000, 8000, 0); // 125 B/ms: a 1 Mbit/s radio link
+    links.recordTransfer('p', 1_000_000, 4000, 0); // 250 B/ms: a 2 Mbit/s radio link
     // The connection monitor's RTT arrives every second; the bandwidth was measured only at 0.
     for (let t = 1000; t <= 20_000; t += 1000) links.recordRtt('p', 40, t);
     assert.deepEqual(links.stale(['p'], 10_000, 20_000), ['p']);
     assert.equal(links.get('p').updatedAt, 20_000);
-    assert.equal(links.probeBytes('p'), 25_000, '200 ms of 1 Mbit/s');
+    assert.equal(links.probeBytes('p'), 25_000, '100 ms of 2 Mbit/s');
     links.recordTransfer('p', 100_000_000, 100, 21_000);
     links.recordTransfer('p', 100_000_000, 100, 22_000);
     assert.deepEqual(links.stale(['p'], 10_000, 22_000), []);
@@ -76,11 +77,59 @@ describe('link estimator', () => {
   it('learns a link that got slower faster than one that got faster', () => {
     const links = new LinkEstimator(1000, 0.3, 0.7);
     links.recordTransfer('p', 1_000_000, 10); // 100,000 B/ms
-    links.recordTransfer('p', 1_000_000, 1000); // the link drops to 1,000 B/ms
-    assert.equal(links.get('p').bandwidth, 100_000 + 0.7 * (1_000 - 100_000));
-    const low = links.get('p').bandwidth;
-    links.recordTransfer('p', 1_000_000, 10); // and comes back
-    assert.equal(links.get('p').bandwidth, low + 0.3 * (100_000 - low));
+    links.recordTransfer('p', 1_000_000, 20); // a little slower: the EWMA, weighted for a drop
+    assert.equal(links.get('p').bandwidth, 100_000 + 0.7 * (50_000 - 100_000));
+    const before = links.get('p').bandwidth;
+    links.recordTransfer('p', 1_000_000, 10); // a little faster again: weighted less
+    assert.equal(links.get('p').bandwidth, before + 0.3 * (100_000 - before));
+  });
+  it('a step of the link is learnt in one sample down, two samples up; one stray sample up is not', () => {
+    const links = new LinkEstimator(1000, 0.3, 0.7);
+    links.recordTransfer('p', 1_250_000, 100); // 12,500 B/ms: 100 Mbit/s
+    links.recordTransfer('p', 625_000, 1000); // 625 B/ms: the link stepped to 5 Mbit/s
+    assert.equal(links.get('p').bandwidth, 625, 'a drop below a quarter replaces the estimate');
+    links.recordTransfer('p', 1_200_000, 100); // one fast sample: half-way in an EWMA, no more
+    assert.equal(links.get('p').bandwidth, 625 + 0.3 * (12_000 - 625));
+    links.recordTransfer('p', 50_000, 80); // back to 625 B/ms: the stray sample is forgotten
+    const settled = links.get('p').bandwidth;
+    links.recordTransfer('p', 1_200_000, 100); // the link is back at 100 Mbit/s: two samples say so
+    links.recordTransfer('p', 1_300_000, 100);
+    assert.equal(links.get('p').bandwidth, Math.sqrt(12_000 * 13_000));
+    assert.ok(settled < 4000);
+  });
+});
+
+describe('compute load', () => {
+  it('is (ran + waited to run) ÷ ran over the latest busy intervals; idle or old intervals do not count', () => {
+    let totals = { run: 0, wait: 0 };
+    const load = new ComputeLoad(5, 10_000, 5e6, () => totals);
+    const interval = (runMs: number, waitMs: number, at: number): boolean => {
+      totals = { run: totals.run + runMs * 1e6, wait: totals.wait + waitMs * 1e6 };
+      return load.sample(at);
+    };
+    assert.equal(load.sample(0), false, 'the first reading only starts an interval');
+    assert.equal(load.slowdown(0), 1, 'nothing measured: unloaded');
+    assert.equal(interval(2, 50, 1000), false, 'ran 2 ms: too idle to tell (a calibration follows)');
+    assert.equal(load.slowdown(1000), 1);
+    for (const [run, wait, at] of [
+      [100, 0, 2000],
+      [100, 200, 3000], // another process took two thirds of the CPU
+      [100, 200, 4000],
+      [100, 4900, 5000], // one freak interval does not move the median
+      [100, 190, 6000],
+    ])
+      assert.equal(interval(run, wait, at), true);
+    assert.equal(load.slowdown(6000), 3);
+    assert.equal(load.slowdown(20_000), 1, 'ten seconds without a reading: nothing is known of now');
+    assert.equal(new ComputeLoad(5, 10_000, 5e6, () => undefined).sample(), true, 'no schedstat: nothing to do');
+  });
+  it('reads this process’s threads from Linux schedstat', function () {
+    const first = readSchedstat();
+    if (!first) return this.skip(); // not Linux
+    const until = performance.now() + 30;
+    while (performance.now() < until); // 30 ms on the CPU
+    const second = readSchedstat()!;
+    assert.ok(second.run - first.run >= 20e6, `${(second.run - first.run) / 1e6} ms ran`);
   });
 });
 
@@ -96,8 +145,10 @@ describe('capability adverts', () => {
     queue: 1,
     models: [{ hash: 'a'.repeat(64), wholeMs: 12.5, tailMs: { c1: 3 } }],
   };
-  it('round-trips, signed by the robot it names', () => {
+  it('round-trips, signed by the robot it names, with or without a slowdown', () => {
     assert.deepEqual(decodeAdvert(encodeAdvert(good, signer), keyOf), good);
+    const loaded = { ...good, slowdown: 2.5 };
+    assert.deepEqual(decodeAdvert(encodeAdvert(loaded, signer), keyOf), loaded);
   });
   it('rejects forged adverts: another key, an unknown robot, a changed byte', () => {
     const forged = (bytes: Uint8Array, keys = keyOf): void => {
@@ -128,6 +179,9 @@ describe('capability adverts', () => {
       { ...good, models: [{ ...good.models[0], tailMs: { 'bad id!': 1 } }] },
       { ...good, models: [{ ...good.models[0], tailMs: { c1: Number.MAX_VALUE } }] },
       { ...good, models: Array.from({ length: 33 }, () => good.models[0]) },
+      { ...good, slowdown: 0 },
+      { ...good, slowdown: 1e9 },
+      { ...good, slowdown: '2' },
     ];
     for (const b of bad) {
       const json = new TextEncoder().encode(typeof b === 'string' ? b : JSON.stringify(b));

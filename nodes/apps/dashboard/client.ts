@@ -156,7 +156,8 @@ export function dashboardClient(): void {
           mesh,
           'text',
           { x: (p.x + q.x) / 2, y: (p.y + q.y) / 2 - 4, class: 'bw', 'text-anchor': 'middle' },
-          `${(link.bandwidthBps / 1e6).toFixed(1)} Mbit/s`,
+          `${(link.bandwidthBps / 1e6).toFixed(1)} Mbit/s` +
+            (link.shapedBps ? ` (shaped ${(link.shapedBps / 1e6).toFixed(1)})` : ''),
         );
       }
     }
@@ -263,7 +264,8 @@ export function dashboardClient(): void {
           class: 'sample',
           fill: palette.get(s.robot) ?? '#ddd',
         });
-        svg(dot, 'title', {}, `${s.robot} ${s.ms.toFixed(1)} ms (${s.plan}) at ${seconds(s.at)}`);
+        const predicted = s.predictedMs === undefined ? '' : `, predicted ${s.predictedMs.toFixed(1)} ms`;
+        svg(dot, 'title', {}, `${s.robot} ${s.ms.toFixed(1)} ms (${s.plan}${predicted}) at ${seconds(s.at)}`);
       }
     } else {
       svg(plot, 'text', { x: 218, y: 100, 'text-anchor': 'middle', class: 'tick' }, 'no inferences yet');
@@ -295,6 +297,17 @@ export function dashboardClient(): void {
         const item = el('span', 'key', r.name);
         item.style.setProperty('--c', palette.get(r.name)!);
         return item;
+      }),
+    );
+    // How far each robot's scheduler is off, and how loaded its CPU is (what it plans with).
+    const known = view.robots.filter((r) => r.predictionErrorPct !== undefined || r.slowdown !== undefined);
+    byId<HTMLElement>('prediction').replaceChildren(
+      ...known.map((r) => {
+        const error = r.predictionErrorPct === undefined ? 'no decision yet' : `${r.predictionErrorPct.toFixed(0)} %`;
+        const cpu = r.slowdown === undefined ? '' : `, compute ${r.slowdown.toFixed(1)}× its unloaded time`;
+        const row = el('div', 'prediction-row', `${r.name}: prediction error ${error}${cpu}`);
+        row.dataset.robot = r.name;
+        return row;
       }),
     );
   }

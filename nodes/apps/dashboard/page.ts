@@ -71,7 +71,7 @@ export const DASHBOARD_HTML = `<!doctype html>
 <section><h2>Log</h2><ol id="log-feed"></ol></section>
 <section><h2>Inference latency</h2>
 <svg id="latency-plot" viewBox="0 0 400 200" role="img" aria-label="latency plot"></svg>
-<div id="latency-legend"></div><div id="plan-breakdown"></div>
+<div id="latency-legend"></div><div id="plan-breakdown"></div><div id="prediction"></div>
 <p id="task-decisions">logged tasks: none yet</p></section>
 </main>
 <script>(${dashboardClient.toString()})();</script>

@@ -21,7 +21,7 @@ import {
 /** What the view reads from a running robot (a `Robot`, or anything shaped like one). */
 export type ViewedRobot = Pick<
   Robot,
-  'name' | 'peerId' | 'host' | 'ledger' | 'map' | 'scheduler' | 'links' | 'adverts' | 'anchorer'
+  'name' | 'peerId' | 'host' | 'ledger' | 'map' | 'scheduler' | 'links' | 'adverts' | 'anchorer' | 'load'
 >;
 
 export interface RobotViewOptions {
@@ -49,6 +49,7 @@ const TILE_COALESCE_MS = 2000;
 const EMIT_COALESCE_MS = 50;
 
 const short = (hex: string): string => hex.slice(0, 10);
+const percent = (x: number | undefined): number | undefined => (x === undefined ? undefined : 100 * x);
 
 /**
  * The dashboard's view from ONE robot, with no fleet controller: this robot (with its pose when a
@@ -119,7 +120,13 @@ export class RobotViewSource extends EventEmitter<{ update: [FleetView] }> imple
 
     const onDecision = (d: Decision): void => {
       const plan = d.plan.kind === 'split' && d.plan.cut ? `split@${d.plan.cut}` : d.plan.kind;
-      this.latency.push({ at: Date.now() - this.t0, robot: robot.name, ms: d.actualMs, plan });
+      this.latency.push({
+        at: Date.now() - this.t0,
+        robot: robot.name,
+        ms: d.actualMs,
+        plan,
+        predictedMs: d.plan.predictedMs,
+      });
       if (this.latency.length > LATENCY_LIMIT) this.latency.splice(0, this.latency.length - LATENCY_LIMIT);
       this.schedule();
     };
@@ -157,6 +164,8 @@ export class RobotViewSource extends EventEmitter<{ update: [FleetView] }> imple
       flagged: r.ledger?.self !== undefined && flagged.has(r.ledger.self),
       logSize: r.ledger?.size ?? 0,
       stateHash: r.ledger?.stateHash() ?? '',
+      predictionErrorPct: percent(r.scheduler.predictionError()),
+      slowdown: r.load.slowdown(),
     };
     const peers = this.peers().sort((a, b) =>
       this.nameOf(a) < this.nameOf(b) ? -1 : this.nameOf(a) > this.nameOf(b) ? 1 : 0,

@@ -13,6 +13,9 @@ export interface RobotView {
   /** Its process's resident memory, MiB, and event-loop delay p99, ms (when known). */
   rssMb?: number;
   loopLagMs?: number;
+  /** Median |predicted ÷ measured − 1| of its scheduler's latest decisions, %; its compute slowdown (1 = unloaded). */
+  predictionErrorPct?: number;
+  slowdown?: number;
 }
 
 /** `a`, `b` are robot names; `connected: false` means partitioned or down. */
@@ -22,6 +25,8 @@ export interface LinkView {
   connected: boolean;
   bandwidthBps?: number;
   rttMs?: number;
+  /** What the link is shaped to (simulated radio), when it is: the truth the estimate is after. */
+  shapedBps?: number;
 }
 
 export interface LogLine {
@@ -36,6 +41,8 @@ export interface LatencySample {
   robot: string;
   ms: number;
   plan: string;
+  /** What the scheduler predicted for it. */
+  predictedMs?: number;
 }
 
 export interface MapView {

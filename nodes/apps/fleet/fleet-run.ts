@@ -97,6 +97,7 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
           connected: a.connected.includes(b.peerId),
           bandwidthBps: l?.bandwidthBps,
           rttMs: l?.rttMs,
+          shapedBps: l?.shapedBps || undefined,
         });
       }
     }
@@ -114,7 +115,14 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
           flagged: s ? flagged.has(s.key) : false,
           logSize: s?.logSize ?? 0,
           stateHash: s?.stateHash ?? '',
-          ...(s ? { rssMb: s.rss / 2 ** 20, loopLagMs: s.loopLagMs.p99 } : {}),
+          ...(s
+            ? {
+                rssMb: s.rss / 2 ** 20,
+                loopLagMs: s.loopLagMs.p99,
+                slowdown: s.slowdown,
+                predictionErrorPct: s.predictionError === undefined ? undefined : 100 * s.predictionError,
+              }
+            : {}),
         };
       }),
       links,

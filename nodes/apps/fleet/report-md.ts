@@ -1,6 +1,5 @@
 import type { FleetReport } from './fleet-report.js';
 
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)] ?? 0;
 const pct = (x: number): string => `${(x * 100).toFixed(1)} %`;
 
 /** The fleet report as Markdown (the JSON next to it holds the same figures). */
@@ -51,16 +50,19 @@ export function reportMarkdown(r: FleetReport): string {
     '## Links',
     '',
     r.links.length
-      ? '| shaped at (s) | links | bandwidth the robots estimate on them (EWMA ' +
-        'of transfers and probes; median) | RTT median |\n|---|---|---|---|'
+      ? '| shaped at (s) | shaping | link end | shaped to | the robot estimates (transfers and probes) ' +
+        '| estimate ÷ shaped | RTT |\n|---|---|---|---|---|---|---|'
       : 'No link shaping in this scenario (loopback at full speed).',
-    ...r.links.map((l) => {
-      const estimate = l.measured.length
-        ? `${median(l.measured.map((m) => m.measuredMbit)).toFixed(2)} Mbit/s over ${l.measured.length} link ends`
-        : 'not measured yet';
-      const rtt = l.measured.length ? `${median(l.measured.map((m) => m.rttMs)).toFixed(0)} ms` : '—';
-      return `| ${l.at.toFixed(0)} | ${l.shaping} | ${estimate} | ${rtt} |`;
-    }),
+    ...r.links.flatMap((l) =>
+      l.measured.length === 0
+        ? [`| ${l.at.toFixed(0)} | ${l.shaping} | — | — | not measured yet | — | — |`]
+        : l.measured.map(
+            (m) =>
+              `| ${l.at.toFixed(0)} | ${l.shaping} | ${m.from} → ${m.to} | ${m.shapedMbit.toFixed(2)} Mbit/s ` +
+              `| ${m.measuredMbit.toFixed(2)} Mbit/s | ${(m.measuredMbit / m.shapedMbit).toFixed(2)} ` +
+              `| ${m.rttMs.toFixed(0)} ms |`,
+          ),
+    ),
     '',
     '## Map',
     '',

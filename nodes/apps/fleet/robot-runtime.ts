@@ -107,7 +107,10 @@ export interface RobotStatus {
   /** Measured per connected peer; shapedBps is the scenario's rate toward it (0 = not shaped). */
   links: { peer: string; bandwidthBps: number; rttMs: number; shapedBps: number }[];
   events: { at: number; kind: string; detail: string }[];
-  latencies: { at: number; ms: number; plan: string }[];
+  latencies: { at: number; ms: number; plan: string; predictedMs?: number }[];
+  /** Median |predicted ÷ measured − 1| of the scheduler's latest decisions; compute slowdown (1 = unloaded). */
+  predictionError?: number;
+  slowdown: number;
   /** Logged tasks in this robot's log, by state. */
   tasks: Record<TaskStatus, number>;
   rss: number;
@@ -335,6 +338,8 @@ export class RobotRuntime {
       events: this.events.splice(0),
       latencies: this.latencies.splice(0),
       tasks: countTasks(state.tasks.values()),
+      predictionError: r.scheduler.predictionError(),
+      slowdown: r.load.slowdown(),
       rss: process.memoryUsage().rss,
       loopLagMs: this.loopLag(),
       cpuMs: process.cpuUsage().user / 1000 + process.cpuUsage().system / 1000,

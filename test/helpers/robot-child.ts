@@ -1,0 +1,100 @@
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { textLikeImage } from '../../nodes/inference/index.js';
+import { identityFromSeed } from '../../nodes/mesh/identity.js';
+import { LinkShaper } from '../../nodes/mesh/link-shaper.js';
+import { Robot } from '../../nodes/robot/robot.js';
+import type { InferOptions } from '../../nodes/scheduler/index.js';
+
+/**
+ * A robot in its own process, for tests that need one apart: in a network namespace, or pinned
+ * to a CPU another process loads. argv: one JSON object {name, seed (hex), members, listen,
+ * bootstrap, model, inputShape, cacheDir, delayTo?: {peer, ms}, prewarm?, profileRuns?} (delayTo: what it sends that
+ * peer is held back, in-process). Prints `ready {peerId, addrs}`, then answers commands on stdin
+ * with one JSON line each: `link PEER` (its estimate of that link), `plan` (its best plan now),
+ * `load` (its slowdown), `adverts` (peers' adverts it holds), `offload N` (N requests forced to
+ * offload; executors and predictions), `infer [FORCE-JSON]` (one request, as the scheduler
+ * chooses or forced), `plans N` (the N best plans now), `shape PEER MBIT DELAY-MS` (its own
+ * sending toward PEER; MBIT 0 lifts it), `quit`. bench:adapt drives it too.
+ */
+interface ChildConfig {
+  name: string;
+  seed: string;
+  members: string[];
+  listen: string[];
+  bootstrap: string[];
+  model: string;
+  inputShape: Record<string, number[]>;
+  cacheDir: string;
+  delayTo?: { peer: string; ms: number };
+  prewarm?: 'head' | 'tail' | 'both';
+  profileRuns?: number;
+}
+
+const config = JSON.parse(process.argv[2]) as ChildConfig;
+const out = (tag: string, value: unknown): void => void process.stdout.write(`${tag} ${JSON.stringify(value)}\n`);
+
+const linkShaper = new LinkShaper();
+if (config.delayTo) linkShaper.set(config.delayTo.peer, { bytesPerSecond: 1e10, delayMs: config.delayTo.ms });
+const robot = await Robot.start({
+  linkShaper,
+  name: config.name,
+  identity: await identityFromSeed(Buffer.from(config.seed, 'hex')),
+  fleet: { name: 'test', members: config.members, bootstrap: config.bootstrap },
+  listen: config.listen,
+  models: [{ arg: config.model, inputShape: config.inputShape }],
+  profileRuns: config.profileRuns ?? 2,
+  prewarm: config.prewarm,
+  cacheDir: config.cacheDir,
+  dataDir: await mkdtemp(join(tmpdir(), `robomesh-child-${config.name}-`)),
+  advertPeriodMs: 300,
+});
+const model = robot.models.hashes()[0];
+const [[input, dims]] = Object.entries(config.inputShape);
+const image = [{ name: input, dtype: 'float32' as const, dims, data: textLikeImage(dims[2], dims[3], 7) }];
+out('ready', { peerId: robot.peerId, addrs: robot.host.addresses() });
+
+const quit = async (): Promise<void> => {
+  await robot.stop().catch(() => undefined); // exiting either way: the parent sees the exit
+  process.exit(0);
+};
+process.on('SIGTERM', () => void quit());
+/** Commands run concurrently (a link query is answered while a request runs); `quit` ends them. */
+async function command(line: string): Promise<void> {
+  const [cmd, arg] = line.split(' ');
+  try {
+    if (cmd === 'link') out('link', robot.links.get(arg));
+    else if (cmd === 'plan') out('plan', robot.scheduler.plans(model, image)[0]);
+    else if (cmd === 'plans') out('plans', robot.scheduler.plans(model, image).slice(0, Number(arg)));
+    else if (cmd === 'load') out('load', { slowdown: robot.load.slowdown() });
+    else if (cmd === 'adverts')
+      out('adverts', Object.fromEntries(robot.adverts.fresh().map((a) => [a.robot, a.slowdown ?? 1])));
+    else if (cmd === 'infer') {
+      const force = line.length > 6 ? (JSON.parse(line.slice(6)) as InferOptions['force']) : undefined;
+      const { decision: d } = await robot.infer(model, image, { force, deadlineMs: 60_000 });
+      out('infer', { plan: d.plan, executor: d.executor, ms: d.actualMs, failovers: d.failovers.length });
+    } else if (cmd === 'offload') {
+      const runs = [];
+      for (let i = 0; i < Number(arg); i++) {
+        const { decision } = await robot.infer(model, image, { force: { kind: 'offload' } });
+        runs.push({ executor: decision.executor, predictedMs: decision.plan.predictedMs, ms: decision.actualMs });
+      }
+      out('offload', runs);
+    } else if (cmd === 'shape') {
+      const [, peer, mbit, delay] = line.split(' ');
+      const rate = (Number(mbit) * 1e6) / 8;
+      linkShaper.set(peer, rate > 0 ? { bytesPerSecond: rate, delayMs: Number(delay ?? 0) } : null);
+      out('shape', { peer, mbit: Number(mbit) });
+    }
+  } catch (err) {
+    out('error', { message: (err as Error).message });
+  }
+}
+
+for await (const line of createInterface({ input: process.stdin })) {
+  if (line === 'quit') break;
+  void command(line);
+}
+await quit();

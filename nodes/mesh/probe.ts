@@ -42,19 +42,33 @@ async function handleProbes(node: MeshNode): Promise<void> {
 /** Sends `bytes` to `peer` and returns the wall time until the acknowledgement, in ms. */
 export async function probe(node: MeshNode, peer: string, bytes: number, timeoutMs = 10_000): Promise<number> {
   const signal = AbortSignal.timeout(Math.ceil(timeoutMs));
-  const stream = await node.dialProtocol(peerIdFromString(peer), PROBE_PROTOCOL, { signal });
-  const lp = lpStream(stream, { maxDataLength: MAX_PROBE });
-  try {
+  let stream: Awaited<ReturnType<MeshNode['dialProtocol']>> | undefined;
+  // Opening the stream or writing under backpressure did not always heed the signal (seen with
+  // tc tbf): the probe never returned, and its robot never probed again. The race makes the
+  // deadline hold whatever the stack does.
+  const deadline = new Promise<never>((_, reject) => {
+    if (signal.aborted) reject(signal.reason);
+    signal.addEventListener('abort', () => reject(signal.reason), { once: true });
+  });
+  const run = async (): Promise<number> => {
+    stream = await node.dialProtocol(peerIdFromString(peer), PROBE_PROTOCOL, { signal });
+    const lp = lpStream(stream, { maxDataLength: MAX_PROBE });
     const t0 = performance.now();
     await lp.write(new Uint8Array(Math.min(bytes, MAX_PROBE)), { signal });
     await lp.read({ signal });
-    const ms = performance.now() - t0;
+    return performance.now() - t0;
+  };
+  deadline.catch(() => undefined); // the race below reads it; past the race nobody does
+  const running = run();
+  running.catch(() => undefined); // a run that lost the race ends in its own time
+  try {
+    const ms = await Promise.race([running, deadline]);
     // Not awaited: the figure is in, and a close that waits on a slow link must not hold the
     // caller (a close left unbounded stalled every later probe of a robot for good).
-    stream.close({ signal }).catch((err: Error) => stream.abort(err));
+    stream!.close({ signal }).catch((err: Error) => stream!.abort(err));
     return ms;
   } catch (err) {
-    stream.abort(err as Error);
+    stream?.abort(err as Error);
     throw err;
   }
 }

@@ -67,7 +67,7 @@ import { MembershipFollower } from './membership.js';
 import { anchorTurnNow } from '../ledger/anchor-turns.js';
 
 /** A link that carried nothing for this long gets a probe (robots that plan only). */
-const PROBE_IDLE_MS = 750;
+const PROBE_IDLE_MS = 500;
 /** A robot probes while it asked for a plan within this long. */
 const PROBE_WHILE_PLANNING_MS = 60_000;
 /** How often the CPU load is read (ComputeLoad), an idle robot calibrating then. */
@@ -366,26 +366,36 @@ export class Robot {
   }
 
   /**
-   * Probes each link that carried nothing for PROBE_IDLE_MS with ~100 ms of its estimated rate
-   * (links/probeBytes), so a link that stepped while the scheduler avoided it is learnt within
-   * seconds: at most ~13 % of an idle link, none of a busy one. Only a robot that asked for a
-   * plan lately probes: a robot that only serves has no use for the figures and sends nothing.
+   * Probes each link that carried nothing for PROBE_IDLE_MS with ~50 ms of its estimated rate
+   * (links/probeBytes, at least 16 KiB), so a link that stepped while the scheduler avoided it is
+   * learnt within seconds: about 7–10 % of an idle link, none of a busy one. Only a robot that asked
+   * for a plan lately probes: a robot that only serves has no use for the figures and sends
+   * nothing. A probe takes a turn of the work queue: beside local inference a CPU-limited robot
+   * read a 100 Mbit/s link as 1–10 (its own encryption starved), and never offloaded again.
    */
   async probeIdleLinks(): Promise<void> {
     if (Date.now() - this.scheduler.lastPlannedAt > PROBE_WHILE_PLANNING_MS) return;
     for (const peer of this.links.stale(this.host.connectedPeers(), PROBE_IDLE_MS)) {
-      const bytes = this.links.probeBytes(peer);
       const link = this.links.get(peer);
+      const bytes = this.links.probeBytes(peer, 50);
+      // It holds the work queue for up to this long. A 200 ms floor lost every probe of a link
+      // that had just dropped (tc tbf), so the drop was never learnt; the cost of a second is
+      // paid once per step down, by a robot that runs locally over such a link anyway.
       const timeoutMs = Math.round(Math.min(10_000, Math.max(1000, (20 * bytes) / link.bandwidth)));
+      let started = 0;
       try {
-        const ms = await probe(this.host.node, peer, bytes, timeoutMs);
-        // The probe's time holds one round trip: taken out (never below a tenth of the time, as
-        // the RTT figure is itself an average), or a short probe on a 40 ms link reads 10× slow.
-        this.links.recordTransfer(peer, bytes, Math.max(ms - link.rttMs, ms / 10));
+        const ms = await this.parts.queue.run(() => {
+          started = performance.now();
+          return probe(this.host.node, peer, bytes, timeoutMs);
+        });
+        // The probe's time holds one round trip: the path's own (the least RTT seen lately) is
+        // taken out, or a short probe on a 40 ms link reads 10× slow; never below a tenth.
+        this.links.recordTransfer(peer, bytes, Math.max(ms - link.minRttMs, ms / 10));
       } catch (err) {
-        // Nothing came back in 20× the expected time: the link moved less than that.
-        if (['TimeoutError', 'AbortError'].includes((err as Error).name))
-          this.links.recordTransfer(peer, bytes, timeoutMs);
+        // Nothing came back in time (whatever error the cut-off stream gave): the link moved less
+        // than these bytes in that time.
+        const ms = started > 0 ? performance.now() - started : 0;
+        if (ms >= 0.9 * timeoutMs) this.links.recordTransfer(peer, bytes, ms);
         else this.log('probe of %s failed: %s', peer, err);
       }
     }

@@ -74,11 +74,25 @@ export class Child {
   }
 }
 
-/** Starts robot-child.js (under `prefix`, e.g. `ip netns exec NS` or `taskset -c 1`); resolves once it is up. */
-export async function startRobotChild(name: string, prefix: string[], config: Record<string, unknown>): Promise<Child> {
+/**
+ * Starts robot-child.js (under `prefix`, e.g. `ip netns exec NS` or `taskset -c 1`); resolves once
+ * it is up, or stops it and rejects after `readyMs` (a robot profiling a detector on a quarter of
+ * a core takes minutes).
+ */
+export async function startRobotChild(
+  name: string,
+  prefix: string[],
+  config: Record<string, unknown>,
+  readyMs = 60_000,
+): Promise<Child> {
   const argv = [...prefix, process.execPath, ROBOT_CHILD, JSON.stringify({ name, ...config })];
   const child = new Child(name, spawn(argv[0], argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] }));
-  await child.until('ready', (l) => l.tag === 'ready', 60_000);
+  try {
+    await child.until('ready', (l) => l.tag === 'ready', readyMs);
+  } catch (err) {
+    await child.stop();
+    throw err;
+  }
   return child;
 }
 

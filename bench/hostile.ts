@@ -18,7 +18,8 @@ import { type Row, table, writeResults } from './report.js';
  * cut off too, so the honest four carry the tasks alone) and "r4 honest" (r4 taking its share of
  * the tasks throughout, which also counts what losing a member costs). A quiet window of the
  * attacked run is no fair yardstick (warm-up, exclusions and the stranger differ).
- * Per window: honest task latency p95 ÷ each control's in the same window, peak RSS growth of each
+ * Per window: honest task latency p95 ÷ each control's in the same window and ÷ both controls'
+ * samples pooled, peak RSS growth of each
  * honest robot within the window, the robots' event-loop delay p99 (the worst robot), member
  * dials (fresh connections between honest robots, every 2 s) that failed; at the end, whether
  * every honest robot holds every entry the honest robots wrote. BENCH_ATTACKS (comma-separated,
@@ -164,6 +165,9 @@ const rows: Row[] = windows.map((w) => {
   const lat = honestIn(samples);
   const withoutP95 = p(honestIn(withoutSamples), 0.95);
   const honestP95 = p(honestIn(honestSamples), 0.95);
+  // The two attack-free runs differ from each other by up to 1.8× in a window (run-to-run noise
+  // on a shared 2-core machine): their samples pooled are the steadier yardstick.
+  const pooledP95 = p([...honestIn(withoutSamples), ...honestIn(honestSamples)], 0.95);
   // Growth during the window: its peak over what the robot held as the window began.
   const growth = HONEST.map((r) => {
     const rss = rssIn(w, r);
@@ -184,6 +188,7 @@ const rows: Row[] = windows.map((w) => {
     'p95 ÷ without r4': p(lat, 0.95) / withoutP95,
     'r4 honest p95 ms': honestP95,
     'p95 ÷ r4 honest': p(lat, 0.95) / honestP95,
+    'p95 ÷ both controls': p(lat, 0.95) / pooledP95,
     'RSS growth MB (max robot)': Math.max(...growth.filter((g) => !Number.isNaN(g))),
     'loop lag p99 ms (worst)': p(lags, 0.99),
     'member dials': d.reduce((n, x) => n + x.ok + x.failed.length, 0),

@@ -1,6 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { identityFromSeed } from '../nodes/mesh/index.js';
@@ -8,6 +7,7 @@ import type { Plan } from '../nodes/scheduler/index.js';
 import type { LinkEstimate } from '../nodes/scheduler/links.js';
 import { type Child, ask, startRobotChild } from '../test/helpers/child.js';
 import { type Row, table, writeResults } from './report.js';
+import { cpuCgroup } from './split-common.js';
 
 /**
  * bench:adapt — a weaker requester (a CFS quota of CPU_LIMIT % of one core, as in bench:split)
@@ -35,18 +35,6 @@ const WINDOWS: { mbit: number; loaded: boolean }[] = [
 ];
 const label = (w: { mbit: number; loaded: boolean }): string => `${w.mbit} Mbit/s${w.loaded ? ', p1 loaded' : ''}`;
 
-async function cpuCgroup(percent: number): Promise<string | undefined> {
-  if (!existsSync('/sys/fs/cgroup/cpu/cgroup.procs')) return undefined;
-  try {
-    await mkdir(CGROUP, { recursive: true });
-    await writeFile(join(CGROUP, 'cpu.cfs_period_us'), '10000');
-    await writeFile(join(CGROUP, 'cpu.cfs_quota_us'), String(Math.round(100 * percent)));
-    return CGROUP;
-  } catch {
-    return undefined;
-  }
-}
-
 const planName = (p: Plan, names: Map<string, string>): string =>
   p.kind === 'local'
     ? 'local'
@@ -73,7 +61,7 @@ const names = new Map([
   [p1Id, 'p1'],
   [p2Id, 'p2'],
 ]);
-const cgroup = await cpuCgroup(CPU_LIMIT);
+const cgroup = await cpuCgroup(CGROUP, CPU_LIMIT);
 // The requester profiles at its own (limited) speed; the peers share one profile of theirs.
 const common = { members, ...MODEL, cacheDir: join(dir, 'cache-peers'), profileRuns: 5 };
 const seed = (k: number): string => Buffer.from(ids[k].seed).toString('hex');

@@ -1,3 +1,6 @@
+import { existsSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { attr, node, opset13Model, serializeModel, tensorValueInfo } from '../nodes/inference/index.js';
 
 /**
@@ -22,4 +25,17 @@ export function arg(name: string, fallback?: string): string {
   const v = i >= 0 ? process.argv[i + 1] : fallback;
   if (v === undefined) throw new Error(`missing --${name}`);
   return v;
+}
+
+/** A cgroup-v1 CPU quota of `percent` % of one core in 10 ms periods at `path`, if this machine allows it. */
+export async function cpuCgroup(path: string, percent: number): Promise<string | undefined> {
+  if (!existsSync('/sys/fs/cgroup/cpu/cgroup.procs')) return undefined;
+  try {
+    await mkdir(path, { recursive: true });
+    await writeFile(join(path, 'cpu.cfs_period_us'), '10000');
+    await writeFile(join(path, 'cpu.cfs_quota_us'), String(Math.round(100 * percent)));
+    return path;
+  } catch {
+    return undefined;
+  }
 }

@@ -1,7 +1,6 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, rmdir, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, rmdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -9,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { identityFromSeed } from '../nodes/mesh/index.js';
 import { ThrottledLink, burstFor } from './link-throttle.js';
 import { type Row, table, writeResults } from './report.js';
-import { RAW_PORT_OFFSET } from './split-common.js';
+import { RAW_PORT_OFFSET, cpuCgroup } from './split-common.js';
 
 /**
  * bench:split — a weaker requesting robot (its process under a real CPU limit: a CFS bandwidth
@@ -42,19 +41,6 @@ const IP_A = '10.77.0.1';
 const IP_B = '10.77.0.2';
 const PORT = 4100;
 const CGROUP = '/sys/fs/cgroup/cpu/rmbench-requester';
-
-/** A cgroup-v1 CPU quota of `percent` % of one core in 10 ms periods, if this machine allows it. */
-async function cpuCgroup(percent: number): Promise<string | undefined> {
-  if (!existsSync('/sys/fs/cgroup/cpu/cgroup.procs')) return undefined;
-  try {
-    await mkdir(CGROUP, { recursive: true });
-    await writeFile(join(CGROUP, 'cpu.cfs_period_us'), '10000');
-    await writeFile(join(CGROUP, 'cpu.cfs_quota_us'), String(Math.round(100 * percent)));
-    return CGROUP;
-  } catch {
-    return undefined;
-  }
-}
 
 const here = (f: string): string => fileURLToPath(new URL(f, import.meta.url));
 const sh = (cmd: string, args: string[]): string =>
@@ -197,7 +183,7 @@ async function main(): Promise<void> {
   const shaping = chooseShaping();
   const netns = shaping === 'tc'; // robots in namespaces behind tc; otherwise loopback behind the relay
   const isRoot = process.getuid?.() === 0;
-  const cgroup = isRoot ? await cpuCgroup(CPU_LIMIT) : undefined;
+  const cgroup = isRoot ? await cpuCgroup(CGROUP, CPU_LIMIT) : undefined;
   const cpulimit = !cgroup && haveTool('cpulimit');
   const throttle = cgroup
     ? `CFS quota ${CPU_LIMIT} % of a core (cgroup, 10 ms period)`

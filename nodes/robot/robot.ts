@@ -380,8 +380,9 @@ export class Robot {
       const bytes = this.links.probeBytes(peer, 50);
       // It holds the work queue for up to this long. A 200 ms floor lost every probe of a link
       // that had just dropped (tc tbf), so the drop was never learnt; the cost of a second is
-      // paid once per step down, by a robot that runs locally over such a link anyway.
-      const timeoutMs = Math.round(Math.min(10_000, Math.max(1000, (20 * bytes) / link.bandwidth)));
+      // paid once per step down, by a robot that runs locally over such a link anyway. Never over
+      // 2 s: the queue's local inference waits behind it.
+      const timeoutMs = Math.round(Math.min(2000, Math.max(1000, (20 * bytes) / link.bandwidth)));
       let started = 0;
       try {
         const ms = await this.parts.queue.run(() => {

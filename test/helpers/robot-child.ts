@@ -11,13 +11,12 @@ import type { InferOptions } from '../../nodes/scheduler/index.js';
 /**
  * A robot in its own process, for tests that need one apart: in a network namespace, or pinned
  * to a CPU another process loads. argv: one JSON object {name, seed (hex), members, listen,
- * bootstrap, model, inputShape, cacheDir, delayTo?: {peer, ms}, prewarm?, profileRuns?} (delayTo: what it sends that
- * peer is held back, in-process). Prints `ready {peerId, addrs}`, then answers commands on stdin
- * with one JSON line each: `link PEER` (its estimate of that link), `plan` (its best plan now),
- * `load` (its slowdown), `adverts` (peers' adverts it holds), `offload N` (N requests forced to
- * offload; executors and predictions), `infer [FORCE-JSON]` (one request, as the scheduler
- * chooses or forced), `plans N` (the N best plans now), `shape PEER MBIT DELAY-MS` (its own
- * sending toward PEER; MBIT 0 lifts it), `quit`. bench:adapt drives it too.
+ * bootstrap, model, inputShape, cacheDir, prewarm?, profileRuns?}. Prints `ready {peerId,
+ * addrs}`, then answers commands on stdin with one JSON line each: `link PEER` (its estimate of
+ * that link), `plan` / `plans N` (its best plan / N best plans now), `adverts` (the slowdown each
+ * peer advertises), `infer [FORCE-JSON]` (one request, as the scheduler chooses or forced),
+ * `shape PEER MBIT DELAY-MS` (its own sending toward PEER; MBIT 0 lifts it), `quit`. bench:adapt
+ * drives it too.
  */
 interface ChildConfig {
   name: string;
@@ -28,7 +27,6 @@ interface ChildConfig {
   model: string;
   inputShape: Record<string, number[]>;
   cacheDir: string;
-  delayTo?: { peer: string; ms: number };
   prewarm?: 'head' | 'tail' | 'both';
   profileRuns?: number;
 }
@@ -37,7 +35,6 @@ const config = JSON.parse(process.argv[2]) as ChildConfig;
 const out = (tag: string, value: unknown): void => void process.stdout.write(`${tag} ${JSON.stringify(value)}\n`);
 
 const linkShaper = new LinkShaper();
-if (config.delayTo) linkShaper.set(config.delayTo.peer, { bytesPerSecond: 1e10, delayMs: config.delayTo.ms });
 const robot = await Robot.start({
   linkShaper,
   name: config.name,
@@ -68,20 +65,12 @@ async function command(line: string): Promise<void> {
     if (cmd === 'link') out('link', robot.links.get(arg));
     else if (cmd === 'plan') out('plan', robot.scheduler.plans(model, image)[0]);
     else if (cmd === 'plans') out('plans', robot.scheduler.plans(model, image).slice(0, Number(arg)));
-    else if (cmd === 'load') out('load', { slowdown: robot.load.slowdown() });
     else if (cmd === 'adverts')
       out('adverts', Object.fromEntries(robot.adverts.fresh().map((a) => [a.robot, a.slowdown ?? 1])));
     else if (cmd === 'infer') {
       const force = line.length > 6 ? (JSON.parse(line.slice(6)) as InferOptions['force']) : undefined;
       const { decision: d } = await robot.infer(model, image, { force, deadlineMs: 60_000 });
       out('infer', { plan: d.plan, executor: d.executor, ms: d.actualMs, failovers: d.failovers.length });
-    } else if (cmd === 'offload') {
-      const runs = [];
-      for (let i = 0; i < Number(arg); i++) {
-        const { decision } = await robot.infer(model, image, { force: { kind: 'offload' } });
-        runs.push({ executor: decision.executor, predictedMs: decision.plan.predictedMs, ms: decision.actualMs });
-      }
-      out('offload', runs);
     } else if (cmd === 'shape') {
       const [, peer, mbit, delay] = line.split(' ');
       const rate = (Number(mbit) * 1e6) / 8;

@@ -8,55 +8,63 @@ import { type Row, table, writeResults } from './report.js';
 
 /**
  * bench:hostile — four honest robots (r0..r3, each in its own process) running logged tasks on the
- * generated CNN (four a second fleet-wide, ~240 per attack window: a p95 of 120 moved by
- * ±30 % between twin quiet windows) and mapping, and one member (r4)
- * running every attack of nodes/apps/fleet/attacks.ts in turn, ATTACK_SECONDS each, between two
- * quiet windows (after the warm-up, and after the last attack). A stranger process opens 5 idle
- * TCP connections a second to every robot all along. Then two controls, the same fleet, scenario
- * and seed with no attack and no stranger, so each window has twins: "without r4" (r4 cut off
- * from the start: the same run without the attacker, as the goal puts it; a caught attacker is
- * cut off too, so the honest four carry the tasks alone) and "r4 honest" (r4 taking its share of
- * the tasks throughout, which also counts what losing a member costs). A quiet window of the
- * attacked run is no fair yardstick (warm-up, exclusions and the stranger differ).
- * Per window: honest task latency p95 ÷ each control's in the same window and ÷ both controls'
- * samples pooled, peak RSS growth of each
- * honest robot within the window, the robots' event-loop delay p99 (the worst robot), member
- * dials (fresh connections between honest robots, every 2 s) that failed; at the end, whether
- * every honest robot holds every entry the honest robots wrote. BENCH_ATTACKS (comma-separated,
- * empty for none) picks attacks. The robots run on loopback, which libp2p exempts from its
- * per-address handshake caps: the stranger loads the robots here; its lock-out is tested across
- * network namespaces (mdns.test).
+ * generated CNN (four a second fleet-wide, ~240 per attack window) and mapping, and one member (r4)
+ * running every attack of nodes/apps/fleet/attacks.ts in turn, ATTACK_SECONDS each, then a
+ * stranger process opening 5 idle TCP connections a second to every robot for a window of its own.
+ * Every attack window sits between two rest windows of the same run (r4 idle, no stranger), and
+ * its yardstick is their samples pooled: the same run without the attacker, minutes apart at most.
+ * Whole runs compared back to back drifted too much on this shared 2-core machine: two attack-free
+ * runs differed by up to 1.8× in the same window, and the window before any attack read 2.08.
+ * A rest window's first 5 s are left out, so what an attack leaves behind counts against it.
+ * A second yardstick is a separate control run, the same fleet, scenario and seed with r4 cut off
+ * from the start and no stranger ("without r4").
+ * Per window: honest task latency p95 ÷ each yardstick, peak RSS growth of each honest robot
+ * within the window, the robots' event-loop delay p99 (the worst robot), member dials (fresh
+ * connections between honest robots, every 2 s) that failed; at the end, whether every honest
+ * robot holds every entry the honest robots wrote. BENCH_ATTACKS (comma-separated, empty for
+ * none) picks attacks. The robots run on loopback, which libp2p exempts from its per-address
+ * handshake caps: the stranger loads the robots here; its lock-out is tested across network
+ * namespaces (mdns.test).
  */
 const ATTACK_SECONDS = Number(process.env.BENCH_ATTACK_SECONDS ?? 60);
-const BASELINE_SECONDS = Number(process.env.BENCH_BASELINE_SECONDS ?? 45);
-/** The first seconds load sessions and fill the map: left out of the first quiet window. */
+const REST_SECONDS = Number(process.env.BENCH_REST_SECONDS ?? 30);
+/** Left out of each rest window: the tail of the attack before it. */
+const SETTLE_SECONDS = 5;
+/** The first seconds load sessions and fill the map: before the first window. */
 const WARM_UP_SECONDS = 15;
 const HONEST = ['r0', 'r1', 'r2', 'r3'];
+const STRANGER = 'stranger-flood';
 const CHOSEN = (process.env.BENCH_ATTACKS?.split(',').filter(Boolean) ?? [...ATTACKS]) as (typeof ATTACKS)[number][];
 
-const attacksEnd = BASELINE_SECONDS + CHOSEN.length * ATTACK_SECONDS;
-// Two quiet windows, before the first attack and after the last (r4 idle, the stranger still at
-// it): what is left of the attacks once they stopped.
-const quiet = [
-  { name: 'baseline (before)', from: WARM_UP_SECONDS, to: BASELINE_SECONDS },
-  { name: 'baseline (after)', from: attacksEnd + 5, to: attacksEnd + 5 + BASELINE_SECONDS - WARM_UP_SECONDS },
-];
-const windows = [
-  quiet[0],
-  ...CHOSEN.map((a, i) => ({
-    name: a,
-    from: BASELINE_SECONDS + i * ATTACK_SECONDS,
-    to: BASELINE_SECONDS + (i + 1) * ATTACK_SECONDS,
-  })),
-  quiet[1],
-];
-const duration = quiet[1].to + 5;
-const events = CHOSEN.map(
-  (a, i) =>
-    `  - { at: ${BASELINE_SECONDS + i * ATTACK_SECONDS}, byzantine: { robot: r4, ` +
-    `fault: { type: attack, attack: ${a}, seconds: ${ATTACK_SECONDS - 2} } } }`,
-).join('\n');
-type Run = 'attacked' | 'without r4' | 'r4 honest';
+interface Window {
+  name: string;
+  kind: 'rest' | 'attack';
+  from: number;
+  to: number;
+}
+const windows: Window[] = [];
+let clock = WARM_UP_SECONDS;
+const addWindow = (name: string, kind: Window['kind'], seconds: number): void => {
+  windows.push({ name, kind, from: clock + (kind === 'rest' ? SETTLE_SECONDS : 0), to: clock + seconds });
+  clock += seconds;
+};
+addWindow('rest 0', 'rest', REST_SECONDS);
+[...CHOSEN, STRANGER].forEach((a, i) => {
+  addWindow(a, 'attack', ATTACK_SECONDS);
+  addWindow(`rest ${i + 1}`, 'rest', REST_SECONDS);
+});
+const duration = clock + 5;
+const attackWindows = windows.filter((w) => w.kind === 'attack');
+const memberAttacks = attackWindows.filter((w) => w.name !== STRANGER);
+const strangerWindow = attackWindows.find((w) => w.name === STRANGER)!;
+const events = memberAttacks
+  .map(
+    (w) =>
+      `  - { at: ${w.from}, byzantine: { robot: r4, ` +
+      `fault: { type: attack, attack: ${w.name}, seconds: ${ATTACK_SECONDS - 2} } } }`,
+  )
+  .join('\n');
+type Run = 'attacked' | 'without r4';
 const scenarioText = (run: Run): string => `
 robots: 5
 world: builtin:small
@@ -87,22 +95,27 @@ async function runFleet(kind: Run) {
   const run = new FleetRun(parseScenario(scenarioText(kind)), { inProcess: false, dataDir: dir, log });
   run.on('update', (v) => views.push(v));
   let stranger: ChildProcess | undefined;
-  let started = false;
-  const prober = setInterval(() => {
-    const ports = HONEST.concat('r4')
+  const ports = (): number[] =>
+    HONEST.concat('r4')
       .flatMap((r) => run.statusOf(r)?.addresses ?? [])
       .map((a) => /\/ip4\/127\.0\.0\.1\/tcp\/(\d+)/.exec(a)?.[1])
-      .filter((p): p is string => p !== undefined);
-    if (!started && ports.length === 5) {
-      started = true;
-      const flood =
-        `const net=require('net');const ports=${JSON.stringify(ports.map(Number))};const s=[];` +
-        `setInterval(()=>{for(const p of ports){const c=net.connect(p,'127.0.0.1');c.on('error',()=>{});` +
-        `s.push(c);if(s.length>2000)s.shift().destroy()}},200);`;
-      if (hostile) stranger = spawn(process.execPath, ['-e', flood], { stdio: 'ignore' });
-    }
+      .filter((p): p is string => p !== undefined)
+      .map(Number);
+  const strangerTimers = hostile
+    ? [
+        setTimeout(() => {
+          const flood =
+            `const net=require('net');const ports=${JSON.stringify(ports())};const s=[];` +
+            `setInterval(()=>{for(const p of ports){const c=net.connect(p,'127.0.0.1');c.on('error',()=>{});` +
+            `s.push(c);if(s.length>2000)s.shift().destroy()}},200);`;
+          stranger = spawn(process.execPath, ['-e', flood], { stdio: 'ignore' });
+        }, strangerWindow.from * 1000),
+        setTimeout(() => stranger?.kill('SIGKILL'), strangerWindow.to * 1000),
+      ]
+    : [];
+  const prober = setInterval(() => {
     const r4 = run.statusOf('r4')?.peerId;
-    if (!started) return; // the fleet is still starting
+    if (ports().length < 5) return; // the fleet is still starting
     for (const r of HONEST)
       run
         .command<{ ok: number; failed: string[] }>(r, { cmd: 'dial-check', skip: r4 ? [r4] : [] }, 10_000)
@@ -112,7 +125,7 @@ async function runFleet(kind: Run) {
   // Each attack is measured on its own: at its start the honest robots forgive r4 (what the last
   // attack cost it, and their cut-off), so it reaches them again.
   const forgiving = hostile
-    ? windows.slice(1, -1).map((w) =>
+    ? memberAttacks.map((w) =>
         setTimeout(
           () => {
             const r4 = run.statusOf('r4')?.peerId;
@@ -128,7 +141,7 @@ async function runFleet(kind: Run) {
     return { views, dials, report };
   } finally {
     clearInterval(prober);
-    for (const t of forgiving) clearTimeout(t);
+    for (const t of [...forgiving, ...strangerTimers]) clearTimeout(t);
     stranger?.kill('SIGKILL');
     await rm(dir, { recursive: true, force: true });
   }
@@ -136,7 +149,6 @@ async function runFleet(kind: Run) {
 
 const attacked = await runFleet('attacked');
 const without = await runFleet('without r4');
-const honest = await runFleet('r4 honest');
 const { views, dials, report } = attacked;
 
 const p = (xs: number[], q: number): number => {
@@ -153,21 +165,19 @@ const samplesOf = (vs: FleetView[]): FleetView['latency'] => {
 };
 const samples = samplesOf(views);
 const withoutSamples = samplesOf(without.views);
-const honestSamples = samplesOf(honest.views);
 const inWindow = (t: number, w: { from: number; to: number }): boolean => t >= w.from && t < w.to;
 const rssIn = (w: { from: number; to: number }, robot: string): number[] =>
   views
     .filter((v) => inWindow(at(v), w))
     .flatMap((v) => v.robots.filter((r) => r.name === robot && r.rssMb !== undefined).map((r) => r.rssMb!));
-const rows: Row[] = windows.map((w) => {
-  const honestIn = (xs: typeof samples) =>
-    xs.filter((s) => inWindow(s.at / 1000, w) && HONEST.includes(s.robot)).map((s) => s.ms);
-  const lat = honestIn(samples);
-  const withoutP95 = p(honestIn(withoutSamples), 0.95);
-  const honestP95 = p(honestIn(honestSamples), 0.95);
-  // The two attack-free runs differ from each other by up to 1.8× in a window (run-to-run noise
-  // on a shared 2-core machine): their samples pooled are the steadier yardstick.
-  const pooledP95 = p([...honestIn(withoutSamples), ...honestIn(honestSamples)], 0.95);
+const honestIn = (xs: typeof samples, w: Window): number[] =>
+  xs.filter((s) => inWindow(s.at / 1000, w) && HONEST.includes(s.robot)).map((s) => s.ms);
+const rows: Row[] = windows.map((w, k) => {
+  const lat = honestIn(samples, w);
+  const withoutP95 = p(honestIn(withoutSamples, w), 0.95);
+  // An attack window's rest windows, before and after, pooled; a rest window has none.
+  const restP95 =
+    w.kind === 'attack' ? p([...honestIn(samples, windows[k - 1]), ...honestIn(samples, windows[k + 1])], 0.95) : 0;
   // Growth during the window: its peak over what the robot held as the window began.
   const growth = HONEST.map((r) => {
     const rss = rssIn(w, r);
@@ -184,11 +194,10 @@ const rows: Row[] = windows.map((w) => {
     window: w.name,
     tasks: lat.length,
     'task p95 ms': p(lat, 0.95),
+    'rests around p95 ms': w.kind === 'attack' ? restP95 : '-',
+    'p95 ÷ rests around': w.kind === 'attack' ? p(lat, 0.95) / restP95 : '-',
     'without r4 p95 ms': withoutP95,
     'p95 ÷ without r4': p(lat, 0.95) / withoutP95,
-    'r4 honest p95 ms': honestP95,
-    'p95 ÷ r4 honest': p(lat, 0.95) / honestP95,
-    'p95 ÷ both controls': p(lat, 0.95) / pooledP95,
     'RSS growth MB (max robot)': Math.max(...growth.filter((g) => !Number.isNaN(g))),
     'loop lag p99 ms (worst)': p(lags, 0.99),
     'member dials': d.reduce((n, x) => n + x.ok + x.failed.length, 0),
@@ -206,8 +215,9 @@ const kept =
       `holds every entry they wrote (caught up ${report.final.convergedMs} ms after the end)`;
 const heading =
   `bench:hostile — r0..r3 honest (tasks on the generated CNN four times a ` +
-  `second, mapping), r4 attacking ${ATTACK_SECONDS} s per attack, ` +
-  'a stranger opening 5 idle TCP connections a second to every robot; one process per robot, loopback';
+  `second, mapping), r4 attacking ${ATTACK_SECONDS} s per attack, then ` +
+  `a stranger opening 5 idle TCP connections a second to every robot, ${REST_SECONDS} s rests between; ` +
+  'one process per robot, loopback';
 process.stdout.write(`\n${heading}\n\n${table(rows)}\n\n`);
 process.stdout.write(
   `offences reported in r0's log about r4: ` +
@@ -217,9 +227,10 @@ process.stdout.write(
 );
 const path = await writeResults('hostile', {
   attackSeconds: ATTACK_SECONDS,
+  restSeconds: REST_SECONDS,
+  windows,
   controls: {
     'without r4': { final: without.report.final, tasks: without.report.inference },
-    'r4 honest': { final: honest.report.final, tasks: honest.report.inference },
   },
   rows,
   excluded: report.liars.excludedInLog,

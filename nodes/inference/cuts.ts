@@ -3,6 +3,7 @@ import { DTYPES, type DType } from '../../protocol/dtypes.js';
 import { elementCount } from '../../protocol/tensor-frame.js';
 import type { GraphIndex } from './graph.js';
 import type { TensorShape } from './probe.js';
+import { channelAxis } from './boundary.js';
 import { allInputs } from './onnx-model.js';
 
 export interface CutTensor {
@@ -47,6 +48,18 @@ const FUSED_PRODUCERS = new Set([
   'BatchNormalization',
   'InstanceNormalization',
 ]);
+/** Ops that start a new layer: a tensor they read beside others is a block output. */
+const LAYERS = new Set([
+  'Conv',
+  'ConvTranspose',
+  'MatMul',
+  'Gemm',
+  'Resize',
+  'Upsample',
+  'MaxPool',
+  'AveragePool',
+  'GlobalAveragePool',
+]);
 /** Element-wise ops that finish a block; cutting on their input splits the block. */
 const ACTIVATIONS = new Set([
   'Relu',
@@ -77,8 +90,9 @@ export function cutBytes(tensors: CutTensor[]): Cut['bytes'] {
     const own = n * DTYPES[t.dtype].bytes;
     fp32 += own;
     fp16 += isFloat(t.dtype) ? n * 2 : own;
-    // Per-channel uint8 along axis 1 (per-tensor for rank < 2): payload + scale/zero point per channel.
-    int8 += isFloat(t.dtype) ? n + 8 * (t.shape.length >= 2 ? t.shape[1] : 1) : own;
+    // uint8 payload + a scale and zero point per slice along the quantized axis (or one per tensor).
+    const axis = channelAxis(t.shape);
+    int8 += isFloat(t.dtype) ? n + 8 * (axis === undefined ? 1 : t.shape[axis]) : own;
   }
   return { fp32, fp16, int8 };
 }
@@ -182,10 +196,23 @@ function dropInsideBlocks(cuts: Cut[]): Cut[] {
   );
 }
 
+/**
+ * Whether a cut carrying `tensor` splits a block. ORT fuses an op into the one before only when
+ * it is that op's sole reader, so a tensor read by several ops (a projection Conv's output kept
+ * for a decoder skip, MobileNetV3-style) fuses with nothing and may cross a cut. A Conv output
+ * with one reader stays refused even where nothing fuses (a linear bottleneck into the next
+ * Conv): unclipped, its int8 boundary moved the direction classifier's probabilities 0.029,
+ * beyond the 0.02 the per-channel tolerance allows.
+ */
 function splitsBlock(tensor: string, index: GraphIndex): boolean {
+  const readers = [...new Set(index.consumers.get(tensor) ?? [])];
+  // x · sigmoid(x) and x · hardsigmoid(x) (swish, hard-swish) read x twice: still an activation.
+  if (readers.some((r) => ACTIVATIONS.has(index.nodes[r].opType))) return true;
   const p = index.producer.get(tensor);
-  if (p !== undefined && FUSED_PRODUCERS.has(index.nodes[p].opType)) return true;
-  return (index.consumers.get(tensor) ?? []).some((c) => ACTIVATIONS.has(index.nodes[c].opType));
+  if (p === undefined || !FUSED_PRODUCERS.has(index.nodes[p].opType)) return false;
+  // Several readers, one of them another layer: a block output kept for later (a skip), not the
+  // inside of an activation written as element-wise ops (hard-swish: x · clip(x + 3) / 6).
+  return readers.length === 1 || !readers.some((r) => LAYERS.has(index.nodes[r].opType));
 }
 
 /** Among cuts within `step` of each other in head share, keep the one shipping fewest bytes. */

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import type { NodeProto, TensorProto } from 'onnx-buf';
 import ort from 'onnxruntime-node';
 import { decodeFrame, encodeFrame } from '../../protocol/tensor-frame.js';
 import { PRECISIONS, type Int8Granularity, type Precision, channelAxis } from '../../nodes/inference/boundary.js';
@@ -14,6 +15,7 @@ import {
   tensorProto,
   tensorValueInfo,
 } from '../../nodes/inference/onnx-model.js';
+import { prng } from '../../nodes/util/index.js';
 import { inputsFor, sessions, slicerFor } from '../helpers/models.js';
 
 type Name = 'ocr-det' | 'ocr-cls' | 'cnn';
@@ -194,6 +196,116 @@ describe('int8 per-channel on tensors that are not channels-first', () => {
     const whole = (await slicer.runWhole(feeds)).y.data as Float32Array;
     const split = await slicer.runTail(cut.id, 'int8', decodeFrame(frames[1]), 'channel');
     assert.ok(maxAbsDiff(whole, split.y.data as Float32Array) < 0.05, 'within a quantization step of the whole');
+  });
+});
+
+describe('encoders whose skips come straight out of projection Convs (MobileNetV3 / PAN style)', () => {
+  /**
+   * Stem, four inverted-residual blocks with linear (activation-free) projections, and a decoder
+   * reading the outputs of blocks 2 and 3 through 1×1 laterals: those skips are Conv outputs with
+   * two readers each, live through the rest of the encoder.
+   */
+  function panLike(): Uint8Array {
+    const random = prng(7);
+    const nodes: NodeProto[] = [];
+    const weights: TensorProto[] = [];
+    const conv = (x: string, name: string, cin: number, cout: number, k: number, stride = 1, group = 1): string => {
+      const n = (cout * cin * k * k) / group;
+      const std = Math.sqrt(2 / ((cin / group) * k * k));
+      weights.push(
+        tensorProto(
+          `${name}.w`,
+          1,
+          [cout, cin / group, k, k],
+          Float32Array.from({ length: n }, () => (random() - 0.5) * 2 * std),
+        ),
+        tensorProto(
+          `${name}.b`,
+          1,
+          [cout],
+          Float32Array.from({ length: cout }, () => (random() - 0.5) * 0.1),
+        ),
+      );
+      const pad = (k - 1) / 2;
+      nodes.push(
+        node(
+          'Conv',
+          [x, `${name}.w`, `${name}.b`],
+          [name],
+          [
+            attr('kernel_shape', [k, k]),
+            attr('pads', [pad, pad, pad, pad]),
+            attr('strides', [stride, stride]),
+            attr('group', group),
+          ],
+        ),
+      );
+      return name;
+    };
+    const op = (type: string, ins: string[], out: string): string => {
+      nodes.push(node(type, ins, [out]));
+      return out;
+    };
+    const block = (x: string, name: string, cin: number, cout: number, stride: number): string => {
+      const e = op('Relu', [conv(x, `${name}.expand`, cin, cin * 3, 1)], `${name}.expand.act`);
+      const d = op('Relu', [conv(e, `${name}.dw`, cin * 3, cin * 3, 3, stride, cin * 3)], `${name}.dw.act`);
+      const projected = conv(d, `${name}.project`, cin * 3, cout, 1);
+      return stride === 1 && cin === cout ? op('Add', [projected, x], `${name}.sum`) : projected;
+    };
+    const up = (x: string, name: string): string => {
+      weights.push(tensorProto(`${name}.scales`, 1, [4], Float32Array.of(1, 1, 2, 2)));
+      nodes.push(node('Resize', [x, '', `${name}.scales`], [name], [attr('mode', 'nearest')]));
+      return name;
+    };
+    const stem = op('Relu', [conv('x', 'stem', 3, 16, 3, 2)], 'stem.act');
+    const b1 = block(stem, 'b1', 16, 24, 2);
+    const b2 = block(b1, 'b2', 24, 32, 2);
+    const b3 = block(b2, 'b3', 32, 48, 2);
+    const b4 = block(b3, 'b4', 48, 48, 1);
+    let y = conv(b4, 'top', 48, 16, 1);
+    y = op('Add', [up(y, 'up3'), conv(b2, 'lat2', 32, 16, 1)], 'fuse2');
+    y = op('Add', [y, up(conv(b3, 'lat3', 48, 16, 1), 'up3b')], 'fuse3');
+    op('Sigmoid', [conv(up(y, 'up2'), 'seg', 16, 2, 3)], 'mask');
+    return serializeModel(
+      opset13Model('test pan-like', {
+        name: 'pan_like',
+        node: nodes,
+        initializer: weights,
+        input: [tensorValueInfo('x', 1, [1, 3, 64, 64])],
+        output: [tensorValueInfo('mask', 1, [1, 2, 16, 16])],
+      }),
+    );
+  }
+
+  it('cuts through the encoder carry the skips, and head → tail equals the whole model', async () => {
+    const slicer = await ModelSlicer.open(parseModel(panLike(), 'pan-like'), sessions);
+    const { cuts, index } = slicer.analysis;
+    const carrying = cuts.filter((c) => c.tensors.some((t) => t.name === 'b2.project'));
+    assert.ok(
+      carrying.some((c) => c.headShare > 0.3 && c.headShare < 0.9),
+      `a cut inside the encoder with the block-2 skip live: ${cuts
+        .map((c) => `${c.id} ${c.headShare.toFixed(2)} ${c.tensors.map((t) => t.name).join('+')}`)
+        .join('; ')}`,
+    );
+    for (const cut of cuts)
+      for (const t of cut.tensors) {
+        const readers = new Set(index.consumers.get(t.name));
+        const producer = index.nodes[index.producer.get(t.name)!].opType;
+        assert.ok(
+          !(producer === 'Conv' && readers.size === 1),
+          `cut ${cut.id} splits ${t.name} from the one op ORT fuses into its Conv`,
+        );
+      }
+    const x = new ort.Tensor(
+      'float32',
+      Float32Array.from({ length: 3 * 64 * 64 }, (_, i) => Math.sin(i / 13)),
+      [1, 3, 64, 64],
+    );
+    const whole = (await slicer.runWhole({ x })).mask.data as Float32Array;
+    for (const cut of cuts) {
+      const diff = maxAbsDiff(whole, await splitOutput(slicer, cut.id, 'fp32', { x }));
+      assert.ok(diff <= FP32_TOLERANCE, `cut ${cut.id}: max |Δ| ${diff}`);
+    }
   });
 });
 

@@ -2,7 +2,25 @@ export { type Int8Granularity, type Precision, PRECISIONS } from './boundary.js'
 export { BUILTIN_MODELS, builtinInputShape, type BuiltinModel, loadModelArg } from './bundled-models.js';
 export { analyzeInChildProcess, profileInChildProcess } from './child-work.js';
 export { ComputeLoad } from './compute-load.js';
+export {
+  CalibrationError,
+  imageToInput,
+  loadCalibration,
+  PADDLE_NORMALISATION,
+  renderTextLines,
+  systemFonts,
+} from './calibration.js';
 export { type Cut } from './cuts.js';
+export {
+  chooseThreshold,
+  ExitError,
+  type ExitHead,
+  type ExitInfo,
+  fitExits,
+  judgeExit,
+  loadExit,
+  parseExit,
+} from './exits.js';
 export { syntheticFeeds } from './feeds.js';
 export { INPUT_CUT, ModelRegistry, outputsToTensors, tensorsToFeeds } from './model-registry.js';
 export {

@@ -3,6 +3,7 @@ import { dtypeFromCode, isDType } from '../../protocol/dtypes.js';
 import { RobomeshError } from '../../protocol/errors.js';
 import type { Tensor } from '../../protocol/tensor-frame.js';
 import type { Int8Granularity, Precision } from './boundary.js';
+import { ExitError, type ExitHead } from './exits.js';
 import { syntheticFeeds } from './feeds.js';
 import { type LoadedModel, declaredType } from './onnx-model.js';
 import type { ModelProfile } from './profiler.js';
@@ -45,6 +46,7 @@ const CALIBRATION_MS = 20;
 export class ModelRegistry {
   private readonly slicers = new Map<string, ModelSlicer>();
   private readonly profiles = new Map<string, ModelProfile>();
+  private readonly exitHeads = new Map<string, { exit: ExitHead; exitMs: number }[]>();
 
   constructor(readonly sessions: SessionCache) {}
 
@@ -54,6 +56,42 @@ export class ModelRegistry {
     const slicer = await ModelSlicer.open(model, this.sessions, { inputShapes }, analyze);
     this.slicers.set(model.hash, slicer);
     return slicer;
+  }
+
+  /**
+   * Attaches an exit to a model held here, after checking it reads that model's cut tensor
+   * with its shape, and measures what the exit adds to the head (median of 5 runs).
+   */
+  async addExit(exit: ExitHead, source = 'exit'): Promise<void> {
+    const { info } = exit;
+    if (!this.slicers.has(info.model))
+      throw new ExitError('BAD_EXIT', `${source} belongs to model ${info.model.slice(0, 12)}…, which is not held here`);
+    const slicer = this.get(info.model);
+    const cut = slicer.analysis.cuts.find((c) => c.id === info.cut);
+    if (!cut || cut.tensors.length !== 1 || cut.tensors[0].name !== info.tensor)
+      throw new ExitError(
+        'BAD_EXIT',
+        `${source} reads '${info.tensor}' at cut ${info.cut}, which this model does not cut`,
+      );
+    const { model, index, inputShapes } = slicer.analysis;
+    const feeds = syntheticFeeds(model, index, inputShapes, 1);
+    const times: number[] = [];
+    for (let i = 0; i < 6; i++) {
+      const t0 = performance.now();
+      await slicer.runHeadWithExit(exit, 'fp32', feeds);
+      const t1 = performance.now();
+      await slicer.runHead(info.cut, 'fp32', feeds);
+      if (i > 0) times.push(t1 - t0 - (performance.now() - t1));
+    }
+    times.sort((a, b) => a - b);
+    const list = (this.exitHeads.get(info.model) ?? []).filter((e) => e.exit.info.cut !== info.cut);
+    list.push({ exit, exitMs: Math.max(0, times[times.length >> 1]) });
+    this.exitHeads.set(info.model, list);
+  }
+
+  /** The exits attached to a model, with what each adds to its head in ms. */
+  exits(hash: string): readonly { exit: ExitHead; exitMs: number }[] {
+    return this.exitHeads.get(hash) ?? [];
   }
 
   setProfile(profile: ModelProfile): void {

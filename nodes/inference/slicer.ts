@@ -1,6 +1,7 @@
 import ort from './ort-float16.js';
 import type { Tensor } from '../../protocol/tensor-frame.js';
 import { type Int8Granularity, PRECISIONS, type Precision } from './boundary.js';
+import { EXIT_LOGITS, type ExitHead, graftExit } from './exits.js';
 import { syntheticFeeds } from './feeds.js';
 import { type LoadedModel, runnableBytes } from './onnx-model.js';
 import { SessionCache } from './sessions.js';
@@ -91,6 +92,25 @@ export class ModelSlicer {
     const split = this.split(cutId, precision, granularity);
     const session = await this.sessions.get(`${this.hash}:${cutId}:${precision}:${granularity}:head`, () => split.head);
     return headOutputsToFrame(split.boundary, await session.run(feeds));
+  }
+
+  /**
+   * The head with an exit grafted on (one session): the boundary at `precision`, and the exit's
+   * logits computed from the fp32 cut tensor inside the head.
+   */
+  async runHeadWithExit(
+    exit: ExitHead,
+    precision: Precision,
+    feeds: Feeds,
+    granularity: Int8Granularity = 'channel',
+  ): Promise<{ boundary: Tensor[]; logits: Float32Array }> {
+    const split = this.split(exit.info.cut, precision, granularity);
+    const session = await this.sessions.get(
+      `${this.hash}:${exit.info.cut}:${precision}:${granularity}:head+exit:${exit.hash}`,
+      () => graftExit(split.head, exit),
+    );
+    const outputs = await session.run(feeds);
+    return { boundary: headOutputsToFrame(split.boundary, outputs), logits: outputs[EXIT_LOGITS].data as Float32Array };
   }
 
   /** Checks tensors described by a frame's headers against what the tail after `cutId` takes. */

@@ -3,6 +3,7 @@ import { signerFromSeed } from '../../protocol/ed25519.js';
 import type { Tensor } from '../../protocol/tensor-frame.js';
 import {
   type Precision,
+  loadExit,
   loadModelArg,
   analyzeInChildProcess,
   profileInChildProcess,
@@ -98,7 +99,8 @@ export interface RobotConfig {
   fleet: { name: string; members: string[]; bootstrap?: string[] };
   listen?: string[];
   mdns?: boolean;
-  models: { arg: string; inputShape?: Record<string, number[]> }[];
+  /** `exits`: exit files (`robomesh exits fit`) to attach to the model. */
+  models: { arg: string; inputShape?: Record<string, number[]>; exits?: string[] }[];
   /** Timed runs per part when profiling; profiles are reused from `cacheDir` when they match. */
   profileRuns?: number;
   cacheDir?: string;
@@ -266,7 +268,11 @@ export class Robot {
       }
       models.setProfile(profile);
     };
-    for (const m of config.models) await addModel(await loadModelArg(m.arg), m.inputShape);
+    for (const m of config.models) {
+      const model = await loadModelArg(m.arg);
+      await addModel(model, m.inputShape);
+      for (const file of m.exits ?? []) await models.addExit(await loadExit(file), file);
+    }
     if (config.prewarm) for (const hash of models.hashes()) await models.get(hash).prewarm(config.prewarm);
 
     const host = await createMeshHost({

@@ -7,8 +7,30 @@ export interface Plan {
   /** Cut id (split), or 'input' (offload). */
   cut?: string;
   precision: Precision;
+  /**
+   * Mean latency predicted. With an exit: head + exit, then with probability 1 − rate the rest
+   * (breakdown.afterExitMs) — a local tail (kind 'local') or the peer's part.
+   */
   predictedMs: number;
-  breakdown: { headMs: number; transferMs: number; rttMs: number; queueMs: number; tailMs: number };
+  /** An exit run right after the head at `cut` (hash of the exit model, its expected exit rate). */
+  exit?: { hash: string; rate: number };
+  breakdown: {
+    headMs: number;
+    transferMs: number;
+    rttMs: number;
+    queueMs: number;
+    tailMs: number;
+    exitMs?: number;
+    afterExitMs?: number;
+  };
+}
+
+/** An exit attached at a cut: what it adds to the head and how often it answers. */
+export interface ExitCost {
+  cut: string;
+  hash: string;
+  exitMs: number;
+  rate: number;
 }
 
 export interface CutCost {
@@ -18,6 +40,8 @@ export interface CutCost {
   headMs: number;
   /** Head time per boundary precision where measured (quantizing in-graph costs a little). */
   headMsAt?: Partial<Record<Precision, number>>;
+  /** This robot's tail time for the cut, where known (plans that finish an exit's misses here). */
+  localTailMs?: number;
 }
 
 export interface PeerOffer {
@@ -40,12 +64,16 @@ export interface PlanInput {
   cuts: CutCost[];
   peers: PeerOffer[];
   precisions: Precision[];
+  exits?: ExitCost[];
 }
 
 /**
  * All candidate plans, fastest first: all local; full offload to each peer; and every
  * (cut, peer, precision) split. latency = head + bytes/bandwidth + rtt + queue + tail, with
  * the output coming back over the same link (Neurosurgeon-style, with precision as in DynO).
+ * With exits, each exit's cut also gives a plan that finishes its misses locally, and every
+ * split at that cut a twin with the exit: exit, cut, peer and precision are chosen together
+ * (as SAC-D and SPINN do), on the mean latency the exit's measured rate predicts.
  */
 export function rankPlans(input: PlanInput): Plan[] {
   const plans: Plan[] = [];
@@ -84,6 +112,32 @@ export function rankPlans(input: PlanInput): Plan[] {
         });
       }
     }
+  }
+  for (const exit of input.exits ?? []) {
+    const cut = input.cuts.find((c) => c.id === exit.cut);
+    if (!cut) continue;
+    const withExit = (plan: Plan, headMs: number): Plan => {
+      const afterExitMs = plan.predictedMs - localQueueMs - headMs;
+      return {
+        ...plan,
+        exit: { hash: exit.hash, rate: exit.rate },
+        predictedMs: localQueueMs + headMs + exit.exitMs + (1 - exit.rate) * afterExitMs,
+        breakdown: { ...plan.breakdown, exitMs: exit.exitMs, afterExitMs },
+      };
+    };
+    if (cut.localTailMs !== undefined) {
+      const headMs = cut.headMsAt?.fp32 ?? cut.headMs;
+      const local: Plan = {
+        kind: 'local',
+        cut: cut.id,
+        precision: 'fp32',
+        predictedMs: localQueueMs + headMs + cut.localTailMs,
+        breakdown: { headMs: localQueueMs + headMs, transferMs: 0, rttMs: 0, queueMs: 0, tailMs: cut.localTailMs },
+      };
+      plans.push(withExit(local, headMs));
+    }
+    for (const plan of plans.filter((p) => p.kind === 'split' && p.cut === cut.id && !p.exit))
+      plans.push(withExit(plan, cut.headMsAt?.[plan.precision] ?? cut.headMs));
   }
   return plans.sort((a, b) => a.predictedMs - b.predictedMs);
 }

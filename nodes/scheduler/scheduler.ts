@@ -3,7 +3,7 @@ import { DTYPES } from '../../protocol/dtypes.js';
 import type { RobomeshError } from '../../protocol/errors.js';
 import { SchedulerError } from './errors.js';
 import { type Tensor, elementCount } from '../../protocol/tensor-frame.js';
-import { type Precision, INPUT_CUT, type ModelRegistry, tensorsToFeeds } from '../inference/index.js';
+import { type Precision, INPUT_CUT, type ModelRegistry, judgeExit, tensorsToFeeds } from '../inference/index.js';
 import type { PeerCapability, InferClient, RemoteResult, WorkQueue } from '../mesh/index.js';
 import type { LinkEstimator } from './links.js';
 import { type Plan, type PeerOffer, rankPlans } from './planner.js';
@@ -15,7 +15,9 @@ export interface InferOptions {
   /** Only these peers may execute. */
   executors?: string[];
   /** Force a plan kind (benchmarks compare static choices with the scheduler's). */
-  force?: { kind: Plan['kind']; cut?: string; precision?: Precision; peer?: string };
+  force?: { kind: Plan['kind']; cut?: string; precision?: Precision; peer?: string; exit?: boolean };
+  /** Leave exits out (benchmarks compare with and without). */
+  noExits?: boolean;
 }
 
 export interface ExecutorResult {
@@ -35,6 +37,10 @@ export interface Decision {
   /** Where the measured time went: head here, the remote call (and the executor's compute in it), a local tail. */
   timings: { headMs?: number; remoteMs?: number; remoteComputeMs?: number; localMs?: number };
   failovers: { peer: string; code: string; message: string }[];
+  /** Tensor bytes sent to and received from the executor that answered (absent: none). */
+  bytes?: { sent: number; received: number };
+  /** The exit the plan ran after its head: whether it answered, and how sure it was. */
+  exit?: { cut: string; taken: boolean; confidence: number };
 }
 
 export interface InferOutcome {
@@ -58,6 +64,9 @@ export interface SchedulerDeps {
 
 /** A measured time older than this gives way to the profile or advert (see `observed`). */
 const OBSERVED_MAX_AGE_MS = 15_000;
+
+/** Weight of each outcome in an exit's running exit rate. */
+const EXIT_RATE_WEIGHT = 0.05;
 
 /** Decisions the prediction error is the median over. */
 const ERROR_WINDOW = 100;
@@ -84,6 +93,10 @@ export class Scheduler extends EventEmitter<{ decision: [Decision] }> {
   private readonly observed = new Map<string, { ms: number; at: number }>();
   /** |predicted ÷ measured − 1| of the latest decisions that ran as planned. */
   private readonly errors: number[] = [];
+  /** Requests whose plan ran an exit, and how many of them it answered. */
+  readonly exitCounts = { asked: 0, taken: 0 };
+  /** Exit rates as measured here, per exit hash (starting from the rate found when it was fitted). */
+  private readonly exitRates = new Map<string, number>();
   /** When a plan was last asked for: a robot that never requests needs no link estimates. */
   lastPlannedAt = 0;
 
@@ -106,7 +119,12 @@ export class Scheduler extends EventEmitter<{ decision: [Decision] }> {
     return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
   }
 
-  plans(model: string, inputs: Tensor[], precisions: Precision[] = ['fp32', 'fp16', 'int8']): Plan[] {
+  /** The exit rate to plan with: measured here, else as fitted. */
+  exitRate(hash: string, fitted: number): number {
+    return this.exitRates.get(hash) ?? fitted;
+  }
+
+  plans(model: string, inputs: Tensor[], precisions: Precision[] = ['fp32', 'fp16', 'int8'], withExits = true): Plan[] {
     const { models, queue, links } = this.deps;
     this.lastPlannedAt = Date.now();
     const slicer = models.get(model);
@@ -114,6 +132,7 @@ export class Scheduler extends EventEmitter<{ decision: [Decision] }> {
     if (!profile)
       throw new SchedulerError('NOT_PROFILED', `model ${model.slice(0, 12)}… has no profile on this robot yet`);
     const headMs = new Map(profile.cuts.map((c) => [c.id, c.headMs]));
+    const tailMs = new Map(profile.cuts.map((c) => [c.id, c.tailMs]));
     // Times as profiled (or observed, brought back to unloaded speed), scaled by how loaded the
     // robot that runs them is now: this one measures its own, peers advertise theirs.
     const selfSlowdown = this.deps.load.slowdown();
@@ -151,9 +170,21 @@ export class Scheduler extends EventEmitter<{ decision: [Decision] }> {
           headMsAt: Object.fromEntries(
             precisions.map((p) => [p, seen(`head:${model}:${c.id}:${p}`, headMs.get(c.id)!)]),
           ),
+          localTailMs: tailMs.has(c.id) ? seen(`localtail:${model}:${c.id}`, tailMs.get(c.id)!) : undefined,
         })),
       peers: offers,
       precisions,
+      exits: withExits
+        ? models
+            .exits(model)
+            .filter(({ exit }) => inputs.length === 1 && inputs[0].dims.join() === exit.info.inputShape.join())
+            .map(({ exit, exitMs }) => ({
+              cut: exit.info.cut,
+              hash: exit.hash,
+              exitMs: exitMs * selfSlowdown,
+              rate: this.exitRate(exit.hash, exit.info.exitRate),
+            }))
+        : [],
     });
   }
 
@@ -176,12 +207,14 @@ export class Scheduler extends EventEmitter<{ decision: [Decision] }> {
     const start = performance.now();
     const deadline = start + (options.deadlineMs ?? 10_000);
     const allowed = options.executors ? new Set(options.executors) : undefined;
-    const ranked = this.plans(model, inputs, options.precisions).filter(
+    const ranked = this.plans(model, inputs, options.precisions, !options.noExits).filter(
       (p) => !allowed || !p.peer || allowed.has(p.peer),
     );
     const plan = pick(ranked, options.force);
     const failovers: Decision['failovers'] = [];
     const timings: Decision['timings'] = {};
+    let exitSeen: Decision['exit'];
+    let bytes: Decision['bytes'];
     const finish = (executor: string, outputs: Tensor[], results: ExecutorResult[]): InferOutcome => {
       const decision: Decision = {
         id: this.nextId++,
@@ -192,23 +225,32 @@ export class Scheduler extends EventEmitter<{ decision: [Decision] }> {
         actualMs: performance.now() - start,
         timings,
         failovers,
+        ...(exitSeen ? { exit: exitSeen } : {}),
+        ...(bytes ? { bytes } : {}),
       };
       const peer = executor === this.deps.self ? undefined : executor;
       const self = this.slowdownOf(undefined);
-      if (plan.kind === 'local') this.observe(`whole:${model}`, timings.localMs, self);
+      if (plan.kind === 'local' && !plan.exit) this.observe(`whole:${model}`, timings.localMs, self);
+      if (plan.kind === 'local' && plan.exit) this.observe(`localtail:${model}:${plan.cut}`, timings.localMs, self);
       if (timings.headMs !== undefined)
         this.observe(`head:${model}:${plan.cut}:${plan.precision}`, timings.headMs, self);
       if (peer) this.observe(`tail:${peer}:${model}:${plan.cut}`, timings.remoteComputeMs, this.slowdownOf(peer));
       // Only decisions that ran as planned say how good the prediction was (a failover is another plan).
-      if (failovers.length === 0 && (plan.kind === 'local' || peer === plan.peer))
-        this.recordPrediction(plan.predictedMs, decision.actualMs);
+      // An exit's plan predicts a mean; each run is judged by the branch it took.
+      const { exitMs, afterExitMs } = plan.breakdown;
+      const predicted =
+        exitSeen && afterExitMs !== undefined
+          ? plan.breakdown.headMs + (exitMs ?? 0) + (exitSeen.taken ? 0 : afterExitMs)
+          : plan.predictedMs;
+      if (failovers.length === 0 && (plan.kind === 'local' || peer === plan.peer || exitSeen?.taken))
+        this.recordPrediction(predicted, decision.actualMs);
       this.decisions.push(decision);
       if (this.decisions.length > 500) this.decisions.shift();
       this.emit('decision', decision);
       return { outputs, decision, results };
     };
 
-    if (plan.kind === 'local') {
+    if (plan.kind === 'local' && !plan.exit) {
       const t0 = performance.now();
       const outputs = await this.runLocal(model, INPUT_CUT, 'fp32', inputs);
       timings.localMs = performance.now() - t0;
@@ -217,14 +259,44 @@ export class Scheduler extends EventEmitter<{ decision: [Decision] }> {
     const cut = plan.cut!;
     const precision = plan.precision;
     const headStart = performance.now();
-    const boundary = plan.kind === 'split' ? await this.runHead(model, cut, precision, inputs) : inputs;
-    if (plan.kind === 'split') timings.headMs = performance.now() - headStart;
+    let boundary = inputs;
+    if (plan.exit) {
+      const exit = this.deps.models.exits(model).find((e) => e.exit.hash === plan.exit!.hash)!.exit;
+      const ran = await this.deps.queue.run(() =>
+        this.deps.models.get(model).runHeadWithExit(exit, precision, tensorsToFeeds(inputs)),
+      );
+      timings.headMs = performance.now() - headStart;
+      const verdict = judgeExit(exit.info, ran.logits);
+      exitSeen = { cut, taken: verdict.confident, confidence: verdict.confidence };
+      this.exitCounts.asked++;
+      if (verdict.confident) this.exitCounts.taken++;
+      const rate = this.exitRate(exit.hash, exit.info.exitRate);
+      this.exitRates.set(exit.hash, rate + EXIT_RATE_WEIGHT * ((verdict.confident ? 1 : 0) - rate));
+      if (verdict.confident)
+        return finish(this.deps.self, verdict.outputs, [{ executor: this.deps.self, outputs: verdict.outputs }]);
+      boundary = ran.boundary;
+      if (plan.kind === 'local') {
+        const t0 = performance.now();
+        const outputs = await this.runLocal(model, cut, precision, boundary);
+        timings.localMs = performance.now() - t0;
+        return finish(this.deps.self, outputs, [{ executor: this.deps.self, outputs }]);
+      }
+    } else if (plan.kind === 'split') {
+      boundary = await this.runHead(model, cut, precision, inputs);
+      timings.headMs = performance.now() - headStart;
+    }
     const localTailMs = this.localTailMs(model, cut);
     const executors = [
       plan.peer!,
       ...ranked
         .filter(
-          (p) => p.kind === plan.kind && p.cut === cut && p.precision === precision && p.peer && p.peer !== plan.peer,
+          (p) =>
+            p.kind === plan.kind &&
+            p.cut === cut &&
+            p.precision === precision &&
+            p.peer &&
+            p.peer !== plan.peer &&
+            !p.exit,
         )
         .map((p) => p.peer!),
     ];
@@ -258,11 +330,12 @@ export class Scheduler extends EventEmitter<{ decision: [Decision] }> {
         result.elapsedMs - result.computeMs,
       );
       timings.remoteMs = result.elapsedMs;
+      bytes = { sent: result.sentBytes, received: result.receivedBytes };
       timings.remoteComputeMs = result.computeMs;
       return result;
     };
     const predictedFor = (peer: string): Plan | undefined =>
-      ranked.find((p) => p.peer === peer && p.cut === cut && p.precision === precision);
+      ranked.find((p) => p.peer === peer && p.cut === cut && p.precision === precision && !p.exit);
 
     for (const peer of executors) {
       if (deadline - performance.now() <= localTailMs) break;
@@ -301,7 +374,8 @@ function pick(ranked: Plan[], force: InferOptions['force']): Plan {
       p.kind === force.kind &&
       (force.cut === undefined || p.cut === force.cut) &&
       (force.precision === undefined || p.precision === force.precision) &&
-      (force.peer === undefined || p.peer === force.peer),
+      (force.peer === undefined || p.peer === force.peer) &&
+      (force.exit === undefined || force.exit === (p.exit !== undefined)),
   );
   if (!match) throw new SchedulerError('NO_SUCH_PLAN', `no ${force.kind} plan matches ${JSON.stringify(force)}`);
   return match;

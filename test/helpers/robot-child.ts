@@ -2,7 +2,8 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { textLikeImage } from '../../nodes/inference/index.js';
+import { loadCalibration, textLikeImage } from '../../nodes/inference/index.js';
+import type { Tensor } from '../../protocol/tensor-frame.js';
 import { identityFromSeed } from '../../nodes/mesh/identity.js';
 import { LinkShaper } from '../../nodes/mesh/link-shaper.js';
 import { Robot } from '../../nodes/robot/robot.js';
@@ -11,10 +12,12 @@ import type { InferOptions } from '../../nodes/scheduler/index.js';
 /**
  * A robot in its own process, for tests that need one apart: in a network namespace, or pinned
  * to a CPU another process loads. argv: one JSON object {name, seed (hex), members, listen,
- * bootstrap, model, inputShape, cacheDir, prewarm?, profileRuns?}. Prints `ready {peerId,
+ * bootstrap, model, inputShape, cacheDir, prewarm?, profileRuns?, exits?, images?}. Prints `ready {peerId,
  * addrs}`, then answers commands on stdin with one JSON line each: `link PEER` (its estimate of
  * that link), `plan` / `plans N` (its best plan / N best plans now), `adverts` (the slowdown each
  * peer advertises), `infer [FORCE-JSON]` (one request, as the scheduler chooses or forced),
+ * `ask OPTIONS-JSON` ({image?: index into `images`, noExits?, force?}: one request, answering
+ * with its exit, bytes and the output's top class),
  * `shape PEER MBIT DELAY-MS` (its own sending toward PEER; MBIT 0 lifts it), `quit`. bench:adapt
  * drives it too.
  */
@@ -29,6 +32,10 @@ interface ChildConfig {
   cacheDir: string;
   prewarm?: 'head' | 'tail' | 'both';
   profileRuns?: number;
+  /** Exit files to attach to the model. */
+  exits?: string[];
+  /** A directory of images (`ask` requests pick one by index) instead of one synthetic input. */
+  images?: string;
 }
 
 const config = JSON.parse(process.argv[2]) as ChildConfig;
@@ -41,7 +48,7 @@ const robot = await Robot.start({
   identity: await identityFromSeed(Buffer.from(config.seed, 'hex')),
   fleet: { name: 'test', members: config.members, bootstrap: config.bootstrap },
   listen: config.listen,
-  models: [{ arg: config.model, inputShape: config.inputShape }],
+  models: [{ arg: config.model, inputShape: config.inputShape, exits: config.exits }],
   profileRuns: config.profileRuns ?? 2,
   prewarm: config.prewarm,
   cacheDir: config.cacheDir,
@@ -51,6 +58,11 @@ const robot = await Robot.start({
 const model = robot.models.hashes()[0];
 const [[input, dims]] = Object.entries(config.inputShape);
 const image = [{ name: input, dtype: 'float32' as const, dims, data: textLikeImage(dims[2], dims[3], 7) }];
+const images: Tensor[][] = config.images
+  ? (await loadCalibration(config.images, { name: input, shape: dims })).map((f) => [
+      { name: input, dtype: 'float32' as const, dims, data: f[input].data as Float32Array },
+    ])
+  : [];
 out('ready', { peerId: robot.peerId, addrs: robot.host.addresses() });
 
 const quit = async (): Promise<void> => {
@@ -71,6 +83,24 @@ async function command(line: string): Promise<void> {
       const force = line.length > 6 ? (JSON.parse(line.slice(6)) as InferOptions['force']) : undefined;
       const { decision: d } = await robot.infer(model, image, { force, deadlineMs: 60_000 });
       out('infer', { plan: d.plan, executor: d.executor, ms: d.actualMs, failovers: d.failovers.length });
+    } else if (cmd === 'ask') {
+      const o = JSON.parse(line.slice(4)) as { image?: number; noExits?: boolean; force?: InferOptions['force'] };
+      const inputs = o.image === undefined ? image : images[o.image % images.length];
+      const { decision: d, outputs } = await robot.infer(model, inputs, {
+        force: o.force,
+        noExits: o.noExits,
+        deadlineMs: 60_000,
+      });
+      const scores = outputs[0].data as Float32Array;
+      out('ask', {
+        plan: d.plan,
+        executor: d.executor,
+        ms: d.actualMs,
+        failovers: d.failovers.length,
+        exit: d.exit,
+        bytes: d.bytes,
+        top: scores.indexOf(Math.max(...scores)),
+      });
     } else if (cmd === 'shape') {
       const [, peer, mbit, delay] = line.split(' ');
       const rate = (Number(mbit) * 1e6) / 8;

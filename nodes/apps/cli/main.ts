@@ -9,6 +9,7 @@ import {
   auditVerifyCommand,
 } from './audit.js';
 import { demoCommand } from './demo.js';
+import { exitsFitCommand, exitsLinesCommand } from './exits.js';
 import { fleetCommand, parsePlacement } from './fleet.js';
 import {
   iotaAddressCommand,
@@ -60,6 +61,26 @@ program
   .option('--cache-dir <dir>', 'where profiles are stored (default $ROBOMESH_CACHE or ~/.cache/robomesh/profiles)')
   .option(...shapeOption)
   .action(profileCommand);
+
+const exits = program.command('exits').description('early exits: fit them on calibration images, or make images');
+exits
+  .command('fit')
+  .description('fit an exit at each cut of a classifier by distillation from its own outputs (no labels)')
+  .argument('<model>', 'ONNX file, or builtin:ocr-cls')
+  .requiredOption('--calib <dir>', 'calibration images (png, jpg, …), e.g. from `robomesh exits lines`')
+  .option('--out <dir>', 'where to write exit-<cut>-<hash>.onnx files', 'exits')
+  .option('--target <agreement>', 'agreement with the whole model to keep', parseFloat, 0.99)
+  .option('--seed <n>', 'seed of the fit/threshold/test split', parsePositiveInt, 1)
+  .option('--cut <id...>', 'only these cuts')
+  .option(...shapeOption)
+  .action(exitsFitCommand);
+exits
+  .command('lines')
+  .description('render text lines in the installed fonts, half upside down (calibration for builtin:ocr-cls)')
+  .argument('<dir>', 'where to write the PNG files')
+  .option('--count <n>', 'how many lines', parsePositiveInt, 400)
+  .option('--seed <n>', 'seed of words, sizes and colours', parsePositiveInt, 1)
+  .action(exitsLinesCommand);
 
 program
   .command('fleet')

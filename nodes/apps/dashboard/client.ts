@@ -305,7 +305,10 @@ export function dashboardClient(): void {
       ...known.map((r) => {
         const error = r.predictionErrorPct === undefined ? 'no decision yet' : `${r.predictionErrorPct.toFixed(0)} %`;
         const cpu = r.slowdown === undefined ? '' : `, compute ${r.slowdown.toFixed(1)}× its unloaded time`;
-        const row = el('div', 'prediction-row', `${r.name}: prediction error ${error}${cpu}`);
+        const exits = r.exits?.asked
+          ? `, early exit answered ${((100 * r.exits.taken) / r.exits.asked).toFixed(0)} % of ${r.exits.asked}`
+          : '';
+        const row = el('div', 'prediction-row', `${r.name}: prediction error ${error}${cpu}${exits}`);
         row.dataset.robot = r.name;
         return row;
       }),

@@ -166,6 +166,7 @@ export class RobotViewSource extends EventEmitter<{ update: [FleetView] }> imple
       stateHash: r.ledger?.stateHash() ?? '',
       predictionErrorPct: percent(r.scheduler.predictionError()),
       slowdown: r.load.slowdown(),
+      exits: { ...r.scheduler.exitCounts },
     };
     const peers = this.peers().sort((a, b) =>
       this.nameOf(a) < this.nameOf(b) ? -1 : this.nameOf(a) > this.nameOf(b) ? 1 : 0,

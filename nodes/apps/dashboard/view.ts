@@ -16,6 +16,8 @@ export interface RobotView {
   /** Median |predicted ÷ measured − 1| of its scheduler's latest decisions, %; its compute slowdown (1 = unloaded). */
   predictionErrorPct?: number;
   slowdown?: number;
+  /** Requests whose plan ran an early exit, and how many the exit answered. */
+  exits?: { asked: number; taken: number };
 }
 
 /** `a`, `b` are robot names; `connected: false` means partitioned or down. */

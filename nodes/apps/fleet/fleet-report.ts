@@ -58,6 +58,8 @@ export interface FleetReport {
     shaping: string;
     measured: { from: string; to: string; shapedMbit: number; measuredMbit: number; rttMs: number }[];
   }[];
+  /** Per robot whose requests ran early exits: how many did, and how many the exit answered. */
+  exits: { robot: string; asked: number; taken: number }[];
   /** Over the processes hosting robots (each counted once): largest RSS, total RSS / robots, total CPU time. */
   resources: { maxRssMb: number; rssMbPerRobot: number; cpuSeconds: number };
 }

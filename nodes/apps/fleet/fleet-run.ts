@@ -121,6 +121,7 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
                 loopLagMs: s.loopLagMs.p99,
                 slowdown: s.slowdown,
                 predictionErrorPct: s.predictionError === undefined ? undefined : 100 * s.predictionError,
+                exits: s.exits,
               }
             : {}),
         };
@@ -533,6 +534,9 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
       anchoring: { on: anchorOn, anchors },
       audit,
       links: this.shapings,
+      exits: [...this.statuses.entries()]
+        .filter(([, s]) => s.exits?.asked)
+        .map(([robot, s]) => ({ robot, asked: s.exits.asked, taken: s.exits.taken })),
       resources: {
         maxRssMb: Math.max(...usage.map((u) => u.rss)) / 2 ** 20,
         rssMbPerRobot: usage.reduce((a, u) => a + u.rss, 0) / 2 ** 20 / statuses.length,

@@ -40,6 +40,12 @@ export function reportMarkdown(r: FleetReport): string {
       `${r.inference.decisions.provisional} provisional, ${r.inference.decisions.overturned} overturned, ` +
       `${r.inference.decisions.assigned + r.inference.decisions.open} undecided.`,
     '',
+    r.exits.length
+      ? `Early exits: ${r.exits
+          .map((e) => `${e.robot} answered ${e.taken} of ${e.asked} (${pct(e.taken / e.asked)})`)
+          .join(', ')}.`
+      : 'Early exits: no request ran one (no exits attached, or none paid).',
+    '',
     '## Partitions',
     '',
     r.heals.length ? '| heal at (s) | logs and maps converged after |\n|---|---|' : 'No partition in this scenario.',

@@ -111,6 +111,8 @@ export interface RobotStatus {
   /** Median |predicted ÷ measured − 1| of the scheduler's latest decisions; compute slowdown (1 = unloaded). */
   predictionError?: number;
   slowdown: number;
+  /** Requests whose plan ran an exit, and how many it answered. */
+  exits: { asked: number; taken: number };
   /** Logged tasks in this robot's log, by state. */
   tasks: Record<TaskStatus, number>;
   rss: number;
@@ -340,6 +342,7 @@ export class RobotRuntime {
       tasks: countTasks(state.tasks.values()),
       predictionError: r.scheduler.predictionError(),
       slowdown: r.load.slowdown(),
+      exits: { ...r.scheduler.exitCounts },
       rss: process.memoryUsage().rss,
       loopLagMs: this.loopLag(),
       cpuMs: process.cpuUsage().user / 1000 + process.cpuUsage().system / 1000,

@@ -11,6 +11,7 @@ import {
   renderTextLines,
 } from '../nodes/inference/index.js';
 import { identityFromSeed } from '../nodes/mesh/index.js';
+import { prng } from '../nodes/util/index.js';
 import type { Plan } from '../nodes/scheduler/index.js';
 import { type Child, ask, startRobotChild } from '../test/helpers/child.js';
 import { type Row, table, writeResults } from './report.js';
@@ -22,16 +23,20 @@ import { cpuCgroup } from './split-common.js';
  * (target 99 % agreement), then a weak requester (a CFS quota of CPU_LIMIT % of one core, as in
  * bench:split and bench:adapt, pinned to core 0) holding the exits and a full-speed peer (core 1)
  * run EVAL other lines at links shaped in-process both ways to 1, 5 and 20 Mbit/s (+2 ms).
- * Each line is asked twice in a row, with exits and without (the scheduler choosing everything
- * else both times), so machine drift hits both alike. Per rate: exit rate, agreement of the
- * answers with the whole model's, p50 latency and tensor bytes per request with exits ÷ without.
+ * The three attached exits are those that skip most compute (exit rate × share after the cut).
+ * Every line goes through every arm, in a fresh seeded order, before the next line: the
+ * scheduler with and without exits, and static plans (all-local; a split at each exit's cut at
+ * int8, without and with the exit; the exit with its misses finished locally). Per rate: exit
+ * rate, agreement of the answers with the whole model's, p50 latency and tensor bytes per
+ * request with exits ÷ without, for the scheduler and for the best static arms of each kind.
  * Goal: p50 −30 % or better at 5 Mbit/s with ≥ 99 % agreement.
  */
 const CPU_LIMIT = Number(process.env.BENCH_CPU_LIMIT ?? 25);
 const RATES = (process.env.BENCH_RATES ?? '1,5,20').split(',').map(Number);
-const CALIB = Number(process.env.BENCH_CALIB ?? 400);
+const CALIB = Number(process.env.BENCH_CALIB ?? 1000);
 const EVAL = Number(process.env.BENCH_EVAL ?? 200);
 const DELAY_MS = 2;
+const MAX_EXITS = 3;
 const CGROUP = '/sys/fs/cgroup/cpu/rmbench-exits';
 const MODEL = 'builtin:ocr-cls';
 const SHAPE = { x: [1, 3, 48, 192] };
@@ -71,8 +76,13 @@ try {
   });
   const input = { name: 'x', shape: SHAPE.x };
   const exits = await fitExits(slicer, await loadCalibration(calibDir, input), { seed: 1 });
+  // The exits worth attaching: the most compute skipped per request (exit rate × share after the
+  // cut), three at most. Each attached exit is one more head session in the robot's cache.
+  const shareOf = new Map(slicer.analysis.cuts.map((c) => [c.id, c.headShare]));
+  const saving = (e: (typeof exits)[number]): number => e.info.exitRate * (1 - (shareOf.get(e.info.cut) ?? 1));
+  const attached = [...exits].sort((a, b) => saving(b) - saving(a)).slice(0, MAX_EXITS);
   const files: string[] = [];
-  for (const e of exits.filter((x) => x.info.exitRate > 0)) {
+  for (const e of attached.filter((x) => x.info.exitRate > 0)) {
     const file = join(dir, `exit-${e.info.cut}.onnx`);
     await writeFile(file, e.bytes);
     files.push(file);
@@ -85,10 +95,10 @@ try {
     wholeTop.push(s.indexOf(Math.max(...s)));
   }
   await sessions.close();
-  const shares = new Map(slicer.analysis.cuts.map((c) => [c.id, c.headShare]));
   const fitted: Row[] = exits.map((e) => ({
     cut: e.info.cut,
-    'head share': shares.get(e.info.cut) ?? NaN,
+    'head share': shareOf.get(e.info.cut) ?? NaN,
+    attached: attached.includes(e) ? 'yes' : '',
     'exit rate (fit test share)': e.info.exitRate,
     'agreement (fit test share)': e.info.agreement,
     threshold: e.info.threshold > 1 ? 'never' : e.info.threshold,
@@ -137,18 +147,60 @@ try {
     ask<Asked>(requester, `ask ${JSON.stringify({ image, noExits })}`, 'ask', 120_000);
 
   const rows: Row[] = [];
+  const armRows: Row[] = [];
+  const attachedCuts = attached.filter((x) => x.info.exitRate > 0).map((e) => e.info.cut);
   for (const mbit of RATES) {
     await Promise.all([
       ask(requester, `shape ${peerId} ${mbit} ${DELAY_MS}`, 'shape'),
       ask(peer, `shape ${reqId} ${mbit} ${DELAY_MS}`, 'shape'),
     ]);
     for (let i = 0; i < 10; i++) await request(i, i % 2 === 0); // sessions and the link estimate settle
-    const withExits: Asked[] = [];
-    const without: Asked[] = [];
+    if (process.env.BENCH_PLANS)
+      for (const p of await ask<Plan[]>(requester, 'plans 8', 'plans'))
+        process.stdout.write(
+          `    ${p.kind} ${p.cut ?? ''} ${p.precision} exit ${p.exit ? p.exit.rate.toFixed(2) : '-'} ` +
+            `${p.predictedMs.toFixed(2)} ms ${JSON.stringify(p.breakdown)}\n`,
+        );
+    // Arms, each asked every line in turn (line i goes through every arm before line i + 1): the
+    // scheduler with and without exits, and static plans — all-local and a split at each attached
+    // exit's cut (int8), each without and with the exit. The static arms show what exits can
+    // give where the scheduler's noisy times (a 25 % quota makes every measured time bimodal)
+    // mislead it.
+    type Force = { kind: Plan['kind']; cut?: string; precision?: Plan['precision']; exit?: boolean };
+    const arms: { name: string; exits: boolean; force?: Force }[] = [
+      { name: 'scheduler', exits: true },
+      { name: 'scheduler', exits: false },
+      { name: 'local', exits: false, force: { kind: 'local', exit: false } },
+      ...attachedCuts.flatMap((cut) => [
+        { name: `local, exit@${cut}`, exits: true, force: { kind: 'local' as const, cut, exit: true } },
+        {
+          name: `split ${cut} int8`,
+          exits: false,
+          force: { kind: 'split' as const, cut, precision: 'int8' as const, exit: false },
+        },
+        {
+          name: `exit@${cut}, split ${cut} int8`,
+          exits: true,
+          force: { kind: 'split' as const, cut, precision: 'int8' as const, exit: true },
+        },
+      ]),
+    ];
+    const results = arms.map(() => [] as Asked[]);
+    const random = prng(mbit);
     for (let i = 0; i < EVAL; i++) {
-      withExits.push(await request(i, false));
-      without.push(await request(i, true));
-      if (i % 20 === 19) tidy(requester);
+      // A fresh order per line: under a CFS quota the arm that crosses the period's budget waits
+      // ~7 ms, and a fixed order would hand that wait to the same arms every time.
+      const order = arms.map((arm, k) => ({ arm, k, r: random() })).sort((a, b) => a.r - b.r);
+      for (const { arm, k } of order)
+        results[k].push(
+          await ask<Asked>(
+            requester,
+            `ask ${JSON.stringify({ image: i, noExits: !arm.exits, force: arm.force })}`,
+            'ask',
+            120_000,
+          ),
+        );
+      if (i % 10 === 9) tidy(requester);
     }
     const bytes = (xs: Asked[]): number => mean(xs.map((a) => (a.bytes ? a.bytes.sent + a.bytes.received : 0)));
     const agreement = (xs: Asked[]): number => xs.filter((a, i) => a.top === wholeTop[i]).length / xs.length;
@@ -158,27 +210,56 @@ try {
       const [name, n] = [...counts].sort((a, b) => b[1] - a[1])[0];
       return `${name} (${n})`;
     };
-    const p50With = median(withExits.map((a) => a.ms));
-    const p50Without = median(without.map((a) => a.ms));
-    const bytesWith = bytes(withExits);
-    const bytesWithout = bytes(without);
+    const summary = results.map((xs, k) => ({
+      arm: arms[k],
+      p50: median(xs.map((a) => a.ms)),
+      exitRate: xs.filter((a) => a.exit?.taken).length / xs.length,
+      agreement: agreement(xs),
+      bytes: bytes(xs),
+      usual: usual(xs),
+    }));
+    for (const x of summary)
+      process.stdout.write(
+        `  ${mbit} Mbit/s ${x.arm.force ? x.arm.name : `scheduler ${x.arm.exits ? 'with' : 'without'} exits`}: ` +
+          `p50 ${x.p50.toFixed(2)} ms, exit rate ${x.exitRate.toFixed(2)}, agreement ${x.agreement.toFixed(3)}, ` +
+          `${x.bytes.toFixed(0)} B/request${x.arm.force ? '' : `, usually ${x.usual}`}\n`,
+      );
+    const [withExits, without] = summary;
+    const statics = summary.slice(2);
+    // The fastest static arm of each kind whose answers keep the target agreement.
+    const best = (exits: boolean) =>
+      statics.filter((x) => x.arm.exits === exits && x.agreement >= 0.99).sort((a, b) => a.p50 - b.p50)[0] ??
+      statics.filter((x) => x.arm.exits === exits)[0];
+    const bestWith = best(true);
+    const bestWithout = best(false);
     rows.push({
       'link Mbit/s': mbit,
       requests: EVAL,
-      'exit rate': withExits.filter((a) => a.exit?.taken).length / EVAL,
-      'agreement with exits': agreement(withExits),
-      'agreement without': agreement(without),
-      'p50 ms with exits': p50With,
-      'p50 ms without': p50Without,
-      'p50 with ÷ without': p50With / p50Without,
-      'bytes/request with': bytesWith,
-      'bytes/request without': bytesWithout,
-      'bytes with ÷ without': bytesWithout > 0 ? bytesWith / bytesWithout : bytesWith > 0 ? 'inf' : '0 / 0',
-      'usual plan with exits': usual(withExits),
-      'usual plan without': usual(without),
+      'scheduler: exit rate': withExits.exitRate,
+      'scheduler: agreement with exits': withExits.agreement,
+      'scheduler: p50 with ÷ without': withExits.p50 / without.p50,
+      'scheduler: bytes with ÷ without':
+        without.bytes > 0 ? withExits.bytes / without.bytes : withExits.bytes > 0 ? 'inf' : '0 / 0',
+      'scheduler: usual plan with exits': withExits.usual,
+      'best static with exits': bestWith.arm.name,
+      'its exit rate': bestWith.exitRate,
+      'its agreement': bestWith.agreement,
+      'p50 ms': bestWith.p50,
+      'best static without': bestWithout.arm.name,
+      'p50 ms without': bestWithout.p50,
+      'best p50 with ÷ without': bestWith.p50 / bestWithout.p50,
+      'bytes with ÷ without':
+        bestWithout.bytes > 0 ? bestWith.bytes / bestWithout.bytes : bestWith.bytes > 0 ? 'inf' : '0 / 0',
     });
-    process.stdout.write(
-      `  ${mbit} Mbit/s: p50 ${p50With.toFixed(2)} ms with exits, ${p50Without.toFixed(2)} without\n`,
+    arms.forEach((arm, k) =>
+      armRows.push({
+        'link Mbit/s': mbit,
+        arm: arm.force ? arm.name : `scheduler, exits ${arm.exits ? 'on' : 'off'}`,
+        'p50 ms': summary[k].p50,
+        'exit rate': summary[k].exitRate,
+        agreement: summary[k].agreement,
+        'bytes/request': summary[k].bytes,
+      }),
     );
   }
   const heading =
@@ -186,13 +267,14 @@ try {
     `${cgroup ? `under a CFS quota of ${CPU_LIMIT} % of a core` : 'NOT CPU-limited: no cgroup'}, one full-speed ` +
     `peer, links shaped in-process both ways (+${DELAY_MS} ms); goal: p50 with ÷ without ≤ 0.7 at 5 Mbit/s, ` +
     `agreement ≥ 99 %`;
-  process.stdout.write(`\n${heading}\n\n${table(rows)}\n`);
+  process.stdout.write(`\n${heading}\n\n${table(rows)}\n\nEvery arm:\n\n${table(armRows)}\n`);
   const path = await writeResults('exits', {
     cpuLimit: cgroup ? CPU_LIMIT : null,
     calibration: CALIB,
     evaluation: EVAL,
     fitted,
     rows,
+    arms: armRows,
   });
   process.stdout.write(`results: ${path}\n`);
 } finally {

@@ -20,6 +20,8 @@ import { TaskError } from './errors.js';
 import { executorsWanted, isDecided, volunteerDelayMs, volunteerPosition } from './policy.js';
 import type { TaskExecutor, TaskRun } from './task-executor.js';
 
+const TASK_PRECISIONS: Precision[] = ['fp32', 'fp16'];
+
 export interface TaskRequesterComponents {
   ledger: Ledger;
   blobs: BlobStore;
@@ -49,6 +51,11 @@ export interface TaskOptions {
   f?: number;
   /** How long to wait for a decision (default 10 s). Undecided tasks go on in the background. */
   deadlineMs?: number;
+  /**
+   * Boundary precisions the plan may use (default fp32 and fp16). int8 only when asked: on the
+   * generated CNN an int8 boundary at its pooled features moved the logits past what result
+   * fingerprints tolerate, so the decided answer no longer matched the whole model's.
+   */
   precisions?: Precision[];
   /** How long robots wait for a quorum before assigning more executors (default: from the plan). */
   timeoutMs?: number;
@@ -166,7 +173,8 @@ export class TaskRequester implements Startable {
       return ledger.state.members.has(key) && !isExcluded(ledger.state, key);
     };
     const ranked = scheduler
-      .plans(model, inputs, options.precisions)
+      // Executors answer the task as logged (head, cut, precision): no early exit in between.
+      .plans(model, inputs, options.precisions ?? TASK_PRECISIONS, false)
       .filter((p) => !p.peer || ((!allowed || allowed.has(p.peer)) && eligible(p.peer)));
     const plan = chooseExecutors(ranked, fullAssignment(f));
     const cut = plan.cut;

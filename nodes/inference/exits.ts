@@ -58,7 +58,7 @@ export interface ExitHead {
 }
 
 export const EXIT_LOGITS = 'robomesh_exit_logits';
-const META_KEY = 'robomesh.exit';
+export const EXIT_META_KEY = 'robomesh.exit';
 const PREFIX = 'robomesh_exit_';
 
 export interface FitOptions {
@@ -226,12 +226,15 @@ export function chooseThreshold(judged: { confidence: number; agrees: boolean }[
 /** Reads an exit model (bytes of a file written by `robomesh exits fit`). */
 export function parseExit(bytes: Uint8Array, source = 'exit'): ExitHead {
   const model = parseModel(bytes, source).proto;
-  const meta = model.metadataProps.find((p) => p.key === META_KEY)?.value;
+  const meta = model.metadataProps.find((p) => p.key === EXIT_META_KEY)?.value;
   let info: ExitInfo;
   try {
     info = JSON.parse(meta ?? '') as ExitInfo;
   } catch {
-    throw new ExitError('BAD_EXIT', `${source} is an ONNX model but not a robomesh exit (no '${META_KEY}' metadata)`);
+    throw new ExitError(
+      'BAD_EXIT',
+      `${source} is an ONNX model but not a robomesh exit (no '${EXIT_META_KEY}' metadata)`,
+    );
   }
   const ok =
     typeof info.model === 'string' &&
@@ -351,7 +354,7 @@ function exitModel(
     input: [tensorValueInfo(info.tensor, 1, shape)],
     output: [tensorValueInfo(EXIT_LOGITS, 1, [1, info.classes])],
   });
-  model.metadataProps.push(create(StringStringEntryProtoSchema, { key: META_KEY, value: JSON.stringify(info) }));
+  model.metadataProps.push(create(StringStringEntryProtoSchema, { key: EXIT_META_KEY, value: JSON.stringify(info) }));
   return serializeModel(model);
 }
 
@@ -412,21 +415,21 @@ function trainSoftmax(
   return { weights, bias };
 }
 
-function softmax(x: Float64Array): Float64Array {
-  const m = Math.max(...x);
-  const e = x.map((v) => Math.exp(v - m));
+export function softmax(x: ArrayLike<number>): Float64Array {
+  const m = Math.max(...Array.from(x));
+  const e = Float64Array.from(x, (v) => Math.exp(v - m));
   const s = e.reduce((a, b) => a + b, 0);
   return e.map((v) => v / s);
 }
 
-function argmax(x: ArrayLike<number>): number {
+export function argmax(x: ArrayLike<number>): number {
   let best = 0;
   for (let i = 1; i < x.length; i++) if (x[i] > x[best]) best = i;
   return best;
 }
 
 /** Indices 0..n-1 in a seeded order (Fisher–Yates). */
-function shuffled(n: number, seed: number): number[] {
+export function shuffled(n: number, seed: number): number[] {
   const random = prng(seed);
   const order = [...Array(n).keys()];
   for (let i = n - 1; i > 0; i--) {

@@ -11,6 +11,7 @@ export {
   systemFonts,
 } from './calibration.js';
 export { type Cut } from './cuts.js';
+export { type DeclaredExit, declareExit } from './declared-exits.js';
 export {
   chooseThreshold,
   ExitError,

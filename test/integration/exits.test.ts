@@ -2,20 +2,31 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import ort from 'onnxruntime-node';
 import {
   type ExitHead,
+  attr,
   chooseThreshold,
+  declareExit,
+  node,
+  opset13Model,
+  parseModel,
+  serializeModel,
+  tensorValueInfo,
+  textLikeImage,
   fitExits,
   judgeExit,
   loadCalibration,
   parseExit,
   renderTextLines,
 } from '../../nodes/inference/index.js';
-import type { Feeds, ModelSlicer } from '../../nodes/inference/slicer.js';
+import { tensorProto } from '../../nodes/inference/onnx-model.js';
+import { type Feeds, ModelSlicer } from '../../nodes/inference/slicer.js';
+import { prng } from '../../nodes/util/index.js';
 import type { Robot } from '../../nodes/robot/robot.js';
 import { robomesh } from '../helpers/cli.js';
 import { startFleet, testIdentities } from '../helpers/fleet.js';
-import { slicerFor } from '../helpers/models.js';
+import { sessions, slicerFor } from '../helpers/models.js';
 
 /**
  * Early exits on PaddleOCR's text-direction classifier (a real pretrained model), fitted on text
@@ -236,5 +247,89 @@ describe('early exits (builtin:ocr-cls on rendered text lines)', function () {
         'no exit at an input shape it was not fitted at',
       );
     });
+  });
+});
+
+describe('declared exits: an output the model computes at an earlier depth', function () {
+  this.timeout(120_000);
+  /** Stem → t1 → (early: pool, linear) and (trunk: conv, pool, linear → logits), seeded weights. */
+  function earlyHeadModel(): Uint8Array {
+    const random = prng(5);
+    const w = (name: string, dims: number[]) =>
+      tensorProto(
+        name,
+        1,
+        dims,
+        Float32Array.from({ length: dims.reduce((a, b) => a * b, 1) }, () => random() - 0.5),
+      );
+    const graph = {
+      name: 'early_head',
+      node: [
+        node('Conv', ['x', 'c1.w', 'c1.b'], ['c1'], [attr('pads', [1, 1, 1, 1]), attr('strides', [2, 2])]),
+        node('Relu', ['c1'], ['t1']),
+        node('GlobalAveragePool', ['t1'], ['e.pool']),
+        node('Flatten', ['e.pool'], ['e.flat']),
+        node('Gemm', ['e.flat', 'e.w', 'e.b'], ['early'], [attr('transB', 1)]),
+        node('Conv', ['t1', 'c2.w', 'c2.b'], ['c2'], [attr('pads', [1, 1, 1, 1]), attr('strides', [2, 2])]),
+        node('Relu', ['c2'], ['t2']),
+        node('Conv', ['t2', 'c3.w', 'c3.b'], ['c3'], [attr('pads', [1, 1, 1, 1])]),
+        node('Relu', ['c3'], ['t3']),
+        node('GlobalAveragePool', ['t3'], ['f.pool']),
+        node('Flatten', ['f.pool'], ['f.flat']),
+        node('Gemm', ['f.flat', 'f.w', 'f.b'], ['logits'], [attr('transB', 1)]),
+      ],
+      initializer: [
+        w('c1.w', [8, 3, 3, 3]),
+        w('c1.b', [8]),
+        w('e.w', [4, 8]),
+        w('e.b', [4]),
+        w('c2.w', [16, 8, 3, 3]),
+        w('c2.b', [16]),
+        w('c3.w', [16, 16, 3, 3]),
+        w('c3.b', [16]),
+        w('f.w', [4, 16]),
+        w('f.b', [4]),
+      ],
+      input: [tensorValueInfo('x', 1, [1, 3, 32, 32])],
+      output: [tensorValueInfo('logits', 1, [1, 4]), tensorValueInfo('early', 1, [1, 4])],
+    };
+    return serializeModel(opset13Model('test early head', graph));
+  }
+  const feeds: Feeds[] = Array.from({ length: 60 }, (_, k) => ({
+    x: new ort.Tensor('float32', textLikeImage(32, 32, 100 + k), [1, 3, 32, 32]),
+  }));
+
+  it('the model without the early output gets cuts past it; the exit reproduces that output', async () => {
+    const original = parseModel(earlyHeadModel(), 'early-head');
+    const before = await ModelSlicer.open(original, sessions);
+    const declared = await declareExit(original, 'early', feeds, sessions, { target: 0.9 });
+    const { slicer, exit } = declared;
+    assert.deepEqual(slicer.analysis.index.outputs, ['logits']);
+    const exitCut = slicer.analysis.cuts.find((c) => c.id === exit.info.cut)!;
+    assert.deepEqual(
+      exitCut.tensors.map((t) => t.name),
+      ['t1'],
+      'the exit reads the trunk tensor its branch starts from',
+    );
+    assert.ok(
+      slicer.analysis.cuts.some((c) => c.headShare > exitCut.headShare),
+      'cuts after the branch (with the early output live to the end, there were none)',
+    );
+    assert.ok(!before.analysis.cuts.some((c) => c.headShare > exitCut.headShare + 0.01));
+    const whole = await ort.InferenceSession.create(original.bytes, { logSeverityLevel: 3 });
+    try {
+      for (const f of feeds.slice(0, 5)) {
+        const expected = await whole.run(f);
+        const { logits } = await slicer.runHeadWithExit(exit, 'fp32', f);
+        const early = expected.early.data as Float32Array;
+        for (let i = 0; i < 4; i++) assert.ok(Math.abs(logits[i] - early[i]) < 1e-5, 'the exit is the early head');
+        const final = (await slicer.runWhole(f)).logits.data as Float32Array;
+        assert.deepEqual(Array.from(final), Array.from(expected.logits.data as Float32Array));
+      }
+    } finally {
+      await whole.release();
+    }
+    assert.equal(parseExit(exit.bytes).info.model, declared.model.hash, 'the exit belongs to the pruned model');
+    await assert.rejects(declareExit(original, 'nope', feeds, sessions), /no output 'nope'/);
   });
 });

@@ -6,6 +6,7 @@ import {
   ModelSlicer,
   SessionCache,
   builtinInputShape,
+  declareExit,
   fitExits,
   loadCalibration,
   loadModelArg,
@@ -98,6 +99,13 @@ export async function exitsFitCommand(modelArg: string, args: ExitsFitArgs): Pro
         `agreement target ${(100 * args.target).toFixed(1)} %\n` +
         `${exitsTable(exits, shares)}\nwritten to ${args.out}\n`,
     );
+    // With no miss seen, 3 are assumed (a 95 % bound): the threshold share must hold 3 / (1 − target).
+    const needed = Math.ceil(3 / (1 - args.target) / 0.4);
+    if (args.target < 1 && exits.every((e) => e.info.threshold > 1) && feeds.length < needed)
+      process.stderr.write(
+        `no exit can answer at ${(100 * args.target).toFixed(1)} % agreement from ${feeds.length} images: ` +
+          `give at least ${needed}\n`,
+      );
   } finally {
     await sessions.close();
   }
@@ -118,4 +126,50 @@ export async function exitsLinesCommand(dir: string, args: { count: number; seed
     rendering.stop();
   }
   process.stdout.write(`${files.length} text lines (half upside down) in ${dir}\n`);
+}
+
+/** `robomesh exits declare MODEL --output NAME --calib DIR --out DIR`: an early output as an exit. */
+export async function exitsDeclareCommand(
+  modelArg: string,
+  args: {
+    output: string;
+    calib: string;
+    out: string;
+    target: number;
+    seed: number;
+    inputShape?: Record<string, number[]>;
+  },
+): Promise<void> {
+  if (!(args.target > 0 && args.target <= 1)) throw new UsageError(`--target must be in (0, 1], not ${args.target}`);
+  const model = await loadModelArg(modelArg);
+  const sessions = new SessionCache({ threads: 1 });
+  try {
+    const probe = await ModelSlicer.open(model, sessions, {
+      inputShapes: args.inputShape ?? builtinInputShape(modelArg),
+    });
+    const inputs = probe.analysis.index.inputs;
+    const shape = probe.analysis.inputShapes[inputs[0]];
+    if (inputs.length !== 1 || !shape) throw new UsageError('exits are declared on models with one image input');
+    const feeds = await loadCalibration(args.calib, { name: inputs[0], shape });
+    const declared = await declareExit(model, args.output, feeds, sessions, {
+      target: args.target,
+      seed: args.seed,
+      inputShapes: probe.analysis.inputShapes,
+    });
+    try {
+      await mkdir(args.out, { recursive: true });
+      await writeFile(join(args.out, 'model.onnx'), declared.model.bytes);
+      await writeFile(join(args.out, exitFileName(declared.exit)), declared.exit.bytes);
+    } catch (err) {
+      throw new UsageError(`cannot write to ${args.out}: ${(err as Error).message}`);
+    }
+    const shares = new Map(declared.slicer.analysis.cuts.map((c) => [c.id, c.headShare]));
+    process.stdout.write(
+      `${modelArg}: '${args.output}' is now an exit at ${declared.exit.info.cut}; the model without it ` +
+        `(sha256 ${declared.model.hash.slice(0, 16)}…) is ${join(args.out, 'model.onnx')}\n` +
+        `${exitsTable([declared.exit], shares)}\n`,
+    );
+  } finally {
+    await sessions.close();
+  }
 }

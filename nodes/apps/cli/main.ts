@@ -9,7 +9,7 @@ import {
   auditVerifyCommand,
 } from './audit.js';
 import { demoCommand } from './demo.js';
-import { exitsFitCommand, exitsLinesCommand } from './exits.js';
+import { exitsDeclareCommand, exitsFitCommand, exitsLinesCommand } from './exits.js';
 import { fleetCommand, parsePlacement } from './fleet.js';
 import {
   iotaAddressCommand,
@@ -74,6 +74,17 @@ exits
   .option('--cut <id...>', 'only these cuts')
   .option(...shapeOption)
   .action(exitsFitCommand);
+exits
+  .command('declare')
+  .description('make an output the model computes at an earlier depth an exit (writes the model without it)')
+  .argument('<model>', 'ONNX file with the early output beside the final one')
+  .requiredOption('--output <name>', 'the early output')
+  .requiredOption('--calib <dir>', 'calibration images, to choose the threshold')
+  .option('--out <dir>', 'where to write model.onnx and the exit', 'exits')
+  .option('--target <agreement>', 'agreement with the whole model to keep', parseFloat, 0.99)
+  .option('--seed <n>', 'seed of the threshold/test split', parsePositiveInt, 1)
+  .option(...shapeOption)
+  .action(exitsDeclareCommand);
 exits
   .command('lines')
   .description('render text lines in the installed fonts, half upside down (calibration for builtin:ocr-cls)')

@@ -68,6 +68,9 @@ const OBSERVED_MAX_AGE_MS = 15_000;
 /** Weight of each outcome in an exit's running exit rate. */
 const EXIT_RATE_WEIGHT = 0.05;
 
+/** Measured times per key the planned time is the median of. */
+const OBSERVED_SAMPLES = 7;
+
 /** Decisions the prediction error is the median over. */
 const ERROR_WINDOW = 100;
 
@@ -85,12 +88,14 @@ export class Scheduler extends EventEmitter<{ decision: [Decision] }> {
   readonly decisions: Decision[] = [];
   /**
    * Measured times that replace the start-up profile and the peers' adverts as requests run
-   * (EWMA): local head per (model, cut, precision), local whole per model, remote tail compute
+   * (the median of the latest OBSERVED_SAMPLES: under a CPU quota a run takes either its time or
+   * that plus the rest of the quota period, and an average sits between the two, where no run
+   * ever lands): local head per (model, cut, precision), local whole per model, remote tail compute
    * per (peer, model, cut). Profiles are short and taken cold; live traffic is the truth, while
    * it is fresh: a figure not refreshed for OBSERVED_MAX_AGE_MS gives way to the advert again (a
    * peer once measured slow, then never asked again, would otherwise stay slow for ever).
    */
-  private readonly observed = new Map<string, { ms: number; at: number }>();
+  private readonly observed = new Map<string, { ms: number; at: number; samples: number[] }>();
   /** |predicted ÷ measured − 1| of the latest decisions that ran as planned. */
   private readonly errors: number[] = [];
   /** Requests whose plan ran an exit, and how many of them it answered. */
@@ -194,8 +199,11 @@ export class Scheduler extends EventEmitter<{ decision: [Decision] }> {
     const norm = ms / slowdown;
     const now = Date.now();
     const prev = this.observed.get(key);
-    const fresh = prev && now - prev.at <= OBSERVED_MAX_AGE_MS;
-    this.observed.set(key, { ms: fresh ? prev.ms + 0.3 * (norm - prev.ms) : norm, at: now });
+    const samples = prev && now - prev.at <= OBSERVED_MAX_AGE_MS ? [...prev.samples, norm] : [norm];
+    if (samples.length > OBSERVED_SAMPLES) samples.shift();
+    const sorted = [...samples].sort((a, b) => a - b);
+    const m = sorted.length >> 1;
+    this.observed.set(key, { ms: sorted.length % 2 ? sorted[m] : (sorted[m - 1] + sorted[m]) / 2, at: now, samples });
   }
 
   private slowdownOf(peer: string | undefined): number {

@@ -181,6 +181,10 @@ describe('a scheduler that keeps up with a changing world (real libp2p, real ONN
       const r = await stepAndFollow(shape, () => ask<LinkEstimate>(ask0, `link ${members[1]}`, 'link'));
       report('tc tbf', r);
     });
+    // A retry starts both robots again on the same addresses: the last attempt's must be gone.
+    afterEach(async () => {
+      await Promise.all(children.splice(0).map((c) => c.stop()));
+    });
   });
 
   describe('a peer whose CPU another process takes', function () {

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { identityFromSeed } from '../nodes/mesh/index.js';
 import type { Plan } from '../nodes/scheduler/index.js';
 import type { LinkEstimate } from '../nodes/scheduler/links.js';
-import { type Child, ask, startRobotChild } from '../test/helpers/child.js';
+import { type Child, ask, dialAddrs, startRobotChild, waitForAdverts } from '../test/helpers/child.js';
 import { type Row, table, writeResults } from './report.js';
 import { cpuCgroup } from './split-common.js';
 
@@ -85,14 +85,13 @@ try {
     900_000,
   );
   children.push(requester);
-  const { addrs } = requester.lines.find((l) => l.tag === 'ready')!.value as { addrs: string[] };
-  const bootstrap = addrs.map((x) => (x.includes('/p2p/') ? x : `${x}/p2p/${reqId}`));
+  const bootstrap = dialAddrs(requester, reqId);
   const p1 = await startRobotChild('p1', pin(1), { ...common, seed: seed(1), listen: [], bootstrap }, 300_000);
   const p2 = await startRobotChild('p2', pin(0), { ...common, seed: seed(2), listen: [], bootstrap }, 300_000);
   children.push(p1, p2);
   const tidy = (c: Child): void => void c.lines.splice(0, Math.max(0, c.lines.length - 50));
   const adverts = () => ask<Record<string, number>>(requester, 'adverts', 'adverts');
-  for (let i = 0; i < 600 && Object.keys(await adverts()).length < 2; i++) await new Promise((r) => setTimeout(r, 100));
+  await waitForAdverts(requester, 2);
 
   const apply = async (w: { mbit: number; loaded: boolean }): Promise<void> => {
     await Promise.all([

@@ -13,7 +13,7 @@ import {
 import { identityFromSeed } from '../nodes/mesh/index.js';
 import { prng } from '../nodes/util/index.js';
 import type { Plan } from '../nodes/scheduler/index.js';
-import { type Child, ask, startRobotChild } from '../test/helpers/child.js';
+import { type Child, ask, dialAddrs, startRobotChild, waitForAdverts } from '../test/helpers/child.js';
 import { type Row, table, writeResults } from './report.js';
 import { cpuCgroup } from './split-common.js';
 
@@ -81,6 +81,8 @@ try {
   const shareOf = new Map(slicer.analysis.cuts.map((c) => [c.id, c.headShare]));
   const saving = (e: (typeof exits)[number]): number => e.info.exitRate * (1 - (shareOf.get(e.info.cut) ?? 1));
   const attached = [...exits].sort((a, b) => saving(b) - saving(a)).slice(0, MAX_EXITS);
+  if (!attached.some((x) => x.info.exitRate > 0))
+    throw new Error(`no exit answers at 99 % agreement from ${CALIB} calibration lines: BENCH_CALIB of 750 or more`);
   const files: string[] = [];
   for (const e of attached.filter((x) => x.info.exitRate > 0)) {
     const file = join(dir, `exit-${e.info.cut}.onnx`);
@@ -128,8 +130,7 @@ try {
     600_000,
   );
   children.push(requester);
-  const { addrs } = requester.lines.find((l) => l.tag === 'ready')!.value as { addrs: string[] };
-  const bootstrap = addrs.map((x) => (x.includes('/p2p/') ? x : `${x}/p2p/${reqId}`));
+  const bootstrap = dialAddrs(requester, reqId);
   const peer = await startRobotChild(
     'peer',
     ['taskset', '-c', '1'],
@@ -137,11 +138,7 @@ try {
     600_000,
   );
   children.push(peer);
-  for (let i = 0; i < 600; i++) {
-    const adverts = await ask<Record<string, number>>(requester, 'adverts', 'adverts');
-    if (Object.keys(adverts).length === 1) break;
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  await waitForAdverts(requester, 1);
   const tidy = (c: Child): void => void c.lines.splice(0, Math.max(0, c.lines.length - 50));
   const request = (image: number, noExits: boolean): Promise<Asked> =>
     ask<Asked>(requester, `ask ${JSON.stringify({ image, noExits })}`, 'ask', 120_000);
@@ -155,12 +152,6 @@ try {
       ask(peer, `shape ${reqId} ${mbit} ${DELAY_MS}`, 'shape'),
     ]);
     for (let i = 0; i < 10; i++) await request(i, i % 2 === 0); // sessions and the link estimate settle
-    if (process.env.BENCH_PLANS)
-      for (const p of await ask<Plan[]>(requester, 'plans 8', 'plans'))
-        process.stdout.write(
-          `    ${p.kind} ${p.cut ?? ''} ${p.precision} exit ${p.exit ? p.exit.rate.toFixed(2) : '-'} ` +
-            `${p.predictedMs.toFixed(2)} ms ${JSON.stringify(p.breakdown)}\n`,
-        );
     // Arms, each asked every line in turn (line i goes through every arm before line i + 1): the
     // scheduler with and without exits, and static plans — all-local and a split at each attached
     // exit's cut (int8), each without and with the exit. The static arms show what exits can

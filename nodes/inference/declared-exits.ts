@@ -7,6 +7,7 @@ import {
   ExitError,
   type ExitHead,
   type ExitInfo,
+  areProbabilities,
   argmax,
   chooseThreshold,
   shuffled,
@@ -60,10 +61,10 @@ export async function declareExit(
   const trunk = reached(index, others);
   const branch = reached(index, [output]);
   for (const n of trunk) branch.delete(n);
+  const computed = new Set([...branch].flatMap((n) => index.nodes[n].output));
   const reads = new Set<string>();
   for (const n of branch)
-    for (const i of allInputs(index.nodes[n]))
-      if (i && !index.constants.has(i) && !branchOutputs(index, branch).has(i)) reads.add(i);
+    for (const i of allInputs(index.nodes[n])) if (i && !index.constants.has(i) && !computed.has(i)) reads.add(i);
   if (reads.size !== 1)
     throw new ExitError(
       'BAD_EXIT',
@@ -99,9 +100,7 @@ export async function declareExit(
     new Map([[tensor, { dtype: shape.dtype, dims: shape.dims }]]),
   );
   const probe = await runOriginal(original, output, calibration, sessions);
-  const gives = probe.every(
-    (p) => p.every((v) => v >= 0 && v <= 1) && Math.abs(p.reduce((a, b) => a + b, 0) - 1) < 1e-3,
-  );
+  const gives = areProbabilities(probe);
   branchModel.graph!.node = [...branchModel.graph!.node, node(gives ? 'Log' : 'Identity', [output], [EXIT_LOGITS])];
   branchModel.graph!.output = [tensorValueInfo(EXIT_LOGITS, DTYPES.float32.code, [1, classes])];
 
@@ -115,9 +114,7 @@ export async function declareExit(
     inputShape: slicer.analysis.inputShapes[slicer.analysis.index.inputs[0]],
     classes,
     output: { name: outputName, dims: outShape.dims },
-    probabilities: teacher.every(
-      (p) => p.every((v) => v >= 0 && v <= 1) && Math.abs(p.reduce((a, b) => a + b, 0) - 1) < 1e-3,
-    ),
+    probabilities: areProbabilities(teacher),
     threshold: 1.01,
     target,
     exitRate: 0,
@@ -163,10 +160,6 @@ function reached(index: GraphIndex, outputs: string[]): Set<number> {
     pending.push(...allInputs(index.nodes[p]));
   }
   return seen;
-}
-
-function branchOutputs(index: GraphIndex, branch: Set<number>): Set<string> {
-  return new Set([...branch].flatMap((n) => index.nodes[n].output));
 }
 
 async function runOriginal(

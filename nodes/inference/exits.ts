@@ -122,14 +122,11 @@ export async function fitExits(slicer: ModelSlicer, inputs: Feeds[], options: Fi
   let done = 0;
   const tick = (stage: string): void => options.onProgress?.(++done, total, stage);
   const teacher: Float64Array[] = [];
-  let probabilities = true;
   for (const feeds of inputs) {
-    const out = Float64Array.from((await slicer.runWhole(feeds))[outputName].data as Float32Array);
-    const sum = out.reduce((a, b) => a + b, 0);
-    if (out.some((v) => v < 0 || v > 1) || Math.abs(sum - 1) > 1e-3) probabilities = false;
-    teacher.push(out);
+    teacher.push(Float64Array.from((await slicer.runWhole(feeds))[outputName].data as Float32Array));
     tick('whole model');
   }
+  const probabilities = areProbabilities(teacher);
   const targets = teacher.map((t) => (probabilities ? t : softmax(t)));
 
   const exits: ExitHead[] = [];
@@ -413,6 +410,14 @@ function trainSoftmax(
     bias[k] = shift;
   }
   return { weights, bias };
+}
+
+/** Whether every row is a probability distribution (a softmax output) rather than logits. */
+export function areProbabilities(rows: ArrayLike<number>[]): boolean {
+  return rows.every((r) => {
+    const xs = Array.from(r);
+    return xs.every((v) => v >= 0 && v <= 1) && Math.abs(xs.reduce((a, b) => a + b, 0) - 1) <= 1e-3;
+  });
 }
 
 export function softmax(x: ArrayLike<number>): Float64Array {

@@ -73,6 +73,14 @@ export class ModelRegistry {
         'BAD_EXIT',
         `${source} reads '${info.tensor}' at cut ${info.cut}, which this model does not cut`,
       );
+    // The exit answers in place of the model: same output name and number of class scores.
+    const outputs = slicer.analysis.index.outputs;
+    const scores = slicer.analysis.shapes.get(outputs[0])?.dims.reduce((a, b) => a * b, 1);
+    if (outputs.length !== 1 || info.output.name !== outputs[0] || info.classes !== scores)
+      throw new ExitError(
+        'BAD_EXIT',
+        `${source} answers ${info.classes} scores as '${info.output.name}', unlike the model`,
+      );
     const { model, index, inputShapes } = slicer.analysis;
     const feeds = syntheticFeeds(model, index, inputShapes, 1);
     const times: number[] = [];

@@ -96,6 +96,21 @@ export async function startRobotChild(
   return child;
 }
 
+/** A robot child's listen addresses, dialable (with its PeerId). */
+export function dialAddrs(child: Child, peerId: string): string[] {
+  const { addrs } = child.lines.find((l) => l.tag === 'ready')!.value as { addrs: string[] };
+  return addrs.map((x) => (x.includes('/p2p/') ? x : `${x}/p2p/${peerId}`));
+}
+
+/** Waits (up to 60 s) until `child` holds fresh adverts from `peers` robots. */
+export async function waitForAdverts(child: Child, peers: number): Promise<void> {
+  for (let i = 0; i < 600; i++) {
+    if (Object.keys(await ask<Record<string, number>>(child, 'adverts', 'adverts')).length >= peers) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${child.name}: adverts from ${peers} peers did not arrive within 60 s`);
+}
+
 /** Sends a command and waits for its answer (the first line tagged `tag` after it). */
 export async function ask<T>(child: Child, command: string, tag: string, timeoutMs = 30_000): Promise<T> {
   const from = child.lines.length;

@@ -220,6 +220,18 @@ describe('early exits (builtin:ocr-cls on rendered text lines)', function () {
       for (let i = 0; i < whole.length; i++) assert.ok(Math.abs(got[i] - whole[i]) < 1e-4);
     });
 
+    it('an exit that does not answer as the model does, or for another model, is refused', async () => {
+      const [requester] = robots;
+      await assert.rejects(
+        requester.models.addExit({ ...best, info: { ...best.info, classes: 3 } }, 'three.onnx'),
+        /three\.onnx answers 3 scores/,
+      );
+      await assert.rejects(
+        requester.models.addExit({ ...best, info: { ...best.info, model: 'f'.repeat(64) } }, 'other.onnx'),
+        /other\.onnx belongs to model ffffffffffff/,
+      );
+    });
+
     it('the scheduler plans exits jointly with cut, peer and precision', () => {
       const [requester] = robots;
       const hash = requester.models.hashes()[0];

@@ -27,6 +27,10 @@ export function syntheticFeeds(
       case 'float64':
         feeds[name] = new ort.Tensor('float64', Float64Array.from({ length: n }, random), dims);
         break;
+      case 'float16':
+        // Zeros: these feeds time and probe models, and fp16 boundaries carry what a head gave.
+        feeds[name] = new ort.Tensor('float16', new Uint16Array(n), dims);
+        break;
       case 'int64':
         feeds[name] = new ort.Tensor('int64', new BigInt64Array(n), dims);
         break;

@@ -40,3 +40,15 @@ export { SessionCache } from './sessions.js';
 export { ModelSlicer } from './slicer.js';
 export { analyzeModel, buildSplit } from './split.js';
 export { BoundaryError } from './wire.js';
+export {
+  analyzeStage,
+  buildChain,
+  buildStage,
+  CHAIN_INPUT,
+  CHAIN_OUTPUT,
+  planChainCuts,
+  StageError,
+  type StageInfo,
+  stageInfoOf,
+  weightBytes,
+} from './stages.js';

@@ -9,12 +9,13 @@ import { type LoadedModel, declaredType } from './onnx-model.js';
 import type { ModelProfile } from './profiler.js';
 import type { SessionCache } from './sessions.js';
 import { type Analyze, type Feeds, type Outputs, ModelSlicer } from './slicer.js';
+import { type StageInfo, analyzeStage, stageInfoOf, weightBytes } from './stages.js';
 import { BoundaryError, type TensorShape, tensorData } from './wire.js';
 
 /** The cut id meaning "no head": the model input itself is shipped (full offload). */
 export const INPUT_CUT = 'input';
 
-export type RegistryErrorCode = 'UNKNOWN_CUT' | 'UNKNOWN_MODEL' | 'UNSUPPORTED_OUTPUT';
+export type RegistryErrorCode = 'NOT_A_STAGE' | 'OVER_BUDGET' | 'UNKNOWN_CUT' | 'UNKNOWN_MODEL' | 'UNSUPPORTED_OUTPUT';
 
 export class RegistryError extends RobomeshError<RegistryErrorCode> {
   constructor(code: RegistryErrorCode, message: string, options?: ErrorOptions) {
@@ -47,15 +48,94 @@ export class ModelRegistry {
   private readonly slicers = new Map<string, ModelSlicer>();
   private readonly profiles = new Map<string, ModelProfile>();
   private readonly exitHeads = new Map<string, { exit: ExitHead; exitMs: number }[]>();
+  private readonly stageInfos = new Map<string, StageInfo>();
+  private readonly weights = new Map<string, number>();
 
-  constructor(readonly sessions: SessionCache) {}
+  /**
+   * `memoryBudgetBytes`: the weights this robot may hold in all (inference.memory_mb); a model or
+   * stage past it is refused. ORT's activation arenas come on top (a few MB per session here).
+   */
+  constructor(
+    readonly sessions: SessionCache,
+    readonly memoryBudgetBytes = Infinity,
+  ) {}
+
+  /** Weight bytes of everything held. */
+  get heldBytes(): number {
+    let sum = 0;
+    for (const w of this.weights.values()) sum += w;
+    return sum;
+  }
+
+  private reserve(model: LoadedModel, what: string): void {
+    const need = weightBytes(model.proto);
+    if (this.heldBytes + need > this.memoryBudgetBytes) {
+      const mb = (b: number) => (b / 1e6).toFixed(2);
+      throw new RegistryError(
+        'OVER_BUDGET',
+        `${what} ${model.hash.slice(0, 12)}… needs ${mb(need)} MB of weights; the memory budget of ` +
+          `${mb(this.memoryBudgetBytes)} MB has ${mb(this.memoryBudgetBytes - this.heldBytes)} MB left`,
+      );
+    }
+    this.weights.set(model.hash, need);
+  }
 
   async add(model: LoadedModel, inputShapes?: Record<string, number[]>, analyze?: Analyze): Promise<ModelSlicer> {
     const existing = this.slicers.get(model.hash);
     if (existing) return existing;
-    const slicer = await ModelSlicer.open(model, this.sessions, { inputShapes }, analyze);
-    this.slicers.set(model.hash, slicer);
-    return slicer;
+    this.reserve(model, 'model');
+    try {
+      const slicer = await ModelSlicer.open(model, this.sessions, { inputShapes }, analyze);
+      this.slicers.set(model.hash, slicer);
+      return slicer;
+    } catch (err) {
+      this.weights.delete(model.hash);
+      throw err;
+    }
+  }
+
+  /**
+   * Holds one stage of a chain (a file from `robomesh chain build`): served whole to whoever asks
+   * for its hash, never split again. Its time is measured here (median of 3 runs after one).
+   */
+  async addStage(model: LoadedModel, source = 'stage'): Promise<StageInfo> {
+    const info = stageInfoOf(model, source);
+    if (!info) throw new RegistryError('NOT_A_STAGE', `${source} is an ONNX model but not a chain stage`);
+    if (this.slicers.has(model.hash)) return info;
+    this.reserve(model, 'stage');
+    try {
+      const slicer = await ModelSlicer.open(model, this.sessions, {}, analyzeStage);
+      const feeds = syntheticFeeds(model, slicer.analysis.index, slicer.analysis.inputShapes, 1);
+      const times: number[] = [];
+      for (let i = 0; i < 4; i++) {
+        const t0 = performance.now();
+        await slicer.runWhole(feeds);
+        if (i > 0) times.push(performance.now() - t0);
+      }
+      this.slicers.set(model.hash, slicer);
+      this.stageInfos.set(model.hash, info);
+      times.sort((a, b) => a - b);
+      this.setProfile({
+        modelHash: model.hash,
+        key: 'stage',
+        inputShapes: slicer.analysis.inputShapes,
+        precision: info.inPrecision,
+        threads: 0,
+        runs: times.length,
+        wholeMs: times[1],
+        cuts: [],
+        measuredAt: new Date().toISOString(),
+      });
+      return info;
+    } catch (err) {
+      this.weights.delete(model.hash);
+      throw err;
+    }
+  }
+
+  /** The stage info of a held stage; undefined for whole models. */
+  stage(hash: string): StageInfo | undefined {
+    return this.stageInfos.get(hash);
   }
 
   /**

@@ -144,7 +144,7 @@ const BLOCKED_PASS_THROUGH = new Set(['BatchNormalization', 'Relu', 'Sigmoid', '
  * whole model, for the price of one copy. Only where ORT blocks this tensor at all: float,
  * rank 4, channels known and a multiple of `block`.
  */
-function anchorBlockedLayout(tail: ModelProto, specs: BoundarySpec[], dynamic: boolean, block: number): void {
+export function anchorBlockedLayout(tail: ModelProto, specs: BoundarySpec[], dynamic: boolean, block: number): void {
   const graph = tail.graph!;
   const weights = new Map<string, TensorProto>(graph.initializer.map((t) => [t.name, t]));
   const producer = new Map<string, NodeProto>();

@@ -53,7 +53,7 @@ import {
   PeerReputation,
   WorkQueue,
 } from '../mesh/index.js';
-import { LinkEstimator, Scheduler } from '../scheduler/index.js';
+import { ChainRunner, LinkEstimator, Scheduler } from '../scheduler/index.js';
 import {
   type BlobStore,
   FileBlobStore,
@@ -101,6 +101,10 @@ export interface RobotConfig {
   mdns?: boolean;
   /** `exits`: exit files (`robomesh exits fit`) to attach to the model. */
   models: { arg: string; inputShape?: Record<string, number[]>; exits?: string[] }[];
+  /** Chain stage files (`robomesh chain build`) this robot holds and serves, without their whole model. */
+  stages?: string[];
+  /** Weights this robot may hold, MB (inference.memory_mb): models and stages past it are refused at start. */
+  memoryBudgetMb?: number;
   /** Timed runs per part when profiling; profiles are reused from `cacheDir` when they match. */
   profileRuns?: number;
   cacheDir?: string;
@@ -158,6 +162,7 @@ export interface RobotComponents {
   load: ComputeLoad;
   reputation: PeerReputation;
   scheduler: Scheduler;
+  chains: ChainRunner;
   ledger?: Ledger;
   replicator?: LogReplicator;
   taskExecutor?: TaskExecutor;
@@ -216,6 +221,10 @@ export class Robot {
   get scheduler(): Scheduler {
     return this.parts.scheduler;
   }
+  /** Runs chains of stages held across the fleet (one request, or a pipelined stream). */
+  get chains(): ChainRunner {
+    return this.parts.chains;
+  }
   get ledger(): Ledger | undefined {
     return this.parts.ledger;
   }
@@ -251,7 +260,8 @@ export class Robot {
     // Each session holds its model's weights and activation arena (the detector's: ~17 MB): a
     // robot keeps the parts it served last, not every cut and precision it ever ran.
     const sessions = new SessionCache({ threads: config.threads ?? 1 }, 24);
-    const models = new ModelRegistry(sessions);
+    const budget = config.memoryBudgetMb === undefined ? Infinity : config.memoryBudgetMb * 1e6;
+    const models = new ModelRegistry(sessions, budget);
     const profiles = new ProfileStore(config.cacheDir ? join(config.cacheDir, 'profiles') : undefined);
     const addModel = async (model: LoadedModel, inputShape?: Record<string, number[]>): Promise<void> => {
       const slicer = await models.add(model, inputShape, analyzeInChildProcess);
@@ -273,6 +283,7 @@ export class Robot {
       await addModel(model, m.inputShape);
       for (const file of m.exits ?? []) await models.addExit(await loadExit(file), file);
     }
+    for (const file of config.stages ?? []) await models.addStage(await loadModelArg(file), file);
     if (config.prewarm) for (const hash of models.hashes()) await models.get(hash).prewarm(config.prewarm);
 
     const host = await createMeshHost({
@@ -576,6 +587,7 @@ async function assemble(
     return adverts.fresh().filter((a) => connected.has(a.robot) && !reputation.isIsolated(a.robot));
   };
   const scheduler = new Scheduler({ self: host.peerId, models, queue, client, links, load, peers: goodPeers });
+  const chains = new ChainRunner({ self: host.peerId, models, queue, client, peers: goodPeers });
 
   let tasks: TaskRequester | undefined;
   if (ledger && taskExecutor && blobs && replicator) {
@@ -647,6 +659,7 @@ async function assemble(
     load,
     reputation,
     scheduler,
+    chains,
     ledger,
     replicator,
     taskExecutor,

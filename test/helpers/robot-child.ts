@@ -1,9 +1,10 @@
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { loadCalibration, textLikeImage } from '../../nodes/inference/index.js';
 import type { Tensor } from '../../protocol/tensor-frame.js';
+import { type ChainManifest, decodeChainManifest } from '../../protocol/chain-manifest.js';
 import { identityFromSeed } from '../../nodes/mesh/identity.js';
 import { LinkShaper } from '../../nodes/mesh/link-shaper.js';
 import { Robot } from '../../nodes/robot/robot.js';
@@ -18,8 +19,11 @@ import type { InferOptions } from '../../nodes/scheduler/index.js';
  * peer advertises), `infer [FORCE-JSON]` (one request, as the scheduler chooses or forced),
  * `ask OPTIONS-JSON` ({image?: index into `images`, noExits?, force?}: one request, answering
  * with its exit, bytes and the output's top class),
- * `shape PEER MBIT DELAY-MS` (its own sending toward PEER; MBIT 0 lifts it), `quit`. bench:adapt
- * drives it too.
+ * `shape PEER MBIT DELAY-MS` (its own sending toward PEER; MBIT 0 lifts it),
+ * `chain FILE` (one request through the chain in manifest FILE: stages, robots, ms),
+ * `stream {manifest, fps, frames, maxQueue?, window?}` (a pipelined stream: its StreamStats,
+ * and the order frames came out in), `quit`. Without `model`, it holds only its `stages`.
+ * bench:adapt and bench:pipeline drive it too.
  */
 interface ChildConfig {
   name: string;
@@ -27,8 +31,11 @@ interface ChildConfig {
   members: string[];
   listen: string[];
   bootstrap: string[];
-  model: string;
-  inputShape: Record<string, number[]>;
+  model?: string;
+  inputShape?: Record<string, number[]>;
+  /** Chain stage files to hold, and the weight budget (MB). */
+  stages?: string[];
+  memoryBudgetMb?: number;
   cacheDir: string;
   prewarm?: 'head' | 'tail' | 'both';
   profileRuns?: number;
@@ -48,7 +55,9 @@ const robot = await Robot.start({
   identity: await identityFromSeed(Buffer.from(config.seed, 'hex')),
   fleet: { name: 'test', members: config.members, bootstrap: config.bootstrap },
   listen: config.listen,
-  models: [{ arg: config.model, inputShape: config.inputShape, exits: config.exits }],
+  models: config.model ? [{ arg: config.model, inputShape: config.inputShape, exits: config.exits }] : [],
+  stages: config.stages,
+  memoryBudgetMb: config.memoryBudgetMb,
   profileRuns: config.profileRuns ?? 2,
   prewarm: config.prewarm,
   cacheDir: config.cacheDir,
@@ -56,7 +65,7 @@ const robot = await Robot.start({
   advertPeriodMs: 300,
 });
 const model = robot.models.hashes()[0];
-const [[input, dims]] = Object.entries(config.inputShape);
+const [[input, dims]] = Object.entries(config.inputShape ?? { x: [1, 3, 32, 32] });
 const image = [{ name: input, dtype: 'float32' as const, dims, data: textLikeImage(dims[2], dims[3], 7) }];
 const images: Tensor[][] = config.images
   ? (await loadCalibration(config.images, { name: input, shape: dims })).map((f) => [
@@ -64,6 +73,7 @@ const images: Tensor[][] = config.images
     ])
   : [];
 out('ready', { peerId: robot.peerId, addrs: robot.host.addresses() });
+robot.service.on('request', (peer, request) => out('request', { peer, model: request.model }));
 
 const quit = async (): Promise<void> => {
   await robot.stop().catch(() => undefined); // exiting either way: the parent sees the exit
@@ -101,6 +111,25 @@ async function command(line: string): Promise<void> {
         bytes: d.bytes,
         top: scores.indexOf(Math.max(...scores)),
       });
+    } else if (cmd === 'chain') {
+      const manifest = decodeChainManifest(await readFile(arg, 'utf8'), arg);
+      const result = await robot.chains.run(manifest, chainInput(manifest, 7));
+      out('chain', { ms: result.ms, stages: result.stages, checksum: checksum(result.outputs) });
+    } else if (cmd === 'stream') {
+      const o = JSON.parse(line.slice(7)) as {
+        manifest: string;
+        fps: number;
+        frames: number;
+        maxQueue?: number;
+        window?: number;
+      };
+      const manifest = decodeChainManifest(await readFile(o.manifest, 'utf8'), o.manifest);
+      const order: number[] = [];
+      const stats = await robot.chains.stream(manifest, paced(manifest, o.fps, o.frames), (seq) => order.push(seq), {
+        maxQueue: o.maxQueue,
+        window: o.window,
+      });
+      out('stream', { ...stats, order });
     } else if (cmd === 'shape') {
       const [, peer, mbit, delay] = line.split(' ');
       const rate = (Number(mbit) * 1e6) / 8;
@@ -110,6 +139,33 @@ async function command(line: string): Promise<void> {
   } catch (err) {
     out('error', { message: (err as Error).message });
   }
+}
+
+/** The chain's input: one text-like image at the manifest's input shape. */
+function chainInput(manifest: ChainManifest, seed: number): Tensor[] {
+  return Object.entries(manifest.inputShapes).map(([name, d]) => ({
+    name,
+    dtype: 'float32' as const,
+    dims: d,
+    data: textLikeImage(d[2], d[3], seed),
+  }));
+}
+
+/** `frames` inputs at `fps`, on a clock (a late frame is not made up for by a burst). */
+async function* paced(manifest: ChainManifest, fps: number, frames: number): AsyncGenerator<Tensor[]> {
+  const start = performance.now();
+  for (let i = 0; i < frames; i++) {
+    const due = start + (1000 * i) / fps;
+    const wait = due - performance.now();
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    yield chainInput(manifest, i % 8);
+  }
+}
+
+function checksum(tensors: Tensor[]): number {
+  let sum = 0;
+  for (const t of tensors) for (const v of t.data as Float32Array) sum += v;
+  return sum;
 }
 
 for await (const line of createInterface({ input: process.stdin })) {

@@ -10,6 +10,7 @@ import {
 } from './audit.js';
 import { demoCommand } from './demo.js';
 import { exitsDeclareCommand, exitsFitCommand, exitsLinesCommand } from './exits.js';
+import { chainBuildCommand } from './chain.js';
 import { fleetCommand, parsePlacement } from './fleet.js';
 import {
   iotaAddressCommand,
@@ -48,6 +49,20 @@ program
   .option('--out <dir>', 'with --cut: where to write head.onnx, tail.onnx, cut.json')
   .option(...shapeOption)
   .action(sliceCommand);
+
+program
+  .command('chain')
+  .description('chains: a model cut into stages that different robots hold and serve')
+  .command('build')
+  .description('write the stage files and chain.json of a model cut into N stages')
+  .argument('<model>', 'ONNX file, or builtin:ocr-det | builtin:ocr-cls | builtin:cnn')
+  .option('--stages <n>', 'how many stages (at least 2)', parsePositiveInt, 3)
+  .option('--precision <p>', 'boundary precision between stages: fp32, fp16 or int8', parsePrecision, 'fp32')
+  .option('--cuts <ids>', 'the cuts to use, comma-separated (default: chosen to balance the stages)')
+  .option('--mbps <rate>', 'link rate, Mbit/s: boundaries are weighed as pipeline stages too', parseFloat)
+  .option('--out <dir>', 'where to write the stages and chain.json', 'chain')
+  .option(...shapeOption)
+  .action(chainBuildCommand);
 
 program
   .command('profile')

@@ -1,0 +1,259 @@
+import type { ChainManifest } from '../../protocol/chain-manifest.js';
+import { RobomeshError } from '../../protocol/errors.js';
+import type { Tensor } from '../../protocol/tensor-frame.js';
+import { INPUT_CUT, type ModelRegistry } from '../inference/index.js';
+import type { InferClient, PeerCapability, WorkQueue } from '../mesh/index.js';
+import { BoundedQueue } from './bounded-queue.js';
+
+export type ChainErrorCode = 'NO_HOLDER' | 'STAGE_FAILED' | 'CANCELLED';
+
+export class ChainError extends RobomeshError<ChainErrorCode> {
+  constructor(code: ChainErrorCode, message: string, options?: ErrorOptions) {
+    super(code, message, options);
+  }
+}
+
+export interface ChainRunnerDeps {
+  self: string;
+  models: ModelRegistry;
+  queue: WorkQueue;
+  client: InferClient;
+  /** Capability adverts of peers that are connected and in good standing now. */
+  peers: () => PeerCapability[];
+}
+
+/** One stage of one request: who ran it, how long it took here, and who failed before it. */
+export interface StageRun {
+  stage: number;
+  robot: string;
+  ms: number;
+  sentBytes: number;
+  failed: { robot: string; code: string; message: string }[];
+}
+
+export interface ChainResult {
+  outputs: Tensor[];
+  stages: StageRun[];
+  ms: number;
+}
+
+export interface ChainRunOptions {
+  /** Per stage attempt (default 10 s). */
+  stageBudgetMs?: number;
+  signal?: AbortSignal;
+  /** Called as a stage's frame is handed to a robot (tests kill robots mid-request with it). */
+  onStage?: (stage: number, robot: string) => void;
+}
+
+export interface StreamOptions extends ChainRunOptions {
+  /** Frames waiting before each stage, at most (default 2); the entry queue drops oldest-first. */
+  maxQueue?: number;
+  /** Frames in flight per stage (default 2): a frame's transfer overlaps the previous one's compute. */
+  window?: number;
+}
+
+export interface StreamStats {
+  offered: number;
+  delivered: number;
+  /** Dropped at the entry because the stream outran the chain (oldest first). */
+  dropped: number;
+  /** Frames no robot holding some stage could finish. */
+  failed: number;
+  /** Deepest any queue between stages got. */
+  maxDepth: number;
+  /** Per delivered frame: from being offered to its result, ms. */
+  latencies: number[];
+  elapsedMs: number;
+  /** Stage replacements (a robot failed, another finished the stage). */
+  replaced: number;
+}
+
+const OBSERVED_SAMPLES = 7;
+/** Times a stage is tried on another holder before the frame fails. */
+const MAX_ATTEMPTS = 3;
+
+/**
+ * Runs a model as a chain of stages held by different robots (like Petals' client-routed
+ * sequences): the requester sends each boundary to a robot holding the next stage and takes its
+ * answer back, so a failed stage is retried on another holder with the tensors still in hand.
+ * Holders are ranked by measured time (median of their latest runs here), else their advert.
+ */
+export class ChainRunner {
+  private readonly observed = new Map<string, number[]>();
+
+  constructor(private readonly deps: ChainRunnerDeps) {}
+
+  /** Robots holding stage `hash`, best first: this robot, then peers by expected time. */
+  holders(hash: string, exclude: ReadonlySet<string> = new Set()): string[] {
+    const { self, models, queue, peers } = this.deps;
+    const expected: { robot: string; ms: number }[] = [];
+    if (models.has(hash) && !exclude.has(self)) {
+      const own = this.median(hash, self) ?? models.profile(hash)?.wholeMs ?? 1;
+      expected.push({ robot: self, ms: own * (1 + queue.length) });
+    }
+    for (const p of peers()) {
+      const m = p.models.find((x) => x.hash === hash);
+      if (!m || exclude.has(p.robot)) continue;
+      const ms = this.median(hash, p.robot) ?? m.wholeMs * (p.slowdown ?? 1) * (1 + p.queue);
+      expected.push({ robot: p.robot, ms });
+    }
+    return expected.sort((a, b) => a.ms - b.ms).map((e) => e.robot);
+  }
+
+  private median(hash: string, robot: string): number | undefined {
+    const list = this.observed.get(`${hash}:${robot}`);
+    if (!list?.length) return undefined;
+    return [...list].sort((a, b) => a - b)[list.length >> 1];
+  }
+
+  private record(hash: string, robot: string, ms: number): void {
+    const key = `${hash}:${robot}`;
+    const list = this.observed.get(key) ?? [];
+    list.push(ms);
+    if (list.length > OBSERVED_SAMPLES) list.shift();
+    this.observed.set(key, list);
+  }
+
+  /** Runs stage `k` of `manifest` on `tensors`, on the best holder, replacing any that fails. */
+  async runStage(
+    manifest: ChainManifest,
+    k: number,
+    tensors: Tensor[],
+    options: ChainRunOptions = {},
+  ): Promise<{ outputs: Tensor[]; run: StageRun }> {
+    const { self, models, queue, client } = this.deps;
+    const { hash } = manifest.stages[k];
+    const failed: StageRun['failed'] = [];
+    const tried = new Set<string>();
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      const robot = this.holders(hash, tried)[0];
+      if (robot === undefined) break;
+      tried.add(robot);
+      if (options.signal?.aborted) throw new ChainError('CANCELLED', 'chain request cancelled');
+      options.onStage?.(k, robot);
+      const t0 = performance.now();
+      try {
+        let outputs: Tensor[];
+        let sentBytes = 0;
+        if (robot === self) {
+          outputs = await queue.run(() => models.runFrom(hash, INPUT_CUT, 'fp32', 'channel', tensors));
+        } else {
+          const task = { model: hash, cut: INPUT_CUT, precision: 'fp32', granularity: 'channel' } as const;
+          const result = await client.infer(robot, task, tensors, options.stageBudgetMs ?? 10_000, options.signal);
+          outputs = result.outputs;
+          sentBytes = result.sentBytes;
+        }
+        const ms = performance.now() - t0;
+        this.record(hash, robot, ms);
+        return { outputs, run: { stage: k, robot, ms, sentBytes, failed } };
+      } catch (err) {
+        const code = err instanceof RobomeshError ? err.code : 'INTERNAL';
+        if (code === 'CANCELLED') throw new ChainError('CANCELLED', 'chain request cancelled', { cause: err });
+        // A robot that failed is not picked first again until it answers well.
+        this.record(hash, robot, 10 * (performance.now() - t0 + 1000));
+        failed.push({ robot, code, message: (err as Error).message });
+      }
+    }
+    if (failed.length === 0)
+      throw new ChainError('NO_HOLDER', `no robot holds stage ${k + 1} (${hash.slice(0, 12)}…) of this chain`);
+    const last = failed[failed.length - 1];
+    throw new ChainError(
+      'STAGE_FAILED',
+      `stage ${k + 1} failed on ${failed.length} robot(s); last: ${last.robot}: ${last.message}`,
+    );
+  }
+
+  /** One request through every stage in turn. */
+  async run(manifest: ChainManifest, inputs: Tensor[], options: ChainRunOptions = {}): Promise<ChainResult> {
+    const t0 = performance.now();
+    const stages: StageRun[] = [];
+    let tensors = inputs;
+    for (let k = 0; k < manifest.stages.length; k++) {
+      const { outputs, run } = await this.runStage(manifest, k, tensors, options);
+      stages.push(run);
+      tensors = outputs;
+    }
+    return { outputs: tensors, stages, ms: performance.now() - t0 };
+  }
+
+  /**
+   * A stream of frames pipelined through the chain: stage k works on frame t while stage k + 1
+   * works on frame t − 1. Queues between stages are bounded (a full one holds the stage before
+   * it back); the entry queue drops its oldest frame when the source outruns the chain. Results
+   * come out in frame order through `onResult`. Resolves when the source ends and all is done.
+   */
+  async stream(
+    manifest: ChainManifest,
+    source: AsyncIterable<Tensor[]>,
+    onResult: (seq: number, outputs: Tensor[], runs: StageRun[]) => void,
+    options: StreamOptions = {},
+  ): Promise<StreamStats> {
+    const cap = options.maxQueue ?? 2;
+    const window = Math.max(1, options.window ?? 2);
+    type Frame = { seq: number; t0: number; tensors: Tensor[]; runs: StageRun[] };
+    const stats: StreamStats = {
+      offered: 0,
+      delivered: 0,
+      dropped: 0,
+      failed: 0,
+      maxDepth: 0,
+      latencies: [],
+      elapsedMs: 0,
+      replaced: 0,
+    };
+    const queues = manifest.stages.map(() => new BoundedQueue<Frame>(cap));
+    const started = performance.now();
+    const stage = async (k: number): Promise<void> => {
+      const input = queues[k];
+      const next = queues[k + 1];
+      // Runs started and not yet handed on, in frame order; at most `window` of them.
+      const running = new BoundedQueue<Promise<Frame | undefined>>(Math.max(1, window - 1));
+      const hand = (async () => {
+        for (;;) {
+          const pending = await running.take();
+          if (pending === undefined) break;
+          const frame = await pending;
+          if (!frame) continue;
+          if (next) {
+            await next.put(frame);
+            stats.maxDepth = Math.max(stats.maxDepth, next.length);
+          } else {
+            stats.delivered++;
+            stats.latencies.push(performance.now() - frame.t0);
+            onResult(frame.seq, frame.tensors, frame.runs);
+          }
+        }
+        next?.close();
+      })();
+      for (;;) {
+        const frame = await input.take();
+        if (frame === undefined) break;
+        const run = this.runStage(manifest, k, frame.tensors, options).then(
+          ({ outputs, run: r }): Frame => {
+            stats.replaced += r.failed.length > 0 ? 1 : 0;
+            return { ...frame, tensors: outputs, runs: [...frame.runs, r] };
+          },
+          () => {
+            stats.failed++;
+            return undefined;
+          },
+        );
+        if (window === 1) await run;
+        await running.put(run);
+      }
+      running.close();
+      await hand;
+    };
+    const workers = manifest.stages.map((_, k) => stage(k));
+    let seq = 0;
+    for await (const tensors of source) {
+      stats.offered++;
+      if (queues[0].offerDroppingOldest({ seq: seq++, t0: performance.now(), tensors, runs: [] })) stats.dropped++;
+      stats.maxDepth = Math.max(stats.maxDepth, queues[0].length);
+    }
+    queues[0].close();
+    await Promise.all(workers);
+    stats.elapsedMs = performance.now() - started;
+    return stats;
+  }
+}

@@ -1,3 +1,4 @@
+import { type DType, isDType } from './dtypes.js';
 import { RobomeshError } from './errors.js';
 import type { Precision } from './infer-messages.js';
 
@@ -22,6 +23,12 @@ export interface ChainStage {
   share: number;
   /** Bytes of the boundary the stage gives (0 for the last). */
   outBytes: number;
+  /**
+   * The tensors the stage gives, exactly: a requester checks a holder's answer against them
+   * before forwarding it, so a robot answering malformed tensors is caught, not the next one
+   * blamed for refusing them. Absent where the shapes are not fixed.
+   */
+  outputs?: { name: string; dtype: DType; dims: number[] }[];
 }
 
 export interface ChainManifest {
@@ -81,6 +88,22 @@ export function decodeChainManifest(text: string, source = 'chain manifest'): Ch
     for (const key of ['weightBytes', 'outBytes'] as const)
       if (!Number.isSafeInteger(s[key]) || (s[key] as number) < 0) fail(`${at}: ${key} is not a byte count`);
     if (typeof s.share !== 'number' || !(s.share >= 0 && s.share <= 1)) fail(`${at}: share is not in 0..1`);
+    if (s.outputs !== undefined) {
+      if (!Array.isArray(s.outputs) || s.outputs.length > 16) fail(`${at}: outputs is not a list of at most 16`);
+      for (const o of s.outputs as Partial<NonNullable<ChainStage['outputs']>[number]>[])
+        if (
+          typeof o !== 'object' ||
+          o === null ||
+          typeof o.name !== 'string' ||
+          o.name.length > 256 ||
+          typeof o.dtype !== 'string' ||
+          !isDType(o.dtype) ||
+          !Array.isArray(o.dims) ||
+          o.dims.length > 8 ||
+          !o.dims.every((d) => Number.isSafeInteger(d) && d > 0)
+        )
+          fail(`${at}: an output is not {name, dtype, dims}`);
+    }
     const prev = stages[k - 1];
     if (k === 0 ? s.from !== 'input' : s.from !== prev.to || s.inPrecision !== prev.outPrecision)
       fail(`${at} does not start where the stage before it stops`);

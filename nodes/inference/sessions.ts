@@ -1,10 +1,17 @@
 import ort from './ort-float16.js';
+import { InferenceThread, type RunnableSession } from './thread-sessions.js';
 
 export interface SessionSettings {
   /** Intra-op threads per session; 0 lets ORT decide. Pin it when comparing timings. */
   threads: number;
   /** ORT graph optimisation level (default 'all'); other levels pick other kernels and fusions. */
   optimization?: 'disabled' | 'basic' | 'extended' | 'all';
+  /**
+   * Run sessions on a worker thread (InferenceThread) so runs leave the event loop free: for
+   * robots that serve while they compute (chain stages, pipelined streams). Costs a copy of the
+   * feeds and a message each way per run.
+   */
+  thread?: boolean;
 }
 
 export const DEFAULT_SESSION_SETTINGS: SessionSettings = { threads: 0 };
@@ -15,25 +22,29 @@ export const DEFAULT_SESSION_SETTINGS: SessionSettings = { threads: 0 };
  * `capacity` are released.
  */
 export class SessionCache {
-  private readonly sessions = new Map<string, Promise<ort.InferenceSession>>();
+  private readonly sessions = new Map<string, Promise<RunnableSession>>();
+  private readonly thread: InferenceThread | undefined;
 
   constructor(
     private readonly settings: SessionSettings = DEFAULT_SESSION_SETTINGS,
     private readonly capacity = 64,
-  ) {}
+  ) {
+    this.thread = settings.thread ? new InferenceThread() : undefined;
+  }
 
-  get(key: string, bytes: () => Uint8Array): Promise<ort.InferenceSession> {
+  get(key: string, bytes: () => Uint8Array): Promise<RunnableSession> {
     let session = this.sessions.get(key);
     if (session) {
       this.sessions.delete(key);
       this.sessions.set(key, session);
       return session;
     }
-    session = ort.InferenceSession.create(bytes(), {
+    const options: ort.InferenceSession.SessionOptions = {
       graphOptimizationLevel: this.settings.optimization ?? 'all',
       executionMode: 'sequential',
       ...(this.settings.threads > 0 ? { intraOpNumThreads: this.settings.threads, interOpNumThreads: 1 } : {}),
-    });
+    };
+    session = this.thread ? this.thread.create(bytes(), options) : ort.InferenceSession.create(bytes(), options);
     session.catch(() => this.sessions.delete(key));
     this.sessions.set(key, session);
     while (this.sessions.size > this.capacity) {
@@ -61,5 +72,6 @@ export class SessionCache {
     const all = [...this.sessions.values()];
     this.sessions.clear();
     await Promise.allSettled(all.map((s) => s.then((x) => x.release())));
+    await this.thread?.stop();
   }
 }

@@ -35,6 +35,7 @@ export interface StageInfo {
 }
 
 export type StageErrorCode = 'BAD_STAGE' | 'BAD_CHAIN';
+export type StageOutput = NonNullable<ChainStage['outputs']>[number];
 
 export class StageError extends RobomeshError<StageErrorCode> {
   constructor(code: StageErrorCode, message: string) {
@@ -78,7 +79,7 @@ export function buildStage(
   to: string,
   precisions: { in: Precision; out: Precision; granularity?: Int8Granularity },
   position: { index: number; of: number },
-): { bytes: Uint8Array; info: StageInfo } {
+): { bytes: Uint8Array; info: StageInfo; outputs?: StageOutput[] } {
   const { model, index, inputShapes } = analysis;
   const granularity = precisions.granularity ?? 'channel';
   const inputs = tensorsOf(analysis, from, 'from');
@@ -117,11 +118,22 @@ export function buildStage(
     outPrecision: toCut ? precisions.out : 'fp32',
     granularity,
   };
+  const gives: StageOutput[] = [];
+  for (const o of stage.graph!.output) {
+    const declared = declaredType(o);
+    const dtype = dtypeFromCode(declared?.elemType ?? 0);
+    const dims = declared?.dims;
+    if (!dtype || !dims?.every((d): d is number => typeof d === 'number' && d > 0)) {
+      gives.length = 0;
+      break;
+    }
+    gives.push({ name: o.name, dtype, dims });
+  }
   stage.metadataProps = [
     ...stage.metadataProps.filter((p) => p.key !== STAGE_META_KEY),
     create(StringStringEntryProtoSchema, { key: STAGE_META_KEY, value: JSON.stringify(info) }),
   ];
-  return { bytes: serializeModel(stage), info };
+  return { bytes: serializeModel(stage), info, outputs: gives.length ? gives : undefined };
 }
 
 /** A stage file's info, or undefined for a model that is not a stage; malformed info throws. */
@@ -175,6 +187,11 @@ export interface ChainPlanOptions {
   bytesPerSecond?: number;
   /** Measured head time per cut id (a profile): stages are then balanced by time, not FLOPs. */
   headMs?: Record<string, number>;
+  /**
+   * Robots that will hold each stage (default 1 each): a stage k robots share takes 1/k of the
+   * frames, and so do the links into and out of it.
+   */
+  replicas?: number[];
 }
 
 /**
@@ -205,13 +222,18 @@ export function planChainCuts(analysis: ModelAnalysis, options: ChainPlanOptions
   const measured = options.headMs && options.wholeMs ? options.headMs : undefined;
   const before = (c: Cut): number =>
     measured?.[c.id] !== undefined ? Math.min(1, measured[c.id] / computeMs) : c.headShare;
-  const ship = (c: Cut): number => (options.bytesPerSecond ? (1000 * c.bytes[precision]) / options.bytesPerSecond : 0);
+  const replicas = (stage: number): number => Math.max(1, options.replicas?.[stage] ?? 1);
+  // Boundary after stage j: its frames spread over the links of the wider stage beside it.
+  const ship = (c: Cut, j: number): number =>
+    options.bytesPerSecond
+      ? (1000 * c.bytes[precision]) / options.bytesPerSecond / Math.max(replicas(j), replicas(j + 1))
+      : 0;
   type Best = { bottleneck: number; bytes: number; path: number[] };
   // best[j][i]: the best j + 1 stages ending at cut i (minimax decomposes stage by stage).
   const best: (Best | undefined)[][] = [];
   best.push(
     cuts.map((c, k) => ({
-      bottleneck: Math.max(before(c) * computeMs, ship(c)),
+      bottleneck: Math.max((before(c) * computeMs) / replicas(0), ship(c, 0)),
       bytes: c.bytes[precision],
       path: [k],
     })),
@@ -226,7 +248,11 @@ export function planChainCuts(analysis: ModelAnalysis, options: ChainPlanOptions
         const p = cuts[from];
         if (!prev || !(c.headShare > p.headShare) || !disjoint(p, c)) continue;
         const candidate: Best = {
-          bottleneck: Math.max(prev.bottleneck, Math.max(0, before(c) - before(p)) * computeMs, ship(c)),
+          bottleneck: Math.max(
+            prev.bottleneck,
+            (Math.max(0, before(c) - before(p)) * computeMs) / replicas(j),
+            ship(c, j),
+          ),
           bytes: prev.bytes + c.bytes[precision],
           path: [...prev.path, to],
         };
@@ -238,7 +264,8 @@ export function planChainCuts(analysis: ModelAnalysis, options: ChainPlanOptions
   let chosen: Best | undefined;
   best[stages - 2].forEach((b, k) => {
     if (!b) return;
-    const last = { ...b, bottleneck: Math.max(b.bottleneck, Math.max(0, 1 - before(cuts[k])) * computeMs) };
+    const tail = (Math.max(0, 1 - before(cuts[k])) * computeMs) / replicas(stages - 1);
+    const last = { ...b, bottleneck: Math.max(b.bottleneck, tail) };
     if (better(last, chosen)) chosen = last;
   });
   if (!chosen)
@@ -253,11 +280,11 @@ export function planChainCuts(analysis: ModelAnalysis, options: ChainPlanOptions
 export function buildChain(
   analysis: ModelAnalysis,
   options: ChainPlanOptions & { granularity?: Int8Granularity },
-): { manifest: ChainManifest; stages: { info: StageInfo; bytes: Uint8Array }[] } {
+): { manifest: ChainManifest; stages: { info: StageInfo; bytes: Uint8Array; outputs?: StageOutput[] }[] } {
   const cuts = planChainCuts(analysis, options);
   const ends = [CHAIN_INPUT, ...cuts.map((c) => c.id), CHAIN_OUTPUT];
   const shares = [0, ...cuts.map((c) => c.headShare), 1];
-  const stages: { info: StageInfo; bytes: Uint8Array }[] = [];
+  const stages: { info: StageInfo; bytes: Uint8Array; outputs?: StageOutput[] }[] = [];
   const entries: ChainStage[] = [];
   for (let k = 0; k + 1 < ends.length; k++) {
     const stage = buildStage(
@@ -278,6 +305,7 @@ export function buildChain(
       weightBytes: weightBytes(parsed.proto),
       share: Math.max(0, shares[k + 1] - shares[k]),
       outBytes: k < cuts.length ? cuts[k].bytes[options.precision] : 0,
+      ...(stage.outputs ? { outputs: stage.outputs } : {}),
     });
   }
   return { manifest: { v: 1, model: analysis.model.hash, inputShapes: analysis.inputShapes, stages: entries }, stages };

@@ -105,6 +105,11 @@ export interface RobotConfig {
   stages?: string[];
   /** Weights this robot may hold, MB (inference.memory_mb): models and stages past it are refused at start. */
   memoryBudgetMb?: number;
+  /**
+   * Run ORT on a worker thread, keeping the event loop free while computing (default: on for a
+   * robot that holds stages, which serves while it computes; off otherwise, saving a copy per run).
+   */
+  inferenceThread?: boolean;
   /** Timed runs per part when profiling; profiles are reused from `cacheDir` when they match. */
   profileRuns?: number;
   cacheDir?: string;
@@ -259,7 +264,8 @@ export class Robot {
     const identity = config.identity ?? (await loadOrCreateIdentity(config.keyFile ?? paths.identity));
     // Each session holds its model's weights and activation arena (the detector's: ~17 MB): a
     // robot keeps the parts it served last, not every cut and precision it ever ran.
-    const sessions = new SessionCache({ threads: config.threads ?? 1 }, 24);
+    const thread = config.inferenceThread ?? (config.stages ?? []).length > 0;
+    const sessions = new SessionCache({ threads: config.threads ?? 1, thread }, 24);
     const budget = config.memoryBudgetMb === undefined ? Infinity : config.memoryBudgetMb * 1e6;
     const models = new ModelRegistry(sessions, budget);
     const profiles = new ProfileStore(config.cacheDir ? join(config.cacheDir, 'profiles') : undefined);
@@ -587,7 +593,7 @@ async function assemble(
     return adverts.fresh().filter((a) => connected.has(a.robot) && !reputation.isIsolated(a.robot));
   };
   const scheduler = new Scheduler({ self: host.peerId, models, queue, client, links, load, peers: goodPeers });
-  const chains = new ChainRunner({ self: host.peerId, models, queue, client, peers: goodPeers });
+  const chains = new ChainRunner({ self: host.peerId, models, queue, client, peers: goodPeers, reputation });
 
   let tasks: TaskRequester | undefined;
   if (ledger && taskExecutor && blobs && replicator) {

@@ -2,7 +2,7 @@ import type { ChainManifest } from '../../protocol/chain-manifest.js';
 import { RobomeshError } from '../../protocol/errors.js';
 import type { Tensor } from '../../protocol/tensor-frame.js';
 import { INPUT_CUT, type ModelRegistry } from '../inference/index.js';
-import type { InferClient, PeerCapability, WorkQueue } from '../mesh/index.js';
+import type { InferClient, PeerCapability, PeerReputation, WorkQueue } from '../mesh/index.js';
 import { BoundedQueue } from './bounded-queue.js';
 
 export type ChainErrorCode = 'NO_HOLDER' | 'STAGE_FAILED' | 'CANCELLED';
@@ -20,6 +20,7 @@ export interface ChainRunnerDeps {
   client: InferClient;
   /** Capability adverts of peers that are connected and in good standing now. */
   peers: () => PeerCapability[];
+  reputation: PeerReputation;
 }
 
 /** One stage of one request: who ran it, how long it took here, and who failed before it. */
@@ -38,9 +39,14 @@ export interface ChainResult {
 }
 
 export interface ChainRunOptions {
-  /** Per stage attempt (default 10 s). */
+  /**
+   * Per stage attempt; default: 4× the holder's median time here (at least 1 s), or 10 s before
+   * it has one, so a holder that stalls costs a frame about one slow run, not ten seconds.
+   */
   stageBudgetMs?: number;
   signal?: AbortSignal;
+  /** Per stage, the only robots that may run it (benchmarks place stages with it); absent: any holder. */
+  pinned?: (readonly string[] | undefined)[];
   /** Called as a stage's frame is handed to a robot (tests kill robots mid-request with it). */
   onStage?: (stage: number, robot: string) => void;
 }
@@ -48,7 +54,10 @@ export interface ChainRunOptions {
 export interface StreamOptions extends ChainRunOptions {
   /** Frames waiting before each stage, at most (default 2); the entry queue drops oldest-first. */
   maxQueue?: number;
-  /** Frames in flight per stage (default 2): a frame's transfer overlaps the previous one's compute. */
+  /**
+   * Frames in flight per stage and holder (default 2): a frame's transfer overlaps the previous
+   * one's compute, and a stage several robots hold runs on all of them at once.
+   */
   window?: number;
 }
 
@@ -66,9 +75,24 @@ export interface StreamStats {
   elapsedMs: number;
   /** Stage replacements (a robot failed, another finished the stage). */
   replaced: number;
+  /** Per stage: median time of a run as seen here (transfers included), and runs per robot. */
+  stages: { medianMs: number; robots: Record<string, number> }[];
 }
 
 const OBSERVED_SAMPLES = 7;
+
+/** How `got` differs from the tensors a stage must give (undefined: it does not, or nothing is known). */
+function mismatch(expected: ChainManifest['stages'][number]['outputs'], got: Tensor[]): string | undefined {
+  if (!expected) return undefined;
+  if (got.length !== expected.length) return `${got.length} tensors instead of ${expected.length}`;
+  for (const e of expected) {
+    const t = got.find((x) => x.name === e.name);
+    if (!t) return `no '${e.name}'`;
+    if (t.dtype !== e.dtype || t.dims.join('x') !== e.dims.join('x'))
+      return `'${e.name}' as ${t.dtype} [${t.dims.join(', ')}] instead of ${e.dtype} [${e.dims.join(', ')}]`;
+  }
+  return undefined;
+}
 /** Times a stage is tried on another holder before the frame fails. */
 const MAX_ATTEMPTS = 3;
 
@@ -80,24 +104,37 @@ const MAX_ATTEMPTS = 3;
  */
 export class ChainRunner {
   private readonly observed = new Map<string, number[]>();
+  /** Stage runs this runner has started and not finished, per robot. */
+  private readonly inFlight = new Map<string, number>();
 
   constructor(private readonly deps: ChainRunnerDeps) {}
 
-  /** Robots holding stage `hash`, best first: this robot, then peers by expected time. */
+  /**
+   * Robots holding stage `hash`, best first by expected time: measured here (median of the latest
+   * runs) or advertised, times the work queued ahead (what this runner has in flight there, or
+   * the robot's advertised queue if longer). Frames of a stream spread over several holders so.
+   */
   holders(hash: string, exclude: ReadonlySet<string> = new Set()): string[] {
     const { self, models, queue, peers } = this.deps;
     const expected: { robot: string; ms: number }[] = [];
+    const ahead = (robot: string, queued: number): number => 1 + Math.max(this.inFlight.get(robot) ?? 0, queued);
     if (models.has(hash) && !exclude.has(self)) {
       const own = this.median(hash, self) ?? models.profile(hash)?.wholeMs ?? 1;
-      expected.push({ robot: self, ms: own * (1 + queue.length) });
+      expected.push({ robot: self, ms: own * ahead(self, queue.length) });
     }
     for (const p of peers()) {
       const m = p.models.find((x) => x.hash === hash);
       if (!m || exclude.has(p.robot)) continue;
-      const ms = this.median(hash, p.robot) ?? m.wholeMs * (p.slowdown ?? 1) * (1 + p.queue);
+      const ms = (this.median(hash, p.robot) ?? m.wholeMs * (p.slowdown ?? 1)) * ahead(p.robot, p.queue);
       expected.push({ robot: p.robot, ms });
     }
     return expected.sort((a, b) => a.ms - b.ms).map((e) => e.robot);
+  }
+
+  private busy(robot: string, delta: number): void {
+    const n = (this.inFlight.get(robot) ?? 0) + delta;
+    if (n > 0) this.inFlight.set(robot, n);
+    else this.inFlight.delete(robot);
   }
 
   private median(hash: string, robot: string): number | undefined {
@@ -125,13 +162,15 @@ export class ChainRunner {
     const { hash } = manifest.stages[k];
     const failed: StageRun['failed'] = [];
     const tried = new Set<string>();
+    const allowed = options.pinned?.[k];
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      const robot = this.holders(hash, tried)[0];
+      const robot = this.holders(hash, tried).find((r) => !allowed || allowed.includes(r));
       if (robot === undefined) break;
       tried.add(robot);
       if (options.signal?.aborted) throw new ChainError('CANCELLED', 'chain request cancelled');
       options.onStage?.(k, robot);
       const t0 = performance.now();
+      this.busy(robot, 1);
       try {
         let outputs: Tensor[];
         let sentBytes = 0;
@@ -139,9 +178,17 @@ export class ChainRunner {
           outputs = await queue.run(() => models.runFrom(hash, INPUT_CUT, 'fp32', 'channel', tensors));
         } else {
           const task = { model: hash, cut: INPUT_CUT, precision: 'fp32', granularity: 'channel' } as const;
-          const result = await client.infer(robot, task, tensors, options.stageBudgetMs ?? 10_000, options.signal);
+          const known = this.median(hash, robot);
+          const budget =
+            options.stageBudgetMs ?? (known === undefined ? 10_000 : Math.min(10_000, Math.max(1000, 4 * known)));
+          const result = await client.infer(robot, task, tensors, budget, options.signal);
           outputs = result.outputs;
           sentBytes = result.sentBytes;
+        }
+        const wrong = mismatch(manifest.stages[k].outputs, outputs);
+        if (wrong) {
+          if (robot !== self) this.deps.reputation.penalise(robot, `chain stage answer: ${wrong}`, 5, 'malformed');
+          throw new ChainError('STAGE_FAILED', `${robot} answered stage ${k + 1} with ${wrong}`);
         }
         const ms = performance.now() - t0;
         this.record(hash, robot, ms);
@@ -152,6 +199,8 @@ export class ChainRunner {
         // A robot that failed is not picked first again until it answers well.
         this.record(hash, robot, 10 * (performance.now() - t0 + 1000));
         failed.push({ robot, code, message: (err as Error).message });
+      } finally {
+        this.busy(robot, -1);
       }
     }
     if (failed.length === 0)
@@ -189,7 +238,7 @@ export class ChainRunner {
     options: StreamOptions = {},
   ): Promise<StreamStats> {
     const cap = options.maxQueue ?? 2;
-    const window = Math.max(1, options.window ?? 2);
+    const perHolder = Math.max(1, options.window ?? 2);
     type Frame = { seq: number; t0: number; tensors: Tensor[]; runs: StageRun[] };
     const stats: StreamStats = {
       offered: 0,
@@ -200,10 +249,16 @@ export class ChainRunner {
       latencies: [],
       elapsedMs: 0,
       replaced: 0,
+      stages: [],
     };
+    const times = manifest.stages.map(() => [] as number[]);
+    const robots = manifest.stages.map(() => ({}) as Record<string, number>);
     const queues = manifest.stages.map(() => new BoundedQueue<Frame>(cap));
     const started = performance.now();
     const stage = async (k: number): Promise<void> => {
+      const allowed = options.pinned?.[k];
+      const holding = this.holders(manifest.stages[k].hash).filter((r) => !allowed || allowed.includes(r));
+      const window = perHolder * Math.max(1, holding.length);
       const input = queues[k];
       const next = queues[k + 1];
       // Runs started and not yet handed on, in frame order; at most `window` of them.
@@ -231,6 +286,8 @@ export class ChainRunner {
         const run = this.runStage(manifest, k, frame.tensors, options).then(
           ({ outputs, run: r }): Frame => {
             stats.replaced += r.failed.length > 0 ? 1 : 0;
+            times[k].push(r.ms);
+            robots[k][r.robot] = (robots[k][r.robot] ?? 0) + 1;
             return { ...frame, tensors: outputs, runs: [...frame.runs, r] };
           },
           () => {
@@ -254,6 +311,10 @@ export class ChainRunner {
     queues[0].close();
     await Promise.all(workers);
     stats.elapsedMs = performance.now() - started;
+    stats.stages = times.map((list, k) => ({
+      medianMs: list.length ? [...list].sort((x, y) => x - y)[list.length >> 1] : NaN,
+      robots: robots[k],
+    }));
     return stats;
   }
 }

@@ -3,7 +3,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type ChainManifest, encodeChainManifest } from '../../protocol/chain-manifest.js';
-import type { Tensor } from '../../protocol/tensor-frame.js';
+import { type Tensor, decodeFrame, encodeFrame } from '../../protocol/tensor-frame.js';
 import { ModelRegistry, SessionCache, buildChain, outputsToTensors, weightBytes } from '../../nodes/inference/index.js';
 import { Robot } from '../../nodes/robot/robot.js';
 import { ChainError } from '../../nodes/scheduler/index.js';
@@ -62,24 +62,26 @@ describe('chains: a model run as stages on several robots', function () {
     return max;
   };
 
-  describe('three robots in one process', () => {
+  describe('four robots in one process', () => {
     let robots: Robot[];
+    /** The stage each robot holds: r3 holds the middle one too. */
+    const holds = [0, 1, 2, 1];
     before(async () => {
-      const ids = await testIdentities(3, 150);
-      robots = await startFleet(ids, [], (i) => ({ stages: [files[i]], memoryBudgetMb: budgetMb }));
+      const ids = await testIdentities(4, 150);
+      robots = await startFleet(ids, [], (i) => ({ stages: [files[holds[i]]], memoryBudgetMb: budgetMb }));
     });
     after(() => Promise.all(robots.map((r) => r.stop())));
 
     it('runs the 3-stage chain equal to the whole model within 1e-4, each robot holding only its stage', async () => {
       for (const [i, r] of robots.entries()) {
-        assert.deepEqual(r.models.hashes(), [manifest.stages[i].hash]);
+        assert.deepEqual(r.models.hashes(), [manifest.stages[holds[i]].hash]);
         assert.ok(r.models.heldBytes <= budgetMb * 1e6);
       }
       const result = await robots[0].chains.run(manifest, input);
-      assert.deepEqual(
-        result.stages.map((s) => s.robot),
-        robots.map((r) => r.peerId),
-      );
+      const [first, middle, last] = result.stages.map((s) => s.robot);
+      assert.equal(first, robots[0].peerId);
+      assert.ok([robots[1].peerId, robots[3].peerId].includes(middle));
+      assert.equal(last, robots[2].peerId);
       assert.ok(maxDiff(result.outputs, whole) <= 1e-4);
       assert.ok(result.stages[1].sentBytes > 0 && result.stages[0].sentBytes === 0);
     });
@@ -142,6 +144,29 @@ describe('chains: a model run as stages on several robots', function () {
         code: 'STAGE_FAILED',
       });
     });
+
+    it('catches holders answering a stage with malformed tensors before the next stage sees them', async () => {
+      const reshape = (_req: unknown, frame: Uint8Array): Uint8Array => {
+        const [t, ...rest] = decodeFrame(frame);
+        return encodeFrame([{ ...t, dims: [t.dims.reduce((a, b) => a * b, 1)] }, ...rest]);
+      };
+      const liars = [robots[1], robots[3]];
+      for (const r of liars) r.service.tamper = reshape;
+      const servedByLast = robots[2].service.served;
+      try {
+        await assert.rejects(robots[0].chains.run(manifest, input), (err: unknown) => {
+          assert.ok(err instanceof ChainError);
+          assert.equal(err.code, 'STAGE_FAILED');
+          assert.match(err.message, /stage 2 failed on 2 robot/);
+          return true;
+        });
+      } finally {
+        for (const r of liars) r.service.tamper = undefined;
+      }
+      for (const r of liars) assert.ok(robots[0].reputation.score(r.peerId) < 0, 'the liar is penalised');
+      assert.equal(robots[2].service.served, servedByLast, 'nothing malformed was forwarded');
+      assert.equal(robots[2].reputation.score(robots[0].peerId), 0, 'the requester is not blamed');
+    });
   });
 
   describe('a middle stage killed mid-request', () => {
@@ -181,6 +206,7 @@ describe('chains: a model run as stages on several robots', function () {
             stages: [files[stage]],
             memoryBudgetMb: budgetMb,
             cacheDir: await sharedCache(),
+            traceRequests: true,
           }),
         );
       }

@@ -98,8 +98,9 @@ try {
   };
   const two = buildChain(slicer.analysis, { ...plan, stages: 2 });
   const three = buildChain(slicer.analysis, { ...plan, stages: 3 });
-  const shared = buildChain(slicer.analysis, { ...plan, stages: 3, replicas: [1, 2, 1] });
-  const shared3 = buildChain(slicer.analysis, { ...plan, stages: 3, replicas: [1, 3, 1] });
+  // A holds the first and last stages of these: the outputs stay on A.
+  const shared = buildChain(slicer.analysis, { ...plan, stages: 3, replicas: [1, 2, 1], outputsShipped: false });
+  const shared3 = buildChain(slicer.analysis, { ...plan, stages: 3, replicas: [1, 3, 1], outputsShipped: false });
   const write = async (name: string, bytes: Uint8Array): Promise<string> => {
     const file = join(dir, name);
     await writeFile(file, bytes);

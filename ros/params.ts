@@ -29,6 +29,7 @@ export interface RobotParams {
   /** How camera frames are fitted to the model's input size. */
   camera: { resize: string };
   models: string[];
+  inference: { memory_mb: number; stages: string[] };
   fleet: {
     name: string;
     members: string[];
@@ -120,6 +121,18 @@ export const PARAMETERS: { name: string; kind: Kind; default: string | number | 
     kind: 'string[]',
     default: ['builtin:ocr-det'],
     doc: 'ONNX models (paths or builtin:NAME) run on camera images',
+  },
+  {
+    name: 'inference.memory_mb',
+    kind: 'number',
+    default: 0,
+    doc: 'weights this robot may hold, MB (0: no limit); models and stages past it are refused at start',
+  },
+  {
+    name: 'inference.stages',
+    kind: 'string[]',
+    default: [],
+    doc: 'chain stage files (robomesh chain build) this robot holds and serves, without their whole model',
   },
   { name: 'fleet.name', kind: 'string', default: 'local', doc: 'fleet name (gossip topics are per fleet)' },
   { name: 'fleet.members', kind: 'string[]', default: [], doc: 'PeerIds admitted to the fleet' },
@@ -299,6 +312,8 @@ export function resolveParams(sources: Record<string, unknown>[]): RobotParams {
       `parameter robot_name: ${JSON.stringify(params.robot_name)} is not a valid ROS node name`,
     );
   if (!(params.map.resolution > 0)) throw new ParamError('BAD_PARAMETER', 'parameter map.resolution: must be positive');
+  if (!(params.inference.memory_mb >= 0))
+    throw new ParamError('BAD_PARAMETER', 'parameter inference.memory_mb: must be 0 (no limit) or positive');
   if (params.camera.resize !== 'letterbox' && params.camera.resize !== 'stretch')
     throw new ParamError(
       'BAD_PARAMETER',

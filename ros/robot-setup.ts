@@ -126,6 +126,8 @@ export async function startRobot(
     listen: params.fleet.listen,
     mdns: params.fleet.mdns,
     models: params.models.map((arg) => ({ arg, inputShape: builtinInputShape(arg) })),
+    stages: params.inference.stages,
+    memoryBudgetMb: params.inference.memory_mb > 0 ? params.inference.memory_mb : undefined,
     ledger: {
       store: new SqliteLogStore(robotPaths(params.data_dir).log),
       genesis,

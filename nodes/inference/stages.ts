@@ -1,7 +1,7 @@
 import { create } from '@bufbuild/protobuf';
 import { type ModelProto, StringStringEntryProtoSchema, type TensorProto } from 'onnx-buf';
 import type { ChainManifest, ChainStage } from '../../protocol/chain-manifest.js';
-import { dtypeFromCode } from '../../protocol/dtypes.js';
+import { DTYPES, dtypeFromCode } from '../../protocol/dtypes.js';
 import { RobomeshError } from '../../protocol/errors.js';
 import {
   type Int8Granularity,
@@ -192,6 +192,11 @@ export interface ChainPlanOptions {
    * frames, and so do the links into and out of it.
    */
   replicas?: number[];
+  /**
+   * With a link rate: whether the model's outputs travel back from the last stage's robot (true
+   * by default: a requester usually holds the first stage, not the last).
+   */
+  outputsShipped?: boolean;
 }
 
 /**
@@ -219,10 +224,19 @@ export function planChainCuts(analysis: ModelAnalysis, options: ChainPlanOptions
   }
   const cuts = [...analysis.cuts].sort((a, b) => a.headShare - b.headShare);
   const computeMs = options.wholeMs ?? 1;
+  let outputBytes = 0;
+  for (const name of analysis.index?.outputs ?? []) {
+    const shape = analysis.shapes.get(name);
+    if (shape) outputBytes += shape.dims.reduce((a, b) => a * b, 1) * DTYPES[shape.dtype].bytes;
+  }
+  const returnMs =
+    options.bytesPerSecond && options.outputsShipped !== false
+      ? (1000 * outputBytes) / options.bytesPerSecond / replicasOf(options, stages - 1)
+      : 0;
   const measured = options.headMs && options.wholeMs ? options.headMs : undefined;
   const before = (c: Cut): number =>
     measured?.[c.id] !== undefined ? Math.min(1, measured[c.id] / computeMs) : c.headShare;
-  const replicas = (stage: number): number => Math.max(1, options.replicas?.[stage] ?? 1);
+  const replicas = (stage: number): number => replicasOf(options, stage);
   // Boundary after stage j: its frames spread over the links of the wider stage beside it.
   const ship = (c: Cut, j: number): number =>
     options.bytesPerSecond
@@ -265,7 +279,7 @@ export function planChainCuts(analysis: ModelAnalysis, options: ChainPlanOptions
   best[stages - 2].forEach((b, k) => {
     if (!b) return;
     const tail = (Math.max(0, 1 - before(cuts[k])) * computeMs) / replicas(stages - 1);
-    const last = { ...b, bottleneck: Math.max(b.bottleneck, tail) };
+    const last = { ...b, bottleneck: Math.max(b.bottleneck, tail, returnMs) };
     if (better(last, chosen)) chosen = last;
   });
   if (!chosen)
@@ -274,6 +288,10 @@ export function planChainCuts(analysis: ModelAnalysis, options: ChainPlanOptions
       `this model has no ${stages - 1} cuts one after another that carry different tensors (${cuts.length} cuts)`,
     );
   return chosen.path.map((k) => cuts[k]);
+}
+
+function replicasOf(options: ChainPlanOptions, stage: number): number {
+  return Math.max(1, options.replicas?.[stage] ?? 1);
 }
 
 /** Every stage file of a chain and its manifest. */

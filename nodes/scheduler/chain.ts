@@ -79,6 +79,19 @@ export interface StreamStats {
   stages: { medianMs: number; robots: Record<string, number> }[];
 }
 
+/** What a robot's chains did since it started (the dashboard shows it). */
+export interface ChainCounters {
+  /** Frames asked for, by single requests and streams. */
+  offered: number;
+  delivered: number;
+  dropped: number;
+  failed: number;
+  /** Stage runs that finished on another holder after one failed. */
+  replaced: number;
+  /** The latest stream's frames per second delivered and p95 latency, ms. */
+  lastStream?: { fps: number; p95Ms: number };
+}
+
 const OBSERVED_SAMPLES = 7;
 
 /** How `got` differs from the tensors a stage must give (undefined: it does not, or nothing is known). */
@@ -106,6 +119,7 @@ export class ChainRunner {
   private readonly observed = new Map<string, number[]>();
   /** Stage runs this runner has started and not finished, per robot. */
   private readonly inFlight = new Map<string, number>();
+  readonly counters: ChainCounters = { offered: 0, delivered: 0, dropped: 0, failed: 0, replaced: 0 };
 
   constructor(private readonly deps: ChainRunnerDeps) {}
 
@@ -217,11 +231,19 @@ export class ChainRunner {
     const t0 = performance.now();
     const stages: StageRun[] = [];
     let tensors = inputs;
-    for (let k = 0; k < manifest.stages.length; k++) {
-      const { outputs, run } = await this.runStage(manifest, k, tensors, options);
-      stages.push(run);
-      tensors = outputs;
+    this.counters.offered++;
+    try {
+      for (let k = 0; k < manifest.stages.length; k++) {
+        const { outputs, run } = await this.runStage(manifest, k, tensors, options);
+        stages.push(run);
+        if (run.failed.length > 0) this.counters.replaced++;
+        tensors = outputs;
+      }
+    } catch (err) {
+      this.counters.failed++;
+      throw err;
     }
+    this.counters.delivered++;
     return { outputs: tensors, stages, ms: performance.now() - t0 };
   }
 
@@ -311,6 +333,17 @@ export class ChainRunner {
     queues[0].close();
     await Promise.all(workers);
     stats.elapsedMs = performance.now() - started;
+    const c = this.counters;
+    c.offered += stats.offered;
+    c.delivered += stats.delivered;
+    c.dropped += stats.dropped;
+    c.failed += stats.failed;
+    c.replaced += stats.replaced;
+    const sorted = [...stats.latencies].sort((x, y) => x - y);
+    c.lastStream = {
+      fps: (1000 * stats.delivered) / Math.max(1, stats.elapsedMs),
+      p95Ms: sorted[Math.min(sorted.length - 1, Math.floor(0.95 * sorted.length))] ?? NaN,
+    };
     stats.stages = times.map((list, k) => ({
       medianMs: list.length ? [...list].sort((x, y) => x - y)[list.length >> 1] : NaN,
       robots: robots[k],

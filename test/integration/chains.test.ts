@@ -116,7 +116,12 @@ describe('chains: a model run as stages on several robots', function () {
         assert.ok(maxDiff(outputs[outputs.length - 1], whole) <= 1e-4);
         return { stats, order };
       };
+      const before = { ...robots[0].chains.counters };
       const paced = await stream(10, 20);
+      const after = robots[0].chains.counters;
+      assert.equal(after.offered - before.offered, 20);
+      assert.equal(after.delivered - before.delivered, paced.stats.delivered);
+      assert.ok(after.lastStream && after.lastStream.fps > 0);
       assert.ok(paced.stats.delivered >= 1);
       // Offered far faster than three robots on two cores can run it: the entry drops, oldest first.
       const flood = await stream(1000, 30);

@@ -308,7 +308,13 @@ export function dashboardClient(): void {
         const exits = r.exits?.asked
           ? `, early exit answered ${((100 * r.exits.taken) / r.exits.asked).toFixed(0)} % of ${r.exits.asked}`
           : '';
-        const row = el('div', 'prediction-row', `${r.name}: prediction error ${error}${cpu}${exits}`);
+        const c = r.chains;
+        const chains = c
+          ? `, chains: ${c.delivered} of ${c.offered} frames` +
+            (c.fps === undefined ? '' : ` (last stream ${c.fps.toFixed(1)} frames/s)`) +
+            `, ${c.dropped} dropped, ${c.failed} failed, ${c.replaced} stages replaced`
+          : '';
+        const row = el('div', 'prediction-row', `${r.name}: prediction error ${error}${cpu}${exits}${chains}`);
         row.dataset.robot = r.name;
         return row;
       }),

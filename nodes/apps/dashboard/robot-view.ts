@@ -6,7 +6,7 @@ import { type DecodedEntry, type Hex, type Payload, fromHex, toHex } from '../..
 import type { IngestStatus } from '../../ledger/index.js';
 import { assemble } from '../../mapping/index.js';
 import type { Robot } from '../../robot/index.js';
-import type { Decision } from '../../scheduler/index.js';
+import type { ChainCounters, Decision } from '../../scheduler/index.js';
 import type { Pose } from '../../../protocol/sensors.js';
 import {
   LATENCY_LIMIT,
@@ -22,7 +22,8 @@ import {
 export type ViewedRobot = Pick<
   Robot,
   'name' | 'peerId' | 'host' | 'ledger' | 'map' | 'scheduler' | 'links' | 'adverts' | 'anchorer' | 'load'
->;
+> &
+  Partial<Pick<Robot, 'chains'>>;
 
 export interface RobotViewOptions {
   /** This robot's pose in the shared map frame when known (odometry / localisation); drawn on the map. */
@@ -167,6 +168,7 @@ export class RobotViewSource extends EventEmitter<{ update: [FleetView] }> imple
       predictionErrorPct: percent(r.scheduler.predictionError()),
       slowdown: r.load.slowdown(),
       exits: { ...r.scheduler.exitCounts },
+      chains: chainView(r.chains?.counters),
     };
     const peers = this.peers().sort((a, b) =>
       this.nameOf(a) < this.nameOf(b) ? -1 : this.nameOf(a) > this.nameOf(b) ? 1 : 0,
@@ -382,4 +384,10 @@ function keyOf(peer: string): Hex | undefined {
   } catch {
     return undefined;
   }
+}
+
+function chainView(c: ChainCounters | undefined): RobotView['chains'] {
+  if (!c?.offered) return undefined;
+  const { offered, delivered, dropped, failed, replaced } = c;
+  return { offered, delivered, dropped, failed, replaced, fps: c.lastStream?.fps };
 }

@@ -18,6 +18,8 @@ export interface RobotView {
   slowdown?: number;
   /** Requests whose plan ran an early exit, and how many the exit answered. */
   exits?: { asked: number; taken: number };
+  /** Frames it ran through chains of stages (requests and pipelined streams). */
+  chains?: { offered: number; delivered: number; dropped: number; failed: number; replaced: number; fps?: number };
 }
 
 /** `a`, `b` are robot names; `connected: false` means partitioned or down. */

@@ -23,7 +23,7 @@ import { cpuCgroup } from './split-common.js';
 /**
  * bench:pipeline — a detector stream over 3 robots of equal speed (each its own process under a
  * CFS quota, as bench:split limits its requester), links shaped in-process at 20 Mbit/s + 2 ms.
- * Robot A takes the camera. Four arms, each a stream through a chain A routes:
+ * Robot A takes the camera. Five arms, each a stream through a chain A routes:
  *   single          — the whole model on A;
  *   split           — the best two-party split (A then B), pipelined like the chain;
  *   pipeline        — three stages on A, B and C;

@@ -78,6 +78,8 @@ export interface TaskRef {
   bytes: number;
   f: number;
   timeout: number;
+  /** sha256 of the chain manifest when the task is a chain's last stage. */
+  chain?: Hex;
 }
 
 export interface TaskState extends TaskRef {
@@ -154,6 +156,7 @@ export function postTask(
       bytes: p.bytes,
       f: p.f,
       timeout: p.timeout,
+      ...(p.chain === undefined ? {} : { chain: p.chain }),
       assignments: [],
       executors: [],
       results: [],

@@ -1,3 +1,4 @@
+import { type Hex, sha256, toHex } from './bytes.js';
 import { type DType, isDType } from './dtypes.js';
 import { RobomeshError } from './errors.js';
 import type { Precision } from './infer-messages.js';
@@ -114,4 +115,9 @@ export function decodeChainManifest(text: string, source = 'chain manifest'): Ch
 
 export function encodeChainManifest(manifest: ChainManifest): string {
   return `${JSON.stringify(manifest, null, 2)}\n`;
+}
+
+/** A manifest's identity (what a logged task records): the sha256 of its encoding above. */
+export function chainManifestHash(manifest: ChainManifest): Hex {
+  return toHex(sha256(new TextEncoder().encode(encodeChainManifest(manifest))));
 }

@@ -30,6 +30,12 @@ export type Payload =
       bytes: number;
       f: number;
       timeout: number;
+      /**
+       * Set when the task is the last stage of a chain (protocol/chain-manifest.ts): the sha256 of
+       * the chain's manifest, whose last stage `model` is. Earlier stages ran unlogged; the quorum
+       * decides the last stage's result on the boundary the poster committed to as `input`.
+       */
+      chain?: Hex;
     }
   | { type: 'assign'; task: string; executors: Hex[] }
   | { type: 'claim'; task: string }
@@ -80,7 +86,10 @@ function fail(why: string): never {
 export function checkPayload(p: Payload): void {
   if (typeof p !== 'object' || p === null) fail('payload is not a map');
   const exact = (...fields: string[]): void => {
-    if (Object.keys(p).length === fields.length + 1 && fields.every((f) => Object.hasOwn(p, f))) return;
+    // A trailing '?' marks a field that may be absent.
+    const required = fields.filter((f) => !f.endsWith('?'));
+    const allowed = new Set(['type', ...fields.map((f) => f.replace(/\?$/, ''))]);
+    if (required.every((f) => Object.hasOwn(p, f)) && Object.keys(p).every((k) => allowed.has(k))) return;
     fail(
       `${p.type} payload has fields ${Object.keys(p).sort().join(',')}, ` +
         `expected ${['type', ...fields].sort().join(',')}`,
@@ -101,7 +110,8 @@ export function checkPayload(p: Payload): void {
       if (!isHexKey(p.member)) fail('member must be a hex key');
       return;
     case 'task':
-      exact('task', 'model', 'cut', 'precision', 'input', 'bytes', 'f', 'timeout');
+      exact('task', 'model', 'cut', 'precision', 'input', 'bytes', 'f', 'timeout', 'chain?');
+      if (p.chain !== undefined && !isHexKey(p.chain)) fail('chain must be a sha256 hex');
       if (typeof p.task !== 'string' || !TASK_ID.test(p.task)) fail('bad task id');
       if (!isHexKey(p.model) || !isHexKey(p.input)) fail('model and input must be sha256 hex');
       if (typeof p.cut !== 'string' || !CUT_ID.test(p.cut)) fail('bad cut id');

@@ -53,7 +53,8 @@ import {
   PeerReputation,
   WorkQueue,
 } from '../mesh/index.js';
-import { ChainRunner, LinkEstimator, Scheduler } from '../scheduler/index.js';
+import { ChainRunner, LinkEstimator, Scheduler, type StageRun } from '../scheduler/index.js';
+import { type ChainManifest, chainManifestHash } from '../../protocol/chain-manifest.js';
 import {
   type BlobStore,
   FileBlobStore,
@@ -446,6 +447,29 @@ export class Robot {
    * f + 1 agreeing results (nodes/tasks/task-requester.ts). Resolves with the outcome once decided,
    * provisional, or at the deadline.
    */
+  /**
+   * A chain whose last stage is a logged task: the stages before it run as `chains.run` would,
+   * then the boundary they give is committed in a task entry naming the chain (its manifest's
+   * sha256) and decided by the task contract on 2f + 1 holders of the last stage.
+   */
+  async inferChainTask(
+    manifest: ChainManifest,
+    inputs: Tensor[],
+    options: TaskOptions = {},
+  ): Promise<TaskOutcome & { stages: StageRun[] }> {
+    if (!this.parts.tasks) throw new RobotError('NO_LEDGER', 'this robot runs without a log');
+    const last = manifest.stages.length - 1;
+    const stages: StageRun[] = [];
+    let tensors = inputs;
+    for (let k = 0; k < last; k++) {
+      const { outputs, run } = await this.chains.runStage(manifest, k, tensors);
+      stages.push(run);
+      tensors = outputs;
+    }
+    const chain = chainManifestHash(manifest);
+    return { ...(await this.parts.tasks.infer(manifest.stages[last].hash, tensors, { ...options, chain })), stages };
+  }
+
   inferTask(model: string, inputs: Tensor[], options: TaskOptions = {}): Promise<TaskOutcome> {
     if (!this.parts.tasks) throw new RobotError('NO_LEDGER', 'this robot runs without a log');
     return this.parts.tasks.infer(model, inputs, options);

@@ -61,6 +61,8 @@ export interface TaskOptions {
   timeoutMs?: number;
   /** Only these peers (PeerIds) may be assigned at first (tests and benchmarks pin executors). */
   peers?: string[];
+  /** The task is the last stage of this chain (sha256 of its manifest): recorded in the task entry. */
+  chain?: string;
 }
 
 export interface ExecutorAttempt {
@@ -172,11 +174,20 @@ export class TaskRequester implements Startable {
       const key = keyOfPeer(peer);
       return ledger.state.members.has(key) && !isExcluded(ledger.state, key);
     };
-    const ranked = scheduler
-      // Executors answer the task as logged (head, cut, precision): no early exit in between.
-      .plans(model, inputs, options.precisions ?? TASK_PRECISIONS, false)
-      .filter((p) => !p.peer || ((!allowed || allowed.has(p.peer)) && eligible(p.peer)));
-    const plan = chooseExecutors(ranked, fullAssignment(f));
+    // A model this robot does not hold (a chain's last stage, say) runs whole on peers that do.
+    const held = models.has(model);
+    const ranked = (
+      held
+        ? // Executors answer the task as logged (head, cut, precision): no early exit in between.
+          scheduler.plans(model, inputs, options.precisions ?? TASK_PRECISIONS, false)
+        : this.components.capablePeers(model).map(offloadTo)
+    ).filter((p) => !p.peer || ((!allowed || allowed.has(p.peer)) && eligible(p.peer)));
+    const plan = chooseExecutors(ranked, fullAssignment(f), held);
+    if (plan.peers.length === 0 && !plan.withSelf)
+      throw new TaskError(
+        'NO_EXECUTORS',
+        `no eligible peer holds model ${model.slice(0, 12)}…, and this robot does not`,
+      );
     const cut = plan.cut;
     const headStart = performance.now();
     const boundary =
@@ -190,16 +201,27 @@ export class TaskRequester implements Startable {
     const { peers, withSelf } = plan;
     const executors = [...peers.map(keyOfPeer), ...(withSelf ? [this.selfKey] : [])];
     const predicted = ranked.find((p) => p.peer === peers[0])?.predictedMs ?? ranked[0]?.predictedMs ?? 1000;
+    const chain = options.chain === undefined ? {} : { chain: options.chain };
     const timeout = options.timeoutMs ?? Math.round(Math.min(60_000, Math.max(1000, 3 * predicted + 500)));
     const [taskEntry, assignEntry] = ledger.appendBatch([
-      { type: 'task', task, model, cut, precision: plan.precision, input, bytes: frame.length, f, timeout },
+      { type: 'task', task, model, cut, precision: plan.precision, input, bytes: frame.length, f, timeout, ...chain },
       { type: 'assign', task, executors },
     ]);
     this.counts.tasks++;
     const own = newOwn(Date.now());
     this.own.set(task, own);
     // From the entry, not the fold: a sync in progress defers folding what we append.
-    const t: TaskRef = { task, model, cut, precision: plan.precision, input, bytes: frame.length, f, timeout };
+    const t: TaskRef = {
+      task,
+      model,
+      cut,
+      precision: plan.precision,
+      input,
+      bytes: frame.length,
+      f,
+      timeout,
+      ...chain,
+    };
     const entries = [base64(taskEntry.bytes), base64(assignEntry.bytes)];
     const runs = peers.map((peer) => this.push(t, peer, boundary, entries, own, timeout));
     if (withSelf) runs.push(this.runHere(t, frame, own));
@@ -406,7 +428,14 @@ interface ChosenPlan {
  * The (kind, cut, precision) that the most peers (up to n) can run, fastest first among equals:
  * n peers when that many are reachable; else every peer that can, and this robot runs it too.
  */
-export function chooseExecutors(ranked: Plan[], n: number): ChosenPlan {
+/** Running a model whole on `peer`, for a model this robot cannot plan (it does not hold it). */
+function offloadTo(peer: string): Plan {
+  const breakdown = { headMs: 0, transferMs: 0, rttMs: 0, queueMs: 0, tailMs: 0 };
+  return { kind: 'offload', peer, cut: INPUT_CUT, precision: 'fp32', predictedMs: 0, breakdown };
+}
+
+/** `selfCan`: whether this robot may be one of the executors (it holds the model). */
+export function chooseExecutors(ranked: Plan[], n: number, selfCan = true): ChosenPlan {
   const groups = new Map<string, { plan: Plan; peers: string[] }>();
   for (const p of ranked) {
     if (p.kind === 'local' || !p.peer) continue;
@@ -419,14 +448,14 @@ export function chooseExecutors(ranked: Plan[], n: number): ChosenPlan {
   for (const g of groups.values()) {
     if (!best || Math.min(g.peers.length, n) > Math.min(best.peers.length, n)) best = g;
   }
-  if (!best) return { kind: 'local', cut: INPUT_CUT, precision: 'fp32', peers: [], withSelf: true };
+  if (!best) return { kind: 'local', cut: INPUT_CUT, precision: 'fp32', peers: [], withSelf: selfCan };
   const peers = best.peers.slice(0, n);
   return {
     kind: best.plan.kind,
     cut: best.plan.cut ?? INPUT_CUT,
     precision: best.plan.precision,
     peers,
-    withSelf: peers.length < n,
+    withSelf: selfCan && peers.length < n,
   };
 }
 

@@ -2,13 +2,16 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type ChainManifest, encodeChainManifest } from '../../protocol/chain-manifest.js';
+import { type ChainManifest, chainManifestHash, encodeChainManifest } from '../../protocol/chain-manifest.js';
+import { MemoryLogStore } from '../../nodes/ledger/store.js';
+import { MemoryBlobStore } from '../../nodes/tasks/blob-store.js';
+import { lie } from '../../nodes/tasks/faults.js';
 import { type Tensor, decodeFrame, encodeFrame } from '../../protocol/tensor-frame.js';
 import { ModelRegistry, SessionCache, buildChain, outputsToTensors, weightBytes } from '../../nodes/inference/index.js';
 import { Robot } from '../../nodes/robot/robot.js';
 import { ChainError } from '../../nodes/scheduler/index.js';
 import { type Child, dialAddrs, startRobotChild } from '../helpers/child.js';
-import { sharedCache, startFleet, testIdentities } from '../helpers/fleet.js';
+import { sharedCache, startFleet, testGenesis, testIdentities } from '../helpers/fleet.js';
 import { inputsFor, slicerFor } from '../helpers/models.js';
 
 /**
@@ -171,6 +174,44 @@ describe('chains: a model run as stages on several robots', function () {
       for (const r of liars) assert.ok(robots[0].reputation.score(r.peerId) < 0, 'the liar is penalised');
       assert.equal(robots[2].service.served, servedByLast, 'nothing malformed was forwarded');
       assert.equal(robots[2].reputation.score(robots[0].peerId), 0, 'the requester is not blamed');
+    });
+  });
+
+  describe('a chain whose last stage is a logged task', () => {
+    let robots: Robot[];
+    /** r2, r3 and r4 hold the last stage: its 2f + 1 executors for f = 1. */
+    const holds = [0, 1, 2, 2, 2];
+    before(async () => {
+      const ids = await testIdentities(5, 170);
+      const genesis = testGenesis(ids);
+      robots = await startFleet(ids, [], (i) => ({
+        stages: [files[holds[i]]],
+        memoryBudgetMb: budgetMb,
+        ledger: { store: new MemoryLogStore(), genesis, antiEntropyMs: 1000 },
+        tasks: { blobs: new MemoryBlobStore(), pushGraceMs: 500, volunteerDelayMs: 2000, tickMs: 100 },
+      }));
+    });
+    after(() => Promise.all(robots.map((r) => r.stop())));
+
+    it('records the chain in the task and decides the last stage by quorum, a liar among its executors', async () => {
+      const [r0, r1, liar] = robots;
+      liar.taskExecutor!.misbehave = lie('wrong');
+      try {
+        const outcome = await r0.inferChainTask(manifest, input, { f: 1, deadlineMs: 60_000 });
+        assert.equal(outcome.status, 'final');
+        assert.deepEqual(
+          outcome.stages.map((s) => s.robot),
+          [r0.peerId, r1.peerId],
+        );
+        assert.ok(outcome.outputs && maxDiff(outcome.outputs, whole) <= 1e-4);
+        const task = r0.ledger!.state.tasks.get(outcome.task)!;
+        assert.equal(task.chain, chainManifestHash(manifest));
+        assert.equal(task.model, manifest.stages[2].hash);
+        assert.equal(task.executors.length, 3);
+        assert.ok(!outcome.decision!.executors.includes(liar.ledger!.self!), 'the liar is not in the quorum');
+      } finally {
+        liar.taskExecutor!.misbehave = undefined;
+      }
     });
   });
 

@@ -140,6 +140,7 @@ describe('log entries and ingestion (Byzantine input)', () => {
       taskPayload('t', { bytes: 0 }),
       { ...taskPayload('t'), k: 2 },
       taskPayload('t', { precision: 'fp64' as 'fp32' }),
+      taskPayload('t', { chain: 'not a hash' }),
       { type: 'result', task: 't', digest: 'a'.repeat(64), values: [1] },
       { type: 'result', task: 't', digest: 'a'.repeat(64), fingerprint: new Uint8Array(5000) },
       { type: 'claim', task: 't', extra: 1 },
@@ -151,6 +152,12 @@ describe('log entries and ingestion (Byzantine input)', () => {
         signEntry({ seq: 1, lamport: 1, parents: [], payload: payload as never }, key),
       );
     }
+    // A chain's last stage names its manifest; the field may be absent, never anything else.
+    const chained = signEntry(
+      { seq: 1, lamport: 1, parents: [], payload: taskPayload('t', { chain: 'c'.repeat(64) }) },
+      key,
+    );
+    assert.equal((decodeEntry(chained.bytes).entry.payload as { chain?: string }).chain, 'c'.repeat(64));
     const huge = {
       type: 'genesis' as const,
       fleet: 'f',

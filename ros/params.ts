@@ -29,7 +29,7 @@ export interface RobotParams {
   /** How camera frames are fitted to the model's input size. */
   camera: { resize: string };
   models: string[];
-  inference: { memory_mb: number; stages: string[] };
+  inference: { memory_mb: number; stages: string[]; chain: string };
   fleet: {
     name: string;
     members: string[];
@@ -133,6 +133,12 @@ export const PARAMETERS: { name: string; kind: Kind; default: string | number | 
     kind: 'string[]',
     default: [],
     doc: 'chain stage files (robomesh chain build) this robot holds and serves, without their whole model',
+  },
+  {
+    name: 'inference.chain',
+    kind: 'string',
+    default: '',
+    doc: 'a chain manifest (chain.json): camera frames run pipelined through its stages instead of the scheduler',
   },
   { name: 'fleet.name', kind: 'string', default: 'local', doc: 'fleet name (gossip topics are per fleet)' },
   { name: 'fleet.members', kind: 'string[]', default: [], doc: 'PeerIds admitted to the fleet' },

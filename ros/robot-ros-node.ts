@@ -7,6 +7,9 @@ import type { Tensor } from '../protocol/tensor-frame.js';
 import { RosError } from './errors.js';
 import { assemble, toOccupancyGrid, ScanMatchingLocalizer } from '../nodes/mapping/index.js';
 import type { Robot } from '../nodes/robot/index.js';
+import type { OpenStream } from '../nodes/scheduler/index.js';
+import { type ChainManifest, decodeChainManifest } from '../protocol/chain-manifest.js';
+import { readFileSync } from 'node:fs';
 import type { LaserScan, Pose } from '../protocol/sensors.js';
 import { type CameraFit, type RosCompressedImage, type RosImage, compressedToTensor, imageToTensor } from './image.js';
 import type { RobotParams } from './params.js';
@@ -49,6 +52,8 @@ export class RobotRosNode {
   private nextFrame: (() => Promise<void>) | undefined;
   private inferring = false;
   private readonly unsubscribe: (() => void)[] = [];
+  /** With `inference.chain`: the chain and the stream every camera frame is offered to. */
+  private readonly chain: { manifest: ChainManifest; stream: OpenStream } | undefined;
 
   constructor(
     private readonly robot: Robot,
@@ -67,6 +72,16 @@ export class RobotRosNode {
       ledger: pub('ledger', 'robomesh_msgs/msg/LedgerEvent'),
       diagnostics: pub('diagnostics', 'diagnostic_msgs/msg/DiagnosticArray'),
     };
+    if (params.inference.chain) {
+      let text: string;
+      try {
+        text = readFileSync(params.inference.chain, 'utf8');
+      } catch (err) {
+        throw new RosError('BAD_CONFIG', `inference.chain: cannot read ${params.inference.chain}: ${String(err)}`);
+      }
+      const manifest = decodeChainManifest(text, params.inference.chain);
+      this.chain = { manifest, stream: robot.chains.open(manifest, { maxQueue: 2 }) };
+    }
     this.unsubscribe.push(
       transport.subscribe(
         t('camera'),
@@ -109,6 +124,7 @@ export class RobotRosNode {
     toTensor: (f: F, fit: CameraFit, name: string) => Promise<Tensor>,
   ): Promise<void> {
     this.counts.images++;
+    if (this.chain) return this.offer(this.chain, frame.header.stamp, (fit, name) => toTensor(frame, fit, name));
     const run = () => this.infer(frame.header.stamp, (fit, name) => toTensor(frame, fit, name));
     if (this.inferring) {
       if (this.nextFrame) this.counts.framesDropped++;
@@ -127,9 +143,55 @@ export class RobotRosNode {
     }
   }
 
+  /**
+   * A camera frame offered to the chain's pipelined stream (frames overlap across its stages; the
+   * stream drops the oldest waiting frame when the camera outruns it, counted in framesDropped).
+   * Resolves once the frame's result is published, or it was dropped or failed.
+   */
+  private async offer(
+    chain: NonNullable<RobotRosNode['chain']>,
+    stamp: Stamp,
+    toTensor: (fit: CameraFit, name: string) => Promise<Tensor>,
+  ): Promise<void> {
+    try {
+      const { fit, name } = this.fitOf(chain.manifest.inputShapes);
+      const outcome = await chain.stream.offer([await toTensor(fit, name)]);
+      if ('dropped' in outcome) {
+        this.counts.framesDropped++;
+        return;
+      }
+      if ('failed' in outcome) throw new Error(outcome.failed);
+      const last = outcome.runs[outcome.runs.length - 1];
+      const summary = resultDigest(outcome.outputs);
+      this.pubs.results.publish({
+        header: { stamp, frame_id: 'camera' },
+        model_hash: chain.manifest.model,
+        task_id: '',
+        executor: last.robot,
+        plan: 'chain',
+        cut: chain.manifest.stages.map((s) => s.to).join(' '),
+        precision: chain.manifest.stages[0].outPrecision,
+        latency_ms: outcome.ms,
+        predicted_ms: 0,
+        output_names: outcome.outputs.map((o) => o.name),
+        output_sizes: Uint32Array.from(outcome.outputs.map((o) => o.data.length)),
+        summary: Float32Array.from(summary.values.map((v) => v / 1e6)),
+        digest: Uint8Array.from(Buffer.from(summary.digest, 'hex')),
+      });
+      this.counts.results++;
+    } catch (err) {
+      this.counts.errors++;
+      process.stderr.write(`robomesh: a camera frame through the chain failed: ${(err as Error).message}\n`);
+    }
+  }
+
   /** The model's camera input: its first input's name and height × width, fitted as camera.resize says. */
   private fitFor(model: string): { fit: CameraFit; name: string } {
-    const [name, dims] = Object.entries(this.robot.models.get(model).analysis.inputShapes)[0] ?? [];
+    return this.fitOf(this.robot.models.get(model).analysis.inputShapes);
+  }
+
+  private fitOf(inputShapes: Record<string, number[]>): { fit: CameraFit; name: string } {
+    const [name, dims] = Object.entries(inputShapes)[0] ?? [];
     if (!name || dims.length !== 4 || !(dims[2] > 0 && dims[3] > 0))
       throw new RosError(
         'BAD_IMAGE',
@@ -287,5 +349,6 @@ export class RobotRosNode {
 
   close(): void {
     for (const u of this.unsubscribe) u();
+    void this.chain?.stream.close();
   }
 }

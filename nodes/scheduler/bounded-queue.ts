@@ -21,12 +21,11 @@ export class BoundedQueue<T> {
     this.push(item);
   }
 
-  /** Adds `item`, dropping the oldest waiting one if full; true when one was dropped. */
-  offerDroppingOldest(item: T): boolean {
-    const full = this.items.length >= this.capacity;
-    if (full) this.items.shift();
+  /** Adds `item`, dropping the oldest waiting one if full: returns the one dropped. */
+  offerDroppingOldest(item: T): T | undefined {
+    const dropped = this.items.length >= this.capacity ? this.items.shift() : undefined;
     this.push(item);
-    return full;
+    return dropped;
   }
 
   private push(item: T): void {

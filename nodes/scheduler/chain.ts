@@ -51,7 +51,22 @@ export interface ChainRunOptions {
   onStage?: (stage: number, robot: string) => void;
 }
 
+/** What became of one frame offered to an open stream. */
+export type FrameOutcome =
+  | { seq: number; outputs: Tensor[]; runs: StageRun[]; ms: number }
+  | { seq: number; dropped: true }
+  | { seq: number; failed: string };
+
+/** A stream fed frame by frame (a camera callback): `close` ends it once what was offered is done. */
+export interface OpenStream {
+  offer(tensors: Tensor[]): Promise<FrameOutcome>;
+  close(): Promise<StreamStats>;
+}
+
 export interface StreamOptions extends ChainRunOptions {
+  /** Called with a frame's seq when the entry queue drops it, or when no holder could finish it. */
+  onDropped?: (seq: number) => void;
+  onFailed?: (seq: number, why: string) => void;
   /** Frames waiting before each stage, at most (default 2); the entry queue drops oldest-first. */
   maxQueue?: number;
   /**
@@ -247,6 +262,53 @@ export class ChainRunner {
     return { outputs: tensors, stages, ms: performance.now() - t0 };
   }
 
+  /** A stream fed one frame at a time (see `stream`); each offer resolves with that frame's fate. */
+  open(manifest: ChainManifest, options: StreamOptions = {}): OpenStream {
+    const waiting = new Map<number, { t0: number; settle: (o: FrameOutcome) => void }>();
+    const pending: Tensor[][] = [];
+    let wake: (() => void) | undefined;
+    let closed = false;
+    let offered = 0;
+    async function* source(): AsyncGenerator<Tensor[]> {
+      for (;;) {
+        while (pending.length > 0) yield pending.shift()!;
+        if (closed) return;
+        await new Promise<void>((resolve) => (wake = resolve));
+      }
+    }
+    const settle = (seq: number, outcome: FrameOutcome): void => {
+      waiting.get(seq)?.settle(outcome);
+      waiting.delete(seq);
+    };
+    const done = this.stream(
+      manifest,
+      source(),
+      (seq, outputs, runs) => settle(seq, { seq, outputs, runs, ms: performance.now() - (waiting.get(seq)?.t0 ?? 0) }),
+      {
+        ...options,
+        onDropped: (seq) => settle(seq, { seq, dropped: true }),
+        onFailed: (seq, why) => settle(seq, { seq, failed: why }),
+      },
+    );
+    return {
+      offer: (tensors) => {
+        if (closed) return Promise.reject(new ChainError('CANCELLED', 'the stream is closed'));
+        const seq = offered++;
+        const outcome = new Promise<FrameOutcome>((resolve) =>
+          waiting.set(seq, { t0: performance.now(), settle: resolve }),
+        );
+        pending.push(tensors);
+        wake?.();
+        return outcome;
+      },
+      close: () => {
+        closed = true;
+        wake?.();
+        return done;
+      },
+    };
+  }
+
   /**
    * A stream of frames pipelined through the chain: stage k works on frame t while stage k + 1
    * works on frame t − 1. Queues between stages are bounded (a full one holds the stage before
@@ -312,8 +374,9 @@ export class ChainRunner {
             robots[k][r.robot] = (robots[k][r.robot] ?? 0) + 1;
             return { ...frame, tensors: outputs, runs: [...frame.runs, r] };
           },
-          () => {
+          (err: Error) => {
             stats.failed++;
+            options.onFailed?.(frame.seq, err.message);
             return undefined;
           },
         );
@@ -327,7 +390,11 @@ export class ChainRunner {
     let seq = 0;
     for await (const tensors of source) {
       stats.offered++;
-      if (queues[0].offerDroppingOldest({ seq: seq++, t0: performance.now(), tensors, runs: [] })) stats.dropped++;
+      const dropped = queues[0].offerDroppingOldest({ seq: seq++, t0: performance.now(), tensors, runs: [] });
+      if (dropped) {
+        stats.dropped++;
+        options.onDropped?.(dropped.seq);
+      }
       stats.maxDepth = Math.max(stats.maxDepth, queues[0].length);
     }
     queues[0].close();

@@ -7,6 +7,8 @@ export {
   ChainError,
   type ChainResult,
   ChainRunner,
+  type FrameOutcome,
+  type OpenStream,
   type StageRun,
   type StreamStats,
 } from './chain.js';

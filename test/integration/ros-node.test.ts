@@ -18,6 +18,9 @@ import { RobotRosNode } from '../../ros/robot-ros-node.js';
 import { startRobot } from '../../ros/robot-setup.js';
 import { writeSimBag } from '../../ros/sim-bag.js';
 import { sharedCache } from '../helpers/fleet.js';
+import { slicerFor } from '../helpers/models.js';
+import { buildChain } from '../../nodes/inference/index.js';
+import { encodeChainManifest } from '../../protocol/chain-manifest.js';
 import type * as Rcl from 'rclnodejs';
 import { rclnodejsStandIn as standIn } from '../helpers/rclnodejs-stand-in.js';
 
@@ -150,6 +153,65 @@ describe('ROS edge without ROS: a simulated bag replayed through a robot node', 
       assert.ok(q.accuracy > 0.9, `accuracy ${q.accuracy}`);
     },
   );
+
+  it('with inference.chain, camera frames run through the chain\u2019s stages, one result each', async () => {
+    const slicer = await slicerFor('ocr-det');
+    const { manifest, stages } = buildChain(slicer.analysis, { stages: 3, precision: 'fp32' });
+    const files: string[] = [];
+    for (const [k, stage] of stages.entries()) {
+      files.push(join(dir, `stage-${k + 1}.onnx`));
+      await writeFile(files[k], stage.bytes);
+    }
+    const chainFile = join(dir, 'chain.json');
+    await writeFile(chainFile, encodeChainManifest(manifest));
+    const input = join(dir, 'chain-sim.mcap');
+    await writeSimBag(input, codec, { plan: 'builtin:small', seconds: 4, seed: 5, cameraEvery: 1 });
+    const params = resolveParams([
+      {
+        robot_name: 'c1',
+        data_dir: join(dir, 'c1'),
+        models: [],
+        'inference.stages': files,
+        'inference.chain': chainFile,
+        'fleet.listen': ['/ip4/127.0.0.1/tcp/0'],
+      },
+    ]);
+    const output = join(dir, 'chain-out.mcap');
+    const transport = await McapTransport.create(codec, output);
+    const robot = await startRobot(params, { cacheDir: await sharedCache(), advertPeriodMs: 500, probeIntervalMs: 0 });
+    try {
+      assert.deepEqual(robot.models.hashes().sort(), manifest.stages.map((x) => x.hash).sort());
+      const node = new RobotRosNode(robot, transport, params);
+      await transport.replay(input);
+      node.close();
+      await transport.close();
+      assert.equal(node.counts.errors, 0);
+      const results = (await readBag(output)).get('/robomesh/inference')!.messages as {
+        plan: string;
+        model_hash: string;
+        output_sizes: Uint32Array;
+      }[];
+      assert.equal(results.length, node.counts.images - node.counts.framesDropped);
+      assert.ok(results.length >= 4, `${results.length} results`);
+      for (const r of results) {
+        assert.equal(r.plan, 'chain');
+        assert.equal(r.model_hash, manifest.model);
+        assert.deepEqual([...r.output_sizes], [320 * 320]);
+      }
+      assert.equal(robot.chains.counters.delivered, results.length);
+    } finally {
+      await robot.stop();
+    }
+    assert.throws(
+      () =>
+        new RobotRosNode(
+          robot,
+          transport,
+          resolveParams([{ 'inference.chain': join(dir, 'missing.json'), data_dir: join(dir, 'c2') }]),
+        ),
+      { code: 'BAD_CONFIG' },
+    );
+  });
 
   it('the entry point refuses clearly: no ROS and no bag, a missing bag, a bad parameter', async () => {
     const run = (args: string[]): Promise<{ code: number; stderr: string }> =>

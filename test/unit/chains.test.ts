@@ -120,7 +120,7 @@ describe('BoundedQueue', () => {
     assert.equal(await q.take(), 1);
     await putting;
     assert.equal(q.length, 2);
-    assert.equal(q.offerDroppingOldest(4), true);
+    assert.equal(q.offerDroppingOldest(4), 2);
     assert.deepEqual([await q.take(), await q.take()], [3, 4]);
     const waiting = q.take();
     q.offerDroppingOldest(5);

@@ -127,6 +127,7 @@ export async function startRobot(
     mdns: params.fleet.mdns,
     models: params.models.map((arg) => ({ arg, inputShape: builtinInputShape(arg) })),
     stages: params.inference.stages,
+    chains: params.inference.chain ? [params.inference.chain] : [],
     memoryBudgetMb: params.inference.memory_mb > 0 ? params.inference.memory_mb : undefined,
     ledger: {
       store: new SqliteLogStore(robotPaths(params.data_dir).log),

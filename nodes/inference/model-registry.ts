@@ -133,6 +133,16 @@ export class ModelRegistry {
     }
   }
 
+  /** Stops holding a model or stage: its sessions are released and its weights leave the budget. */
+  async remove(hash: string): Promise<void> {
+    if (!this.slicers.delete(hash)) return;
+    this.weights.delete(hash);
+    this.stageInfos.delete(hash);
+    this.profiles.delete(hash);
+    this.exitHeads.delete(hash);
+    await this.sessions.release((key) => key.startsWith(`${hash}:`));
+  }
+
   /** The stage info of a held stage; undefined for whole models. */
   stage(hash: string): StageInfo | undefined {
     return this.stageInfos.get(hash);

@@ -45,6 +45,11 @@ export interface InferServiceComponents {
   queue: WorkQueue;
   reputation: PeerReputation;
   tasks?: TaskGate;
+  /**
+   * Asked for a model this robot does not hold: fetch it if it may (a stage of a chain it helps
+   * serve, within its memory budget) and say whether it now holds it. Absent: never.
+   */
+  fetchStage?: (hash: string, signal: AbortSignal) => Promise<boolean>;
   logger: Logger;
 }
 
@@ -195,6 +200,11 @@ export class InferService
   ): Promise<Reply> {
     const { models } = this.components;
     const skip = () => skipFrame(lp, req.chunks, req.bytes, { ...read, onBytes: undefined });
+    const fetchStage = this.components.fetchStage;
+    if (!models.has(req.model) && req.cut === INPUT_CUT && fetchStage) {
+      const budget = AbortSignal.any([cancelled, AbortSignal.timeout(req.budgetMs)]);
+      await fetchStage(req.model, budget).catch(() => false);
+    }
     if (!models.has(req.model)) {
       await skip();
       return error(req, 'UNKNOWN_MODEL', `model ${req.model.slice(0, 12)}… is not held here`);

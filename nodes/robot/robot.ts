@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { signerFromSeed } from '../../protocol/ed25519.js';
 import type { Tensor } from '../../protocol/tensor-frame.js';
@@ -11,6 +12,7 @@ import {
   ComputeLoad,
   type LoadedModel,
   parseModel,
+  stageInfoOf,
   ProfileStore,
   defaultCacheDir,
   profileKey,
@@ -54,7 +56,7 @@ import {
   WorkQueue,
 } from '../mesh/index.js';
 import { ChainRunner, LinkEstimator, Scheduler, type StageRun } from '../scheduler/index.js';
-import { type ChainManifest, chainManifestHash } from '../../protocol/chain-manifest.js';
+import { type ChainManifest, chainManifestHash, decodeChainManifest } from '../../protocol/chain-manifest.js';
 import {
   type BlobStore,
   FileBlobStore,
@@ -104,6 +106,11 @@ export interface RobotConfig {
   models: { arg: string; inputShape?: Record<string, number[]>; exits?: string[] }[];
   /** Chain stage files (`robomesh chain build`) this robot holds and serves, without their whole model. */
   stages?: string[];
+  /**
+   * Chain manifests this robot helps run: asked for one of their stages it does not hold, it
+   * fetches the stage from a peer that holds it (verified by hash) if its memory budget allows.
+   */
+  chains?: string[];
   /** Weights this robot may hold, MB (inference.memory_mb): models and stages past it are refused at start. */
   memoryBudgetMb?: number;
   /**
@@ -500,6 +507,66 @@ export class Robot {
 }
 
 /** Builds and starts a robot's services in order, recording each in `started` as it starts. */
+/**
+ * What a robot does when asked for a stage it lacks: only stages of the chains in its config,
+ * fetched by hash from a peer holding one (the bytes must hash to it and be that chain's stage),
+ * and only within its memory budget (addStage refuses past it). One fetch per stage at a time.
+ */
+async function stageFetcher(
+  manifests: string[],
+  models: ModelRegistry,
+  holders: (hash: string) => string[],
+): Promise<(node: MeshHost['node'], hash: string, signal: AbortSignal) => Promise<boolean>> {
+  const allowed = new Map<string, string>();
+  for (const file of manifests) {
+    const manifest = decodeChainManifest(await readFile(file, 'utf8'), file);
+    for (const s of manifest.stages) allowed.set(s.hash, manifest.model);
+  }
+  const fetching = new Map<string, Promise<boolean>>();
+  /** Stages fetched on demand, oldest first: what gives way when a newer one needs the room. */
+  const fetched: string[] = [];
+  const log = componentLogger('chains');
+  const add = async (stage: LoadedModel, source: string): Promise<void> => {
+    for (;;) {
+      try {
+        await models.addStage(stage, source);
+        fetched.push(stage.hash);
+        return;
+      } catch (err) {
+        const oldest = fetched.shift();
+        if ((err as { code?: string }).code !== 'OVER_BUDGET' || oldest === undefined) throw err;
+        log('dropping stage %s fetched earlier, to make room', oldest.slice(0, 12));
+        await models.remove(oldest);
+      }
+    }
+  };
+  return (node, hash, signal) => {
+    const model = allowed.get(hash);
+    if (!model) return Promise.resolve(false);
+    let pending = fetching.get(hash);
+    if (!pending) {
+      pending = (async () => {
+        for (const peer of holders(hash)) {
+          try {
+            const bytes = await fetchBlob(node, peer, hash, { signal, maxBytes: 512 * 1024 * 1024 });
+            const stage = parseModel(bytes, `stage from ${peer}`);
+            if (stageInfoOf(stage, `stage from ${peer}`)?.model !== model) continue;
+            await add(stage, `stage ${hash.slice(0, 12)}… from ${peer}`);
+            log('fetched stage %s from %s', hash.slice(0, 12), peer);
+            return true;
+          } catch (err) {
+            log('fetching stage %s from %s failed: %s', hash.slice(0, 12), peer, (err as Error).message);
+            if ((err as { code?: string }).code === 'OVER_BUDGET') return false;
+          }
+        }
+        return false;
+      })().finally(() => fetching.delete(hash));
+      fetching.set(hash, pending);
+    }
+    return pending;
+  };
+}
+
 async function assemble(
   config: RobotConfig,
   host: MeshHost,
@@ -577,9 +644,18 @@ async function assemble(
       ),
     );
   }
+  let fetchStage: ((hash: string, signal: AbortSignal) => Promise<boolean>) | undefined;
   const service = await run(
     new InferService(
-      { node, models, queue, reputation, tasks: taskExecutor, logger: componentLogger('infer') },
+      {
+        node,
+        models,
+        queue,
+        reputation,
+        tasks: taskExecutor,
+        fetchStage: (hash, signal) => fetchStage?.(hash, signal) ?? Promise.resolve(false),
+        logger: componentLogger('infer'),
+      },
       config.service,
     ),
   );
@@ -618,6 +694,11 @@ async function assemble(
   };
   const scheduler = new Scheduler({ self: host.peerId, models, queue, client, links, load, peers: goodPeers });
   const chains = new ChainRunner({ self: host.peerId, models, queue, client, peers: goodPeers, reputation });
+  fetchStage = await stageFetcher(config.chains ?? [], models, (hash) =>
+    goodPeers()
+      .filter((a) => a.models.some((m) => m.hash === hash))
+      .map((a) => a.robot),
+  ).then((fetcher) => (hash, signal) => fetcher(node, hash, signal));
 
   let tasks: TaskRequester | undefined;
   if (ledger && taskExecutor && blobs && replicator) {

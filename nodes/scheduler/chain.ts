@@ -121,8 +121,8 @@ function mismatch(expected: ChainManifest['stages'][number]['outputs'], got: Ten
   }
   return undefined;
 }
-/** Times a stage is tried on another holder before the frame fails. */
-const MAX_ATTEMPTS = 3;
+/** Robots a stage is tried on (holders, then stand-ins that may fetch it) before the frame fails. */
+const MAX_ATTEMPTS = 4;
 
 /**
  * Runs a model as a chain of stages held by different robots (like Petals' client-routed
@@ -160,6 +160,18 @@ export class ChainRunner {
     return expected.sort((a, b) => a.ms - b.ms).map((e) => e.robot);
   }
 
+  /**
+   * When every holder of a stage failed: a peer that may fetch the stage and run it (robots that
+   * help run a chain fetch its stages on demand, within their budget), those holding another
+   * stage of the same chain first. Others refuse at once with UNKNOWN_MODEL.
+   */
+  private standIn(manifest: ChainManifest, tried: ReadonlySet<string>): string | undefined {
+    const ours = new Set(manifest.stages.map((s) => s.hash));
+    const candidates = this.deps.peers().filter((p) => !tried.has(p.robot));
+    const related = candidates.find((p) => p.models.some((m) => ours.has(m.hash)));
+    return (related ?? candidates[0])?.robot;
+  }
+
   private busy(robot: string, delta: number): void {
     const n = (this.inFlight.get(robot) ?? 0) + delta;
     if (n > 0) this.inFlight.set(robot, n);
@@ -193,7 +205,9 @@ export class ChainRunner {
     const tried = new Set<string>();
     const allowed = options.pinned?.[k];
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      const robot = this.holders(hash, tried).find((r) => !allowed || allowed.includes(r));
+      const robot =
+        this.holders(hash, tried).find((r) => !allowed || allowed.includes(r)) ??
+        (failed.length > 0 && !allowed ? this.standIn(manifest, tried) : undefined);
       if (robot === undefined) break;
       tried.add(robot);
       if (options.signal?.aborted) throw new ChainError('CANCELLED', 'chain request cancelled');
@@ -228,6 +242,8 @@ export class ChainRunner {
         // A robot that failed is not picked first again until it answers well.
         this.record(hash, robot, 10 * (performance.now() - t0 + 1000));
         failed.push({ robot, code, message: (err as Error).message });
+        // The tensors themselves were refused: every other robot would refuse them too.
+        if (code === 'BAD_TENSORS') break;
       } finally {
         this.busy(robot, -1);
       }

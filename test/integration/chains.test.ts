@@ -67,17 +67,21 @@ describe('chains: a model run as stages on several robots', function () {
 
   describe('four robots in one process', () => {
     let robots: Robot[];
-    /** The stage each robot holds: r3 holds the middle one too. */
-    const holds = [0, 1, 2, 1];
+    /** The stage each robot holds: r3 holds the middle one too; r4 none, but it helps run the chain. */
+    const holds = [0, 1, 2, 1, undefined];
     before(async () => {
-      const ids = await testIdentities(4, 150);
-      robots = await startFleet(ids, [], (i) => ({ stages: [files[holds[i]]], memoryBudgetMb: budgetMb }));
+      const ids = await testIdentities(5, 150);
+      robots = await startFleet(ids, [], (i) => ({
+        stages: holds[i] === undefined ? [] : [files[holds[i]!]],
+        chains: holds[i] === undefined ? [join(dir, 'chain.json')] : [],
+        memoryBudgetMb: budgetMb,
+      }));
     });
     after(() => Promise.all(robots.map((r) => r.stop())));
 
     it('runs the 3-stage chain equal to the whole model within 1e-4, each robot holding only its stage', async () => {
       for (const [i, r] of robots.entries()) {
-        assert.deepEqual(r.models.hashes(), [manifest.stages[holds[i]].hash]);
+        assert.deepEqual(r.models.hashes(), holds[i] === undefined ? [] : [manifest.stages[holds[i]!].hash]);
         assert.ok(r.models.heldBytes <= budgetMb * 1e6);
       }
       const result = await robots[0].chains.run(manifest, input);
@@ -153,7 +157,7 @@ describe('chains: a model run as stages on several robots', function () {
       });
     });
 
-    it('catches holders answering a stage with malformed tensors before the next stage sees them', async () => {
+    it('catches holders answering malformed tensors, and a robot that helps run the chain fetches the stage', async () => {
       const reshape = (_req: unknown, frame: Uint8Array): Uint8Array => {
         const [t, ...rest] = decodeFrame(frame);
         return encodeFrame([{ ...t, dims: [t.dims.reduce((a, b) => a * b, 1)] }, ...rest]);
@@ -161,19 +165,42 @@ describe('chains: a model run as stages on several robots', function () {
       const liars = [robots[1], robots[3]];
       for (const r of liars) r.service.tamper = reshape;
       const servedByLast = robots[2].service.served;
+      let result;
       try {
-        await assert.rejects(robots[0].chains.run(manifest, input), (err: unknown) => {
-          assert.ok(err instanceof ChainError);
-          assert.equal(err.code, 'STAGE_FAILED');
-          assert.match(err.message, /stage 2 failed on 2 robot/);
-          return true;
-        });
+        result = await robots[0].chains.run(manifest, input);
       } finally {
         for (const r of liars) r.service.tamper = undefined;
       }
-      for (const r of liars) assert.ok(robots[0].reputation.score(r.peerId) < 0, 'the liar is penalised');
-      assert.equal(robots[2].service.served, servedByLast, 'nothing malformed was forwarded');
+      const middle = result.stages[1];
+      const failed = new Map(middle.failed.map((f) => [f.robot, f.code]));
+      for (const r of liars) {
+        assert.equal(failed.get(r.peerId), 'STAGE_FAILED', 'the liar failed its stage');
+        assert.ok(robots[0].reputation.score(r.peerId) < 0, 'the liar is penalised');
+      }
+      // r2 (holding the last stage, not helping with this chain) refuses; r4 fetches stage 2 and runs it.
+      assert.equal(middle.robot, robots[4].peerId);
+      assert.ok(robots[4].models.has(manifest.stages[1].hash), 'r4 holds the stage now');
+      assert.ok(maxDiff(result.outputs, whole) <= 1e-4);
+      assert.equal(robots[2].service.served, servedByLast + 1, 'only the good boundary reached the last stage');
       assert.equal(robots[2].reputation.score(robots[0].peerId), 0, 'the requester is not blamed');
+      // Asked for the first stage, which does not fit beside the second: the stage it fetched
+      // earlier gives way (within its budget, on demand, oldest first).
+      const first = manifest.stages[0].hash;
+      const task = { model: first, cut: 'input', precision: 'fp32', granularity: 'channel' } as const;
+      const out = await robots[0].client.infer(robots[4].peerId, task, input, 30_000);
+      assert.equal(out.outputs.length, manifest.stages[0].outputs!.length);
+      assert.deepEqual(robots[4].models.hashes(), [first]);
+      assert.ok(robots[4].models.heldBytes <= budgetMb * 1e6);
+      // A stage of no chain r4 helps run is never fetched.
+      await assert.rejects(
+        robots[0].client.infer(
+          robots[4].peerId,
+          { model: 'ab'.repeat(32), cut: 'input', precision: 'fp32', granularity: 'channel' },
+          input,
+          10_000,
+        ),
+        { code: 'UNKNOWN_MODEL' },
+      );
     });
   });
 

@@ -644,7 +644,8 @@ async function assemble(
       ),
     );
   }
-  let fetchStage: ((hash: string, signal: AbortSignal) => Promise<boolean>) | undefined;
+  // Set once adverts exist (the fetcher finds holders through them); until then nothing is fetched.
+  const late: { fetchStage?: (hash: string, signal: AbortSignal) => Promise<boolean> } = {};
   const service = await run(
     new InferService(
       {
@@ -653,7 +654,7 @@ async function assemble(
         queue,
         reputation,
         tasks: taskExecutor,
-        fetchStage: (hash, signal) => fetchStage?.(hash, signal) ?? Promise.resolve(false),
+        fetchStage: (hash, signal) => late.fetchStage?.(hash, signal) ?? Promise.resolve(false),
         logger: componentLogger('infer'),
       },
       config.service,
@@ -694,7 +695,7 @@ async function assemble(
   };
   const scheduler = new Scheduler({ self: host.peerId, models, queue, client, links, load, peers: goodPeers });
   const chains = new ChainRunner({ self: host.peerId, models, queue, client, peers: goodPeers, reputation });
-  fetchStage = await stageFetcher(config.chains ?? [], models, (hash) =>
+  late.fetchStage = await stageFetcher(config.chains ?? [], models, (hash) =>
     goodPeers()
       .filter((a) => a.models.some((m) => m.hash === hash))
       .map((a) => a.robot),

@@ -157,7 +157,7 @@ describe('chains: a model run as stages on several robots', function () {
       });
     });
 
-    it('catches holders answering malformed tensors, and a robot that helps run the chain fetches the stage', async () => {
+    it('catches holders answering malformed tensors; a robot helping with the chain fetches the stage', async () => {
       const reshape = (_req: unknown, frame: Uint8Array): Uint8Array => {
         const [t, ...rest] = decodeFrame(frame);
         return encodeFrame([{ ...t, dims: [t.dims.reduce((a, b) => a * b, 1)] }, ...rest]);

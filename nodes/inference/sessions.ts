@@ -24,6 +24,16 @@ export const DEFAULT_SESSION_SETTINGS: SessionSettings = { threads: 0 };
 export class SessionCache {
   private readonly sessions = new Map<string, Promise<RunnableSession>>();
   private readonly thread: InferenceThread | undefined;
+  private readonly watch = new WeakMap<Promise<RunnableSession>, RunnableSession>();
+  /** Sessions that cannot run any more (their thread died): a WeakSet-like view over `watch`. */
+  private readonly dead = {
+    has: (p: Promise<RunnableSession>): boolean => this.watch.get(p)?.alive?.() === false,
+  };
+
+  /** The inference thread, when sessions run on one. */
+  get inferenceThread(): InferenceThread | undefined {
+    return this.thread;
+  }
 
   constructor(
     private readonly settings: SessionSettings = DEFAULT_SESSION_SETTINGS,
@@ -34,6 +44,10 @@ export class SessionCache {
 
   get(key: string, bytes: () => Uint8Array): Promise<RunnableSession> {
     let session = this.sessions.get(key);
+    if (session && this.dead.has(session)) {
+      this.sessions.delete(key);
+      session = undefined;
+    }
     if (session) {
       this.sessions.delete(key);
       this.sessions.set(key, session);
@@ -46,6 +60,14 @@ export class SessionCache {
     };
     session = this.thread ? this.thread.create(bytes(), options) : ort.InferenceSession.create(bytes(), options);
     session.catch(() => this.sessions.delete(key));
+    const made = session;
+    // A session whose inference thread died is dropped at its next get, and made anew.
+    void made.then(
+      (s) => {
+        if (s.alive) this.watch.set(made, s);
+      },
+      () => undefined,
+    );
     this.sessions.set(key, session);
     while (this.sessions.size > this.capacity) {
       const [oldest, evicted] = this.sessions.entries().next().value!;

@@ -26,7 +26,12 @@ export interface ThreadReply {
 export interface RunnableSession {
   run(feeds: Record<string, ort.Tensor>): Promise<ort.InferenceSession.OnnxValueMapType>;
   release(): Promise<void>;
+  /** False once the session is gone with the thread that held it (a cache then makes a new one). */
+  alive?(): boolean;
 }
+
+/** Restarts of the inference thread allowed per minute before it stays down. */
+const MAX_RESTARTS_PER_MINUTE = 5;
 
 /**
  * One worker thread that holds ORT sessions and runs them. onnxruntime-node runs a session on
@@ -36,29 +41,54 @@ export interface RunnableSession {
  * frame); outputs come back transferred, not copied.
  */
 export class InferenceThread {
-  private readonly worker: Worker;
+  private worker!: Worker;
   private readonly pending = new Map<number, { resolve: (r: ThreadReply) => void; reject: (e: Error) => void }>();
   private next = 0;
   private sessions = 0;
   private closed = false;
+  /** Bumped at every restart: sessions of an older thread are gone. */
+  private generation = 0;
+  private readonly restarts: number[] = [];
 
   constructor() {
-    this.worker = new Worker(new URL('./session-thread.js', import.meta.url));
-    this.worker.unref();
-    this.worker.on('message', (reply: ThreadReply) => {
+    this.spawn();
+  }
+
+  /** Runs a new thread. One that dies (not stopped) fails what it had and is replaced, a few times a minute. */
+  private spawn(): void {
+    const worker = new Worker(new URL('./session-thread.js', import.meta.url));
+    this.worker = worker;
+    worker.unref();
+    worker.on('message', (reply: ThreadReply) => {
       const waiting = this.pending.get(reply.id);
       this.pending.delete(reply.id);
       if (reply.error !== undefined) waiting?.reject(new Error(reply.error));
       else waiting?.resolve(reply);
     });
-    this.worker.on('error', (err) => this.fail(err));
-    this.worker.on('exit', (code) => this.fail(new Error(`inference thread exited (${code})`)));
+    let gone = false;
+    const died = (why: Error): void => {
+      if (gone) return;
+      gone = true;
+      for (const w of this.pending.values()) w.reject(why);
+      this.pending.clear();
+      if (this.closed) return;
+      const now = Date.now();
+      while (this.restarts.length && now - this.restarts[0] > 60_000) this.restarts.shift();
+      if (this.restarts.length >= MAX_RESTARTS_PER_MINUTE) {
+        this.closed = true;
+        return;
+      }
+      this.restarts.push(now);
+      this.generation++;
+      this.spawn();
+    };
+    worker.on('error', died);
+    worker.on('exit', (code) => died(new Error(`inference thread exited (${code})`)));
   }
 
-  private fail(err: Error): void {
-    this.closed = true;
-    for (const w of this.pending.values()) w.reject(err);
-    this.pending.clear();
+  /** Ends the current thread as a crash would (tests). */
+  async crashForTest(): Promise<void> {
+    await this.worker.terminate();
   }
 
   private call(req: WithoutId<ThreadRequest>, transfer: ArrayBuffer[] = []): Promise<ThreadReply> {
@@ -72,9 +102,13 @@ export class InferenceThread {
 
   async create(bytes: Uint8Array, options: ort.InferenceSession.SessionOptions): Promise<RunnableSession> {
     const session = this.sessions++;
+    const generation = this.generation;
     await this.call({ op: 'create', session, bytes, options });
+    const alive = (): boolean => !this.closed && generation === this.generation;
     return {
+      alive,
       run: async (feeds) => {
+        if (!alive()) throw new Error('the inference thread holding this session restarted');
         const wire = Object.entries(feeds).map(([name, t]) => ({
           name,
           type: t.type,
@@ -96,5 +130,9 @@ export class InferenceThread {
     if (this.closed) return;
     this.closed = true;
     await this.worker.terminate();
+  }
+
+  get restarted(): number {
+    return this.generation;
   }
 }

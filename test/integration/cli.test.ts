@@ -1,12 +1,15 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ort from 'onnxruntime-node';
 import { ocrModelPath } from '../../nodes/inference/bundled-models.js';
 import { textLikeImage } from '../../nodes/inference/sample-images.js';
+import { ModelRegistry, SessionCache, outputsToTensors, parseModel } from '../../nodes/inference/index.js';
+import { decodeChainManifest } from '../../protocol/chain-manifest.js';
+import { inputsFor, slicerFor } from '../helpers/models.js';
 
 const CLI = fileURLToPath(new URL('../../nodes/apps/cli/main.js', import.meta.url));
 
@@ -96,6 +99,42 @@ describe('robomesh CLI', () => {
       const diff = Math.max(...expected.map((v, i) => Math.abs(v - got[i])));
       assert.ok(diff <= (precision === 'fp32' ? 1e-4 : 0.02), `${precision}: max |Δ| ${diff}`);
       await Promise.all([head.release(), tail.release(), whole.release()]);
+    }
+  });
+
+  it('chain build writes stage files and a manifest that run as the whole model; bad input is one line', async () => {
+    const out = join(dir, 'chain');
+    const r = await robomesh('chain', 'build', 'builtin:cnn', '--stages', '3', '--precision', 'fp16', '--out', out);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /3 stages at fp16/);
+    const manifest = decodeChainManifest(await readFile(join(out, 'chain.json'), 'utf8'));
+    assert.equal(manifest.stages.length, 3);
+    const registry = new ModelRegistry(new SessionCache({ threads: 1 }));
+    for (const file of (await readdir(out)).filter((f) => f.endsWith('.onnx')))
+      await registry.addStage(parseModel(new Uint8Array(await readFile(join(out, file)))), file);
+    assert.deepEqual(registry.hashes().sort(), manifest.stages.map((x) => x.hash).sort());
+    const slicer = await slicerFor('cnn');
+    const feeds = inputsFor(slicer, 'cnn', 2);
+    let tensors = outputsToTensors(feeds);
+    for (const stage of manifest.stages)
+      tensors = await registry.runFrom(stage.hash, 'input', 'fp32', 'channel', tensors);
+    const whole = Object.values(await slicer.runWhole(feeds))[0].data as Float32Array;
+    const got = tensors[0].data as Float32Array;
+    assert.ok(
+      whole.every((v, i) => Math.abs(v - got[i]) <= 1e-2),
+      'fp16 boundaries stay close to the whole model',
+    );
+    for (const [args, message] of [
+      [['chain', 'build', 'builtin:cnn', '--stages', '1', '--out', out], /at least 2 stages/],
+      [['chain', 'build', 'builtin:cnn', '--cuts', 'c999,c1', '--out', out], /no cut 'c999'/],
+      [['chain', 'build', 'builtin:cnn', '--stages', '40', '--out', out], /no 39 cuts/],
+      [['chain', 'build', 'builtin:cnn', '--out', join(dir, 'chain', 'chain.json', 'sub')], /cannot write to/],
+      [['chain', 'build', join(dir, 'missing.onnx')], /cannot read model/],
+    ] as [string[], RegExp][]) {
+      const bad = await robomesh(...args);
+      assert.equal(bad.code, 2, `${args.join(' ')}: ${bad.stderr}`);
+      assert.equal(bad.stderr.trim().split('\n').length, 1, bad.stderr);
+      assert.match(bad.stderr, message);
     }
   });
 

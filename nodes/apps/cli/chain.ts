@@ -13,6 +13,7 @@ import {
 } from '../../inference/index.js';
 import { ModelSlicer } from '../../inference/slicer.js';
 import { SessionCache } from '../../inference/sessions.js';
+import { UsageError } from './options.js';
 
 export interface ChainBuildArgs {
   stages: number;
@@ -47,19 +48,23 @@ export async function chainBuildCommand(modelArg: string, args: ChainBuildArgs):
     headMs: profile ? Object.fromEntries(profile.cuts.map((c) => [c.id, c.headMs])) : undefined,
     bytesPerSecond: args.mbps ? (args.mbps * 1e6) / 8 : undefined,
   });
-  await mkdir(args.out, { recursive: true });
   const rows: string[] = [];
-  for (const [k, stage] of stages.entries()) {
-    const entry = manifest.stages[k];
-    const file = `stage-${k + 1}-${entry.hash.slice(0, 12)}.onnx`;
-    await writeFile(join(args.out, file), stage.bytes);
-    rows.push(
-      `${String(k + 1).padStart(5)}  ${`${entry.from} → ${entry.to}`.padEnd(18)}  ` +
-        `${(100 * entry.share).toFixed(1).padStart(5)} %` +
-        `  ${mb(entry.weightBytes).padStart(7)} MB  ${(entry.outBytes / 1024).toFixed(0).padStart(7)} KiB  ${file}`,
-    );
+  try {
+    await mkdir(args.out, { recursive: true });
+    for (const [k, stage] of stages.entries()) {
+      const entry = manifest.stages[k];
+      const file = `stage-${k + 1}-${entry.hash.slice(0, 12)}.onnx`;
+      await writeFile(join(args.out, file), stage.bytes);
+      rows.push(
+        `${String(k + 1).padStart(5)}  ${`${entry.from} → ${entry.to}`.padEnd(18)}  ` +
+          `${(100 * entry.share).toFixed(1).padStart(5)} %` +
+          `  ${mb(entry.weightBytes).padStart(7)} MB  ${(entry.outBytes / 1024).toFixed(0).padStart(7)} KiB  ${file}`,
+      );
+    }
+    await writeFile(join(args.out, 'chain.json'), encodeChainManifest(manifest));
+  } catch (err) {
+    throw new UsageError(`cannot write to ${args.out}: ${(err as Error).message}`);
   }
-  await writeFile(join(args.out, 'chain.json'), encodeChainManifest(manifest));
   process.stdout.write(
     `${modelArg}: ${stages.length} stages at ${args.precision}, balanced by ${profile ? 'measured times' : 'FLOPs'}\n` +
       `stage  span                share  weights        sends  file\n${rows.join('\n')}\n` +

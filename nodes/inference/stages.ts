@@ -223,6 +223,11 @@ export function planChainCuts(analysis: ModelAnalysis, options: ChainPlanOptions
     return cuts;
   }
   const cuts = [...analysis.cuts].sort((a, b) => a.headShare - b.headShare);
+  if (options.bytesPerSecond && !options.wholeMs)
+    throw new StageError(
+      'BAD_CHAIN',
+      "weighing boundaries against a link rate needs the model's time: run `robomesh profile MODEL` first",
+    );
   const computeMs = options.wholeMs ?? 1;
   let outputBytes = 0;
   for (const name of analysis.index?.outputs ?? []) {

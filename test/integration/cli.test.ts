@@ -130,6 +130,7 @@ describe('robomesh CLI', () => {
       [['chain', 'build', 'builtin:cnn', '--stages', '40', '--out', out], /no 39 cuts/],
       [['chain', 'build', 'builtin:cnn', '--out', join(dir, 'chain', 'chain.json', 'sub')], /cannot write to/],
       [['chain', 'build', join(dir, 'missing.onnx')], /cannot read model/],
+      [['chain', 'build', 'builtin:cnn', '--replicas', '1,0,1', '--out', out], /--replicas needs 3 whole numbers/],
     ] as [string[], RegExp][]) {
       const bad = await robomesh(...args);
       assert.equal(bad.code, 2, `${args.join(' ')}: ${bad.stderr}`);

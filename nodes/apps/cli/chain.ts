@@ -22,10 +22,22 @@ export interface ChainBuildArgs {
   cuts?: string;
   /** Link rate the boundaries are weighed against, Mbit/s. */
   mbps?: number;
+  /** Robots that will share each stage, e.g. "1,2,1". */
+  replicas?: string;
+  /** The requester holds the last stage: the model's outputs do not travel. */
+  lastHere?: boolean;
   inputShape?: Record<string, number[]>;
 }
 
 const mb = (n: number): string => (n / 1e6).toFixed(2);
+
+function replicasArg(text: string | undefined, stages: number): number[] | undefined {
+  if (text === undefined) return undefined;
+  const list = text.split(',').map((x) => Number(x.trim()));
+  if (list.length !== stages || !list.every((n) => Number.isInteger(n) && n >= 1 && n <= 64))
+    throw new UsageError(`--replicas needs ${stages} whole numbers ≥ 1 (one per stage), got '${text}'`);
+  return list;
+}
 
 /**
  * Writes a model's chain: one ONNX file per stage (stage-K-HASH.onnx) and chain.json. Stages are
@@ -36,10 +48,11 @@ export async function chainBuildCommand(modelArg: string, args: ChainBuildArgs):
   const inputShapes = args.inputShape ?? builtinInputShape(modelArg);
   const analysis = await analyzeModel(model, { inputShapes });
   const slicer = await ModelSlicer.open(model, new SessionCache({ threads: 1 }), { inputShapes }, async () => analysis);
-  const profile = await new ProfileStore(join(defaultCacheDir(), 'profiles')).load(
-    model.hash,
-    profileKey(slicer, 'fp32', 1),
-  );
+  // Profiled at the chain's precision (what the stages ship), else at fp32.
+  const store = new ProfileStore(join(defaultCacheDir(), 'profiles'));
+  const profile =
+    (await store.load(model.hash, profileKey(slicer, args.precision, 1))) ??
+    (await store.load(model.hash, profileKey(slicer, 'fp32', 1)));
   const { manifest, stages } = buildChain(analysis, {
     stages: args.stages,
     precision: args.precision,
@@ -47,6 +60,8 @@ export async function chainBuildCommand(modelArg: string, args: ChainBuildArgs):
     wholeMs: profile?.wholeMs,
     headMs: profile ? Object.fromEntries(profile.cuts.map((c) => [c.id, c.headMs])) : undefined,
     bytesPerSecond: args.mbps ? (args.mbps * 1e6) / 8 : undefined,
+    replicas: replicasArg(args.replicas, args.stages),
+    outputsShipped: !args.lastHere,
   });
   const rows: string[] = [];
   try {

@@ -60,6 +60,8 @@ program
   .option('--precision <p>', 'boundary precision between stages: fp32, fp16 or int8', parsePrecision, 'fp32')
   .option('--cuts <ids>', 'the cuts to use, comma-separated (default: chosen to balance the stages)')
   .option('--mbps <rate>', 'link rate, Mbit/s: boundaries are weighed as pipeline stages too', parseFloat)
+  .option('--replicas <list>', 'robots that will share each stage, e.g. 1,2,1 (a shared stage may be heavier)')
+  .option('--last-here', 'the requester holds the last stage: the model outputs do not cross the link')
   .option('--out <dir>', 'where to write the stages and chain.json', 'chain')
   .option(...shapeOption)
   .action(chainBuildCommand);

@@ -108,6 +108,11 @@ export interface ChainCounters {
 }
 
 const OBSERVED_SAMPLES = 7;
+/**
+ * A time older than this is forgotten: a holder that failed (recorded as very slow) is tried
+ * again once that long has passed, as its advert says it is back.
+ */
+const OBSERVED_MAX_AGE_MS = 30_000;
 
 /** How `got` differs from the tensors a stage must give (undefined: it does not, or nothing is known). */
 function mismatch(expected: ChainManifest['stages'][number]['outputs'], got: Tensor[]): string | undefined {
@@ -131,7 +136,7 @@ const MAX_ATTEMPTS = 4;
  * Holders are ranked by measured time (median of their latest runs here), else their advert.
  */
 export class ChainRunner {
-  private readonly observed = new Map<string, number[]>();
+  private readonly observed = new Map<string, { ms: number; at: number }[]>();
   /** Stage runs this runner has started and not finished, per robot. */
   private readonly inFlight = new Map<string, number>();
   readonly counters: ChainCounters = { offered: 0, delivered: 0, dropped: 0, failed: 0, replaced: 0 };
@@ -178,16 +183,18 @@ export class ChainRunner {
     else this.inFlight.delete(robot);
   }
 
+  /** Median of the robot's latest times for the stage, forgetting those older than OBSERVED_MAX_AGE_MS. */
   private median(hash: string, robot: string): number | undefined {
-    const list = this.observed.get(`${hash}:${robot}`);
+    const now = performance.now();
+    const list = this.observed.get(`${hash}:${robot}`)?.filter((o) => now - o.at <= OBSERVED_MAX_AGE_MS);
     if (!list?.length) return undefined;
-    return [...list].sort((a, b) => a - b)[list.length >> 1];
+    return list.map((o) => o.ms).sort((a, b) => a - b)[list.length >> 1];
   }
 
   private record(hash: string, robot: string, ms: number): void {
     const key = `${hash}:${robot}`;
     const list = this.observed.get(key) ?? [];
-    list.push(ms);
+    list.push({ ms, at: performance.now() });
     if (list.length > OBSERVED_SAMPLES) list.shift();
     this.observed.set(key, list);
   }

@@ -124,7 +124,13 @@ describe('robomesh CLI', () => {
       whole.every((v, i) => Math.abs(v - got[i]) <= 1e-2),
       'fp16 boundaries stay close to the whole model',
     );
+    // chain run: one robot per stage on loopback, a stream through them.
+    const run = await robomesh('chain', 'run', out, '--fps', '20', '--seconds', '1');
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(run.stdout, /(\d+) of 20 frames delivered .*results in frame order/);
+    assert.match(run.stdout, /stage 3: median [\d.]+ ms .* on s3 ×\d+/);
     for (const [args, message] of [
+      [['chain', 'run', join(dir, 'nowhere')], /cannot read a chain in/],
       [['chain', 'build', 'builtin:cnn', '--stages', '1', '--out', out], /at least 2 stages/],
       [['chain', 'build', 'builtin:cnn', '--cuts', 'c999,c1', '--out', out], /no cut 'c999'/],
       [['chain', 'build', 'builtin:cnn', '--stages', '40', '--out', out], /no 39 cuts/],

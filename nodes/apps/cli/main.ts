@@ -11,6 +11,7 @@ import {
 import { demoCommand } from './demo.js';
 import { exitsDeclareCommand, exitsFitCommand, exitsLinesCommand } from './exits.js';
 import { chainBuildCommand } from './chain.js';
+import { chainRunCommand } from './chain-run.js';
 import { fleetCommand, parsePlacement } from './fleet.js';
 import {
   iotaAddressCommand,
@@ -50,9 +51,17 @@ program
   .option(...shapeOption)
   .action(sliceCommand);
 
-program
+const chain = program
   .command('chain')
-  .description('chains: a model cut into stages that different robots hold and serve')
+  .description('chains: a model cut into stages that different robots hold and serve');
+chain
+  .command('run')
+  .description('try a chain here: one robot per stage on loopback, a stream of frames through them')
+  .argument('<dir>', 'a folder written by `robomesh chain build` (chain.json and the stage files)')
+  .option('--fps <n>', 'frames per second offered', parsePositiveInt, 5)
+  .option('--seconds <n>', 'how long to stream', parsePositiveInt, 10)
+  .action(chainRunCommand);
+chain
   .command('build')
   .description('write the stage files and chain.json of a model cut into N stages')
   .argument('<model>', 'ONNX file, or builtin:ocr-det | builtin:ocr-cls | builtin:cnn')

@@ -512,16 +512,27 @@ export class Robot {
  * fetched by hash from a peer holding one (the bytes must hash to it and be that chain's stage),
  * and only within its memory budget (addStage refuses past it). One fetch per stage at a time.
  */
-async function stageFetcher(
-  manifests: string[],
+async function loadManifests(files: string[]): Promise<ChainManifest[]> {
+  const manifests: ChainManifest[] = [];
+  for (const file of files) {
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (err) {
+      throw new RobotError('BAD_CONFIG', `chains: cannot read ${file}: ${(err as Error).message}`);
+    }
+    manifests.push(decodeChainManifest(text, file));
+  }
+  return manifests;
+}
+
+function stageFetcher(
+  manifests: readonly ChainManifest[],
   models: ModelRegistry,
   holders: (hash: string) => string[],
-): Promise<(node: MeshHost['node'], hash: string, signal: AbortSignal) => Promise<boolean>> {
+): (node: MeshHost['node'], hash: string, signal: AbortSignal) => Promise<boolean> {
   const allowed = new Map<string, string>();
-  for (const file of manifests) {
-    const manifest = decodeChainManifest(await readFile(file, 'utf8'), file);
-    for (const s of manifest.stages) allowed.set(s.hash, manifest.model);
-  }
+  for (const manifest of manifests) for (const s of manifest.stages) allowed.set(s.hash, manifest.model);
   const fetching = new Map<string, Promise<boolean>>();
   /** Stages fetched on demand, oldest first: what gives way when a newer one needs the room. */
   const fetched: string[] = [];
@@ -693,13 +704,23 @@ async function assemble(
     const connected = new Set(host.connectedPeers());
     return adverts.fresh().filter((a) => connected.has(a.robot) && !reputation.isIsolated(a.robot));
   };
-  const scheduler = new Scheduler({ self: host.peerId, models, queue, client, links, load, peers: goodPeers });
   const chains = new ChainRunner({ self: host.peerId, models, queue, client, peers: goodPeers, reputation });
-  late.fetchStage = await stageFetcher(config.chains ?? [], models, (hash) =>
+  const manifests = await loadManifests(config.chains ?? []);
+  const scheduler = new Scheduler({
+    self: host.peerId,
+    models,
+    queue,
+    client,
+    links,
+    load,
+    peers: goodPeers,
+    chains: { runner: chains, manifests },
+  });
+  late.fetchStage = stageFetcher(manifests, models, (hash) =>
     goodPeers()
       .filter((a) => a.models.some((m) => m.hash === hash))
       .map((a) => a.robot),
-  ).then((fetcher) => (hash, signal) => fetcher(node, hash, signal));
+  ).bind(undefined, node);
 
   let tasks: TaskRequester | undefined;
   if (ledger && taskExecutor && blobs && replicator) {

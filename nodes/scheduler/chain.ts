@@ -177,6 +177,42 @@ export class ChainRunner {
     return (related ?? candidates[0])?.robot;
   }
 
+  /**
+   * What a run of the whole chain is expected to take from here: each stage on its best holder
+   * (as `holders` ranks them), plus shipping its input and output to a holder that is not this
+   * robot (`bandwidth` in bytes per ms and `rtt` per peer). Undefined when a stage has no holder.
+   */
+  expectedMs(
+    manifest: ChainManifest,
+    inputBytes: number,
+    link: (peer: string) => { bandwidth: number; rttMs: number },
+  ): { ms: number; last: string } | undefined {
+    let ms = 0;
+    let last = '';
+    for (const [k, stage] of manifest.stages.entries()) {
+      const ranked = this.holders(stage.hash);
+      const robot = ranked[0];
+      if (robot === undefined) return undefined;
+      ms += this.expectedOn(stage.hash, robot);
+      if (robot !== this.deps.self) {
+        const { bandwidth, rttMs } = link(robot);
+        const bytes = (k === 0 ? inputBytes : manifest.stages[k - 1].outBytes) + stage.outBytes;
+        ms += bytes / Math.max(bandwidth, 1e-6) + rttMs;
+      }
+      last = robot;
+    }
+    return { ms, last };
+  }
+
+  private expectedOn(hash: string, robot: string): number {
+    const { self, models, peers } = this.deps;
+    const measured = this.median(hash, robot);
+    if (measured !== undefined) return measured;
+    if (robot === self) return models.profile(hash)?.wholeMs ?? 1;
+    const p = peers().find((x) => x.robot === robot);
+    return (p?.models.find((m) => m.hash === hash)?.wholeMs ?? 1) * (p?.slowdown ?? 1);
+  }
+
   private busy(robot: string, delta: number): void {
     const n = (this.inFlight.get(robot) ?? 0) + delta;
     if (n > 0) this.inFlight.set(robot, n);

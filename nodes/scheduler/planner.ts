@@ -2,7 +2,8 @@ import type { Precision } from '../inference/index.js';
 
 /** One way to run a request, with its predicted latency broken down. */
 export interface Plan {
-  kind: 'local' | 'offload' | 'split';
+  /** 'chain': through the stages of a chain held across the fleet (nodes/scheduler/chain.ts). */
+  kind: 'local' | 'offload' | 'split' | 'chain';
   peer?: string;
   /** Cut id (split), or 'input' (offload). */
   cut?: string;

@@ -7,6 +7,8 @@ import { type Precision, INPUT_CUT, type ModelRegistry, judgeExit, tensorsToFeed
 import type { PeerCapability, InferClient, RemoteResult, WorkQueue } from '../mesh/index.js';
 import type { LinkEstimator } from './links.js';
 import { type Plan, type PeerOffer, rankPlans } from './planner.js';
+import type { ChainRunner } from './chain.js';
+import type { ChainManifest } from '../../protocol/chain-manifest.js';
 
 export interface InferOptions {
   /** The request must complete within this many ms (default 10 s). */
@@ -60,6 +62,11 @@ export interface SchedulerDeps {
   load: { slowdown(): number };
   /** Capability adverts of peers that are connected and in good standing now. */
   peers: () => PeerCapability[];
+  /**
+   * Chains this robot may run (its `chains` config) and the runner: a model with a chain gets a
+   * 'chain' plan beside the others, and is planned even when this robot does not hold it.
+   */
+  chains?: { runner: ChainRunner; manifests: readonly ChainManifest[] };
 }
 
 /** A measured time older than this gives way to the profile or advert (see `observed`). */
@@ -96,6 +103,8 @@ export class Scheduler extends EventEmitter<{ decision: [Decision] }> {
    * peer once measured slow, then never asked again, would otherwise stay slow for ever).
    */
   private readonly observed = new Map<string, { ms: number; at: number; samples: number[] }>();
+  /** The chain each 'chain' plan stands for (plans are short-lived: weakly held). */
+  private readonly chainOf = new WeakMap<Plan, ChainManifest>();
   /** |predicted ÷ measured − 1| of the latest decisions that ran as planned. */
   private readonly errors: number[] = [];
   /** Requests whose plan ran an exit, and how many of them it answered. */
@@ -130,6 +139,35 @@ export class Scheduler extends EventEmitter<{ decision: [Decision] }> {
   }
 
   plans(model: string, inputs: Tensor[], precisions: Precision[] = ['fp32', 'fp16', 'int8'], withExits = true): Plan[] {
+    const chained = this.chainPlans(model, inputs);
+    if (!this.deps.models.has(model) && chained.length > 0) return chained;
+    const held = this.heldPlans(model, inputs, precisions, withExits);
+    return chained.length ? [...held, ...chained].sort((a, b) => a.predictedMs - b.predictedMs) : held;
+  }
+
+  /** A 'chain' plan per chain of `model` whose every stage has a holder now. */
+  private chainPlans(model: string, inputs: Tensor[]): Plan[] {
+    const chains = this.deps.chains;
+    if (!chains) return [];
+    const inputBytes = inputs.reduce((s, t) => s + t.data.byteLength, 0);
+    return chains.manifests.flatMap((manifest) => {
+      if (manifest.model !== model) return [];
+      const expected = chains.runner.expectedMs(manifest, inputBytes, (peer) => this.deps.links.get(peer));
+      if (!expected) return [];
+      const breakdown = { headMs: 0, transferMs: 0, rttMs: 0, queueMs: 0, tailMs: expected.ms };
+      const plan: Plan = {
+        kind: 'chain',
+        peer: expected.last,
+        precision: manifest.stages[0].outPrecision,
+        predictedMs: expected.ms,
+        breakdown,
+      };
+      this.chainOf.set(plan, manifest);
+      return [plan];
+    });
+  }
+
+  private heldPlans(model: string, inputs: Tensor[], precisions: Precision[], withExits: boolean): Plan[] {
     const { models, queue, links } = this.deps;
     this.lastPlannedAt = Date.now();
     const slicer = models.get(model);
@@ -219,6 +257,7 @@ export class Scheduler extends EventEmitter<{ decision: [Decision] }> {
       (p) => !allowed || !p.peer || allowed.has(p.peer),
     );
     const plan = pick(ranked, options.force);
+    const chainManifest = this.chainOf.get(plan);
     const failovers: Decision['failovers'] = [];
     const timings: Decision['timings'] = {};
     let exitSeen: Decision['exit'];
@@ -258,6 +297,16 @@ export class Scheduler extends EventEmitter<{ decision: [Decision] }> {
       return { outputs, decision, results };
     };
 
+    if (plan.kind === 'chain' && chainManifest && this.deps.chains) {
+      const signal = AbortSignal.timeout(Math.max(1, Math.ceil(deadline - performance.now())));
+      const run = await this.deps.chains.runner.run(chainManifest, inputs, { signal });
+      const last = run.stages[run.stages.length - 1].robot;
+      for (const s of run.stages)
+        for (const f of s.failed) failovers.push({ peer: f.robot, code: f.code, message: f.message });
+      timings.remoteMs = run.ms;
+      bytes = { sent: run.stages.reduce((n, s) => n + s.sentBytes, 0), received: 0 };
+      return finish(last, run.outputs, [{ executor: last, outputs: run.outputs }]);
+    }
     if (plan.kind === 'local' && !plan.exit) {
       const t0 = performance.now();
       const outputs = await this.runLocal(model, INPUT_CUT, 'fp32', inputs);

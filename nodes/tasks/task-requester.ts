@@ -179,7 +179,10 @@ export class TaskRequester implements Startable {
     const ranked = (
       held
         ? // Executors answer the task as logged (head, cut, precision): no early exit in between.
-          scheduler.plans(model, inputs, options.precisions ?? TASK_PRECISIONS, false)
+          scheduler
+            .plans(model, inputs, options.precisions ?? TASK_PRECISIONS, false)
+            // A task runs one part on 2f + 1 executors: a chain is run as a chain task instead.
+            .filter((p) => p.kind !== 'chain')
         : this.components.capablePeers(model).map(offloadTo)
     ).filter((p) => !p.peer || ((!allowed || allowed.has(p.peer)) && eligible(p.peer)));
     const plan = chooseExecutors(ranked, fullAssignment(f), held);

@@ -202,6 +202,23 @@ describe('chains: a model run as stages on several robots', function () {
         { code: 'UNKNOWN_MODEL' },
       );
     });
+
+    it('lets the scheduler plan a model no robot holds whole, through the chain it knows', async () => {
+      const r4 = robots[4];
+      assert.ok(!r4.models.has(manifest.model));
+      const plans = r4.scheduler.plans(manifest.model, input);
+      assert.deepEqual(
+        plans.map((p) => p.kind),
+        ['chain'],
+      );
+      assert.ok(plans[0].predictedMs > 0);
+      const { outputs, decision } = await r4.infer(manifest.model, input, { deadlineMs: 30_000 });
+      assert.equal(decision.plan.kind, 'chain');
+      assert.ok(maxDiff(outputs, whole) <= 1e-4);
+      assert.equal(decision.executor, robots[2].peerId, 'the last stage ran on its holder');
+      // A robot that knows no chain for the model cannot plan it.
+      assert.throws(() => robots[1].scheduler.plans(manifest.model, input), { code: 'UNKNOWN_MODEL' });
+    });
   });
 
   describe('a chain whose last stage is a logged task', () => {

@@ -24,11 +24,8 @@ export const DEFAULT_SESSION_SETTINGS: SessionSettings = { threads: 0 };
 export class SessionCache {
   private readonly sessions = new Map<string, Promise<RunnableSession>>();
   private readonly thread: InferenceThread | undefined;
+  /** Thread sessions once made, to tell whether one can still run. */
   private readonly watch = new WeakMap<Promise<RunnableSession>, RunnableSession>();
-  /** Sessions that cannot run any more (their thread died): a WeakSet-like view over `watch`. */
-  private readonly dead = {
-    has: (p: Promise<RunnableSession>): boolean => this.watch.get(p)?.alive?.() === false,
-  };
 
   /** The inference thread, when sessions run on one. */
   get inferenceThread(): InferenceThread | undefined {
@@ -44,7 +41,7 @@ export class SessionCache {
 
   get(key: string, bytes: () => Uint8Array): Promise<RunnableSession> {
     let session = this.sessions.get(key);
-    if (session && this.dead.has(session)) {
+    if (session && this.watch.get(session)?.alive?.() === false) {
       this.sessions.delete(key);
       session = undefined;
     }

@@ -1,7 +1,7 @@
 import type { ChainManifest } from '../../protocol/chain-manifest.js';
 import { RobomeshError } from '../../protocol/errors.js';
 import type { Tensor } from '../../protocol/tensor-frame.js';
-import { INPUT_CUT, type ModelRegistry } from '../inference/index.js';
+import { INPUT_CUT, type ModelRegistry, median } from '../inference/index.js';
 import type { InferClient, PeerCapability, PeerReputation, WorkQueue } from '../mesh/index.js';
 import { BoundedQueue } from './bounded-queue.js';
 
@@ -153,13 +153,13 @@ export class ChainRunner {
     const expected: { robot: string; ms: number }[] = [];
     const ahead = (robot: string, queued: number): number => 1 + Math.max(this.inFlight.get(robot) ?? 0, queued);
     if (models.has(hash) && !exclude.has(self)) {
-      const own = this.median(hash, self) ?? models.profile(hash)?.wholeMs ?? 1;
+      const own = this.measured(hash, self) ?? models.profile(hash)?.wholeMs ?? 1;
       expected.push({ robot: self, ms: own * ahead(self, queue.length) });
     }
     for (const p of peers()) {
       const m = p.models.find((x) => x.hash === hash);
       if (!m || exclude.has(p.robot)) continue;
-      const ms = (this.median(hash, p.robot) ?? m.wholeMs * (p.slowdown ?? 1)) * ahead(p.robot, p.queue);
+      const ms = (this.measured(hash, p.robot) ?? m.wholeMs * (p.slowdown ?? 1)) * ahead(p.robot, p.queue);
       expected.push({ robot: p.robot, ms });
     }
     return expected.sort((a, b) => a.ms - b.ms).map((e) => e.robot);
@@ -206,7 +206,7 @@ export class ChainRunner {
 
   private expectedOn(hash: string, robot: string): number {
     const { self, models, peers } = this.deps;
-    const measured = this.median(hash, robot);
+    const measured = this.measured(hash, robot);
     if (measured !== undefined) return measured;
     if (robot === self) return models.profile(hash)?.wholeMs ?? 1;
     const p = peers().find((x) => x.robot === robot);
@@ -220,11 +220,11 @@ export class ChainRunner {
   }
 
   /** Median of the robot's latest times for the stage, forgetting those older than OBSERVED_MAX_AGE_MS. */
-  private median(hash: string, robot: string): number | undefined {
+  private measured(hash: string, robot: string): number | undefined {
     const now = performance.now();
     const list = this.observed.get(`${hash}:${robot}`)?.filter((o) => now - o.at <= OBSERVED_MAX_AGE_MS);
     if (!list?.length) return undefined;
-    return list.map((o) => o.ms).sort((a, b) => a - b)[list.length >> 1];
+    return median(list.map((o) => o.ms));
   }
 
   private record(hash: string, robot: string, ms: number): void {
@@ -264,7 +264,7 @@ export class ChainRunner {
           outputs = await queue.run(() => models.runFrom(hash, INPUT_CUT, 'fp32', 'channel', tensors));
         } else {
           const task = { model: hash, cut: INPUT_CUT, precision: 'fp32', granularity: 'channel' } as const;
-          const known = this.median(hash, robot);
+          const known = this.measured(hash, robot);
           const budget =
             options.stageBudgetMs ?? (known === undefined ? 10_000 : Math.min(10_000, Math.max(1000, 4 * known)));
           const result = await client.infer(robot, task, tensors, budget, options.signal);
@@ -471,7 +471,7 @@ export class ChainRunner {
       p95Ms: sorted[Math.min(sorted.length - 1, Math.floor(0.95 * sorted.length))] ?? NaN,
     };
     stats.stages = times.map((list, k) => ({
-      medianMs: list.length ? [...list].sort((x, y) => x - y)[list.length >> 1] : NaN,
+      medianMs: list.length ? median(list) : NaN,
       robots: robots[k],
     }));
     return stats;

@@ -13,6 +13,6 @@ export { InferClient, type RemoteResult } from './infer-client.js';
 export { InferService, type InferServiceInit, type TaskGate } from './infer-service.js';
 export { type LinkShape, LinkShaper } from './link-shaper.js';
 export { BytePacer, RateLimit } from './peer-budget.js';
-export { probe, ProbeService } from './probe.js';
+export { probe, type ProbeTiming, ProbeService } from './probe.js';
 export { PeerReputation } from './reputation.js';
 export { WorkQueue } from './work-queue.js';

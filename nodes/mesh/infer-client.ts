@@ -65,6 +65,7 @@ const newId = (): string =>
  */
 export class InferClient {
   private readonly idle = new Map<string, PooledStream[]>();
+  private readonly running = new Map<string, number>();
 
   constructor(
     private readonly node: MeshNode,
@@ -94,7 +95,16 @@ export class InferClient {
       bytes,
     };
     let pooled: PooledStream | undefined;
-    try {
+    this.running.set(peer, this.inFlight(peer) + 1);
+    // Opening a stream to a peer just partitioned away did not always heed the signal: the request
+    // never settled, and a chain stream waiting on it in frame order stopped for good. The race
+    // makes the deadline hold whatever the stack does.
+    const cutOff = new Promise<never>((_, reject) => {
+      if (abort.aborted) reject(abort.reason);
+      abort.addEventListener('abort', () => reject(abort.reason), { once: true });
+    });
+    cutOff.catch(() => undefined);
+    const exchange = async (): Promise<RemoteResult> => {
       pooled = await this.take(peer, abort);
       await writeMessage(pooled.lp, pooled.stream, request, frame, abort);
       const header = await readHeader(pooled.lp, this.maxFrameBytes, abort);
@@ -128,6 +138,12 @@ export class InferClient {
         sentBytes: bytes,
         receivedBytes: body.length,
       };
+    };
+    const running = exchange();
+    // Past a lost race nobody reads it: a stream it opened late goes.
+    running.catch(() => pooled?.stream.abort(new Error('request cut off')));
+    try {
+      return await Promise.race([running, cutOff]);
     } catch (err) {
       pooled?.stream.abort(err instanceof Error ? err : new Error(String(err)));
       if (deadline.aborted) throw new InferError('DEADLINE', `${peer} did not answer within ${budgetMs.toFixed(0)} ms`);
@@ -140,7 +156,16 @@ export class InferClient {
       // Stream helpers reject with the 'close' Event itself when a stream dies mid-write.
       const why = err instanceof Error ? err.message : `stream ${(err as Event)?.type ?? String(err)}`;
       throw new InferError('UNREACHABLE', `${peer}: ${why}`);
+    } finally {
+      const left = this.inFlight(peer) - 1;
+      if (left > 0) this.running.set(peer, left);
+      else this.running.delete(peer);
     }
+  }
+
+  /** Requests to `peer` not yet answered: its link is busy with them. */
+  inFlight(peer: string): number {
+    return this.running.get(peer) ?? 0;
   }
 
   private async take(peer: string, signal: AbortSignal): Promise<PooledStream> {

@@ -70,8 +70,6 @@ import { RobotError } from './errors.js';
 import { MembershipFollower } from './membership.js';
 import { anchorTurnNow } from '../ledger/anchor-turns.js';
 
-/** A link that carried nothing for this long gets a probe (robots that plan only). */
-const PROBE_IDLE_MS = 500;
 /** A robot probes while it asked for a plan within this long. */
 const PROBE_WHILE_PLANNING_MS = 60_000;
 /** How often the CPU load is read (ComputeLoad), an idle robot calibrating then. */
@@ -397,16 +395,19 @@ export class Robot {
   }
 
   /**
-   * Probes each link that carried nothing for PROBE_IDLE_MS with ~50 ms of its estimated rate
-   * (links/probeBytes, at least 16 KiB), so a link that stepped while the scheduler avoided it is
-   * learnt within seconds: about 7–10 % of an idle link, none of a busy one. Only a robot that asked
+   * Probes each link that carried nothing for 0.5–1.5 s (longer while probes agree with the
+   * estimate: links/dueForProbe) with ~50 ms of its estimated rate (links/probeBytes, at least
+   * 16 KiB), so a link that stepped while the scheduler avoided it is learnt within seconds: a few
+   * % of an idle link, none of a busy one. Only a robot that asked
    * for a plan lately probes: a robot that only serves has no use for the figures and sends
    * nothing. A probe takes a turn of the work queue: beside local inference a CPU-limited robot
    * read a 100 Mbit/s link as 1–10 (its own encryption starved), and never offloaded again.
    */
   async probeIdleLinks(): Promise<void> {
     if (Date.now() - this.scheduler.lastPlannedAt > PROBE_WHILE_PLANNING_MS) return;
-    for (const peer of this.links.stale(this.host.connectedPeers(), PROBE_IDLE_MS)) {
+    // A link carrying a request is measured by it; a probe beside it would read half the link.
+    const idle = this.host.connectedPeers().filter((p) => this.parts.client.inFlight(p) === 0);
+    for (const peer of this.links.dueForProbe(idle)) {
       const link = this.links.get(peer);
       const bytes = this.links.probeBytes(peer, 50);
       // It holds the work queue for up to this long. A 200 ms floor lost every probe of a link
@@ -416,13 +417,11 @@ export class Robot {
       const timeoutMs = Math.round(Math.min(2000, Math.max(1000, (20 * bytes) / link.bandwidth)));
       let started = 0;
       try {
-        const ms = await this.parts.queue.run(() => {
+        const timing = await this.parts.queue.run(() => {
           started = performance.now();
           return probe(this.host.node, peer, bytes, timeoutMs);
         });
-        // The probe's time holds one round trip: the path's own (the least RTT seen lately) is
-        // taken out, or a short probe on a 40 ms link reads 10× slow; never below a tenth.
-        this.links.recordTransfer(peer, bytes, Math.max(ms - link.minRttMs, ms / 10));
+        this.links.recordProbe(peer, bytes, timing);
       } catch (err) {
         // Nothing came back in time (whatever error the cut-off stream gave): the link moved less
         // than these bytes in that time.

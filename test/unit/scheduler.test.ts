@@ -58,21 +58,51 @@ describe('link estimator', () => {
     assert.equal(links.get('p').bandwidth, 7_000);
     links.recordRtt('p', 4);
     assert.equal(links.get('p').rttMs, 1 + 0.5 * (4 - 1));
-    assert.deepEqual(links.stale(['p', 'q'], 60_000), ['q']);
+    assert.deepEqual(links.dueForProbe(['p', 'q']), ['q']);
   });
   it('an RTT sample does not make an old bandwidth figure fresh; probes are sized to the link', () => {
     const links = new LinkEstimator(1000, 0.5, 0.5);
     links.recordTransfer('p', 1_000_000, 4000, 0); // 250 B/ms: a 2 Mbit/s radio link
     // The connection monitor's RTT arrives every second; the bandwidth was measured only at 0.
     for (let t = 1000; t <= 20_000; t += 1000) links.recordRtt('p', 40, t);
-    assert.deepEqual(links.stale(['p'], 10_000, 20_000), ['p']);
+    assert.deepEqual(links.dueForProbe(['p'], 20_000), ['p']);
     assert.equal(links.get('p').updatedAt, 20_000);
     assert.equal(links.probeBytes('p'), 25_000, '100 ms of 2 Mbit/s');
     links.recordTransfer('p', 100_000_000, 100, 21_000);
     links.recordTransfer('p', 100_000_000, 100, 22_000);
-    assert.deepEqual(links.stale(['p'], 10_000, 22_000), []);
+    assert.deepEqual(links.dueForProbe(['p'], 22_000), []);
     assert.equal(links.probeBytes('p'), 256 * 1024, 'never more than 256 KiB');
     assert.equal(new LinkEstimator(10).probeBytes('q'), 16 * 1024, 'never less than 16 KiB');
+  });
+  it("a probe's wire time is its payload's less its own round trip; steady links are probed less often", () => {
+    const links = new LinkEstimator(1000, 0.3, 0.7);
+    // The connection monitor's ping waited behind a busy event loop: 33 ms on a 4 ms path.
+    links.recordRtt('p', 33, 0);
+    // 16 KiB at 5 Mbit/s (625 B/ms) is 26 ms on the wire, plus the 4 ms round trip.
+    links.recordProbe('p', 16_384, { rttMs: 4, ms: 4 + 16_384 / 625 }, 100);
+    assert.ok(Math.abs(links.get('p').bandwidth / 625 - 1) < 1e-9, String(links.get('p').bandwidth));
+    assert.equal(links.get('p').minRttMs, 4);
+    links.recordRtt('p', 33, 1000); // the monitor again: ignored while probes give round trips
+    assert.equal(links.get('p').rttMs, 4);
+    links.recordRtt('p', 33, 20_000); // no probe for 20 s: the monitor counts again
+    assert.ok(links.get('p').rttMs > 4);
+    // A stall in the short exchange would read the wire time as nothing: never under a quarter.
+    const fresh = new LinkEstimator();
+    fresh.recordProbe('q', 16_384, { rttMs: 30, ms: 31 }, 0);
+    assert.equal(fresh.get('q').bandwidth, 16_384 / (31 / 4));
+    // Each agreeing probe doubles the link's probe age, up to 1.5 s; a disagreeing one resets it.
+    const ages: number[] = [];
+    for (let t = 1000; t <= 4000; t += 1000) {
+      links.recordProbe('p', 16_384, { rttMs: 4, ms: 4 + 16_384 / 625 }, t);
+      ages.push(links.probeAgeMs('p'));
+    }
+    assert.deepEqual(ages, [1000, 1500, 1500, 1500]);
+    assert.deepEqual(links.dueForProbe(['p'], 5400), []);
+    assert.deepEqual(links.dueForProbe(['p'], 5600), ['p']);
+    links.recordProbe('p', 16_384, { rttMs: 4, ms: 4 + 16_384 / 2500 }, 5600); // 20 Mbit/s: a step
+    assert.equal(links.probeAgeMs('p'), 500);
+    // The confirming probe is sized for the rate the step read: 50 ms of 20 Mbit/s.
+    assert.equal(links.probeBytes('p', 50), 50 * 2500);
   });
   it('learns a link that got slower faster than one that got faster', () => {
     const links = new LinkEstimator(1000, 0.3, 0.7);

@@ -404,13 +404,15 @@ export class ChainRunner {
       const window = perHolder * Math.max(1, holding.length);
       const input = queues[k];
       const next = queues[k + 1];
-      // Runs started and not yet handed on, in frame order; at most `window` of them.
-      const running = new BoundedQueue<Promise<Frame | undefined>>(Math.max(1, window - 1));
+      // Runs started and not yet handed on, in frame order; at most `window` of them. Each is boxed:
+      // a promise handed out bare would be adopted by `take`, and a failed frame's undefined would
+      // read as the queue's end (the stage stopped handing frames on after its first failure).
+      const running = new BoundedQueue<{ run: Promise<Frame | undefined> }>(Math.max(1, window - 1));
       const hand = (async () => {
         for (;;) {
           const pending = await running.take();
           if (pending === undefined) break;
-          const frame = await pending;
+          const frame = await pending.run;
           if (!frame) continue;
           if (next) {
             await next.put(frame);
@@ -440,7 +442,7 @@ export class ChainRunner {
           },
         );
         if (window === 1) await run;
-        await running.put(run);
+        await running.put({ run });
       }
       running.close();
       await hand;

@@ -4,6 +4,10 @@ import type { Cut } from '../../nodes/inference/cuts.js';
 import type { ModelAnalysis } from '../../nodes/inference/split.js';
 import { planChainCuts } from '../../nodes/inference/stages.js';
 import { BoundedQueue } from '../../nodes/scheduler/bounded-queue.js';
+import { ChainRunner } from '../../nodes/scheduler/chain.js';
+import type { ModelRegistry } from '../../nodes/inference/index.js';
+import type { InferClient, PeerCapability, PeerReputation, WorkQueue } from '../../nodes/mesh/index.js';
+import type { Tensor } from '../../protocol/tensor-frame.js';
 
 const hash = (c: string) => c.repeat(64);
 const manifest = (): ChainManifest => ({
@@ -128,5 +132,46 @@ describe('BoundedQueue', () => {
     q.close();
     assert.equal(await q.take(), undefined);
     assert.throws(() => new BoundedQueue(0), RangeError);
+  });
+});
+
+describe('chain streams', () => {
+  it('a frame that fails at a stage does not stop the frames behind it; every frame gets one fate', async () => {
+    // Stage 2 has no holder for frames 0–1 and 5–9 (a partition), then one again. The stream's
+    // ordering is under test here; test/integration/chains.test.ts runs real robots.
+    // Three stages; outputs are checked against the manifest, and this one names none.
+    const two = manifest().stages.map((st) => ({ ...st, outputs: undefined }));
+    const m: ChainManifest = { ...manifest(), stages: [two[0], { ...two[0], hash: hash('d') }, two[1]] };
+    let held = false;
+    const frame: Tensor[] = [{ name: 'x', dtype: 'float32', dims: [1], data: new Float32Array(1) }];
+    const advert = (robot: string, hashes: string[]) =>
+      ({ robot, models: hashes.map((h) => ({ hash: h, wholeMs: 1 })), queue: 0 }) as unknown as PeerCapability;
+    const runner = new ChainRunner({
+      self: 'me',
+      models: { has: () => false, profile: () => undefined } as unknown as ModelRegistry,
+      queue: { length: 0 } as unknown as WorkQueue,
+      client: {
+        infer: async () => ({ outputs: frame, sentBytes: 4 }),
+      } as unknown as InferClient,
+      peers: () => [
+        advert('A', [m.stages[0].hash, m.stages[2].hash]),
+        ...(held ? [advert('B', [m.stages[1].hash])] : []),
+      ],
+      reputation: { penalise: () => undefined } as unknown as PeerReputation,
+    });
+    const stream = runner.open(m, { maxQueue: 2 });
+    const fates: string[] = [];
+    for (let i = 0; i < 16; i++) {
+      held = !((i >= 0 && i < 2) || (i >= 5 && i < 10));
+      const outcome = await stream.offer(frame);
+      fates.push('dropped' in outcome ? 'dropped' : 'failed' in outcome ? 'failed' : 'ok');
+    }
+    await stream.close();
+    assert.deepEqual(fates, [
+      ...['failed', 'failed'],
+      ...['ok', 'ok', 'ok'],
+      ...Array(5).fill('failed'),
+      ...Array(6).fill('ok'),
+    ]);
   });
 });

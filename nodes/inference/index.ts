@@ -38,6 +38,7 @@ export { INFERENCE_MALLOC_TUNABLES } from './runtime-env.js';
 export { textLikeImage } from './sample-images.js';
 export { SessionCache } from './sessions.js';
 export { ModelSlicer } from './slicer.js';
+export { ChainFilesError, type ChainFiles, type ChainFilesOptions, writeChainFiles } from './chain-files.js';
 export { analyzeModel, buildSplit } from './split.js';
 export { BoundaryError } from './wire.js';
 export {

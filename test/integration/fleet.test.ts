@@ -13,7 +13,7 @@ import { identityFromSeed } from '../../nodes/mesh/identity.js';
 import { robotProcessEnv } from '../../nodes/util/malloc-tunables.js';
 import { signerFromSeed } from '../../protocol/ed25519.js';
 import { signEntry, toHex } from '../../protocol/log-entry.js';
-import { DEFAULT_SCENARIO, ScenarioError, parseScenario } from '../../nodes/apps/fleet/scenario.js';
+import { DEFAULT_SCENARIO, ScenarioError, chainHolders, parseScenario } from '../../nodes/apps/fleet/scenario.js';
 import { waitFor } from '../helpers/wait.js';
 
 describe('fleet scenarios', () => {
@@ -45,6 +45,18 @@ describe('fleet scenarios', () => {
     );
     bad('robots: 3\nevents: [{ at: 1, shape: { between: [[r0, r1]], rate_mbit: 1 } }]', /two or more groups/);
     bad('robots: 3\nevents: [{ at: 1, shape: { robots: [r1] } }]', /rate_mbit: expected a number/);
+    assert.deepEqual(s.chain, { stages: 3, precision: 'int8', from: 'r0', fps: 2, replicas: 2 });
+    assert.deepEqual(chainHolders(s.chain!, ['r0', 'r1', 'r2', 'r3']), [
+      ['r1', 'r2'],
+      ['r2', 'r3'],
+      ['r3', 'r1'],
+    ]);
+    bad('robots: 3\nchain: { stages: 1 }', /chain.stages: expected a number ≥ 2/);
+    bad('robots: 3\nchain: { stages: 3, replicas: 3 }', /chain.replicas: an integer from 1 to 2/);
+    bad('robots: 3\nchain: { precision: int4 }', /chain.precision: fp32, fp16 or int8/);
+    bad('robots: 3\nchain: { from: r9 }', /chain.from: unknown robot "r9"/);
+    bad('robots: 3\nchain: { stage: 3 }', /unknown key stage/);
+    bad('robots: 3\nworkload: { model: none }\nchain: { stages: 3 }', /a chain runs the workload's model/);
   });
 
   it('link shaping names links three ways, each link once', () => {
@@ -83,6 +95,7 @@ duration: 26
 sim_speed: 4
 workload: { every: 2, f: 1, model: builtin:cnn }
 anchor_every: 5
+chain: { stages: 3, fps: 4 }
 events:
   - { at: 4, partition: [[r0, r1], [r2, r3]] }
   - { at: 10, heal: true }
@@ -142,6 +155,35 @@ events:
     assert.ok(report.audit?.report, `audit: ${JSON.stringify(report.audit)}`);
     assert.equal(report.audit.report.decision.status, 'final');
     assert.equal(report.audit.report.live.checked, true);
+  });
+
+  it("r0's camera streams through the chain its peers hold; every frame is counted, and the view shows it", () => {
+    const c = report.chain!;
+    assert.ok(c, 'the report has the chain');
+    assert.deepEqual(c.holders, [
+      ['r1', 'r2'],
+      ['r2', 'r3'],
+      ['r3', 'r1'],
+    ]);
+    const st = c.stream;
+    // 4 frames/s from the start of the 26 s timeline until the robots stop.
+    assert.ok(st.offered >= 4 * 24, `offered ${st.offered}`);
+    // The partition (4–10 s) cuts r0 off stage 2's holders: those frames fail or are dropped.
+    // Before and after it, frames get through.
+    assert.ok(st.delivered >= st.offered / 2, JSON.stringify(st));
+    assert.ok(st.failed + st.dropped >= 4, JSON.stringify(st));
+    // Every frame has one fate: frames still in the chain at the last poll are the only gap.
+    const settled = st.delivered + st.dropped + st.failed;
+    assert.ok(settled <= st.offered && settled >= st.offered - 4, JSON.stringify(st));
+    assert.ok(st.p95Ms >= st.p50Ms && st.p50Ms > 0, JSON.stringify(st));
+    // Stage runs went only to robots holding a stage (or standing in), never to r0 itself.
+    assert.ok(!('r0' in st.runs), JSON.stringify(st.runs));
+    assert.ok(Object.keys(st.runs).length >= 2, JSON.stringify(st.runs));
+    assert.ok(
+      views.some((v) => (v.robots.find((r) => r.name === 'r0')?.chains?.delivered ?? 0) > 0),
+      "the dashboard view shows r0's stream",
+    );
+    assert.match(reportMarkdown(report), /## Chain \(pipelined stream\)/);
   });
 });
 

@@ -13,7 +13,8 @@ import { robotPaths } from '../../robot/index.js';
 import type { FleetView } from '../dashboard/index.js';
 import { floorPlan, type MapQuality, mapQuality } from '../sim/index.js';
 import { countTasks } from './robot-runtime.js';
-import type { Scenario } from './scenario.js';
+import type { ChainWorkload, Scenario } from './scenario.js';
+import type { ChainStreamStatus } from './chain-stream.js';
 
 export interface FleetReport {
   scenario: Scenario;
@@ -60,6 +61,8 @@ export interface FleetReport {
   }[];
   /** Per robot whose requests ran early exits: how many did, and how many the exit answered. */
   exits: { robot: string; asked: number; taken: number }[];
+  /** The scenario's chain: who held each stage, and what the streaming robot's camera stream got. */
+  chain: (ChainWorkload & { holders: string[][]; stream: ChainStreamStatus }) | null;
   /** Over the processes hosting robots (each counted once): largest RSS, total RSS / robots, total CPU time. */
   resources: { maxRssMb: number; rssMbPerRobot: number; cpuSeconds: number };
 }

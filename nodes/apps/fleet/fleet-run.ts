@@ -10,7 +10,8 @@ import type { FleetView, FleetViewSource } from '../dashboard/index.js';
 import { ChildRobot, InProcessRobot, type RobotHandle, RobotProcess } from './robot-handle.js';
 import type { Command, RobotStatus, RuntimeInit, TaskReply } from './robot-runtime.js';
 import { FleetError } from './errors.js';
-import type { Scenario } from './scenario.js';
+import { type Scenario, chainHolders } from './scenario.js';
+import { type ChainFiles, writeChainFiles } from '../../inference/index.js';
 import { type FleetReport, type TaskRun, auditRobotStore, inferenceSummary, mapReport } from './fleet-report.js';
 import { type Placement, type ProcessUsage, describePlacement, resolvePlacement } from './placement.js';
 
@@ -39,6 +40,8 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
   private keyName = new Map<string, string>();
   private readonly t0 = Date.now();
   private readonly shapings: FleetReport['links'] = [];
+  /** Per stage of the scenario's chain, the robots holding it. */
+  private chainHolders: string[][] | undefined;
 
   constructor(
     private readonly scenario: Scenario,
@@ -122,6 +125,14 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
                 slowdown: s.slowdown,
                 predictionErrorPct: s.predictionError === undefined ? undefined : 100 * s.predictionError,
                 exits: s.exits,
+                chains: s.chain && {
+                  offered: s.chain.offered,
+                  delivered: s.chain.delivered,
+                  dropped: s.chain.dropped,
+                  failed: s.chain.failed,
+                  replaced: s.chain.replaced,
+                  fps: s.chain.fps,
+                },
               }
             : {}),
         };
@@ -188,6 +199,27 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
         `world ${sc.world}, ${sc.duration} s; anchoring on ${anchorOn}`,
     );
 
+    // The chain: built here once, its stages handed to the robots that hold them.
+    let chain: { files: ChainFiles; holders: string[][] } | undefined;
+    if (sc.chain && sc.workload.model) {
+      const files = await writeChainFiles(
+        sc.workload.model,
+        { stages: sc.chain.stages, precision: sc.chain.precision },
+        join(o.dataDir, 'chain'),
+      );
+      const holders = chainHolders(
+        sc.chain,
+        members.map((_, i) => `r${i}`),
+      );
+      chain = { files, holders };
+      o.log(
+        `chain: ${sc.workload.model} as ${sc.chain.stages} ${sc.chain.precision} stages (balanced by ` +
+          `${files.balancedBy}), held by ${holders.map((h, k) => `${k + 1}: ${h.join(' ')}`).join('; ')}; ` +
+          `${sc.chain.from} streams ${sc.chain.fps} fps`,
+      );
+    }
+    this.chainHolders = chain?.holders;
+
     try {
       const p = this.placement;
       if (typeof p === 'number')
@@ -218,6 +250,11 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
           linkShaping: sc.events.some((e) => 'shape' in e),
           // Starting 50 robots takes a while: the first ones would map (and fill the log) alone.
           holdUntilGo: true,
+          chain: chain && {
+            manifest: chain.files.manifestPath,
+            stages: chain.files.stageFiles.filter((_, k) => chain.holders[k].includes(`r${i}`)),
+            fps: sc.chain!.from === `r${i}` ? sc.chain!.fps : undefined,
+          },
         });
         this.handles.push(h);
         this.statuses.set(h.name, {
@@ -500,6 +537,18 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
     if (measured.length) current.measured = measured;
   }
 
+  private chainReport(): FleetReport['chain'] {
+    const c = this.scenario.chain;
+    const stream = c && this.statuses.get(c.from)?.chain;
+    if (!c || !stream || !this.chainHolders) return null;
+    const runs = Object.entries(stream.runs).map(([peer, n]) => [this.peerName.get(peer) ?? peer.slice(0, 12), n]);
+    return {
+      ...c,
+      holders: this.chainHolders,
+      stream: { ...stream, runs: Object.fromEntries(runs.sort(([a], [b]) => String(a).localeCompare(String(b)))) },
+    };
+  }
+
   private async report(
     anchorOn: string,
     heals: FleetReport['heals'],
@@ -537,6 +586,7 @@ export class FleetRun extends EventEmitter<{ update: [FleetView] }> implements F
       exits: [...this.statuses.entries()]
         .filter(([, s]) => s.exits?.asked)
         .map(([robot, s]) => ({ robot, asked: s.exits.asked, taken: s.exits.taken })),
+      chain: this.chainReport(),
       resources: {
         maxRssMb: Math.max(...usage.map((u) => u.rss)) / 2 ** 20,
         rssMbPerRobot: usage.reduce((a, u) => a + u.rss, 0) / 2 ** 20 / statuses.length,

@@ -46,6 +46,7 @@ export function reportMarkdown(r: FleetReport): string {
           .join(', ')}.`
       : 'Early exits: no request ran one (no exits attached, or none paid).',
     '',
+    ...chainSection(r.chain),
     '## Partitions',
     '',
     r.heals.length ? '| heal at (s) | logs and maps converged after |\n|---|---|' : 'No partition in this scenario.',
@@ -107,4 +108,27 @@ export function reportMarkdown(r: FleetReport): string {
     '',
   ];
   return lines.join('\n');
+}
+
+/** The scenario's chain: stage holders, and the camera stream's fate, frame by frame. */
+function chainSection(c: FleetReport['chain']): string[] {
+  if (!c) return ['## Chain', '', 'No chain in this scenario.', ''];
+  const st = c.stream;
+  const runs = Object.entries(st.runs)
+    .map(([robot, n]) => `${robot} ${n}`)
+    .join(', ');
+  return [
+    '## Chain (pipelined stream)',
+    '',
+    `${c.from}'s camera offered ${c.fps} frames/s to the model as ${c.stages} ${c.precision} stages, held by ` +
+      `${c.holders.map((h, k) => `stage ${k + 1}: ${h.join(', ')}`).join('; ')}.`,
+    '',
+    '| offered | delivered | dropped (oldest first) | failed | stage runs replaced | frames/s | p50 ms | p95 ms |',
+    '|---|---|---|---|---|---|---|---|',
+    `| ${st.offered} | ${st.delivered} | ${st.dropped} | ${st.failed} | ${st.replaced} | ${st.fps.toFixed(2)} | ` +
+      `${st.p50Ms.toFixed(0)} | ${st.p95Ms.toFixed(0)} |`,
+    '',
+    `Stage runs per robot: ${runs || 'none'}.`,
+    '',
+  ];
 }

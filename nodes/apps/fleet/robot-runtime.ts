@@ -4,7 +4,10 @@ import { type TaskStatus, countTasks } from '../../../contracts/tasks.js';
 export { countTasks };
 import { signerFromSeed } from '../../../protocol/ed25519.js';
 import { signEntry } from '../../../protocol/log-entry.js';
-import { decodeFrame, encodeFrame } from '../../../protocol/tensor-frame.js';
+import { decodeFrame, encodeFrame, type Tensor } from '../../../protocol/tensor-frame.js';
+import { decodeChainManifest } from '../../../protocol/chain-manifest.js';
+import { readFile } from 'node:fs/promises';
+import { CameraChainStream, type ChainStreamStatus } from './chain-stream.js';
 import { builtinInputShape, textLikeImage } from '../../inference/index.js';
 import {
   SqliteAnchorQueue,
@@ -58,6 +61,8 @@ export interface RuntimeInit {
    * starts once the whole fleet is up.
    */
   holdUntilGo?: boolean;
+  /** Stage files this robot holds, the chain's manifest, and (the streaming robot) frames per second. */
+  chain?: { manifest: string; stages: string[]; fps?: number };
 }
 
 export type Command =
@@ -113,6 +118,8 @@ export interface RobotStatus {
   slowdown: number;
   /** Requests whose plan ran an exit, and how many it answered. */
   exits: { asked: number; taken: number };
+  /** The camera stream through the scenario's chain (the streaming robot only). */
+  chain?: ChainStreamStatus;
   /** Logged tasks in this robot's log, by state. */
   tasks: Record<TaskStatus, number>;
   rss: number;
@@ -144,6 +151,7 @@ export class RobotRuntime {
     readonly robot: Robot,
     private readonly init: RuntimeInit,
     private readonly linkShaper: LinkShaper | undefined,
+    private readonly camera: CameraChainStream | undefined,
   ) {
     const plan = floorPlan(init.sim.world);
     // Plans have 8 start poses and routes; a larger fleet reuses them (robots do not collide).
@@ -199,6 +207,9 @@ export class RobotRuntime {
       cacheDir: init.cacheDir,
       fleet: { name: init.fleet.name, members: init.fleet.members, bootstrap: init.bootstrap },
       models: init.model ? [{ arg: init.model, inputShape: builtinInputShape(init.model) }] : [],
+      // Every robot may stand in for a stage of the scenario's chain (fetching it from a holder).
+      stages: init.chain?.stages,
+      chains: init.chain && [init.chain.manifest],
       profileRuns: 3,
       // Every robot verifies every advert: a large fleet advertises less often (peers' adverts
       // stay fresh for three periods; the scheduler reads queue lengths from them).
@@ -213,7 +224,13 @@ export class RobotRuntime {
       mapping: { frame: { resolution: plan.world.resolution, origin: plan.world.origin }, syncMs: 1000 },
       anchor,
     });
-    const rt = new RobotRuntime(robot, init, linkShaper);
+    let camera: CameraChainStream | undefined;
+    if (init.chain?.fps) {
+      const manifest = decodeChainManifest(await readFile(init.chain.manifest, 'utf8'), init.chain.manifest);
+      camera = new CameraChainStream(robot, manifest, RobotRuntime.frame(init, 0), init.chain.fps);
+    }
+    const rt = new RobotRuntime(robot, init, linkShaper, camera);
+    if (rt.going) camera?.start();
     rt.timer = setInterval(() => rt.tick(), 100);
     rt.lag.enable();
     return rt;
@@ -277,6 +294,7 @@ export class RobotRuntime {
         return { ok: true };
       case 'go':
         this.going = true;
+        this.camera?.start();
         return { ok: true };
       case 'catch-up':
         this.catchUp = { written: c.written };
@@ -343,6 +361,7 @@ export class RobotRuntime {
       predictionError: r.scheduler.predictionError(),
       slowdown: r.load.slowdown(),
       exits: { ...r.scheduler.exitCounts },
+      chain: this.camera?.status(),
       rss: process.memoryUsage().rss,
       loopLagMs: this.loopLag(),
       cpuMs: process.cpuUsage().user / 1000 + process.cpuUsage().system / 1000,
@@ -390,8 +409,7 @@ export class RobotRuntime {
   private async task(seed: number, f: number): Promise<TaskReply> {
     const model = this.robot.models.hashes()[0];
     if (!model) return { skipped: 'no model' };
-    const [name, shape] = Object.entries(builtinInputShape(this.init.model!) ?? { x: [1, 3, 320, 320] })[0];
-    const image = [{ name, dtype: 'float32' as const, dims: shape, data: textLikeImage(shape[2], shape[3], seed) }];
+    const image = RobotRuntime.frame(this.init, seed);
     try {
       const outcome = await this.robot.inferTask(model, image, { f, deadlineMs: 15_000 });
       this.latencies.push({ at: Date.now() - this.started, ms: outcome.elapsedMs, plan: outcome.plan.kind });
@@ -406,6 +424,12 @@ export class RobotRuntime {
     } catch (err) {
       return { error: (err as Error).message };
     }
+  }
+
+  /** A camera frame for the workload's model: text-like, so the detector finds something. */
+  private static frame(init: RuntimeInit, seed: number): Tensor[] {
+    const [name, shape] = Object.entries(builtinInputShape(init.model!) ?? { x: [1, 3, 320, 320] })[0];
+    return [{ name, dtype: 'float32', dims: shape, data: textLikeImage(shape[2], shape[3], seed) }];
   }
 
   private fault(f: Fault): void {
@@ -469,6 +493,7 @@ export class RobotRuntime {
 
   async stop(): Promise<void> {
     clearInterval(this.timer);
+    await this.camera?.stop();
     this.lag.disable();
     await this.robot.stop();
   }

@@ -41,7 +41,20 @@ export interface Scenario {
   workload: { every: number; f: number; model: string | null };
   /** Seconds between anchors on the IOTA stand-in (or a real node when IOTA_* is set). */
   anchorEvery: number;
+  /** The workload's model as a chain of stages held by other robots, and a camera stream through it. */
+  chain?: ChainWorkload;
   events: ScenarioEvent[];
+}
+
+export interface ChainWorkload {
+  stages: number;
+  precision: 'fp32' | 'fp16' | 'int8';
+  /** The robot whose camera streams frames through the chain (it holds no stage). */
+  from: string;
+  /** Frames per second offered to the stream. */
+  fps: number;
+  /** Robots holding each stage: the next ones after `from` in turn, so a stage outlives a robot. */
+  replicas: number;
 }
 
 export type ScenarioErrorCode = 'BAD_SCENARIO';
@@ -54,7 +67,10 @@ export class ScenarioError extends RobomeshError<ScenarioErrorCode> {
 
 export const FAULT_TYPES = ['wrong-results', 'garbage-tensors', 'fake-walls', 'equivocate', 'forge', 'attack'] as const;
 
-/** What `npm start` runs: 4 robots, a partition and heal, then a robot drawing fake walls. */
+/**
+ * What `npm start` runs: 4 robots, a partition and heal, then a robot drawing fake walls; r0's
+ * camera streams through the detector as 3 stages the others hold.
+ */
 export const DEFAULT_SCENARIO = `
 robots: 4
 world: builtin:small
@@ -63,6 +79,7 @@ duration: 60
 sim_speed: 2
 workload: { every: 4, f: 1, model: builtin:ocr-det }
 anchor_every: 15
+chain: { stages: 3, fps: 2 }
 events:
   - { at: 12, partition: [[r0, r1], [r2, r3]] }
   - { at: 27, heal: true }
@@ -154,6 +171,44 @@ function shaping(v: unknown, where: string, robot: (v: unknown, where: string) =
   return { links: pairs, bytesPerSecond: (rate * 1e6) / 8, delayMs, text: `${names}: ${rate} Mbit/s, ${delayMs} ms` };
 }
 
+function chainWorkload(
+  v: unknown,
+  robots: number,
+  robot: (v: unknown, where: string) => string,
+  model: string | null,
+): ChainWorkload {
+  const c = v as Record<string, unknown>;
+  if (typeof c !== 'object' || c === null || Array.isArray(c))
+    fail('chain', 'expected { stages, fps, precision?, from?, replicas? }');
+  const known = ['stages', 'fps', 'precision', 'from', 'replicas'];
+  for (const k of Object.keys(c))
+    if (!known.includes(k)) fail('chain', `unknown key ${k} (known: ${known.join(', ')})`);
+  if (model === null) fail('chain', "a chain runs the workload's model: give workload.model");
+  const stages = num(c.stages ?? 3, 'chain.stages', 2);
+  if (!Number.isInteger(stages) || stages > 8) fail('chain.stages', 'an integer from 2 to 8');
+  const replicas = num(c.replicas ?? Math.min(2, robots - 1), 'chain.replicas', 1);
+  if (!Number.isInteger(replicas) || replicas > robots - 1)
+    fail('chain.replicas', `an integer from 1 to ${robots - 1} (the robots other than the streaming one)`);
+  const precision = c.precision ?? 'int8';
+  if (precision !== 'fp32' && precision !== 'fp16' && precision !== 'int8')
+    fail('chain.precision', `fp32, fp16 or int8, got ${JSON.stringify(precision)}`);
+  return {
+    stages,
+    precision,
+    from: robot(c.from ?? 'r0', 'chain.from'),
+    fps: num(c.fps ?? 2, 'chain.fps', 0.1),
+    replicas,
+  };
+}
+
+/** Per stage, the robots holding it: the robots after `from`, each stage `replicas` of them in turn. */
+export function chainHolders(chain: ChainWorkload, robots: string[]): string[][] {
+  const others = robots.filter((r) => r !== chain.from);
+  return Array.from({ length: chain.stages }, (_, k) =>
+    Array.from({ length: chain.replicas }, (_, j) => others[(k + j) % others.length]),
+  );
+}
+
 export function parseScenario(text: string, source = 'scenario'): Scenario {
   let doc: Record<string, unknown>;
   try {
@@ -162,7 +217,17 @@ export function parseScenario(text: string, source = 'scenario'): Scenario {
     throw new ScenarioError('BAD_SCENARIO', `${source}: not YAML: ${(err as Error).message}`);
   }
   if (typeof doc !== 'object' || Array.isArray(doc)) fail(source, 'expected a map');
-  const known = new Set(['robots', 'world', 'seed', 'duration', 'sim_speed', 'workload', 'anchor_every', 'events']);
+  const known = new Set([
+    'robots',
+    'world',
+    'seed',
+    'duration',
+    'sim_speed',
+    'workload',
+    'anchor_every',
+    'chain',
+    'events',
+  ]);
   for (const k of Object.keys(doc))
     if (!known.has(k)) fail(source, `unknown key ${k} (known: ${[...known].join(', ')})`);
   const robots = num(doc.robots ?? 4, 'robots', 2);
@@ -171,6 +236,8 @@ export function parseScenario(text: string, source = 'scenario'): Scenario {
   const robot = (v: unknown, where: string): string =>
     typeof v === 'string' && names.has(v) ? v : fail(where, `unknown robot ${JSON.stringify(v)} (r0..r${robots - 1})`);
   const w = (doc.workload ?? {}) as Record<string, unknown>;
+  const model =
+    w.model === null || w.model === 'none' ? null : typeof w.model === 'string' ? w.model : 'builtin:ocr-det';
   const events = ((doc.events ?? []) as unknown[]).map((e, i): ScenarioEvent => {
     const where = `events[${i}]`;
     const ev = e as Record<string, unknown>;
@@ -214,9 +281,10 @@ export function parseScenario(text: string, source = 'scenario'): Scenario {
         w.k !== undefined
           ? fail('workload.k', 'tasks now state f, the lying executors they survive (2f + 1 run each): use f')
           : Math.min(4, Math.floor(num(w.f ?? 1, 'workload.f'))),
-      model: w.model === null || w.model === 'none' ? null : typeof w.model === 'string' ? w.model : 'builtin:ocr-det',
+      model,
     },
     anchorEvery: num(doc.anchor_every ?? 15, 'anchor_every'),
+    chain: doc.chain === undefined ? undefined : chainWorkload(doc.chain, robots, robot, model),
     events: events.sort((a, b) => a.at - b.at),
   };
 }

@@ -396,8 +396,13 @@ export class Scheduler extends EventEmitter<{ decision: [Decision] }> {
 
     for (const peer of executors) {
       if (deadline - performance.now() <= localTailMs) break;
+      // A stand-by peer expected to take longer than finishing here is no failover: after an
+      // offload stalled on a link that had just dropped to 1 Mbit/s, the next peer over an equally
+      // slow link took 14 s where the local run took 0.15 s.
+      const expected = predictedFor(peer);
+      if (peer !== plan.peer && (!expected || expected.predictedMs - expected.breakdown.headMs > localTailMs)) continue;
       try {
-        const result = await askRemote(peer, predictedFor(peer));
+        const result = await askRemote(peer, expected);
         return finish(peer, result.outputs, [{ executor: peer, outputs: result.outputs }]);
       } catch (err) {
         failovers.push({ peer, code: (err as RobomeshError).code ?? 'ERROR', message: (err as Error).message });

@@ -178,6 +178,31 @@ describe('robot mesh (3 robots, real libp2p on loopback, PaddleOCR detector)', f
     assert.ok(maxDiff(local, after.outputs) <= 1e-4);
   });
 
+  it('after a failed offload, a stand-by peer slower than running here is skipped: the request runs here', async () => {
+    const [a, b, c] = robots;
+    // a's link to c reads 0.1 Mbit/s: shipping the input there takes longer than the whole model here.
+    a.links.recordTransfer(c.peerId, 100_000, 8000);
+    let first = true;
+    b.service.tamper = (_r, out) => {
+      if (!first) return out;
+      first = false;
+      return out.slice().fill(0xab, 0, 16);
+    };
+    try {
+      const out = await a.infer(model, input, { force: { kind: 'offload', peer: b.peerId } });
+      assert.equal(out.decision.executor, a.peerId);
+      assert.deepEqual(
+        out.decision.failovers.map((f) => f.peer),
+        [b.peerId],
+        'c was not tried',
+      );
+      assert.ok(maxDiff(local, out.outputs) <= 1e-4);
+    } finally {
+      b.service.tamper = undefined;
+      a.reputation.forgive(b.peerId);
+    }
+  });
+
   it('a Byzantine peer sending garbage is isolated; requests still complete and others are unaffected', async () => {
     const [a, b, c] = robots;
     c.service.tamper = (_r, out) => {

@@ -56,6 +56,10 @@ export async function fleetCommand(args: FleetArgs): Promise<void> {
       throw new UsageError(`the scenario's events name robots beyond --robots ${args.robots}`);
     }
     scenario.robots = args.robots;
+    const chain = scenario.chain;
+    if (chain && Number(chain.from.slice(1)) >= args.robots)
+      throw new UsageError(`the scenario's chain streams from ${chain.from}, beyond --robots ${args.robots}`);
+    if (chain) chain.replicas = Math.min(chain.replicas, args.robots - 1);
   }
   if (args.duration) scenario.duration = args.duration;
   const dir = args.dataDir ?? (await mkdtemp(join(tmpdir(), 'robomesh-fleet-')));

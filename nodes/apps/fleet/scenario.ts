@@ -204,9 +204,9 @@ function chainWorkload(
 /** Per stage, the robots holding it: the robots after `from`, each stage `replicas` of them in turn. */
 export function chainHolders(chain: ChainWorkload, robots: string[]): string[][] {
   const others = robots.filter((r) => r !== chain.from);
-  return Array.from({ length: chain.stages }, (_, k) =>
-    Array.from({ length: chain.replicas }, (_, j) => others[(k + j) % others.length]),
-  );
+  return Array.from({ length: chain.stages }, (_, k) => [
+    ...new Set(Array.from({ length: chain.replicas }, (_, j) => others[(k + j) % others.length])),
+  ]);
 }
 
 export function parseScenario(text: string, source = 'scenario'): Scenario {

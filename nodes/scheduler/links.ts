@@ -31,8 +31,8 @@ const PROBE_RTT_FRESH_MS = 10_000;
  * the estimate up to PROBE_AGE_MAX_MS: a steady link costs a third of the probes, and a step is
  * still seen within PROBE_AGE_MAX_MS plus one short wait for the confirming sample.
  */
-export const PROBE_AGE_MIN_MS = 500;
-export const PROBE_AGE_MAX_MS = 1500;
+const PROBE_AGE_MIN_MS = 500;
+const PROBE_AGE_MAX_MS = 1500;
 /** Weight of a probe's sample above the estimate (a transfer's is `alpha`). */
 const PROBE_ALPHA_UP = 0.5;
 /** A probe's sample this close to the estimate (either way) agrees with it. */

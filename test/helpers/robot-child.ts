@@ -6,6 +6,7 @@ import { loadCalibration, textLikeImage } from '../../nodes/inference/index.js';
 import type { Tensor } from '../../protocol/tensor-frame.js';
 import { type ChainManifest, decodeChainManifest } from '../../protocol/chain-manifest.js';
 import { identityFromSeed } from '../../nodes/mesh/identity.js';
+import { probe } from '../../nodes/mesh/probe.js';
 import { LinkShaper } from '../../nodes/mesh/link-shaper.js';
 import { Robot } from '../../nodes/robot/robot.js';
 import type { InferOptions } from '../../nodes/scheduler/index.js';
@@ -137,6 +138,13 @@ async function command(line: string): Promise<void> {
         window: o.window,
       });
       out('stream', { ...stats, order });
+    } else if (cmd === 'probe') {
+      // A measurement of the link as it is (bench:adapt's truth), in the work queue as the
+      // robot's own probes are, so never beside one of them.
+      const [, peer, bytes] = line.split(' ');
+      out('probe', await robot.service.queue.run(() => probe(robot.host.node, peer, Number(bytes), 30_000)));
+    } else if (cmd === 'backlog') {
+      out('backlog', { bytes: linkShaper.backlog() });
     } else if (cmd === 'shape') {
       const [, peer, mbit, delay] = line.split(' ');
       const rate = (Number(mbit) * 1e6) / 8;

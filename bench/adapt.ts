@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { median } from '../nodes/inference/index.js';
 import { identityFromSeed } from '../nodes/mesh/index.js';
 import type { Plan } from '../nodes/scheduler/index.js';
 import type { LinkEstimate } from '../nodes/scheduler/links.js';
@@ -55,10 +56,6 @@ const planName = (p: Plan, names: Map<string, string>): string =>
   p.kind === 'local'
     ? 'local'
     : `${p.kind}${p.kind === 'split' ? ` ${p.cut} ${p.precision}` : ''} → ${names.get(p.peer!) ?? '?'}`;
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length === 0 ? NaN : s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
 
 interface Decided {

@@ -8,8 +8,7 @@ import { RosError } from './errors.js';
 import { assemble, toOccupancyGrid, ScanMatchingLocalizer } from '../nodes/mapping/index.js';
 import type { Robot } from '../nodes/robot/index.js';
 import type { OpenStream } from '../nodes/scheduler/index.js';
-import { type ChainManifest, decodeChainManifest } from '../protocol/chain-manifest.js';
-import { readFileSync } from 'node:fs';
+import type { ChainManifest } from '../protocol/chain-manifest.js';
 import type { LaserScan, Pose } from '../protocol/sensors.js';
 import { type CameraFit, type RosCompressedImage, type RosImage, compressedToTensor, imageToTensor } from './image.js';
 import type { RobotParams } from './params.js';
@@ -72,14 +71,14 @@ export class RobotRosNode {
       ledger: pub('ledger', 'robomesh_msgs/msg/LedgerEvent'),
       diagnostics: pub('diagnostics', 'diagnostic_msgs/msg/DiagnosticArray'),
     };
+    // robot-setup gives the robot `inference.chain` as its one chain (read and checked at its start).
     if (params.inference.chain) {
-      let text: string;
-      try {
-        text = readFileSync(params.inference.chain, 'utf8');
-      } catch (err) {
-        throw new RosError('BAD_CONFIG', `inference.chain: cannot read ${params.inference.chain}: ${String(err)}`);
-      }
-      const manifest = decodeChainManifest(text, params.inference.chain);
+      const manifest = robot.chainManifest(params.inference.chain);
+      if (!manifest)
+        throw new RosError(
+          'BAD_CONFIG',
+          `inference.chain: ${params.inference.chain}: the robot was started without it`,
+        );
       this.chain = { manifest, stream: robot.chains.open(manifest, { maxQueue: 2 }) };
     }
     this.unsubscribe.push(

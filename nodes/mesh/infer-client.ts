@@ -1,6 +1,7 @@
 import type { Stream } from '@libp2p/interface';
 import { peerIdFromString } from '@libp2p/peer-id';
 import { type LengthPrefixedStream, lpStream } from '@libp2p/utils';
+import { settleBy } from '../util/index.js';
 import { FrameError, RobomeshError } from '../../protocol/errors.js';
 import { LIMITS } from '../../protocol/limits.js';
 import {
@@ -96,14 +97,6 @@ export class InferClient {
     };
     let pooled: PooledStream | undefined;
     this.running.set(peer, this.inFlight(peer) + 1);
-    // Opening a stream to a peer just partitioned away did not always heed the signal: the request
-    // never settled, and a chain stream waiting on it in frame order stopped for good. The race
-    // makes the deadline hold whatever the stack does.
-    const cutOff = new Promise<never>((_, reject) => {
-      if (abort.aborted) reject(abort.reason);
-      abort.addEventListener('abort', () => reject(abort.reason), { once: true });
-    });
-    cutOff.catch(() => undefined);
     const exchange = async (): Promise<RemoteResult> => {
       pooled = await this.take(peer, abort);
       await writeMessage(pooled.lp, pooled.stream, request, frame, abort);
@@ -143,7 +136,8 @@ export class InferClient {
     // Past a lost race nobody reads it: a stream it opened late goes.
     running.catch(() => pooled?.stream.abort(new Error('request cut off')));
     try {
-      return await Promise.race([running, cutOff]);
+      // Opening a stream did not always heed the signal: a request must settle by its deadline.
+      return await settleBy(running, abort);
     } catch (err) {
       pooled?.stream.abort(err instanceof Error ? err : new Error(String(err)));
       if (deadline.aborted) throw new InferError('DEADLINE', `${peer} did not answer within ${budgetMs.toFixed(0)} ms`);

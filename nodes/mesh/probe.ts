@@ -1,4 +1,4 @@
-import type { Startable } from '../util/index.js';
+import { settleBy, type Startable } from '../util/index.js';
 import { peerIdFromString } from '@libp2p/peer-id';
 import { lpStream } from '@libp2p/utils';
 import { LIMITS } from '../../protocol/limits.js';
@@ -69,13 +69,6 @@ async function handleProbes(node: MeshNode): Promise<void> {
 export async function probe(node: MeshNode, peer: string, bytes: number, timeoutMs = 10_000): Promise<ProbeTiming> {
   const signal = AbortSignal.timeout(Math.ceil(timeoutMs));
   let stream: Awaited<ReturnType<MeshNode['dialProtocol']>> | undefined;
-  // Opening the stream or writing under backpressure did not always heed the signal (seen with
-  // tc tbf): the probe never returned, and its robot never probed again. The race makes the
-  // deadline hold whatever the stack does.
-  const deadline = new Promise<never>((_, reject) => {
-    if (signal.aborted) reject(signal.reason);
-    signal.addEventListener('abort', () => reject(signal.reason), { once: true });
-  });
   const run = async (): Promise<ProbeTiming> => {
     stream = await node.dialProtocol(peerIdFromString(peer), PROBE_PROTOCOL, { signal });
     const lp = lpStream(stream, { maxDataLength: MAX_PROBE });
@@ -88,11 +81,10 @@ export async function probe(node: MeshNode, peer: string, bytes: number, timeout
     const rttMs = await timed(1);
     return { rttMs, ms: await timed(Math.min(bytes, MAX_PROBE)) };
   };
-  deadline.catch(() => undefined); // the race below reads it; past the race nobody does
-  const running = run();
-  running.catch(() => undefined); // a run that lost the race ends in its own time
   try {
-    const timing = await Promise.race([running, deadline]);
+    // Opening the stream or writing under backpressure did not always heed the signal (seen with
+    // tc tbf): the probe never returned, and its robot never probed again.
+    const timing = await settleBy(run(), signal);
     // Not awaited: the figure is in, and a close that waits on a slow link must not hold the
     // caller (a close left unbounded stalled every later probe of a robot for good).
     stream!.close({ signal }).catch((err: Error) => stream!.abort(err));

@@ -174,6 +174,8 @@ export interface RobotComponents {
   reputation: PeerReputation;
   scheduler: Scheduler;
   chains: ChainRunner;
+  /** The chains of its `chains` config by file, read once at start. */
+  chainManifests: ReadonlyMap<string, ChainManifest>;
   ledger?: Ledger;
   replicator?: LogReplicator;
   taskExecutor?: TaskExecutor;
@@ -235,6 +237,10 @@ export class Robot {
   /** Runs chains of stages held across the fleet (one request, or a pipelined stream). */
   get chains(): ChainRunner {
     return this.parts.chains;
+  }
+  /** The chain its `chains` config names by this file (read at start), if it does. */
+  chainManifest(file: string): ChainManifest | undefined {
+    return this.parts.chainManifests.get(file);
   }
   get ledger(): Ledger | undefined {
     return this.parts.ledger;
@@ -511,8 +517,8 @@ export class Robot {
  * fetched by hash from a peer holding one (the bytes must hash to it and be that chain's stage),
  * and only within its memory budget (addStage refuses past it). One fetch per stage at a time.
  */
-async function loadManifests(files: string[]): Promise<ChainManifest[]> {
-  const manifests: ChainManifest[] = [];
+async function loadManifests(files: string[]): Promise<Map<string, ChainManifest>> {
+  const manifests = new Map<string, ChainManifest>();
   for (const file of files) {
     let text: string;
     try {
@@ -520,7 +526,7 @@ async function loadManifests(files: string[]): Promise<ChainManifest[]> {
     } catch (err) {
       throw new RobotError('BAD_CONFIG', `chains: cannot read ${file}: ${(err as Error).message}`);
     }
-    manifests.push(decodeChainManifest(text, file));
+    manifests.set(file, decodeChainManifest(text, file));
   }
   return manifests;
 }
@@ -704,7 +710,8 @@ async function assemble(
     return adverts.fresh().filter((a) => connected.has(a.robot) && !reputation.isIsolated(a.robot));
   };
   const chains = new ChainRunner({ self: host.peerId, models, queue, client, peers: goodPeers, reputation });
-  const manifests = await loadManifests(config.chains ?? []);
+  const chainManifests = await loadManifests(config.chains ?? []);
+  const manifests = [...chainManifests.values()];
   const scheduler = new Scheduler({
     self: host.peerId,
     models,
@@ -792,6 +799,7 @@ async function assemble(
     reputation,
     scheduler,
     chains,
+    chainManifests,
     ledger,
     replicator,
     taskExecutor,

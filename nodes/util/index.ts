@@ -9,3 +9,4 @@ export {
 } from './malloc-tunables.js';
 export { prng } from './prng.js';
 export { type Startable, Timers } from './service.js';
+export { settleBy } from './abort.js';

@@ -5,8 +5,6 @@ export { countTasks };
 import { signerFromSeed } from '../../../protocol/ed25519.js';
 import { signEntry } from '../../../protocol/log-entry.js';
 import { decodeFrame, encodeFrame, type Tensor } from '../../../protocol/tensor-frame.js';
-import { decodeChainManifest } from '../../../protocol/chain-manifest.js';
-import { readFile } from 'node:fs/promises';
 import { CameraChainStream, type ChainStreamStatus } from './chain-stream.js';
 import { builtinInputShape, textLikeImage } from '../../inference/index.js';
 import {
@@ -225,10 +223,10 @@ export class RobotRuntime {
       anchor,
     });
     let camera: CameraChainStream | undefined;
-    if (init.chain?.fps) {
-      const manifest = decodeChainManifest(await readFile(init.chain.manifest, 'utf8'), init.chain.manifest);
+    // The chain as the robot read it from `chains`.
+    const manifest = init.chain && robot.chainManifest(init.chain.manifest);
+    if (manifest && init.chain?.fps)
       camera = new CameraChainStream(robot, manifest, RobotRuntime.frame(init, 0), init.chain.fps);
-    }
     const rt = new RobotRuntime(robot, init, linkShaper, camera);
     if (rt.going) camera?.start();
     rt.timer = setInterval(() => rt.tick(), 100);
